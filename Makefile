@@ -1,0 +1,45 @@
+# medner: `make demo` sets up and runs the main job; `make test` sets up and runs the tests.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+# Here and in CI the corpus sits beside the project; elsewhere `medner data fetch` caches it.
+SHARED_DATA := $(abspath ../shared/data/behealthy)
+ifneq ($(wildcard $(SHARED_DATA)/train_sent),)
+export MEDNER_DATA_DIR ?= $(SHARED_DATA)
+endif
+export USERNAME ?= $(or $(USER),medner)
+export WHYLOGS_NO_ANALYTICS := 1
+export HF_HUB_OFFLINE ?= 1
+export TOKENIZERS_PARALLELISM ?= false
+
+.PHONY: setup demo test lint clean
+
+setup: $(STAMP)
+
+# torch first (a CPU wheel on this machine), then the locked set in one pass, then pip check.
+$(STAMP): pyproject.toml requirements.lock
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -r requirements.lock
+	$(BIN)/pip install --quiet --no-deps -e .
+	$(BIN)/pip check
+	touch $@
+
+demo: setup
+	@test -f "$${MEDNER_DATA_DIR:-$$HOME/.cache/medner/behealthy}/train_sent" || $(BIN)/medner data fetch
+	$(BIN)/python flows/data_flow.py run
+	$(BIN)/python flows/train_flow.py run
+
+test: setup
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest
+
+lint: setup
+	$(BIN)/ruff check .
+
+clean:
+	rm -rf $(VENV) .metaflow .pytest_cache

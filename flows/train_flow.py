@@ -1,0 +1,94 @@
+"""TrainFlow: fine-tune the disease/treatment tagger and evaluate it honestly."""
+
+from metaflow import FlowSpec, Parameter, card, current, resources, step
+
+
+class TrainFlow(FlowSpec):
+    """Fine-tune a transformer token classifier for diseases (D) and treatments (T).
+
+    Steps:
+      start    - take the data of a DataFlow run (default: the latest), or prepare it here if none
+      train    - fine-tune on train, keep the epoch with the best dev entity F1 (GPU with --with batch)
+      evaluate - decode the test split (BIO-constrained Viterbi) and report metrics in a card
+      end      - print the headline metrics
+    """
+
+    data_run = Parameter("data-run", default="", help="DataFlow run pathspec (default: latest successful)")
+    data_dir = Parameter("data-dir", default="", help="prepare data from this folder instead of a DataFlow run")
+    base_model = Parameter("base-model", default="", help="HF model id or folder (default: offline MiniLM-L6)")
+    learning_rate = Parameter("learning-rate", default=1e-4)
+    epochs = Parameter("epochs", default=4)
+    batch_size = Parameter("batch-size", default=16)
+    patience = Parameter("patience", default=2, help="epochs without dev improvement before stopping")
+    decode = Parameter("decode", default="viterbi", help="viterbi or argmax")
+    seed = Parameter("seed", default=13)
+    threads = Parameter("threads", default=0, help="torch CPU threads (0: all cores)")
+    bf16 = Parameter("bf16", default=False, help="CPU autocast to bfloat16")
+    max_train_sentences = Parameter("max-train-sentences", default=0, help="0: all (small values for tests)")
+    max_steps = Parameter("max-steps", default=0, help="0: no limit (small values for tests)")
+
+    @step
+    def start(self):
+        """Load the prepared data of a DataFlow run, or prepare it from the data folder."""
+        from medner.pipeline import load_data
+
+        data = load_data(self.data_run, self.data_dir)
+        self.train_data, self.dev_data, self.test_data = data.train, data.dev, data.test
+        self.data_version, self.data_source = data.version, data.source
+        print(f"data {self.data_version} from {self.data_source}: "
+              f"{len(self.train_data)} train, {len(self.dev_data)} dev, {len(self.test_data)} test")
+        self.next(self.train)
+
+    @resources(gpu=1, cpu=4, memory=16000)
+    @step
+    def train(self):
+        """Fine-tune; select the epoch on the dev split only."""
+        from medner.config import TrainConfig
+        from medner.training import model_to_files, train
+
+        self.config = TrainConfig(
+            base_model=self.base_model, learning_rate=self.learning_rate, epochs=self.epochs,
+            batch_size=self.batch_size, patience=self.patience, decode=self.decode, seed=self.seed,
+            threads=self.threads, bf16=self.bf16, max_train_sentences=self.max_train_sentences,
+            max_steps=self.max_steps,
+        ).to_dict()
+        result = train(TrainConfig(**self.config), self.train_data, self.dev_data, on_epoch=_print_epoch)
+        self.history, self.best_epoch, self.dev_metrics = result.history, result.best_epoch, result.dev_metrics
+        self.train_seconds, self.train_device, self.train_threads = result.train_seconds, result.device, result.threads
+        self.model_files = model_to_files(result.model, result.tokenizer)
+        self.next(self.evaluate)
+
+    @card(type="blank")
+    @step
+    def evaluate(self):
+        """Evaluate the selected model on the untouched test split."""
+        from medner.pipeline import evaluate_test_split
+        from medner.report import training_card
+
+        evaluation = evaluate_test_split(self.model_files, self.test_data, self.config["decode"])
+        self.metrics = {**evaluation.metrics, "train_seconds": self.train_seconds}
+        self.metrics_argmax = evaluation.metrics_argmax
+        self.confusion = evaluation.confusion
+        training_card(
+            current.card, self.metrics, self.metrics_argmax, self.history, self.config, self.data_version,
+            evaluation.confusion, self.test_data, evaluation.predictions,
+        )
+        self.next(self.end)
+
+    @step
+    def end(self):
+        """Print the headline metrics."""
+        m = self.metrics
+        print(f"test entity F1 {m['entity_f1']:.4f} (D {m['entity_f1_D']:.4f}, T {m['entity_f1_T']:.4f}; "
+              f"relaxed {m['entity_f1_relaxed']:.4f}; token-weighted {m['token_weighted_f1']:.4f}; "
+              f"argmax {self.metrics_argmax['entity_f1']:.4f}); best epoch {self.best_epoch}, "
+              f"trained in {self.train_seconds:.0f}s on {self.train_device}")
+
+
+def _print_epoch(row: dict) -> None:
+    print(f"epoch {row['epoch']}: train loss {row['train_loss']:.4f}, dev entity F1 {row['dev_entity_f1']:.4f} "
+          f"({row['epoch_seconds']:.0f}s, {row['train_sentences_per_second']:.1f} sentences/s)")
+
+
+if __name__ == "__main__":
+    TrainFlow()

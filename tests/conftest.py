@@ -1,0 +1,46 @@
+"""Shared fixtures: a tiny synthetic BeHealthy corpus, so tests need neither the real corpus nor
+the network."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+
+from medner.data import Sentence, write_behealthy
+
+DISEASES = [["breast", "cancer"], ["asthma"], ["type", "2", "diabetes"], ["hypertension"], ["migraine"]]
+TREATMENTS = [["tamoxifen"], ["inhaled", "steroids"], ["metformin"], ["beta", "blockers"], ["surgery"]]
+TEMPLATES = [
+    ["Patients", "with", "{D}", "were", "treated", "with", "{T}", "."],
+    ["{T}", "reduced", "symptoms", "of", "{D}", "in", "this", "trial", "."],
+    ["We", "studied", "{D}", "outcomes", "over", "five", "years", "."],
+    ["The", "effect", "of", "{T}", "on", "{D}", "remains", "unclear", "."],
+]
+
+
+def synthetic_sentences(n: int, seed: int = 0) -> list[Sentence]:
+    rng = random.Random(seed)
+    sentences = []
+    for _ in range(n):
+        tokens, labels = [], []
+        for slot in rng.choice(TEMPLATES):
+            if slot in ("{D}", "{T}"):
+                words = rng.choice(DISEASES if slot == "{D}" else TREATMENTS)
+                tokens += words
+                labels += [slot[1]] * len(words)
+            else:
+                tokens.append(slot)
+                labels.append("O")
+        sentences.append(Sentence(tuple(tokens), tuple(labels)))
+    return sentences
+
+
+@pytest.fixture(scope="session")
+def tiny_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A BeHealthy folder with 60 train and 20 test synthetic sentences."""
+    folder = tmp_path_factory.mktemp("behealthy")
+    write_behealthy(synthetic_sentences(60, seed=1), folder, "train")
+    write_behealthy(synthetic_sentences(20, seed=2), folder, "test")
+    return folder

@@ -1,0 +1,41 @@
+import json
+
+import pytest
+
+from tests.flows.conftest import card_data
+
+pytestmark = pytest.mark.slow
+
+TINY = ["--epochs", "1", "--batch-size", "8", "--threads", "1", "--max-steps", "4"]
+METRIC_KEYS = {"entity_f1", "entity_f1_D", "entity_f1_T", "entity_f1_relaxed", "token_weighted_f1", "train_seconds"}
+
+
+def test_train_flow_uses_the_latest_data_flow_run(flow_runner) -> None:
+    flow_runner.run("data_flow.py")
+    flow_runner.run("train_flow.py", *TINY)
+    result = flow_runner.client(
+        "data = Flow('DataFlow').latest_successful_run\n"
+        "run = Flow('TrainFlow').latest_successful_run\n"
+        "from metaflow.cards import get_cards\n"
+        "html = get_cards(run['evaluate'].task)[0].get()\n"
+        "result = dict(metrics=run.data.metrics, source=run.data.data_source, version=run.data.data_version,"
+        " data_pathspec=data.pathspec, data_version=data.data.data_version, files=sorted(run.data.model_files),"
+        " config=run.data.config, card=html)"
+    )
+    assert METRIC_KEYS <= set(result["metrics"])
+    assert all(0.0 <= result["metrics"][k] <= 1.0 for k in METRIC_KEYS - {"train_seconds"})
+    assert result["source"] == result["data_pathspec"]
+    assert result["version"] == result["data_version"]
+    assert "config.json" in result["files"] and "tokenizer.json" in result["files"]
+    assert result["config"]["max_steps"] == 4 and result["config"]["decode"] == "viterbi"
+    card = json.dumps(card_data(result["card"]))
+    assert f"Test entity F1 {result['metrics']['entity_f1']:.3f}" in card
+    assert "Sample of errors" in card and "precision" in card
+    assert card.count('"type": "image"') == 2  # learning curve and confusion matrix
+
+
+def test_train_flow_prepares_data_itself_without_a_data_flow_run(flow_runner, tiny_corpus) -> None:
+    proc = flow_runner.run("train_flow.py", *TINY)
+    assert "test entity F1" in proc.stdout + proc.stderr
+    source = flow_runner.client("result = Flow('TrainFlow').latest_successful_run.data.data_source")
+    assert source == str(tiny_corpus)
