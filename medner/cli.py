@@ -57,6 +57,47 @@ def data_check(
     typer.echo(json.dumps({name: corpus_stats(s) for name, s in splits.items()}, indent=2))
 
 
+@app.command("export")
+def export_command(
+    run: Annotated[str, typer.Option(help="TrainFlow run pathspec (default: latest successful).")] = "",
+    model_dir: Annotated[Path | None, typer.Option(help="Export this model folder instead of a run.")] = None,
+    repository: Annotated[Path, typer.Option(envvar="MEDNER_REPOSITORY", help="Triton model repository.")] = Path(
+        "model_repository"),
+    data_dir: DataDirOption = None,
+    threads: Annotated[int, typer.Option(help="ONNX Runtime threads for the gates.")] = 1,
+) -> None:
+    """Export a trained model to ONNX (fp32 + INT8) as a new version in the model repository."""
+    import tempfile
+
+    from export.onnx_export import ExportRefused, export_model
+    from medner.config import data_dir as resolve_data_dir
+    from medner.data import read_behealthy
+    from medner.training import files_to_dir
+
+    with tempfile.TemporaryDirectory() as tmp:
+        if model_dir is None:
+            from metaflow import Flow, Run
+
+            source = Run(run) if run else Flow("TrainFlow").latest_successful_run
+            model_dir = files_to_dir(source.data.model_files, tmp)
+            test = source.data.test_data
+            lineage = {"source": source.pathspec, "data_version": source.data.data_version,
+                       "train_metrics": source.data.metrics, "config": source.data.config}
+            method = source.data.config["decode"]
+        else:
+            test = read_behealthy(resolve_data_dir(data_dir))["test"]
+            lineage, method = {"source": str(model_dir.resolve())}, "viterbi"
+        try:
+            folder = export_model(model_dir, repository / "ner_encoder", test, lineage, method, threads)
+        except ExportRefused as err:
+            typer.secho(f"export refused: {err}", fg="red", err=True)
+            raise typer.Exit(1) from None
+    record = json.loads((folder / "lineage.json").read_text())
+    typer.echo(json.dumps({"version_dir": str(folder), "gates": record["gates"],
+                           "entity_f1_fp32": record["metrics_fp32"]["entity_f1"],
+                           "entity_f1_int8": record["metrics_int8"]["entity_f1"]}, indent=2))
+
+
 @app.command()
 def version() -> None:
     """Print the medner version."""

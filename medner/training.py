@@ -225,7 +225,7 @@ def train(
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
             losses.append(out.loss.item())
-            bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
+            bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}", refresh=False)
             step += 1
             if config.max_steps and step >= config.max_steps:
                 break

@@ -44,3 +44,17 @@ def tiny_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
     write_behealthy(synthetic_sentences(60, seed=1), folder, "train")
     write_behealthy(synthetic_sentences(20, seed=2), folder, "test")
     return folder
+
+
+@pytest.fixture(scope="session")
+def untrained_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The offline MiniLM with a fresh (seeded) classification head, saved as a model folder:
+    arbitrary but deterministic predictions, enough to compare code paths."""
+    import torch
+
+    from medner.config import default_base_model
+    from medner.training import load_tokenizer_and_model, save_model
+
+    torch.manual_seed(0)
+    tokenizer, model = load_tokenizer_and_model(default_base_model())
+    return save_model(model, tokenizer, tmp_path_factory.mktemp("untrained"))

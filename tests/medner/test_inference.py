@@ -1,0 +1,70 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from medner.data import read_behealthy
+from medner.inference import extract, predict_sentences, tokenize_notes
+from medner.training import load_model, predict
+
+
+@pytest.fixture(scope="module")
+def tokenizer_and_model(untrained_model_dir: Path):
+    return load_model(untrained_model_dir)
+
+
+def torch_encode(model):
+    import torch
+
+    def encode(input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            return model(input_ids=torch.from_numpy(input_ids), attention_mask=torch.from_numpy(attention_mask)
+                         ).logits.numpy()
+
+    return encode
+
+
+def test_long_notes_are_windowed_without_losing_a_word(tokenizer_and_model) -> None:
+    tokenizer, _ = tokenizer_and_model
+    note = " ".join(f"hyperlipidaemia{i % 7} treated," for i in range(300))
+    batch = tokenize_notes(tokenizer, [note, "short note", ""], max_length=64, stride=16)
+    long_note, short, empty = batch.notes
+    assert long_note.n_windows > 10 and short.n_windows == 1 and empty.n_windows == 1
+    assert batch.input_ids.shape[1] <= 64
+    assert (long_note.word_window >= 0).all()  # every word has a scoring word-piece
+    for row in range(long_note.first_rows, long_note.first_rows + long_note.n_windows):
+        length = batch.attention_mask[row].sum()
+        assert batch.input_ids[row, 0] == tokenizer.cls_token_id
+        assert batch.input_ids[row, length - 1] == tokenizer.sep_token_id
+    # the scoring piece of each word is that word's first piece
+    for w in (0, 1, 150, len(long_note.words) - 1):
+        row = long_note.first_rows + long_note.word_window[w]
+        piece = tokenizer.convert_ids_to_tokens(int(batch.input_ids[row, long_note.word_position[w]]))
+        start, end = long_note.words[w]
+        assert note[start:end].lower().startswith(piece)
+
+
+def test_stride_must_leave_room(tokenizer_and_model) -> None:
+    with pytest.raises(ValueError, match="stride"):
+        tokenize_notes(tokenizer_and_model[0], ["x"], max_length=16, stride=14)
+
+
+def test_serving_path_matches_training_evaluation(tokenizer_and_model, tiny_corpus: Path) -> None:
+    tokenizer, model = tokenizer_and_model
+    sentences = [s.tokens for s in read_behealthy(tiny_corpus)["test"]]
+    assert predict_sentences(sentences, tokenizer, torch_encode(model), batch_size=7) == predict(
+        model, tokenizer, sentences)
+
+
+def test_entities_slice_the_original_text(tokenizer_and_model) -> None:
+    tokenizer, model = tokenizer_and_model
+    notes = ["Asthma,  treated with\tinhaled steroids (2x daily).\nNo rash.", "Ωmega-3 für Diabetes — 😀 ok",
+             " " * 5, "word " * 700]
+    results = extract(notes, tokenizer, torch_encode(model), max_length=128, stride=32)
+    assert len(results) == 4 and results[2] == []
+    for note, entities in zip(notes, results):
+        for e in entities:
+            assert note[e["start"]:e["end"]] == e["text"] and e["label"] in ("D", "T")
+            assert 0 < e["score"] <= 1
