@@ -24,14 +24,14 @@ from typing import Any
 import numpy as np
 
 from medner.data import Sentence
-from medner.inference import Encoder, encode_sorted, tokenize_words
+from medner.inference import Encoder, encode_sorted, ort_encoder, tokenize_words
 from medner.metrics import evaluate
 from medner.spans import join_tokens
 
 PARITY_TOLERANCE = 1e-3
 INT8_MAX_F1_DROP = 0.01  # 1.0 entity-F1 point
 ONNX_OPSET = 17
-FP32_FILE, INT8_FILE = "model.onnx", "model.int8.onnx"
+FP32_FILE = "model.onnx"  # the INT8 encoder has the same file name in its own model folder
 
 
 class ExportRefused(RuntimeError):
@@ -39,24 +39,31 @@ class ExportRefused(RuntimeError):
 
 
 def export_onnx(model_dir: Path, onnx_path: Path) -> Path:
-    """Export the token classifier in ``model_dir`` with dynamic batch and sequence axes."""
+    """Export the token classifier in ``model_dir``: ``input_ids``/``attention_mask`` of shape
+    ``(notes, windows, sequence)`` -> ``logits`` ``(notes, windows, sequence, tags)``, all axes dynamic.
+
+    The window axis lets one request carry a whole long note; the graph folds it into the batch.
+    """
     import torch
     from transformers import AutoModelForTokenClassification
 
     model = AutoModelForTokenClassification.from_pretrained(model_dir).eval()
 
-    class LogitsOnly(torch.nn.Module):
+    class WindowedLogits(torch.nn.Module):
         def __init__(self, inner: Any):
             super().__init__()
             self.inner = inner
 
         def forward(self, input_ids: Any, attention_mask: Any) -> Any:
-            return self.inner(input_ids=input_ids, attention_mask=attention_mask).logits
+            notes, windows, sequence = input_ids.shape
+            logits = self.inner(input_ids=input_ids.reshape(-1, sequence),
+                                attention_mask=attention_mask.reshape(-1, sequence)).logits
+            return logits.reshape(notes, windows, sequence, logits.shape[-1])
 
-    example = torch.ones((2, 8), dtype=torch.int64)
-    axes = {0: "batch", 1: "sequence"}
+    example = torch.ones((2, 3, 8), dtype=torch.int64)
+    axes = {0: "notes", 1: "windows", 2: "sequence"}
     torch.onnx.export(
-        LogitsOnly(model), (example, example), str(onnx_path), dynamo=False, opset_version=ONNX_OPSET,
+        WindowedLogits(model), (example, example), str(onnx_path), dynamo=False, opset_version=ONNX_OPSET,
         input_names=["input_ids", "attention_mask"], output_names=["logits"],
         dynamic_axes={"input_ids": axes, "attention_mask": axes, "logits": axes},
     )
@@ -70,22 +77,6 @@ def quantize_int8(onnx_path: Path, int8_path: Path) -> Path:
 
     quantize_dynamic(str(onnx_path), str(int8_path), per_channel=True, weight_type=QuantType.QInt8)
     return int8_path
-
-
-def ort_encoder(onnx_path: Path, threads: int = 1) -> Encoder:
-    """An encoder function running ``onnx_path`` in ONNX Runtime on the CPU."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
-
-    def encode(input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
-        return session.run(["logits"], {"input_ids": input_ids, "attention_mask": attention_mask})[0]
-
-    return encode
 
 
 def torch_encoder(model_dir: Path) -> Encoder:
@@ -151,10 +142,29 @@ def quality_gate(
     return GateReport(drop <= INT8_MAX_F1_DROP, details), metrics
 
 
-def next_version(model_root: Path) -> int:
-    """The next Triton version number under ``model_root`` (1 for a new model)."""
-    numbers = [int(p.name) for p in model_root.glob("*") if p.is_dir() and p.name.isdigit()]
+TEMPLATE_REPOSITORY = Path(__file__).resolve().parents[1] / "model_repository"
+MODELS = ("ner_tokenize", "ner_encoder", "ner_encoder_int8", "ner_decode", "ner", "ner_int8")
+MODEL_CODE = {"ner_tokenize": "ner_tokenize", "ner_encoder": "ner_encoder", "ner_encoder_int8": "ner_encoder",
+              "ner_decode": "ner_decode"}  # whose model.py each python model runs
+
+
+def next_version(repository: Path) -> int:
+    """The next version number, one above the highest of any model in the repository."""
+    numbers = [int(p.name) for m in MODELS for p in (repository / m).glob("*") if p.is_dir() and p.name.isdigit()]
     return max(numbers, default=0) + 1
+
+
+def install_configs(repository: Path) -> None:
+    """Copy each model's configuration (``config.pbtxt``, ``configs/``) from the project's template
+    repository into ``repository`` where missing; existing configurations are left as they are."""
+    for model in MODELS:
+        source, target = TEMPLATE_REPOSITORY / model, repository / model
+        target.mkdir(parents=True, exist_ok=True)
+        for item in [source / "config.pbtxt", *sorted((source / "configs").glob("*.pbtxt"))]:
+            destination = target / item.relative_to(source)
+            if not destination.exists():
+                destination.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(item, destination)
 
 
 def package_versions() -> dict[str, str]:
@@ -171,34 +181,39 @@ def package_versions() -> dict[str, str]:
 
 def export_model(
     model_dir: Path,
-    model_root: Path,
+    repository: Path,
     test: Sequence[Sentence],
     lineage: dict[str, Any],
     method: str = "viterbi",
     threads: int = 1,
-) -> Path:
-    """Export ``model_dir`` as the next numbered version under ``model_root``; raises ExportRefused
-    (and leaves no version behind) when the parity gate fails. Returns the version folder."""
+) -> int:
+    """Export ``model_dir`` as the next version of every model in the Triton ``repository``.
+
+    Raises ExportRefused, leaving the repository untouched, when the parity gate fails; the INT8
+    encoder (and its ensemble) is published only when it passes its quality gate. Returns the version.
+    """
     from transformers import AutoTokenizer
 
-    model_root.mkdir(parents=True, exist_ok=True)
-    version = next_version(model_root)
-    staging = model_root / f".{version}.partial"
+    repository.mkdir(parents=True, exist_ok=True)
+    version = next_version(repository)
+    staging = repository / f".staging-{version}"
     shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir()
+    for model in MODELS:
+        (staging / model).mkdir(parents=True)
+        if model in MODEL_CODE:
+            shutil.copy2(TEMPLATE_REPOSITORY / MODEL_CODE[model] / "model.py", staging / model / "model.py")
     try:
+        encoder_dir, int8_dir = staging / "ner_encoder", staging / "ner_encoder_int8"
         tokenizer = AutoTokenizer.from_pretrained(model_dir)
-        tokenizer.save_pretrained(staging)
-        export_onnx(model_dir, staging / FP32_FILE)
+        tokenizer.save_pretrained(staging / "ner_tokenize")
+        export_onnx(model_dir, encoder_dir / FP32_FILE)
         parity, fp32_metrics = parity_gate(tokenizer, torch_encoder(model_dir),
-                                           ort_encoder(staging / FP32_FILE, threads), test, method)
+                                           ort_encoder(encoder_dir / FP32_FILE, threads), test, method)
         if not parity.passed:
             raise ExportRefused(f"parity gate failed: {json.dumps(parity.details)}")
-        quantize_int8(staging / FP32_FILE, staging / INT8_FILE)
-        int8, int8_metrics = quality_gate(tokenizer, ort_encoder(staging / INT8_FILE, threads), test,
+        quantize_int8(encoder_dir / FP32_FILE, int8_dir / FP32_FILE)
+        int8, int8_metrics = quality_gate(tokenizer, ort_encoder(int8_dir / FP32_FILE, threads), test,
                                           fp32_metrics["entity_f1"], method)
-        if not int8.passed:
-            (staging / INT8_FILE).unlink()
         record = {
             **lineage,
             "version": version,
@@ -211,9 +226,11 @@ def export_model(
                       "int8_quality": {"passed": int8.passed, "published": int8.passed, **int8.details}},
             "package_versions": package_versions(),
         }
-        (staging / "lineage.json").write_text(json.dumps(record, indent=2))
-        final = model_root / str(version)
-        staging.rename(final)
-        return final
+        (encoder_dir / "lineage.json").write_text(json.dumps(record, indent=2))
+        install_configs(repository)
+        for model in MODELS:
+            if int8.passed or model not in ("ner_encoder_int8", "ner_int8"):
+                (staging / model).rename(repository / model / str(version))
+        return version
     finally:
         shutil.rmtree(staging, ignore_errors=True)

@@ -88,14 +88,109 @@ def export_command(
             test = read_behealthy(resolve_data_dir(data_dir))["test"]
             lineage, method = {"source": str(model_dir.resolve())}, "viterbi"
         try:
-            folder = export_model(model_dir, repository / "ner_encoder", test, lineage, method, threads)
+            version = export_model(model_dir, repository, test, lineage, method, threads)
         except ExportRefused as err:
             typer.secho(f"export refused: {err}", fg="red", err=True)
             raise typer.Exit(1) from None
-    record = json.loads((folder / "lineage.json").read_text())
-    typer.echo(json.dumps({"version_dir": str(folder), "gates": record["gates"],
+    record = json.loads((repository / "ner_encoder" / str(version) / "lineage.json").read_text())
+    typer.echo(json.dumps({"repository": str(repository), "version": version, "gates": record["gates"],
                            "entity_f1_fp32": record["metrics_fp32"]["entity_f1"],
                            "entity_f1_int8": record["metrics_int8"]["entity_f1"]}, indent=2))
+
+
+RepositoryOption = Annotated[Path, typer.Option(envvar="MEDNER_REPOSITORY", help="Triton model repository.")]
+
+
+@app.command()
+def serve(
+    repository: RepositoryOption = Path("model_repository"),
+    host: Annotated[str, typer.Option(help="Address to bind (default: loopback only).")] = "127.0.0.1",
+    grpc_port: int = 8001,
+    http_port: int = 8000,
+    metrics_port: int = 8002,
+    gpu: Annotated[bool, typer.Option(help="Use the GPU configurations (configs/gpu.pbtxt).")] = False,
+    log_file: Annotated[Path | None, typer.Option(help="Server log (default: none).")] = None,
+) -> None:
+    """Run Triton Inference Server on the repository until SIGINT/SIGTERM."""
+    import signal
+    import threading
+
+    from medner.triton import TritonError, TritonServer
+
+    server = TritonServer(repository, host, grpc_port, http_port, metrics_port, gpu=gpu, log_file=log_file)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    try:
+        server.start()
+    except TritonError as err:
+        typer.secho(f"error: {err}", fg="red", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"Triton ready: gRPC {server.grpc_url}, HTTP {host}:{http_port}, metrics {host}:{metrics_port}"
+               f"{' (GPU configs)' if gpu else ''}; Ctrl-C stops it")
+    while not stop.wait(1.0):
+        if server.process is not None and server.process.poll() is not None:
+            typer.secho(f"tritonserver exited with code {server.process.returncode}", fg="red", err=True)
+            raise typer.Exit(1)
+    typer.echo("stopping (in-flight requests finish first)")
+    server.stop()
+
+
+def _read_notes(inputs: list[Path]) -> list[tuple[str, bytes]]:
+    """(id, note) pairs: lines of text files (``file:line``), .txt files of folders (one note each,
+    id = file name), or standard input lines when no input or ``-`` is given."""
+    import sys
+
+    notes: list[tuple[str, bytes]] = []
+    for source in inputs or [Path("-")]:
+        if str(source) == "-":
+            notes += [(f"stdin:{n}", line.rstrip(b"\r\n")) for n, line in enumerate(sys.stdin.buffer, 1)
+                      if line.strip()]
+        elif source.is_dir():
+            notes += [(p.name, p.read_bytes()) for p in sorted(source.glob("*.txt"))]
+        else:
+            notes += [(f"{source}:{n}", line) for n, line in enumerate(source.read_bytes().splitlines(), 1)
+                      if line.strip()]
+    return notes
+
+
+@app.command()
+def extract(
+    inputs: Annotated[list[Path] | None, typer.Argument(help="Text files (a note per line), folders of .txt, or -.")
+                      ] = None,
+    url: Annotated[str, typer.Option(help="Triton gRPC address.")] = "127.0.0.1:8001",
+    local: Annotated[Path | None, typer.Option(help="Run in-process on this model repository (no server).")] = None,
+    model: Annotated[str, typer.Option(help="ner (fp32) or ner_int8.")] = "ner",
+    output: Annotated[str, typer.Option("--format", help="jsonl or table.")] = "jsonl",
+    concurrency: int = 16,
+    timeout: Annotated[float, typer.Option(help="Seconds per note, retries included.")] = 60.0,
+) -> None:
+    """Extract diseases and treatments from notes, through Triton (--url) or in-process (--local)."""
+    notes = _read_notes(inputs or [])
+    texts = [note for _, note in notes]
+    if local is not None:
+        from clients.local import LocalNerModel
+
+        results = LocalNerModel(local, model).extract(texts, return_exceptions=True)
+    else:
+        from clients.ner_client import NerClient
+
+        results = NerClient(url, model=model, timeout=timeout, concurrency=concurrency).extract(
+            texts, return_exceptions=True)
+    failures = 0
+    for (note_id, _), result in zip(notes, results):
+        if isinstance(result, Exception):
+            failures += 1
+            typer.echo(json.dumps({"id": note_id, "error": str(result)}) if output == "jsonl"
+                       else f"{note_id}\tERROR\t{result}")
+        elif output == "jsonl":
+            typer.echo(json.dumps({"id": note_id, "entities": result}, ensure_ascii=False))
+        else:
+            for e in result:
+                typer.echo(f"{note_id}\t{e['label']}\t{e['start']}-{e['end']}\t{e['score']:.2f}\t{e['text']}")
+    if failures:
+        typer.secho(f"{failures} of {len(notes)} notes failed", fg="red", err=True)
+        raise typer.Exit(1)
 
 
 @app.command()

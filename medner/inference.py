@@ -2,9 +2,10 @@
 
     notes --tokenize_notes--> windows of word-pieces --(encoder)--> logits --decode_note--> entities
 
-Notes of any length are split into words (:func:`medner.spans.split_words`), tokenised in one batched
-call, and cut into overlapping windows of at most ``max_length`` word-pieces that start and end on word
-boundaries, so nothing is truncated. Each word is scored by its first word-piece in the window where it
+Notes of any length are split into words and sentences (:mod:`medner.spans`), tokenised in one
+batched call, and encoded one sentence per window, as the tagger was trained; a sentence longer
+than ``max_length`` word-pieces is cut into overlapping windows on word boundaries, so nothing is
+truncated. Each word is scored by its first word-piece in the window where it
 sits furthest from an edge; the note is then decoded with :func:`medner.decoding.decode`, the decoder
 training is evaluated with.
 """
@@ -13,16 +14,17 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypedDict
 
 import numpy as np
 
 from medner.decoding import decode
 from medner.labels import BIO_TAGS
-from medner.spans import join_tokens, labels_to_spans, split_words
+from medner.spans import join_tokens, labels_to_spans, split_sentences, split_words
 
-DEFAULT_MAX_LENGTH = 512
-DEFAULT_STRIDE = 128  # word-pieces shared by neighbouring windows
+DEFAULT_MAX_LENGTH = 128  # fine-tuning saw single sentences: positions past ~128 are untrained
+DEFAULT_STRIDE = 32  # word-pieces shared by neighbouring windows of one long sentence
 
 
 class Entity(TypedDict):
@@ -75,7 +77,7 @@ def tokenize_notes(
     """Split raw notes into words and word-piece windows, ready for the encoder."""
     words = [split_words(note) for note in notes]
     return tokenize_words(tokenizer, [[n[s:e] for s, e in w] for n, w in zip(notes, words)], words,
-                          max_length, stride)
+                          max_length, stride, [split_sentences(n, w) for n, w in zip(notes, words)])
 
 
 def tokenize_words(
@@ -84,8 +86,10 @@ def tokenize_words(
     word_offsets: Sequence[Sequence[tuple[int, int]]],
     max_length: int = DEFAULT_MAX_LENGTH,
     stride: int = DEFAULT_STRIDE,
+    sentences: Sequence[Sequence[tuple[int, int]]] | None = None,
 ) -> TokenizedBatch:
-    """Word-piece windows for notes already split into words (``word_offsets``: their character offsets)."""
+    """Word-piece windows for notes already split into words (``word_offsets``: their character offsets)
+    and, optionally, sentences (word ranges; default: the whole note is one sentence)."""
     if not 0 <= stride < max_length - 2:
         raise ValueError(f"stride must be in [0, {max_length - 2}), got {stride}")
     body = max_length - 2  # room for [CLS] ... [SEP]
@@ -98,7 +102,17 @@ def tokenize_words(
         is_first = np.ones(len(word_ids), dtype=bool)
         is_first[1:] = word_ids[1:] != word_ids[:-1]
         first_piece = np.flatnonzero(is_first)
-        bounds = _window_bounds(first_piece, len(ids), body, stride)
+        # piece_start[w]: first word-piece of word w (of the next word, for words with no piece)
+        piece_start = np.full(len(note_words) + 1, len(ids), dtype=np.int64)
+        piece_start[word_ids[first_piece]] = first_piece
+        piece_start = np.minimum.accumulate(piece_start[::-1])[::-1]
+        bounds = []
+        for first_word, end_word in sentences[index] if sentences is not None else [(0, len(note_words))]:
+            start, end = int(piece_start[first_word]), int(piece_start[end_word])
+            if end > start:
+                inner = first_piece[(first_piece >= start) & (first_piece < end)] - start
+                bounds += [(start + a, start + b) for a, b in _window_bounds(inner, end - start, body, stride)]
+        bounds = bounds or [(0, 0)]
         word_window = np.full(len(note_words), -1, dtype=np.int64)
         word_position = np.zeros(len(note_words), dtype=np.int64)
         best_margin = np.full(len(note_words), -1, dtype=np.int64)
@@ -120,6 +134,24 @@ def tokenize_words(
         input_ids[r, : len(row)] = row
         attention_mask[r, : len(row)] = 1
     return TokenizedBatch(input_ids, attention_mask, layouts)
+
+
+class NoteError(ValueError):
+    """A note the service cannot take (not UTF-8, empty, too long); the message says which."""
+
+
+def validate_note(note: str | bytes, max_chars: int = 1_000_000) -> str:
+    """The note as text, or NoteError. Messages never quote the note (clinical text stays private)."""
+    if isinstance(note, bytes):
+        try:
+            note = note.decode("utf-8")
+        except UnicodeDecodeError as err:
+            raise NoteError(f"note is not valid UTF-8 (byte {err.start})") from None
+    if not note.strip():
+        raise NoteError("note is empty")
+    if len(note) > max_chars:
+        raise NoteError(f"note has {len(note)} characters; the limit is {max_chars}")
+    return note
 
 
 def log_softmax(logits: np.ndarray) -> np.ndarray:
@@ -216,3 +248,63 @@ def _stack_ragged(windows: list[np.ndarray]) -> np.ndarray:
     for i, w in enumerate(windows):
         stacked[i, : w.shape[0]] = w
     return stacked
+
+
+# --- ONNX Runtime ----------------------------------------------------------------------------
+
+def ort_session(onnx_path: Path, threads: int = 1) -> Any:
+    """An ONNX Runtime CPU session with all graph optimisations and ``threads`` intra-op threads."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    return ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+
+
+def ort_encoder(onnx_path: Path, threads: int = 1) -> Encoder:
+    """An encoder function ``(windows, seq) -> (windows, seq, tags)`` over an exported model."""
+    session = ort_session(onnx_path, threads)
+
+    def encode(input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+        feeds = {"input_ids": input_ids[:, None, :], "attention_mask": attention_mask[:, None, :]}
+        return session.run(["logits"], feeds)[0][:, 0]
+
+    return encode
+
+
+# --- tensors between Triton models -----------------------------------------------------------
+
+WORD_INDEX_COLUMNS = 4  # start char, end char, window, position (-1 pads)
+
+
+def pack_notes(batch: TokenizedBatch) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-note tensors of ``batch.notes`` (any subset of the tokenized notes): ids and mask
+    ``(notes, windows, seq)`` (padded windows are all zero) and the word index ``(notes, words, 4)``,
+    so each note travels as one row of a batch."""
+    n_notes = len(batch.notes)
+    max_windows = max((n.n_windows for n in batch.notes), default=1)
+    max_words = max((len(n.words) for n in batch.notes), default=0)
+    seq = max((int(batch.attention_mask[n.first_rows: n.first_rows + n.n_windows].sum(axis=1).max())
+               for n in batch.notes), default=2)
+    input_ids = np.zeros((n_notes, max_windows, seq), dtype=np.int64)
+    attention_mask = np.zeros((n_notes, max_windows, seq), dtype=np.int64)
+    word_index = np.full((n_notes, max(max_words, 1), WORD_INDEX_COLUMNS), -1, dtype=np.int64)
+    for i, note in enumerate(batch.notes):
+        rows = slice(note.first_rows, note.first_rows + note.n_windows)
+        input_ids[i, : note.n_windows] = batch.input_ids[rows, :seq]
+        attention_mask[i, : note.n_windows] = batch.attention_mask[rows, :seq]
+        if note.words:
+            word_index[i, : len(note.words), :2] = note.words
+            word_index[i, : len(note.words), 2] = note.word_window
+            word_index[i, : len(note.words), 3] = note.word_position
+    return input_ids, attention_mask, word_index
+
+
+def unpack_note(word_index: np.ndarray) -> NoteWindows:
+    """The layout of one note from its row of :func:`pack_notes`' word index."""
+    real = word_index[word_index[:, 0] >= 0]
+    n_windows = max(int(real[:, 2].max()) + 1, 1) if len(real) else 1
+    words = [(int(s), int(e)) for s, e in real[:, :2]]
+    return NoteWindows(words, 0, n_windows, real[:, 2].copy(), real[:, 3].copy())

@@ -28,6 +28,29 @@ def split_words(text: str) -> list[tuple[int, int]]:
     return [m.span() for m in _WORD_RE.finditer(text)]
 
 
+_SENTENCE_END = {".", "!", "?"}
+
+
+def split_sentences(text: str, words: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Sentences as word ranges ``(first, end)``: a break follows ``.``/``!``/``?`` when the next word
+    starts with an upper-case letter or a digit, and any line break between two words is a break.
+
+    The tagger is trained on single sentences; encoding a note sentence by sentence keeps it in that
+    regime (measured: a 60-sentence note in 512-piece windows lost more than half its entities).
+    """
+    sentences, first = [], 0
+    for i in range(1, len(words)):
+        gap = text[words[i - 1][1]: words[i][0]]
+        previous = text[words[i - 1][0]: words[i - 1][1]]
+        following = text[words[i][0]]
+        if "\n" in gap or (previous in _SENTENCE_END and (following.isupper() or following.isdigit())):
+            sentences.append((first, i))
+            first = i
+    if words:
+        sentences.append((first, len(words)))
+    return sentences
+
+
 def labels_to_spans(labels: Sequence[str]) -> list[Span]:
     """O/D/T token labels -> token spans, one per maximal run of one label."""
     spans: list[Span] = []

@@ -58,3 +58,39 @@ def untrained_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     torch.manual_seed(0)
     tokenizer, model = load_tokenizer_and_model(default_base_model())
     return save_model(model, tokenizer, tmp_path_factory.mktemp("untrained"))
+
+
+def free_ports(n: int) -> list[int]:
+    import socket
+
+    sockets = [socket.socket() for _ in range(n)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+@pytest.fixture(scope="session")
+def exported_repository(untrained_model_dir: Path, tiny_corpus: Path, tmp_path_factory: pytest.TempPathFactory
+                        ) -> Path:
+    """A Triton model repository with version 1 of the untrained model."""
+    from export.onnx_export import export_model
+    from medner.data import read_behealthy
+
+    repository = tmp_path_factory.mktemp("model_repository")
+    export_model(untrained_model_dir, repository, read_behealthy(tiny_corpus)["test"], {"source": "tests"})
+    return repository
+
+
+@pytest.fixture(scope="session")
+def triton_server(exported_repository: Path, tmp_path_factory: pytest.TempPathFactory):
+    """A real tritonserver on free 127.0.0.1 ports, serving the exported repository."""
+    from medner.triton import TritonServer
+
+    grpc_port, http_port, metrics_port = free_ports(3)
+    log = tmp_path_factory.mktemp("triton") / "server.log"
+    with TritonServer(exported_repository, grpc_port=grpc_port, http_port=http_port, metrics_port=metrics_port,
+                      log_file=log) as server:
+        yield server

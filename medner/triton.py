@@ -1,0 +1,136 @@
+"""Start and stop a real Triton Inference Server: the ``tritonserver`` binary shipped in the
+``nvidia-pytriton`` wheel, with the python backend stub for the running Python."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+SITE_PACKAGES_ENV = "MEDNER_SITE_PACKAGES"  # read by the python models' model.py (the stub ignores PYTHONPATH)
+
+
+class TritonError(RuntimeError):
+    """The server could not be started or did not become ready."""
+
+
+def _pytriton_root() -> Path:
+    import importlib.util
+
+    spec = importlib.util.find_spec("pytriton")
+    if spec is None or not spec.submodule_search_locations:
+        raise TritonError("the tritonserver binary comes with nvidia-pytriton: pip install nvidia-pytriton==0.7.0")
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def backend_directory(target: Path) -> Path:
+    """A backend folder whose python backend has the stub for this Python next to it."""
+    source = _pytriton_root() / "tritonserver" / "backends" / "python"
+    stub = (_pytriton_root() / "tritonserver" / "python_backend_stubs"
+            / f"{sys.version_info.major}.{sys.version_info.minor}" / "triton_python_backend_stub")
+    if not stub.exists():
+        raise TritonError(f"no python backend stub for Python {sys.version_info.major}.{sys.version_info.minor}")
+    python = target / "python"
+    python.mkdir(parents=True, exist_ok=True)
+    for item in (*source.iterdir(), stub):
+        if item.is_file() and not (python / item.name).exists():
+            shutil.copy2(item, python / item.name)
+    return target
+
+
+@dataclass
+class TritonServer:
+    """``with TritonServer(repository) as server: ...`` starts tritonserver and waits until ready."""
+
+    repository: Path
+    host: str = "127.0.0.1"
+    grpc_port: int = 8001
+    http_port: int = 8000
+    metrics_port: int = 8002
+    gpu: bool = False  # use each model's configs/gpu.pbtxt where it has one
+    log_verbose: int = 0
+    log_file: Path | None = None
+    extra_args: list[str] = field(default_factory=list)
+    process: subprocess.Popen | None = None
+
+    @property
+    def grpc_url(self) -> str:
+        return f"{self.host}:{self.grpc_port}"
+
+    def command(self, backends: Path) -> list[str]:
+        binary = _pytriton_root() / "tritonserver" / "bin" / "tritonserver"
+        args = [
+            str(binary), f"--model-repository={self.repository.resolve()}", f"--backend-directory={backends}",
+            f"--http-address={self.host}", f"--http-port={self.http_port}",
+            f"--grpc-address={self.host}", f"--grpc-port={self.grpc_port}",
+            f"--metrics-address={self.host}", f"--metrics-port={self.metrics_port}",
+            "--allow-gpu-metrics=false", f"--log-verbose={self.log_verbose}", "--exit-timeout-secs=30",
+        ]
+        if self.gpu:
+            args.append("--model-config-name=gpu")
+        return args + self.extra_args
+
+    def environment(self) -> dict[str, str]:
+        libs = _pytriton_root().parent / "nvidia_pytriton.libs"
+        env = dict(os.environ)
+        env["LD_LIBRARY_PATH"] = os.pathsep.join(p for p in (str(libs), env.get("LD_LIBRARY_PATH", "")) if p)
+        paths = [sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"],
+                 str(Path(__file__).resolve().parents[1])]
+        env[SITE_PACKAGES_ENV] = os.pathsep.join(dict.fromkeys(paths))
+        env.setdefault("TOKENIZERS_PARALLELISM", "false")
+        return env
+
+    def start(self, timeout: float = 120.0) -> TritonServer:
+        self._backends = tempfile.TemporaryDirectory(prefix="medner-triton-backends-")
+        backends = backend_directory(Path(self._backends.name))
+        log = open(self.log_file, "ab") if self.log_file else subprocess.DEVNULL  # noqa: SIM115
+        self.process = subprocess.Popen(self.command(backends), env=self.environment(), stdout=log,
+                                        stderr=subprocess.STDOUT, start_new_session=True)
+        self.wait_ready(timeout)
+        return self
+
+    def ready(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"http://{self.host}:{self.http_port}/v2/health/ready", timeout=2) as r:
+                return r.status == 200
+        except OSError:
+            return False
+
+    def wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process is not None and self.process.poll() is not None:
+                raise TritonError(f"tritonserver exited with code {self.process.returncode}"
+                                  + (f"; see {self.log_file}" if self.log_file else ""))
+            if self.ready():
+                return
+            time.sleep(0.5)
+        self.stop()
+        raise TritonError(f"tritonserver not ready after {timeout:.0f}s")
+
+    def stop(self, timeout: float = 45.0) -> None:
+        """SIGTERM, then wait (Triton takes seconds to drain and exit); SIGKILL as a last resort."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+        if getattr(self, "_backends", None) is not None:
+            self._backends.cleanup()
+            self._backends = None
+
+    def __enter__(self) -> TritonServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

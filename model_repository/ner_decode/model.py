@@ -1,0 +1,35 @@
+"""Triton python model: tag logits -> entities with character offsets, one JSON list per note
+(medner.inference.decode_note: the BIO-constrained Viterbi decoder training is evaluated with)."""
+
+import json
+import os
+import sys
+
+# The python backend stub ignores PYTHONPATH: `medner serve` passes the project's site-packages here.
+sys.path[:0] = [p for p in os.environ.get("MEDNER_SITE_PACKAGES", "").split(os.pathsep) if p]
+
+import numpy as np  # noqa: E402
+import triton_python_backend_utils as pb_utils  # noqa: E402
+
+from medner.inference import decode_note, unpack_note  # noqa: E402
+
+
+class TritonPythonModel:
+    def initialize(self, args):
+        config = json.loads(args["model_config"])
+        params = {k: v["string_value"] for k, v in config.get("parameters", {}).items()}
+        self.method = params.get("decode", "viterbi")
+
+    def execute(self, requests):
+        responses = []
+        for request in requests:
+            texts = pb_utils.get_input_tensor_by_name(request, "TEXT").as_numpy().reshape(-1)
+            logits = pb_utils.get_input_tensor_by_name(request, "logits").as_numpy()
+            word_index = pb_utils.get_input_tensor_by_name(request, "word_index").as_numpy()
+            documents = []
+            for text, note_logits, note_index in zip(texts, logits, word_index):
+                entities = decode_note(text.decode("utf-8"), unpack_note(note_index), note_logits, self.method)
+                documents.append([json.dumps(entities, ensure_ascii=False).encode("utf-8")])
+            responses.append(pb_utils.InferenceResponse(
+                [pb_utils.Tensor("ENTITIES", np.array(documents, dtype=np.object_))]))
+        return responses

@@ -1,0 +1,58 @@
+"""Triton python model (CPU): word-piece windows -> tag logits with ONNX Runtime.
+
+The windows of every request in a dynamic batch are encoded together, in micro-batches of similar
+length (medner.inference.encode_sorted), then handed back request by request.
+"""
+
+import json
+import os
+import sys
+
+# The python backend stub ignores PYTHONPATH: `medner serve` passes the project's site-packages here.
+sys.path[:0] = [p for p in os.environ.get("MEDNER_SITE_PACKAGES", "").split(os.pathsep) if p]
+
+import numpy as np  # noqa: E402
+import triton_python_backend_utils as pb_utils  # noqa: E402
+
+from medner.inference import encode_sorted, ort_encoder  # noqa: E402
+
+
+class TritonPythonModel:
+    def initialize(self, args):
+        config = json.loads(args["model_config"])
+        params = {k: v["string_value"] for k, v in config.get("parameters", {}).items()}
+        version_dir = os.path.join(args["model_repository"], args["model_version"])
+        self.encode = ort_encoder(os.path.join(version_dir, params.get("model_file", "model.onnx")),
+                                  int(params.get("threads", 1)))
+        self.micro_batch = int(params.get("micro_batch", 32))
+
+    def execute(self, requests):
+        responses = [None] * len(requests)
+        shapes, ids_rows, mask_rows = [], [], []
+        for index, request in enumerate(requests):
+            ids = pb_utils.get_input_tensor_by_name(request, "input_ids").as_numpy()
+            mask = pb_utils.get_input_tensor_by_name(request, "attention_mask").as_numpy()
+            if ids.shape != mask.shape or ids.ndim != 3:
+                message = f"input_ids {ids.shape} and attention_mask {mask.shape} must share one 3-d shape"
+                responses[index] = pb_utils.InferenceResponse(error=pb_utils.TritonError(message))
+                continue
+            shapes.append((index, ids.shape))
+            ids_rows.append(ids.reshape(-1, ids.shape[-1]))
+            mask_rows.append(mask.reshape(-1, mask.shape[-1]))
+        if not shapes:
+            return responses
+        width = max(rows.shape[1] for rows in ids_rows)
+        all_ids = np.concatenate([np.pad(r, ((0, 0), (0, width - r.shape[1]))) for r in ids_rows])
+        all_mask = np.concatenate([np.pad(r, ((0, 0), (0, width - r.shape[1]))) for r in mask_rows])
+        real = np.flatnonzero(all_mask.sum(axis=1) > 0)  # padded windows are all zero: skip them
+        logits = np.zeros((len(all_ids), width, 5), dtype=np.float32)
+        if len(real):
+            encoded = encode_sorted(all_ids[real], all_mask[real], self.encode, self.micro_batch)
+            logits[real, : encoded.shape[1]] = encoded
+        start = 0
+        for index, shape in shapes:
+            count = shape[0] * shape[1]
+            block = logits[start: start + count, : shape[2]].reshape(*shape, 5)
+            responses[index] = pb_utils.InferenceResponse([pb_utils.Tensor("logits", block)])
+            start += count
+        return responses

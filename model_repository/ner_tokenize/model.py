@@ -1,0 +1,58 @@
+"""Triton python model: raw notes -> word-piece windows (medner.inference.tokenize_notes)."""
+
+import json
+import os
+import sys
+
+# The python backend stub ignores PYTHONPATH: `medner serve` passes the project's site-packages here.
+sys.path[:0] = [p for p in os.environ.get("MEDNER_SITE_PACKAGES", "").split(os.pathsep) if p]
+
+import triton_python_backend_utils as pb_utils  # noqa: E402
+
+from medner.inference import (  # noqa: E402
+    DEFAULT_MAX_LENGTH,
+    DEFAULT_STRIDE,
+    NoteError,
+    TokenizedBatch,
+    pack_notes,
+    tokenize_notes,
+    validate_note,
+)
+
+
+class TritonPythonModel:
+    def initialize(self, args):
+        from transformers import AutoTokenizer
+
+        config = json.loads(args["model_config"])
+        params = {k: v["string_value"] for k, v in config.get("parameters", {}).items()}
+        self.max_length = int(params.get("max_length", DEFAULT_MAX_LENGTH))
+        self.stride = int(params.get("stride", DEFAULT_STRIDE))
+        self.max_note_chars = int(params.get("max_note_chars", 1_000_000))
+        self.tokenizer = AutoTokenizer.from_pretrained(os.path.join(args["model_repository"], args["model_version"]))
+
+    def execute(self, requests):
+        responses = [None] * len(requests)
+        notes, spans = [], []  # spans: (request index, first note, note count)
+        for index, request in enumerate(requests):
+            raw = pb_utils.get_input_tensor_by_name(request, "TEXT").as_numpy().reshape(-1)
+            try:
+                texts = [validate_note(x, self.max_note_chars) for x in raw]
+            except NoteError as err:
+                error = pb_utils.TritonError(str(err), pb_utils.TritonError.INVALID_ARG)
+                responses[index] = pb_utils.InferenceResponse(error=error)
+                continue
+            spans.append((index, len(notes), len(texts)))
+            notes.extend(texts)
+        if notes:
+            # one batched tokenizer call for every note of every request in this batch
+            batch = tokenize_notes(self.tokenizer, notes, self.max_length, self.stride)
+            for index, first, count in spans:
+                part = TokenizedBatch(batch.input_ids, batch.attention_mask, batch.notes[first: first + count])
+                input_ids, attention_mask, word_index = pack_notes(part)
+                responses[index] = pb_utils.InferenceResponse([
+                    pb_utils.Tensor("input_ids", input_ids),
+                    pb_utils.Tensor("attention_mask", attention_mask),
+                    pb_utils.Tensor("word_index", word_index),
+                ])
+        return responses

@@ -1,0 +1,40 @@
+"""`medner serve` as a user runs it: ready, bound to loopback, stops cleanly on SIGTERM."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import free_ports
+
+pytestmark = pytest.mark.slow
+
+
+def test_medner_serve_starts_and_stops_on_sigterm(exported_repository: Path) -> None:
+    grpc_port, http_port, metrics_port = free_ports(3)
+    command = [sys.executable, "-m", "medner.cli", "serve", "--repository", str(exported_repository),
+               "--grpc-port", str(grpc_port), "--http-port", str(http_port), "--metrics-port", str(metrics_port)]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        line = process.stdout.readline()
+        assert "Triton ready" in line and f"127.0.0.1:{grpc_port}" in line, line
+        with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/v2/models/ner/ready", timeout=5) as response:
+            assert response.status == 200
+        listening = [line.split()[3] for line in subprocess.run(["ss", "-ltn"], capture_output=True, text=True
+                                                                  ).stdout.splitlines()[1:]]
+        for port in (grpc_port, http_port, metrics_port):
+            addresses = {a.rsplit(":", 1)[0] for a in listening if a.endswith(f":{port}")}
+            assert addresses and addresses <= {"127.0.0.1", "[::ffff:127.0.0.1]"}, addresses  # loopback only
+        started = time.monotonic()
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(60) == 0
+        assert time.monotonic() - started < 60
+    finally:
+        if process.poll() is None:
+            process.kill()
