@@ -29,10 +29,11 @@ $(STAMP): pyproject.toml requirements.lock
 	$(BIN)/pip check
 	touch $@
 
-demo: setup
+demo: setup  ## data + training + evaluation, then export to model_repository/
 	@test -f "$${MEDNER_DATA_DIR:-$$HOME/.cache/medner/behealthy}/train_sent" || $(BIN)/medner data fetch
 	$(BIN)/python flows/data_flow.py run
 	$(BIN)/python flows/train_flow.py run
+	$(BIN)/medner export
 
 test: setup
 	$(BIN)/ruff check .

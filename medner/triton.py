@@ -22,6 +22,19 @@ class TritonError(RuntimeError):
     """The server could not be started or did not become ready."""
 
 
+def free_ports(n: int) -> list[int]:
+    """``n`` TCP ports free on 127.0.0.1 right now (for tests and benchmarks)."""
+    import socket
+
+    sockets = [socket.socket() for _ in range(n)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
 def _pytriton_root() -> Path:
     import importlib.util
 

@@ -60,18 +60,6 @@ def untrained_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return save_model(model, tokenizer, tmp_path_factory.mktemp("untrained"))
 
 
-def free_ports(n: int) -> list[int]:
-    import socket
-
-    sockets = [socket.socket() for _ in range(n)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
-
-
 @pytest.fixture(scope="session")
 def exported_repository(untrained_model_dir: Path, tiny_corpus: Path, tmp_path_factory: pytest.TempPathFactory
                         ) -> Path:
@@ -87,7 +75,7 @@ def exported_repository(untrained_model_dir: Path, tiny_corpus: Path, tmp_path_f
 @pytest.fixture(scope="session")
 def triton_server(exported_repository: Path, tmp_path_factory: pytest.TempPathFactory):
     """A real tritonserver on free 127.0.0.1 ports, serving the exported repository."""
-    from medner.triton import TritonServer
+    from medner.triton import TritonServer, free_ports
 
     grpc_port, http_port, metrics_port = free_ports(3)
     log = tmp_path_factory.mktemp("triton") / "server.log"

@@ -13,7 +13,7 @@ from clients import AsyncNerClient, NerClient, NerRequestError
 from clients.local import LocalNerModel
 from medner.cli import app
 from medner.inference import NoteError
-from tests.conftest import free_ports
+from medner.triton import free_ports
 from tests.notes import NOTES
 
 pytestmark = pytest.mark.slow

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import free_ports
+from medner.triton import free_ports
 
 pytestmark = pytest.mark.slow
 
