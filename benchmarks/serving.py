@@ -5,11 +5,11 @@
 Variants (interleaved round by round, so machine noise hits all of them alike):
   hf_pipeline       transformers pipeline("token-classification"), PyTorch, one note per call
   ort_local[_int8]  in-process ONNX Runtime through medner.inference (length-sorted micro-batches)
-  triton_c{N}[_int8] Triton end to end (text in, entities out) with N concurrent gRPC requests
+  triton_cN_bK[_int8] Triton end to end (text in, entities out): N concurrent gRPC requests of K notes
 
 Throughput is notes (here: BeHealthy test sentences) per second over the whole set; latency percentiles
-are per note: for in-process variants from one-note calls on a sample, for Triton per request under
-the given concurrency. Results go to benchmarks/results/serving.{md,json,png}, stamped with the hardware.
+are from one-note calls on a sample for in-process variants, and per request (of K notes) under the
+given concurrency for Triton. Results go to benchmarks/results/serving.{md,json,png}, stamped with the hardware.
 """
 
 from __future__ import annotations
@@ -62,24 +62,27 @@ def bench_in_process(extract_batch, extract_one, notes: list[str], sample: list[
     return {"notes_per_s": throughput, **percentiles(latencies)}
 
 
-def bench_triton(url: str, model: str, notes: list[str], concurrency: int) -> dict:
+def bench_triton(url: str, model: str, notes: list[str], concurrency: int, batch_size: int) -> dict:
+    """Notes sent ``batch_size`` per request, ``concurrency`` requests in flight; latency per request."""
     from clients import AsyncNerClient
+
+    chunks = [[n.encode() for n in notes[i: i + batch_size]] for i in range(0, len(notes), batch_size)]
 
     async def run() -> tuple[float, list[float]]:
         latencies: list[float] = []
-        async with AsyncNerClient(url, model=model, concurrency=concurrency) as client:
+        async with AsyncNerClient(url, model=model) as client:
             gate = asyncio.Semaphore(concurrency)
 
-            async def one(i: int, note: str) -> None:
+            async def one(i: int, chunk: list[bytes]) -> None:
                 async with gate:
                     t = time.perf_counter()
-                    await client.extract_one(note, i)
+                    await client._infer(chunk, i)
                     latencies.append(time.perf_counter() - t)
 
-            await asyncio.gather(*(one(i, n) for i, n in enumerate(notes[:concurrency])))  # warm connection
+            await asyncio.gather(*(one(i, c) for i, c in enumerate(chunks[:concurrency])))  # warm up
             latencies.clear()
             started = time.perf_counter()
-            await asyncio.gather(*(one(i, n) for i, n in enumerate(notes)))
+            await asyncio.gather(*(one(i, c) for i, c in enumerate(chunks)))
             return time.perf_counter() - started, latencies
 
     elapsed, latencies = asyncio.run(run())
@@ -94,7 +97,8 @@ def main() -> None:
     parser.add_argument("--notes", type=int, default=0, help="use the first N test sentences (0: all)")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2, help="torch / ONNX Runtime intra-op threads in-process")
-    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16])
+    parser.add_argument("--triton", nargs="+", default=["1x1", "16x1", "16x8"],
+                        help="CONCURRENCYxNOTES_PER_REQUEST settings for Triton")
     parser.add_argument("--latency-sample", type=int, default=200)
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "serving")
     args = parser.parse_args()
@@ -130,9 +134,10 @@ def main() -> None:
         with TritonServer(args.repository, grpc_port=grpc_port, http_port=http_port, metrics_port=metrics_port,
                           log_file=Path(tmp) / "triton.log") as server:
             for model in ("ner", "ner_int8"):
-                for c in args.concurrency:
-                    name = f"triton_c{c}{'_int8' if model == 'ner_int8' else ''}"
-                    variants[name] = lambda model=model, c=c: bench_triton(server.grpc_url, model, notes, c)
+                for setting in args.triton:
+                    c, b = map(int, setting.split("x"))
+                    name = f"triton_c{c}_b{b}{'_int8' if model == 'ner_int8' else ''}"
+                    variants[name] = lambda model=model, c=c, b=b: bench_triton(server.grpc_url, model, notes, c, b)
             rounds: dict[str, list[dict]] = {name: [] for name in variants}
             for r in range(args.rounds):
                 for name, run in variants.items():

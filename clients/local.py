@@ -38,7 +38,7 @@ class LocalNerModel:
         self.max_length = int(tokenize.get("max_length", DEFAULT_MAX_LENGTH))
         self.stride = int(tokenize.get("stride", DEFAULT_STRIDE))
         self.max_note_chars = int(tokenize.get("max_note_chars", 1_000_000))
-        self.micro_batch = int(encoder.get("micro_batch", 32))
+        self.micro_batch = int(encoder.get("micro_batch", 64))
         self.method = config_parameters(repository / "ner_decode" / "config.pbtxt").get("decode", "viterbi")
         self.tokenizer = AutoTokenizer.from_pretrained(latest_version(repository / "ner_tokenize"))
         encoder_dir = latest_version(repository / ENCODERS[model])

@@ -1,8 +1,9 @@
 """gRPC client for the ``ner`` ensemble.
 
-Each note travels as its own request (Triton's dynamic batcher regroups them on the server), so a
-bad note fails alone. Requests run concurrently up to ``concurrency``; UNAVAILABLE answers (server
-starting, restarting, overloaded) are retried with exponential backoff until ``retries`` runs out.
+Notes travel ``batch_size`` to a request (fewer round trips; Triton's dynamic batcher merges requests
+further), up to ``concurrency`` requests in flight. A request refused because of a bad note is
+retried note by note, so only that note fails. UNAVAILABLE answers (server starting, restarting,
+overloaded) are retried with exponential backoff until ``retries`` runs out.
 """
 
 from __future__ import annotations
@@ -30,13 +31,13 @@ class AsyncNerClient:
     """``async with AsyncNerClient("127.0.0.1:8001") as client: await client.extract(notes)``."""
 
     def __init__(self, url: str = "127.0.0.1:8001", model: str = "ner", timeout: float = 30.0, retries: int = 3,
-                 backoff: float = 0.2, concurrency: int = 16):
+                 backoff: float = 0.2, concurrency: int = 16, batch_size: int = 8):
         import tritonclient.grpc.aio as grpcclient
 
         self._grpc = grpcclient
         self.client = grpcclient.InferenceServerClient(url)
         self.model, self.timeout, self.retries, self.backoff = model, timeout, retries, backoff
-        self.concurrency = concurrency
+        self.concurrency, self.batch_size = concurrency, batch_size
 
     async def __aenter__(self) -> AsyncNerClient:
         return self
@@ -47,17 +48,16 @@ class AsyncNerClient:
     async def close(self) -> None:
         await self.client.close()
 
-    async def extract_one(self, note: str | bytes, index: int = 0) -> list[Entity]:
-        """Entities of one note; raises NerRequestError."""
+    async def _infer(self, payloads: list[bytes], index: int) -> list[list[Entity]]:
+        """One request carrying ``payloads``; retried on UNAVAILABLE; raises NerRequestError."""
         from tritonclient.utils import InferenceServerException
 
-        payload = note.encode("utf-8") if isinstance(note, str) else note
-        text = self._grpc.InferInput("TEXT", [1, 1], "BYTES")
-        text.set_data_from_numpy(np.array([[payload]], dtype=np.object_))
+        text = self._grpc.InferInput("TEXT", [len(payloads), 1], "BYTES")
+        text.set_data_from_numpy(np.array([[p] for p in payloads], dtype=np.object_))
         for attempt in range(self.retries + 1):
             try:
                 result = await self.client.infer(self.model, [text], client_timeout=self.timeout)
-                return json.loads(result.as_numpy("ENTITIES")[0][0])
+                return [json.loads(row[0]) for row in result.as_numpy("ENTITIES")]
             except InferenceServerException as err:
                 status = str(err.status())
                 if status not in RETRYABLE or attempt == self.retries:
@@ -65,17 +65,45 @@ class AsyncNerClient:
                 await asyncio.sleep(self.backoff * 2**attempt)
         raise AssertionError("unreachable")
 
+    async def extract_one(self, note: str | bytes, index: int = 0) -> list[Entity]:
+        """Entities of one note; raises NerRequestError."""
+        return (await self._infer([_payload(note)], index))[0]
+
     async def extract(self, notes: Sequence[str | bytes], return_exceptions: bool = False
                       ) -> list[list[Entity] | NerRequestError]:
-        """Entities of each note, in order. With ``return_exceptions`` a failed note yields its
-        NerRequestError in place; otherwise the first failure is raised."""
+        """Entities of each note, in order, ``batch_size`` notes per request. A request refused for a
+        bad note is retried note by note, so only the bad note fails: with ``return_exceptions`` its
+        NerRequestError stands in its place, otherwise the first failure is raised."""
         gate = asyncio.Semaphore(self.concurrency)
+        results: list = [None] * len(notes)
 
-        async def one(index: int, note: str | bytes) -> list[Entity]:
+        async def chunk(first: int) -> None:
+            part = [_payload(n) for n in notes[first: first + self.batch_size]]
             async with gate:
-                return await self.extract_one(note, index)
+                try:
+                    results[first: first + len(part)] = await self._infer(part, first)
+                    return
+                except NerRequestError as err:
+                    if len(part) == 1 or err.status in RETRYABLE:
+                        if not return_exceptions:
+                            raise
+                        results[first] = err
+                        return
+            for offset, payload in enumerate(part):  # isolate the bad note(s)
+                async with gate:
+                    try:
+                        results[first + offset] = (await self._infer([payload], first + offset))[0]
+                    except NerRequestError as err:
+                        if not return_exceptions:
+                            raise
+                        results[first + offset] = err
 
-        return await asyncio.gather(*(one(i, n) for i, n in enumerate(notes)), return_exceptions=return_exceptions)
+        await asyncio.gather(*(chunk(i) for i in range(0, len(notes), self.batch_size)))
+        return results
+
+
+def _payload(note: str | bytes) -> bytes:
+    return note.encode("utf-8") if isinstance(note, str) else note
 
 
 class NerClient:

@@ -200,7 +200,7 @@ def extract(
     encoder: Encoder,
     max_length: int = DEFAULT_MAX_LENGTH,
     stride: int = DEFAULT_STRIDE,
-    batch_size: int = 32,
+    batch_size: int = 64,
     method: str = "viterbi",
 ) -> list[list[Entity]]:
     """Entities for each note: tokenize, encode in length-sorted micro-batches, decode."""
@@ -210,7 +210,7 @@ def extract(
 
 
 def predict_sentences(
-    sentences: Sequence[Sequence[str]], tokenizer: Any, encoder: Encoder, batch_size: int = 32, method: str = "viterbi",
+    sentences: Sequence[Sequence[str]], tokenizer: Any, encoder: Encoder, batch_size: int = 64, method: str = "viterbi",
     max_length: int = DEFAULT_MAX_LENGTH, stride: int = DEFAULT_STRIDE,
 ) -> list[list[str]]:
     """O/D/T labels of pre-split sentences through the serving path (to score it against gold)."""
@@ -224,14 +224,28 @@ def _rows(logits: np.ndarray, layout: NoteWindows) -> np.ndarray:
     return logits[layout.first_rows: layout.first_rows + layout.n_windows]
 
 
-def encode_sorted(input_ids: np.ndarray, attention_mask: np.ndarray, encoder: Encoder, batch_size: int) -> list:
-    """Run the encoder over windows in micro-batches of similar length (less padding); returns each
-    window's logits trimmed to its length, in the original order."""
-    lengths = attention_mask.sum(axis=1)
+def length_buckets(lengths: np.ndarray, max_rows: int) -> list[np.ndarray]:
+    """Rows grouped into micro-batches of similar length: sorted by length, a new micro-batch starts
+    when a row is longer than 1.1x the micro-batch's shortest + 4 pieces, or at ``max_rows`` rows.
+
+    Padding is the cost that matters on CPU: measured here, random groups of 16 sentences encoded as
+    one padded batch ran at ~140 sentences/s, in length buckets at ~230-300.
+    """
     order = np.argsort(lengths, kind="stable")
-    out: list = [None] * len(order)
-    for i in range(0, len(order), batch_size):
-        rows = order[i: i + batch_size]
+    buckets, start = [], 0
+    for i in range(1, len(order) + 1):
+        if i == len(order) or i - start >= max_rows or lengths[order[i]] > 1.1 * lengths[order[start]] + 4:
+            buckets.append(order[start:i])
+            start = i
+    return buckets
+
+
+def encode_sorted(input_ids: np.ndarray, attention_mask: np.ndarray, encoder: Encoder, max_rows: int) -> np.ndarray:
+    """Run the encoder over windows in length buckets (:func:`length_buckets`); returns each window's
+    logits ``(windows, max length, tags)`` in the original order (padding positions are never read)."""
+    lengths = attention_mask.sum(axis=1)
+    out: list = [None] * len(lengths)
+    for rows in length_buckets(lengths, max_rows):
         width = int(lengths[rows].max())
         logits = encoder(input_ids[rows, :width], attention_mask[rows, :width])
         for row, window_logits in zip(rows, logits):
@@ -252,7 +266,7 @@ def _stack_ragged(windows: list[np.ndarray]) -> np.ndarray:
 
 # --- ONNX Runtime ----------------------------------------------------------------------------
 
-def ort_session(onnx_path: Path, threads: int = 1) -> Any:
+def ort_session(onnx_path: Path, threads: int = 1, spinning: bool = True) -> Any:
     """An ONNX Runtime CPU session with all graph optimisations and ``threads`` intra-op threads."""
     import onnxruntime as ort
 
@@ -260,12 +274,14 @@ def ort_session(onnx_path: Path, threads: int = 1) -> Any:
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if not spinning:  # idle threads sleep instead of spinning: they share the cores with other processes
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
 
 
-def ort_encoder(onnx_path: Path, threads: int = 1) -> Encoder:
+def ort_encoder(onnx_path: Path, threads: int = 1, spinning: bool = True) -> Encoder:
     """An encoder function ``(windows, seq) -> (windows, seq, tags)`` over an exported model."""
-    session = ort_session(onnx_path, threads)
+    session = ort_session(onnx_path, threads, spinning)
 
     def encode(input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
         feeds = {"input_ids": input_ids[:, None, :], "attention_mask": attention_mask[:, None, :]}

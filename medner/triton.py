@@ -136,8 +136,13 @@ class TritonServer:
             try:
                 self.process.wait(timeout)
             except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.kill()
                 self.process.wait()
+        if self.process is not None:
+            try:  # python backend stubs left behind by the server (they share its process group)
+                os.killpg(self.process.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
         if getattr(self, "_backends", None) is not None:
             self._backends.cleanup()
             self._backends = None

@@ -23,8 +23,8 @@ class TritonPythonModel:
         params = {k: v["string_value"] for k, v in config.get("parameters", {}).items()}
         version_dir = os.path.join(args["model_repository"], args["model_version"])
         self.encode = ort_encoder(os.path.join(version_dir, params.get("model_file", "model.onnx")),
-                                  int(params.get("threads", 1)))
-        self.micro_batch = int(params.get("micro_batch", 32))
+                                  int(params.get("threads", 1)), params.get("spinning", "true") == "true")
+        self.micro_batch = int(params.get("micro_batch", 64))
 
     def execute(self, requests):
         responses = [None] * len(requests)
