@@ -109,6 +109,7 @@ def main() -> None:
     from transformers import pipeline
 
     from clients.local import LocalNerModel
+    from export.onnx_export import package_versions
     from medner.triton import TritonServer, free_ports
 
     torch.set_num_threads(args.threads)
@@ -143,16 +144,14 @@ def main() -> None:
                 for name, run in variants.items():
                     rounds[name].append(run())
                     print(f"round {r + 1} {name}: {rounds[name][-1]['notes_per_s']:.1f} notes/s", flush=True)
-    report(rounds, args, len(notes))
+    report(rounds, args, len(notes), package_versions())
 
 
-def report(rounds: dict[str, list[dict]], args: argparse.Namespace, n_notes: int) -> None:
-    from export.onnx_export import package_versions
-
+def report(rounds: dict[str, list[dict]], args: argparse.Namespace, n_notes: int, packages: dict[str, str]) -> None:
     summary = {name: {key: statistics.median(r[key] for r in runs) for key in runs[0]} for name, runs in rounds.items()}
     best_local = summary["ort_local"]["notes_per_s"]
     stamp = {"hardware": hardware(), "date": time.strftime("%Y-%m-%d"), "notes": n_notes, "rounds": args.rounds,
-             "threads_in_process": args.threads, "packages": package_versions()}
+             "threads_in_process": args.threads, "packages": packages}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".json").write_text(json.dumps({"meta": stamp, "results": summary, "rounds": rounds},
                                                         indent=2))

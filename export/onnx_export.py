@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from medner.data import Sentence
-from medner.inference import Encoder, encode_sorted, ort_encoder, tokenize_words
+from medner.inference import Encoder, encode_sorted, ort_encoder, tokenize_words, torch_encoder
 from medner.metrics import evaluate
 from medner.spans import join_tokens
 
@@ -79,19 +79,11 @@ def quantize_int8(onnx_path: Path, int8_path: Path) -> Path:
     return int8_path
 
 
-def torch_encoder(model_dir: Path) -> Encoder:
-    """The same encoder function, in PyTorch (the reference for parity)."""
-    import torch
+def torch_reference(model_dir: Path) -> Encoder:
+    """The PyTorch model in ``model_dir`` as an encoder function (the reference for parity)."""
     from transformers import AutoModelForTokenClassification
 
-    model = AutoModelForTokenClassification.from_pretrained(model_dir).eval()
-
-    def encode(input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
-        with torch.inference_mode():
-            ids, mask = torch.from_numpy(input_ids), torch.from_numpy(attention_mask)
-            return model(input_ids=ids, attention_mask=mask).logits.float().numpy()
-
-    return encode
+    return torch_encoder(AutoModelForTokenClassification.from_pretrained(model_dir))
 
 
 @dataclass
@@ -207,7 +199,7 @@ def export_model(
         tokenizer = AutoTokenizer.from_pretrained(model_dir)
         tokenizer.save_pretrained(staging / "ner_tokenize")
         export_onnx(model_dir, encoder_dir / FP32_FILE)
-        parity, fp32_metrics = parity_gate(tokenizer, torch_encoder(model_dir),
+        parity, fp32_metrics = parity_gate(tokenizer, torch_reference(model_dir),
                                            ort_encoder(encoder_dir / FP32_FILE, threads), test, method)
         if not parity.passed:
             raise ExportRefused(f"parity gate failed: {json.dumps(parity.details)}")

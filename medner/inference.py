@@ -209,15 +209,38 @@ def extract(
     return [decode_note(note, layout, _rows(logits, layout), method) for note, layout in zip(notes, batch.notes)]
 
 
-def predict_sentences(
-    sentences: Sequence[Sequence[str]], tokenizer: Any, encoder: Encoder, batch_size: int = 64, method: str = "viterbi",
+def sentence_log_probs(
+    sentences: Sequence[Sequence[str]], tokenizer: Any, encoder: Encoder, batch_size: int = 64,
     max_length: int = DEFAULT_MAX_LENGTH, stride: int = DEFAULT_STRIDE,
-) -> list[list[str]]:
-    """O/D/T labels of pre-split sentences through the serving path (to score it against gold)."""
+) -> list[np.ndarray]:
+    """Per-word tag log-probabilities of pre-split sentences through the serving path (each sentence
+    is one note of one sentence): what training evaluation and export gates score against gold."""
     offsets = [join_tokens(tokens)[1] for tokens in sentences]
     batch = tokenize_words(tokenizer, sentences, offsets, max_length, stride)
     logits = encode_sorted(batch.input_ids, batch.attention_mask, encoder, batch_size)
-    return [note_labels(layout, _rows(logits, layout), method)[0] for layout in batch.notes]
+    return [note_word_log_probs(layout, log_softmax(_rows(logits, layout))) for layout in batch.notes]
+
+
+def predict_sentences(
+    sentences: Sequence[Sequence[str]], tokenizer: Any, encoder: Encoder, method: str = "viterbi", **options: Any
+) -> list[list[str]]:
+    """O/D/T labels of pre-split sentences through the serving path."""
+    return [decode(lp, method) for lp in sentence_log_probs(sentences, tokenizer, encoder, **options)]
+
+
+def torch_encoder(model: Any) -> Encoder:
+    """An encoder function over a PyTorch token classifier (training evaluation, export parity)."""
+    import torch
+
+    device = next(model.parameters()).device
+
+    def encode(input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+        model.eval()
+        with torch.inference_mode():
+            ids, mask = torch.from_numpy(input_ids).to(device), torch.from_numpy(attention_mask).to(device)
+            return model(input_ids=ids, attention_mask=mask).logits.float().cpu().numpy()
+
+    return encode
 
 
 def _rows(logits: np.ndarray, layout: NoteWindows) -> np.ndarray:

@@ -54,12 +54,13 @@ class Evaluation:
 def evaluate_test_split(model_files: dict[str, bytes], test: Sequence[Sentence], method: str) -> Evaluation:
     """Metrics of a stored model on the test split, with ``method`` decoding and with argmax."""
     from medner.decoding import decode
+    from medner.inference import sentence_log_probs, torch_encoder
     from medner.metrics import confusion_matrix, evaluate
-    from medner.training import files_to_dir, load_model, predict_log_probs
+    from medner.training import files_to_dir, load_model
 
     with tempfile.TemporaryDirectory() as tmp:
         tokenizer, model = load_model(files_to_dir(model_files, tmp))
-    log_probs = predict_log_probs(model, tokenizer, [s.tokens for s in test], progress=True)
+    log_probs = sentence_log_probs([s.tokens for s in test], tokenizer, torch_encoder(model))
     gold = [s.labels for s in test]
     predictions = [decode(lp, method) for lp in log_probs]
     return Evaluation(

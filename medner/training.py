@@ -20,7 +20,6 @@ import numpy as np
 
 from medner.config import TrainConfig
 from medner.data import Sentence
-from medner.decoding import decode
 from medner.labels import BIO_TAGS, ID2TAG, TAG2ID, to_bio
 from medner.metrics import evaluate
 from medner.progress import progress as progress_bar
@@ -28,7 +27,6 @@ from medner.progress import progress as progress_bar
 log = logging.getLogger(__name__)
 
 IGNORE_INDEX = -100  # loss ignores continuation word-pieces and special tokens
-_MISSING_WORD_LOG_PROBS = np.log(np.array([1.0] + [1e-9] * (len(BIO_TAGS) - 1)))
 
 
 def set_threads(threads: int) -> int:
@@ -84,51 +82,11 @@ def first_piece_targets(word_ids: Sequence[int | None], tags: Sequence[str]) -> 
     return targets
 
 
-def word_log_probs(token_log_probs: np.ndarray, word_ids: Sequence[int | None], n_words: int) -> np.ndarray:
-    """Per-word tag log-probabilities from the first word-piece of each word.
+def predict(model: Any, tokenizer: Any, sentences: Sequence[Sequence[str]], method: str = "viterbi") -> list[list[str]]:
+    """O/D/T labels for each pre-split sentence, through the serving code path (medner.inference)."""
+    from medner.inference import predict_sentences, torch_encoder
 
-    Words with no word-piece (truncated, or characters the tokenizer drops) get a confident O.
-    """
-    scores = np.tile(_MISSING_WORD_LOG_PROBS, (n_words, 1))
-    seen: set[int] = set()
-    for position, word in enumerate(word_ids):
-        if word is not None and word not in seen:
-            seen.add(word)
-            scores[word] = token_log_probs[position]
-    return scores
-
-
-def predict_log_probs(
-    model: Any,
-    tokenizer: Any,
-    sentences: Sequence[Sequence[str]],
-    batch_size: int = 64,
-    max_length: int = 512,
-    progress: bool = False,
-) -> list[np.ndarray]:
-    """Per-word tag log-probabilities for each sentence (batches sorted by length)."""
-    import torch
-
-    model.eval()
-    device = next(model.parameters()).device
-    order = sorted(range(len(sentences)), key=lambda i: len(sentences[i]))
-    results: list[np.ndarray] = [np.empty(0)] * len(sentences)
-    batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
-    with torch.inference_mode():
-        for batch in progress_bar(batches, desc="predict", unit="batch", disable=not progress, leave=False):
-            inputs, word_ids = encode_words(tokenizer, [sentences[i] for i in batch], max_length)
-            logits = model(**{k: v.to(device) for k, v in inputs.items()}).logits
-            log_probs = torch.log_softmax(logits.float(), dim=-1).cpu().numpy()
-            for row, index in enumerate(batch):
-                results[index] = word_log_probs(log_probs[row], word_ids[row], len(sentences[index]))
-    return results
-
-
-def predict(
-    model: Any, tokenizer: Any, sentences: Sequence[Sequence[str]], method: str = "viterbi", **kwargs: Any
-) -> list[list[str]]:
-    """O/D/T labels for each pre-split sentence."""
-    return [decode(lp, method) for lp in predict_log_probs(model, tokenizer, sentences, **kwargs)]
+    return predict_sentences(sentences, tokenizer, torch_encoder(model), method)
 
 
 def evaluate_model(

@@ -5,8 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from medner.data import read_behealthy
-from medner.inference import extract, predict_sentences, tokenize_notes
+from medner.inference import extract, predict_sentences, sentence_log_probs, tokenize_notes
 from medner.training import load_model, predict
 
 
@@ -51,10 +50,13 @@ def test_stride_must_leave_room(tokenizer_and_model) -> None:
         tokenize_notes(tokenizer_and_model[0], ["x"], max_length=16, stride=14)
 
 
-def test_serving_path_matches_training_evaluation(tokenizer_and_model, tiny_corpus: Path) -> None:
+def test_word_scores_come_from_first_pieces_and_missing_words_get_o(tokenizer_and_model) -> None:
     tokenizer, model = tokenizer_and_model
-    sentences = [s.tokens for s in read_behealthy(tiny_corpus)["test"]]
-    assert predict_sentences(sentences, tokenizer, torch_encode(model), batch_size=7) == predict(
+    sentences = [["Asthma", "\u200b", "unbelievably", "treated"]]  # a zero-width space has no word-piece
+    [log_probs] = sentence_log_probs(sentences, tokenizer, torch_encode(model))
+    assert log_probs.shape == (4, 5) and log_probs[1].argmax() == 0 and log_probs[1, 0] == 0.0
+    assert np.allclose(np.exp(log_probs).sum(axis=1), 1.0, atol=1e-3)
+    assert predict_sentences(sentences, tokenizer, torch_encode(model), batch_size=1) == predict(
         model, tokenizer, sentences)
 
 

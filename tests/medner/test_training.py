@@ -4,12 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from medner.config import TrainConfig
 from medner.data import read_behealthy, split_dev
-from medner.labels import BIO_TAGS
 from medner.training import (
     IGNORE_INDEX,
     files_to_dir,
@@ -18,7 +16,6 @@ from medner.training import (
     model_to_files,
     predict,
     train,
-    word_log_probs,
 )
 
 
@@ -26,13 +23,6 @@ def test_first_piece_targets() -> None:
     word_ids = [None, 0, 0, 1, 2, 2, None]
     assert first_piece_targets(word_ids, ["B-D", "I-D", "O"]) == [
         IGNORE_INDEX, 1, IGNORE_INDEX, 2, 0, IGNORE_INDEX, IGNORE_INDEX]
-
-
-def test_word_log_probs_uses_first_piece_and_fills_missing_words() -> None:
-    token_scores = np.arange(5 * len(BIO_TAGS), dtype=float).reshape(5, len(BIO_TAGS))
-    scores = word_log_probs(token_scores, [None, 0, 0, 2, None], n_words=3)
-    assert (scores[0] == token_scores[1]).all() and (scores[2] == token_scores[3]).all()
-    assert scores[1].argmax() == 0  # word 1 had no word-piece: a confident O
 
 
 @pytest.mark.slow
