@@ -93,7 +93,8 @@ def tokenize_words(
     if not 0 <= stride < max_length - 2:
         raise ValueError(f"stride must be in [0, {max_length - 2}), got {stride}")
     body = max_length - 2  # room for [CLS] ... [SEP]
-    encoded = tokenizer([list(w) for w in word_texts], is_split_into_words=True, add_special_tokens=False)
+    encoded = tokenizer([list(w) for w in word_texts], is_split_into_words=True, add_special_tokens=False,
+                        verbose=False)  # long notes are windowed below: no "longer than maximum" warning
     rows: list[list[int]] = []
     layouts = []
     for index, note_words in enumerate(word_offsets):

@@ -59,6 +59,17 @@ def backend_directory(target: Path) -> Path:
     return target
 
 
+def _terminate_with_parent() -> None:
+    """In the child before exec: SIGTERM it when the process that started it dies, even by SIGKILL,
+    so no orphaned tritonserver keeps the ports (Linux prctl PR_SET_PDEATHSIG)."""
+    import ctypes
+
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
 @dataclass
 class TritonServer:
     """``with TritonServer(repository) as server: ...`` starts tritonserver and waits until ready."""
@@ -106,7 +117,8 @@ class TritonServer:
         backends = backend_directory(Path(self._backends.name))
         log = open(self.log_file, "ab") if self.log_file else subprocess.DEVNULL  # noqa: SIM115
         self.process = subprocess.Popen(self.command(backends), env=self.environment(), stdout=log,
-                                        stderr=subprocess.STDOUT, start_new_session=True)
+                                        stderr=subprocess.STDOUT, start_new_session=True,
+                                        preexec_fn=_terminate_with_parent)
         self.wait_ready(timeout)
         return self
 

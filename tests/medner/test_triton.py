@@ -37,4 +37,26 @@ def test_medner_serve_starts_and_stops_on_sigterm(exported_repository: Path) -> 
         assert time.monotonic() - started < 60
     finally:
         if process.poll() is None:
-            process.kill()
+            process.terminate()  # lets `medner serve` stop tritonserver
+            process.wait(60)
+
+
+def test_tritonserver_does_not_outlive_a_killed_medner_serve(exported_repository: Path) -> None:
+    grpc_port, http_port, metrics_port = free_ports(3)
+    command = [sys.executable, "-m", "medner.cli", "serve", "--repository", str(exported_repository),
+               "--grpc-port", str(grpc_port), "--http-port", str(http_port), "--metrics-port", str(metrics_port)]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        assert "Triton ready" in process.stdout.readline()
+        process.kill()  # SIGKILL: `medner serve` cannot clean up
+        process.wait(10)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and f"--grpc-port={grpc_port}" in subprocess.run(
+                ["ps", "-ww", "-eo", "args"], capture_output=True, text=True).stdout:
+            time.sleep(1)
+        assert f"--grpc-port={grpc_port}" not in subprocess.run(["ps", "-ww", "-eo", "args"], capture_output=True,
+                                                                text=True).stdout
+    finally:
+        if process.poll() is None:
+            process.terminate()  # lets `medner serve` stop tritonserver
+            process.wait(60)
