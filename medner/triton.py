@@ -22,6 +22,14 @@ class TritonError(RuntimeError):
     """The server could not be started or did not become ready."""
 
 
+def model_parameters(args: dict) -> dict[str, str]:
+    """The ``parameters`` of a python-backend model's config, from ``initialize(args)``."""
+    import json
+
+    config = json.loads(args["model_config"])
+    return {key: value["string_value"] for key, value in config.get("parameters", {}).items()}
+
+
 def free_ports(n: int) -> list[int]:
     """``n`` TCP ports free on 127.0.0.1 right now (for tests and benchmarks)."""
     import socket

@@ -12,12 +12,12 @@ import numpy as np  # noqa: E402
 import triton_python_backend_utils as pb_utils  # noqa: E402
 
 from medner.inference import decode_note, unpack_note  # noqa: E402
+from medner.triton import model_parameters  # noqa: E402
 
 
 class TritonPythonModel:
     def initialize(self, args):
-        config = json.loads(args["model_config"])
-        params = {k: v["string_value"] for k, v in config.get("parameters", {}).items()}
+        params = model_parameters(args)
         self.method = params.get("decode", "viterbi")
 
     def execute(self, requests):

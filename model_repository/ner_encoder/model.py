@@ -4,7 +4,6 @@ The windows of every request in a dynamic batch are encoded together, in micro-b
 length (medner.inference.encode_sorted), then handed back request by request.
 """
 
-import json
 import os
 import sys
 
@@ -15,12 +14,12 @@ import numpy as np  # noqa: E402
 import triton_python_backend_utils as pb_utils  # noqa: E402
 
 from medner.inference import encode_sorted, ort_encoder  # noqa: E402
+from medner.triton import model_parameters  # noqa: E402
 
 
 class TritonPythonModel:
     def initialize(self, args):
-        config = json.loads(args["model_config"])
-        params = {k: v["string_value"] for k, v in config.get("parameters", {}).items()}
+        params = model_parameters(args)
         version_dir = os.path.join(args["model_repository"], args["model_version"])
         self.encode = ort_encoder(os.path.join(version_dir, params.get("model_file", "model.onnx")),
                                   int(params.get("threads", 1)), params.get("spinning", "true") == "true")

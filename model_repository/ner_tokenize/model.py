@@ -1,6 +1,5 @@
 """Triton python model: raw notes -> word-piece windows (medner.inference.tokenize_notes)."""
 
-import json
 import os
 import sys
 
@@ -18,14 +17,14 @@ from medner.inference import (  # noqa: E402
     tokenize_notes,
     validate_note,
 )
+from medner.triton import model_parameters  # noqa: E402
 
 
 class TritonPythonModel:
     def initialize(self, args):
         from transformers import AutoTokenizer
 
-        config = json.loads(args["model_config"])
-        params = {k: v["string_value"] for k, v in config.get("parameters", {}).items()}
+        params = model_parameters(args)
         self.max_length = int(params.get("max_length", DEFAULT_MAX_LENGTH))
         self.stride = int(params.get("stride", DEFAULT_STRIDE))
         self.max_note_chars = int(params.get("max_note_chars", 1_000_000))

@@ -16,11 +16,17 @@ from medner.triton import free_ports
 pytestmark = pytest.mark.slow
 
 
+def start_medner_serve(repository: Path) -> tuple[subprocess.Popen, list[int]]:
+    """``medner serve`` in a subprocess on free ports; returns it and its (gRPC, HTTP, metrics) ports."""
+    ports = free_ports(3)
+    command = [sys.executable, "-m", "medner.cli", "serve", "--repository", str(repository)]
+    for flag, port in zip(("--grpc-port", "--http-port", "--metrics-port"), ports):
+        command += [flag, str(port)]
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True), ports
+
+
 def test_medner_serve_starts_and_stops_on_sigterm(exported_repository: Path) -> None:
-    grpc_port, http_port, metrics_port = free_ports(3)
-    command = [sys.executable, "-m", "medner.cli", "serve", "--repository", str(exported_repository),
-               "--grpc-port", str(grpc_port), "--http-port", str(http_port), "--metrics-port", str(metrics_port)]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    process, (grpc_port, http_port, metrics_port) = start_medner_serve(exported_repository)
     try:
         line = process.stdout.readline()
         assert "Triton ready" in line and f"127.0.0.1:{grpc_port}" in line, line
@@ -42,10 +48,7 @@ def test_medner_serve_starts_and_stops_on_sigterm(exported_repository: Path) -> 
 
 
 def test_tritonserver_does_not_outlive_a_killed_medner_serve(exported_repository: Path) -> None:
-    grpc_port, http_port, metrics_port = free_ports(3)
-    command = [sys.executable, "-m", "medner.cli", "serve", "--repository", str(exported_repository),
-               "--grpc-port", str(grpc_port), "--http-port", str(http_port), "--metrics-port", str(metrics_port)]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    process, (grpc_port, _, _) = start_medner_serve(exported_repository)
     try:
         assert "Triton ready" in process.stdout.readline()
         process.kill()  # SIGKILL: `medner serve` cannot clean up
