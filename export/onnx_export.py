@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,11 +63,14 @@ def export_onnx(model_dir: Path, onnx_path: Path) -> Path:
 
     example = torch.ones((2, 3, 8), dtype=torch.int64)
     axes = {0: "notes", 1: "windows", 2: "sequence"}
-    torch.onnx.export(
-        WindowedLogits(model), (example, example), str(onnx_path), dynamo=False, opset_version=ONNX_OPSET,
-        input_names=["input_ids", "attention_mask"], output_names=["logits"],
-        dynamic_axes={"input_ids": axes, "attention_mask": axes, "logits": axes},
-    )
+    with warnings.catch_warnings():  # the TorchScript path's deprecation and tracer notices; parity checks the result
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        torch.onnx.export(
+            WindowedLogits(model), (example, example), str(onnx_path), dynamo=False, opset_version=ONNX_OPSET,
+            input_names=["input_ids", "attention_mask"], output_names=["logits"],
+            dynamic_axes={"input_ids": axes, "attention_mask": axes, "logits": axes},
+        )
     return onnx_path
 
 
