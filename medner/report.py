@@ -40,6 +40,7 @@ def learning_curve(history: Sequence[Mapping[str, float]]) -> Any:
     epochs = [row["epoch"] for row in history]
     ax.plot(epochs, [row["train_loss"] for row in history], "o-", color="tab:gray", label="train loss")
     ax.set_xlabel("epoch")
+    ax.set_xticks(epochs)
     ax.set_ylabel("train loss")
     ax2 = ax.twinx()
     for key, style in (("dev_entity_f1", "o-"), ("dev_entity_f1_D", "--"), ("dev_entity_f1_T", ":")):
