@@ -76,7 +76,7 @@ def bench_triton(url: str, model: str, notes: list[str], concurrency: int, batch
             async def one(i: int, chunk: list[bytes]) -> None:
                 async with gate:
                     t = time.perf_counter()
-                    await client._infer(chunk, i)
+                    await client.infer(chunk, i)
                     latencies.append(time.perf_counter() - t)
 
             await asyncio.gather(*(one(i, c) for i, c in enumerate(chunks[:concurrency])))  # warm up

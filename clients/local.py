@@ -7,7 +7,17 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
-from medner.inference import DEFAULT_MAX_LENGTH, DEFAULT_STRIDE, Entity, NoteError, extract, ort_encoder, validate_note
+from medner.inference import (
+    DEFAULT_MAX_LENGTH,
+    DEFAULT_MAX_NOTE_CHARS,
+    DEFAULT_MICRO_BATCH,
+    DEFAULT_STRIDE,
+    Entity,
+    NoteError,
+    extract,
+    ort_encoder,
+    validate_note,
+)
 
 ENCODERS = {"ner": "ner_encoder", "ner_int8": "ner_encoder_int8"}
 
@@ -37,8 +47,8 @@ class LocalNerModel:
         encoder = config_parameters(repository / ENCODERS[model] / "config.pbtxt")
         self.max_length = int(tokenize.get("max_length", DEFAULT_MAX_LENGTH))
         self.stride = int(tokenize.get("stride", DEFAULT_STRIDE))
-        self.max_note_chars = int(tokenize.get("max_note_chars", 1_000_000))
-        self.micro_batch = int(encoder.get("micro_batch", 64))
+        self.max_note_chars = int(tokenize.get("max_note_chars", DEFAULT_MAX_NOTE_CHARS))
+        self.micro_batch = int(encoder.get("micro_batch", DEFAULT_MICRO_BATCH))
         self.method = config_parameters(repository / "ner_decode" / "config.pbtxt").get("decode", "viterbi")
         self.tokenizer = AutoTokenizer.from_pretrained(latest_version(repository / "ner_tokenize"))
         encoder_dir = latest_version(repository / ENCODERS[model])

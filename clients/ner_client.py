@@ -48,8 +48,9 @@ class AsyncNerClient:
     async def close(self) -> None:
         await self.client.close()
 
-    async def _infer(self, payloads: list[bytes], index: int) -> list[list[Entity]]:
-        """One request carrying ``payloads``; retried on UNAVAILABLE; raises NerRequestError."""
+    async def infer(self, payloads: list[bytes], index: int = 0) -> list[list[Entity]]:
+        """Entities of each note in ``payloads`` (UTF-8), sent as one request; retried on UNAVAILABLE;
+        raises NerRequestError (``index``: the first note's position, for the message)."""
         from tritonclient.utils import InferenceServerException
 
         text = self._grpc.InferInput("TEXT", [len(payloads), 1], "BYTES")
@@ -67,7 +68,7 @@ class AsyncNerClient:
 
     async def extract_one(self, note: str | bytes, index: int = 0) -> list[Entity]:
         """Entities of one note; raises NerRequestError."""
-        return (await self._infer([_payload(note)], index))[0]
+        return (await self.infer([_payload(note)], index))[0]
 
     async def extract(self, notes: Sequence[str | bytes], return_exceptions: bool = False
                       ) -> list[list[Entity] | NerRequestError]:
@@ -81,7 +82,7 @@ class AsyncNerClient:
             part = [_payload(n) for n in notes[first: first + self.batch_size]]
             async with gate:
                 try:
-                    results[first: first + len(part)] = await self._infer(part, first)
+                    results[first: first + len(part)] = await self.infer(part, first)
                     return
                 except NerRequestError as err:
                     if len(part) == 1 or err.status in RETRYABLE:
@@ -92,7 +93,7 @@ class AsyncNerClient:
             for offset, payload in enumerate(part):  # isolate the bad note(s)
                 async with gate:
                     try:
-                        results[first + offset] = (await self._infer([payload], first + offset))[0]
+                        results[first + offset] = (await self.infer([payload], first + offset))[0]
                     except NerRequestError as err:
                         if not return_exceptions:
                             raise

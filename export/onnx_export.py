@@ -25,9 +25,15 @@ from typing import Any
 import numpy as np
 
 from medner.data import Sentence
-from medner.inference import Encoder, encode_sorted, ort_encoder, tokenize_words, torch_encoder
+from medner.inference import (
+    Encoder,
+    decode_sentences,
+    encode_sentences,
+    ort_encoder,
+    predict_sentences,
+    torch_encoder,
+)
 from medner.metrics import evaluate
-from medner.spans import join_tokens
 
 PARITY_TOLERANCE = 1e-3
 INT8_MAX_F1_DROP = 0.01  # 1.0 entity-F1 point
@@ -96,28 +102,17 @@ class GateReport:
     details: dict[str, Any] = field(default_factory=dict)
 
 
-def _windows(tokenizer: Any, sentences: Sequence[Sentence]) -> Any:
-    tokens = [s.tokens for s in sentences]
-    return tokenize_words(tokenizer, tokens, [join_tokens(t)[1] for t in tokens])
-
-
-def _labels(batch: Any, logits: np.ndarray, method: str) -> list[list[str]]:
-    from medner.inference import note_labels
-
-    return [note_labels(n, logits[n.first_rows: n.first_rows + n.n_windows], method)[0] for n in batch.notes]
-
-
 def parity_gate(
     tokenizer: Any, reference: Encoder, candidate: Encoder, sentences: Sequence[Sentence], method: str = "viterbi"
 ) -> tuple[GateReport, dict[str, float]]:
     """Compare two encoders on ``sentences``: max |logit diff| over real tokens, and decoded labels.
     Returns the report and the candidate's metrics."""
-    batch = _windows(tokenizer, sentences)
-    ref = encode_sorted(batch.input_ids, batch.attention_mask, reference, 32)
-    cand = encode_sorted(batch.input_ids, batch.attention_mask, candidate, 32)
+    tokens = [s.tokens for s in sentences]
+    batch, ref = encode_sentences(tokens, tokenizer, reference)
+    _, cand = encode_sentences(tokens, tokenizer, candidate)
     real = batch.attention_mask[:, : ref.shape[1]].astype(bool)
     max_diff = float(np.abs(ref - cand)[real].max())
-    ref_labels, cand_labels = _labels(batch, ref, method), _labels(batch, cand, method)
+    ref_labels, cand_labels = decode_sentences(batch, ref, method), decode_sentences(batch, cand, method)
     mismatched = sum(a != b for a, b in zip(ref_labels, cand_labels))
     details = {"max_abs_logit_diff": max_diff, "tolerance": PARITY_TOLERANCE,
                "sentences": len(sentences), "sentences_with_different_labels": mismatched}
@@ -129,9 +124,8 @@ def quality_gate(
     tokenizer: Any, encoder: Encoder, sentences: Sequence[Sentence], baseline_f1: float, method: str = "viterbi"
 ) -> tuple[GateReport, dict[str, float]]:
     """Entity F1 of ``encoder`` on ``sentences`` must be within INT8_MAX_F1_DROP of ``baseline_f1``."""
-    batch = _windows(tokenizer, sentences)
-    logits = encode_sorted(batch.input_ids, batch.attention_mask, encoder, 32)
-    metrics = evaluate([s.labels for s in sentences], _labels(batch, logits, method))
+    predictions = predict_sentences([s.tokens for s in sentences], tokenizer, encoder, method)
+    metrics = evaluate([s.labels for s in sentences], predictions)
     drop = baseline_f1 - metrics["entity_f1"]
     details = {"entity_f1": metrics["entity_f1"], "baseline_entity_f1": baseline_f1, "drop": drop,
                "max_drop": INT8_MAX_F1_DROP}

@@ -57,12 +57,14 @@ def data_check(
     typer.echo(json.dumps({name: corpus_stats(s) for name, s in splits.items()}, indent=2))
 
 
+RepositoryOption = Annotated[Path, typer.Option(envvar="MEDNER_REPOSITORY", help="Triton model repository.")]
+
+
 @app.command("export")
 def export_command(
     run: Annotated[str, typer.Option(help="TrainFlow run pathspec (default: latest successful).")] = "",
     model_dir: Annotated[Path | None, typer.Option(help="Export this model folder instead of a run.")] = None,
-    repository: Annotated[Path, typer.Option(envvar="MEDNER_REPOSITORY", help="Triton model repository.")] = Path(
-        "model_repository"),
+    repository: RepositoryOption = Path("model_repository"),
     data_dir: DataDirOption = None,
     threads: Annotated[int, typer.Option(help="ONNX Runtime threads for the gates.")] = 1,
 ) -> None:
@@ -96,9 +98,6 @@ def export_command(
     typer.echo(json.dumps({"repository": str(repository), "version": version, "gates": record["gates"],
                            "entity_f1_fp32": record["metrics_fp32"]["entity_f1"],
                            "entity_f1_int8": record["metrics_int8"]["entity_f1"]}, indent=2))
-
-
-RepositoryOption = Annotated[Path, typer.Option(envvar="MEDNER_REPOSITORY", help="Triton model repository.")]
 
 
 @app.command()
@@ -163,7 +162,7 @@ def extract(
     model: Annotated[str, typer.Option(help="ner (fp32) or ner_int8.")] = "ner",
     output: Annotated[str, typer.Option("--format", help="jsonl or table.")] = "jsonl",
     concurrency: int = 16,
-    timeout: Annotated[float, typer.Option(help="Seconds per note, retries included.")] = 60.0,
+    timeout: Annotated[float, typer.Option(help="Seconds per request (each retry gets its own).")] = 60.0,
 ) -> None:
     """Extract diseases and treatments from notes, through Triton (--url) or in-process (--local)."""
     notes = _read_notes(inputs or [])

@@ -25,6 +25,8 @@ from medner.spans import join_tokens, labels_to_spans, split_sentences, split_wo
 
 DEFAULT_MAX_LENGTH = 128  # fine-tuning saw single sentences: positions past ~128 are untrained
 DEFAULT_STRIDE = 32  # word-pieces shared by neighbouring windows of one long sentence
+DEFAULT_MAX_NOTE_CHARS = 1_000_000
+DEFAULT_MICRO_BATCH = 64  # most windows per length bucket
 
 
 class Entity(TypedDict):
@@ -141,7 +143,7 @@ class NoteError(ValueError):
     """A note the service cannot take (not UTF-8, empty, too long); the message says which."""
 
 
-def validate_note(note: str | bytes, max_chars: int = 1_000_000) -> str:
+def validate_note(note: str | bytes, max_chars: int = DEFAULT_MAX_NOTE_CHARS) -> str:
     """The note as text, or NoteError. Messages never quote the note (clinical text stays private)."""
     if isinstance(note, bytes):
         try:
@@ -160,11 +162,12 @@ def log_softmax(logits: np.ndarray) -> np.ndarray:
     return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
 
 
-def note_word_log_probs(layout: NoteWindows, window_log_probs: np.ndarray) -> np.ndarray:
-    """Per-word tag log-probabilities of one note from its windows' ``(windows, seq, tags)`` scores.
+def note_word_log_probs(layout: NoteWindows, window_logits: np.ndarray) -> np.ndarray:
+    """Per-word tag log-probabilities of one note from its windows' ``(windows, seq, tags)`` logits.
 
     Words without a word-piece (characters the tokenizer drops) get a confident O.
     """
+    window_log_probs = log_softmax(window_logits.astype(np.float32))
     scores = np.full((len(layout.words), len(BIO_TAGS)), np.log(1e-9))
     scores[:, 0] = 0.0
     has_piece = layout.word_window >= 0
@@ -177,7 +180,7 @@ def note_labels(
 ) -> tuple[list[str], np.ndarray]:
     """O/D/T label and confidence (probability of the best tag) of each word of one note;
     ``window_logits`` are this note's rows of the encoder output."""
-    word_scores = note_word_log_probs(layout, log_softmax(window_logits.astype(np.float32)))
+    word_scores = note_word_log_probs(layout, window_logits)
     return decode(word_scores, method), np.exp(word_scores.max(axis=-1))
 
 
@@ -201,32 +204,44 @@ def extract(
     encoder: Encoder,
     max_length: int = DEFAULT_MAX_LENGTH,
     stride: int = DEFAULT_STRIDE,
-    batch_size: int = 64,
+    batch_size: int = DEFAULT_MICRO_BATCH,
     method: str = "viterbi",
 ) -> list[list[Entity]]:
     """Entities for each note: tokenize, encode in length-sorted micro-batches, decode."""
     batch = tokenize_notes(tokenizer, notes, max_length, stride)
     logits = encode_sorted(batch.input_ids, batch.attention_mask, encoder, batch_size)
-    return [decode_note(note, layout, _rows(logits, layout), method) for note, layout in zip(notes, batch.notes)]
+    return [decode_note(note, layout, note_rows(logits, layout), method) for note, layout in zip(notes, batch.notes)]
+
+
+def encode_sentences(
+    sentences: Sequence[Sequence[str]], tokenizer: Any, encoder: Encoder, batch_size: int = DEFAULT_MICRO_BATCH,
+    max_length: int = DEFAULT_MAX_LENGTH, stride: int = DEFAULT_STRIDE,
+) -> tuple[TokenizedBatch, np.ndarray]:
+    """Pre-split sentences through the serving path's tokenize and encode steps (each sentence is one
+    note of one sentence): the windows and their logits, which evaluation and export gates score."""
+    offsets = [join_tokens(tokens)[1] for tokens in sentences]
+    batch = tokenize_words(tokenizer, sentences, offsets, max_length, stride)
+    return batch, encode_sorted(batch.input_ids, batch.attention_mask, encoder, batch_size)
 
 
 def sentence_log_probs(
-    sentences: Sequence[Sequence[str]], tokenizer: Any, encoder: Encoder, batch_size: int = 64,
-    max_length: int = DEFAULT_MAX_LENGTH, stride: int = DEFAULT_STRIDE,
+    sentences: Sequence[Sequence[str]], tokenizer: Any, encoder: Encoder, **options: Any
 ) -> list[np.ndarray]:
-    """Per-word tag log-probabilities of pre-split sentences through the serving path (each sentence
-    is one note of one sentence): what training evaluation and export gates score against gold."""
-    offsets = [join_tokens(tokens)[1] for tokens in sentences]
-    batch = tokenize_words(tokenizer, sentences, offsets, max_length, stride)
-    logits = encode_sorted(batch.input_ids, batch.attention_mask, encoder, batch_size)
-    return [note_word_log_probs(layout, log_softmax(_rows(logits, layout))) for layout in batch.notes]
+    """Per-word tag log-probabilities of pre-split sentences through the serving path."""
+    batch, logits = encode_sentences(sentences, tokenizer, encoder, **options)
+    return [note_word_log_probs(layout, note_rows(logits, layout)) for layout in batch.notes]
+
+
+def decode_sentences(batch: TokenizedBatch, logits: np.ndarray, method: str = "viterbi") -> list[list[str]]:
+    """O/D/T labels of each sentence of :func:`encode_sentences`' output."""
+    return [note_labels(layout, note_rows(logits, layout), method)[0] for layout in batch.notes]
 
 
 def predict_sentences(
     sentences: Sequence[Sequence[str]], tokenizer: Any, encoder: Encoder, method: str = "viterbi", **options: Any
 ) -> list[list[str]]:
     """O/D/T labels of pre-split sentences through the serving path."""
-    return [decode(lp, method) for lp in sentence_log_probs(sentences, tokenizer, encoder, **options)]
+    return decode_sentences(*encode_sentences(sentences, tokenizer, encoder, **options), method)
 
 
 def torch_encoder(model: Any) -> Encoder:
@@ -244,8 +259,9 @@ def torch_encoder(model: Any) -> Encoder:
     return encode
 
 
-def _rows(logits: np.ndarray, layout: NoteWindows) -> np.ndarray:
-    return logits[layout.first_rows: layout.first_rows + layout.n_windows]
+def note_rows(array: np.ndarray, layout: NoteWindows) -> np.ndarray:
+    """The rows of a batch-level array (ids, mask, logits) that hold one note's windows."""
+    return array[layout.first_rows: layout.first_rows + layout.n_windows]
 
 
 def length_buckets(lengths: np.ndarray, max_rows: int) -> list[np.ndarray]:
@@ -326,15 +342,13 @@ def pack_notes(batch: TokenizedBatch) -> tuple[np.ndarray, np.ndarray, np.ndarra
     n_notes = len(batch.notes)
     max_windows = max((n.n_windows for n in batch.notes), default=1)
     max_words = max((len(n.words) for n in batch.notes), default=0)
-    seq = max((int(batch.attention_mask[n.first_rows: n.first_rows + n.n_windows].sum(axis=1).max())
-               for n in batch.notes), default=2)
+    seq = max((int(note_rows(batch.attention_mask, n).sum(axis=1).max()) for n in batch.notes), default=2)
     input_ids = np.zeros((n_notes, max_windows, seq), dtype=np.int64)
     attention_mask = np.zeros((n_notes, max_windows, seq), dtype=np.int64)
     word_index = np.full((n_notes, max(max_words, 1), WORD_INDEX_COLUMNS), -1, dtype=np.int64)
     for i, note in enumerate(batch.notes):
-        rows = slice(note.first_rows, note.first_rows + note.n_windows)
-        input_ids[i, : note.n_windows] = batch.input_ids[rows, :seq]
-        attention_mask[i, : note.n_windows] = batch.attention_mask[rows, :seq]
+        input_ids[i, : note.n_windows] = note_rows(batch.input_ids, note)[:, :seq]
+        attention_mask[i, : note.n_windows] = note_rows(batch.attention_mask, note)[:, :seq]
         if note.words:
             word_index[i, : len(note.words), :2] = note.words
             word_index[i, : len(note.words), 2] = note.word_window

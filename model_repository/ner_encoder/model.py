@@ -13,7 +13,7 @@ sys.path[:0] = [p for p in os.environ.get("MEDNER_SITE_PACKAGES", "").split(os.p
 import numpy as np  # noqa: E402
 import triton_python_backend_utils as pb_utils  # noqa: E402
 
-from medner.inference import encode_sorted, ort_encoder  # noqa: E402
+from medner.inference import DEFAULT_MICRO_BATCH, encode_sorted, ort_encoder  # noqa: E402
 from medner.triton import model_parameters  # noqa: E402
 
 
@@ -23,7 +23,7 @@ class TritonPythonModel:
         version_dir = os.path.join(args["model_repository"], args["model_version"])
         self.encode = ort_encoder(os.path.join(version_dir, params.get("model_file", "model.onnx")),
                                   int(params.get("threads", 1)), params.get("spinning", "true") == "true")
-        self.micro_batch = int(params.get("micro_batch", 64))
+        self.micro_batch = int(params.get("micro_batch", DEFAULT_MICRO_BATCH))
 
     def execute(self, requests):
         responses = [None] * len(requests)

@@ -10,6 +10,7 @@ import triton_python_backend_utils as pb_utils  # noqa: E402
 
 from medner.inference import (  # noqa: E402
     DEFAULT_MAX_LENGTH,
+    DEFAULT_MAX_NOTE_CHARS,
     DEFAULT_STRIDE,
     NoteError,
     TokenizedBatch,
@@ -27,7 +28,7 @@ class TritonPythonModel:
         params = model_parameters(args)
         self.max_length = int(params.get("max_length", DEFAULT_MAX_LENGTH))
         self.stride = int(params.get("stride", DEFAULT_STRIDE))
-        self.max_note_chars = int(params.get("max_note_chars", 1_000_000))
+        self.max_note_chars = int(params.get("max_note_chars", DEFAULT_MAX_NOTE_CHARS))
         self.tokenizer = AutoTokenizer.from_pretrained(os.path.join(args["model_repository"], args["model_version"]))
 
     def execute(self, requests):

@@ -5,24 +5,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from medner.inference import extract, predict_sentences, sentence_log_probs, tokenize_notes
+from medner.inference import extract, predict_sentences, sentence_log_probs, tokenize_notes, torch_encoder
 from medner.training import load_model, predict
 
 
 @pytest.fixture(scope="module")
 def tokenizer_and_model(untrained_model_dir: Path):
     return load_model(untrained_model_dir)
-
-
-def torch_encode(model):
-    import torch
-
-    def encode(input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
-        with torch.inference_mode():
-            return model(input_ids=torch.from_numpy(input_ids), attention_mask=torch.from_numpy(attention_mask)
-                         ).logits.numpy()
-
-    return encode
 
 
 def test_long_notes_are_windowed_without_losing_a_word(tokenizer_and_model) -> None:
@@ -53,10 +42,10 @@ def test_stride_must_leave_room(tokenizer_and_model) -> None:
 def test_word_scores_come_from_first_pieces_and_missing_words_get_o(tokenizer_and_model) -> None:
     tokenizer, model = tokenizer_and_model
     sentences = [["Asthma", "\u200b", "unbelievably", "treated"]]  # a zero-width space has no word-piece
-    [log_probs] = sentence_log_probs(sentences, tokenizer, torch_encode(model))
+    [log_probs] = sentence_log_probs(sentences, tokenizer, torch_encoder(model))
     assert log_probs.shape == (4, 5) and log_probs[1].argmax() == 0 and log_probs[1, 0] == 0.0
     assert np.allclose(np.exp(log_probs).sum(axis=1), 1.0, atol=1e-3)
-    assert predict_sentences(sentences, tokenizer, torch_encode(model), batch_size=1) == predict(
+    assert predict_sentences(sentences, tokenizer, torch_encoder(model), batch_size=1) == predict(
         model, tokenizer, sentences)
 
 
@@ -64,7 +53,7 @@ def test_entities_slice_the_original_text(tokenizer_and_model) -> None:
     tokenizer, model = tokenizer_and_model
     notes = ["Asthma,  treated with\tinhaled steroids (2x daily).\nNo rash.", "Ωmega-3 für Diabetes — 😀 ok",
              " " * 5, "word " * 700]
-    results = extract(notes, tokenizer, torch_encode(model), max_length=128, stride=32)
+    results = extract(notes, tokenizer, torch_encoder(model), max_length=128, stride=32)
     assert len(results) == 4 and results[2] == []
     for note, entities in zip(notes, results):
         for e in entities:
