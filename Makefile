@@ -15,7 +15,7 @@ export WHYLOGS_NO_ANALYTICS := 1
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: setup demo test lint clean
+.PHONY: setup demo test bench lint clean
 
 setup: $(STAMP)
 
@@ -38,6 +38,10 @@ demo: setup  ## data + training + evaluation, then export to model_repository/
 test: setup
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
+
+bench: setup  ## after `make demo`: serving + training benchmarks -> benchmarks/results/ (~12 minutes)
+	$(BIN)/python benchmarks/serving.py --rounds 5
+	$(BIN)/python benchmarks/training.py
 
 lint: setup
 	$(BIN)/ruff check .

@@ -1,27 +1,36 @@
 """Serving benchmark: the same notes through each way of running the model, side by side in one run.
 
-    python benchmarks/serving.py --repository model_repository [--rounds 3] [--threads 2]
+    python benchmarks/serving.py [--rounds 3] [--threads 2] [--concurrency 1 4 16 64]
 
 Variants (interleaved round by round, so machine noise hits all of them alike):
-  hf_pipeline       transformers pipeline("token-classification"), PyTorch, one note per call
-  ort_local[_int8]  in-process ONNX Runtime through medner.inference (length-sorted micro-batches)
-  triton_cN_bK[_int8] Triton end to end (text in, entities out): N concurrent gRPC requests of K notes
+  hf_pipeline            transformers pipeline("token-classification"), PyTorch, one note per call
+  ort_local[_int8]       in-process ONNX Runtime, the CPU ``ner`` model's code (length-sorted micro-batches)
+  triton_cN[_int8]       Triton end to end (text in, entities out), N requests in flight of 8 notes each
+                         (the client's default batch); triton_c16_b1: one note per request
+  triton_encoder_c16     Triton encoder only: pre-tokenized windows in, logits out (tokenize/decode not timed)
+  latency pairs          single notes, in-process and Triton at concurrency 1, in blocks over the same notes
 
-Throughput is notes (here: BeHealthy test sentences) per second over the whole set; latency percentiles
-are from one-note calls on a sample for in-process variants, and per request (of K notes) under the
-given concurrency for Triton. Results go to benchmarks/results/serving.{md,json,png}, stamped with the hardware.
+Throughput is notes (BeHealthy test sentences) per second over the whole set; ratios are taken within each
+round, then the median over rounds. CPU % is the CPU time of this process plus tritonserver and its
+python stubs over the variant's wall time, as a share of all cores; RSS is tritonserver with its stubs
+for Triton variants, this process for in-process ones. Results go to benchmarks/results/serving.{md,json}
+with two plots (throughput vs concurrency, latency CDF), stamped with the hardware and package versions.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import platform
+import shutil
 import statistics
+import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -29,16 +38,32 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+NOTES_PER_REQUEST = 8  # AsyncNerClient's default batch
+# On-demand Linux prices, AWS us-east-1, as published in AWS's price list (2024; not re-checked here:
+# this machine has no internet). Check current prices before quoting the cost table.
+PRICES = {
+    "c7i.large (2 vCPU, like this machine)": 0.08925,
+    "c7i.xlarge (4 vCPU)": 0.1785,
+    "g5.xlarge (1x A10G)": 1.006,
+    "g6.xlarge (1x L4)": 0.8048,
+}
+PRICE_SOURCE = "AWS on-demand Linux, us-east-1, 2024 price list"
+
 
 def hardware() -> str:
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                 if line.startswith("model name")), platform.processor())
-    return f"{cpu}, {os.cpu_count()} cores, no GPU"
+    gpus = []
+    if shutil.which("nvidia-smi"):
+        query = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True,
+                               text=True, check=False)
+        gpus = [line.strip() for line in query.stdout.splitlines() if line.strip()]
+    return f"{cpu}, {os.cpu_count()} cores, " + (", ".join(gpus) if gpus else "no GPU")
 
 
 def percentiles(latencies: list[float]) -> dict[str, float]:
     ms = np.array(latencies) * 1000
-    return {"p50_ms": float(np.percentile(ms, 50)), "p99_ms": float(np.percentile(ms, 99))}
+    return {f"p{q}_ms": float(np.percentile(ms, q)) for q in (50, 95, 99)}
 
 
 def load_notes(data_dir: str | None, limit: int) -> list[str]:
@@ -50,43 +75,138 @@ def load_notes(data_dir: str | None, limit: int) -> list[str]:
     return [join_tokens(s.tokens)[0] for s in test[: limit or None]]
 
 
-def bench_in_process(extract_batch, extract_one, notes: list[str], sample: list[str]) -> dict:
+class ResourceMeter:
+    """CPU time and RSS of a set of processes (this one, or tritonserver and its python stubs)."""
+
+    def __init__(self, root_pid: int, children: bool):
+        import psutil
+
+        self.root, self.children = psutil.Process(root_pid), children
+
+    def processes(self) -> list:
+        return [self.root, *(self.root.children(recursive=True) if self.children else [])]
+
+    def cpu_seconds(self) -> float:
+        total = 0.0
+        for p in self.processes():
+            try:
+                times = p.cpu_times()
+                total += times.user + times.system
+            except Exception:  # a stub that exited between listing and reading
+                pass
+        return total
+
+    def rss_mb(self) -> float:
+        return sum(p.memory_info().rss for p in self.processes()) / 2**20
+
+
+def measured(run: Callable[[], dict], meters: list[ResourceMeter], rss: ResourceMeter | None) -> dict:
+    """Run one variant; add its CPU share of the machine and the RSS after it (NaN: a server not ours)."""
+    cpu, wall = sum(m.cpu_seconds() for m in meters), time.perf_counter()
+    result = run()
+    wall = time.perf_counter() - wall
+    result["cpu_pct"] = 100 * (sum(m.cpu_seconds() for m in meters) - cpu) / wall / os.cpu_count()
+    result["rss_mb"] = rss.rss_mb() if rss else float("nan")
+    return result
+
+
+def bench_in_process(extract_batch: Callable, notes: list[str]) -> dict:
     started = time.perf_counter()
     extract_batch(notes)
-    throughput = len(notes) / (time.perf_counter() - started)
-    latencies = []
-    for note in sample:
-        t = time.perf_counter()
-        extract_one(note)
-        latencies.append(time.perf_counter() - t)
-    return {"notes_per_s": throughput, **percentiles(latencies)}
+    return {"notes_per_s": len(notes) / (time.perf_counter() - started)}
+
+
+async def _concurrently(calls: list[Callable], concurrency: int) -> tuple[float, list[float]]:
+    """Await every call with at most ``concurrency`` in flight (after a warm-up of ``concurrency``)."""
+    latencies: list[float] = []
+    gate = asyncio.Semaphore(concurrency)
+
+    async def one(call: Callable) -> None:
+        async with gate:
+            t = time.perf_counter()
+            await call()
+            latencies.append(time.perf_counter() - t)
+
+    await asyncio.gather(*(one(c) for c in calls[:concurrency]))
+    latencies.clear()
+    started = time.perf_counter()
+    await asyncio.gather(*(one(c) for c in calls))
+    return time.perf_counter() - started, latencies
 
 
 def bench_triton(url: str, model: str, notes: list[str], concurrency: int, batch_size: int) -> dict:
-    """Notes sent ``batch_size`` per request, ``concurrency`` requests in flight; latency per request."""
+    """Text in, entities out: ``batch_size`` notes per request, ``concurrency`` requests in flight."""
     from clients import AsyncNerClient
 
     chunks = [[n.encode() for n in notes[i: i + batch_size]] for i in range(0, len(notes), batch_size)]
 
     async def run() -> tuple[float, list[float]]:
-        latencies: list[float] = []
         async with AsyncNerClient(url, model=model) as client:
-            gate = asyncio.Semaphore(concurrency)
-
-            async def one(i: int, chunk: list[bytes]) -> None:
-                async with gate:
-                    t = time.perf_counter()
-                    await client.infer(chunk, i)
-                    latencies.append(time.perf_counter() - t)
-
-            await asyncio.gather(*(one(i, c) for i, c in enumerate(chunks[:concurrency])))  # warm up
-            latencies.clear()
-            started = time.perf_counter()
-            await asyncio.gather(*(one(i, c) for i, c in enumerate(chunks)))
-            return time.perf_counter() - started, latencies
+            return await _concurrently([lambda c=c, i=i: client.infer(c, i) for i, c in enumerate(chunks)],
+                                       concurrency)
 
     elapsed, latencies = asyncio.run(run())
     return {"notes_per_s": len(notes) / elapsed, **percentiles(latencies)}
+
+
+def bench_encoder(url: str, tokenizer, notes: list[str], concurrency: int, batch_size: int) -> dict:
+    """Encoder only: windows tokenized up front, ``batch_size`` notes of windows per request."""
+    import tritonclient.grpc.aio as grpcclient
+
+    from medner.inference import TokenizedBatch, pack_notes, tokenize_notes
+
+    batch = tokenize_notes(tokenizer, notes)
+    requests = []
+    for first in range(0, len(notes), batch_size):
+        ids, mask, _ = pack_notes(TokenizedBatch(batch.input_ids, batch.attention_mask,
+                                                 batch.notes[first: first + batch_size]))
+        inputs = [grpcclient.InferInput("input_ids", list(ids.shape), "INT64"),
+                  grpcclient.InferInput("attention_mask", list(mask.shape), "INT64")]
+        inputs[0].set_data_from_numpy(ids)
+        inputs[1].set_data_from_numpy(mask)
+        requests.append(inputs)
+
+    async def run() -> tuple[float, list[float]]:
+        client = grpcclient.InferenceServerClient(url)
+        try:
+            return await _concurrently([lambda r=r: client.infer("ner_encoder", r) for r in requests], concurrency)
+        finally:
+            await client.close()
+
+    elapsed, latencies = asyncio.run(run())
+    return {"notes_per_s": len(notes) / elapsed, **percentiles(latencies)}
+
+
+def latency_pairs(url: str, local, model: str, sample: list[str], triton_first: bool) -> dict[str, list[float]]:
+    """Single-note latency in-process and through Triton (concurrency 1) over the same notes, one
+    block after the other (order swapped each round). Not note by note: each side's ONNX Runtime
+    threads then still spin while the other starts, which doubled both latencies on 2 cores."""
+    from clients import NerClient
+
+    def timed(extract) -> list[float]:
+        for note in sample[:10]:  # warm up
+            extract([note])
+        latencies = []
+        for note in sample:
+            t = time.perf_counter()
+            extract([note])
+            latencies.append(time.perf_counter() - t)
+        return latencies
+
+    with NerClient(url, model=model) as client:
+        sides = {"triton": client.extract, "in_process": local.extract}
+        order = list(sides) if triton_first else list(sides)[::-1]
+        return {side: timed(sides[side]) for side in order}
+
+
+def int8_quality(repository: Path) -> dict[str, float]:
+    """Test entity F1 of fp32 and INT8 from the export gates of the served version (lineage.json)."""
+    from clients.local import latest_version
+
+    lineage = json.loads((latest_version(repository / "ner_encoder") / "lineage.json").read_text())
+    return {"fp32": lineage["metrics_fp32"]["entity_f1"],
+            "int8": (lineage.get("metrics_int8") or {}).get("entity_f1", float("nan")),
+            "version": lineage["version"]}
 
 
 def main() -> None:
@@ -96,26 +216,25 @@ def main() -> None:
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--notes", type=int, default=0, help="use the first N test sentences (0: all)")
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=2, help="torch / ONNX Runtime intra-op threads in-process")
-    parser.add_argument("--triton", nargs="+", default=["1x1", "16x1", "16x8"],
-                        help="CONCURRENCYxNOTES_PER_REQUEST settings for Triton")
+    parser.add_argument("--threads", type=int, default=2,
+                        help="torch / ONNX Runtime intra-op threads in-process (Triton: the models' configs)")
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 16, 64])
     parser.add_argument("--latency-sample", type=int, default=200)
+    parser.add_argument("--url", help="benchmark a running Triton (e.g. the GPU container) at this gRPC address "
+                        "instead of starting one on --repository (which still gives the in-process models)")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "serving")
-    parser.add_argument("--render-only", action="store_true", help="redraw the table and plot from OUT.json")
+    parser.add_argument("--render-only", action="store_true", help="redraw the table and plots from OUT.json")
     args = parser.parse_args()
     if args.render_only:
-        saved = json.loads(args.out.with_suffix(".json").read_text())
-        args.rounds = saved["meta"]["rounds"]
-        args.threads = saved["meta"]["threads_in_process"]
-        report(saved["rounds"], args, saved["meta"]["notes"], saved["meta"]["packages"], saved["meta"])
+        report(json.loads(args.out.with_suffix(".json").read_text()), args.out)
         return
 
     import tempfile
 
     import torch
-    from transformers import pipeline
+    from transformers import AutoTokenizer, pipeline
 
-    from clients.local import LocalNerModel
+    from clients.local import LocalNerModel, latest_version
     from export.onnx_export import package_versions
     from medner.triton import TritonServer, free_ports
 
@@ -132,69 +251,180 @@ def main() -> None:
             model_dir = files_to_dir(Flow("TrainFlow").latest_successful_run.data.model_files, tmp)
         hf = pipeline("token-classification", model=str(model_dir), aggregation_strategy="simple", device=-1)
         local = {m: LocalNerModel(args.repository, m, threads=args.threads) for m in ("ner", "ner_int8")}
-        variants = {
-            "hf_pipeline": lambda: bench_in_process(lambda ns: [hf(n) for n in ns], hf, notes, sample),
-            **{f"ort_local{'_int8' if m == 'ner_int8' else ''}":
-               (lambda m=m: bench_in_process(local[m].extract, lambda n, m=m: local[m].extract([n]), notes, sample))
-               for m in local},
-        }
+        tokenizer = AutoTokenizer.from_pretrained(latest_version(args.repository / "ner"))
         grpc_port, http_port, metrics_port = free_ports(3)
-        with TritonServer(args.repository, grpc_port=grpc_port, http_port=http_port, metrics_port=metrics_port,
-                          log_file=Path(tmp) / "triton.log") as server:
-            for model in ("ner", "ner_int8"):
-                for setting in args.triton:
-                    c, b = map(int, setting.split("x"))
-                    name = f"triton_c{c}_b{b}{'_int8' if model == 'ner_int8' else ''}"
-                    variants[name] = lambda model=model, c=c, b=b: bench_triton(server.grpc_url, model, notes, c, b)
+        server = contextlib.nullcontext() if args.url else TritonServer(
+            args.repository, grpc_port=grpc_port, http_port=http_port, metrics_port=metrics_port,
+            log_file=Path(tmp) / "triton.log")
+        with server:
+            this = ResourceMeter(os.getpid(), children=False)
+            triton = None if args.url else ResourceMeter(server.process.pid, children=True)
+            url = args.url or server.grpc_url
+            meters = [m for m in (this, triton) if m]
+            variants: dict[str, tuple[Callable[[], dict], ResourceMeter | None]] = {
+                "hf_pipeline": (lambda: bench_in_process(lambda ns: [hf(n) for n in ns], notes), this),
+                "ort_local": (lambda: bench_in_process(local["ner"].extract, notes), this),
+                "ort_local_int8": (lambda: bench_in_process(local["ner_int8"].extract, notes), this),
+            }
+            for model, suffix in (("ner", ""), ("ner_int8", "_int8")):
+                for c in args.concurrency:
+                    variants[f"triton_c{c}{suffix}"] = (
+                        lambda model=model, c=c: bench_triton(url, model, notes, c, NOTES_PER_REQUEST), triton)
+                variants[f"triton_c16_b1{suffix}"] = (lambda model=model: bench_triton(url, model, notes, 16, 1),
+                                                      triton)
+            variants["triton_encoder_c16"] = (
+                lambda: bench_encoder(url, tokenizer, notes, 16, NOTES_PER_REQUEST), triton)
             rounds: dict[str, list[dict]] = {name: [] for name in variants}
+            pairs: dict[str, list[dict]] = {"ner": [], "ner_int8": []}
             for r in range(args.rounds):
-                for name, run in variants.items():
-                    rounds[name].append(run())
+                for name, (run, rss) in variants.items():
+                    rounds[name].append(measured(run, meters, rss))
                     print(f"round {r + 1} {name}: {rounds[name][-1]['notes_per_s']:.1f} notes/s", flush=True)
-    report(rounds, args, len(notes), package_versions())
-
-
-def report(rounds: dict[str, list[dict]], args: argparse.Namespace, n_notes: int, packages: dict[str, str],
-           meta: dict | None = None) -> None:
-    summary = {name: {key: statistics.median(r[key] for r in runs) for key in runs[0]} for name, runs in rounds.items()}
-    stamp = meta or {"hardware": hardware(), "date": time.strftime("%Y-%m-%d"), "notes": n_notes,
-                     "rounds": args.rounds, "threads_in_process": args.threads, "packages": packages,
-                     "command": "python benchmarks/serving.py " + " ".join(sys.argv[1:])}
+                for model in pairs:
+                    pairs[model].append(latency_pairs(url, local[model], model, sample, triton_first=r % 2 == 1))
+                    print(f"round {r + 1} latency pairs {model}: p50 in-process "
+                          f"{np.median(pairs[model][-1]['in_process']) * 1000:.1f} ms, Triton "
+                          f"{np.median(pairs[model][-1]['triton']) * 1000:.1f} ms", flush=True)
+    meta = {"hardware": hardware(), "date": time.strftime("%Y-%m-%d"), "notes": len(notes), "rounds": args.rounds,
+            "threads_in_process": args.threads, "notes_per_request": NOTES_PER_REQUEST,
+            "latency_sample": len(sample), "packages": package_versions(),
+            "server": args.url or "started here on --repository", "f1": int8_quality(args.repository),
+            "triton_threads": {m: _config_threads(args.repository, m) for m in ("ner", "ner_int8")},
+            "triton_instances": {m: _config_instances(args.repository, m) for m in ("ner", "ner_int8")},
+            "command": "python benchmarks/serving.py " + " ".join(sys.argv[1:])}
+    saved = {"meta": meta, "rounds": rounds, "latency_pairs": pairs}
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.with_suffix(".json").write_text(json.dumps({"meta": stamp, "results": summary, "rounds": rounds},
-                                                        indent=2))
+    args.out.with_suffix(".json").write_text(json.dumps(saved, indent=1))
+    report(saved, args.out)
+
+
+def _config_instances(repository: Path, model: str) -> int:
+    import re
+
+    counts = re.findall(r"count:\s*(\d+)", (repository / model / "config.pbtxt").read_text())
+    return sum(map(int, counts)) or 1
+
+
+def _config_threads(repository: Path, model: str) -> str:
+    from clients.local import config_parameters
+
+    return config_parameters(repository / model / "config.pbtxt").get("threads", "1")
+
+
+def report(saved: dict, out: Path) -> None:
+    """The markdown table (with the cost table) and the two plots from a saved run."""
+    meta, rounds, pairs = saved["meta"], saved["rounds"], saved["latency_pairs"]
+    summary = {name: {key: statistics.median(r[key] for r in runs) for key in runs[0]} for name, runs in rounds.items()}
+
+    def ratio(name: str, reference: str) -> float:  # within each round, then the median over rounds
+        return statistics.median(a["notes_per_s"] / b["notes_per_s"] for a, b in zip(rounds[name], rounds[reference]))
+
+    def same_precision(name: str) -> str:
+        return "ort_local_int8" if name.endswith("_int8") else "ort_local"
+
+    def cell(values: dict, key: str, fmt: str = ".1f") -> str:
+        return format(values[key], fmt) if key in values and values[key] == values[key] else "–"  # NaN: –
+
     lines = [
-        f"# Serving benchmark ({stamp['date']})", "",
-        f"Hardware: {stamp['hardware']}. {n_notes} notes (BeHealthy test sentences), median of {args.rounds} "
-        f"interleaved rounds; in-process threads: {args.threads}; Triton encoder threads: see "
-        "model_repository/ner_encoder/config.pbtxt. Packages: "
-        + ", ".join(f"{k} {v}" for k, v in stamp["packages"].items()) + ".", "",
-        "| variant | notes/s | p50 ms | p99 ms | vs in-process ORT, same precision | vs hf_pipeline |",
-        "| --- | ---: | ---: | ---: | ---: | ---: |",
+        f"# Serving benchmark ({meta['date']})", "",
+        f"Hardware: {meta['hardware']}. {meta['notes']} notes (BeHealthy test sentences), median of {meta['rounds']} "
+        f"interleaved rounds; ratios are taken within each round. Threads: in-process {meta['threads_in_process']}"
+        f" (ONNX Runtime intra-op, and torch for the HF pipeline); Triton `ner`/`ner_int8`: "
+        f"{meta['triton_threads']['ner']} ONNX Runtime thread(s) per instance, "
+        f"{meta.get('triton_instances', {}).get('ner', 'see config.pbtxt for the')} instances. Triton variants send "
+        f"{meta['notes_per_request']} notes per request unless `_b1`. Packages: "
+        + ", ".join(f"{k} {v}" for k, v in meta["packages"].items()) + ".", "",
+        "| variant | notes/s | p50 ms | p95 ms | p99 ms | CPU % | RSS MB | vs in-process ORT, same precision "
+        "| vs hf_pipeline |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for name, s in summary.items():
-        same = summary["ort_local_int8" if name.endswith("_int8") else "ort_local"]["notes_per_s"]
-        lines.append(f"| {name} | {s['notes_per_s']:.1f} | {s['p50_ms']:.1f} | {s['p99_ms']:.1f} | "
-                     f"{s['notes_per_s'] / same:.2f}x | "
-                     f"{s['notes_per_s'] / summary['hf_pipeline']['notes_per_s']:.2f}x |")
-    lines += ["", f"Command: `{stamp.get('command', 'python benchmarks/serving.py --rounds 3')}`. Triton variants:"
-              " cN_bK = N concurrent requests of K notes each (latency per request); the encoder runs with"
-              " ragged dynamic batching and length-bucketed micro-batches."]
-    args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+        lines.append(f"| {name} | {s['notes_per_s']:.1f} | {cell(s, 'p50_ms')} | {cell(s, 'p95_ms')} | "
+                     f"{cell(s, 'p99_ms')} | {s['cpu_pct']:.0f} | {cell(s, 'rss_mb', '.0f')} | "
+                     f"{ratio(name, same_precision(name)):.2f}x | {ratio(name, 'hf_pipeline'):.2f}x |")
+    lines += ["", "Latency: p50/p95/p99 per request (of 8 notes, or 1 for `_b1`) under the given concurrency; "
+              "in-process single-note latency is in the next table. CPU %: share of all cores used by this "
+              "process plus tritonserver and its stubs (the client runs in this process). RSS: tritonserver and "
+              "its python stubs (all models loaded) for Triton variants, this benchmark process (PyTorch and "
+              "both ONNX sessions loaded) for in-process ones.", "",
+              "## Single-note latency, in-process vs Triton at concurrency 1 (same notes, block after block)", "",
+              "| model | in-process p50 / p95 / p99 ms | Triton p50 / p95 / p99 ms | Triton p50 / in-process p50 |",
+              "| --- | ---: | ---: | ---: |"]
+    for model, runs in pairs.items():
+        local = percentiles([x for r in runs for x in r["in_process"]])
+        served = percentiles([x for r in runs for x in r["triton"]])
+        p50_ratio = statistics.median(np.median(r["triton"]) / np.median(r["in_process"]) for r in runs)
+        lines.append(f"| {model} | {local['p50_ms']:.1f} / {local['p95_ms']:.1f} / {local['p99_ms']:.1f} | "
+                     f"{served['p50_ms']:.1f} / {served['p95_ms']:.1f} / {served['p99_ms']:.1f} | {p50_ratio:.2f}x |")
+    f1 = meta["f1"]
+    lines += ["", f"{meta['latency_sample']} notes per round, all rounds pooled; the ratio is the median of "
+              "per-round ratios.", "", "## INT8 vs fp32", "",
+              f"End to end at concurrency 16: INT8 {ratio('triton_c16_int8', 'triton_c16'):.2f}x fp32 throughput; "
+              f"in-process {ratio('ort_local_int8', 'ort_local'):.2f}x. Test entity F1 (export gates of version "
+              f"{f1['version']}, the served one): fp32 {f1['fp32']:.4f}, INT8 {f1['int8']:.4f} "
+              f"({100 * (f1['int8'] - f1['fp32']):+.2f} points).", "",
+              "## Cost per million notes", "",
+              f"From the Triton concurrency-16 throughput above, on an instance like this machine; prices: "
+              f"{PRICE_SOURCE} (not re-checked on {meta['date']}: no internet here). GPU rows give the throughput "
+              "a GPU instance must reach to match the CPU INT8 cost: no GPU was measured in this run.", "",
+              "| instance | $/hour | model | notes/s | $ per million notes |", "| --- | ---: | --- | ---: | ---: |"]
+    cpu_name = next(n for n in PRICES if n.startswith("c7i.large"))
+    for variant, label in (("triton_c16", "fp32"), ("triton_c16_int8", "INT8")):
+        rate = summary[variant]["notes_per_s"]
+        lines.append(f"| {cpu_name} | {PRICES[cpu_name]:.4f} | {label} | {rate:.0f} (measured) | "
+                     f"{PRICES[cpu_name] / (rate * 3600) * 1e6:.3f} |")
+    int8_cost = PRICES[cpu_name] / (summary["triton_c16_int8"]["notes_per_s"] * 3600)
+    for name, price in PRICES.items():
+        if name.startswith("g"):
+            lines.append(f"| {name} | {price:.4f} | TensorRT FP16 | break-even: {price / int8_cost / 3600:.0f} "
+                         f"| {int8_cost * 1e6:.3f} at break-even |")
+    lines += ["", f"Command: `{meta['command']}`. Plots: serving_throughput.png, serving_latency.png."]
+    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
+    plot(summary, pairs, meta, out)
 
+
+def plot(summary: dict, pairs: dict, meta: dict, out: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(8, 4), layout="constrained")
-    names = list(summary)
-    ax.barh(names, [summary[n]["notes_per_s"] for n in names], color="tab:blue")
-    ax.set_xlabel("notes per second (higher is better)")
-    ax.set_title(f"medner serving throughput — {stamp['hardware']}", fontsize=9)
-    ax.invert_yaxis()
-    fig.savefig(args.out.with_suffix(".png"), dpi=120)
+    fig, ax = plt.subplots(figsize=(7, 4.2), layout="constrained")
+    for suffix, label, color in (("", "fp32", "tab:blue"), ("_int8", "INT8", "tab:orange")):
+        levels = sorted(int(n[len("triton_c"):].removesuffix(suffix)) for n in summary
+                        if n.startswith("triton_c") and "_b1" not in n and n.endswith(suffix)
+                        and (suffix or not n.endswith("_int8")))
+        ax.plot(levels, [summary[f"triton_c{c}{suffix}"]["notes_per_s"] for c in levels], "o-", color=color,
+                label=f"Triton {label}, {meta['notes_per_request']} notes/request")
+        ax.plot([16], [summary[f"triton_c16_b1{suffix}"]["notes_per_s"]], "x", color=color, markersize=9,
+                label=f"Triton {label}, 1 note/request")
+        ax.axhline(summary[f"ort_local{suffix}"]["notes_per_s"], color=color, linestyle="--",
+                   label=f"in-process ORT {label}")
+    ax.plot([16], [summary["triton_encoder_c16"]["notes_per_s"]], "s", color="tab:green",
+            label="Triton encoder only (pre-tokenized)")
+    ax.axhline(summary["hf_pipeline"]["notes_per_s"], color="grey", linestyle=":", label="HF pipeline (PyTorch)")
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("requests in flight (concurrency)")
+    ax.set_ylabel("notes per second (higher is better)")
+    ax.set_ylim(bottom=0)
+    ax.set_title(f"medner serving throughput, {meta['date']}\n{meta['hardware']}", fontsize=9)
+    ax.legend(fontsize=7, loc="lower right")
+    fig.savefig(out.parent / f"{out.name}_throughput.png", dpi=120)
+
+    fig, ax = plt.subplots(figsize=(7, 4.2), layout="constrained")
+    for model, color in (("ner", "tab:blue"), ("ner_int8", "tab:orange")):
+        for key, style in (("in_process", "--"), ("triton", "-")):
+            ms = np.sort([x * 1000 for r in pairs[model] for x in r[key]])
+            ax.plot(ms, np.arange(1, len(ms) + 1) / len(ms), style, color=color,
+                    label=f"{model} {'in-process' if key == 'in_process' else 'Triton, concurrency 1'}")
+    ax.set_xscale("log")
+    ax.set_xlabel("single-note latency, ms (log scale)")
+    ax.set_ylabel("share of notes")
+    ax.set_title(f"medner single-note latency CDF, {meta['date']}\n{meta['hardware']}", fontsize=9)
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    fig.savefig(out.parent / f"{out.name}_latency.png", dpi=120)
 
 
 if __name__ == "__main__":

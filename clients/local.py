@@ -3,23 +3,14 @@
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
 
-from medner.inference import (
-    DEFAULT_MAX_LENGTH,
-    DEFAULT_MAX_NOTE_CHARS,
-    DEFAULT_MICRO_BATCH,
-    DEFAULT_STRIDE,
-    Entity,
-    NoteError,
-    extract,
-    ort_encoder,
-    validate_note,
-)
+from medner.inference import Entity, NerPipeline, NoteError, validate_note
 
-ENCODERS = {"ner": "ner_encoder", "ner_int8": "ner_encoder_int8"}
+MODELS = ("ner", "ner_int8")
 
 
 def config_parameters(config: Path) -> dict[str, str]:
@@ -36,23 +27,16 @@ def latest_version(model_dir: Path) -> Path:
 
 
 class LocalNerModel:
-    """The ``ner`` (or ``ner_int8``) ensemble of a repository, run in this process."""
+    """The CPU ``ner`` (or ``ner_int8``) model of a repository, run in this process: its latest version
+    with its config's parameters, through the same :class:`NerPipeline` the Triton model runs, with
+    ``threads`` ONNX Runtime threads (default: every core; the config's count is per Triton instance)."""
 
-    def __init__(self, repository: Path, model: str = "ner", threads: int = 1):
-        from transformers import AutoTokenizer
-
-        if model not in ENCODERS:
-            raise ValueError(f"unknown model {model!r}; expected one of {', '.join(ENCODERS)}")
-        tokenize = config_parameters(repository / "ner_tokenize" / "config.pbtxt")
-        encoder = config_parameters(repository / ENCODERS[model] / "config.pbtxt")
-        self.max_length = int(tokenize.get("max_length", DEFAULT_MAX_LENGTH))
-        self.stride = int(tokenize.get("stride", DEFAULT_STRIDE))
-        self.max_note_chars = int(tokenize.get("max_note_chars", DEFAULT_MAX_NOTE_CHARS))
-        self.micro_batch = int(encoder.get("micro_batch", DEFAULT_MICRO_BATCH))
-        self.method = config_parameters(repository / "ner_decode" / "config.pbtxt").get("decode", "viterbi")
-        self.tokenizer = AutoTokenizer.from_pretrained(latest_version(repository / "ner_tokenize"))
-        encoder_dir = latest_version(repository / ENCODERS[model])
-        self.encode = ort_encoder(encoder_dir / encoder.get("model_file", "model.onnx"), threads)
+    def __init__(self, repository: Path, model: str = "ner", threads: int | None = None):
+        if model not in MODELS:
+            raise ValueError(f"unknown model {model!r}; expected one of {', '.join(MODELS)}")
+        parameters = config_parameters(repository / model / "config.pbtxt")
+        self.pipeline = NerPipeline(latest_version(repository / model), parameters, threads or os.cpu_count())
+        self.max_note_chars = self.pipeline.max_note_chars
 
     def extract(self, notes: Sequence[str | bytes], return_exceptions: bool = False) -> list[list[Entity] | NoteError]:
         """Entities of each note; invalid notes raise NoteError (or yield it with ``return_exceptions``)."""
@@ -67,7 +51,6 @@ class LocalNerModel:
                     raise NoteError(f"note {index}: {err}") from None
                 results.append(NoteError(f"note {index}: {err}"))
         texts = [text for _, text in valid]
-        for (index, _), entities in zip(valid, extract(texts, self.tokenizer, self.encode, self.max_length,
-                                                      self.stride, self.micro_batch, self.method)):
+        for (index, _), entities in zip(valid, self.pipeline(texts)):
             results[index] = entities
         return results

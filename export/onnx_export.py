@@ -14,6 +14,7 @@ transformers cap. Gates, both on the test split through the serving path (:mod:`
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import time
 import warnings
@@ -135,7 +136,8 @@ def quality_gate(
 TEMPLATE_REPOSITORY = Path(__file__).resolve().parents[1] / "model_repository"
 MODELS = ("ner_tokenize", "ner_encoder", "ner_encoder_int8", "ner_decode", "ner", "ner_int8")
 MODEL_CODE = {"ner_tokenize": "ner_tokenize", "ner_encoder": "ner_encoder", "ner_encoder_int8": "ner_encoder",
-              "ner_decode": "ner_decode"}  # whose model.py each python model runs
+              "ner_decode": "ner_decode", "ner": "ner", "ner_int8": "ner"}  # whose model.py each python model runs
+PIPELINE_ENCODERS = {"ner": "ner_encoder", "ner_int8": "ner_encoder_int8"}  # CPU pipeline -> its ONNX file
 
 
 def next_version(repository: Path) -> int:
@@ -155,6 +157,14 @@ def install_configs(repository: Path) -> None:
             if not destination.exists():
                 destination.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(item, destination)
+
+
+def link_or_copy(source: Path, target: Path) -> None:
+    """A hard link (no second copy of a large file on disk) or, across file systems, a copy."""
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copy2(source, target)
 
 
 def package_versions() -> dict[str, str]:
@@ -180,7 +190,7 @@ def export_model(
     """Export ``model_dir`` as the next version of every model in the Triton ``repository``.
 
     Raises ExportRefused, leaving the repository untouched, when the parity gate fails; the INT8
-    encoder (and its ensemble) is published only when it passes its quality gate. Returns the version.
+    encoder (and the ner_int8 model) is published only when it passes its quality gate. Returns the version.
     """
     from transformers import AutoTokenizer
 
@@ -195,7 +205,8 @@ def export_model(
     try:
         encoder_dir, int8_dir = staging / "ner_encoder", staging / "ner_encoder_int8"
         tokenizer = AutoTokenizer.from_pretrained(model_dir)
-        tokenizer.save_pretrained(staging / "ner_tokenize")
+        for model in ("ner_tokenize", *PIPELINE_ENCODERS):
+            tokenizer.save_pretrained(staging / model)
         export_onnx(model_dir, encoder_dir / FP32_FILE)
         parity, fp32_metrics = parity_gate(tokenizer, torch_reference(model_dir),
                                            ort_encoder(encoder_dir / FP32_FILE, threads), test, method)
@@ -217,6 +228,8 @@ def export_model(
             "package_versions": package_versions(),
         }
         (encoder_dir / "lineage.json").write_text(json.dumps(record, indent=2))
+        for pipeline, encoder in PIPELINE_ENCODERS.items():
+            link_or_copy(staging / encoder / FP32_FILE, staging / pipeline / FP32_FILE)
         install_configs(repository)
         for model in MODELS:
             if int8.passed or model not in ("ner_encoder_int8", "ner_int8"):

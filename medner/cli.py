@@ -174,8 +174,8 @@ def extract(
     else:
         from clients.ner_client import NerClient
 
-        results = NerClient(url, model=model, timeout=timeout, concurrency=concurrency).extract(
-            texts, return_exceptions=True)
+        with NerClient(url, model=model, timeout=timeout, concurrency=concurrency) as client:
+            results = client.extract(texts, return_exceptions=True)
     failures = 0
     for (note_id, _), result in zip(notes, results):
         if isinstance(result, Exception):

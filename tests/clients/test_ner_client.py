@@ -20,7 +20,8 @@ pytestmark = pytest.mark.slow
 
 
 def test_sync_client_matches_in_process(triton_server, exported_repository) -> None:
-    assert NerClient(triton_server.grpc_url).extract(NOTES) == LocalNerModel(exported_repository).extract(NOTES)
+    with NerClient(triton_server.grpc_url) as client:
+        assert client.extract(NOTES) == LocalNerModel(exported_repository).extract(NOTES)
 
 
 def test_bad_notes_fail_alone(triton_server) -> None:

@@ -24,6 +24,10 @@ def test_export_writes_a_gated_version_of_every_model(untrained_model_dir: Path,
     assert (repository / "ner_encoder_int8/1/model.onnx").stat().st_size < (
         repository / "ner_encoder/1/model.onnx").stat().st_size / 2
     assert (repository / "ner_tokenize/1/tokenizer.json").exists()
+    for pipeline, encoder in (("ner", "ner_encoder"), ("ner_int8", "ner_encoder_int8")):  # self-contained
+        assert {"model.onnx", "model.py", "tokenizer.json"} <= {p.name for p in (repository / pipeline / "1").iterdir()}
+        onnx_file = (repository / pipeline / "1/model.onnx").read_bytes()
+        assert onnx_file == (repository / encoder / "1/model.onnx").read_bytes()
     lineage = json.loads((repository / "ner_encoder/1/lineage.json").read_text())
     assert lineage["source"] == "unit-test" and lineage["version"] == 1
     parity = lineage["gates"]["parity"]

@@ -25,6 +25,19 @@ def start_medner_serve(repository: Path) -> tuple[subprocess.Popen, list[int]]:
     return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True), ports
 
 
+def listening_addresses(port: int, wait: float = 15.0) -> set[str]:
+    """The local addresses listening on ``port`` (``ss -ltn``), waiting a little for a server that is still
+    opening it (Triton reports ready on HTTP before its metrics endpoint listens, under load)."""
+    deadline = time.monotonic() + wait
+    while True:
+        listening = [line.split()[3] for line in subprocess.run(["ss", "-ltn"], capture_output=True, text=True
+                                                                  ).stdout.splitlines()[1:]]
+        addresses = {a.rsplit(":", 1)[0] for a in listening if a.endswith(f":{port}")}
+        if addresses or time.monotonic() > deadline:
+            return addresses
+        time.sleep(0.2)
+
+
 def test_medner_serve_starts_and_stops_on_sigterm(exported_repository: Path) -> None:
     process, (grpc_port, http_port, metrics_port) = start_medner_serve(exported_repository)
     try:
@@ -32,11 +45,9 @@ def test_medner_serve_starts_and_stops_on_sigterm(exported_repository: Path) -> 
         assert "Triton ready" in line and f"127.0.0.1:{grpc_port}" in line, line
         with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/v2/models/ner/ready", timeout=5) as response:
             assert response.status == 200
-        listening = [line.split()[3] for line in subprocess.run(["ss", "-ltn"], capture_output=True, text=True
-                                                                  ).stdout.splitlines()[1:]]
         for port in (grpc_port, http_port, metrics_port):
-            addresses = {a.rsplit(":", 1)[0] for a in listening if a.endswith(f":{port}")}
-            assert addresses and addresses <= {"127.0.0.1", "[::ffff:127.0.0.1]"}, addresses  # loopback only
+            addresses = listening_addresses(port)
+            assert addresses and addresses <= {"127.0.0.1", "[::ffff:127.0.0.1]"}, (port, addresses)  # loopback only
         started = time.monotonic()
         process.send_signal(signal.SIGTERM)
         assert process.wait(60) == 0

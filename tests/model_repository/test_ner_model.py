@@ -1,4 +1,4 @@
-"""The `ner` ensemble on a real Triton server: raw tritonclient calls, good and bad."""
+"""The `ner` models on a real Triton server: raw tritonclient calls, good and bad."""
 
 from __future__ import annotations
 

@@ -1,0 +1,65 @@
+"""Training throughput of a TrainFlow run: sentences per second and minutes per epoch, from the
+per-epoch timings the run recorded (its ``history`` artifact), stamped with this machine's hardware.
+
+    python flows/train_flow.py run          # default config: the run to measure (on this machine)
+    python benchmarks/training.py [--run TrainFlow/ID]
+
+Writes benchmarks/results/training.{md,json}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.serving import hardware  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--run", help="a TrainFlow run pathspec (default: the latest successful run)")
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "training")
+    args = parser.parse_args()
+
+    from metaflow import Flow, Run
+
+    run = Run(args.run) if args.run else Flow("TrainFlow").latest_successful_run
+    history, config, metrics = run.data.history, run.data.config, run.data.metrics
+    rates = [row["train_sentences_per_second"] for row in history]
+    minutes = [row["epoch_seconds"] / 60 for row in history]
+    summary = {"run": run.pathspec, "hardware": hardware(), "date": time.strftime("%Y-%m-%d"),
+               "run_finished_at": str(run.finished_at), "config": config, "epochs": history,
+               "median_sentences_per_s": statistics.median(rates),
+               "median_minutes_per_epoch": statistics.median(minutes),
+               "train_seconds": metrics.get("train_seconds"), "test_entity_f1": metrics.get("entity_f1")}
+    lines = [
+        f"# Training throughput ({summary['date']})", "",
+        f"Run `{run.pathspec}` (finished {run.finished_at}), default TrainFlow config: base model "
+        f"{config.get('base_model') or 'all-MiniLM-L6-v2 (the default)'}, batch {config['batch_size']}, "
+        f"{config['epochs']} epochs, "
+        f"bf16 {config['bf16']}, torch threads {config['threads'] or 'all'}. Hardware: {summary['hardware']} "
+        "(the run was made on this machine; epoch time excludes the dev evaluation after each epoch).", "",
+        "| epoch | sentences/s | minutes | train loss | dev entity F1 |", "| ---: | ---: | ---: | ---: | ---: |",
+        *(f"| {row['epoch']} | {row['train_sentences_per_second']:.1f} | {row['epoch_seconds'] / 60:.2f} | "
+          f"{row['train_loss']:.3f} | {row['dev_entity_f1']:.4f} |" for row in history),
+        "", f"Median: {summary['median_sentences_per_s']:.1f} sentences/s, "
+        f"{summary['median_minutes_per_epoch']:.2f} minutes per epoch; whole training "
+        f"{(summary['train_seconds'] or 0) / 60:.1f} minutes; test entity F1 {summary['test_entity_f1']:.4f}. "
+        "GPU: not measured (no GPU here); the train step asks for one with `@resources(gpu=1)` on AWS Batch.",
+        "", f"Command: `python benchmarks/training.py{' --run ' + args.run if args.run else ''}`.",
+    ]
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.with_suffix(".json").write_text(json.dumps(summary, indent=1, default=str))
+    args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

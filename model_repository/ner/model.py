@@ -1,0 +1,48 @@
+"""Triton python model (CPU): raw notes -> entities, one JSON list per note, in one process.
+
+Tokenize, encode (ONNX Runtime) and decode run here together (medner.inference.NerPipeline, the code
+`medner extract --local` runs): measured on 2 cores, this beat the three-model ensemble ~1.2x in
+throughput and halved latency at concurrency 1, because each python-model hop costs a stub round trip.
+The notes of every request in a dynamic batch are tagged in one call (length-bucketed micro-batches).
+"""
+
+import json
+import os
+import sys
+
+# The python backend stub ignores PYTHONPATH: `medner serve` passes the project's site-packages here.
+sys.path[:0] = [p for p in os.environ.get("MEDNER_SITE_PACKAGES", "").split(os.pathsep) if p]
+
+import numpy as np  # noqa: E402
+import triton_python_backend_utils as pb_utils  # noqa: E402
+
+from medner.inference import NerPipeline, NoteError, validate_note  # noqa: E402
+from medner.triton import model_parameters  # noqa: E402
+
+
+class TritonPythonModel:
+    def initialize(self, args):
+        version_dir = os.path.join(args["model_repository"], args["model_version"])
+        self.pipeline = NerPipeline(version_dir, model_parameters(args))
+
+    def execute(self, requests):
+        responses = [None] * len(requests)
+        notes, spans = [], []  # spans: (request index, first note, note count)
+        for index, request in enumerate(requests):
+            raw = pb_utils.get_input_tensor_by_name(request, "TEXT").as_numpy().reshape(-1)
+            try:
+                texts = [validate_note(x, self.pipeline.max_note_chars) for x in raw]
+            except NoteError as err:
+                error = pb_utils.TritonError(str(err), pb_utils.TritonError.INVALID_ARG)
+                responses[index] = pb_utils.InferenceResponse(error=error)
+                continue
+            spans.append((index, len(notes), len(texts)))
+            notes.extend(texts)
+        if notes:
+            entities = self.pipeline(notes)
+            for index, first, count in spans:
+                documents = [[json.dumps(note, ensure_ascii=False).encode("utf-8")]
+                             for note in entities[first: first + count]]
+                responses[index] = pb_utils.InferenceResponse(
+                    [pb_utils.Tensor("ENTITIES", np.array(documents, dtype=np.object_))])
+        return responses

@@ -1,0 +1,50 @@
+"""Every Triton config in the template repository parses against Triton's own schema, and the GPU
+ensembles (which cannot be loaded on a machine without a GPU) wire existing inputs and outputs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from google.protobuf import text_format
+from tritonclient.grpc import model_config_pb2
+
+REPOSITORY = Path(__file__).resolve().parents[2] / "model_repository"
+CONFIGS = sorted(REPOSITORY.glob("*/config.pbtxt")) + sorted(REPOSITORY.glob("*/configs/*.pbtxt"))
+
+
+def load(path: Path) -> model_config_pb2.ModelConfig:
+    return text_format.Parse(path.read_text(), model_config_pb2.ModelConfig())
+
+
+def gpu_config(model: str) -> model_config_pb2.ModelConfig:
+    """The config Triton takes with --model-config-name=gpu: configs/gpu.pbtxt, else config.pbtxt."""
+    custom = REPOSITORY / model / "configs" / "gpu.pbtxt"
+    return load(custom if custom.exists() else REPOSITORY / model / "config.pbtxt")
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: str(p.relative_to(REPOSITORY)))
+def test_config_parses_and_names_its_model(path: Path) -> None:
+    model = path.parent.name if path.name == "config.pbtxt" else path.parent.parent.name
+    assert load(path).name == model
+
+
+@pytest.mark.parametrize("ensemble", ["ner", "ner_int8"])
+def test_gpu_ensemble_steps_match_their_models(ensemble: str) -> None:
+    config = gpu_config(ensemble)
+    assert config.platform == "ensemble"
+    produced = {i.name for i in config.input}
+    for step in config.ensemble_scheduling.step:
+        part = gpu_config(step.model_name)
+        assert set(step.input_map) <= {i.name for i in part.input}, step.model_name
+        assert set(step.output_map) <= {o.name for o in part.output}, step.model_name
+        assert set(step.input_map.values()) <= produced, f"{step.model_name} reads a tensor no step made yet"
+        produced |= set(step.output_map.values())
+    assert {o.name for o in config.output} <= produced
+    encoder = gpu_config(config.ensemble_scheduling.step[1].model_name)
+    assert encoder.platform == "onnxruntime_onnx"
+    assert encoder.instance_group[0].kind == model_config_pb2.ModelInstanceGroup.KIND_GPU
+    if ensemble == "ner":  # the INT8 graph runs on the CUDA provider: TensorRT wants calibrated QDQ models
+        accelerator = encoder.optimization.execution_accelerators.gpu_execution_accelerator[0]
+        assert accelerator.name == "tensorrt" and accelerator.parameters["precision_mode"] == "FP16"
+        assert accelerator.parameters["trt_engine_cache_enable"] == "true"
