@@ -194,6 +194,8 @@ def export_model(
     """
     from transformers import AutoTokenizer
 
+    from medner.registry import code_version
+
     repository.mkdir(parents=True, exist_ok=True)
     version = next_version(repository)
     staging = repository / f".staging-{version}"
@@ -226,6 +228,7 @@ def export_model(
             "gates": {"parity": {"passed": parity.passed, **parity.details},
                       "int8_quality": {"passed": int8.passed, "published": int8.passed, **int8.details}},
             "package_versions": package_versions(),
+            "code_version": code_version(),
         }
         (encoder_dir / "lineage.json").write_text(json.dumps(record, indent=2))
         for pipeline, encoder in PIPELINE_ENCODERS.items():

@@ -1,8 +1,9 @@
 """TrainFlow: fine-tune the disease/treatment tagger and evaluate it honestly."""
 
-from metaflow import FlowSpec, Parameter, card, current, resources, step
+from metaflow import FlowSpec, Parameter, card, current, resources, schedule, step
 
 
+@schedule(weekly=True)  # deployed with `step-functions create`: retrain weekly on the latest data
 class TrainFlow(FlowSpec):
     """Fine-tune a transformer token classifier for diseases (D) and treatments (T).
 

@@ -11,6 +11,9 @@ import typer
 app = typer.Typer(help="medner: disease and treatment extraction from clinical notes.", no_args_is_help=True)
 data_app = typer.Typer(help="Get, check and describe annotated data.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
+models_app = typer.Typer(help="The model registry: versions in a Triton repository and what is serving.",
+                         no_args_is_help=True)
+app.add_typer(models_app, name="models")
 
 DataDirOption = Annotated[
     Path | None,
@@ -100,6 +103,36 @@ def export_command(
                            "entity_f1_int8": record["metrics_int8"]["entity_f1"]}, indent=2))
 
 
+@models_app.command("list")
+def models_list(
+    repository: RepositoryOption = Path("model_repository"),
+    url: Annotated[str | None, typer.Option(help="Triton gRPC address: mark the versions it has loaded.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per version.")] = False,
+) -> None:
+    """Versions of the served models, newest first: metrics, gates, provenance, and which is serving."""
+    from medner.registry import describe, serving, versions
+    from medner.triton import admin_key
+
+    found = versions(repository)
+    if not found:
+        typer.secho(f"{repository}: no model versions (run `medner export`)", fg="red", err=True)
+        raise typer.Exit(1)
+    try:
+        loaded = serving(url, admin_key(create=False)) if url else None
+    except Exception as err:  # unreachable server: still list the repository
+        typer.secho(f"warning: cannot read what {url} serves: {err}", fg="yellow", err=True)
+        loaded = None
+    for row in describe(found, loaded):
+        if as_json:
+            typer.echo(json.dumps(row))
+            continue
+        f1 = " ".join(f"{k[-4:]}={v:.4f}" for k, v in row.items() if k.startswith("entity_f1") and v is not None)
+        gates = " ".join(f"{k}:{'pass' if v else 'FAIL'}" for k, v in row["gates"].items())
+        typer.echo(f"v{row['version']:<4} {row['serving'] or '-':<12} {row['exported_at'] or '?':<21} {f1:<27} "
+                   f"{gates:<33} {row['source'] or '?'} data={row['data_version'] or '?'} "
+                   f"code={(row['code_version'] or '?')[:12]}")
+
+
 @app.command()
 def serve(
     repository: RepositoryOption = Path("model_repository"),
@@ -109,14 +142,18 @@ def serve(
     metrics_port: int = 8002,
     gpu: Annotated[bool, typer.Option(help="Use the GPU configurations (configs/gpu.pbtxt).")] = False,
     log_file: Annotated[Path | None, typer.Option(help="Server log (default: none).")] = None,
+    admin_key_file: Annotated[Path | None, typer.Option(
+        help="File holding the admin key (default: $MEDNER_ADMIN_KEY, else ~/.cache/medner/admin-key, created "
+             "with a random key). Loading/unloading models and other administrative endpoints need it.")] = None,
 ) -> None:
     """Run Triton Inference Server on the repository until SIGINT/SIGTERM."""
     import signal
     import threading
 
-    from medner.triton import TritonError, TritonServer
+    from medner.triton import TritonError, TritonServer, admin_key
 
-    server = TritonServer(repository, host, grpc_port, http_port, metrics_port, gpu=gpu, log_file=log_file)
+    server = TritonServer(repository, host, grpc_port, http_port, metrics_port, gpu=gpu, log_file=log_file,
+                          admin_key=admin_key(admin_key_file))
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())

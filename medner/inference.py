@@ -157,6 +157,29 @@ def validate_note(note: str | bytes, max_chars: int = DEFAULT_MAX_NOTE_CHARS) ->
     return note
 
 
+@dataclass
+class RequestNotes:
+    """The notes of a batch of requests in one list, for one batched call."""
+
+    notes: list[str]  # every valid note, request after request
+    spans: list[tuple[int, int, int]]  # (request index, its first note in ``notes``, its note count)
+    errors: dict[int, str]  # request index -> why it was refused (a request with one bad note fails whole)
+
+
+def gather_notes(requests: Sequence[Sequence[str | bytes]], max_chars: int = DEFAULT_MAX_NOTE_CHARS) -> RequestNotes:
+    """Validate the notes of each request (:func:`validate_note`) and gather the valid requests' notes."""
+    gathered = RequestNotes([], [], {})
+    for index, raw in enumerate(requests):
+        try:
+            texts = [validate_note(note, max_chars) for note in raw]
+        except NoteError as err:
+            gathered.errors[index] = str(err)
+            continue
+        gathered.spans.append((index, len(gathered.notes), len(texts)))
+        gathered.notes.extend(texts)
+    return gathered
+
+
 def log_softmax(logits: np.ndarray) -> np.ndarray:
     shifted = logits - logits.max(axis=-1, keepdims=True)
     return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))

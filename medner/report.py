@@ -128,3 +128,40 @@ def training_card(
     card.append(Table(error_rows(test, predictions) or [["-", "-"]], headers=["gold", "predicted"]))
     card.append(Markdown("## Configuration"))
     card.append(Table([[k, str(v)] for k, v in config.items()], headers=["parameter", "value"]))
+
+
+def experiment_chart(rows: Sequence[Mapping[str, Any]]) -> Any:
+    """Dev and test entity F1 per candidate, side by side."""
+    import numpy as np
+
+    fig, ax = _figure(max(6, 1.4 * len(rows)), 3.5)
+    x = np.arange(len(rows))
+    for offset, split, color in ((-0.2, "dev", "tab:gray"), (0.2, "test", "tab:blue")):
+        ax.bar(x + offset, [r[split]["entity_f1"] for r in rows], 0.4, label=f"{split} entity F1", color=color)
+    ax.set_xticks(x, [r["name"] for r in rows], rotation=20, ha="right", fontsize=8)
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("entity F1")
+    ax.legend(fontsize=8)
+    return fig
+
+
+def experiment_card(card: Any, rows: Sequence[Mapping[str, Any]], challenger: str, data_version: str) -> None:
+    """Fill a Metaflow card with an experiment's comparison table and chart."""
+    from metaflow.cards import Image, Markdown, Table
+
+    ranked = sorted(rows, key=lambda r: -r["dev"]["entity_f1"])
+    card.append(Markdown(
+        f"# Challenger: {challenger}\n\n{len(rows)} candidates on data `{data_version}`, ranked by dev entity F1 "
+        "(the selection criterion); test scores are reported, never used to choose."))
+    card.append(Table([[
+        r["name"] + (" (challenger)" if r["name"] == challenger else ""), r["kind"],
+        f"{r['dev']['entity_f1']:.3f}", f"{r['test']['entity_f1']:.3f}", f"{r['test']['entity_f1_D']:.3f}",
+        f"{r['test']['entity_f1_T']:.3f}", f"{r['test']['entity_f1_relaxed']:.3f}",
+        f"{r['test']['token_weighted_f1']:.3f}", f"{r['train_seconds']:.0f}", f"{r['model_mb']:.1f}",
+        f"{r['latency_ms']:.1f}"] for r in ranked], headers=[
+        "candidate", "kind", "dev F1", "test F1", "test F1 D", "test F1 T", "test relaxed F1",
+        "test token-weighted F1", "train s", "model MB", "latency ms/sentence"]))
+    card.append(Image.from_matplotlib(experiment_chart(ranked)))
+    card.append(Markdown("## Parameters"))
+    card.append(Table([[r["name"], ", ".join(f"{k}={v}" for k, v in r["params"].items()) or "defaults"]
+                       for r in ranked], headers=["candidate", "parameters"]))

@@ -16,6 +16,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 SITE_PACKAGES_ENV = "MEDNER_SITE_PACKAGES"  # read by the python models' model.py (the stub ignores PYTHONPATH)
+ADMIN_HEADER = "medner-admin-key"  # the HTTP header that carries the admin key
+GRPC_ADMIN_HEADER = f"triton-grpc-protocol-{ADMIN_HEADER}"  # the same as gRPC metadata (Triton adds the prefix)
+ADMIN_KEY_ENV = "MEDNER_ADMIN_KEY"
+# Administrative endpoints, closed to requests without the admin key: loading and unloading models (and the
+# repository index), shared-memory registration, statistics, tracing and log settings. Inference, health
+# and metadata stay open.
+RESTRICTED = "model-repository,shared-memory,statistics,trace,logging"
 
 
 class TritonError(RuntimeError):
@@ -28,6 +35,26 @@ def model_parameters(args: dict) -> dict[str, str]:
 
     config = json.loads(args["model_config"])
     return {key: value["string_value"] for key, value in config.get("parameters", {}).items()}
+
+
+def admin_key(key_file: Path | None = None, create: bool = True) -> str | None:
+    """The admin key: ``$MEDNER_ADMIN_KEY``, else the key file (default ``~/.cache/medner/admin-key``),
+    created with a random key (mode 0600) when missing and ``create``; None when missing otherwise."""
+    import secrets
+
+    from medner.config import cache_dir
+
+    if os.environ.get(ADMIN_KEY_ENV):
+        return os.environ[ADMIN_KEY_ENV]
+    key_file = key_file or cache_dir() / "admin-key"
+    if not key_file.exists():
+        if not create:
+            return None
+        key_file.parent.mkdir(parents=True, exist_ok=True)
+        descriptor = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "w") as handle:
+            handle.write(secrets.token_urlsafe(32))
+    return key_file.read_text().strip()
 
 
 def free_ports(n: int) -> list[int]:
@@ -88,6 +115,7 @@ class TritonServer:
     http_port: int = 8000
     metrics_port: int = 8002
     gpu: bool = False  # use each model's configs/gpu.pbtxt where it has one
+    admin_key: str | None = None  # set: explicit model control, administrative endpoints need this key
     log_verbose: int = 0
     log_file: Path | None = None
     extra_args: list[str] = field(default_factory=list)
@@ -108,6 +136,10 @@ class TritonServer:
         ]
         if self.gpu:
             args.append("--model-config-name=gpu")
+        if self.admin_key:
+            restricted = f"{RESTRICTED}:{ADMIN_HEADER}={self.admin_key}"
+            args += ["--model-control-mode=explicit", "--load-model=*",
+                     f"--grpc-restricted-protocol={restricted}", f"--http-restricted-api={restricted}"]
         return args + self.extra_args
 
     def environment(self) -> dict[str, str]:

@@ -16,7 +16,7 @@ sys.path[:0] = [p for p in os.environ.get("MEDNER_SITE_PACKAGES", "").split(os.p
 import numpy as np  # noqa: E402
 import triton_python_backend_utils as pb_utils  # noqa: E402
 
-from medner.inference import NerPipeline, NoteError, validate_note  # noqa: E402
+from medner.inference import NerPipeline, gather_notes  # noqa: E402
 from medner.triton import model_parameters  # noqa: E402
 
 
@@ -26,21 +26,15 @@ class TritonPythonModel:
         self.pipeline = NerPipeline(version_dir, model_parameters(args))
 
     def execute(self, requests):
+        texts = [pb_utils.get_input_tensor_by_name(r, "TEXT").as_numpy().reshape(-1) for r in requests]
+        batch = gather_notes(texts, self.pipeline.max_note_chars)
         responses = [None] * len(requests)
-        notes, spans = [], []  # spans: (request index, first note, note count)
-        for index, request in enumerate(requests):
-            raw = pb_utils.get_input_tensor_by_name(request, "TEXT").as_numpy().reshape(-1)
-            try:
-                texts = [validate_note(x, self.pipeline.max_note_chars) for x in raw]
-            except NoteError as err:
-                error = pb_utils.TritonError(str(err), pb_utils.TritonError.INVALID_ARG)
-                responses[index] = pb_utils.InferenceResponse(error=error)
-                continue
-            spans.append((index, len(notes), len(texts)))
-            notes.extend(texts)
-        if notes:
-            entities = self.pipeline(notes)
-            for index, first, count in spans:
+        for index, message in batch.errors.items():  # a bad note fails its own request, not the batch
+            error = pb_utils.TritonError(message, pb_utils.TritonError.INVALID_ARG)
+            responses[index] = pb_utils.InferenceResponse(error=error)
+        if batch.notes:
+            entities = self.pipeline(batch.notes)  # one call for every note of every request
+            for index, first, count in batch.spans:
                 documents = [[json.dumps(note, ensure_ascii=False).encode("utf-8")]
                              for note in entities[first: first + count]]
                 responses[index] = pb_utils.InferenceResponse(

@@ -12,11 +12,10 @@ from medner.inference import (  # noqa: E402
     DEFAULT_MAX_LENGTH,
     DEFAULT_MAX_NOTE_CHARS,
     DEFAULT_STRIDE,
-    NoteError,
     TokenizedBatch,
+    gather_notes,
     pack_notes,
     tokenize_notes,
-    validate_note,
 )
 from medner.triton import model_parameters  # noqa: E402
 
@@ -32,23 +31,18 @@ class TritonPythonModel:
         self.tokenizer = AutoTokenizer.from_pretrained(os.path.join(args["model_repository"], args["model_version"]))
 
     def execute(self, requests):
+        texts = [pb_utils.get_input_tensor_by_name(r, "TEXT").as_numpy().reshape(-1) for r in requests]
+        batch = gather_notes(texts, self.max_note_chars)
         responses = [None] * len(requests)
-        notes, spans = [], []  # spans: (request index, first note, note count)
-        for index, request in enumerate(requests):
-            raw = pb_utils.get_input_tensor_by_name(request, "TEXT").as_numpy().reshape(-1)
-            try:
-                texts = [validate_note(x, self.max_note_chars) for x in raw]
-            except NoteError as err:
-                error = pb_utils.TritonError(str(err), pb_utils.TritonError.INVALID_ARG)
-                responses[index] = pb_utils.InferenceResponse(error=error)
-                continue
-            spans.append((index, len(notes), len(texts)))
-            notes.extend(texts)
-        if notes:
+        for index, message in batch.errors.items():  # a bad note fails its own request, not the batch
+            error = pb_utils.TritonError(message, pb_utils.TritonError.INVALID_ARG)
+            responses[index] = pb_utils.InferenceResponse(error=error)
+        if batch.notes:
             # one batched tokenizer call for every note of every request in this batch
-            batch = tokenize_notes(self.tokenizer, notes, self.max_length, self.stride)
-            for index, first, count in spans:
-                part = TokenizedBatch(batch.input_ids, batch.attention_mask, batch.notes[first: first + count])
+            tokenized = tokenize_notes(self.tokenizer, batch.notes, self.max_length, self.stride)
+            for index, first, count in batch.spans:
+                part = TokenizedBatch(tokenized.input_ids, tokenized.attention_mask,
+                                      tokenized.notes[first: first + count])
                 input_ids, attention_mask, word_index = pack_notes(part)
                 responses[index] = pb_utils.InferenceResponse([
                     pb_utils.Tensor("input_ids", input_ids),

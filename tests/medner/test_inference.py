@@ -5,7 +5,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from medner.inference import extract, predict_sentences, sentence_log_probs, tokenize_notes, torch_encoder
+from medner.inference import (
+    extract,
+    gather_notes,
+    predict_sentences,
+    sentence_log_probs,
+    tokenize_notes,
+    torch_encoder,
+)
 from medner.training import load_model, predict
 
 
@@ -59,3 +66,11 @@ def test_entities_slice_the_original_text(tokenizer_and_model) -> None:
         for e in entities:
             assert note[e["start"]:e["end"]] == e["text"] and e["label"] in ("D", "T")
             assert 0 < e["score"] <= 1
+
+
+def test_gather_notes_refuses_a_request_with_a_bad_note_and_keeps_the_others() -> None:
+    batch = gather_notes([["first note", "second note"], [b"\xff bad"], ["third"], ["  "]], max_chars=100)
+    assert batch.notes == ["first note", "second note", "third"]
+    assert batch.spans == [(0, 0, 2), (2, 2, 1)]
+    assert set(batch.errors) == {1, 3} and "UTF-8" in batch.errors[1] and "empty" in batch.errors[3]
+    assert "bad" not in batch.errors[1]  # messages never quote the note

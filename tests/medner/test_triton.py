@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
 import pytest
 
-from medner.triton import free_ports
+from medner.registry import serving
+from medner.triton import ADMIN_KEY_ENV, free_ports
 
 pytestmark = pytest.mark.slow
+
+
+ADMIN_KEY = "test-admin-key"
 
 
 def start_medner_serve(repository: Path) -> tuple[subprocess.Popen, list[int]]:
@@ -22,7 +28,25 @@ def start_medner_serve(repository: Path) -> tuple[subprocess.Popen, list[int]]:
     command = [sys.executable, "-m", "medner.cli", "serve", "--repository", str(repository)]
     for flag, port in zip(("--grpc-port", "--http-port", "--metrics-port"), ports):
         command += [flag, str(port)]
-    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True), ports
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env={**os.environ, ADMIN_KEY_ENV: ADMIN_KEY}), ports
+
+
+def assert_admin_endpoints_need_the_key(grpc_url: str, http_port: int) -> None:
+    import tritonclient.grpc as grpcclient
+    from tritonclient.utils import InferenceServerException
+
+    client = grpcclient.InferenceServerClient(grpc_url)
+    assert client.is_model_ready("ner")  # health, metadata and inference stay open
+    for call in (client.get_model_repository_index, lambda: client.unload_model("ner"),
+                 lambda: client.load_model("ner"), client.get_inference_statistics):
+        with pytest.raises(InferenceServerException, match="restricted|[Pp]ermission|admin"):
+            call()
+    assert client.is_model_ready("ner")  # the refused unload did nothing
+    with pytest.raises(urllib.error.HTTPError):
+        urllib.request.urlopen(urllib.request.Request(f"http://127.0.0.1:{http_port}/v2/repository/models/ner/unload",
+                                                      data=b"{}", method="POST"), timeout=5)
+    assert serving(grpc_url, ADMIN_KEY) == {"ner": [1], "ner_int8": [1]}  # what `medner models list` reads
 
 
 def listening_addresses(port: int, wait: float = 15.0) -> set[str]:
@@ -48,6 +72,7 @@ def test_medner_serve_starts_and_stops_on_sigterm(exported_repository: Path) -> 
         for port in (grpc_port, http_port, metrics_port):
             addresses = listening_addresses(port)
             assert addresses and addresses <= {"127.0.0.1", "[::ffff:127.0.0.1]"}, (port, addresses)  # loopback only
+        assert_admin_endpoints_need_the_key(f"127.0.0.1:{grpc_port}", http_port)
         started = time.monotonic()
         process.send_signal(signal.SIGTERM)
         assert process.wait(60) == 0

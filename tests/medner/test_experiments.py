@@ -1,0 +1,69 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from medner.data import read_behealthy
+from medner.experiments import (
+    DEFAULT_GRID,
+    Candidate,
+    CandidateResult,
+    GridError,
+    parse_grid,
+    run_candidate,
+    select_challenger,
+    word_features,
+)
+
+
+def test_default_grid_has_the_crf_baseline_and_transformers() -> None:
+    kinds = [c.kind for c in parse_grid(DEFAULT_GRID)]
+    assert kinds.count("crf") == 1 and kinds.count("transformer") >= 3
+
+
+def test_grid_from_inline_json_or_a_file(tmp_path: Path) -> None:
+    grid = [{"name": "a", "kind": "crf", "c1": 0.5}, {"name": "b", "kind": "transformer", "epochs": 1}]
+    path = tmp_path / "grid.json"
+    path.write_text(json.dumps(grid))
+    expected = [Candidate("a", "crf", {"c1": 0.5}), Candidate("b", "transformer", {"epochs": 1})]
+    assert parse_grid(json.dumps(grid)) == parse_grid(str(path)) == expected
+
+
+@pytest.mark.parametrize(("grid", "message"), [
+    ("[{", "not JSON"),
+    ("[]", "non-empty"),
+    ('[{"name": "x", "kind": "svm"}]', "candidate 0: needs a name and a kind"),
+    ('[{"name": "x", "kind": "transformer", "learnin_rate": 1}]', "unknown transformer parameter"),
+    ('[{"name": "x", "kind": "crf", "epochs": 1}]', "unknown crf parameter"),
+    ('[{"name": "x", "kind": "crf"}, {"name": "x", "kind": "crf"}]', "appears twice"),
+])
+def test_bad_grids_say_what_is_wrong(grid: str, message: str) -> None:
+    with pytest.raises(GridError, match=message):
+        parse_grid(grid)
+
+
+def test_word_features_see_neighbours_and_sentence_edges() -> None:
+    first = word_features(["Aspirin", "for", "pain"], 0)
+    assert first["lower"] == "aspirin" and first["istitle"] and first["BOS"] and first["+1:lower"] == "for"
+    assert "-1:lower" not in first and word_features(["Aspirin", "for", "pain"], 2)["EOS"]
+
+
+def test_crf_candidate_learns_the_tiny_corpus(tiny_corpus: Path) -> None:
+    data = read_behealthy(tiny_corpus)
+    result = run_candidate(Candidate("crf", "crf", {"max_iterations": 50}), data["train"], data["test"], data["test"])
+    assert result.dev["entity_f1"] > 0.5  # synthetic sentences are regular: a CRF gets most of them
+    assert result.model_mb > 0 and result.latency_ms > 0 and result.model_files == {}
+
+
+def _result(name: str, dev_f1: float, latency: float, servable: bool = True) -> CandidateResult:
+    return CandidateResult(name, "transformer" if servable else "crf", {}, {"entity_f1": dev_f1},
+                           {"entity_f1": 1.0 - dev_f1}, 1.0, 1.0, latency, {"model": b"x"} if servable else {})
+
+
+def test_challenger_is_chosen_on_dev_among_servable_candidates() -> None:
+    results = [_result("crf", 0.9, 1.0, servable=False), _result("slow", 0.7, 20.0), _result("fast", 0.7, 5.0),
+               _result("worse", 0.6, 1.0)]
+    assert select_challenger(results).name == "fast"  # best dev F1, tie broken by speed; test F1 ignored
+    assert select_challenger(results[:1]).name == "crf"  # nothing servable: the best there is
