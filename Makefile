@@ -15,7 +15,7 @@ export WHYLOGS_NO_ANALYTICS := 1
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: setup demo test bench lint clean
+.PHONY: setup demo test bench audit lint clean
 
 setup: $(STAMP)
 
@@ -35,9 +35,18 @@ demo: setup  ## data + training + evaluation, then export to model_repository/
 	$(BIN)/python flows/train_flow.py run
 	$(BIN)/medner export
 
-test: setup
+test: setup audit
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
+
+# Known vulnerabilities in the locked dependencies (PyPI's advisory data), from a venv of its own (pip-audit's
+# dependencies conflict with whylogs'). Reports only: no network, or a finding, never fails the build.
+AUDIT_VENV := .venv-audit
+audit:
+	@{ test -x $(AUDIT_VENV)/bin/pip-audit || { $(PYTHON) -m venv $(AUDIT_VENV) && \
+	   $(AUDIT_VENV)/bin/pip install --quiet --retries 0 --timeout 10 pip-audit==2.10.1; }; } && \
+	 $(AUDIT_VENV)/bin/pip-audit --disable-pip --no-deps -r requirements.lock --progress-spinner off --timeout 10 \
+	 || echo "pip-audit: could not run (no network?) or found vulnerabilities (above); reported, not a build failure"
 
 bench: setup  ## after `make demo`: serving + training benchmarks -> benchmarks/results/ (~12 minutes)
 	$(BIN)/python benchmarks/serving.py --rounds 5
@@ -47,4 +56,4 @@ lint: setup
 	$(BIN)/ruff check .
 
 clean:
-	rm -rf $(VENV) .metaflow .pytest_cache
+	rm -rf $(VENV) $(AUDIT_VENV) .metaflow .pytest_cache
