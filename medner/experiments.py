@@ -153,16 +153,15 @@ def run_candidate(candidate: Candidate, train: Sequence[Sentence], dev: Sequence
             train_seconds, len(pickle.dumps(crf)) / 2**20,
             _median_latency_ms(lambda tokens: crf_predict(crf, [tokens]), test))
 
-    from medner.pipeline import evaluate_test_split
-    from medner.training import model_to_files, predict
+    from medner.training import evaluate_model, model_to_files, predict
     from medner.training import train as train_transformer
 
     config = TrainConfig(**{**candidate.params, **(overrides or {})})
     result = train_transformer(config, train, dev)
     files = model_to_files(result.model, result.tokenizer)
-    evaluation = evaluate_test_split(files, test, config.decode)
+    test_metrics, _ = evaluate_model(result.model, result.tokenizer, test, config.decode)  # the model in memory
     return CandidateResult(
-        candidate.name, candidate.kind, candidate.params, result.dev_metrics, evaluation.metrics,
+        candidate.name, candidate.kind, candidate.params, result.dev_metrics, test_metrics,
         result.train_seconds, sum(map(len, files.values())) / 2**20,
         _median_latency_ms(lambda tokens: predict(result.model, result.tokenizer, [tokens], config.decode), test),
         files)
