@@ -48,3 +48,11 @@ def test_gpu_ensemble_steps_match_their_models(ensemble: str) -> None:
         accelerator = encoder.optimization.execution_accelerators.gpu_execution_accelerator[0]
         assert accelerator.name == "tensorrt" and accelerator.parameters["precision_mode"] == "FP16"
         assert accelerator.parameters["trt_engine_cache_enable"] == "true"
+
+
+@pytest.mark.parametrize("model", ["ner_tokenize", "ner_decode"])
+def test_gpu_cpu_stages_differ_from_cpu_config_only_in_instances(model: str) -> None:
+    cpu, gpu = load(REPOSITORY / model / "config.pbtxt"), gpu_config(model)
+    assert gpu.instance_group[0].count > cpu.instance_group[0].count  # the CPU stages bound GPU throughput
+    del cpu.instance_group[:], gpu.instance_group[:]
+    assert gpu == cpu
