@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from medner.inference import Entity, NerPipeline, NoteError, validate_note
+from medner.registry import champion
 
 MODELS = ("ner", "ner_int8")
 
@@ -19,23 +20,21 @@ def config_parameters(config: Path) -> dict[str, str]:
     return dict(re.findall(pattern, config.read_text()))
 
 
-def latest_version(model_dir: Path) -> Path:
-    versions = sorted((p for p in model_dir.glob("*") if p.is_dir() and p.name.isdigit()), key=lambda p: int(p.name))
-    if not versions:
-        raise FileNotFoundError(f"{model_dir} has no version: run `medner export` first")
-    return versions[-1]
-
-
 class LocalNerModel:
-    """The CPU ``ner`` (or ``ner_int8``) model of a repository, run in this process: its latest version
-    with its config's parameters, through the same :class:`NerPipeline` the Triton model runs, with
-    ``threads`` ONNX Runtime threads (default: every core; the config's count is per Triton instance)."""
+    """The CPU ``ner`` (or ``ner_int8``) model of a repository, run in this process: ``version`` (default:
+    the champion, :func:`medner.registry.champion`) with its config's parameters, through the same
+    :class:`NerPipeline` the Triton model runs, with ``threads`` ONNX Runtime threads (default: every core;
+    the config's count is per Triton instance)."""
 
-    def __init__(self, repository: Path, model: str = "ner", threads: int | None = None):
+    def __init__(self, repository: Path, model: str = "ner", threads: int | None = None, version: int | None = None):
         if model not in MODELS:
             raise ValueError(f"unknown model {model!r}; expected one of {', '.join(MODELS)}")
+        version = version if version is not None else champion(repository)
+        version_dir = repository / model / str(version)
+        if version is None or not version_dir.is_dir():
+            raise FileNotFoundError(f"{repository / model} has no version {version or ''}: run `medner export`")
         parameters = config_parameters(repository / model / "config.pbtxt")
-        self.pipeline = NerPipeline(latest_version(repository / model), parameters, threads or os.cpu_count())
+        self.pipeline = NerPipeline(version_dir, parameters, threads or os.cpu_count())
         self.max_note_chars = self.pipeline.max_note_chars
 
     def extract(self, notes: Sequence[str | bytes], return_exceptions: bool = False) -> list[list[Entity] | NoteError]:

@@ -3,13 +3,16 @@
 Notes travel ``batch_size`` to a request (fewer round trips; Triton's dynamic batcher merges requests
 further), up to ``concurrency`` requests in flight. A request refused because of a bad note is
 retried note by note, so only that note fails. UNAVAILABLE answers (server starting, restarting,
-overloaded) are retried with exponential backoff until ``retries`` runs out.
+overloaded) are retried with exponential backoff until ``retries`` runs out or, with ``deadline``
+(seconds per call), with backoff capped at ``max_backoff`` until the deadline passes; then the call fails
+with "server unavailable after Xs".
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Sequence
 
 import numpy as np
@@ -17,6 +20,11 @@ import numpy as np
 from medner.inference import Entity
 
 RETRYABLE = {"StatusCode.UNAVAILABLE"}
+# gRPC's own reconnect backoff grows to 120 s by default: after a server restart the channel would sit out
+# that backoff and fail calls fast with UNAVAILABLE. Capped at 1 s, serving resumes within ~1 s of the
+# server being back.
+CHANNEL_ARGS = [("grpc.initial_reconnect_backoff_ms", 100), ("grpc.min_reconnect_backoff_ms", 100),
+                ("grpc.max_reconnect_backoff_ms", 1000)]
 
 
 class NerRequestError(RuntimeError):
@@ -31,12 +39,14 @@ class AsyncNerClient:
     """``async with AsyncNerClient("127.0.0.1:8001") as client: await client.extract(notes)``."""
 
     def __init__(self, url: str = "127.0.0.1:8001", model: str = "ner", timeout: float = 30.0, retries: int = 3,
-                 backoff: float = 0.2, concurrency: int = 16, batch_size: int = 8):
+                 backoff: float = 0.2, concurrency: int = 16, batch_size: int = 8, deadline: float | None = None,
+                 max_backoff: float = 2.0):
         import tritonclient.grpc.aio as grpcclient
 
         self._grpc = grpcclient
-        self.client = grpcclient.InferenceServerClient(url)
+        self.client = grpcclient.InferenceServerClient(url, channel_args=CHANNEL_ARGS)
         self.model, self.timeout, self.retries, self.backoff = model, timeout, retries, backoff
+        self.deadline, self.max_backoff = deadline, max_backoff
         self.concurrency, self.batch_size = concurrency, batch_size
 
     async def __aenter__(self) -> AsyncNerClient:
@@ -48,23 +58,43 @@ class AsyncNerClient:
     async def close(self) -> None:
         await self.client.close()
 
-    async def infer(self, payloads: list[bytes], index: int = 0) -> list[list[Entity]]:
+    def _until(self) -> float | None:
+        """The monotonic time a call started now must end by (None: no deadline)."""
+        return None if self.deadline is None else time.monotonic() + self.deadline
+
+    async def infer(self, payloads: list[bytes], index: int = 0, until: float | None = None) -> list[list[Entity]]:
         """Entities of each note in ``payloads`` (UTF-8), sent as one request; retried on UNAVAILABLE;
-        raises NerRequestError (``index``: the first note's position, for the message)."""
+        raises NerRequestError (``index``: the first note's position, for the message). ``until``: the
+        call's deadline (monotonic time; default: ``deadline`` seconds from now, when set)."""
         from tritonclient.utils import InferenceServerException
 
+        started = time.monotonic()
+        until = until if until is not None else self._until()
         text = self._grpc.InferInput("TEXT", [len(payloads), 1], "BYTES")
         text.set_data_from_numpy(np.array([[p] for p in payloads], dtype=np.object_))
-        for attempt in range(self.retries + 1):
+        attempt = 0
+        while True:
+            timeout = self.timeout if until is None else max(min(self.timeout, until - time.monotonic()), 0.001)
             try:
-                result = await self.client.infer(self.model, [text], client_timeout=self.timeout)
+                result = await self.client.infer(self.model, [text], client_timeout=timeout)
                 return [json.loads(row[0]) for row in result.as_numpy("ENTITIES")]
             except InferenceServerException as err:
                 status = str(err.status())
-                if status not in RETRYABLE or attempt == self.retries:
-                    raise NerRequestError(index, status, err.message()) from None
-                await asyncio.sleep(self.backoff * 2**attempt)
-        raise AssertionError("unreachable")
+                if until is None:
+                    if status not in RETRYABLE or attempt == self.retries:
+                        raise NerRequestError(index, status, err.message()) from None
+                    delay = self.backoff * 2**attempt
+                else:
+                    left = until - time.monotonic()
+                    if status not in RETRYABLE and not (status == "StatusCode.DEADLINE_EXCEEDED" and left <= 0):
+                        raise NerRequestError(index, status, err.message()) from None
+                    if left <= 0:
+                        raise NerRequestError(index, "StatusCode.UNAVAILABLE", (
+                            f"server unavailable after {time.monotonic() - started:.1f}s "
+                            f"({attempt + 1} attempts): {err.message()}")) from None
+                    delay = min(self.backoff * 2**attempt, self.max_backoff, left)  # the last try is at the deadline
+                await asyncio.sleep(delay)
+                attempt += 1
 
     async def extract_one(self, note: str | bytes, index: int = 0) -> list[Entity]:
         """Entities of one note; raises NerRequestError."""
@@ -77,12 +107,13 @@ class AsyncNerClient:
         NerRequestError stands in its place, otherwise the first failure is raised."""
         gate = asyncio.Semaphore(self.concurrency)
         results: list = [None] * len(notes)
+        until = self._until()  # one deadline for the whole call
 
         async def chunk(first: int) -> None:
             part = [_payload(n) for n in notes[first: first + self.batch_size]]
             async with gate:
                 try:
-                    results[first: first + len(part)] = await self.infer(part, first)
+                    results[first: first + len(part)] = await self.infer(part, first, until)
                     return
                 except NerRequestError as err:
                     if len(part) == 1 or err.status in RETRYABLE:
@@ -93,7 +124,7 @@ class AsyncNerClient:
             for offset, payload in enumerate(part):  # isolate the bad note(s)
                 async with gate:
                     try:
-                        results[first + offset] = (await self.infer([payload], first + offset))[0]
+                        results[first + offset] = (await self.infer([payload], first + offset, until))[0]
                     except NerRequestError as err:
                         if not return_exceptions:
                             raise

@@ -9,6 +9,11 @@ transformers cap. Gates, both on the test split through the serving path (:mod:`
   identical decoded labels, else the export is refused;
 * INT8 (onnxruntime dynamic quantisation, per-channel): entity F1 within ``INT8_MAX_F1_DROP`` of fp32,
   else the INT8 model is not published.
+
+Each served model's version folder also gets what monitoring compares live traffic with: the training
+vocabulary (``train_vocabulary.txt``, for the out-of-vocabulary feature) and ``reference_profile.bin``, the
+whylogs profile of the monitoring features of the gate sentences through that exported model (the gates'
+encoder outputs are reused: nothing is encoded again).
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ import os
 import shutil
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,10 +33,10 @@ import numpy as np
 from medner.data import Sentence
 from medner.inference import (
     Encoder,
+    TokenizedBatch,
     decode_sentences,
     encode_sentences,
     ort_encoder,
-    predict_sentences,
     torch_encoder,
 )
 from medner.metrics import evaluate
@@ -103,14 +108,20 @@ class GateReport:
     details: dict[str, Any] = field(default_factory=dict)
 
 
+Observer = Callable[[TokenizedBatch, np.ndarray], None]  # sees a gate's windows and the candidate's logits
+
+
 def parity_gate(
-    tokenizer: Any, reference: Encoder, candidate: Encoder, sentences: Sequence[Sentence], method: str = "viterbi"
+    tokenizer: Any, reference: Encoder, candidate: Encoder, sentences: Sequence[Sentence], method: str = "viterbi",
+    observe: Observer | None = None,
 ) -> tuple[GateReport, dict[str, float]]:
     """Compare two encoders on ``sentences``: max |logit diff| over real tokens, and decoded labels.
     Returns the report and the candidate's metrics."""
     tokens = [s.tokens for s in sentences]
     batch, ref = encode_sentences(tokens, tokenizer, reference)
     _, cand = encode_sentences(tokens, tokenizer, candidate)
+    if observe is not None:
+        observe(batch, cand)
     real = batch.attention_mask[:, : ref.shape[1]].astype(bool)
     max_diff = float(np.abs(ref - cand)[real].max())
     ref_labels, cand_labels = decode_sentences(batch, ref, method), decode_sentences(batch, cand, method)
@@ -122,10 +133,14 @@ def parity_gate(
 
 
 def quality_gate(
-    tokenizer: Any, encoder: Encoder, sentences: Sequence[Sentence], baseline_f1: float, method: str = "viterbi"
+    tokenizer: Any, encoder: Encoder, sentences: Sequence[Sentence], baseline_f1: float, method: str = "viterbi",
+    observe: Observer | None = None,
 ) -> tuple[GateReport, dict[str, float]]:
     """Entity F1 of ``encoder`` on ``sentences`` must be within INT8_MAX_F1_DROP of ``baseline_f1``."""
-    predictions = predict_sentences([s.tokens for s in sentences], tokenizer, encoder, method)
+    batch, logits = encode_sentences([s.tokens for s in sentences], tokenizer, encoder)
+    if observe is not None:
+        observe(batch, logits)
+    predictions = decode_sentences(batch, logits, method)
     metrics = evaluate([s.labels for s in sentences], predictions)
     drop = baseline_f1 - metrics["entity_f1"]
     details = {"entity_f1": metrics["entity_f1"], "baseline_entity_f1": baseline_f1, "drop": drop,
@@ -179,6 +194,25 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
+def write_monitoring_reference(
+    staging: Path, gate_outputs: dict[str, tuple[TokenizedBatch, np.ndarray]], sentences: Sequence[Sentence],
+    unk_id: int | None, train: Sequence[Sentence] | None, method: str,
+) -> None:
+    """Write ``train_vocabulary.txt`` (when ``train`` is given) and ``reference_profile.bin`` (the monitoring
+    features of ``sentences`` from each served model's gate outputs) into the served models' folders."""
+    from datetime import UTC, datetime
+
+    from monitoring.features import read_vocabulary, sentence_features, write_vocabulary
+    from monitoring.profiles import profile_rows, write_view
+
+    for model, (batch, logits) in gate_outputs.items():
+        if train is not None:
+            write_vocabulary((w for s in train for w in s.tokens), staging / model)
+        rows = sentence_features([s.tokens for s in sentences], batch, logits, unk_id,
+                                 read_vocabulary(staging / model), method)
+        write_view(profile_rows(rows, datetime.now(UTC)), staging / model / "reference_profile.bin")
+
+
 def export_model(
     model_dir: Path,
     repository: Path,
@@ -186,11 +220,14 @@ def export_model(
     lineage: dict[str, Any],
     method: str = "viterbi",
     threads: int = 1,
+    train: Sequence[Sentence] | None = None,
 ) -> int:
     """Export ``model_dir`` as the next version of every model in the Triton ``repository``.
 
     Raises ExportRefused, leaving the repository untouched, when the parity gate fails; the INT8
     encoder (and the ner_int8 model) is published only when it passes its quality gate. Returns the version.
+    ``train``: the training sentences, whose words become the served models' ``train_vocabulary.txt``
+    (without it, live profiles carry no out-of-vocabulary rate).
     """
     from transformers import AutoTokenizer
 
@@ -210,13 +247,17 @@ def export_model(
         for model in ("ner_tokenize", *PIPELINE_ENCODERS):
             tokenizer.save_pretrained(staging / model)
         export_onnx(model_dir, encoder_dir / FP32_FILE)
+        gate_outputs: dict[str, tuple[TokenizedBatch, np.ndarray]] = {}  # served model -> its gate's logits
         parity, fp32_metrics = parity_gate(tokenizer, torch_reference(model_dir),
-                                           ort_encoder(encoder_dir / FP32_FILE, threads), test, method)
+                                           ort_encoder(encoder_dir / FP32_FILE, threads), test, method,
+                                           observe=lambda b, logits: gate_outputs.__setitem__("ner", (b, logits)))
         if not parity.passed:
             raise ExportRefused(f"parity gate failed: {json.dumps(parity.details)}")
         quantize_int8(encoder_dir / FP32_FILE, int8_dir / FP32_FILE)
         int8, int8_metrics = quality_gate(tokenizer, ort_encoder(int8_dir / FP32_FILE, threads), test,
-                                          fp32_metrics["entity_f1"], method)
+                                          fp32_metrics["entity_f1"], method,
+                                          observe=lambda b, logits: gate_outputs.__setitem__("ner_int8", (b, logits)))
+        write_monitoring_reference(staging, gate_outputs, test, tokenizer.unk_token_id, train, method)
         record = {
             **lineage,
             "version": version,

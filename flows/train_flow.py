@@ -11,6 +11,8 @@ class TrainFlow(FlowSpec):
       start    - take the data of a DataFlow run (default: the latest), or prepare it here if none
       train    - fine-tune on train, keep the epoch with the best dev entity F1 (GPU with --with batch)
       evaluate - decode the test split (BIO-constrained Viterbi) and report metrics in a card
+      publish  - with --repository: export a new model version (parity + INT8 gates); with --promote-url too:
+                 promote it on that server if it beats the champion (medner.promotion)
       end      - print the headline metrics
     """
 
@@ -27,6 +29,9 @@ class TrainFlow(FlowSpec):
     bf16 = Parameter("bf16", default=False, help="CPU autocast to bfloat16")
     max_train_sentences = Parameter("max-train-sentences", default=0, help="0: all (small values for tests)")
     max_steps = Parameter("max-steps", default=0, help="0: no limit (small values for tests)")
+    repository = Parameter("repository", default="", help="Triton model repository to export to (default: none)")
+    promote_url = Parameter("promote-url", default="", help="gRPC address of `medner serve` to promote on "
+                            "(admin key from $MEDNER_ADMIN_KEY); default: export only")
 
     @step
     def start(self):
@@ -74,6 +79,16 @@ class TrainFlow(FlowSpec):
             current.card, self.metrics, self.metrics_argmax, self.history, self.config, self.data_version,
             evaluation.confusion, self.test_data, evaluation.predictions,
         )
+        self.next(self.publish)
+
+    @step
+    def publish(self):
+        """Export a new model version and, if asked, promote it through the gates."""
+        from medner.pipeline import publish
+
+        self.exported_version, self.promotion = publish(
+            f"{current.flow_name}/{current.run_id}", self.model_files, self.train_data, self.test_data, self.metrics,
+            self.config, self.data_version, self.repository, self.promote_url)
         self.next(self.end)
 
     @step
@@ -84,6 +99,9 @@ class TrainFlow(FlowSpec):
               f"relaxed {m['entity_f1_relaxed']:.4f}; token-weighted {m['token_weighted_f1']:.4f}; "
               f"argmax {self.metrics_argmax['entity_f1']:.4f}); best epoch {self.best_epoch}, "
               f"trained in {self.train_seconds:.0f}s on {self.train_device}")
+        if self.exported_version:
+            verdict = self.promotion["action"] if self.promotion else "not promoted (no --promote-url)"
+            print(f"exported version {self.exported_version} to {self.repository}: {verdict}")
 
 
 def _print_epoch(row: dict) -> None:

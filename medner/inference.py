@@ -25,7 +25,7 @@ from medner.spans import join_tokens, labels_to_spans, split_sentences, split_wo
 
 DEFAULT_MAX_LENGTH = 128  # fine-tuning saw single sentences: positions past ~128 are untrained
 DEFAULT_STRIDE = 32  # word-pieces shared by neighbouring windows of one long sentence
-DEFAULT_MAX_NOTE_CHARS = 1_000_000
+DEFAULT_MAX_NOTE_CHARS = 100_000  # ~15,000 words; measured: a 100,000-character note takes ~23 s on one thread
 DEFAULT_MICRO_BATCH = 64  # most windows per length bucket
 
 
@@ -47,6 +47,7 @@ class NoteWindows:
     # per word: (window row relative to first_rows, position in that window) of its scoring word-piece
     word_window: np.ndarray
     word_position: np.ndarray
+    pieces: int = 0  # word-pieces of the note (windows overlap, so not the sum of their lengths)
 
 
 @dataclass
@@ -69,7 +70,9 @@ def _window_bounds(first_piece: np.ndarray, n_pieces: int, body: int, stride: in
         cut = first_piece[np.searchsorted(first_piece, end, side="right") - 1]
         end = cut if cut > start else end  # a single word longer than a window is cut mid-word
         bounds.append((start, end))
-        next_start = first_piece[np.searchsorted(first_piece, end - stride, side="left")]
+        # the first word starting in the last ``stride`` pieces; none when a long last word fills them
+        following = np.searchsorted(first_piece, end - stride, side="left")
+        next_start = first_piece[following] if following < len(first_piece) else end
         start = next_start if start < next_start < end else end
 
 
@@ -129,7 +132,7 @@ def tokenize_words(
             word_window[owners[better]] = k
             word_position[owners[better]] = positions[better] - start + 1  # +1 for [CLS]
         layouts.append(NoteWindows(list(note_words), len(rows) - len(bounds), len(bounds), word_window,
-                                   word_position))
+                                   word_position, len(ids)))
     width = max((len(r) for r in rows), default=2)
     input_ids = np.full((len(rows), width), tokenizer.pad_token_id or 0, dtype=np.int64)
     attention_mask = np.zeros((len(rows), width), dtype=np.int64)
@@ -209,7 +212,11 @@ def note_labels(
 
 def decode_note(text: str, layout: NoteWindows, window_logits: np.ndarray, method: str = "viterbi") -> list[Entity]:
     """Entities of one note, with character offsets into ``text``."""
-    labels, confidence = note_labels(layout, window_logits, method)
+    return note_entities(text, layout, *note_labels(layout, window_logits, method))
+
+
+def note_entities(text: str, layout: NoteWindows, labels: Sequence[str], confidence: np.ndarray) -> list[Entity]:
+    """Entities of one note from its decoded word labels and confidences (:func:`note_labels`)."""
     entities: list[Entity] = []
     for first, end, label in labels_to_spans(labels):
         start_char, end_char = layout.words[first][0], layout.words[end - 1][1]
@@ -231,9 +238,36 @@ def extract(
     method: str = "viterbi",
 ) -> list[list[Entity]]:
     """Entities for each note: tokenize, encode in length-sorted micro-batches, decode."""
+    _, decoded = extract_decoded(notes, tokenizer, encoder, max_length, stride, batch_size, method)
+    return [d.entities for d in decoded]
+
+
+@dataclass
+class DecodedNote:
+    """What decoding saw of one note (monitoring features are computed from it, not from a second pass)."""
+
+    labels: list[str]  # per word
+    confidence: np.ndarray  # per word: probability of its best tag
+    entities: list[Entity]
+
+
+def extract_decoded(
+    notes: Sequence[str],
+    tokenizer: Any,
+    encoder: Encoder,
+    max_length: int = DEFAULT_MAX_LENGTH,
+    stride: int = DEFAULT_STRIDE,
+    batch_size: int = DEFAULT_MICRO_BATCH,
+    method: str = "viterbi",
+) -> tuple[TokenizedBatch, list[DecodedNote]]:
+    """:func:`extract` that also returns the tokenized batch and each note's word labels and confidences."""
     batch = tokenize_notes(tokenizer, notes, max_length, stride)
     logits = encode_sorted(batch.input_ids, batch.attention_mask, encoder, batch_size)
-    return [decode_note(note, layout, note_rows(logits, layout), method) for note, layout in zip(notes, batch.notes)]
+    decoded = []
+    for note, layout in zip(notes, batch.notes):
+        labels, confidence = note_labels(layout, note_rows(logits, layout), method)
+        decoded.append(DecodedNote(labels, confidence, note_entities(note, layout, labels, confidence)))
+    return batch, decoded
 
 
 def encode_sentences(
@@ -376,11 +410,26 @@ class NerPipeline:
         self.encode = ort_encoder(version_dir / parameters.get("model_file", "model.onnx"),
                                   threads or int(parameters.get("threads", 1)),
                                   parameters.get("spinning", "true") == "true")
+        self.version_dir = version_dir
+        self._vocabulary: Any = False  # the training vocabulary, read on the first call with features
 
     def __call__(self, notes: Sequence[str]) -> list[list[Entity]]:
         """Entities of each (validated) note."""
         return extract(notes, self.tokenizer, self.encode, self.max_length, self.stride, self.micro_batch,
                        self.method)
+
+    def with_features(self, notes: Sequence[str]) -> tuple[list[list[Entity]], np.ndarray]:
+        """Entities of each note and its monitoring features (``monitoring.features.FEATURES`` columns),
+        computed from the same tokenized batch and decoding."""
+        from monitoring.features import batch_features, read_vocabulary
+
+        if self._vocabulary is False:
+            self._vocabulary = read_vocabulary(self.version_dir)
+        batch, decoded = extract_decoded(notes, self.tokenizer, self.encode, self.max_length, self.stride,
+                                         self.micro_batch, self.method)
+        rows = batch_features(notes, batch, [d.labels for d in decoded],
+                              [d.confidence for d in decoded], self.tokenizer.unk_token_id, self._vocabulary)
+        return [d.entities for d in decoded], rows
 
 
 # --- tensors between Triton models -----------------------------------------------------------

@@ -69,3 +69,69 @@ def evaluate_test_split(model_files: dict[str, bytes], test: Sequence[Sentence],
         confusion=confusion_matrix(gold, predictions),
         predictions=predictions,
     )
+
+
+@dataclass
+class RunModel:
+    """A trained model stored in a flow run, with what export needs to gate and describe it."""
+
+    model_files: dict[str, bytes]
+    train: list[Sentence]
+    test: list[Sentence]
+    lineage: dict
+    method: str  # the decoder it was evaluated with
+
+
+def run_model(pathspec: str = "") -> RunModel:
+    """The model of a TrainFlow run, or the challenger of an ExperimentFlow run (``FlowName/run-id``;
+    default: the latest successful TrainFlow run)."""
+    from metaflow import Flow, Run, namespace
+
+    namespace(None)
+    run = Run(pathspec) if pathspec else Flow("TrainFlow").latest_successful_run
+    if run is None:
+        raise ValueError("no successful TrainFlow run: run `python flows/train_flow.py run` first")
+    lineage = {"source": run.pathspec, "data_version": run.data.data_version}
+    if run.pathspec.startswith("ExperimentFlow/"):
+        if not run.data.challenger_model_files:
+            raise ValueError(f"{run.pathspec}: its challenger ({run.data.challenger}) is not a servable model")
+        row = next(r for r in run.data.results if r["name"] == run.data.challenger)
+        start = run["start"].task.data
+        lineage.update(candidate=row["name"], train_metrics=row["test"], config=row["params"])
+        return RunModel(run.data.challenger_model_files, start.train_data, start.test_data, lineage,
+                        row["params"].get("decode", "viterbi"))
+    lineage.update(train_metrics=run.data.metrics, config=run.data.config)
+    return RunModel(run.data.model_files, run.data.train_data, run.data.test_data, lineage,
+                    run.data.config["decode"])
+
+
+def publish(source: str, model_files: dict[str, bytes], train: Sequence[Sentence], test: Sequence[Sentence],
+            metrics: dict, config: dict, data_version: str, repository: str, promote_url: str = ""
+            ) -> tuple[int | None, dict | None]:
+    """TrainFlow's last step: export the model as a new version of ``repository`` (nothing without one) and,
+    with ``promote_url``, promote it on that server. Returns (version or None, promotion decision or None).
+    A refused export or promotion is reported, not raised: the run and the serving champion stay valid."""
+    from pathlib import Path
+
+    from export.onnx_export import ExportRefused, export_model
+    from medner.training import files_to_dir
+
+    if not repository:
+        return None, None
+    lineage = {"source": source, "data_version": data_version, "train_metrics": metrics, "config": config}
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            version = export_model(files_to_dir(model_files, tmp), Path(repository), test, lineage,
+                                   config.get("decode", "viterbi"), train=train)
+        except ExportRefused as err:
+            print(f"export refused: {err}")
+            return None, None
+    if not promote_url:
+        return version, None
+    from medner.promotion import promote
+    from medner.triton import admin_key
+
+    decision = promote(Path(repository), promote_url, admin_key(create=False) or "", version)
+    for gate in decision.gates:
+        print(f"{gate.name}: {'pass' if gate.passed else 'FAIL'} {gate.detail}")
+    return version, decision.to_dict()

@@ -1,6 +1,7 @@
 """The model registry: the numbered versions of a Triton model repository, each with the lineage that
-export wrote (``ner_encoder/N/lineage.json``: source run, data version, code version, metrics, gates), and
-which of them a running server has loaded."""
+export wrote (``ner_encoder/N/lineage.json``: source run, data version, code version, metrics, gates), which
+version is the champion (``serving.json``, written by promotion and rollback), and which of them a running
+server has loaded."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+SERVING_FILE = "serving.json"  # the champion version, the ones it replaced, and every promotion decision
 SERVED_MODELS = ("ner", "ner_int8")  # what clients call; every other model is a part of these
 LINEAGE_MODEL = "ner_encoder"  # whose version folders hold lineage.json
 
@@ -28,32 +30,76 @@ def versions(repository: Path) -> list[ModelVersion]:
         for folder in (repository / model).glob("[0-9]*"):
             if folder.is_dir() and folder.name.isdigit():
                 found.setdefault(int(folder.name), []).append(model)
-    result = []
-    for number in sorted(found):
-        lineage_file = repository / LINEAGE_MODEL / str(number) / "lineage.json"
-        lineage = json.loads(lineage_file.read_text()) if lineage_file.exists() else {}
-        result.append(ModelVersion(number, sorted(found[number]), lineage))
-    return result
+    return [ModelVersion(number, sorted(found[number]), lineage(repository, number)) for number in sorted(found)]
 
 
-def describe(found: list[ModelVersion], loaded: dict[str, list[int]] | None) -> list[dict[str, Any]]:
+def serving_record(repository: Path) -> dict[str, Any]:
+    """``serving.json``: ``{"version": champion or None, "previous": [versions it replaced, newest last],
+    "history": [decisions]}``; empty (no champion yet) before the first promotion."""
+    path = repository / SERVING_FILE
+    record = json.loads(path.read_text()) if path.exists() else {}
+    return {"version": record.get("version"), "previous": record.get("previous", []),
+            "history": record.get("history", [])}
+
+
+def write_serving_record(repository: Path, record: dict[str, Any]) -> None:
+    """Replace ``serving.json`` atomically (a reader never sees half a file)."""
+    path = repository / SERVING_FILE
+    staging = path.with_suffix(".json.tmp")
+    staging.write_text(json.dumps(record, indent=2) + "\n")
+    staging.replace(path)
+
+
+def champion(repository: Path) -> int | None:
+    """The version that should serve: the promoted champion, else (never promoted) the newest version."""
+    record = serving_record(repository)
+    if record["version"] is not None:
+        return int(record["version"])
+    found = versions(repository)
+    return found[-1].version if found else None
+
+
+def record_first_champion(repository: Path) -> int | None:
+    """Before the first promotion, make the newest version the recorded champion (``medner serve`` does this
+    when it starts), so that versions exported later serve only once promoted. Returns the champion."""
+    from datetime import UTC, datetime
+
+    record = serving_record(repository)
+    if record["version"] is None:
+        found = versions(repository)
+        if not found:
+            return None
+        record["version"] = found[-1].version
+        record["history"].append({"action": "first champion", "version": record["version"],
+                                  "at": datetime.now(UTC).isoformat(timespec="seconds")})
+        write_serving_record(repository, record)
+    return int(record["version"])
+
+
+def lineage(repository: Path, version: int) -> dict[str, Any]:
+    """The lineage export wrote for ``version`` ({} when it has none)."""
+    path = repository / LINEAGE_MODEL / str(version) / "lineage.json"
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def describe(found: list[ModelVersion], loaded: dict[str, list[int]] | None, champion_version: int | None = None
+             ) -> list[dict[str, Any]]:
     """One summary row per version, newest first. ``serving``: the served models that ``loaded`` (from
-    :func:`serving`) has at that version; without a server, "latest" marks what Triton's default
-    version policy would load."""
+    :func:`serving`) has at that version; without a server, "champion" marks ``champion_version``."""
     rows = []
     for entry in reversed(found):
         if loaded is None:
-            state = "latest" if entry is found[-1] else ""
+            state = "champion" if entry.version == champion_version else ""
         else:
             state = ",".join(m for m in entry.models if entry.version in loaded.get(m, [])) or "not loaded"
-        lineage = entry.lineage
+        record = entry.lineage
         rows.append({
             "version": entry.version, "models": entry.models, "serving": state,
-            "exported_at": lineage.get("exported_at"), "source": lineage.get("source"),
-            "data_version": lineage.get("data_version"), "code_version": lineage.get("code_version"),
-            "entity_f1_fp32": (lineage.get("metrics_fp32") or {}).get("entity_f1"),
-            "entity_f1_int8": (lineage.get("metrics_int8") or {}).get("entity_f1"),
-            "gates": {name: gate.get("passed") for name, gate in lineage.get("gates", {}).items()},
+            "exported_at": record.get("exported_at"), "source": record.get("source"),
+            "data_version": record.get("data_version"), "code_version": record.get("code_version"),
+            "entity_f1_fp32": (record.get("metrics_fp32") or {}).get("entity_f1"),
+            "entity_f1_int8": (record.get("metrics_int8") or {}).get("entity_f1"),
+            "gates": {name: gate.get("passed") for name, gate in record.get("gates", {}).items()},
         })
     return rows
 

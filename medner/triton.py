@@ -57,6 +57,51 @@ def admin_key(key_file: Path | None = None, create: bool = True) -> str | None:
     return key_file.read_text().strip()
 
 
+def model_config_file(model_dir: Path, gpu: bool = False) -> Path:
+    """The config Triton reads for a model: ``configs/gpu.pbtxt`` under ``--model-config-name=gpu`` where the
+    model has one, else ``config.pbtxt``."""
+    custom = model_dir / "configs" / "gpu.pbtxt"
+    return custom if gpu and custom.exists() else model_dir / "config.pbtxt"
+
+
+def load_version(url: str, key: str, repository: Path, version: int, gpu: bool = False,
+                 timeout: float = 300.0) -> dict[str, int | None]:
+    """Make every model of ``repository`` serve ``version`` alone, on the server at ``url`` (explicit model
+    control, admin key ``key``): each model is loaded with its config pinned to that version
+    (``version_policy: specific``). Triton keeps serving the version it had until the new one is ready, and
+    retires it once its in-flight requests finish, so clients see no gap. A model without that version
+    (``ner_int8`` when the INT8 gate failed) is unloaded. Ensembles load after their parts. Returns
+    model -> version now served (None: unloaded). Raises InferenceServerException when a load fails; the
+    models before it have moved, the rest have not (promotion smoke-tests a version before calling this)."""
+    import tritonclient.grpc as grpcclient
+    from google.protobuf import json_format, text_format
+    from tritonclient.grpc import model_config_pb2
+
+    configs = {}
+    for config_file in sorted(repository.glob("*/config.pbtxt")):
+        model_dir = config_file.parent
+        configs[model_dir.name] = text_format.Parse(model_config_file(model_dir, gpu).read_text(),
+                                                    model_config_pb2.ModelConfig())
+    headers = {GRPC_ADMIN_HEADER: key}
+    client = grpcclient.InferenceServerClient(url)
+    served: dict[str, int | None] = {}
+    try:
+        for name in sorted(configs, key=lambda m: (configs[m].platform == "ensemble", m)):
+            config = configs[name]
+            if not (repository / name / str(version)).is_dir():
+                if client.is_model_ready(name):
+                    client.unload_model(name, headers=headers, client_timeout=timeout)
+                served[name] = None
+                continue
+            config.version_policy.specific.versions[:] = [version]
+            client.load_model(name, headers=headers, config=json_format.MessageToJson(config),
+                              client_timeout=timeout)
+            served[name] = version
+    finally:
+        client.close()
+    return served
+
+
 def free_ports(n: int) -> list[int]:
     """``n`` TCP ports free on 127.0.0.1 right now (for tests and benchmarks)."""
     import socket
@@ -105,6 +150,15 @@ def _terminate_with_parent() -> None:
         pass
 
 
+def _libpython_dir() -> list[str]:
+    """The folder of this Python's shared libpython, when it has one: the stub then runs the very runtime
+    whose standard library it imports. With the system libpython (3.11.2 here) and this Python's (3.11.7)
+    standard library, C modules built for the newer runtime fail to load (``_ssl``: undefined symbol
+    ``_PyModule_Add``), so ``ssl`` (boto3, whylogs) could not be imported in the python models."""
+    libdir, library = sysconfig.get_config_var("LIBDIR"), sysconfig.get_config_var("INSTSONAME")
+    return [libdir] if libdir and library and (Path(libdir) / library).exists() else []
+
+
 @dataclass
 class TritonServer:
     """``with TritonServer(repository) as server: ...`` starts tritonserver and waits until ready."""
@@ -116,10 +170,13 @@ class TritonServer:
     metrics_port: int = 8002
     gpu: bool = False  # use each model's configs/gpu.pbtxt where it has one
     admin_key: str | None = None  # set: explicit model control, administrative endpoints need this key
+    version: int | None = None  # with admin_key: serve this version of every model (load_version), not the latest
     log_verbose: int = 0
     log_file: Path | None = None
     extra_args: list[str] = field(default_factory=list)
     process: subprocess.Popen | None = None
+    profile_dir: str | None = None  # set: the ner models write rolling whylogs profiles there (folder or s3://)
+    profile_window_seconds: float | None = None  # profile window length (default 300 s)
 
     @property
     def grpc_url(self) -> str:
@@ -138,18 +195,26 @@ class TritonServer:
             args.append("--model-config-name=gpu")
         if self.admin_key:
             restricted = f"{RESTRICTED}:{ADMIN_HEADER}={self.admin_key}"
-            args += ["--model-control-mode=explicit", "--load-model=*",
-                     f"--grpc-restricted-protocol={restricted}", f"--http-restricted-api={restricted}"]
+            args += ["--model-control-mode=explicit", f"--grpc-restricted-protocol={restricted}",
+                     f"--http-restricted-api={restricted}"]
+            if self.version is None:
+                args.append("--load-model=*")  # else start() loads the pinned version
         return args + self.extra_args
 
     def environment(self) -> dict[str, str]:
         libs = _pytriton_root().parent / "nvidia_pytriton.libs"
         env = dict(os.environ)
-        env["LD_LIBRARY_PATH"] = os.pathsep.join(p for p in (str(libs), env.get("LD_LIBRARY_PATH", "")) if p)
+        env["LD_LIBRARY_PATH"] = os.pathsep.join(p for p in (str(libs), *_libpython_dir(),
+                                                             env.get("LD_LIBRARY_PATH", "")) if p)
         paths = [sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"],
                  str(Path(__file__).resolve().parents[1])]
         env[SITE_PACKAGES_ENV] = os.pathsep.join(dict.fromkeys(paths))
         env.setdefault("TOKENIZERS_PARALLELISM", "false")
+        if self.profile_dir:  # read by model_repository/ner/model.py (monitoring.profiles.profiler_from_env)
+            env["MEDNER_PROFILE_DIR"] = (self.profile_dir if str(self.profile_dir).startswith("s3://")
+                                         else str(Path(self.profile_dir).resolve()))
+        if self.profile_window_seconds:
+            env["MEDNER_PROFILE_WINDOW_SECONDS"] = str(self.profile_window_seconds)
         return env
 
     def start(self, timeout: float = 120.0) -> TritonServer:
@@ -160,6 +225,12 @@ class TritonServer:
                                         stderr=subprocess.STDOUT, start_new_session=True,
                                         preexec_fn=_terminate_with_parent)
         self.wait_ready(timeout)
+        if self.admin_key and self.version is not None:
+            try:
+                load_version(self.grpc_url, self.admin_key, self.repository, self.version, self.gpu, timeout)
+            except Exception as err:
+                self.stop()
+                raise TritonError(f"could not load version {self.version}: {err}") from err
         return self
 
     def ready(self) -> bool:

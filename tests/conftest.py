@@ -68,17 +68,29 @@ def exported_repository(untrained_model_dir: Path, tiny_corpus: Path, tmp_path_f
     from medner.data import read_behealthy
 
     repository = tmp_path_factory.mktemp("model_repository")
-    export_model(untrained_model_dir, repository, read_behealthy(tiny_corpus)["test"], {"source": "tests"})
+    splits = read_behealthy(tiny_corpus)
+    export_model(untrained_model_dir, repository, splits["test"], {"source": "tests"}, train=splits["train"])
     return repository
 
 
 @pytest.fixture(scope="session")
 def triton_server(exported_repository: Path, tmp_path_factory: pytest.TempPathFactory):
-    """A real tritonserver on free 127.0.0.1 ports, serving the exported repository."""
+    """A real tritonserver on free 127.0.0.1 ports, serving the exported repository, profiling every note
+    into ``server.profile_dir`` in 2-second windows (tests/monitoring/test_serving_profiles.py reads them)."""
     from medner.triton import TritonServer, free_ports
 
     grpc_port, http_port, metrics_port = free_ports(3)
-    log = tmp_path_factory.mktemp("triton") / "server.log"
+    folder = tmp_path_factory.mktemp("triton")
     with TritonServer(exported_repository, grpc_port=grpc_port, http_port=http_port, metrics_port=metrics_port,
-                      log_file=log) as server:
+                      log_file=folder / "server.log", profile_dir=str(folder / "profiles"),
+                      profile_window_seconds=2.0) as server:
         yield server
+
+
+@pytest.fixture
+def moto_endpoint():
+    """A moto server (S3, Step Functions, ...) on a free 127.0.0.1 port, stopped after the test."""
+    from tests.aws import moto_server
+
+    with moto_server() as url:
+        yield url

@@ -18,12 +18,15 @@ import triton_python_backend_utils as pb_utils  # noqa: E402
 
 from medner.inference import NerPipeline, gather_notes  # noqa: E402
 from medner.triton import model_parameters  # noqa: E402
+from monitoring.profiles import profiler_from_env  # noqa: E402
 
 
 class TritonPythonModel:
     def initialize(self, args):
         version_dir = os.path.join(args["model_repository"], args["model_version"])
         self.pipeline = NerPipeline(version_dir, model_parameters(args))
+        # $MEDNER_PROFILE_DIR set: every note's features go into rolling whylogs profiles (numbers, no text)
+        self.profiler = profiler_from_env(args["model_name"])
 
     def execute(self, requests):
         texts = [pb_utils.get_input_tensor_by_name(r, "TEXT").as_numpy().reshape(-1) for r in requests]
@@ -33,10 +36,30 @@ class TritonPythonModel:
             error = pb_utils.TritonError(message, pb_utils.TritonError.INVALID_ARG)
             responses[index] = pb_utils.InferenceResponse(error=error)
         if batch.notes:
-            entities = self.pipeline(batch.notes)  # one call for every note of every request
+            try:
+                entities = self._tag(batch.notes)  # one call for every note of every request
+            except Exception:  # a note broke the pipeline: tag each request alone, so only its own fails
+                entities = None
             for index, first, count in batch.spans:
-                documents = [[json.dumps(note, ensure_ascii=False).encode("utf-8")]
-                             for note in entities[first: first + count]]
+                try:
+                    own = batch.notes[first: first + count]
+                    notes = self._tag(own) if entities is None else entities[first: first + count]
+                except Exception as err:  # the type only: an exception's message may quote the note
+                    error = pb_utils.TritonError(f"the model failed on this request ({type(err).__name__})")
+                    responses[index] = pb_utils.InferenceResponse(error=error)
+                    continue
+                documents = [[json.dumps(note, ensure_ascii=False).encode("utf-8")] for note in notes]
                 responses[index] = pb_utils.InferenceResponse(
                     [pb_utils.Tensor("ENTITIES", np.array(documents, dtype=np.object_))])
         return responses
+
+    def _tag(self, notes):
+        if self.profiler is None:
+            return self.pipeline(notes)
+        entities, features = self.pipeline.with_features(notes)
+        self.profiler.log(features)
+        return entities
+
+    def finalize(self):
+        if self.profiler is not None:  # write the open window too: nothing profiled is lost on shutdown
+            self.profiler.close()

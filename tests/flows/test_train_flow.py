@@ -34,8 +34,24 @@ def test_train_flow_uses_the_latest_data_flow_run(flow_runner) -> None:
     assert card.count('"type": "image"') == 2  # learning curve and confusion matrix
 
 
-def test_train_flow_prepares_data_itself_without_a_data_flow_run(flow_runner, tiny_corpus) -> None:
-    proc = flow_runner.run("train_flow.py", *TINY)
+def test_train_flow_prepares_data_itself_and_exports_a_version(flow_runner, tiny_corpus, tmp_path) -> None:
+    repository = tmp_path / "repository"
+    proc = flow_runner.run("train_flow.py", *TINY, "--repository", str(repository))
     assert "test entity F1" in proc.stdout + proc.stderr
-    source = flow_runner.client("result = Flow('TrainFlow').latest_successful_run.data.data_source")
-    assert source == str(tiny_corpus)
+    result = flow_runner.client("run = Flow('TrainFlow').latest_successful_run\n"
+                                "result = [run.data.data_source, run.pathspec, run.data.exported_version]")
+    assert result[0] == str(tiny_corpus) and result[2] == 1
+    lineage = json.loads((repository / "ner_encoder" / "1" / "lineage.json").read_text())
+    assert lineage["source"] == result[1] and lineage["gates"]["parity"]["passed"]
+    assert (repository / "ner" / "1" / "model.onnx").exists()
+
+
+def test_a_train_flow_failing_midway_leaves_the_registry_untouched(flow_runner, tmp_path) -> None:
+    repository = tmp_path / "repository"
+    (repository / "ner" / "1").mkdir(parents=True)
+    (repository / "serving.json").write_text('{"version": 1, "previous": [], "history": []}')
+    before = sorted((str(p), p.stat().st_mtime_ns) for p in repository.rglob("*"))
+    proc = flow_runner.run("train_flow.py", *TINY, "--base-model", str(tmp_path / "no-such-model"),
+                           "--repository", str(repository), check=False)
+    assert proc.returncode != 0 and "train" in proc.stdout + proc.stderr
+    assert sorted((str(p), p.stat().st_mtime_ns) for p in repository.rglob("*")) == before

@@ -74,3 +74,14 @@ def test_gather_notes_refuses_a_request_with_a_bad_note_and_keeps_the_others() -
     assert batch.spans == [(0, 0, 2), (2, 2, 1)]
     assert set(batch.errors) == {1, 3} and "UTF-8" in batch.errors[1] and "empty" in batch.errors[3]
     assert "bad" not in batch.errors[1]  # messages never quote the note
+
+
+def test_a_word_longer_than_a_window_at_a_sentence_end(tokenizer_and_model) -> None:
+    """Regression (found by benchmarks/fuzz.py): a last word of more pieces than a window (a CJK run, a long
+    hyphenated chain) made the next-window search run off the end of the word starts (IndexError)."""
+    tokenizer, _ = tokenizer_and_model
+    notes = ["患" * 200, "x " + "患" * 200, "x " + "-".join(["ab"] * 100), "asthma " + "患" * 300 + ". tamoxifen"]
+    batch = tokenize_notes(tokenizer, notes, max_length=64, stride=16)
+    for note in batch.notes:
+        assert note.n_windows > 1 and (note.word_window >= 0).all()  # every word scored from some window
+    assert batch.input_ids.shape[1] <= 64

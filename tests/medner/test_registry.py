@@ -8,7 +8,16 @@ import pytest
 from typer.testing import CliRunner
 
 from medner.cli import app
-from medner.registry import code_version, describe, serving, versions
+from medner.registry import (
+    SERVING_FILE,
+    champion,
+    code_version,
+    describe,
+    record_first_champion,
+    serving,
+    serving_record,
+    versions,
+)
 
 
 def test_versions_carry_their_lineage_and_code_version(exported_repository: Path) -> None:
@@ -18,14 +27,18 @@ def test_versions_carry_their_lineage_and_code_version(exported_repository: Path
     assert entry.lineage["code_version"] == code_version() != "unknown"
 
 
-def test_without_a_server_the_latest_version_is_marked(exported_repository: Path, tmp_path: Path) -> None:
+def test_without_a_server_the_champion_is_marked(exported_repository: Path, tmp_path: Path) -> None:
     repository = tmp_path / "repo"
-    shutil.copytree(exported_repository, repository)
+    shutil.copytree(exported_repository, repository, ignore=shutil.ignore_patterns(SERVING_FILE))
     (repository / "ner" / "2").mkdir()  # a newer version with no lineage and no INT8 model
-    rows = describe(versions(repository), None)
+    assert champion(repository) == 2  # never promoted, never served: the newest
+    assert record_first_champion(repository) == 2 and serving_record(repository)["version"] == 2
+    (repository / "ner" / "3").mkdir()
+    assert champion(repository) == 2  # exported later: serves only once promoted
+    rows = describe(versions(repository), None, champion(repository))
     assert [(r["version"], r["serving"], r["models"]) for r in rows] == [
-        (2, "latest", ["ner"]), (1, "", ["ner", "ner_int8"])]
-    assert rows[0]["entity_f1_fp32"] is None and rows[1]["gates"] == {"parity": True, "int8_quality": True}
+        (3, "", ["ner"]), (2, "champion", ["ner"]), (1, "", ["ner", "ner_int8"])]
+    assert rows[0]["entity_f1_fp32"] is None and rows[2]["gates"] == {"parity": True, "int8_quality": True}
 
 
 @pytest.mark.slow

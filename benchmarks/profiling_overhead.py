@@ -1,0 +1,228 @@
+"""What request profiling costs: throughput with profiling off and on, interleaved round by round.
+
+    python benchmarks/profiling_overhead.py [--rounds 5] [--triton] [--concurrency 16]
+
+In-process (the CPU ``ner`` model's code, one ONNX Runtime thread, micro-batches of 64 notes):
+  off  ``NerPipeline(notes)``
+  on   ``NerPipeline.with_features(notes)`` + ``RollingProfiler.log``, and the profiler's fold of the round's
+       rows into whylogs (``flush``) inside the timed section: an upper bound, since in serving the fold runs
+       on the profiler's background thread between requests.
+  off_again  ``off`` once more: the loss of an identical variant is the noise floor
+  The three rotate batch by batch; ``components`` times the profiling parts alone (CPU us per note).
+With ``--triton``: two tritonservers on the same model version (a copy of the repository with the current
+``model_repository/ner/model.py``), profiling off and on (``MEDNER_PROFILE_DIR``), the same notes at
+``--concurrency`` requests of 8 notes in flight, rotating between the servers round by round; a third
+server runs the python stub on the system libpython (how medner.triton ran it before it put this Python's
+libpython first, which the stub needs to import ``ssl`` for whylogs and boto3).
+
+Notes are the BeHealthy test sentences. Ratios are taken within each round, then the median over rounds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import sys
+import sysconfig
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
+
+
+def latest_version(model_dir: Path) -> Path:
+    return max((p for p in model_dir.iterdir() if p.name.isdigit()), key=lambda p: int(p.name))
+
+
+def chunks(items: list, size: int) -> list[list]:
+    return [items[i: i + size] for i in range(0, len(items), size)]
+
+
+def served_copy(repository: Path, work: Path, data_dir: str | None) -> Path:
+    """A one-model repository: the latest ``ner`` version's files (linked), the current model.py, and a
+    training vocabulary (from the corpus' train split) when the version was exported without one."""
+    from medner.config import data_dir as resolve
+    from medner.data import read_behealthy
+    from monitoring.features import VOCABULARY_FILE, write_vocabulary
+
+    copy = work / "repository"
+    version = latest_version(repository / "ner")
+    (copy / "ner" / "1").mkdir(parents=True)
+    shutil.copy2(repository / "ner" / "config.pbtxt", copy / "ner" / "config.pbtxt")
+    for item in version.iterdir():
+        if item.is_file() and item.name != "model.py":
+            (copy / "ner" / "1" / item.name).symlink_to(item.resolve())
+    shutil.copy2(ROOT / "model_repository" / "ner" / "model.py", copy / "ner" / "1" / "model.py")
+    if not (copy / "ner" / "1" / VOCABULARY_FILE).exists():
+        write_vocabulary((w for s in read_behealthy(resolve(data_dir))["train"] for w in s.tokens), copy / "ner" / "1")
+    return copy
+
+
+def in_process(repository: Path, notes: list[str], rounds: int, profiles: Path) -> dict:
+    from clients.local import config_parameters
+    from medner.inference import NerPipeline
+    from monitoring.profiles import RollingProfiler
+
+    pipeline = NerPipeline(latest_version(repository / "ner"), config_parameters(repository / "ner/config.pbtxt"), 1)
+    profiler = RollingProfiler(profiles, "ner", window_seconds=60)
+    batches = chunks(notes, 64)
+
+    def on(batch: list[str]) -> list:
+        found, rows = pipeline.with_features(batch)
+        profiler.log(rows)
+        return found
+
+    variants = {"off": pipeline, "off_again": pipeline, "on": on}  # off twice: the A/A noise floor
+    assert [pipeline(b) for b in batches] == [on(b) for b in batches], "profiling changed the entities"  # warm-up
+    profiler.flush()
+    # Interleaved batch by batch, the order rotating, so load from other processes hits every variant alike;
+    # wall and process CPU time (every thread of this process, the profiler's included) summed per round
+    results: dict[str, list[float]] = {f"{n}{s}": [] for n in variants for s in ("", "_cpu")}
+    names = list(variants)
+    for _ in range(rounds):
+        wall, cpu = dict.fromkeys(names, 0.0), dict.fromkeys(names, 0.0)
+        for k, batch in enumerate(batches):
+            for name in names[k % 3:] + names[: k % 3]:
+                started, cpu_started = time.perf_counter(), time.process_time()
+                variants[name](batch)
+                wall[name] += time.perf_counter() - started
+                cpu[name] += time.process_time() - cpu_started
+        started, cpu_started = time.perf_counter(), time.process_time()
+        profiler.flush()  # the round's whylogs fold (else on the background thread), charged to "on"
+        wall["on"] += time.perf_counter() - started
+        cpu["on"] += time.process_time() - cpu_started
+        for name in names:
+            results[name].append(len(notes) / wall[name])
+            results[f"{name}_cpu"].append(len(notes) / cpu[name])
+    profiler.close()
+    return results
+
+
+def components(repository: Path, notes: list[str], profiles: Path) -> dict:
+    """CPU microseconds per note of the profiling parts alone, against the whole pipeline."""
+    from clients.local import config_parameters
+    from medner.inference import NerPipeline, extract_decoded
+    from monitoring.features import batch_features, read_vocabulary
+    from monitoring.profiles import RollingProfiler
+
+    version = latest_version(repository / "ner")
+    pipeline = NerPipeline(version, config_parameters(repository / "ner/config.pbtxt"), 1)
+    vocabulary, batches = read_vocabulary(version), chunks(notes, 64)
+    cpu = time.process_time()
+    decoded = [extract_decoded(b, pipeline.tokenizer, pipeline.encode, pipeline.max_length, pipeline.stride,
+                               pipeline.micro_batch, pipeline.method) for b in batches]
+    pipeline_us = 1e6 * (time.process_time() - cpu) / len(notes)
+    cpu = time.process_time()
+    for _ in range(5):
+        rows = [batch_features(b, batch, [d.labels for d in dec], [d.confidence for d in dec],
+                               pipeline.tokenizer.unk_token_id, vocabulary)
+                for b, (batch, dec) in zip(batches, decoded)]
+    features_us = 1e6 * (time.process_time() - cpu) / (5 * len(notes))
+    profiler = RollingProfiler(profiles, "ner", 60, background=False)
+    cpu = time.process_time()
+    for _ in range(5):
+        for r in rows:
+            profiler.log(r)
+        profiler.flush()
+    profile_us = 1e6 * (time.process_time() - cpu) / (5 * len(notes))
+    profiler.close()
+    return {"pipeline_cpu_us_per_note": round(pipeline_us, 1), "features_cpu_us_per_note": round(features_us, 1),
+            "whylogs_fold_cpu_us_per_note": round(profile_us, 1),
+            "profiling_share_pct": round(100 * (features_us + profile_us) / pipeline_us, 2)}
+
+
+def triton(repository: Path, notes: list[str], rounds: int, concurrency: int, work: Path) -> dict:
+    from serving import bench_triton
+
+    from medner.triton import TritonServer, free_ports
+
+    copy = repository
+    class SystemLibpython(TritonServer):
+        """The stub on the system libpython, as before medner.triton put this Python's first."""
+
+        def environment(self) -> dict[str, str]:
+            env = super().environment()
+            libdir = sysconfig.get_config_var("LIBDIR")
+            env["LD_LIBRARY_PATH"] = os.pathsep.join(p for p in env["LD_LIBRARY_PATH"].split(os.pathsep)
+                                                     if p != libdir)
+            return env
+
+    servers = {}
+    for name, kind, profile_dir in (("off", TritonServer, None), ("on", TritonServer, str(work / "profiles")),
+                                    ("off_system_libpython", SystemLibpython, None)):
+        grpc_port, http_port, metrics_port = free_ports(3)
+        servers[name] = kind(copy, grpc_port=grpc_port, http_port=http_port, metrics_port=metrics_port,
+                             log_file=work / f"{name}.log", profile_dir=profile_dir,
+                             profile_window_seconds=60).start()
+    variants = {"off": "off", "off_again": "off", "on": "on", "off_system_libpython": "off_system_libpython"}
+    try:
+        for server in servers.values():  # warm-up
+            bench_triton(server.grpc_url, "ner", notes[:256], concurrency, 8)
+        results: dict[str, list[float]] = {name: [] for name in variants}
+        names = list(variants)
+        for r in range(rounds):
+            for name in names[r % len(names):] + names[: r % len(names)]:
+                url = servers[variants[name]].grpc_url
+                results[name].append(bench_triton(url, "ner", notes, concurrency, 8)["notes_per_s"])
+    finally:
+        for server in servers.values():
+            server.stop()
+    assert list((work / "profiles").rglob("*.bin")), "the profiling server wrote no profile"
+    return results
+
+
+def summary(results: dict[str, list[float]]) -> dict:
+    """Throughput per round and the median loss of ``on`` (and of ``off_again``: noise) against ``off``."""
+    out = {}
+    for suffix, unit in (("", "notes_per_s"), ("_cpu", "notes_per_cpu_s")):
+        off = results.get(f"off{suffix}")
+        if not off:
+            continue
+        out[f"{unit}_off"] = [round(x, 1) for x in off]
+        for other in ("off_again", "on", "off_system_libpython"):
+            if results.get(f"{other}{suffix}"):
+                values = results[f"{other}{suffix}"]
+                loss = [1 - b / a for a, b in zip(off, values)]
+                out[f"{unit}_{other}"] = [round(x, 1) for x in values]
+                out[f"{unit}_{other}_median_loss_pct"] = round(100 * statistics.median(loss), 2)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repository", type=Path, default=ROOT / "model_repository")
+    parser.add_argument("--data-dir", default=None)
+    parser.add_argument("--notes", type=int, default=0, help="first N test sentences (0: all)")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--triton", action="store_true", help="also through two Triton servers")
+    parser.add_argument("--no-in-process", action="store_true")
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "profiling_overhead.json")
+    args = parser.parse_args()
+
+    from serving import load_notes
+
+    notes = load_notes(args.data_dir, args.notes)
+    report: dict = {"notes": len(notes), "rounds": args.rounds}
+    with tempfile.TemporaryDirectory(prefix="medner-profiling-") as tmp:
+        repository = served_copy(args.repository, Path(tmp), args.data_dir)
+        if not args.no_in_process:
+            report["in_process"] = summary(in_process(repository, notes, args.rounds, Path(tmp) / "local"))
+            report["components"] = components(repository, notes, Path(tmp) / "components")
+            print(json.dumps({k: report[k] for k in ("in_process", "components")}), flush=True)
+        if args.triton:
+            report[f"triton_c{args.concurrency}"] = summary(
+                triton(repository, notes, args.rounds, args.concurrency, Path(tmp)))
+    report["command"] = " ".join(["python", *sys.argv])
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,78 @@
+"""MonitorFlow: hourly drift check of live request profiles, and the action it calls for."""
+
+from metaflow import FlowSpec, Parameter, card, current, schedule, step
+
+
+@schedule(hourly=True)  # deployed with `step-functions create`: check the last hour of traffic every hour
+class MonitorFlow(FlowSpec):
+    """Compare the last window of request profiles with the served model's reference profile and act.
+
+    Steps:
+      start - merge the window's whylogs profiles and read the reference profile
+      check - per-feature Hellinger drift, the level, a card with scores and whylogs' HTML drift report
+      act   - the policy's action (warning: TrainFlow, critical: ExperimentFlow + alert), started and recorded
+      end   - print the level and the decision
+    """
+
+    profile_dir = Parameter("profile-dir", default="", help="profile store root, folder or s3:// "
+                                                            "(default: $MEDNER_PROFILE_DIR)")
+    model = Parameter("model", default="ner", help="served model whose profiles are checked")
+    repository = Parameter("repository", default="model_repository", help="Triton model repository")
+    reference = Parameter("reference", default="", help="reference profile (default: newest version's)")
+    window = Parameter("window", default="1h", help="window length ending at --until: 30m, 1h, 1d")
+    until = Parameter("until", default="", help="window end, ISO 8601 (default: now)")
+    warning = Parameter("warning", default=0.0, help="warning threshold (0: DriftThresholds' default)")
+    critical = Parameter("critical", default=0.0, help="critical threshold (0: DriftThresholds' default)")
+    min_notes = Parameter("min-notes", default=0, help="fewer notes: level none (0: DriftThresholds' default)")
+    trigger_backend = Parameter("trigger-backend", default="local", help="local or stepfunctions")
+    dry_run = Parameter("dry-run", default=False, help="decide, but start nothing and record nothing")
+    decision_log = Parameter("decision-log", default="", help="decision log JSONL (default: triggers' default)")
+    trigger_parameters = Parameter("trigger-parameters", default="{}",
+                                   help='JSON {"TrainFlow": {...}, "ExperimentFlow": {...}} for started flows')
+
+    @step
+    def start(self):
+        """Merge the window's profiles and read the reference profile."""
+        from monitoring.drift import read_window
+
+        window = read_window(self.profile_dir, self.model, self.repository, self.reference, self.window, self.until)
+        self.window_start, self.window_end = window.start, window.end
+        self.reference_location, self.profiles = window.reference, window.profiles
+        # serialized whylogs views: small (sketches), and readable with DatasetProfileView.deserialize
+        self.window_profile, self.reference_profile = window.target_bytes, window.reference_bytes
+        print(f"{self.model}: {self.profiles} profile(s) in {self.window_start} .. {self.window_end}, "
+              f"reference {self.reference_location}")
+        self.next(self.check)
+
+    @card(type="blank")
+    @step
+    def check(self):
+        """Score drift per feature, set the level and fill the card."""
+        from monitoring.drift import check_serialized
+        from monitoring.drift_card import drift_card
+
+        self.report, self.drift_html = check_serialized(
+            self.window_profile, self.reference_profile, self.window_start, self.window_end,
+            self.warning, self.critical, self.min_notes, self.profiles)
+        drift_card(current.card, self.report, self.drift_html)
+        self.next(self.act)
+
+    @step
+    def act(self):
+        """Apply the policy: start the flow the level calls for (or only say which, in a dry run)."""
+        from monitoring.drift import decide
+
+        self.decision = decide(self.report, self.trigger_backend, self.decision_log, self.trigger_parameters,
+                               self.dry_run)
+        self.next(self.end)
+
+    @step
+    def end(self):
+        """Print the level and the decision."""
+        d = self.decision
+        print(f"drift {self.report['level']} (combined {self.report['combined']}, {self.report['counts']['notes']} "
+              f"notes): action {d['action']}, {d['status']}{' ' + d['target'] if d.get('target') else ''}")
+
+
+if __name__ == "__main__":
+    MonitorFlow()

@@ -1,0 +1,280 @@
+"""Champion/challenger promotion and rollback for a Triton model repository served by ``medner serve``.
+
+A challenger (an exported version) replaces the champion only when it passes three gates:
+
+1. **export**: its lineage records the export parity gate and the INT8 quality gate as passed;
+2. **quality**: its test entity F1 beats the champion's by ``margin``, or is within ``tolerance`` of it and
+   the challenger is faster in-process (median of interleaved timings on the smoke notes);
+3. **smoke**: a throwaway Triton server (free 127.0.0.1 ports) loads the challenger's served models (``ner``,
+   ``ner_int8``, CPU configs) alone and answers a fixed set of notes exactly as the same version does
+   in-process: a broken or unloadable model never reaches the live server.
+
+Then the live server loads the challenger with explicit model control (:func:`medner.triton.load_version`:
+the old version answers until the new one is ready and finishes its in-flight requests), ``serving.json``
+records the champion and the version it replaced (for :func:`rollback`), and the source runs' Metaflow tags
+move (``champion``). A refused challenger's folders are removed (never served, so nothing can load it by
+mistake; its run still holds the model) and the champion keeps serving; every decision is recorded.
+"""
+
+from __future__ import annotations
+
+import shutil
+import statistics
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from medner.registry import (
+    SERVED_MODELS,
+    lineage,
+    serving,
+    serving_record,
+    versions,
+    write_serving_record,
+)
+
+DEFAULT_MARGIN = 0.0  # entity F1 (0-1) the challenger must gain over the champion
+DEFAULT_TOLERANCE = 0.002  # |F1 difference| counted as a tie, settled by speed
+CHAMPION_TAG = "champion"
+
+# The smoke test's fixed notes (synthetic, no patient data): sentences, a multi-line note, non-Latin text,
+# a one-character note and a long note of many windows.
+SMOKE_NOTES = [
+    "Patients with breast cancer were treated with tamoxifen and radiotherapy.",
+    "Inhaled steroids reduced asthma exacerbations in children.",
+    "Type 2 diabetes was managed with metformin; hypertension with beta blockers.",
+    "Follow-up:\nchronic kidney disease, stage 3.\n\nStarted ACE inhibitors (lisinopril 10 mg).",
+    "Ωmega-3 für Diabetes — 😀 ok. 患者 has hepatitis C.",
+    "x",
+    " ".join(["Chemotherapy improved survival in metastatic colorectal cancer."] * 60),
+]
+
+
+class PromotionError(RuntimeError):
+    """Promotion or rollback cannot start (no such version, nothing to roll back to, no server)."""
+
+
+@dataclass
+class Gate:
+    name: str
+    passed: bool
+    detail: str
+
+
+@dataclass
+class Decision:
+    """What :func:`promote` decided, as recorded in ``serving.json``'s history."""
+
+    action: str  # "promote" or "refuse"
+    version: int
+    champion: int | None  # the champion before the decision
+    gates: list[Gate] = field(default_factory=list)
+    at: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
+    notes: list[str] = field(default_factory=list)  # tags moved, folders removed
+
+    @property
+    def promoted(self) -> bool:
+        return self.action == "promote"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def export_gate(record: dict[str, Any]) -> Gate:
+    """The challenger's export gates (parity; INT8 quality) as its lineage records them."""
+    gates = record.get("gates", {})
+    failed = [name for name in ("parity", "int8_quality") if not gates.get(name, {}).get("passed")]
+    if failed:
+        return Gate("export", False, f"lineage has no passed {' / '.join(failed)} gate")
+    parity = gates["parity"]
+    return Gate("export", True, f"parity max |logit diff| {parity.get('max_abs_logit_diff', float('nan')):.1e}, "
+                                f"INT8 F1 drop {gates['int8_quality'].get('drop', float('nan')):+.4f}")
+
+
+def in_process_seconds(repository: Path, version: int, rounds: int = 5) -> list[float]:
+    """Seconds to tag the smoke notes in-process (1 thread), ``rounds`` times, after a warm-up."""
+    from clients.local import LocalNerModel
+
+    model = LocalNerModel(repository, "ner", threads=1, version=version)
+    model.extract(SMOKE_NOTES)
+    timings = []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        model.extract(SMOKE_NOTES)
+        timings.append(time.perf_counter() - start)
+    return timings
+
+
+def quality_gate(repository: Path, challenger: int, champion: int | None, margin: float, tolerance: float) -> Gate:
+    """Test entity F1 against the champion's: better by ``margin``, or a tie within ``tolerance`` and faster."""
+    f1 = (lineage(repository, challenger).get("metrics_fp32") or {}).get("entity_f1")
+    if f1 is None:
+        return Gate("quality", False, f"version {challenger} has no test entity F1 in its lineage")
+    if champion is None:
+        return Gate("quality", True, f"test entity F1 {f1:.4f}; no champion to beat")
+    champion_record = lineage(repository, champion)
+    best = (champion_record.get("metrics_fp32") or {}).get("entity_f1", 0.0)
+    same_data = champion_record.get("data_version") == lineage(repository, challenger).get("data_version")
+    versus = f"test entity F1 {f1:.4f} vs champion v{champion} {best:.4f}" + ("" if same_data else
+                                                                             " (different data versions)")
+    if f1 >= best + margin and f1 - best > tolerance:
+        return Gate("quality", True, f"{versus}: better by more than the margin {margin:.4f}")
+    if abs(f1 - best) <= tolerance:
+        ours, theirs = [], []
+        for _ in range(3):  # interleaved: this machine's speed drifts
+            ours += in_process_seconds(repository, challenger, 2)
+            theirs += in_process_seconds(repository, champion, 2)
+        ms_ours, ms_theirs = 1000 * statistics.median(ours), 1000 * statistics.median(theirs)
+        faster = ms_ours < ms_theirs
+        verdict = "faster" if faster else "not faster"
+        return Gate("quality", faster, f"{versus}: a tie within {tolerance:.4f}; in-process {ms_ours:.1f} vs "
+                                       f"{ms_theirs:.1f} ms for the smoke notes ({verdict})")
+    return Gate("quality", False, f"{versus}: not better by the margin {margin:.4f}")
+
+
+def smoke_gate(repository: Path, version: int, timeout: float = 180.0) -> Gate:
+    """Serve ``version`` alone on a throwaway Triton server and compare its answers on the smoke notes with
+    the same version run in-process (labels and offsets; scores within 1e-3)."""
+    from clients.local import LocalNerModel
+    from clients.ner_client import NerClient
+    from medner.triton import TritonError, TritonServer, free_ports
+
+    with tempfile.TemporaryDirectory(prefix="medner-smoke-") as tmp:
+        staging = Path(tmp) / "repository"
+        served = []
+        for model in SERVED_MODELS:  # on CPU each is whole (tokenize + encode + decode): no parts to stage
+            config = repository / model / "config.pbtxt"
+            if not (config.parent / str(version)).is_dir():
+                continue
+            (staging / model).mkdir(parents=True)  # its configs, and the one version as a link
+            for item in [config, *config.parent.glob("configs/*.pbtxt")]:
+                target = staging / model / item.relative_to(config.parent)
+                target.parent.mkdir(exist_ok=True)
+                shutil.copy2(item, target)
+            (staging / model / str(version)).symlink_to((config.parent / str(version)).resolve())
+            served.append(model)
+        grpc_port, http_port, metrics_port = free_ports(3)
+        log = Path(tmp) / "server.log"
+        try:
+            with TritonServer(staging, grpc_port=grpc_port, http_port=http_port, metrics_port=metrics_port,
+                              log_file=log) as server:
+                for model in served:
+                    with NerClient(server.grpc_url, model=model, timeout=timeout) as client:
+                        answers = client.extract(SMOKE_NOTES, return_exceptions=True)
+                    expected = LocalNerModel(repository, model, threads=1, version=version).extract(SMOKE_NOTES)
+                    for index, (got, want) in enumerate(zip(answers, expected)):
+                        if isinstance(got, Exception):
+                            return Gate("smoke", False, f"{model} v{version}: smoke note {index} failed: {got}")
+                        if not _same_entities(got, want):
+                            return Gate("smoke", False, f"{model} v{version}: smoke note {index} answered "
+                                                        "differently through Triton than in-process")
+        except TritonError as err:
+            return Gate("smoke", False, f"v{version} does not load in Triton ({type(err).__name__}): "
+                                        f"{_load_failure(log)}")
+        return Gate("smoke", True, f"{', '.join(served)} v{version} answered {len(SMOKE_NOTES)} notes through "
+                                   "Triton as in-process")
+
+
+def _same_entities(got: list[dict], want: list[dict]) -> bool:
+    key = lambda e: (e["label"], e["start"], e["end"])  # noqa: E731
+    return [key(e) for e in got] == [key(e) for e in want] and all(
+        abs(a["score"] - b["score"]) <= 1e-3 for a, b in zip(got, want))
+
+
+def _load_failure(log: Path) -> str:
+    """The server log's first line saying why a model failed to load (the log holds no note text)."""
+    if log.exists():
+        for line in log.read_text(errors="replace").splitlines():
+            if "failed to load" in line or "Invalid argument" in line:
+                return line.strip()[:400]
+    return "see the server log"
+
+
+def current_champion(repository: Path, url: str, key: str) -> int | None:
+    """The recorded champion; before the first promotion, the version the server has loaded (if any)."""
+    recorded = serving_record(repository)["version"]
+    if recorded is not None:
+        return int(recorded)
+    loaded = serving(url, key).get("ner", [])
+    return max(loaded) if loaded else None
+
+
+def promote(repository: Path, url: str, key: str, version: int | None = None, margin: float = DEFAULT_MARGIN,
+            tolerance: float = DEFAULT_TOLERANCE, gpu: bool = False, keep_refused: bool = False) -> Decision:
+    """Gate ``version`` (default: the newest) against the champion; load it on the server at ``url`` if it
+    passes, else leave the champion serving. Every decision is appended to ``serving.json``."""
+    from medner.triton import load_version
+
+    found = [v.version for v in versions(repository)]
+    version = version if version is not None else (found[-1] if found else None)
+    if version is None or version not in found:
+        raise PromotionError(f"{repository} has no version {version if version is not None else ''} to promote")
+    champion = current_champion(repository, url, key)
+    if version == champion:
+        raise PromotionError(f"version {version} is already the champion")
+    record = serving_record(repository)
+    decision = Decision("refuse", version, champion)
+    decision.gates.append(export_gate(lineage(repository, version)))
+    if decision.gates[-1].passed:
+        decision.gates.append(quality_gate(repository, version, champion, margin, tolerance))
+    if decision.gates[-1].passed:
+        decision.gates.append(smoke_gate(repository, version))
+    if all(g.passed for g in decision.gates):
+        load_version(url, key, repository, version, gpu)
+        decision.action = "promote"
+        record["previous"] = [v for v in record["previous"] if v != version] + ([champion] if champion else [])
+        record["version"] = version
+        decision.notes.append(move_champion_tag(repository, version, champion))
+    elif not keep_refused and version not in record["previous"]:
+        for folder in repository.glob(f"*/{version}"):
+            shutil.rmtree(folder)
+        decision.notes.append(f"removed the version {version} folders (its source run still holds the model)")
+    record["history"].append(decision.to_dict())
+    write_serving_record(repository, record)
+    return decision
+
+
+def rollback(repository: Path, url: str, key: str, to: int | None = None, gpu: bool = False) -> dict[str, Any]:
+    """Serve the version the champion replaced (or ``to``) again; recorded in ``serving.json``."""
+    from medner.triton import load_version
+
+    record = serving_record(repository)
+    current = record["version"]
+    target = to if to is not None else (record["previous"][-1] if record["previous"] else None)
+    if target is None:
+        raise PromotionError("nothing to roll back to: no version was replaced by a promotion")
+    if target == current:
+        raise PromotionError(f"version {target} is already serving")
+    if not (repository / "ner" / str(target)).is_dir():
+        raise PromotionError(f"{repository} has no version {target}")
+    load_version(url, key, repository, target, gpu)
+    entry = {"action": "rollback", "version": target, "champion": current,
+             "at": datetime.now(UTC).isoformat(timespec="seconds"),
+             "notes": [move_champion_tag(repository, target, current)]}
+    record["previous"] = [v for v in record["previous"] if v != target]
+    record["version"] = target
+    record["history"].append(entry)
+    write_serving_record(repository, record)
+    return entry
+
+
+def move_champion_tag(repository: Path, new: int, old: int | None) -> str:
+    """Tag the new champion's source run ``champion`` and untag the old one's (Metaflow, best effort: the
+    run may live in a datastore this process cannot reach)."""
+    try:
+        from metaflow import Run, namespace
+
+        namespace(None)
+        moved = []
+        for version, add in ((new, True), (old, False)):
+            source = lineage(repository, version).get("source", "") if version is not None else ""
+            if source.count("/") == 1:
+                run = Run(source)
+                (run.add_tag if add else run.remove_tag)(CHAMPION_TAG)
+                moved.append(f"{'+' if add else '-'}{CHAMPION_TAG} {source}")
+        return "tags: " + (", ".join(moved) or "no Metaflow source runs")
+    except Exception as err:  # a missing run or datastore must not undo a promotion that already happened
+        return f"tags not moved: {type(err).__name__}: {err}"

@@ -1,0 +1,294 @@
+"""Drift of live requests against a model version's reference profile.
+
+Per feature, the score is the **Hellinger distance** between the window's and the reference's distributions,
+computed by whylogs' drift algorithm (``whylogs.viz.drift.column_drift_algorithms.Hellinger``) from the
+KLL sketches in the profiles (a histogram over shared bins). Why Hellinger and not whylogs' default KS test:
+a p-value measures how *sure* we are that two samples differ, not *how much* they differ, so with the
+thousands of notes of a busy window it reaches ~0 for shifts of no consequence, and on small windows it
+swings with the sample size (whylogs issue 684). The Hellinger distance is an effect size, bounded in
+[0, 1] (0: same distribution, 1: disjoint), comparable across features and window sizes, so one pair of
+thresholds serves every feature. Its noise floor still grows as windows shrink, hence ``min_notes``.
+
+The window's level: the mean of the ``top_k`` highest feature scores (one noisy feature alone does not
+alarm; a real shift moves several features: out-of-vocabulary words, entity rates, confidences) against
+``warning`` and ``critical``. Default thresholds come from the drift simulation
+(``benchmarks/drift_simulation.py``), set from in-distribution windows only: see its results page.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from monitoring.features import FEATURES
+from monitoring.profiles import list_profiles, merge_profiles, read_profile
+
+if TYPE_CHECKING:
+    from whylogs.core import DatasetProfileView
+
+Level = Literal["none", "warning", "critical"]
+LEVELS: tuple[Level, ...] = ("none", "warning", "critical")
+
+@dataclass
+class DriftThresholds:
+    """When a window is drifting. ``warning``/``critical``: bounds on the combined score (the mean of the
+    ``top_k`` highest per-feature Hellinger distances); ``min_notes``: fewer notes in the window than this
+    gives level "none" (too little evidence: the distance's noise floor grows as samples shrink)."""
+
+    # From in-distribution variability only (benchmarks/drift_simulation.py, results/drift_simulation.md):
+    # 20 windows of min_notes BeHealthy test notes against a dev-split reference scored 0.246 +- 0.016 (max
+    # 0.274); warning = max + 4 std rounded up to 0.05; critical = 2 x warning (a policy choice: no
+    # in-distribution data can say where retraining stops being enough). Smaller windows are noisier: keep
+    # min_notes at or above the calibration's window size, or recalibrate.
+    warning: float = 0.35
+    critical: float = 0.7
+    min_notes: int = 100
+    top_k: int = 2
+
+    def __post_init__(self) -> None:
+        if not 0 < self.warning <= self.critical <= 1:
+            raise ValueError(f"thresholds need 0 < warning <= critical <= 1, got {self.warning}, {self.critical}")
+        if self.min_notes < 1 or self.top_k < 1:
+            raise ValueError("min_notes and top_k must be positive")
+
+
+DEFAULT_THRESHOLDS = DriftThresholds()
+
+
+@dataclass
+class DriftReport:
+    """The drift of one window. ``counts``: notes and profiles in the window (and notes in the reference)."""
+
+    level: Level
+    scores: dict[str, float]
+    window_start: str
+    window_end: str
+    counts: dict[str, int]
+    combined: float | None = None
+    reason: str = ""
+    thresholds: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-serialisable dict."""
+        return asdict(self)
+
+
+def hellinger_scores(target: DatasetProfileView, reference: DatasetProfileView,
+                     columns: tuple[str, ...] | None = None) -> dict[str, float]:
+    """Hellinger distance per feature column present, with a non-empty distribution, in both views."""
+    from whylogs.viz.drift.column_drift_algorithms import Hellinger, calculate_drift_scores
+
+    columns = columns or FEATURES
+    shared = [c for c in columns if c in target.get_columns() and c in reference.get_columns()]
+    # whylogs warns for every column outside the drift map, and logs a warning when a column is constant
+    # (``windows`` is 1 for nearly every note): neither is news
+    bins_logger = logging.getLogger("whylogs.viz.utils.quantile_stats")
+    level = bins_logger.level
+    bins_logger.setLevel(logging.ERROR)  # setLevel, not assignment: it clears the loggers' level caches
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            scores = calculate_drift_scores(target, reference, drift_map={c: Hellinger() for c in shared})
+    finally:
+        bins_logger.setLevel(level)
+    return {c: round(float(scores[c]["statistic"]), 6) for c in shared if scores.get(c)}
+
+
+def note_count(view: DatasetProfileView | None) -> int:
+    """Notes in a profile: the row count of its ``chars`` column (every note has it)."""
+    if view is None:
+        return 0
+    column = view.get_column("chars") or next(iter(view.get_columns().values()), None)
+    metric = column.get_metric("counts") if column is not None else None
+    return int(metric.n.value) if metric is not None else 0
+
+
+def combine(scores: dict[str, float], top_k: int) -> float:
+    """The mean of the ``top_k`` highest scores (all of them when fewer)."""
+    top = sorted(scores.values(), reverse=True)[:top_k]
+    return sum(top) / len(top) if top else 0.0
+
+
+def level_of(combined: float, thresholds: DriftThresholds) -> Level:
+    """The level of a combined score."""
+    if combined >= thresholds.critical:
+        return "critical"
+    return "warning" if combined >= thresholds.warning else "none"
+
+
+def compare(target: DatasetProfileView | None, reference: DatasetProfileView, start: datetime, end: datetime,
+            thresholds: DriftThresholds | None = None, profiles: int = 1) -> DriftReport:
+    """The drift report of a (merged) window profile against the reference profile."""
+    thresholds = thresholds or DriftThresholds()
+    notes = note_count(target)
+    counts = {"notes": notes, "profiles": profiles, "reference_notes": note_count(reference)}
+    base = {"window_start": _iso(start), "window_end": _iso(end), "counts": counts,
+            "thresholds": asdict(thresholds)}
+    if notes < thresholds.min_notes:
+        return DriftReport("none", {}, reason=f"too few notes: {notes} < min_notes {thresholds.min_notes}", **base)
+    scores = hellinger_scores(target, reference)
+    if not scores:
+        raise ValueError("no feature is shared by the window and the reference profiles")
+    combined = round(combine(scores, thresholds.top_k), 6)
+    level = level_of(combined, thresholds)
+    top = ", ".join(f"{name}={scores[name]:.3f}" for name in sorted(scores, key=scores.get, reverse=True)[:3])
+    reason = f"mean of top {thresholds.top_k} Hellinger distances {combined:.3f} (top: {top})"
+    missing = [name for name in FEATURES if name not in scores]
+    if missing:  # e.g. oov_word_rate when the model version has no training vocabulary
+        reason += f"; not scored (no values on one side): {', '.join(missing)}"
+    return DriftReport(level, scores, combined=combined, reason=reason, **base)
+
+
+def check(root: str | Path, model: str, reference: str | Path, start: datetime, end: datetime,
+          thresholds: DriftThresholds = DEFAULT_THRESHOLDS) -> DriftReport:
+    """Merge the profiles of ``model`` whose window starts in [start, end) under ``root`` and compare them
+    with the ``reference`` profile. Raises FileNotFoundError when the reference is missing."""
+    target, reference_view, profiles = window_views(root, model, reference, start, end)
+    return compare(target, reference_view, start, end, thresholds, profiles=profiles)
+
+
+def window_views(root: str | Path, model: str, reference: str | Path, start: datetime, end: datetime
+                 ) -> tuple[DatasetProfileView | None, DatasetProfileView, int]:
+    """The merged window profile (None when empty), the reference profile and the window's profile count.
+    Raises FileNotFoundError when the reference is missing."""
+    location = str(reference)
+    if "://" not in location and not Path(location).is_file():
+        raise FileNotFoundError(f"no reference profile at {location}")
+    locations = list_profiles(root, model, start, end)
+    return merge_profiles(locations), read_profile(location), len(locations)
+
+
+def default_reference(repository: str | Path, model: str) -> Path:
+    """``reference_profile.bin`` (export writes it) of the version that serves: the registry's champion."""
+    from medner.registry import champion
+
+    version = champion(Path(repository))
+    if version is None:
+        raise FileNotFoundError(f"{Path(repository) / model}: no model version (run `medner export`)")
+    return Path(repository) / model / str(version) / "reference_profile.bin"
+
+
+def drift_report_html(target_view: DatasetProfileView, reference_view: DatasetProfileView) -> str:
+    """whylogs' summary drift report (Hellinger per feature) as a standalone HTML page. The page loads
+    d3/handlebars/jQuery from public CDNs, as whylogs' templates do: a browser offline shows no charts."""
+    from whylogs.viz import NotebookProfileVisualizer
+    from whylogs.viz.drift.column_drift_algorithms import Hellinger
+
+    visualizer = NotebookProfileVisualizer()
+    visualizer.set_profiles(target_profile_view=target_view, reference_profile_view=reference_view)
+    shared = [c for c in FEATURES if c in target_view.get_columns() and c in reference_view.get_columns()]
+    if shared:
+        visualizer.add_drift_config(column_names=shared, algorithm=Hellinger())
+    report = visualizer.summary_drift_report(height="1100px").data
+    return ("<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>medner drift report</title></head>"
+            f"<body>{report}</body></html>\n")
+
+
+# --- MonitorFlow's steps, as functions -------------------------------------------------------------------
+
+@dataclass
+class WindowProfiles:
+    """A window read from the store: its bounds (ISO), the serialized merged and reference views."""
+
+    start: str
+    end: str
+    reference: str
+    profiles: int
+    target_bytes: bytes | None
+    reference_bytes: bytes
+
+
+def read_window(profile_dir: str, model: str, repository: str | Path, reference: str = "", window: str = "1h",
+                end: str = "") -> WindowProfiles:
+    """Merge the profiles of the ``window`` ending at ``end`` (default now) and read the reference profile
+    (default: the newest version's in ``repository``). ``profile_dir`` defaults to ``$MEDNER_PROFILE_DIR``."""
+    import os
+
+    root = profile_dir or os.environ.get("MEDNER_PROFILE_DIR", "")
+    if not root:
+        raise ValueError("no profile store: pass --profile-dir or set MEDNER_PROFILE_DIR")
+    start_at, end_at = time_window(window, None, end or None)
+    location = str(reference or default_reference(repository, model))
+    target, reference_view, profiles = window_views(root, model, location, start_at, end_at)
+    return WindowProfiles(_iso(start_at), _iso(end_at), location, profiles,
+                          target.serialize() if target is not None else None, reference_view.serialize())
+
+
+def check_serialized(target: bytes | None, reference: bytes, start: str, end: str, warning: float = 0.0,
+                     critical: float = 0.0, min_notes: int = 0, profiles: int = 1
+                     ) -> tuple[dict[str, Any], str | None]:
+    """The drift report (``to_dict()``) of serialized views and whylogs' HTML report (None without a window
+    profile). Zero thresholds take :class:`DriftThresholds`' defaults."""
+    from whylogs.core import DatasetProfileView
+
+    chosen = {"warning": warning, "critical": critical, "min_notes": min_notes}
+    thresholds = DriftThresholds(**{**asdict(DEFAULT_THRESHOLDS), **{k: v for k, v in chosen.items() if v}})
+    target_view = DatasetProfileView.deserialize(target) if target else None
+    reference_view = DatasetProfileView.deserialize(reference)
+    report = compare(target_view, reference_view, _parse_time(start), _parse_time(end), thresholds, profiles)
+    page = drift_report_html(target_view, reference_view) if target_view is not None else None
+    return report.to_dict(), page
+
+
+def decide(report: dict[str, Any], backend: str = "local", log: str = "", flow_parameters: str = "{}",
+           dry_run: bool = False) -> dict[str, Any]:
+    """The policy's decision on ``report`` (``monitoring.triggers.act``: start the flow, record it); in a
+    ``dry_run`` only the action it would take, nothing started or recorded."""
+    import json
+
+    from monitoring.policy import FLOWS, action_for
+    from monitoring.triggers import DEFAULT_LOG, act
+
+    parameters = json.loads(flow_parameters or "{}")
+    if not isinstance(parameters, dict):
+        raise ValueError("trigger parameters must be a JSON object: {flow name: {parameter: value}}")
+    if dry_run:
+        action = action_for(report["level"])
+        return {"level": report["level"], "action": action, "flow": FLOWS.get(action, ""), "backend": backend,
+                "status": "dry-run", "target": "", "window_start": report.get("window_start"),
+                "window_end": report.get("window_end")}
+    return act(report, backend, log or DEFAULT_LOG, parameters=parameters)
+
+
+def parse_window(text: str) -> float:
+    """Seconds in a window length such as ``90s``, ``15m``, ``1h``, ``2d``."""
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    try:
+        value, unit = float(text[:-1]), units[text[-1].lower()]
+    except (ValueError, KeyError, IndexError):
+        raise ValueError(f"bad window {text!r}: expected a number and a unit s/m/h/d, like 1h") from None
+    if value <= 0:
+        raise ValueError(f"bad window {text!r}: must be positive")
+    return value * unit
+
+
+def time_window(window: str = "1h", start: str | None = None, end: str | None = None,
+                now: datetime | None = None) -> tuple[datetime, datetime]:
+    """The [start, end) of a check in UTC: ``start``/``end`` as ISO 8601 (naive means UTC); a missing end is
+    ``now``, a missing start is ``window`` (:func:`parse_window`) before the end."""
+    stop = _parse_time(end) if end else _aware(now or datetime.now(UTC))
+    begin = _parse_time(start) if start else stop - timedelta(seconds=parse_window(window))
+    if begin >= stop:
+        raise ValueError(f"empty window: start {_iso(begin)} is not before end {_iso(stop)}")
+    return begin, stop
+
+
+def _parse_time(text: str) -> datetime:
+    try:
+        return _aware(datetime.fromisoformat(text)).astimezone(UTC)
+    except ValueError:
+        raise ValueError(f"bad time {text!r}: expected ISO 8601 such as 2026-01-31T14:00:00Z") from None
+
+
+def _iso(moment: datetime) -> str:
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)

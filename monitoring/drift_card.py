@@ -1,0 +1,66 @@
+"""The MonitorFlow card: the drift level, per-feature scores (table and bar chart) and whylogs' HTML report."""
+
+from __future__ import annotations
+
+import html as html_lib
+import io
+from collections.abc import Mapping
+from typing import Any
+
+LEVEL_COLOURS = {"none": "#2e7d32", "warning": "#f9a825", "critical": "#c62828"}
+
+
+def scores_chart(scores: Mapping[str, float], warning: float, critical: float) -> bytes:
+    """A horizontal bar chart (PNG) of per-feature Hellinger distances with the threshold lines: readable
+    offline, unlike whylogs' report (its scripts come from CDNs)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = sorted(scores, key=scores.get)
+    fig, axis = plt.subplots(figsize=(7, 0.35 * len(names) + 1.2))
+    axis.barh(names, [scores[n] for n in names],
+              color=[LEVEL_COLOURS["critical" if scores[n] >= critical else "warning" if scores[n] >= warning
+                                   else "none"] for n in names])
+    for name, value in (("warning", warning), ("critical", critical)):
+        axis.axvline(value, ls="--", lw=1, color=LEVEL_COLOURS[name])
+    axis.set_xlim(0, 1)
+    axis.set_xlabel("Hellinger distance to the reference")
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=90)
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+def embedded_html(page: str, height: int = 1150) -> str:
+    """``page`` in an iframe on one line: a Markdown card component passes raw HTML through, but a blank
+    line would end the HTML block, so newlines inside the srcdoc attribute become character references."""
+    source = html_lib.escape(page).replace("\n", "&#10;")
+    return f'<iframe srcdoc="{source}" width="100%" height="{height}" style="border:0"></iframe>'
+
+
+def drift_card(card: Any, report: Mapping[str, Any], page: str | None) -> None:
+    """Fill a Metaflow blank card (``current.card``) with a drift report (``DriftReport.to_dict()``) and
+    whylogs' HTML drift report ``page`` (None when the window had no profile)."""
+    from metaflow.cards import Image, Markdown, Table
+
+    level, counts, thresholds = report["level"], report["counts"], report.get("thresholds") or {}
+    colour = LEVEL_COLOURS.get(level, "black")
+    card.append(Markdown(f"# Drift: <span style=\"color:{colour}\">{level.upper()}</span>"))
+    card.append(Markdown(
+        f"Window {report['window_start']} .. {report['window_end']}: {counts.get('notes', 0)} notes in "
+        f"{counts.get('profiles', 0)} profile(s); reference {counts.get('reference_notes', 0)} notes. "
+        f"Combined score {report.get('combined') if report.get('combined') is not None else '-'} "
+        f"(warning >= {thresholds.get('warning')}, critical >= {thresholds.get('critical')}). "
+        f"{report.get('reason', '')}"))
+    scores = report.get("scores") or {}
+    if scores:
+        rows = [[name, f"{value:.3f}"] for name, value in sorted(scores.items(), key=lambda item: -item[1])]
+        card.append(Table(rows, headers=["feature", "Hellinger distance"]))
+        card.append(Image(scores_chart(scores, thresholds.get("warning", 1.0), thresholds.get("critical", 1.0)),
+                          label="per-feature drift"))
+    if page:
+        card.append(Markdown("## whylogs drift report (loads its scripts from public CDNs)"))
+        card.append(Markdown(embedded_html(page)))

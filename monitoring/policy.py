@@ -1,0 +1,149 @@
+"""What a drift level (or a quality drop, or new annotated data) makes the system do, and the record of it.
+
+* level -> action: ``none`` -> nothing; ``warning`` -> ``retrain`` (TrainFlow); ``critical`` ->
+  ``reexperiment`` (ExperimentFlow) plus an alert. A quality drop on annotated live samples counts as critical.
+* Cooldown: one drift episode triggers one run. A decision is *deduplicated* (nothing starts) when a run
+  of the same or a more severe level was started within the cooldown (default 24 h); an escalation
+  (warning -> critical) still triggers.
+* Every decision is appended to a JSONL decision log (a local file or an ``s3://bucket/key`` object):
+  when, level, action, flow, backend, the run pathspec or execution ARN, the reason, the window.
+  Records carry statistics and identifiers only, never note text or entity strings.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import urllib.request
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, Literal
+
+Level = Literal["none", "warning", "critical"]
+Action = Literal["none", "retrain", "reexperiment", "ingest"]
+
+LEVELS: tuple[str, ...] = ("none", "warning", "critical")
+SEVERITY = {level: rank for rank, level in enumerate(LEVELS)}
+ACTIONS: dict[str, Action] = {"none": "none", "warning": "retrain", "critical": "reexperiment"}
+FLOWS = {"retrain": "TrainFlow", "reexperiment": "ExperimentFlow", "ingest": "DataFlow"}
+DEFAULT_COOLDOWN = timedelta(hours=24)
+DEFAULT_QUALITY_DROP = 0.05  # entity F1 points (0.05 = 5 points) below the champion's test F1
+ALERT_WEBHOOK_ENV = "MEDNER_ALERT_WEBHOOK"
+
+log = logging.getLogger("medner.monitoring")
+
+
+def action_for(level: str) -> Action:
+    """The action a drift level calls for: ``none``, ``retrain`` or ``reexperiment``."""
+    if level not in ACTIONS:
+        raise ValueError(f"unknown drift level {level!r}; expected one of {', '.join(LEVELS)}")
+    return ACTIONS[level]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def isoformat(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_time(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+# --- the decision log ----------------------------------------------------------------------------
+
+class DecisionLog:
+    """An append-only JSONL file of decisions: a local path or ``s3://bucket/key``.
+
+    S3 has no append: the object is read, extended and written back, which is fine at the rate of
+    monitoring decisions (a few an hour) with one writer (the monitor). ``endpoint_url`` (or
+    ``AWS_ENDPOINT_URL``) points boto3 at another endpoint, e.g. a moto server in tests.
+    """
+
+    def __init__(self, location: str | Path, endpoint_url: str | None = None):
+        self.location = str(location)
+        self.endpoint_url = endpoint_url
+
+    @property
+    def is_s3(self) -> bool:
+        return self.location.startswith("s3://")
+
+    def _s3(self) -> tuple[Any, str, str]:
+        import boto3
+
+        bucket, _, key = self.location[len("s3://"):].partition("/")
+        if not bucket or not key:
+            raise ValueError(f"{self.location}: expected s3://bucket/key")
+        return boto3.client("s3", endpoint_url=self.endpoint_url), bucket, key
+
+    def _read_text(self) -> str:
+        if self.is_s3:
+            client, bucket, key = self._s3()
+            try:
+                return client.get_object(Bucket=bucket, Key=key)["Body"].read().decode("utf-8")
+            except client.exceptions.NoSuchKey:
+                return ""
+        path = Path(self.location)
+        return path.read_text(encoding="utf-8") if path.exists() else ""
+
+    def read(self) -> list[dict[str, Any]]:
+        """Every record, oldest first."""
+        return [json.loads(line) for line in self._read_text().splitlines() if line.strip()]
+
+    def append(self, record: dict[str, Any]) -> None:
+        """Append one record (one JSON line)."""
+        line = json.dumps(record, sort_keys=True) + "\n"
+        if self.is_s3:
+            client, bucket, key = self._s3()
+            client.put_object(Bucket=bucket, Key=key, Body=(self._read_text() + line).encode("utf-8"))
+            return
+        path = Path(self.location)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("a", encoding="utf-8") as handle:
+            handle.write(line)
+
+
+# --- cooldown ------------------------------------------------------------------------------------
+
+def recent_trigger(records: Sequence[dict[str, Any]], level: str, now: datetime,
+                   cooldown: timedelta = DEFAULT_COOLDOWN) -> dict[str, Any] | None:
+    """The latest drift-triggered decision within ``cooldown`` before ``now`` whose level is at least
+    as severe as ``level`` (it covers this episode), else None. Ingest decisions do not count."""
+    for record in reversed(records):
+        if record.get("status") != "triggered" or record.get("action") not in ("retrain", "reexperiment"):
+            continue
+        when = parse_time(record["at"])
+        if now - cooldown <= when <= now and SEVERITY.get(record.get("level"), 0) >= SEVERITY[level]:
+            return record
+    return None
+
+
+# --- alerts --------------------------------------------------------------------------------------
+
+def alert(record: dict[str, Any], webhook: str | None = None) -> bool:
+    """Raise an alert for a critical decision: a WARNING log line and, if a webhook URL is configured
+    (argument or $MEDNER_ALERT_WEBHOOK; off by default), a JSON POST of the record. Returns whether the
+    webhook accepted it; a failing webhook is logged, never raised (the trigger already happened)."""
+    log.warning("ALERT drift level %s: action %s (%s) -> %s; reason: %s", record.get("level"), record.get("action"),
+                record.get("flow"), record.get("target") or record.get("status"), record.get("reason"))
+    webhook = webhook or os.environ.get(ALERT_WEBHOOK_ENV)
+    if not webhook:
+        return False
+    request = urllib.request.Request(webhook, data=json.dumps(record).encode("utf-8"), method="POST",
+                                     headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return 200 <= response.status < 300
+    except OSError as err:
+        log.warning("alert webhook failed: %s", err)
+        return False
+
+
+def quality_level(f1: float, champion_f1: float, max_drop: float = DEFAULT_QUALITY_DROP) -> Level:
+    """``critical`` when entity F1 on annotated live samples is more than ``max_drop`` below the
+    champion's test F1 (a quality drop is treated like critical drift), else ``none``."""
+    return "critical" if champion_f1 - f1 > max_drop else "none"

@@ -1,0 +1,301 @@
+"""Rolling whylogs profiles of live requests, in a profile store (a local folder or ``s3://bucket/prefix``).
+
+Layout: ``<root>/<model>/<window_start>_<writer>.bin``, one whylogs ``DatasetProfileView`` per window and
+writer, ``window_start`` in UTC (``%Y%m%dT%H%M%SZ``, also the profile's dataset timestamp). Several writers
+(Triton runs two instances of a model) write the same window; readers merge them (:func:`merge_profiles`).
+
+Profiles hold the numeric features of :mod:`monitoring.features` only: no note text, no entity strings.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import secrets
+import threading
+import time
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from functools import reduce
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from monitoring.features import FEATURES, features_frame
+
+log = logging.getLogger(__name__)
+os.environ.setdefault("WHYLOGS_NO_ANALYTICS", "1")  # whylogs otherwise calls its analytics host on import
+
+WINDOW_FORMAT = "%Y%m%dT%H%M%SZ"
+DEFAULT_WINDOW_SECONDS = 300.0
+PROFILE_NAME = re.compile(r"^(\d{8}T\d{6}Z)_([A-Za-z0-9.-]+)\.bin$")
+PROFILE_DIR_ENV = "MEDNER_PROFILE_DIR"  # read by the served models: profiling is on when set
+WINDOW_SECONDS_ENV = "MEDNER_PROFILE_WINDOW_SECONDS"
+
+
+def window_name(start: float) -> str:
+    """The ``window_start`` of file names for a window starting at epoch seconds ``start``."""
+    return time.strftime(WINDOW_FORMAT, time.gmtime(start))
+
+
+def _utc(moment: datetime) -> datetime:
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def profile_rows(rows: np.ndarray, timestamp: datetime) -> Any:
+    """A whylogs ``DatasetProfileView`` of feature rows ``(notes, len(FEATURES))``, dated ``timestamp``."""
+    from whylogs.core import DatasetProfile
+
+    profile = DatasetProfile(dataset_timestamp=_utc(timestamp))
+    profile.track(pandas=features_frame(rows))
+    return profile.view()
+
+
+def write_view(view: Any, path: Path | str) -> Path:
+    """Write a profile view to a local file atomically (readers never see a partial file)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    partial.write_bytes(view.serialize())
+    os.replace(partial, path)
+    return path
+
+
+# --- the store ---------------------------------------------------------------------------------
+
+def _split_s3(uri: str) -> tuple[str, str]:
+    bucket, _, prefix = uri.removeprefix("s3://").partition("/")
+    return bucket, prefix.strip("/")
+
+
+def _s3_client(client: Any = None) -> Any:
+    """boto3's S3 client (it reads AWS_ENDPOINT_URL, credentials and region from the environment)."""
+    if client is not None:
+        return client
+    import boto3
+
+    return boto3.client("s3")
+
+
+def _join(*parts: str) -> str:
+    return "/".join(p for p in parts if p)
+
+
+def store_put(root: str | Path, model: str, name: str, data: bytes, s3_client: Any = None) -> str:
+    """Write one profile file into the store; returns its location."""
+    root = str(root)
+    if root.startswith("s3://"):
+        bucket, prefix = _split_s3(root)
+        key = _join(prefix, model, name)
+        _s3_client(s3_client).put_object(Bucket=bucket, Key=key, Body=data)
+        return f"s3://{bucket}/{key}"
+    path = Path(root) / model / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{name}.{os.getpid()}.partial")
+    partial.write_bytes(data)
+    os.replace(partial, path)
+    return str(path)
+
+
+def list_profiles(root: str | Path, model: str, start: datetime, end: datetime, s3_client: Any = None) -> list[str]:
+    """Profile files of ``model`` whose window starts in ``[start, end)`` (naive datetimes are UTC): local
+    paths or ``s3://`` URIs, oldest window first."""
+    low, high = window_name(_utc(start).timestamp()), window_name(_utc(end).timestamp())
+    root = str(root)
+    if root.startswith("s3://"):
+        bucket, prefix = _split_s3(root)
+        folder = _join(prefix, model) + "/"
+        pages = _s3_client(s3_client).get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=folder)
+        names = [(o["Key"].rsplit("/", 1)[-1], f"s3://{bucket}/{o['Key']}") for page in pages
+                 for o in page.get("Contents", [])]
+    else:
+        folder_path = Path(root) / model
+        names = [(p.name, str(p)) for p in folder_path.glob("*.bin")] if folder_path.is_dir() else []
+    found = []
+    for name, location in names:
+        match = PROFILE_NAME.match(name)
+        if match and low <= match.group(1) < high:  # the fixed-width format sorts as time does
+            found.append((match.group(1), location))
+    return [location for _, location in sorted(found)]
+
+
+def read_profile(location: str | Path, s3_client: Any = None) -> Any:
+    """The ``DatasetProfileView`` in a local file or at an ``s3://`` URI."""
+    from whylogs.core import DatasetProfileView
+
+    location = str(location)
+    if location.startswith("s3://"):
+        bucket, key = _split_s3(location)
+        data = _s3_client(s3_client).get_object(Bucket=bucket, Key=key)["Body"].read()
+    else:
+        data = Path(location).read_bytes()  # DatasetProfileView.read opens for writing: fails on read-only files
+    return DatasetProfileView.deserialize(data)
+
+
+def merge_profiles(locations: Sequence[str | Path], s3_client: Any = None) -> Any:
+    """The merge of the profiles at ``locations`` (one ``DatasetProfileView``), or None when there are none."""
+    views = [read_profile(location, s3_client) for location in locations]
+    return reduce(lambda a, b: a.merge(b), views) if views else None
+
+
+# --- the rolling writer ------------------------------------------------------------------------
+
+class RollingProfiler:
+    """Buffer feature rows in memory and write one whylogs profile per time window.
+
+    :meth:`log` (the serving thread) only appends the rows to a list under a lock; a background thread
+    folds them into the window's whylogs profile in bulk (per-row whylogs logging costs ~100x more), every
+    ``tick`` seconds or once ``flush_rows`` rows are waiting, and writes each window once it has closed.
+    :meth:`close` writes everything, the open window included.
+
+    If the store cannot be written (read-only folder, S3 error) a WARNING is logged (location and error,
+    never note data), serving goes on, and the unwritten windows stay in memory (at most
+    ``max_pending_windows``; beyond that the oldest is dropped with a WARNING) until a later attempt succeeds.
+    """
+
+    def __init__(
+        self,
+        root: str | Path,
+        model: str,
+        window_seconds: float = DEFAULT_WINDOW_SECONDS,
+        writer: str | None = None,
+        flush_rows: int = 5_000,
+        max_pending_windows: int = 48,
+        background: bool = True,
+        clock: Callable[[], float] = time.time,
+        s3_client: Any = None,
+    ):
+        if window_seconds <= 0:
+            raise ValueError(f"window_seconds must be positive, got {window_seconds}")
+        self.root, self.model, self.window_seconds = str(root), model, float(window_seconds)
+        self.writer = re.sub(r"[^A-Za-z0-9.-]", "-", writer or f"{os.getpid()}-{secrets.token_hex(2)}")
+        self.flush_rows, self.max_pending_windows = flush_rows, max_pending_windows
+        self.clock, self.s3_client = clock, s3_client
+        self._lock = threading.Lock()  # guards the buffers (taken by log and by the folding thread)
+        self._flush_lock = threading.Lock()  # one flush at a time (background thread, close)
+        self._buffers: dict[float, list[np.ndarray]] = {}
+        self._buffered = 0
+        self._profiles: dict[float, Any] = {}  # window start -> its whylogs DatasetProfile (not yet written)
+        self._failing = False
+        self.written: list[str] = []  # locations written, for callers and tests
+        self.dropped_windows = 0
+        self._wake, self._stop = threading.Event(), threading.Event()
+        self._thread = None
+        if background:
+            self._thread = threading.Thread(target=self._run, name="medner-profiler", daemon=True)
+            self._thread.start()
+
+    @property
+    def tick(self) -> float:
+        """Seconds between background flushes: a few per window, at most 5 s apart."""
+        return max(0.2, min(self.window_seconds / 4, 5.0))
+
+    def window_start(self, moment: float) -> float:
+        return moment - moment % self.window_seconds
+
+    def log(self, rows: np.ndarray) -> None:
+        """Add feature rows ``(notes, len(FEATURES))`` to the current window (cheap: no whylogs here)."""
+        if len(rows) == 0:
+            return
+        window = self.window_start(self.clock())
+        with self._lock:
+            self._buffers.setdefault(window, []).append(rows)
+            self._buffered += len(rows)
+            wake = self._buffered >= self.flush_rows
+        if wake:
+            self._wake.set()
+
+    def flush(self, final: bool = False) -> list[str]:
+        """Fold buffered rows into the windows' profiles and write the closed windows (every window when
+        ``final``). Returns the locations written by this call."""
+        from whylogs.core import DatasetProfile
+
+        with self._flush_lock:
+            with self._lock:
+                buffers, self._buffers, self._buffered = self._buffers, {}, 0
+            for window, arrays in sorted(buffers.items()):
+                profile = self._profiles.get(window)
+                if profile is None:
+                    moment = datetime.fromtimestamp(window, UTC)
+                    profile = self._profiles[window] = DatasetProfile(dataset_timestamp=moment)
+                profile.track(pandas=features_frame(np.concatenate(arrays)))
+            now = self.clock()
+            due = [w for w in sorted(self._profiles) if final or w + self.window_seconds <= now]
+            written = []
+            for window in due:
+                name = f"{window_name(window)}_{self.writer}.bin"
+                try:
+                    location = store_put(self.root, self.model, name, self._profiles[window].view().serialize(),
+                                         self.s3_client)
+                except Exception as err:  # noqa: BLE001 - any store failure: keep serving, keep the data
+                    self._store_failed(err)
+                    break
+                del self._profiles[window]
+                written.append(location)
+            else:
+                if due and self._failing:
+                    log.warning("profile store %s is writable again; pending windows written", self._where())
+                    self._failing = False
+            self._drop_excess()
+            self.written += written
+            return written
+
+    def _where(self) -> str:
+        return _join(self.root.rstrip("/"), self.model)
+
+    def _store_failed(self, err: Exception) -> None:
+        pending = sum(1 for w in self._profiles if w + self.window_seconds <= self.clock())
+        if not self._failing:  # one warning per outage, not one per tick
+            log.warning("cannot write profiles to %s (%s: %s); serving goes on, %d closed window(s) kept in "
+                        "memory (at most %d)", self._where(), type(err).__name__, err, pending,
+                        self.max_pending_windows)
+        self._failing = True
+
+    def _drop_excess(self) -> None:
+        closed = sorted(w for w in self._profiles if w + self.window_seconds <= self.clock())
+        for window in closed[: max(0, len(closed) - self.max_pending_windows)]:
+            del self._profiles[window]
+            self.dropped_windows += 1
+            log.warning("profile window %s of %s dropped: store unwritable and %d windows already pending",
+                        window_name(window), self.model, self.max_pending_windows)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(self.tick)
+            self._wake.clear()
+            if self._stop.is_set():
+                break
+            try:
+                self.flush()
+            except Exception:  # noqa: BLE001 - the profiler must never take the server down
+                log.exception("profile flush failed")
+
+    def close(self) -> list[str]:
+        """Stop the background thread and write every window, the open one included."""
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+        return self.flush(final=True)
+
+    def __enter__(self) -> RollingProfiler:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def profiler_from_env(model: str, writer: str | None = None) -> RollingProfiler | None:
+    """The profiler the served models run: on when ``$MEDNER_PROFILE_DIR`` is set (a folder or ``s3://``
+    root), window ``$MEDNER_PROFILE_WINDOW_SECONDS`` (default 300)."""
+    root = os.environ.get(PROFILE_DIR_ENV)
+    if not root:
+        return None
+    window = float(os.environ.get(WINDOW_SECONDS_ENV) or DEFAULT_WINDOW_SECONDS)
+    return RollingProfiler(root, model, window, writer)
+
+
+__all__ = ["FEATURES", "RollingProfiler", "list_profiles", "merge_profiles", "profile_rows", "read_profile",
+           "profiler_from_env", "write_view"]

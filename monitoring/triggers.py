@@ -1,0 +1,215 @@
+"""Start the flows that monitoring decisions call for, and record every decision.
+
+Two backends:
+
+* ``local``: Metaflow's ``Runner`` runs ``flows/<flow>.py run`` with the flow's parameters here, blocking
+  until the run ends (a local monitor runs one thing at a time; a long TrainFlow belongs in the cloud),
+  and the decision records the run's pathspec and status.
+* ``stepfunctions``: boto3 ``start_execution`` on the state machine that ``python flows/<flow>.py
+  step-functions create`` deployed, found by name like Metaflow names it (the flow name, prefixed with
+  ``$METAFLOW_SFN_STATE_MACHINE_PREFIX_`` when set), with the input ``step-functions trigger`` builds:
+  ``{"Parameters": "<JSON of {parameter name: value}>"}`` (flow defaults fill the rest). It returns at
+  once; the decision records the execution ARN. ``endpoint_url`` (or ``$AWS_ENDPOINT_URL``) selects
+  the endpoint, e.g. a moto server in tests.
+
+:func:`act` is the entry point for a drift report (``medner monitor``, MonitorFlow's act step).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any, Protocol
+
+from monitoring.policy import (
+    DEFAULT_COOLDOWN,
+    FLOWS,
+    DecisionLog,
+    action_for,
+    alert,
+    isoformat,
+    recent_trigger,
+    utcnow,
+)
+
+FLOW_FILES = {"DataFlow": "data_flow.py", "TrainFlow": "train_flow.py", "ExperimentFlow": "experiment_flow.py"}
+DEFAULT_LOG = os.environ.get("MEDNER_DECISION_LOG", "monitoring/decisions.jsonl")  # s3://bucket/key in the cloud
+
+
+class TriggerError(RuntimeError):
+    """A flow could not be started (not deployed, unknown flow, bad endpoint)."""
+
+
+def flows_dir() -> Path:
+    """The project's flows/ folder ($MEDNER_FLOWS_DIR overrides; resolved so a symlinked package works)."""
+    return Path(os.environ.get("MEDNER_FLOWS_DIR") or Path(__file__).resolve().parents[1] / "flows")
+
+
+@dataclass
+class Started:
+    """A flow started by a backend: ``target`` is a run pathspec (local) or an execution ARN."""
+
+    backend: str
+    flow: str
+    target: str
+    status: str  # local: the run's final status (successful / failed); stepfunctions: RUNNING
+
+
+class Backend(Protocol):
+    name: str
+
+    def start(self, flow: str, parameters: Mapping[str, Any]) -> Started: ...
+
+
+class LocalBackend:
+    """Run flows here with Metaflow's Runner (blocking). ``env`` is added to this process' environment
+    for the run (e.g. METAFLOW_DATASTORE_SYSROOT_LOCAL); ``cwd`` is where it runs."""
+
+    name = "local"
+
+    def __init__(self, env: Mapping[str, str] | None = None, cwd: str | Path | None = None, show_output: bool = False):
+        self.env, self.cwd, self.show_output = dict(env or {}), cwd, show_output
+
+    def start(self, flow: str, parameters: Mapping[str, Any]) -> Started:
+        from metaflow import Runner
+
+        if flow not in FLOW_FILES:
+            raise TriggerError(f"unknown flow {flow!r}; expected one of {', '.join(FLOW_FILES)}")
+        # Runner takes Python names; flow parameters are named like their CLI options (data-run)
+        kwargs = {name.replace("-", "_"): value for name, value in parameters.items()}
+        with Runner(str(flows_dir() / FLOW_FILES[flow]), show_output=self.show_output, env=self.env,
+                    cwd=str(self.cwd) if self.cwd else None, pylint=False) as runner:
+            result = runner.run(**kwargs)
+            return Started(self.name, flow, result.run.pathspec, result.status)
+
+
+class StepFunctionsBackend:
+    """Start executions of deployed state machines with boto3."""
+
+    name = "stepfunctions"
+
+    def __init__(self, endpoint_url: str | None = None, region: str | None = None, prefix: str | None = None):
+        import boto3
+
+        self.client = boto3.client("stepfunctions", endpoint_url=endpoint_url or os.environ.get("AWS_ENDPOINT_URL"),
+                                   region_name=region or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1")
+        self.prefix = prefix if prefix is not None else os.environ.get("METAFLOW_SFN_STATE_MACHINE_PREFIX", "")
+
+    def state_machine_name(self, flow: str) -> str:
+        """As metaflow's resolve_state_machine_name names a flow without @project."""
+        if self.prefix and not flow.startswith(self.prefix):
+            return f"{self.prefix}_{flow}"
+        return flow
+
+    def state_machine_arn(self, flow: str) -> str:
+        name = self.state_machine_name(flow)
+        for page in self.client.get_paginator("list_state_machines").paginate():
+            for machine in page["stateMachines"]:
+                if machine["name"] == name:
+                    return machine["stateMachineArn"]
+        script = FLOW_FILES.get(flow, "<flow>.py")
+        raise TriggerError(f"no state machine named {name!r}: deploy it with "
+                           f"`python flows/{script} step-functions create`")
+
+    def start(self, flow: str, parameters: Mapping[str, Any]) -> Started:
+        arn = self.state_machine_arn(flow)
+        execution_input = json.dumps({"Parameters": json.dumps(dict(parameters))})
+        if len(execution_input) > 20480:  # metaflow's own limit (AWS Batch job specification size)
+            raise TriggerError("flow parameters exceed the 20 KiB Step Functions input limit")
+        response = self.client.start_execution(stateMachineArn=arn, input=execution_input)
+        return Started(self.name, flow, response["executionArn"], "RUNNING")
+
+
+def make_backend(name: str | Backend, **options: Any) -> Backend:
+    """A backend by name (``local`` or ``stepfunctions``) with its options, or the backend given."""
+    if not isinstance(name, str):
+        return name
+    if name == "local":
+        return LocalBackend(**options)
+    if name == "stepfunctions":
+        return StepFunctionsBackend(**options)
+    raise ValueError(f"unknown backend {name!r}; expected local or stepfunctions")
+
+
+def record(level: str, action: str, backend: str, reason: str, *, status: str, flow: str = "",
+           target: str = "", window: Mapping[str, Any] | None = None, parameters: Mapping[str, Any] | None = None,
+           now: datetime | None = None, **extra: Any) -> dict[str, Any]:
+    """A decision record: identifiers and statistics only (never note text)."""
+    window = window or {}
+    entry = {"at": isoformat(now or utcnow()), "level": level, "action": action, "flow": flow, "backend": backend,
+             "target": target, "status": status, "reason": reason, "window_start": window.get("window_start"),
+             "window_end": window.get("window_end"), "parameters": dict(parameters or {}), **extra}
+    if window.get("counts"):
+        entry["counts"] = window["counts"]
+    return entry
+
+
+def start_and_record(flow: str, parameters: Mapping[str, Any], backend: Backend, log: DecisionLog, *, level: str,
+                     action: str, reason: str, window: Mapping[str, Any] | None = None, now: datetime | None = None,
+                     **extra: Any) -> dict[str, Any]:
+    """Start ``flow`` and append the decision; a failure to start is recorded (status ``error``) and raised."""
+    try:
+        started = backend.start(flow, parameters)
+    except Exception as err:
+        log.append(record(level, action, backend.name, f"{reason}; start failed: {err}", status="error", flow=flow,
+                          window=window, parameters=parameters, now=now, **extra))
+        raise
+    status = "triggered" if started.status in ("successful", "RUNNING") else "failed"
+    entry = record(level, action, backend.name, reason, status=status, flow=flow, target=started.target,
+                   window=window, parameters=parameters, now=now, run_status=started.status, **extra)
+    log.append(entry)
+    return entry
+
+
+def act(report: Mapping[str, Any], backend: str | Backend = "local", log: str | Path | DecisionLog = DEFAULT_LOG,
+        *, parameters: Mapping[str, Mapping[str, Any]] | None = None, cooldown: timedelta = DEFAULT_COOLDOWN,
+        reason: str = "", now: datetime | None = None, webhook: str | None = None,
+        backend_options: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Decide and act on a drift report (a DriftReport's ``to_dict()``: level, scores, window_start,
+    window_end, counts) and return the decision record, also appended to ``log``.
+
+    ``parameters`` maps a flow name (TrainFlow, ExperimentFlow) to the parameters it is started with.
+    Within ``cooldown`` of a run started for an equally or more severe level the decision is recorded as
+    ``deduplicated`` and nothing starts; ``critical`` also raises an alert.
+    """
+    log = log if isinstance(log, DecisionLog) else DecisionLog(log)
+    level = report["level"]
+    action = action_for(level)
+    now = now or utcnow()
+    backend = make_backend(backend, **dict(backend_options or {}))
+    window = {"window_start": report.get("window_start"), "window_end": report.get("window_end")}
+    scores = {k: round(float(v), 6) for k, v in (report.get("scores") or {}).items() if isinstance(v, int | float)}
+    reason = reason or _drift_reason(level, scores)
+    if "combined" in report:  # drift reports: the combined score and how many notes/profiles it rests on
+        scores["combined"] = report["combined"]
+    if report.get("counts"):
+        window["counts"] = dict(report["counts"])
+    if action == "none":
+        entry = record(level, action, backend.name, reason, status="none", window=window, now=now, scores=scores)
+        log.append(entry)
+        return entry
+    flow = FLOWS[action]
+    flow_parameters = dict((parameters or {}).get(flow, {}))
+    previous = recent_trigger(log.read(), level, now, cooldown)
+    if previous is not None:
+        entry = record(level, action, backend.name, f"{reason}; within the {cooldown} cooldown of {previous['flow']} "
+                       f"started at {previous['at']}", status="deduplicated", flow=flow, window=window,
+                       parameters=flow_parameters, now=now, scores=scores, deduplicated_by=previous.get("target"))
+        log.append(entry)
+        return entry
+    entry = start_and_record(flow, flow_parameters, backend, log, level=level, action=action, reason=reason,
+                             window=window, now=now, scores=scores, alert=level == "critical")
+    if level == "critical":
+        alert(entry, webhook)
+    return entry
+
+
+def _drift_reason(level: str, scores: Mapping[str, float]) -> str:
+    if not scores:
+        return f"drift level {level}"
+    top = sorted(scores.items(), key=lambda item: -item[1])[:3]
+    return f"drift level {level}; top features " + ", ".join(f"{name} {value:.3f}" for name, value in top)

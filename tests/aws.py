@@ -1,0 +1,86 @@
+"""A moto server on 127.0.0.1 (a real AWS endpoint for boto3 and Metaflow) and what flows need in it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from medner.triton import free_ports
+
+ROLE = "arn:aws:iam::123456789012:role/metaflow"
+FLOWS = Path(__file__).resolve().parents[1] / "flows"
+
+
+@contextmanager
+def moto_server(timeout: float = 60) -> Iterator[str]:
+    """A moto server on a free 127.0.0.1 port; yields its URL, stops it afterwards."""
+    [port] = free_ports(1)
+    server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                urllib.request.urlopen(f"{url}/moto-api/", timeout=1)
+                break
+            except OSError:
+                if time.monotonic() > deadline or server.poll() is not None:
+                    raise RuntimeError("moto server did not start") from None
+                time.sleep(0.3)
+        yield url
+    finally:
+        server.terminate()
+        server.wait(30)
+
+
+def aws(url: str, service: str):
+    import boto3
+
+    return boto3.client(service, endpoint_url=url, region_name="us-east-1", aws_access_key_id="testing",
+                        aws_secret_access_key="testing")
+
+
+def batch_queue(url: str) -> str:
+    """What `--with batch` needs in the account: a managed compute environment and a job queue."""
+    ec2 = aws(url, "ec2")
+    vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
+    subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.0.0.0/24")["Subnet"]["SubnetId"]
+    group = ec2.create_security_group(GroupName="batch", Description="batch", VpcId=vpc)["GroupId"]
+    iam = aws(url, "iam")
+    role = iam.create_role(RoleName="batch", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+    profile = iam.create_instance_profile(InstanceProfileName="batch")["InstanceProfile"]["Arn"]
+    batch = aws(url, "batch")
+    environment = batch.create_compute_environment(
+        computeEnvironmentName="gpu", type="MANAGED", state="ENABLED", serviceRole=role,
+        computeResources={"type": "EC2", "minvCpus": 0, "maxvCpus": 16, "instanceTypes": ["t2.medium"],
+                          "subnets": [subnet], "securityGroupIds": [group], "instanceRole": profile})
+    return batch.create_job_queue(jobQueueName="gpu", state="ENABLED", priority=1, computeEnvironmentOrder=[
+        {"order": 1, "computeEnvironment": environment["computeEnvironmentArn"]}])["jobQueueArn"]
+
+
+def sfn_env(url: str, queue: str, bucket: str = "medner-flows") -> dict[str, str]:
+    """The environment `step-functions create` needs against the moto server (S3 datastore in ``bucket``)."""
+    return {
+        **os.environ, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1", "AWS_ENDPOINT_URL": url,
+        "METAFLOW_S3_ENDPOINT_URL": url, "METAFLOW_DEFAULT_DATASTORE": "s3",
+        "METAFLOW_DATASTORE_SYSROOT_S3": f"s3://{bucket}/metaflow", "METAFLOW_DEFAULT_METADATA": "local",
+        "METAFLOW_BATCH_JOB_QUEUE": queue, "METAFLOW_ECS_S3_ACCESS_IAM_ROLE": ROLE,
+        "METAFLOW_SFN_IAM_ROLE": ROLE, "METAFLOW_EVENTS_SFN_ACCESS_IAM_ROLE": ROLE,
+        "METAFLOW_SFN_DYNAMO_DB_TABLE": "metaflow-sfn", "USERNAME": "medner-tests",
+    }
+
+
+def deploy(flow_file: str, url: str, cwd: Path, bucket: str = "medner-flows") -> subprocess.CompletedProcess:
+    """`python flows/<flow_file> step-functions create` against the moto server (creates bucket and queue)."""
+    aws(url, "s3").create_bucket(Bucket=bucket)
+    env = sfn_env(url, batch_queue(url), bucket)
+    return subprocess.run([sys.executable, str(FLOWS / flow_file), "--no-pylint", "step-functions", "create"],
+                          cwd=cwd, env=env, capture_output=True, text=True, timeout=600)

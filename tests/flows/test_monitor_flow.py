@@ -1,0 +1,64 @@
+"""MonitorFlow end to end: profiles in a store -> drift level, card, and the policy's decision."""
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from monitoring.profiles import profile_rows, window_name, write_view
+from tests.flows.conftest import card_data
+from tests.monitoring.test_drift import feature_rows
+
+pytestmark = pytest.mark.slow
+
+THRESHOLDS = ["--warning", "0.3", "--critical", "0.6", "--min-notes", "50"]
+
+
+def profile_store(tmp_path: Path, shift: float) -> tuple[Path, Path]:
+    """A repository whose newest ner version has a reference profile, and a store with two writers'
+    profiles of the current hour (``shift``: how far their features moved)."""
+    repository = tmp_path / "repository"
+    (repository / "ner" / "1").mkdir(parents=True)
+    now = datetime.now(UTC)
+    write_view(profile_rows(feature_rows(3000, seed=1).to_numpy(), now), repository / "ner" / "1" /
+               "reference_profile.bin")
+    store = tmp_path / "profiles"
+    for k, writer in enumerate(("11-a", "12-b")):
+        start = (now - timedelta(minutes=20 - 5 * k)).replace(second=0, microsecond=0)
+        rows = feature_rows(200, seed=2 + k, shift=shift).to_numpy()
+        write_view(profile_rows(rows, start), store / "ner" / f"{window_name(start.timestamp())}_{writer}.bin")
+    return repository, store
+
+
+def test_shifted_window_is_critical_with_card_and_dry_run(flow_runner, tmp_path: Path) -> None:
+    repository, store = profile_store(tmp_path, shift=0.8)
+    flow_runner.run("monitor_flow.py", "--profile-dir", str(store), "--repository", str(repository), *THRESHOLDS,
+                    "--dry-run", "True")
+    result = flow_runner.client(
+        "run = Flow('MonitorFlow').latest_successful_run\n"
+        "from metaflow.cards import get_cards\n"
+        "result = dict(report=run.data.report, decision=run.data.decision, html=run.data.drift_html,"
+        " card=get_cards(run['check'].task)[0].get())"
+    )
+    report, decision = result["report"], result["decision"]
+    assert report["level"] == "critical" and report["counts"] == {"notes": 400, "profiles": 2,
+                                                                  "reference_notes": 3000}
+    assert max(report["scores"], key=report["scores"].get) == "oov_word_rate"
+    assert (decision["action"], decision["flow"], decision["status"]) == ("reexperiment", "ExperimentFlow", "dry-run")
+    assert "<iframe" in result["html"] and "oov_word_rate" in result["html"]
+    card = json.dumps(card_data(result["card"]))
+    assert "CRITICAL" in card and "Hellinger distance" in card and "oov_word_rate" in card
+    assert card.count('"type": "image"') == 1 and "iframe srcdoc=" in card  # bar chart + whylogs report
+    assert not (Path(flow_runner.root) / "monitoring").exists()  # a dry run records nothing
+
+
+def test_in_distribution_window_records_no_action(flow_runner, tmp_path: Path) -> None:
+    repository, store = profile_store(tmp_path, shift=0.0)
+    log = tmp_path / "decisions.jsonl"
+    flow_runner.run("monitor_flow.py", "--profile-dir", str(store), "--repository", str(repository), *THRESHOLDS,
+                    "--decision-log", str(log), "--trigger-backend", "local")
+    decision = flow_runner.client("result = Flow('MonitorFlow').latest_successful_run.data.decision")
+    assert (decision["level"], decision["action"], decision["status"]) == ("none", "none", "none")
+    records = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [(r["level"], r["action"], r["target"]) for r in records] == [("none", "none", "")]

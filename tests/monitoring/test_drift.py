@@ -1,0 +1,127 @@
+"""Drift scores and levels on synthetic feature rows logged with whylogs, and ``medner monitor check``."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import whylogs as why
+from typer.testing import CliRunner
+
+from medner.cli import app
+from monitoring.drift import DriftReport, DriftThresholds, check, drift_report_html, parse_window, time_window
+from monitoring.profiles import write_view
+
+THRESHOLDS = DriftThresholds(warning=0.3, critical=0.6, min_notes=50)
+HOUR = datetime(2026, 1, 31, 14, tzinfo=UTC)
+
+
+def feature_rows(n: int, seed: int, shift: float = 0.0) -> pd.DataFrame:
+    """Note features of ``n`` synthetic notes; ``shift`` > 0 moves sizes, OOV and entity rates, confidences
+    the way out-of-domain text does (more OOV words, fewer entities, lower confidence)."""
+    rng = np.random.default_rng(seed)
+    words = rng.gamma(4, 5, n) + 3
+    return pd.DataFrame({
+        "chars": words * (5.5 + 2 * shift), "wordpieces": words * (1.3 + 1.5 * shift), "windows": np.ones(n),
+        "unknown_wordpiece_rate": rng.beta(1, 200, n), "oov_word_rate": rng.beta(1 + 6 * shift, 20, n),
+        "disease_per_100_words": rng.poisson(8 * (1 - 0.8 * shift), n),
+        "treatment_per_100_words": rng.poisson(5 * (1 - 0.8 * shift), n),
+        "confidence_mean": 1 - rng.beta(1, 30, n) * (1 + 3 * shift),
+        "confidence_min": 1 - rng.beta(2, 5, n) * (1 + shift), "low_confidence_rate": rng.beta(1, 15 - 10 * shift, n),
+    })
+
+
+def write_profile(root: Path, model: str, window_start: datetime, rows: pd.DataFrame, writer: str) -> Path:
+    """A profile in the store layout ``<root>/<model>/<window_start>_<writer>.bin``."""
+    folder = root / model
+    folder.mkdir(parents=True, exist_ok=True)
+    return write_view(why.log(rows).view(), folder / f"{window_start:%Y%m%dT%H%M%SZ}_{writer}.bin")
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("reference") / "reference_profile.bin"
+    write_view(why.log(feature_rows(3000, seed=1)).view(), path)
+    return path
+
+
+@pytest.mark.parametrize(("shift", "level"), [(0.0, "none"), (0.3, "warning"), (0.8, "critical")])
+def test_levels(tmp_path: Path, reference: Path, shift: float, level: str) -> None:
+    # two writers (two Triton instances) in the window are merged: the counts say so
+    write_profile(tmp_path, "ner", HOUR, feature_rows(200, seed=2, shift=shift), "101-0")
+    write_profile(tmp_path, "ner", HOUR + timedelta(minutes=10), feature_rows(200, seed=3, shift=shift), "102-0")
+    report = check(tmp_path, "ner", reference, HOUR, HOUR + timedelta(hours=1), THRESHOLDS)
+    assert report.level == level, report.reason
+    assert report.counts == {"notes": 400, "profiles": 2, "reference_notes": 3000}
+    assert set(report.scores) == set(feature_rows(1, 0).columns)
+    assert all(0.0 <= s <= 1.0 for s in report.scores.values())
+    if shift:  # the strongest feature is the one moved most
+        assert max(report.scores, key=report.scores.get) == "oov_word_rate"
+    assert json.loads(json.dumps(report.to_dict()))["level"] == level
+
+
+def test_window_bounds_and_too_few_notes(tmp_path: Path, reference: Path) -> None:
+    # before, after and at the end of the window: not read; a shifted but tiny window stays "none"
+    for moment in (HOUR - timedelta(seconds=1), HOUR + timedelta(hours=1)):
+        write_profile(tmp_path, "ner", moment, feature_rows(500, seed=4, shift=0.8), "1-0")
+    write_profile(tmp_path, "ner_int8", HOUR, feature_rows(500, seed=4, shift=0.8), "1-0")
+    write_profile(tmp_path, "ner", HOUR, feature_rows(30, seed=5, shift=0.8), "1-0")
+    report = check(tmp_path, "ner", reference, HOUR, HOUR + timedelta(hours=1), THRESHOLDS)
+    assert (report.level, report.scores, report.counts["notes"], report.counts["profiles"]) == ("none", {}, 30, 1)
+    assert "too few notes" in report.reason
+    empty = check(tmp_path, "ner", reference, HOUR + timedelta(hours=2), HOUR + timedelta(hours=3), THRESHOLDS)
+    assert (empty.level, empty.counts["notes"], empty.counts["profiles"]) == ("none", 0, 0)
+
+
+def test_thresholds_validated_and_reference_required(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="warning <= critical"):
+        DriftThresholds(warning=0.7, critical=0.5)
+    with pytest.raises(FileNotFoundError, match="no reference profile"):
+        check(tmp_path, "ner", tmp_path / "missing.bin", HOUR, HOUR + timedelta(hours=1))
+
+
+def test_time_window() -> None:
+    assert parse_window("90s") == 90 and parse_window("1h") == 3600 and parse_window("2d") == 172800
+    for bad in ("", "h", "1x", "-1h"):
+        with pytest.raises(ValueError, match="bad window"):
+            parse_window(bad)
+    assert time_window("1h", now=HOUR) == (HOUR - timedelta(hours=1), HOUR)
+    assert time_window(start="2026-01-31T13:00:00Z", end="2026-01-31T14:00:00") == (HOUR - timedelta(hours=1), HOUR)
+    with pytest.raises(ValueError, match="empty window"):
+        time_window(start="2026-01-31T14:00:00Z", end="2026-01-31T13:00:00Z")
+
+
+def test_html_report(reference: Path) -> None:
+    page = drift_report_html(why.log(feature_rows(300, seed=6, shift=0.3)).view(), why.read(str(reference)).view())
+    assert page.startswith("<!DOCTYPE html>") and "<iframe srcdoc=" in page
+    assert "oov_word_rate" in page and "hellinger" in page
+
+
+def test_cli_check(tmp_path: Path, reference: Path) -> None:
+    repository = tmp_path / "repo"
+    for version in (1, 2, 10):  # the newest version (numerically) has the reference
+        (repository / "ner" / str(version)).mkdir(parents=True)
+    (repository / "ner" / "10" / "reference_profile.bin").write_bytes(reference.read_bytes())
+    store = tmp_path / "profiles"
+    write_profile(store, "ner", HOUR, feature_rows(300, seed=7, shift=0.8), "1-0")
+    args = ["monitor", "check", "--profile-dir", str(store), "--repository", str(repository),
+            "--start", "2026-01-31T14:00:00Z", "--end", "2026-01-31T15:00:00Z", "--min-notes", "50"]
+    runner = CliRunner()
+    result = runner.invoke(app, [*args, "--html", str(tmp_path / "drift.html")])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert set(report) >= set(DriftReport.__dataclass_fields__)
+    assert report["level"] == "critical" and report["counts"]["notes"] == 300
+    assert report["window_start"] == "2026-01-31T14:00:00Z" and report["window_end"] == "2026-01-31T15:00:00Z"
+    assert "<iframe" in (tmp_path / "drift.html").read_text()
+    raised = json.loads(runner.invoke(app, [*args, "--critical", "0.95", "--warning", "0.9"]).stdout)
+    assert raised["level"] == "none" and raised["thresholds"]["critical"] == 0.95
+
+    nothing = runner.invoke(app, [*args[:6], "--window", "1h"])  # ends now: no profiles
+    assert nothing.exit_code == 1 and "no ner profiles" in nothing.output
+    no_reference = runner.invoke(app, [*args, "--model", "ner_int8"])
+    assert no_reference.exit_code == 1 and "no reference profile" in no_reference.output

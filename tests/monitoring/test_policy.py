@@ -1,0 +1,132 @@
+"""The policy: level -> action, cooldown / dedup, alerts, and the decision log (local and on S3 via moto)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from monitoring.policy import DecisionLog, action_for, alert, quality_level, recent_trigger
+from monitoring.triggers import Started, act
+
+NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
+REPORT = {"level": "warning", "scores": {"oov_word_rate": 0.31, "chars": 0.12}, "window_start": "20261128T110000Z",
+          "window_end": "20261128T120000Z", "counts": {"notes": 500, "profiles": 2}, "combined": 0.31}
+
+
+class RecordingBackend:
+    """Records what it is asked to start (the policy's unit tests; real starts are in test_triggers.py)."""
+
+    name = "recording"
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, dict]] = []
+
+    def start(self, flow: str, parameters: Mapping[str, Any]) -> Started:
+        self.calls.append((flow, dict(parameters)))
+        return Started(self.name, flow, f"{flow}/{len(self.calls)}", "successful")
+
+
+def test_levels_map_to_actions() -> None:
+    assert [action_for(level) for level in ("none", "warning", "critical")] == ["none", "retrain", "reexperiment"]
+    with pytest.raises(ValueError, match="unknown drift level 'severe'"):
+        action_for("severe")
+
+
+def test_none_starts_nothing_but_is_recorded(tmp_path: Path) -> None:
+    backend = RecordingBackend()
+    decision = act({**REPORT, "level": "none"}, backend, tmp_path / "log.jsonl", now=NOW)
+    assert backend.calls == [] and decision["status"] == "none" and decision["action"] == "none"
+    assert DecisionLog(tmp_path / "log.jsonl").read() == [decision]
+
+
+def test_one_episode_triggers_one_run_and_escalation_still_triggers(tmp_path: Path) -> None:
+    backend, log = RecordingBackend(), DecisionLog(tmp_path / "log.jsonl")
+    params = {"TrainFlow": {"max-steps": 4}, "ExperimentFlow": {"grid": "[]"}}
+    first = act(REPORT, backend, log, parameters=params, now=NOW)
+    second = act(REPORT, backend, log, parameters=params, now=NOW + timedelta(hours=1))
+    escalated = act({**REPORT, "level": "critical"}, backend, log, parameters=params, now=NOW + timedelta(hours=2))
+    after_critical = act(REPORT, backend, log, parameters=params, now=NOW + timedelta(hours=3))
+    after_cooldown = act(REPORT, backend, log, parameters=params, now=NOW + timedelta(hours=27))
+    assert backend.calls == [("TrainFlow", {"max-steps": 4}), ("ExperimentFlow", {"grid": "[]"}),
+                             ("TrainFlow", {"max-steps": 4})]
+    assert [d["status"] for d in (first, second, escalated, after_critical, after_cooldown)] == [
+        "triggered", "deduplicated", "triggered", "deduplicated", "triggered"]
+    assert second["deduplicated_by"] == "TrainFlow/1" and after_critical["deduplicated_by"] == "ExperimentFlow/2"
+    assert "cooldown" in second["reason"]
+    records = log.read()
+    assert len(records) == 5 and records[0] == first
+    assert first["window_start"] == REPORT["window_start"] and first["scores"]["oov_word_rate"] == 0.31
+    assert first["scores"]["combined"] == 0.31 and first["counts"] == {"notes": 500, "profiles": 2}
+    assert first["at"] == "2026-11-28T12:00:00Z" and first["backend"] == "recording"
+    assert recent_trigger(records, "warning", NOW + timedelta(hours=60)) is None
+
+
+def test_failed_run_does_not_hold_the_cooldown(tmp_path: Path) -> None:
+    class Failing(RecordingBackend):
+        def start(self, flow: str, parameters: Mapping[str, Any]) -> Started:
+            super().start(flow, parameters)
+            return Started(self.name, flow, f"{flow}/{len(self.calls)}", "failed")
+
+    backend = Failing()
+    assert act(REPORT, backend, tmp_path / "log.jsonl", now=NOW)["status"] == "failed"
+    assert act(REPORT, backend, tmp_path / "log.jsonl", now=NOW + timedelta(minutes=5))["status"] == "failed"
+    assert len(backend.calls) == 2
+
+
+def test_critical_alerts_in_the_log_and_to_a_webhook(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    received: list[dict] = []
+
+    class Hook(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Hook)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        with caplog.at_level(logging.WARNING, logger="medner.monitoring"):
+            decision = act({**REPORT, "level": "critical"}, RecordingBackend(), tmp_path / "log.jsonl", now=NOW,
+                           webhook=f"http://127.0.0.1:{server.server_port}/alert")
+    finally:
+        server.shutdown()
+    assert decision["alert"] is True and decision["flow"] == "ExperimentFlow"
+    assert any("ALERT drift level critical" in r.getMessage() and "ExperimentFlow/1" in r.getMessage()
+               for r in caplog.records)
+    assert received == [decision]
+    assert alert(decision, webhook="http://127.0.0.1:9/unreachable") is False  # logged, never raised
+
+
+def test_quality_drop_beyond_threshold_is_critical() -> None:
+    assert quality_level(0.60, 0.66) == "critical"
+    assert quality_level(0.62, 0.66) == "none"
+    assert quality_level(0.62, 0.66, max_drop=0.02) == "critical"
+
+
+def test_decision_log_on_s3(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.aws import aws
+
+    for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                        "AWS_DEFAULT_REGION": "us-east-1"}.items():
+        monkeypatch.setenv(name, value)
+    aws(moto_endpoint, "s3").create_bucket(Bucket="monitoring")
+    log = DecisionLog("s3://monitoring/decisions/log.jsonl", endpoint_url=moto_endpoint)
+    assert log.read() == []
+    backend = RecordingBackend()
+    act(REPORT, backend, log, now=NOW)
+    act(REPORT, backend, log, now=NOW + timedelta(hours=1))
+    body = aws(moto_endpoint, "s3").get_object(Bucket="monitoring", Key="decisions/log.jsonl")["Body"].read()
+    assert [json.loads(line)["status"] for line in body.decode().splitlines()] == ["triggered", "deduplicated"]
+    assert len(backend.calls) == 1

@@ -1,0 +1,117 @@
+"""Profiling inside the served models: notes through a real Triton server end up as numbers in rolling
+profiles, and a distinctive marker in the notes appears in no profile, log, metric or error message."""
+
+from __future__ import annotations
+
+import time
+import urllib.request
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tritonclient.grpc as grpcclient
+from tritonclient.utils import InferenceServerException
+
+from clients.ner_client import NerClient
+from monitoring.profiles import list_profiles, merge_profiles
+
+pytestmark = pytest.mark.slow
+MARKER = "Zqxmarker7731"
+NOTES = [
+    f"{MARKER} presented with {MARKER}itis and was treated with {MARKER}mab.",
+    f"Patients with breast cancer ({MARKER}) were treated with tamoxifen and radiotherapy.",
+    f"Type 2 diabetes was managed with metformin. Contact: {MARKER}@example.org",
+]
+FAR_FUTURE = datetime(2100, 1, 1, tzinfo=UTC)
+
+
+def profiled_notes(root: Path, model: str, since: datetime) -> int:
+    view = merge_profiles(list_profiles(root, model, since, FAR_FUTURE))
+    return 0 if view is None else int(view.get_column("chars").to_summary_dict()["counts/n"])
+
+
+def wait_for_notes(root: Path, model: str, since: datetime, count: int, timeout: float = 30.0) -> int:
+    deadline = time.monotonic() + timeout
+    while (seen := profiled_notes(root, model, since)) < count and time.monotonic() < deadline:
+        time.sleep(0.5)
+    return seen
+
+
+def refused_messages(url: str) -> list[str]:
+    """Error messages of requests the server refuses, each note carrying the marker."""
+    client = grpcclient.InferenceServerClient(url)
+    messages = []
+    bad_utf8, too_long = f"{MARKER} ".encode() + b"\xff\xfe broken", (f"{MARKER} " * 90_000).encode()
+    for payload in (bad_utf8, too_long):
+        text = grpcclient.InferInput("TEXT", [1, 1], "BYTES")
+        text.set_data_from_numpy(np.array([[payload]], dtype=np.object_))
+        with pytest.raises(InferenceServerException) as refused:
+            client.infer("ner", [text])
+        messages.append(str(refused.value))
+    client.close()
+    return messages
+
+
+def test_marker_appears_in_no_profile_log_metric_or_error(triton_server) -> None:
+    root = Path(triton_server.profile_dir)
+    since = datetime.fromtimestamp(time.time() - 2.0, UTC)  # the window these requests land in, or later
+    for model in ("ner", "ner_int8"):
+        with NerClient(triton_server.grpc_url, model=model) as client:
+            assert len(client.extract(NOTES * 4)) == len(NOTES) * 4
+    messages = refused_messages(triton_server.grpc_url)
+    assert "not valid UTF-8" in messages[0] and "limit" in messages[1]
+
+    for model in ("ner", "ner_int8"):  # profiled: closed 2 s windows are written while the server runs
+        assert wait_for_notes(root, model, since, len(NOTES) * 4) >= len(NOTES) * 4
+    files = [p for p in root.rglob("*") if p.is_file()]
+    assert files and all(p.suffix == ".bin" for p in files)
+    view = merge_profiles(list_profiles(root, "ner", since, FAR_FUTURE))
+    assert view.get_column("chars").to_summary_dict()["distribution/max"] >= max(len(n) for n in NOTES)
+
+    metrics = urllib.request.urlopen(f"http://127.0.0.1:{triton_server.metrics_port}/metrics", timeout=10).read()
+    assert b'nv_inference_request_success{model="ner"' in metrics  # the real metrics text
+    log = Path(triton_server.log_file).read_bytes()
+    for blob in [*(p.read_bytes() for p in files), log, metrics, *(m.encode() for m in messages)]:
+        assert MARKER.encode() not in blob and MARKER.lower().encode() not in blob.lower()
+
+
+def ner_only_server(exported_repository: Path, tmp_path: Path, **options: object):
+    """A server of the ner model alone (starts and stops faster than all six), profiling to tmp_path/profiles."""
+    from medner.triton import TritonServer, free_ports
+
+    repository = tmp_path / "repository"
+    (repository / "ner" / "1").mkdir(parents=True)
+    (repository / "ner" / "config.pbtxt").symlink_to(exported_repository / "ner" / "config.pbtxt")
+    for item in (exported_repository / "ner" / "1").iterdir():
+        (repository / "ner" / "1" / item.name).symlink_to(item)
+    grpc_port, http_port, metrics_port = free_ports(3)
+    return TritonServer(repository, grpc_port=grpc_port, http_port=http_port, metrics_port=metrics_port,
+                        log_file=tmp_path / "server.log", profile_dir=str(tmp_path / "profiles"), **options)
+
+
+def test_profiles_flushed_on_shutdown(exported_repository: Path, tmp_path: Path) -> None:
+    server = ner_only_server(exported_repository, tmp_path)
+    with server:  # 300 s windows: nothing is written before shutdown
+        with NerClient(server.grpc_url) as client:
+            client.extract(NOTES)
+        assert not list((tmp_path / "profiles").rglob("*.bin"))
+    assert profiled_notes(tmp_path / "profiles", "ner", datetime(2000, 1, 1, tzinfo=UTC)) == len(NOTES)
+    assert MARKER.encode() not in (tmp_path / "server.log").read_bytes()
+
+
+def test_sigkill_loses_only_the_window_in_flight(exported_repository: Path, tmp_path: Path) -> None:
+    import os
+    import signal
+
+    since = datetime(2000, 1, 1, tzinfo=UTC)
+    with ner_only_server(exported_repository, tmp_path, profile_window_seconds=2) as server:
+        with NerClient(server.grpc_url) as client:
+            client.extract(NOTES)  # window A: written by the profiler's thread once it closes
+            assert wait_for_notes(tmp_path / "profiles", "ner", since, len(NOTES)) == len(NOTES)
+            while not 0.05 < time.time() % 2 < 0.5:  # window B: just opened, so it is still open at the kill
+                time.sleep(0.02)
+            client.extract(NOTES * 2)
+        os.killpg(server.process.pid, signal.SIGKILL)  # the server and its python-backend stubs
+        server.process.wait(30)
+    assert profiled_notes(tmp_path / "profiles", "ner", since) == len(NOTES)  # A kept, only B lost

@@ -1,0 +1,130 @@
+"""Triggers start real flows: TrainFlow / ExperimentFlow runs with Metaflow's Runner (local backend), and
+Step Functions executions on a moto server with the input `step-functions trigger` builds."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from monitoring.policy import DecisionLog
+from monitoring.triggers import LocalBackend, StepFunctionsBackend, TriggerError, act
+from tests.aws import aws, deploy
+from tests.flows.conftest import FlowRunner
+
+NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
+WINDOW = {"window_start": "20261128T110000Z", "window_end": "20261128T120000Z", "scores": {"oov_word_rate": 0.2}}
+TINY_TRAIN = {"epochs": 1, "batch-size": 8, "threads": 1, "max-steps": 4}
+CRF_GRID = json.dumps([{"name": "crf-baseline", "kind": "crf", "max_iterations": 20}])
+
+
+def local_env(root: Path, corpus: Path) -> dict[str, str]:
+    """Metaflow's local datastore and metadata under ``root``, reading the tiny corpus."""
+    return {"METAFLOW_DATASTORE_SYSROOT_LOCAL": str(root), "METAFLOW_DEFAULT_DATASTORE": "local",
+            "METAFLOW_DEFAULT_METADATA": "local", "MEDNER_DATA_DIR": str(corpus), "USERNAME": "medner-tests",
+            "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "WHYLOGS_NO_ANALYTICS": "1"}
+
+
+def client(root: Path, env: dict[str, str]) -> FlowRunner:
+    return FlowRunner(root, {**os.environ, **env})
+
+
+@pytest.mark.slow
+def test_warning_starts_one_train_flow_run_per_episode(tmp_path: Path, tiny_corpus: Path) -> None:
+    env = local_env(tmp_path, tiny_corpus)
+    backend, log = LocalBackend(env=env, cwd=tmp_path), DecisionLog(tmp_path / "decisions.jsonl")
+    params = {"TrainFlow": {**TINY_TRAIN, "data-dir": str(tiny_corpus)}}
+    first = act({"level": "warning", **WINDOW}, backend, log, parameters=params, now=NOW)
+    assert first["status"] == "triggered" and first["run_status"] == "successful", first
+    assert first["flow"] == "TrainFlow" and first["backend"] == "local" and first["target"].startswith("TrainFlow/")
+    run = client(tmp_path, env).client(
+        f"run = Run('{first['target']}')\n"
+        "result = dict(ok=run.successful, config=run.data.config, source=run.data.data_source)")
+    assert run["ok"] and run["config"]["max_steps"] == 4 and run["config"]["batch_size"] == 8
+    assert run["source"] == str(tiny_corpus)
+
+    second = act({"level": "warning", **WINDOW}, backend, log, parameters=params, now=NOW + timedelta(hours=1))
+    assert second["status"] == "deduplicated" and second["deduplicated_by"] == first["target"]
+    runs = client(tmp_path, env).client("result = [r.pathspec for r in Flow('TrainFlow')]")
+    assert runs == [first["target"]]  # the second warning started nothing
+    assert [r["status"] for r in log.read()] == ["triggered", "deduplicated"]
+
+
+@pytest.mark.slow
+def test_critical_starts_experiment_flow_and_alerts(tmp_path: Path, tiny_corpus: Path,
+                                                    caplog: pytest.LogCaptureFixture) -> None:
+    env = local_env(tmp_path, tiny_corpus)
+    params = {"ExperimentFlow": {"grid": CRF_GRID, "data-dir": str(tiny_corpus)}}
+    with caplog.at_level(logging.WARNING, logger="medner.monitoring"):
+        decision = act({"level": "critical", **WINDOW}, LocalBackend(env=env, cwd=tmp_path),
+                       tmp_path / "decisions.jsonl", parameters=params, now=NOW)
+    assert decision["status"] == "triggered" and decision["action"] == "reexperiment" and decision["alert"], decision
+    run = client(tmp_path, env).client(
+        f"run = Run('{decision['target']}')\n"
+        "result = dict(ok=run.successful, names=[r['name'] for r in run.data.results], tags=sorted(run.tags))")
+    assert run["ok"] and run["names"] == ["crf-baseline"] and "challenger:crf-baseline" in run["tags"]
+    assert any("ALERT" in r.getMessage() and decision["target"] in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.slow
+def test_step_functions_executions_of_deployed_state_machines(moto_endpoint: str, tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                        "AWS_DEFAULT_REGION": "us-east-1"}.items():
+        monkeypatch.setenv(name, value)
+    proc = deploy("train_flow.py", moto_endpoint, tmp_path)  # the real `step-functions create`
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    sfn = aws(moto_endpoint, "stepfunctions")
+    # ExperimentFlow's deployment needs the same command; a minimal machine under Metaflow's name keeps it fast
+    sfn.create_state_machine(name="ExperimentFlow", roleArn="arn:aws:iam::123456789012:role/metaflow",
+                             definition=json.dumps({"StartAt": "start", "States": {"start": {"Type": "Pass",
+                                                                                               "End": True}}}))
+    backend, log = StepFunctionsBackend(endpoint_url=moto_endpoint), DecisionLog(tmp_path / "decisions.jsonl")
+    params = {"TrainFlow": {"max-steps": 4, "data-run": "DataFlow/7"}, "ExperimentFlow": {"grid": CRF_GRID}}
+
+    warning = act({"level": "warning", **WINDOW}, backend, log, parameters=params, now=NOW)
+    critical = act({"level": "critical", **WINDOW}, backend, log, parameters=params, now=NOW + timedelta(hours=1))
+    assert warning["status"] == critical["status"] == "triggered"
+    for decision, flow, expected in ((warning, "TrainFlow", params["TrainFlow"]),
+                                     (critical, "ExperimentFlow", params["ExperimentFlow"])):
+        execution = sfn.describe_execution(executionArn=decision["target"])
+        assert execution["stateMachineArn"].endswith(f":stateMachine:{flow}")
+        outer = json.loads(execution["input"])
+        assert list(outer) == ["Parameters"] and json.loads(outer["Parameters"]) == expected
+        listed = sfn.list_executions(stateMachineArn=execution["stateMachineArn"])["executions"]
+        assert [e["executionArn"] for e in listed] == [decision["target"]]
+    assert [r["target"] for r in log.read()] == [warning["target"], critical["target"]]
+
+    with pytest.raises(TriggerError, match="python flows/data_flow.py step-functions create"):
+        backend.start("DataFlow", {})
+    assert StepFunctionsBackend(endpoint_url=moto_endpoint, prefix="prod").state_machine_name("TrainFlow") == \
+        "prod_TrainFlow"
+
+
+def test_cli_act_on_a_drift_report(moto_endpoint: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from medner.cli import app
+
+    for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                        "AWS_DEFAULT_REGION": "us-east-1"}.items():
+        monkeypatch.setenv(name, value)
+    sfn = aws(moto_endpoint, "stepfunctions")
+    machine = sfn.create_state_machine(  # named as `step-functions create` names TrainFlow
+        name="TrainFlow", roleArn="arn:aws:iam::123456789012:role/metaflow",
+        definition=json.dumps({"StartAt": "start", "States": {"start": {"Type": "Pass", "End": True}}}))
+    (tmp_path / "report.json").write_text(json.dumps({"level": "warning", **WINDOW}))
+    args = ["monitor", "act", str(tmp_path / "report.json"), "--backend", "stepfunctions", "--endpoint-url",
+            moto_endpoint, "--log", str(tmp_path / "log.jsonl"), "--train-params", '{"epochs": 2}']
+    first, second = CliRunner().invoke(app, args), CliRunner().invoke(app, args)
+    assert first.exit_code == 0 and second.exit_code == 0, first.output + second.output
+    started, repeated = json.loads(first.stdout), json.loads(second.stdout)
+    assert started["status"] == "triggered" and repeated["status"] == "deduplicated"
+    [execution] = sfn.list_executions(stateMachineArn=machine["stateMachineArn"])["executions"]
+    assert execution["executionArn"] == started["target"]
+    assert json.loads(json.loads(sfn.describe_execution(executionArn=started["target"])["input"])["Parameters"]) == {
+        "epochs": 2}
