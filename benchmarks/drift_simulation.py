@@ -290,15 +290,14 @@ def live_windows(args: argparse.Namespace, traffic: Traffic, windows: list[Windo
     """Send each window's notes through a live Triton server that profiles them; map the server's profile
     windows (wall clock) onto the simulated ones."""
     from clients.ner_client import NerClient
-    from medner.triton import TritonServer, free_ports
+    from medner.triton import TritonServer
     from monitoring.profiles import list_profiles, merge_profiles, write_view
 
     live_store = work / "live-profiles"
     seconds = args.live_window_seconds
-    grpc, http, metrics = free_ports(3)
-    server = TritonServer(staged_repository(args.repository, args.model, version_dir, work), grpc_port=grpc,
-                          http_port=http, metrics_port=metrics, log_file=work / "triton.log",
-                          profile_dir=str(live_store), profile_window_seconds=seconds)
+    server = TritonServer.on_free_ports(staged_repository(args.repository, args.model, version_dir, work),
+                                        log_file=work / "triton.log", profile_dir=str(live_store),
+                                        profile_window_seconds=seconds)
     server.start()
     starts = []
     try:

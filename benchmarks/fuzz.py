@@ -410,7 +410,7 @@ def fuzz_all(url: str, cases: int, seed: int | None = None, max_notes: int = 32)
 
 
 def write_report(tally: Tally, summary: dict, out: Path, command: str, target: str) -> Path:
-    from benchmarks.soak import hardware
+    from benchmarks.serving import hardware
 
     out.mkdir(parents=True, exist_ok=True)
     lines = [
@@ -448,11 +448,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         tally, summary = fuzz_all(args.url, args.cases, args.seed)
         target = args.url
     else:
-        from medner.triton import TritonServer, free_ports
+        from medner.triton import TritonServer
 
-        grpc_port, http_port, metrics_port = free_ports(3)
-        with TritonServer(args.repository, grpc_port=grpc_port, http_port=http_port, metrics_port=metrics_port,
-                          extra_args=["--model-control-mode=explicit", "--load-model=ner"]) as server:
+        only_ner = ["--model-control-mode=explicit", "--load-model=ner"]
+        with TritonServer.on_free_ports(args.repository, extra_args=only_ner) as server:
             tally, summary = fuzz_all(server.grpc_url, args.cases, args.seed)
         target = f"own tritonserver on 127.0.0.1 serving {args.repository} (model ner, latest version)"
     report = write_report(tally, summary, args.out, command, target)

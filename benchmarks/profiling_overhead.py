@@ -139,7 +139,7 @@ def components(repository: Path, notes: list[str], profiles: Path) -> dict:
 def triton(repository: Path, notes: list[str], rounds: int, concurrency: int, work: Path) -> dict:
     from serving import bench_triton
 
-    from medner.triton import TritonServer, free_ports
+    from medner.triton import TritonServer
 
     copy = repository
     class SystemLibpython(TritonServer):
@@ -155,10 +155,8 @@ def triton(repository: Path, notes: list[str], rounds: int, concurrency: int, wo
     servers = {}
     for name, kind, profile_dir in (("off", TritonServer, None), ("on", TritonServer, str(work / "profiles")),
                                     ("off_system_libpython", SystemLibpython, None)):
-        grpc_port, http_port, metrics_port = free_ports(3)
-        servers[name] = kind(copy, grpc_port=grpc_port, http_port=http_port, metrics_port=metrics_port,
-                             log_file=work / f"{name}.log", profile_dir=profile_dir,
-                             profile_window_seconds=60).start()
+        servers[name] = kind.on_free_ports(copy, log_file=work / f"{name}.log", profile_dir=profile_dir,
+                                           profile_window_seconds=60).start()
     variants = {"off": "off", "off_again": "off", "on": "on", "off_system_libpython": "off_system_libpython"}
     try:
         for server in servers.values():  # warm-up

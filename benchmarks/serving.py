@@ -236,7 +236,7 @@ def main() -> None:
 
     from clients.local import LocalNerModel, latest_version
     from export.onnx_export import package_versions
-    from medner.triton import TritonServer, free_ports
+    from medner.triton import TritonServer
 
     torch.set_num_threads(args.threads)
     notes = load_notes(args.data_dir, args.notes)
@@ -252,10 +252,8 @@ def main() -> None:
         hf = pipeline("token-classification", model=str(model_dir), aggregation_strategy="simple", device=-1)
         local = {m: LocalNerModel(args.repository, m, threads=args.threads) for m in ("ner", "ner_int8")}
         tokenizer = AutoTokenizer.from_pretrained(latest_version(args.repository / "ner"))
-        grpc_port, http_port, metrics_port = free_ports(3)
-        server = contextlib.nullcontext() if args.url else TritonServer(
-            args.repository, grpc_port=grpc_port, http_port=http_port, metrics_port=metrics_port,
-            log_file=Path(tmp) / "triton.log")
+        server = contextlib.nullcontext() if args.url else TritonServer.on_free_ports(
+            args.repository, log_file=Path(tmp) / "triton.log")
         with server:
             this = ResourceMeter(os.getpid(), children=False)
             triton = None if args.url else ResourceMeter(server.process.pid, children=True)

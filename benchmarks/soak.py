@@ -19,7 +19,6 @@ import argparse
 import asyncio
 import json
 import os
-import platform
 import sys
 import time
 from collections.abc import Sequence
@@ -160,16 +159,11 @@ async def soak(url: str, notes: Sequence[str], duration: float, requests: int | 
         errors=errors, intervals=intervals, load_average=tuple(round(x, 2) for x in os.getloadavg()))
 
 
-def hardware() -> str:
-    """CPU model and core count of this machine."""
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor() or "unknown CPU")
-    return f"{cpu}, {os.cpu_count()} cores, {platform.system()} {platform.release()}"
-
-
 def write_report(result: SoakResult, out: Path, command: str, target: str) -> Path:
     """soak.md (summary, then the intervals), soak.json and soak.png (latency percentiles and RSS over time)."""
     import matplotlib
+
+    from benchmarks.serving import hardware
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -262,11 +256,9 @@ def main(argv: Sequence[str] | None = None) -> SoakResult:
     if args.url:
         result, target = run(args.url, args.pid), f"{args.url} (model {args.model})"
     else:
-        from medner.triton import TritonServer, free_ports
+        from medner.triton import TritonServer
 
-        grpc_port, http_port, metrics_port = free_ports(3)
-        with TritonServer(args.repository, grpc_port=grpc_port, http_port=http_port,
-                          metrics_port=metrics_port) as server:
+        with TritonServer.on_free_ports(args.repository) as server:
             result = run(server.grpc_url, server.process.pid)
         target = f"own tritonserver on 127.0.0.1 serving {args.repository} (model {args.model}, latest version)"
     report = write_report(result, args.out, command, target)

@@ -140,7 +140,7 @@ def smoke_gate(repository: Path, version: int, timeout: float = 180.0) -> Gate:
     the same version run in-process (labels and offsets; scores within 1e-3)."""
     from clients.local import LocalNerModel
     from clients.ner_client import NerClient
-    from medner.triton import TritonError, TritonServer, free_ports
+    from medner.triton import TritonError, TritonServer
 
     with tempfile.TemporaryDirectory(prefix="medner-smoke-") as tmp:
         staging = Path(tmp) / "repository"
@@ -156,11 +156,9 @@ def smoke_gate(repository: Path, version: int, timeout: float = 180.0) -> Gate:
                 shutil.copy2(item, target)
             (staging / model / str(version)).symlink_to((config.parent / str(version)).resolve())
             served.append(model)
-        grpc_port, http_port, metrics_port = free_ports(3)
         log = Path(tmp) / "server.log"
         try:
-            with TritonServer(staging, grpc_port=grpc_port, http_port=http_port, metrics_port=metrics_port,
-                              log_file=log) as server:
+            with TritonServer.on_free_ports(staging, log_file=log) as server:
                 for model in served:
                     with NerClient(server.grpc_url, model=model, timeout=timeout) as client:
                         answers = client.extract(SMOKE_NOTES, return_exceptions=True)

@@ -178,6 +178,13 @@ class TritonServer:
     profile_dir: str | None = None  # set: the ner models write rolling whylogs profiles there (folder or s3://)
     profile_window_seconds: float | None = None  # profile window length (default 300 s)
 
+    @classmethod
+    def on_free_ports(cls, repository: Path, **options: object) -> TritonServer:
+        """A server (not started) on gRPC, HTTP and metrics ports free on 127.0.0.1 now: tests, benchmarks,
+        the promotion smoke test."""
+        grpc_port, http_port, metrics_port = free_ports(3)
+        return cls(repository, grpc_port=grpc_port, http_port=http_port, metrics_port=metrics_port, **options)
+
     @property
     def grpc_url(self) -> str:
         return f"{self.host}:{self.grpc_port}"

@@ -20,7 +20,7 @@ from clients.local import LocalNerModel
 from clients.ner_client import NerClient
 from medner.promotion import PromotionError, promote, rollback
 from medner.registry import serving, serving_record, write_serving_record
-from medner.triton import TritonServer, free_ports
+from medner.triton import TritonServer
 from tests.notes import NOTES
 
 KEY = "promotion-test-key"
@@ -93,9 +93,7 @@ def test_promotion_refusals_success_and_rollback_under_load(repository: Path) ->
     notes = NOTES[:3]
     expected = [[(e["label"], e["start"], e["end"]) for e in a]
                 for a in LocalNerModel(repository, version=1, threads=1).extract(notes)]
-    grpc_port, http_port, metrics_port = free_ports(3)
-    with TritonServer(repository, grpc_port=grpc_port, http_port=http_port, metrics_port=metrics_port,
-                      admin_key=KEY, version=1) as server:
+    with TritonServer.on_free_ports(repository, admin_key=KEY, version=1) as server:
         url = server.grpc_url
         assert serving(url, KEY) == {"ner": [1], "ner_int8": [1]}  # started on the champion, not the newest
 

@@ -111,20 +111,17 @@ def test_new_annotated_file_runs_data_flow_then_train_flow(tmp_path: Path, tiny_
 
 def test_inbox_on_step_functions_starts_data_flow(moto_endpoint: str, tmp_path: Path,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    from tests.aws import aws
+    from tests.aws import TEST_CREDENTIALS, aws, placeholder_state_machine
 
-    for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                        "AWS_DEFAULT_REGION": "us-east-1"}.items():
+    for name, value in TEST_CREDENTIALS.items():
         monkeypatch.setenv(name, value)
     sfn = aws(moto_endpoint, "stepfunctions")
-    machine = sfn.create_state_machine(  # named as `step-functions create` names DataFlow
-        name="DataFlow", roleArn="arn:aws:iam::123456789012:role/metaflow",
-        definition=json.dumps({"StartAt": "start", "States": {"start": {"Type": "Pass", "End": True}}}))
+    machine = placeholder_state_machine(moto_endpoint, "DataFlow")
     inbox = tmp_path / "inbox"
     inbox.mkdir()
     (inbox / "new.jsonl").write_text(jsonl("asthma again"))
     result = process_inbox(inbox, StepFunctionsBackend(endpoint_url=moto_endpoint), tmp_path / "log.jsonl", now=NOW)
-    [execution] = sfn.list_executions(stateMachineArn=machine["stateMachineArn"])["executions"]
+    [execution] = sfn.list_executions(stateMachineArn=machine)["executions"]
     assert result.decisions[-1]["target"] == execution["executionArn"]
     sent = json.loads(json.loads(sfn.describe_execution(executionArn=execution["executionArn"])["input"])["Parameters"])
     assert sent == {"extra-annotations": str((inbox / "accepted" / "new.jsonl").resolve())}

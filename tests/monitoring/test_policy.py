@@ -116,10 +116,9 @@ def test_quality_drop_beyond_threshold_is_critical() -> None:
 
 
 def test_decision_log_on_s3(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    from tests.aws import aws
+    from tests.aws import TEST_CREDENTIALS, aws
 
-    for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                        "AWS_DEFAULT_REGION": "us-east-1"}.items():
+    for name, value in TEST_CREDENTIALS.items():
         monkeypatch.setenv(name, value)
     aws(moto_endpoint, "s3").create_bucket(Bucket="monitoring")
     log = DecisionLog("s3://monitoring/decisions/log.jsonl", endpoint_url=moto_endpoint)

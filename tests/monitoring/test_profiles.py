@@ -12,7 +12,7 @@ import pytest
 
 from monitoring.features import FEATURES
 from monitoring.profiles import RollingProfiler, list_profiles, merge_profiles, read_profile, window_name
-from tests.aws import aws
+from tests.aws import TEST_CREDENTIALS, aws
 
 T0 = 300.0 * 5_800_000  # a window start: 2025-02-19T21:20:00Z
 
@@ -101,8 +101,7 @@ def test_unwritable_store_warns_keeps_serving_and_recovers(tmp_path: Path, caplo
 
 
 def test_profiles_to_s3(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
-    for key, value in {"AWS_ENDPOINT_URL": moto_endpoint, "AWS_ACCESS_KEY_ID": "testing",
-                       "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}.items():
+    for key, value in {"AWS_ENDPOINT_URL": moto_endpoint, **TEST_CREDENTIALS}.items():
         monkeypatch.setenv(key, value)  # as a server would be configured: boto3 reads these
     clock = Clock(T0 + 5)
     profiler = RollingProfiler("s3://medner-profiles/live", "ner_int8", 300, writer="w", background=False,

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from medner.cli import app
 from medner.data import read_behealthy
 from monitoring.quality import champion_f1, check_quality, predicted_labels
-from tests.aws import aws
+from tests.aws import TEST_CREDENTIALS, aws, placeholder_state_machine
 
 runner = CliRunner()
 
@@ -52,13 +52,10 @@ def test_live_server_and_in_process_agree(triton_server, exported_repository: Pa
 def test_quality_drop_triggers_experiment_flow_on_step_functions(
         exported_repository: Path, tiny_corpus: Path, tmp_path: Path, moto_endpoint: str,
         monkeypatch: pytest.MonkeyPatch) -> None:
-    for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                        "AWS_DEFAULT_REGION": "us-east-1"}.items():
+    for name, value in TEST_CREDENTIALS.items():
         monkeypatch.setenv(name, value)
     sfn = aws(moto_endpoint, "stepfunctions")
-    machine = sfn.create_state_machine(  # named as `step-functions create` names ExperimentFlow
-        name="ExperimentFlow", roleArn="arn:aws:iam::123456789012:role/metaflow",
-        definition=json.dumps({"StartAt": "start", "States": {"start": {"Type": "Pass", "End": True}}}))
+    machine = placeholder_state_machine(moto_endpoint, "ExperimentFlow")
     (tmp_path / "repo").mkdir()
     repository = repository_with_champion_f1(exported_repository, tmp_path / "repo", 0.95)
     log = tmp_path / "decisions.jsonl"
@@ -72,7 +69,7 @@ def test_quality_drop_triggers_experiment_flow_on_step_functions(
     decision = report["decision"]
     assert decision["action"] == "reexperiment" and decision["status"] == "triggered" and decision["alert"]
     assert decision["reason"].startswith("quality: entity F1")
-    [execution] = sfn.list_executions(stateMachineArn=machine["stateMachineArn"])["executions"]
+    [execution] = sfn.list_executions(stateMachineArn=machine)["executions"]
     assert execution["executionArn"] == decision["target"]
     sent = json.loads(sfn.describe_execution(executionArn=decision["target"])["input"])
     assert json.loads(sent["Parameters"]) == {"overrides": '{"threads": 1}'}

@@ -78,16 +78,15 @@ def test_marker_appears_in_no_profile_log_metric_or_error(triton_server) -> None
 
 def ner_only_server(exported_repository: Path, tmp_path: Path, **options: object):
     """A server of the ner model alone (starts and stops faster than all six), profiling to tmp_path/profiles."""
-    from medner.triton import TritonServer, free_ports
+    from medner.triton import TritonServer
 
     repository = tmp_path / "repository"
     (repository / "ner" / "1").mkdir(parents=True)
     (repository / "ner" / "config.pbtxt").symlink_to(exported_repository / "ner" / "config.pbtxt")
     for item in (exported_repository / "ner" / "1").iterdir():
         (repository / "ner" / "1" / item.name).symlink_to(item)
-    grpc_port, http_port, metrics_port = free_ports(3)
-    return TritonServer(repository, grpc_port=grpc_port, http_port=http_port, metrics_port=metrics_port,
-                        log_file=tmp_path / "server.log", profile_dir=str(tmp_path / "profiles"), **options)
+    return TritonServer.on_free_ports(repository, log_file=tmp_path / "server.log",
+                                      profile_dir=str(tmp_path / "profiles"), **options)
 
 
 def test_profiles_flushed_on_shutdown(exported_repository: Path, tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ import pytest
 
 from monitoring.policy import DecisionLog
 from monitoring.triggers import LocalBackend, StepFunctionsBackend, TriggerError, act
-from tests.aws import aws, deploy
+from tests.aws import TEST_CREDENTIALS, aws, deploy, placeholder_state_machine
 from tests.flows.conftest import FlowRunner
 
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
@@ -73,16 +73,13 @@ def test_critical_starts_experiment_flow_and_alerts(tmp_path: Path, tiny_corpus:
 @pytest.mark.slow
 def test_step_functions_executions_of_deployed_state_machines(moto_endpoint: str, tmp_path: Path,
                                                               monkeypatch: pytest.MonkeyPatch) -> None:
-    for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                        "AWS_DEFAULT_REGION": "us-east-1"}.items():
+    for name, value in TEST_CREDENTIALS.items():
         monkeypatch.setenv(name, value)
     proc = deploy("train_flow.py", moto_endpoint, tmp_path)  # the real `step-functions create`
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     sfn = aws(moto_endpoint, "stepfunctions")
     # ExperimentFlow's deployment needs the same command; a minimal machine under Metaflow's name keeps it fast
-    sfn.create_state_machine(name="ExperimentFlow", roleArn="arn:aws:iam::123456789012:role/metaflow",
-                             definition=json.dumps({"StartAt": "start", "States": {"start": {"Type": "Pass",
-                                                                                               "End": True}}}))
+    placeholder_state_machine(moto_endpoint, "ExperimentFlow")
     backend, log = StepFunctionsBackend(endpoint_url=moto_endpoint), DecisionLog(tmp_path / "decisions.jsonl")
     params = {"TrainFlow": {"max-steps": 4, "data-run": "DataFlow/7"}, "ExperimentFlow": {"grid": CRF_GRID}}
 
@@ -110,13 +107,10 @@ def test_cli_act_on_a_drift_report(moto_endpoint: str, tmp_path: Path, monkeypat
 
     from medner.cli import app
 
-    for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                        "AWS_DEFAULT_REGION": "us-east-1"}.items():
+    for name, value in TEST_CREDENTIALS.items():
         monkeypatch.setenv(name, value)
     sfn = aws(moto_endpoint, "stepfunctions")
-    machine = sfn.create_state_machine(  # named as `step-functions create` names TrainFlow
-        name="TrainFlow", roleArn="arn:aws:iam::123456789012:role/metaflow",
-        definition=json.dumps({"StartAt": "start", "States": {"start": {"Type": "Pass", "End": True}}}))
+    machine = placeholder_state_machine(moto_endpoint, "TrainFlow")
     (tmp_path / "report.json").write_text(json.dumps({"level": "warning", **WINDOW}))
     args = ["monitor", "act", str(tmp_path / "report.json"), "--backend", "stepfunctions", "--endpoint-url",
             moto_endpoint, "--log", str(tmp_path / "log.jsonl"), "--train-params", '{"epochs": 2}']
@@ -124,7 +118,7 @@ def test_cli_act_on_a_drift_report(moto_endpoint: str, tmp_path: Path, monkeypat
     assert first.exit_code == 0 and second.exit_code == 0, first.output + second.output
     started, repeated = json.loads(first.stdout), json.loads(second.stdout)
     assert started["status"] == "triggered" and repeated["status"] == "deduplicated"
-    [execution] = sfn.list_executions(stateMachineArn=machine["stateMachineArn"])["executions"]
+    [execution] = sfn.list_executions(stateMachineArn=machine)["executions"]
     assert execution["executionArn"] == started["target"]
     assert json.loads(json.loads(sfn.describe_execution(executionArn=started["target"])["input"])["Parameters"]) == {
         "epochs": 2}
