@@ -199,14 +199,13 @@ def latency_pairs(url: str, local, model: str, sample: list[str], triton_first: 
         return {side: timed(sides[side]) for side in order}
 
 
-def int8_quality(repository: Path) -> dict[str, float]:
-    """Test entity F1 of fp32 and INT8 from the export gates of the served version (lineage.json)."""
-    from clients.local import latest_version
+def int8_quality(repository: Path, version: int) -> dict[str, float]:
+    """Test entity F1 of fp32 and INT8 from the export gates of ``version`` (its lineage)."""
+    from medner.registry import lineage
 
-    lineage = json.loads((latest_version(repository / "ner_encoder") / "lineage.json").read_text())
-    return {"fp32": lineage["metrics_fp32"]["entity_f1"],
-            "int8": (lineage.get("metrics_int8") or {}).get("entity_f1", float("nan")),
-            "version": lineage["version"]}
+    record = lineage(repository, version)
+    return {"fp32": record["metrics_fp32"]["entity_f1"],
+            "int8": (record.get("metrics_int8") or {}).get("entity_f1", float("nan")), "version": version}
 
 
 def main() -> None:
@@ -234,8 +233,9 @@ def main() -> None:
     import torch
     from transformers import AutoTokenizer, pipeline
 
-    from clients.local import LocalNerModel, latest_version
+    from clients.local import LocalNerModel
     from export.onnx_export import package_versions
+    from medner.registry import versions
     from medner.triton import TritonServer
 
     torch.set_num_threads(args.threads)
@@ -250,8 +250,10 @@ def main() -> None:
 
             model_dir = files_to_dir(Flow("TrainFlow").latest_successful_run.data.model_files, tmp)
         hf = pipeline("token-classification", model=str(model_dir), aggregation_strategy="simple", device=-1)
-        local = {m: LocalNerModel(args.repository, m, threads=args.threads) for m in ("ner", "ner_int8")}
-        tokenizer = AutoTokenizer.from_pretrained(latest_version(args.repository / "ner"))
+        version = versions(args.repository)[-1].version  # the newest: what a server with no pinning loads
+        local = {m: LocalNerModel(args.repository, m, threads=args.threads, version=version)
+                 for m in ("ner", "ner_int8")}
+        tokenizer = AutoTokenizer.from_pretrained(args.repository / "ner" / str(version))
         server = contextlib.nullcontext() if args.url else TritonServer.on_free_ports(
             args.repository, log_file=Path(tmp) / "triton.log")
         with server:
@@ -286,7 +288,7 @@ def main() -> None:
     meta = {"hardware": hardware(), "date": time.strftime("%Y-%m-%d"), "notes": len(notes), "rounds": args.rounds,
             "threads_in_process": args.threads, "notes_per_request": NOTES_PER_REQUEST,
             "latency_sample": len(sample), "packages": package_versions(),
-            "server": args.url or "started here on --repository", "f1": int8_quality(args.repository),
+            "server": args.url or "started here on --repository", "f1": int8_quality(args.repository, version),
             "triton_threads": {m: _config_threads(args.repository, m) for m in ("ner", "ner_int8")},
             "triton_instances": {m: _config_instances(args.repository, m) for m in ("ner", "ner_int8")},
             "command": "python benchmarks/serving.py " + " ".join(sys.argv[1:])}

@@ -12,7 +12,10 @@ training is evaluated with.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import fcntl
+import os
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypedDict
@@ -391,11 +394,51 @@ def ort_encoder(onnx_path: Path, threads: int = 1, spinning: bool = True) -> Enc
     return encode
 
 
+class SoloCores:
+    """Lets a small call run on every core while no other model instance is running.
+
+    Each Triton instance encodes on ``threads`` (one) so that under load the instances together fill the
+    cores; alone, a single note then takes ~1.6x as long as on two threads. So each instance also holds a
+    session on every core (``solo``), and the instances sharing ``lock_dir`` (the model repository)
+    announce their runs with an advisory lock on it: a solo run holds it exclusively, a narrow run shared.
+    A small call that cannot take it at once runs narrow; a narrow run waits for a solo one to end."""
+
+    def __init__(self, lock_dir: Path, narrow: Encoder, solo: Encoder, max_chars: int):
+        self.narrow, self.solo, self.max_chars = narrow, solo, max_chars
+        self._lock = os.open(lock_dir, os.O_RDONLY)
+
+    def _take(self, mode: int) -> bool:
+        try:
+            fcntl.flock(self._lock, mode | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            return False
+
+    @contextmanager
+    def encoder(self, notes: Sequence[str]) -> Iterator[Encoder]:
+        """The encoder for ``notes``; the lock is held until the caller is done with it."""
+        if sum(map(len, notes)) <= self.max_chars and self._take(fcntl.LOCK_EX):
+            encoder = self.solo
+        else:  # wait out a solo run (milliseconds: it is short and holds every core anyway)
+            fcntl.flock(self._lock, fcntl.LOCK_SH)
+            encoder = self.narrow
+        try:
+            yield encoder
+        finally:
+            fcntl.flock(self._lock, fcntl.LOCK_UN)
+
+    def __del__(self) -> None:
+        os.close(self._lock)
+
+
 class NerPipeline:
     """One exported model version run in this process: the tokenizer and ``model.onnx`` of
     ``version_dir`` with its Triton config ``parameters`` (max_length, stride, max_note_chars,
-    micro_batch, decode, model_file, threads, spinning). The CPU ``ner`` Triton model runs exactly this;
-    ``threads`` overrides the config's."""
+    micro_batch, decode, model_file, threads, spinning, solo_threads, solo_max_chars). The CPU ``ner``
+    Triton model runs exactly this; ``threads`` overrides the config's.
+
+    ``solo_threads`` above ``threads`` (``0``: every core) adds :class:`SoloCores`: a call of at most
+    ``solo_max_chars`` characters runs on ``solo_threads`` threads while no other instance runs."""
 
     def __init__(self, version_dir: Path | str, parameters: dict[str, str], threads: int | None = None):
         from transformers import AutoTokenizer
@@ -407,16 +450,30 @@ class NerPipeline:
         self.micro_batch = int(parameters.get("micro_batch", DEFAULT_MICRO_BATCH))
         self.method = parameters.get("decode", "viterbi")
         self.tokenizer = AutoTokenizer.from_pretrained(version_dir)
-        self.encode = ort_encoder(version_dir / parameters.get("model_file", "model.onnx"),
-                                  threads or int(parameters.get("threads", 1)),
-                                  parameters.get("spinning", "true") == "true")
+        model_file = version_dir / parameters.get("model_file", "model.onnx")
+        threads = threads or int(parameters.get("threads", 1))
+        spinning = parameters.get("spinning", "true") == "true"
+        self.encode = ort_encoder(model_file, threads, spinning)
+        solo_threads = int(parameters.get("solo_threads", 1)) or len(os.sched_getaffinity(0))
+        self.solo = None if solo_threads <= threads else SoloCores(
+            version_dir.parent.parent, self.encode, ort_encoder(model_file, solo_threads, spinning),
+            int(parameters.get("solo_max_chars", 0)))
         self.version_dir = version_dir
         self._vocabulary: Any = False  # the training vocabulary, read on the first call with features
 
+    @contextmanager
+    def _encoder(self, notes: Sequence[str]) -> Iterator[Encoder]:
+        if self.solo is None:
+            yield self.encode
+        else:
+            with self.solo.encoder(notes) as encoder:
+                yield encoder
+
     def __call__(self, notes: Sequence[str]) -> list[list[Entity]]:
         """Entities of each (validated) note."""
-        return extract(notes, self.tokenizer, self.encode, self.max_length, self.stride, self.micro_batch,
-                       self.method)
+        with self._encoder(notes) as encoder:
+            return extract(notes, self.tokenizer, encoder, self.max_length, self.stride, self.micro_batch,
+                           self.method)
 
     def with_features(self, notes: Sequence[str]) -> tuple[list[list[Entity]], np.ndarray]:
         """Entities of each note and its monitoring features (``monitoring.features.FEATURES`` columns),
@@ -425,8 +482,9 @@ class NerPipeline:
 
         if self._vocabulary is False:
             self._vocabulary = read_vocabulary(self.version_dir)
-        batch, decoded = extract_decoded(notes, self.tokenizer, self.encode, self.max_length, self.stride,
-                                         self.micro_batch, self.method)
+        with self._encoder(notes) as encoder:
+            batch, decoded = extract_decoded(notes, self.tokenizer, encoder, self.max_length, self.stride,
+                                             self.micro_batch, self.method)
         rows = batch_features(notes, batch, [d.labels for d in decoded],
                               [d.confidence for d in decoded], self.tokenizer.unk_token_id, self._vocabulary)
         return [d.entities for d in decoded], rows

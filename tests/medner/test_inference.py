@@ -1,11 +1,14 @@
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from medner.inference import (
+    NerPipeline,
+    SoloCores,
     extract,
     gather_notes,
     predict_sentences,
@@ -85,3 +88,49 @@ def test_a_word_longer_than_a_window_at_a_sentence_end(tokenizer_and_model) -> N
     for note in batch.notes:
         assert note.n_windows > 1 and (note.word_window >= 0).all()  # every word scored from some window
     assert batch.input_ids.shape[1] <= 64
+
+
+def _narrow(input_ids, attention_mask):  # stand-ins: only which encoder is chosen matters here
+    raise AssertionError("not called")
+
+
+def _solo(input_ids, attention_mask):
+    raise AssertionError("not called")
+
+
+def test_a_small_call_runs_solo_only_while_no_other_instance_runs(tmp_path: Path) -> None:
+    first, second = (SoloCores(tmp_path, _narrow, _solo, max_chars=20) for _ in range(2))  # two instances
+    with first.encoder(["a short note"]) as encoder:
+        assert encoder is _solo
+        chosen: list = []
+
+        def small_call() -> None:
+            with second.encoder(["another note"]) as encoder:
+                chosen.append(encoder)
+
+        waiting = threading.Thread(target=small_call)
+        waiting.start()
+        waiting.join(0.3)
+        assert waiting.is_alive()  # a narrow run waits for the solo one: it holds every core
+    waiting.join(5)
+    assert chosen == [_narrow]
+    with first.encoder(["x" * 21]) as encoder:  # too long for solo: narrow, and no other call waits for it
+        assert encoder is _narrow
+        with second.encoder(["short"]) as other:
+            assert other is _narrow  # another instance is running
+    with second.encoder(["short"]) as encoder:
+        assert encoder is _solo  # alone again
+
+
+def test_solo_runs_tag_like_narrow_ones(exported_repository: Path) -> None:
+    from clients.local import config_parameters
+    from tests.notes import NOTES
+
+    parameters = config_parameters(exported_repository / "ner" / "config.pbtxt")
+    parameters.update(threads="1", solo_threads="2", solo_max_chars="2000")
+    version = next(p for p in (exported_repository / "ner").iterdir() if p.name.isdigit())
+    solo = NerPipeline(version, parameters)
+    narrow = NerPipeline(version, {**parameters, "solo_threads": "1"})
+    assert solo.solo is not None and narrow.solo is None
+    short = [n for n in NOTES if len(n) < 500][:4]
+    assert short and solo(short) == narrow(short)
