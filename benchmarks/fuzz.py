@@ -264,10 +264,11 @@ class Fuzzer:
         self.expect_error(f"{many_notes} notes in one request",
                           lambda: raw.infer(model, [bytes_input(grpc, [n.encode() for n in notes])]), invalid,
                           r"batch-size must be <= \d+")
-        self.raw_request(notes[:128], "raw hard case")  # max_batch_size: served
-        self.expect_error("129 notes in one request",
-                          lambda: raw.infer(model, [bytes_input(grpc, [n.encode() for n in notes[:129]])]), invalid,
-                          r"batch-size must be <= 128")
+        limit = raw.get_model_config(model).config.max_batch_size
+        self.raw_request(notes[:limit], "raw hard case")  # max_batch_size: served
+        self.expect_error(f"{limit + 1} notes in one request",
+                          lambda: raw.infer(model, [bytes_input(grpc, [n.encode() for n in notes[:limit + 1]])]),
+                          invalid, rf"batch-size must be <= {limit}\b")
         self.async_many(notes[:client_notes])
 
         def tensor(name: str, shape: list[int], dtype: str, data: np.ndarray) -> object:
