@@ -35,9 +35,12 @@ demo: setup  ## data + training + evaluation, then export to model_repository/
 	$(BIN)/python flows/train_flow.py run
 	$(BIN)/medner export
 
+# The run's output is kept in .pytest.log: a crash dump printed outside any test (a session fixture's server,
+# interpreter shutdown) fails the build too; inside a test, tests/crash_dumps.py fails that test.
 test: setup audit
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest
+	set -o pipefail; $(BIN)/python -m pytest 2>&1 | tee .pytest.log
+	@! grep -n "Fatal Python error" .pytest.log || { echo "a crash dump was printed during the tests (above)"; exit 1; }
 
 # Known vulnerabilities in the locked dependencies (PyPI's advisory data), from a venv of its own (pip-audit's
 # dependencies conflict with whylogs'). Reports only: no network, or a finding, never fails the build.
@@ -56,4 +59,4 @@ lint: setup
 	$(BIN)/ruff check .
 
 clean:
-	rm -rf $(VENV) $(AUDIT_VENV) .metaflow .pytest_cache
+	rm -rf $(VENV) $(AUDIT_VENV) .metaflow .pytest_cache .pytest.log

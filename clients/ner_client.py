@@ -28,10 +28,11 @@ CHANNEL_ARGS = [("grpc.initial_reconnect_backoff_ms", 100), ("grpc.min_reconnect
 
 
 class NerRequestError(RuntimeError):
-    """The server refused or failed one note; ``index`` is its position in the call."""
+    """The server refused or failed one note; ``index`` is its position in the call, ``attempts`` how many
+    times its request was sent."""
 
-    def __init__(self, index: int, status: str, message: str):
-        self.index, self.status = index, status
+    def __init__(self, index: int, status: str, message: str, attempts: int = 1):
+        self.index, self.status, self.reason, self.attempts = index, status, message, attempts
         super().__init__(f"note {index}: {message}")
 
 
@@ -82,16 +83,16 @@ class AsyncNerClient:
                 status = str(err.status())
                 if until is None:
                     if status not in RETRYABLE or attempt == self.retries:
-                        raise NerRequestError(index, status, err.message()) from None
+                        raise NerRequestError(index, status, err.message(), attempt + 1) from None
                     delay = self.backoff * 2**attempt
                 else:
                     left = until - time.monotonic()
                     if status not in RETRYABLE and not (status == "StatusCode.DEADLINE_EXCEEDED" and left <= 0):
-                        raise NerRequestError(index, status, err.message()) from None
+                        raise NerRequestError(index, status, err.message(), attempt + 1) from None
                     if left <= 0:
                         raise NerRequestError(index, "StatusCode.UNAVAILABLE", (
                             f"server unavailable after {time.monotonic() - started:.1f}s "
-                            f"({attempt + 1} attempts): {err.message()}")) from None
+                            f"({attempt + 1} attempts): {err.message()}"), attempt + 1) from None
                     delay = min(self.backoff * 2**attempt, self.max_backoff, left)  # the last try is at the deadline
                 await asyncio.sleep(delay)
                 attempt += 1
@@ -103,8 +104,10 @@ class AsyncNerClient:
     async def extract(self, notes: Sequence[str | bytes], return_exceptions: bool = False
                       ) -> list[list[Entity] | NerRequestError]:
         """Entities of each note, in order, ``batch_size`` notes per request. A request refused for a
-        bad note is retried note by note, so only the bad note fails: with ``return_exceptions`` its
-        NerRequestError stands in its place, otherwise the first failure is raised."""
+        bad note is retried note by note, so only the bad note fails; a request the server could not answer
+        (UNAVAILABLE past the retries or the deadline) fails every note it carried. With ``return_exceptions``
+        each failed note has its own NerRequestError in its place, so every note ends with entities or an
+        error; otherwise the first failure is raised."""
         gate = asyncio.Semaphore(self.concurrency)
         results: list = [None] * len(notes)
         until = self._until()  # one deadline for the whole call
@@ -116,10 +119,12 @@ class AsyncNerClient:
                     results[first: first + len(part)] = await self.infer(part, first, until)
                     return
                 except NerRequestError as err:
-                    if len(part) == 1 or err.status in RETRYABLE:
+                    if len(part) == 1 or err.status in RETRYABLE:  # the server, not a note: every note fails
                         if not return_exceptions:
                             raise
-                        results[first] = err
+                        results[first: first + len(part)] = [
+                            NerRequestError(first + offset, err.status, err.reason, err.attempts)
+                            for offset in range(len(part))]
                         return
             for offset, payload in enumerate(part):  # isolate the bad note(s)
                 async with gate:

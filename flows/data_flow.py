@@ -7,9 +7,10 @@ class DataFlow(FlowSpec):
     """Read, validate, split and version the annotated corpus.
 
     Steps:
-      start - read and validate the BeHealthy files (and any extra annotations added to train)
-      split - carve the dev split from train with a fixed seed, version the data by content hash,
-              count test sentences leaked into train, and describe the corpus in a card
+      start - locate the BeHealthy folder and any extra annotation files added to train
+      split - read and validate them (a malformed line fails the run, naming file and line), carve the dev
+              split from train with a fixed seed, version the data by content hash, count test sentences
+              leaked into train, and describe the corpus in a card
       end   - print the data version
     """
 
@@ -22,7 +23,7 @@ class DataFlow(FlowSpec):
 
     @step
     def start(self):
-        """Read and validate the corpus, failing on the first malformed line."""
+        """Locate the corpus folder and the extra annotation files."""
         from medner.config import data_dir
 
         self.source_dir = str(data_dir(self.data_dir))
@@ -32,7 +33,7 @@ class DataFlow(FlowSpec):
     @card(type="blank")
     @step
     def split(self):
-        """Split, version, check leakage and describe the corpus."""
+        """Read, validate, split, version, check leakage and describe the corpus."""
         from medner.data import prepare_data
 
         prepared = prepare_data(self.source_dir, self.extra_paths, self.dev_fraction, self.seed)

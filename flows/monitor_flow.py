@@ -18,7 +18,7 @@ class MonitorFlow(FlowSpec):
                                                             "(default: $MEDNER_PROFILE_DIR)")
     model = Parameter("model", default="ner", help="served model whose profiles are checked")
     repository = Parameter("repository", default="model_repository", help="Triton model repository")
-    reference = Parameter("reference", default="", help="reference profile (default: newest version's)")
+    reference = Parameter("reference", default="", help="reference profile (default: the champion's)")
     window = Parameter("window", default="1h", help="window length ending at --until: 30m, 1h, 1d")
     until = Parameter("until", default="", help="window end, ISO 8601 (default: now)")
     warning = Parameter("warning", default=0.0, help="warning threshold (0: DriftThresholds' default)")

@@ -3,19 +3,64 @@
 from __future__ import annotations
 
 import json
+from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import typer
 
-app = typer.Typer(help="medner: disease and treatment extraction from clinical notes.", no_args_is_help=True)
-data_app = typer.Typer(help="Get, check and describe annotated data.", no_args_is_help=True)
+# Exit codes, the same for every command (README, "Exit codes").
+EXIT_FAILED = 1  # the command ran and its work failed or was refused (failed notes, refused export or promotion)
+EXIT_USAGE = 2  # the command was called wrongly: unknown option, bad choice, missing file (click's own code)
+EXIT_WARNING, EXIT_CRITICAL = 3, 4  # `monitor check`: drift at that level (0: none)
+
+
+def fail(message: str, code: int = EXIT_FAILED) -> NoReturn:
+    """Print ``error: message`` in red on stderr and exit with ``code``."""
+    typer.secho(f"error: {message}", fg="red", err=True)
+    raise typer.Exit(code)
+
+
+class Model(StrEnum):
+    """A served model: fp32 or INT8."""
+
+    ner = "ner"
+    ner_int8 = "ner_int8"
+
+
+class OutputFormat(StrEnum):
+    jsonl = "jsonl"
+    table = "table"
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from medner import __version__
+
+        typer.echo(f"medner {__version__}")
+        raise typer.Exit()
+
+
+app = typer.Typer(help="medner: disease and treatment extraction from clinical notes. Exit codes: 0 success, "
+                  "1 the work failed or was refused, 2 usage error, 3/4 drift warning/critical (monitor check).",
+                  no_args_is_help=True, rich_markup_mode=None)  # plain click errors: one line, greppable
+
+
+@app.callback()
+def main(
+    version: Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True,
+                                          help="Print the version and exit.")] = False,
+) -> None:
+    """medner: disease and treatment extraction from clinical notes."""
+
+
+data_app = typer.Typer(help="Get, check and describe annotated data.", no_args_is_help=True, rich_markup_mode=None)
 app.add_typer(data_app, name="data")
 models_app = typer.Typer(help="The model registry: versions in a Triton repository and what is serving.",
-                         no_args_is_help=True)
+                         no_args_is_help=True, rich_markup_mode=None)
 app.add_typer(models_app, name="models")
 monitor_app = typer.Typer(help="Drift of live requests against the served model's reference profile.",
-                          no_args_is_help=True)
+                          no_args_is_help=True, rich_markup_mode=None)
 app.add_typer(monitor_app, name="monitor")
 
 DataDirOption = Annotated[
@@ -37,8 +82,7 @@ def data_fetch(
     try:
         downloaded = fetch(target, mirror)
     except FetchError as err:
-        typer.secho(f"error: {err}", fg="red", err=True)
-        raise typer.Exit(1) from None
+        fail(f"{err}")
     typer.echo(f"{target}: {'downloaded ' + ', '.join(downloaded) if downloaded else 'already complete'}"
                " (checksums verified)")
 
@@ -58,8 +102,7 @@ def data_check(
         else:
             splits = read_behealthy(resolve_data_dir(data_dir))
     except (DataFormatError, FileNotFoundError) as err:
-        typer.secho(f"error: {err}", fg="red", err=True)
-        raise typer.Exit(1) from None
+        fail(f"{err}")
     typer.echo(json.dumps({name: corpus_stats(s) for name, s in splits.items()}, indent=2))
 
 
@@ -90,8 +133,7 @@ def export_command(
             try:
                 source = run_model(run)
             except ValueError as err:
-                typer.secho(f"error: {err}", fg="red", err=True)
-                raise typer.Exit(1) from None
+                fail(f"{err}")
             model_dir = files_to_dir(source.model_files, tmp)
             test, train, lineage, method = source.test, source.train, source.lineage, source.method
         else:
@@ -101,8 +143,7 @@ def export_command(
         try:
             version = export_model(model_dir, repository, test, lineage, method, threads, train)
         except ExportRefused as err:
-            typer.secho(f"export refused: {err}", fg="red", err=True)
-            raise typer.Exit(1) from None
+            fail(f"export refused: {err}")
     record = json.loads((repository / "ner_encoder" / str(version) / "lineage.json").read_text())
     typer.echo(json.dumps({"repository": str(repository), "version": version, "gates": record["gates"],
                            "entity_f1_fp32": record["metrics_fp32"]["entity_f1"],
@@ -121,8 +162,7 @@ def models_list(
 
     found = versions(repository)
     if not found:
-        typer.secho(f"{repository}: no model versions (run `medner export`)", fg="red", err=True)
-        raise typer.Exit(1)
+        fail(f"{repository}: no model versions (run `medner export`)")
     try:
         loaded = serving(url, admin_key(create=False)) if url else None
     except Exception as err:  # unreachable server: still list the repository
@@ -150,9 +190,8 @@ def _admin_key_or_exit(key_file: Path | None) -> str:
 
     key = admin_key(key_file, create=False)
     if not key:
-        typer.secho("error: no admin key: set $MEDNER_ADMIN_KEY or pass --admin-key-file (the key `medner serve` "
-                    "was started with)", fg="red", err=True)
-        raise typer.Exit(2)
+        fail("no admin key: set $MEDNER_ADMIN_KEY or pass --admin-key-file (the key `medner serve` was started "
+             "with)", EXIT_USAGE)
     return key
 
 
@@ -175,8 +214,7 @@ def models_promote(
         decision = promote(repository, url, _admin_key_or_exit(admin_key_file), version, margin, tolerance, gpu,
                            keep_refused)
     except PromotionError as err:
-        typer.secho(f"error: {err}", fg="red", err=True)
-        raise typer.Exit(2) from None
+        fail(f"{err}", EXIT_USAGE)
     for gate in decision.gates:
         typer.echo(f"  {gate.name:<8} {'pass' if gate.passed else 'FAIL'}  {gate.detail}")
     for note in decision.notes:
@@ -185,8 +223,7 @@ def models_promote(
         typer.secho(f"promoted v{decision.version} (was v{decision.champion}); `medner models rollback` undoes it",
                     fg="green")
     else:
-        typer.secho(f"refused v{decision.version}; v{decision.champion} keeps serving", fg="red", err=True)
-        raise typer.Exit(1)
+        fail(f"refused v{decision.version}; v{decision.champion} keeps serving")
 
 
 @models_app.command("rollback")
@@ -203,8 +240,7 @@ def models_rollback(
     try:
         entry = rollback(repository, url, _admin_key_or_exit(admin_key_file), to, gpu)
     except PromotionError as err:
-        typer.secho(f"error: {err}", fg="red", err=True)
-        raise typer.Exit(2) from None
+        fail(f"{err}", EXIT_USAGE)
     typer.secho(f"rolled back to v{entry['version']} (was v{entry['champion']}); {entry['notes'][0]}", fg="green")
 
 
@@ -242,15 +278,13 @@ def serve(
     try:
         server.start()
     except TritonError as err:
-        typer.secho(f"error: {err}", fg="red", err=True)
-        raise typer.Exit(1) from None
+        fail(f"{err}")
     typer.echo(f"Triton ready: gRPC {server.grpc_url}, HTTP {host}:{http_port}, metrics {host}:{metrics_port}"
                f"{' (GPU configs)' if gpu else ''}{f'; profiles to {profile_dir}' if profile_dir else ''}"
                "; Ctrl-C stops it")
     while not stop.wait(1.0):
         if server.process is not None and server.process.poll() is not None:
-            typer.secho(f"tritonserver exited with code {server.process.returncode}", fg="red", err=True)
-            raise typer.Exit(1)
+            fail(f"tritonserver exited with code {server.process.returncode}")
     typer.echo("stopping (in-flight requests finish first)")
     server.stop()
 
@@ -275,16 +309,20 @@ def _read_notes(inputs: list[Path]) -> list[tuple[str, bytes]]:
 
 @app.command()
 def extract(
-    inputs: Annotated[list[Path] | None, typer.Argument(help="Text files (a note per line), folders of .txt, or -.")
-                      ] = None,
+    inputs: Annotated[list[Path] | None, typer.Argument(
+        help="Text files (a note per line), folders of .txt, or - (standard input, the default).", exists=True,
+        allow_dash=True)] = None,
     url: Annotated[str, typer.Option(help="Triton gRPC address.")] = "127.0.0.1:8001",
-    local: Annotated[Path | None, typer.Option(help="Run in-process on this model repository (no server).")] = None,
-    model: Annotated[str, typer.Option(help="ner (fp32) or ner_int8.")] = "ner",
-    output: Annotated[str, typer.Option("--format", help="jsonl or table.")] = "jsonl",
+    local: Annotated[Path | None, typer.Option(help="Run in-process on this model repository (no server).",
+                                               exists=True, file_okay=False)] = None,
+    model: Annotated[Model, typer.Option(help="Served model: fp32 or INT8.")] = Model.ner,
+    output: Annotated[OutputFormat, typer.Option("--format", help="One JSON object per note, or a table.")
+                      ] = OutputFormat.jsonl,
     concurrency: int = 16,
     timeout: Annotated[float, typer.Option(help="Seconds per request (each retry gets its own).")] = 60.0,
 ) -> None:
-    """Extract diseases and treatments from notes, through Triton (--url) or in-process (--local)."""
+    """Extract diseases and treatments from notes, through Triton (--url) or in-process (--local). Every note
+    gets a line: its entities or its error. Exit 1 when any note failed (their ids are listed on stderr)."""
     notes = _read_notes(inputs or [])
     texts = [note for _, note in notes]
     if local is not None:
@@ -296,26 +334,26 @@ def extract(
 
         with NerClient(url, model=model, timeout=timeout, concurrency=concurrency) as client:
             results = client.extract(texts, return_exceptions=True)
-    failures = 0
-    for (note_id, _), result in zip(notes, results):
+    failed: list[str] = []
+    for (note_id, _), result in zip(notes, results, strict=True):
         if isinstance(result, Exception):
-            failures += 1
-            typer.echo(json.dumps({"id": note_id, "error": str(result)}) if output == "jsonl"
+            failed.append(note_id)
+            typer.echo(json.dumps({"id": note_id, "error": str(result)}) if output is OutputFormat.jsonl
                        else f"{note_id}\tERROR\t{result}")
-        elif output == "jsonl":
+        elif output is OutputFormat.jsonl:
             typer.echo(json.dumps({"id": note_id, "entities": result}, ensure_ascii=False))
         else:
             for e in result:
                 typer.echo(f"{note_id}\t{e['label']}\t{e['start']}-{e['end']}\t{e['score']:.2f}\t{e['text']}")
-    if failures:
-        typer.secho(f"{failures} of {len(notes)} notes failed", fg="red", err=True)
-        raise typer.Exit(1)
+    if failed:
+        shown = ", ".join(failed[:20]) + (f" and {len(failed) - 20} more" if len(failed) > 20 else "")
+        fail(f"{len(failed)} of {len(notes)} notes failed: {shown}")
 
 
 @monitor_app.command("check")
 def monitor_check(
     profile_dir: Annotated[str, typer.Option(help="Profile store root: a folder or s3://bucket/prefix.")],
-    model: Annotated[str, typer.Option(help="Served model whose profiles to check (ner or ner_int8).")] = "ner",
+    model: Annotated[Model, typer.Option(help="Served model whose profiles to check.")] = Model.ner,
     repository: RepositoryOption = Path("model_repository"),
     reference: Annotated[str | None, typer.Option(
         help="Reference profile (default: reference_profile.bin of the champion version).")] = None,
@@ -327,7 +365,8 @@ def monitor_check(
     min_notes: Annotated[int | None, typer.Option(help="Fewer notes than this: level none.")] = None,
     html: Annotated[Path | None, typer.Option(help="Also write whylogs' HTML drift report here.")] = None,
 ) -> None:
-    """Compare a window of request profiles with the reference profile; print the drift report as JSON."""
+    """Compare a window of request profiles with the reference profile; print the drift report as JSON.
+    Exit 0 when the level is none, 3 on warning, 4 on critical, 1 when there is nothing to compare."""
     from dataclasses import asdict
 
     from monitoring.drift import (
@@ -347,22 +386,23 @@ def monitor_check(
         reference = reference or str(default_reference(repository, model))
         target, reference_view, profiles = window_views(profile_dir, model, reference, window_start, window_end)
     except (ValueError, FileNotFoundError) as err:
-        typer.secho(f"error: {err}", fg="red", err=True)
-        raise typer.Exit(1) from None
+        fail(f"{err}")
     if profiles == 0:
-        typer.secho(f"error: no {model} profiles in {profile_dir} for {window_start:%Y-%m-%dT%H:%M:%SZ} .. "
-                    f"{window_end:%Y-%m-%dT%H:%M:%SZ}", fg="red", err=True)
-        raise typer.Exit(1)
+        fail(f"no {model} profiles in {profile_dir} for {window_start:%Y-%m-%dT%H:%M:%SZ} .. "
+             f"{window_end:%Y-%m-%dT%H:%M:%SZ}")
     report = compare(target, reference_view, window_start, window_end, thresholds, profiles)
     typer.echo(json.dumps(report.to_dict(), indent=2))
     if html is not None:
         html.write_text(drift_report_html(target, reference_view))
         typer.echo(f"HTML drift report: {html}", err=True)
+    if report.level != "none":  # cron and schedulers see the level without parsing the JSON
+        raise typer.Exit(EXIT_WARNING if report.level == "warning" else EXIT_CRITICAL)
 
 
 BackendOption = Annotated[str, typer.Option(help="Where flows start: local (Metaflow Runner) or stepfunctions.")]
-DecisionLogOption = Annotated[str, typer.Option("--log", envvar="MEDNER_DECISION_LOG",
-                                                help="Decision log (JSONL): a file or s3://bucket/key.")]
+DecisionLogOption = Annotated[str, typer.Option(
+    "--log", envvar="MEDNER_DECISION_LOG",
+    help="Decision log: a JSONL file or s3://bucket/prefix (an object per record).")]
 EndpointOption = Annotated[str | None, typer.Option(help="AWS endpoint URL for stepfunctions (default: boto3's).")]
 
 
@@ -383,7 +423,7 @@ def _backend_options(backend: str, endpoint_url: str | None) -> dict:
 @monitor_app.command("act")
 def monitor_act(
     report: Annotated[Path, typer.Argument(help="Drift report JSON (the output of `medner monitor check`); - reads "
-                                           "stdin.")],
+                                           "stdin.", exists=True, dir_okay=False, allow_dash=True)],
     backend: BackendOption = "local",
     log: DecisionLogOption = "monitoring/decisions.jsonl",
     train_params: Annotated[str, typer.Option(help="TrainFlow parameters for a retrain, JSON.")] = "{}",
@@ -397,15 +437,18 @@ def monitor_act(
 
     from monitoring.triggers import TriggerError, act
 
-    data = json.loads(sys.stdin.read() if str(report) == "-" else report.read_text())
+    source = "stdin" if str(report) == "-" else str(report)
+    try:
+        data = json.loads(sys.stdin.read() if str(report) == "-" else report.read_text())
+    except json.JSONDecodeError as err:
+        fail(f"{source}: not a drift report: not JSON (line {err.lineno}: {err.msg})", EXIT_USAGE)
     parameters = {"TrainFlow": _json_option(train_params, "--train-params"),
                   "ExperimentFlow": _json_option(experiment_params, "--experiment-params")}
     try:
         decision = act(data, backend, log, parameters=parameters, cooldown=timedelta(hours=cooldown_hours),
                        backend_options=_backend_options(backend, endpoint_url))
     except (TriggerError, ValueError) as err:
-        typer.secho(f"error: {err}", fg="red", err=True)
-        raise typer.Exit(1) from None
+        fail(f"{err}")
     typer.echo(json.dumps(decision, indent=2))
 
 
@@ -429,8 +472,7 @@ def monitor_inbox(
                                train_parameters=_json_option(train_params, "--train-params"),
                                backend_options=_backend_options(backend, endpoint_url))
     except (TriggerError, FileNotFoundError) as err:
-        typer.secho(f"error: {err}", fg="red", err=True)
-        raise typer.Exit(1) from None
+        fail(f"{err}")
     for name, error in result.rejected.items():
         typer.secho(f"rejected {name}: {error}", fg="red", err=True)
     typer.echo(json.dumps({"accepted": result.accepted, "rejected": result.rejected,
@@ -443,9 +485,9 @@ def monitor_inbox(
 def monitor_quality(
     files: Annotated[list[Path], typer.Argument(help="Annotated samples of live traffic: *.jsonl or *_sent files.")],
     repository: RepositoryOption = Path("model_repository"),
-    url: Annotated[str | None, typer.Option(help="Score a live server (gRPC) instead of the latest version "
+    url: Annotated[str | None, typer.Option(help="Score a live server (gRPC) instead of the champion version "
                                             "in-process.")] = None,
-    model: Annotated[str, typer.Option(help="ner or ner_int8.")] = "ner",
+    model: Annotated[Model, typer.Option(help="Served model to score.")] = Model.ner,
     max_drop: Annotated[float, typer.Option(help="Entity F1 drop below the champion treated as critical.")] = 0.05,
     min_sentences: Annotated[int, typer.Option(help="Fewer annotated sentences than this: no verdict.")] = 300,
     trigger: Annotated[bool, typer.Option(help="Act on a drop (ExperimentFlow + alert) and record it.")] = False,
@@ -467,17 +509,8 @@ def monitor_quality(
                                                                                 "--experiment-params")},
                                      backend_options=_backend_options(backend, endpoint_url))
     except (DataFormatError, FileNotFoundError, ValueError, TriggerError) as err:
-        typer.secho(f"error: {err}", fg="red", err=True)
-        raise typer.Exit(1) from None
+        fail(f"{err}")
     typer.echo(json.dumps(report, indent=2))
-
-
-@app.command()
-def version() -> None:
-    """Print the medner version."""
-    from medner import __version__
-
-    typer.echo(__version__)
 
 
 if __name__ == "__main__":

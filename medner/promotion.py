@@ -262,9 +262,10 @@ def rollback(repository: Path, url: str, key: str, to: int | None = None, gpu: b
 def move_champion_tag(repository: Path, new: int, old: int | None) -> str:
     """Tag the new champion's source run ``champion`` and untag the old one's (Metaflow, best effort: the
     run may live in a datastore this process cannot reach)."""
-    try:
-        from metaflow import Run, namespace
+    from metaflow import Run, namespace
+    from metaflow.exception import MetaflowException
 
+    try:
         namespace(None)
         moved = []
         for version, add in ((new, True), (old, False)):
@@ -274,5 +275,5 @@ def move_champion_tag(repository: Path, new: int, old: int | None) -> str:
                 (run.add_tag if add else run.remove_tag)(CHAMPION_TAG)
                 moved.append(f"{'+' if add else '-'}{CHAMPION_TAG} {source}")
         return "tags: " + (", ".join(moved) or "no Metaflow source runs")
-    except Exception as err:  # a missing run or datastore must not undo a promotion that already happened
-        return f"tags not moved: {type(err).__name__}: {err}"
+    except (MetaflowException, OSError) as err:  # a missing run or datastore must not undo a promotion that
+        return f"tags not moved: {type(err).__name__}: {err}"  # already happened; a bug in this code must show

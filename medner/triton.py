@@ -139,15 +139,17 @@ def backend_directory(target: Path) -> Path:
     return target
 
 
-def _terminate_with_parent() -> None:
-    """In the child before exec: SIGTERM it when the process that started it dies, even by SIGKILL,
-    so no orphaned tritonserver keeps the ports (Linux prctl PR_SET_PDEATHSIG)."""
-    import ctypes
+def parent_death_launcher() -> list[str]:
+    """The command prefix that makes the server receive SIGTERM when the process that started it dies, even
+    by SIGKILL, so no orphaned tritonserver keeps the ports: util-linux's ``setpriv --pdeathsig`` sets Linux's
+    PR_SET_PDEATHSIG and execs the server (the setting survives exec). A launcher rather than ``preexec_fn``:
+    Python code between fork and exec can crash or deadlock the child of a process with threads (a gRPC client,
+    a notebook). Empty where ``setpriv`` is missing: the server then outlives a killed parent.
 
-    try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
-    except OSError:
-        pass
+    Linux sends the signal when the *thread* that started the server ends: start it from a thread that lives
+    as long as the server (the main thread, as ``medner serve`` and promotion do)."""
+    setpriv = shutil.which("setpriv")
+    return [setpriv, "--pdeathsig", "TERM", "--"] if setpriv else []
 
 
 def _libpython_dir() -> list[str]:
@@ -170,7 +172,7 @@ class TritonServer:
     metrics_port: int = 8002
     gpu: bool = False  # use each model's configs/gpu.pbtxt where it has one
     admin_key: str | None = None  # set: explicit model control, administrative endpoints need this key
-    version: int | None = None  # with admin_key: serve this version of every model (load_version), not the latest
+    version: int | None = None  # with admin_key: serve this version of every model (load_version), not the newest
     log_verbose: int = 0
     log_file: Path | None = None
     extra_args: list[str] = field(default_factory=list)
@@ -228,9 +230,9 @@ class TritonServer:
         self._backends = tempfile.TemporaryDirectory(prefix="medner-triton-backends-")
         backends = backend_directory(Path(self._backends.name))
         log = open(self.log_file, "ab") if self.log_file else subprocess.DEVNULL  # noqa: SIM115
-        self.process = subprocess.Popen(self.command(backends), env=self.environment(), stdout=log,
-                                        stderr=subprocess.STDOUT, start_new_session=True,
-                                        preexec_fn=_terminate_with_parent)
+        self.process = subprocess.Popen([*parent_death_launcher(), *self.command(backends)],
+                                        env=self.environment(), stdout=log, stderr=subprocess.STDOUT,
+                                        start_new_session=True)
         self.wait_ready(timeout)
         if self.admin_key and self.version is not None:
             try:

@@ -5,7 +5,8 @@
 * Cooldown: one drift episode triggers one run. A decision is *deduplicated* (nothing starts) when a run
   of the same or a more severe level was started within the cooldown (default 24 h); an escalation
   (warning -> critical) still triggers.
-* Every decision is appended to a JSONL decision log (a local file or an ``s3://bucket/key`` object):
+* Every decision is appended to a decision log (a local JSONL file, or one object per record under an
+  ``s3://bucket/prefix``):
   when, level, action, flow, backend, the run pathspec or execution ARN, the reason, the window.
   Records carry statistics and identifiers only, never note text or entity strings.
 """
@@ -57,10 +58,13 @@ def parse_time(text: str) -> datetime:
 # --- the decision log ----------------------------------------------------------------------------
 
 class DecisionLog:
-    """An append-only JSONL file of decisions: a local path or ``s3://bucket/key``.
+    """An append-only log of decisions: a local JSONL file or an ``s3://bucket/prefix``.
 
-    S3 has no append: the object is read, extended and written back, which is fine at the rate of
-    monitoring decisions (a few an hour) with one writer (the monitor). ``endpoint_url`` (or
+    Several writers share it (MonitorFlow, ``medner monitor quality``, the inbox), so an append never rewrites
+    what others wrote. A local append is one ``write`` of one line to a file opened in append mode (the kernel
+    keeps concurrent appends whole). S3 has no append: each record is an object of its own,
+    ``<prefix>/<at>-<random>.json``, and reading lists the prefix in key order (time order). A JSONL object
+    at the location itself (how earlier versions wrote the log) is read first. ``endpoint_url`` (or
     ``AWS_ENDPOINT_URL``) points boto3 at another endpoint, e.g. a moto server in tests.
     """
 
@@ -76,35 +80,46 @@ class DecisionLog:
         import boto3
 
         bucket, _, key = self.location[len("s3://"):].partition("/")
+        key = key.rstrip("/")
         if not bucket or not key:
-            raise ValueError(f"{self.location}: expected s3://bucket/key")
+            raise ValueError(f"{self.location}: expected s3://bucket/prefix")
         return boto3.client("s3", endpoint_url=self.endpoint_url), bucket, key
 
-    def _read_text(self) -> str:
-        if self.is_s3:
-            client, bucket, key = self._s3()
-            try:
-                return client.get_object(Bucket=bucket, Key=key)["Body"].read().decode("utf-8")
-            except client.exceptions.NoSuchKey:
-                return ""
-        path = Path(self.location)
-        return path.read_text(encoding="utf-8") if path.exists() else ""
+    def _s3_lines(self) -> list[str]:
+        client, bucket, key = self._s3()
+        lines: list[str] = []
+        try:  # the single JSONL object earlier versions kept at the location
+            lines += client.get_object(Bucket=bucket, Key=key)["Body"].read().decode("utf-8").splitlines()
+        except client.exceptions.NoSuchKey:
+            pass
+        for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=f"{key}/"):
+            for item in page.get("Contents", []):  # listed in key order: time order
+                lines.append(client.get_object(Bucket=bucket, Key=item["Key"])["Body"].read().decode("utf-8"))
+        return lines
 
     def read(self) -> list[dict[str, Any]]:
         """Every record, oldest first."""
-        return [json.loads(line) for line in self._read_text().splitlines() if line.strip()]
+        if self.is_s3:
+            lines = self._s3_lines()
+        else:
+            path = Path(self.location)
+            lines = path.read_text(encoding="utf-8").splitlines() if path.exists() else []
+        return [json.loads(line) for line in lines if line.strip()]
 
     def append(self, record: dict[str, Any]) -> None:
-        """Append one record (one JSON line)."""
-        line = json.dumps(record, sort_keys=True) + "\n"
+        """Append one record."""
+        line = json.dumps(record, sort_keys=True)
         if self.is_s3:
+            import uuid
+
             client, bucket, key = self._s3()
-            client.put_object(Bucket=bucket, Key=key, Body=(self._read_text() + line).encode("utf-8"))
+            stamp = utcnow().strftime("%Y%m%dT%H%M%S.%fZ")
+            client.put_object(Bucket=bucket, Key=f"{key}/{stamp}-{uuid.uuid4().hex}.json", Body=line.encode("utf-8"))
             return
         path = Path(self.location)
         path.parent.mkdir(parents=True, exist_ok=True)
         with path.open("a", encoding="utf-8") as handle:
-            handle.write(line)
+            handle.write(line + "\n")
 
 
 # --- cooldown ------------------------------------------------------------------------------------

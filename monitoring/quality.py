@@ -62,7 +62,7 @@ def check_quality(paths: Sequence[str | Path], repository: Path = Path("model_re
                   ) -> dict[str, Any]:
     """Score the served model on annotated files; ``level`` is ``critical`` when entity F1 is more than
     ``max_drop`` below the champion's, ``none`` (with ``too_few``) under ``min_sentences`` sentences.
-    Without ``url`` the repository's latest version runs in-process."""
+    Without ``url`` the champion version runs in-process."""
     from medner.data import read_annotations
     from medner.metrics import evaluate
 

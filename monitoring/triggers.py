@@ -37,7 +37,7 @@ from monitoring.policy import (
 )
 
 FLOW_FILES = {"DataFlow": "data_flow.py", "TrainFlow": "train_flow.py", "ExperimentFlow": "experiment_flow.py"}
-DEFAULT_LOG = os.environ.get("MEDNER_DECISION_LOG", "monitoring/decisions.jsonl")  # s3://bucket/key in the cloud
+DEFAULT_LOG = os.environ.get("MEDNER_DECISION_LOG", "monitoring/decisions.jsonl")  # s3://bucket/prefix in the cloud
 
 
 class TriggerError(RuntimeError):

@@ -7,8 +7,15 @@ import random
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from medner.data import Sentence, write_behealthy
+
+pytest_plugins = ["tests.crash_dumps"]
+
+# No per-example time limit in property tests: on a shared 2-core machine a slow example is not a failure.
+settings.register_profile("medner", deadline=None)
+settings.load_profile("medner")
 
 DISEASES = [["breast", "cancer"], ["asthma"], ["type", "2", "diabetes"], ["hypertension"], ["migraine"]]
 TREATMENTS = [["tamoxifen"], ["inhaled", "steroids"], ["metformin"], ["beta", "blockers"], ["surgery"]]

@@ -1,4 +1,6 @@
 import json
+import os
+import shutil
 
 import pytest
 
@@ -34,16 +36,38 @@ def test_train_flow_uses_the_latest_data_flow_run(flow_runner) -> None:
     assert card.count('"type": "image"') == 2  # learning curve and confusion matrix
 
 
-def test_train_flow_prepares_data_itself_and_exports_a_version(flow_runner, tiny_corpus, tmp_path) -> None:
-    repository = tmp_path / "repository"
-    proc = flow_runner.run("train_flow.py", *TINY, "--repository", str(repository))
+def test_train_flow_prepares_data_itself_exports_and_promotes(flow_runner, tiny_corpus, exported_repository,
+                                                             tmp_path) -> None:
+    from medner.registry import serving, serving_record, write_serving_record
+    from medner.triton import ADMIN_KEY_ENV, TritonServer
+
+    key = "train-flow-test-key"
+    repository = tmp_path / "repository"  # the session's version 1 as the champion, its test F1 claimed to be -1
+    shutil.copytree(exported_repository, repository, copy_function=os.link,
+                    ignore=shutil.ignore_patterns("serving.json"))
+    lineage_file = repository / "ner_encoder" / "1" / "lineage.json"
+    record = json.loads(lineage_file.read_text())
+    record["metrics_fp32"]["entity_f1"] = -1.0  # any trained model beats it: the quality gate passes
+    lineage_file.unlink()  # a hard link into the session's repository: write a file of its own
+    lineage_file.write_text(json.dumps(record))
+    write_serving_record(repository, {"version": 1, "previous": [], "history": []})
+    with TritonServer.on_free_ports(repository, admin_key=key, version=1) as server:
+        flow_runner.env[ADMIN_KEY_ENV] = key
+        proc = flow_runner.run("train_flow.py", *TINY, "--repository", str(repository),
+                               "--promote-url", server.grpc_url)
+        assert serving(server.grpc_url, key) == {"ner": [2], "ner_int8": [2]}  # the flow's model serves now
     assert "test entity F1" in proc.stdout + proc.stderr
     result = flow_runner.client("run = Flow('TrainFlow').latest_successful_run\n"
-                                "result = [run.data.data_source, run.pathspec, run.data.exported_version]")
-    assert result[0] == str(tiny_corpus) and result[2] == 1
-    lineage = json.loads((repository / "ner_encoder" / "1" / "lineage.json").read_text())
-    assert lineage["source"] == result[1] and lineage["gates"]["parity"]["passed"]
-    assert (repository / "ner" / "1" / "model.onnx").exists()
+                                "result = [run.data.data_source, run.pathspec, run.data.exported_version,"
+                                " run.data.promotion, sorted(run.tags)]")
+    data_source, pathspec, version, promotion, tags = result
+    assert data_source == str(tiny_corpus) and version == 2
+    assert promotion["action"] == "promote" and promotion["version"] == 2 and promotion["champion"] == 1
+    assert "champion" in tags  # promotion tagged the run whose model now serves
+    lineage = json.loads((repository / "ner_encoder" / "2" / "lineage.json").read_text())
+    assert lineage["source"] == pathspec and lineage["gates"]["parity"]["passed"]
+    assert (repository / "ner" / "2" / "model.onnx").exists()
+    assert serving_record(repository)["version"] == 2 and serving_record(repository)["previous"] == [1]
 
 
 def test_a_train_flow_failing_midway_leaves_the_registry_untouched(flow_runner, tmp_path) -> None:

@@ -27,3 +27,30 @@ def test_fetch_failure_is_a_clear_error(tmp_path: Path) -> None:
     result = runner.invoke(app, ["data", "fetch", "--data-dir", str(tmp_path), "--mirror", "http://127.0.0.1:9"])
     assert result.exit_code == 1
     assert "could not download" in result.stderr
+
+
+def test_usage_errors_are_one_line_with_exit_code_2(tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("asthma\n")
+    cases = {
+        "missing file": ["extract", "--local", str(tmp_path), str(tmp_path / "missing.txt")],
+        "missing repository": ["extract", "--local", str(tmp_path / "no-repository"), str(tmp_path / "notes.txt")],
+        "unknown format": ["extract", str(tmp_path / "notes.txt"), "--format", "xml"],
+        "unknown model": ["extract", str(tmp_path / "notes.txt"), "--model", "bert"],
+        "unknown monitored model": ["monitor", "check", "--profile-dir", str(tmp_path), "--model", "bert"],
+        "not JSON": ["monitor", "act", str(tmp_path / "notes.txt"), "--train-params", "{"],
+    }
+    for case, args in cases.items():
+        result = runner.invoke(app, args)
+        assert result.exit_code == 2, (case, result.output)
+        assert "Traceback" not in result.output and result.exception is None or isinstance(
+            result.exception, SystemExit), (case, result.exception)
+    missing = runner.invoke(app, cases["missing file"])
+    assert "missing.txt" in missing.stderr and "does not exist" in missing.stderr
+    assert "'xml' is not one of 'jsonl', 'table'" in runner.invoke(app, cases["unknown format"]).stderr
+
+
+def test_version() -> None:
+    from medner import __version__
+
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0 and result.stdout == f"medner {__version__}\n"

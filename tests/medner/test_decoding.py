@@ -30,16 +30,17 @@ def test_viterbi_finds_the_best_valid_path(log_probs: np.ndarray) -> None:
 
 
 def test_viterbi_repairs_an_orphan_inside_tag_where_argmax_does_not() -> None:
-    # word 0 looks like O, word 1 like I-D: argmax gives O,I-D (read as D); Viterbi must choose
-    # a valid path: B-D is close enough on word 1 to win.
+    # columns: O, B-D, I-D, B-T, I-T. Word 1 leans to I-T, which cannot follow O; word 2 is clearly I-D.
+    # argmax reads O, I-T, I-D: a one-word treatment then a disease. The best valid path is O, B-D, I-D.
     lp = np.log(np.array([
         [0.90, 0.04, 0.02, 0.02, 0.02],
-        [0.05, 0.40, 0.45, 0.05, 0.05],
+        [0.03, 0.40, 0.02, 0.05, 0.50],
         [0.05, 0.05, 0.80, 0.05, 0.05],
     ]))
+    assert [BIO_TAGS[i] for i in lp.argmax(axis=1)] == ["O", "I-T", "I-D"]
     assert [BIO_TAGS[i] for i in viterbi(lp)] == ["O", "B-D", "I-D"]
+    assert decode(lp, "argmax") == ["O", "T", "D"]
     assert decode(lp) == ["O", "D", "D"]
-    assert decode(lp, "argmax") == ["O", "D", "D"]
 
 
 def test_decode_rejects_unknown_method_and_handles_empty() -> None:

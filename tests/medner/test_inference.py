@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import os
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +18,7 @@ from medner.inference import (
     tokenize_notes,
     torch_encoder,
 )
-from medner.training import load_model, predict
+from medner.training import load_model
 
 
 @pytest.fixture(scope="module")
@@ -55,8 +57,22 @@ def test_word_scores_come_from_first_pieces_and_missing_words_get_o(tokenizer_an
     [log_probs] = sentence_log_probs(sentences, tokenizer, torch_encoder(model))
     assert log_probs.shape == (4, 5) and log_probs[1].argmax() == 0 and log_probs[1, 0] == 0.0
     assert np.allclose(np.exp(log_probs).sum(axis=1), 1.0, atol=1e-3)
-    assert predict_sentences(sentences, tokenizer, torch_encoder(model), batch_size=1) == predict(
-        model, tokenizer, sentences)
+    # the same numbers computed independently: Hugging Face's word_ids() and the model on the whole sentence
+    import torch
+
+    from medner.decoding import decode
+
+    encoded = tokenizer(sentences[0], is_split_into_words=True, return_tensors="pt")
+    with torch.no_grad():
+        logits = model(**encoded).logits[0]
+    word_ids = encoded.word_ids(0)
+    expected = np.full((4, 5), -30.0)
+    expected[:, 0] = 0.0  # a word with no word-piece: O for certain
+    with_pieces = [w for w in range(4) if w in word_ids]
+    for w in with_pieces:
+        expected[w] = torch.log_softmax(logits[word_ids.index(w)], dim=-1).numpy()
+    assert with_pieces == [0, 2, 3] and np.allclose(log_probs[with_pieces], expected[with_pieces], atol=1e-4)
+    assert predict_sentences(sentences, tokenizer, torch_encoder(model), batch_size=1) == [decode(expected)]
 
 
 def test_entities_slice_the_original_text(tokenizer_and_model) -> None:
@@ -98,6 +114,16 @@ def _solo(input_ids, attention_mask):
     raise AssertionError("not called")
 
 
+def wait_until_a_lock_waits_on(path: Path) -> None:
+    """Return once the kernel lists a process blocked on a lock of ``path`` (``/proc/locks`` marks waiters
+    with ``->``): the event itself, not a guess at how long it takes."""
+    inode = os.stat(path).st_ino
+    while not any(fields[1] == "->" and fields[6].endswith(f":{inode}")
+                  for fields in (line.split() for line in Path("/proc/locks").read_text().splitlines())
+                  if len(fields) > 6):
+        time.sleep(0.01)
+
+
 def test_a_small_call_runs_solo_only_while_no_other_instance_runs(tmp_path: Path) -> None:
     first, second = (SoloCores(tmp_path, _narrow, _solo, max_chars=20) for _ in range(2))  # two instances
     with first.encoder(["a short note"]) as encoder:
@@ -110,9 +136,9 @@ def test_a_small_call_runs_solo_only_while_no_other_instance_runs(tmp_path: Path
 
         waiting = threading.Thread(target=small_call)
         waiting.start()
-        waiting.join(0.3)
-        assert waiting.is_alive()  # a narrow run waits for the solo one: it holds every core
-    waiting.join(5)
+        wait_until_a_lock_waits_on(tmp_path)  # a narrow run waits for the solo one: it holds every core
+        assert chosen == []
+    waiting.join()
     assert chosen == [_narrow]
     with first.encoder(["x" * 21]) as encoder:  # too long for solo: narrow, and no other call waits for it
         assert encoder is _narrow

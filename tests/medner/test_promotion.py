@@ -15,12 +15,14 @@ import time
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
 from clients.local import LocalNerModel
 from clients.ner_client import NerClient
+from medner.cli import app
 from medner.promotion import PromotionError, promote, rollback
 from medner.registry import serving, serving_record, write_serving_record
-from medner.triton import TritonServer
+from medner.triton import ADMIN_KEY_ENV, TritonServer
 from tests.notes import NOTES
 
 KEY = "promotion-test-key"
@@ -93,14 +95,17 @@ def test_promotion_refusals_success_and_rollback_under_load(repository: Path) ->
     notes = NOTES[:3]
     expected = [[(e["label"], e["start"], e["end"]) for e in a]
                 for a in LocalNerModel(repository, version=1, threads=1).extract(notes)]
+    cli = CliRunner(env={ADMIN_KEY_ENV: KEY})
     with TritonServer.on_free_ports(repository, admin_key=KEY, version=1) as server:
         url = server.grpc_url
+        where = ["--repository", str(repository), "--url", url]
         assert serving(url, KEY) == {"ner": [1], "ner_int8": [1]}  # started on the champion, not the newest
 
         with ClientLoad(url, notes, expected) as load:
-            worse = promote(repository, url, KEY, version=4)
+            worse = cli.invoke(app, ["models", "promote", "4", *where])
             broken = promote(repository, url, KEY, version=3)
-        assert not worse.promoted and "not better" in worse.gates[-1].detail
+        assert worse.exit_code == 1 and "refused v4; v1 keeps serving" in worse.stderr
+        assert "quality  FAIL" in worse.stdout and "not better" in worse.stdout
         assert not broken.promoted and broken.gates[-1].name == "smoke" and "does not load" in broken.gates[-1].detail
         assert not list(repository.glob("*/4")) and not list(repository.glob("*/3"))  # refused: removed
         assert serving(url, KEY) == {"ner": [1], "ner_int8": [1]}
@@ -113,10 +118,17 @@ def test_promotion_refusals_success_and_rollback_under_load(repository: Path) ->
         assert (repository / "ner" / "1").is_dir()  # the old champion stays for rollback
 
         with ClientLoad(url, notes, expected) as rolling_back:
-            entry = rollback(repository, url, KEY)
-        assert entry["version"] == 1 and serving(url, KEY) == {"ner": [1], "ner_int8": [1]}
+            rolled = cli.invoke(app, ["models", "rollback", "--to", "1", *where])
+        assert rolled.exit_code == 0 and "rolled back to v1 (was v2)" in rolled.stdout
+        assert serving(url, KEY) == {"ner": [1], "ner_int8": [1]}
         with pytest.raises(PromotionError, match="nothing to roll back"):
             rollback(repository, url, KEY)
+        for args, message in ((["--to", "9"], "has no version 9"), (["--to", "1"], "version 1 is already serving")):
+            refused = cli.invoke(app, ["models", "rollback", *args, *where])
+            assert refused.exit_code == 2 and message in refused.stderr, refused.output
+        unkeyed = CliRunner(env={ADMIN_KEY_ENV: ""}).invoke(app, ["models", "rollback", *where, "--admin-key-file",
+                                                                  str(repository / "no-key")])
+        assert unkeyed.exit_code == 2 and "no admin key" in unkeyed.stderr
 
     for run in (load, promoting, rolling_back):
         assert run.sent > 0 and run.failed == 0 and run.wrong == 0, vars(run)
@@ -126,10 +138,6 @@ def test_promotion_refusals_success_and_rollback_under_load(repository: Path) ->
 
 
 def test_listing_and_in_process_extraction_follow_the_champion(repository: Path) -> None:
-    from typer.testing import CliRunner
-
-    from medner.cli import app
-
     listing = CliRunner().invoke(app, ["models", "list", "--repository", str(repository), "--json"])
     rows = {row["version"]: row["serving"] for row in map(json.loads, listing.stdout.splitlines())}
     assert rows == {4: "", 3: "", 2: "", 1: "champion"}

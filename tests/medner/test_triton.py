@@ -49,15 +49,14 @@ def assert_admin_endpoints_need_the_key(grpc_url: str, http_port: int) -> None:
     assert serving(grpc_url, ADMIN_KEY) == {"ner": [1], "ner_int8": [1]}  # what `medner models list` reads
 
 
-def listening_addresses(port: int, wait: float = 15.0) -> set[str]:
-    """The local addresses listening on ``port`` (``ss -ltn``), waiting a little for a server that is still
-    opening it (Triton reports ready on HTTP before its metrics endpoint listens, under load)."""
-    deadline = time.monotonic() + wait
+def listening_addresses(port: int) -> set[str]:
+    """The local addresses listening on ``port`` (``ss -ltn``), once something listens there (Triton reports ready
+    on HTTP before its metrics endpoint listens, under load); a port that never opens fails by the timeout."""
     while True:
         listening = [line.split()[3] for line in subprocess.run(["ss", "-ltn"], capture_output=True, text=True
                                                                   ).stdout.splitlines()[1:]]
         addresses = {a.rsplit(":", 1)[0] for a in listening if a.endswith(f":{port}")}
-        if addresses or time.monotonic() > deadline:
+        if addresses:
             return addresses
         time.sleep(0.2)
 
@@ -73,26 +72,35 @@ def test_medner_serve_starts_and_stops_on_sigterm(exported_repository: Path) -> 
             addresses = listening_addresses(port)
             assert addresses and addresses <= {"127.0.0.1", "[::ffff:127.0.0.1]"}, (port, addresses)  # loopback only
         assert_admin_endpoints_need_the_key(f"127.0.0.1:{grpc_port}", http_port)
-        started = time.monotonic()
         process.send_signal(signal.SIGTERM)
-        assert process.wait(60) == 0
-        assert time.monotonic() - started < 60
+        assert process.wait() == 0  # a hang fails through the suite's per-test timeout
     finally:
         if process.poll() is None:
             process.terminate()  # lets `medner serve` stop tritonserver
             process.wait(60)
 
 
+def tritonserver_pid(grpc_port: int) -> int:
+    """The pid of the tritonserver listening on ``grpc_port``."""
+    rows = subprocess.run(["ps", "-ww", "-eo", "pid=,args="], capture_output=True, text=True).stdout.splitlines()
+    [pid] = [int(row.split(None, 1)[0]) for row in rows if f"--grpc-port={grpc_port}" in row
+             and "bin/tritonserver" in row.split(None, 2)[1]]
+    return pid
+
+
 def test_tritonserver_does_not_outlive_a_killed_medner_serve(exported_repository: Path) -> None:
+    import select
+
     process, (grpc_port, _, _) = start_medner_serve(exported_repository)
     try:
         assert "Triton ready" in process.stdout.readline()
-        process.kill()  # SIGKILL: `medner serve` cannot clean up
-        process.wait(10)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and f"--grpc-port={grpc_port}" in subprocess.run(
-                ["ps", "-ww", "-eo", "args"], capture_output=True, text=True).stdout:
-            time.sleep(1)
+        server = os.pidfd_open(tritonserver_pid(grpc_port))  # a handle that becomes readable when it exits
+        try:
+            process.kill()  # SIGKILL: `medner serve` cannot clean up; the parent-death signal must stop the server
+            process.wait()
+            select.select([server], [], [])  # returns when tritonserver has exited (else the test times out)
+        finally:
+            os.close(server)
         assert f"--grpc-port={grpc_port}" not in subprocess.run(["ps", "-ww", "-eo", "args"], capture_output=True,
                                                                 text=True).stdout
     finally:

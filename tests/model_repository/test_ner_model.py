@@ -103,3 +103,70 @@ def test_encoder_takes_token_ids_directly(client, exported_repository) -> None:
         inputs.append(tensor)
     logits = client.infer("ner_encoder", inputs).as_numpy("logits")
     assert logits.shape == (*ids.shape, 5) and np.isfinite(logits).all()
+
+
+FAULTY_MODEL = '''"""The real ner model (served_model.py beside this file) whose pipeline fails every call that
+includes a note with the word BREAK, the way a note that breaks tokenization or encoding would."""
+import importlib.util
+import os
+
+_here = os.path.dirname(__file__)
+_spec = importlib.util.spec_from_file_location("served_model", os.path.join(_here, "served_model.py"))
+served_model = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(served_model)
+
+
+class FaultyPipeline:
+    def __init__(self, pipeline):
+        self.pipeline, self.max_note_chars = pipeline, pipeline.max_note_chars
+
+    def __call__(self, notes):
+        if any("BREAK" in note for note in notes):
+            raise RuntimeError("cannot tag " + " | ".join(notes))  # quotes the notes: must not reach the client
+        return self.pipeline(notes)
+
+
+class TritonPythonModel(served_model.TritonPythonModel):
+    def initialize(self, args):
+        super().initialize(args)
+        self.pipeline = FaultyPipeline(self.pipeline)
+'''
+
+
+def test_a_request_that_breaks_the_batch_fails_alone(exported_repository, tmp_path) -> None:
+    """The fallback of model_repository/ner/model.py: when tagging a dynamic batch fails, each request is
+    tagged alone, so only the one that breaks the pipeline fails, with no note text in its error."""
+    import re
+    import shutil
+
+    from medner.triton import TritonServer
+
+    repository = tmp_path / "repository"
+    shutil.copytree(exported_repository / "ner", repository / "ner", ignore=shutil.ignore_patterns("configs"))
+    config = repository / "ner" / "config.pbtxt"
+    # one instance that waits for 4 requests (up to a minute) and runs them as one batch: the batch is certain
+    batching = "dynamic_batching { preferred_batch_size: [ 4 ] max_queue_delay_microseconds: 60000000 }"
+    config.write_text(re.sub(r"count: \d+", "count: 1", config.read_text()).replace("dynamic_batching { }", batching))
+    version = repository / "ner" / "1"
+    (version / "model.py").rename(version / "served_model.py")
+    (version / "model.py").write_text(FAULTY_MODEL)
+    payloads = [NOTES[0].encode(), b"BREAK: secret-note-text", NOTES[1].encode(), NOTES[2].encode()]
+    expected = LocalNerModel(exported_repository).extract([NOTES[0], NOTES[1], NOTES[2]])
+
+    with TritonServer.on_free_ports(repository, log_file=tmp_path / "server.log") as server:
+        def call(payload: bytes):
+            client = grpcclient.InferenceServerClient(server.grpc_url)
+            try:
+                return infer_text(client, [payload])[0]
+            except InferenceServerException as err:
+                return err
+
+        with ThreadPoolExecutor(4) as pool:
+            results = list(pool.map(call, payloads))
+        statistics = grpcclient.InferenceServerClient(server.grpc_url).get_inference_statistics("ner", as_json=True)
+    [batches] = [s["batch_stats"] for s in statistics["model_stats"]]
+    assert [int(b["batch_size"]) for b in batches] == [4]  # the four requests ran as one batch, which failed
+    assert [results[0], results[2], results[3]] == expected
+    failed = results[1]
+    assert isinstance(failed, InferenceServerException)
+    assert "the model failed on this request (RuntimeError)" in str(failed) and "secret" not in str(failed)

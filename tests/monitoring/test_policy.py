@@ -120,12 +120,45 @@ def test_decision_log_on_s3(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch)
 
     for name, value in TEST_CREDENTIALS.items():
         monkeypatch.setenv(name, value)
-    aws(moto_endpoint, "s3").create_bucket(Bucket="monitoring")
-    log = DecisionLog("s3://monitoring/decisions/log.jsonl", endpoint_url=moto_endpoint)
+    s3 = aws(moto_endpoint, "s3")
+    s3.create_bucket(Bucket="monitoring")
+    log = DecisionLog("s3://monitoring/decisions", endpoint_url=moto_endpoint)
     assert log.read() == []
     backend = RecordingBackend()
     act(REPORT, backend, log, now=NOW)
-    act(REPORT, backend, log, now=NOW + timedelta(hours=1))
-    body = aws(moto_endpoint, "s3").get_object(Bucket="monitoring", Key="decisions/log.jsonl")["Body"].read()
-    assert [json.loads(line)["status"] for line in body.decode().splitlines()] == ["triggered", "deduplicated"]
+    act(REPORT, backend, log, now=NOW + timedelta(hours=1))  # within the cooldown of the first
+    assert [r["status"] for r in log.read()] == ["triggered", "deduplicated"]
     assert len(backend.calls) == 1
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket="monitoring")["Contents"]]
+    assert len(keys) == 2 and all(k.startswith("decisions/") and k.endswith(".json") for k in keys)  # one per record
+    s3.put_object(Bucket="monitoring", Key="decisions", Body=b'{"status": "legacy"}\n')  # the older single object
+    assert [r["status"] for r in log.read()] == ["legacy", "triggered", "deduplicated"]
+
+
+def test_concurrent_writers_lose_no_decision(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch,
+                                            tmp_path: Path) -> None:
+    from tests.aws import TEST_CREDENTIALS, aws
+
+    for name, value in TEST_CREDENTIALS.items():
+        monkeypatch.setenv(name, value)
+    aws(moto_endpoint, "s3").create_bucket(Bucket="monitoring")
+    writers, records = 4, 10
+    for location in ("s3://monitoring/decisions", tmp_path / "decisions.jsonl"):
+        start = threading.Barrier(writers)
+
+        def write(writer: int, location: str | Path = location, start: threading.Barrier = start) -> None:
+            log = DecisionLog(location, endpoint_url=moto_endpoint)  # each writer its own, as separate processes
+            start.wait()
+            for n in range(records):
+                log.append({"writer": writer, "n": n})
+
+        threads = [threading.Thread(target=write, args=(w,)) for w in range(writers)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        written = DecisionLog(location, endpoint_url=moto_endpoint).read()
+        assert sorted((r["writer"], r["n"]) for r in written) == [(w, n) for w in range(writers)
+                                                                   for n in range(records)], location
+        for writer in range(writers):  # each writer's records in the order it wrote them
+            assert [r["n"] for r in written if r["writer"] == writer] == list(range(records))

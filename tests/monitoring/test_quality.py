@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from medner.cli import app
 from medner.data import read_behealthy
-from monitoring.quality import champion_f1, check_quality, predicted_labels
+from monitoring.quality import check_quality, predicted_labels
 from tests.aws import TEST_CREDENTIALS, aws, placeholder_state_machine
 
 runner = CliRunner()
@@ -29,13 +29,28 @@ def repository_with_champion_f1(exported: Path, target: Path, f1: float) -> Path
     return target
 
 
-def test_quality_on_the_test_split_matches_the_champion(exported_repository: Path, tiny_corpus: Path) -> None:
-    version, best = champion_f1(exported_repository)
-    report = check_quality([tiny_corpus / "test_sent"], exported_repository, min_sentences=1)
-    # the served pipeline on the very sentences export scored: the same F1, so no alarm
-    assert version == 1 and report["version"] == 1 and report["sentences"] == 20
-    assert report["entity_f1"] == pytest.approx(best, abs=0.02) and report["level"] == "none"
-    too_few = check_quality([tiny_corpus / "test_sent"], exported_repository)
+def test_quality_is_scored_against_the_annotation(exported_repository: Path, tiny_corpus: Path,
+                                                  tmp_path: Path) -> None:
+    from clients.local import LocalNerModel
+    from medner.data import Sentence, write_behealthy
+
+    sentences = read_behealthy(tiny_corpus)["test"]
+    predicted = predicted_labels(sentences, LocalNerModel(exported_repository).extract)
+    assert any(label != "O" for labels in predicted for label in labels)  # the (untrained) model tags something
+    swap = {"D": "T", "T": "D", "O": "O"}
+    write_behealthy([Sentence(s.tokens, tuple(p)) for s, p in zip(sentences, predicted)], tmp_path, "agrees")
+    write_behealthy([Sentence(s.tokens, tuple(swap[x] for x in p)) for s, p in zip(sentences, predicted)],
+                    tmp_path, "swapped")
+    (tmp_path / "repo").mkdir()
+    repository = repository_with_champion_f1(exported_repository, tmp_path / "repo", 0.9)
+    # annotators who agree with every prediction: F1 1, above the champion's 0.9, no alarm
+    agrees = check_quality([tmp_path / "agrees_sent"], repository, min_sentences=1)
+    assert agrees["version"] == 1 and agrees["sentences"] == 20 and agrees["champion_entity_f1"] == 0.9
+    assert agrees["entity_f1"] == 1.0 and agrees["level"] == "none"
+    # the same spans with the other type: every entity wrong, F1 0, a drop of 0.9: critical
+    swapped = check_quality([tmp_path / "swapped_sent"], repository, min_sentences=1)
+    assert swapped["entity_f1"] == 0.0 and swapped["drop"] == 0.9 and swapped["level"] == "critical"
+    too_few = check_quality([tmp_path / "swapped_sent"], repository)  # 20 sentences: below the default 300
     assert too_few["too_few"] and too_few["level"] == "none"
 
 

@@ -20,7 +20,15 @@ def test_short_soak(triton_server, tiny_corpus: Path, tmp_path: Path) -> None:
     assert result.requests > 16 and result.notes == result.requests * 8
     assert result.rss_start_mb and result.rss_start_mb > 100  # tritonserver + stubs were measured
     assert result.rss_growth_pct is not None and result.rss_growth_pct < 25  # generous: leaks grow without bound
-    assert len(result.intervals) >= 15 and sum(i.requests for i in result.intervals) == result.requests
+    # the intervals partition the run: one a second up to its end, every request in exactly one
+    assert [i.t for i in result.intervals[:-1]] == [float(k) for k in range(1, len(result.intervals))]
+    assert result.intervals[-1].t == pytest.approx(result.duration_s, abs=0.05)  # rounded to 0.01 and 0.1 s
+    assert sum(i.requests for i in result.intervals) == result.requests
+    assert sum(i.failed for i in result.intervals) == 0
     report = (tmp_path / "soak.md").read_text()
-    assert "| 0 |" in report and "cores" in report and "--duration 20" in report
+    lines = report.splitlines()
+    header = lines.index(next(line for line in lines if line.startswith("| requests | notes | failed |")))
+    summary = [cell.strip() for cell in lines[header + 2].strip("|").split("|")]
+    assert summary[:3] == [str(result.requests), str(result.notes), "0"]  # the table says what was measured
+    assert "cores" in report and "--duration 20" in report
     assert (tmp_path / "soak.png").stat().st_size > 10_000
