@@ -51,7 +51,7 @@ audit:
 	 $(AUDIT_VENV)/bin/pip-audit --disable-pip --no-deps -r requirements.lock --progress-spinner off --timeout 10 \
 	 || echo "pip-audit: could not run (no network?) or found vulnerabilities (above); reported, not a build failure"
 
-bench: setup  ## after `make demo`: serving + training benchmarks -> benchmarks/results/ (~12 minutes)
+bench: setup  ## after `make demo`: serving + training benchmarks -> benchmarks/results/
 	$(BIN)/python benchmarks/serving.py --rounds 5
 	$(BIN)/python benchmarks/training.py
 

@@ -445,16 +445,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     args = parser.parse_args(argv)
     command = "python benchmarks/fuzz.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    from benchmarks.serving import served_versions
+
     if args.url:
         tally, summary = fuzz_all(args.url, args.cases, args.seed)
-        target = args.url
+        target, served = args.url, served_versions(args.url, ("ner",))["ner"]
     else:
         from medner.triton import TritonServer
 
         only_ner = ["--model-control-mode=explicit", "--load-model=ner"]
         with TritonServer.on_free_ports(args.repository, extra_args=only_ner) as server:
             tally, summary = fuzz_all(server.grpc_url, args.cases, args.seed)
-        target = f"own tritonserver on 127.0.0.1 serving {args.repository} (model ner, latest version)"
+            served = served_versions(server.grpc_url, ("ner",))["ner"]
+        target = f"own tritonserver on 127.0.0.1 serving {args.repository}"
+    target += (f" (model ner, version(s) {', '.join(map(str, served))} as the server reported after the run)"
+               if served else " (model ner; the server reported no version after the run)")
     report = write_report(tally, summary, args.out, command, target)
     print(report.read_text())
     return 1 if tally.findings or not summary["live_after"] or not summary["known_notes_unchanged"] else 0

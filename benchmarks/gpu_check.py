@@ -1,6 +1,7 @@
 """The serving hot path with the encoder on a CUDA GPU: PyTorch fp32 vs fp16, side by side in one run.
 
     python benchmarks/gpu_check.py --model MODEL_DIR --data DATA_DIR [--rounds 3] [--out FILE.md]
+    python benchmarks/gpu_check.py --from-json FILE.json [--out FILE.md]   # re-render a saved run
 
 MODEL_DIR is a saved token classifier (``medner.training.save_model``; a TrainFlow run's ``model_files``),
 DATA_DIR a BeHealthy folder with ``test_sent``/``test_label``. Measured, interleaved round by round:
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import json
 import platform
 import shutil
 import statistics
@@ -112,19 +114,30 @@ def process_scaling(model: Path, texts: list[str], micro_batch: int, counts: lis
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--model", type=Path, required=True)
-    parser.add_argument("--data", type=Path, required=True)
+    parser.add_argument("--model", type=Path)
+    parser.add_argument("--data", type=Path)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--micro-batch", type=int, nargs="+", default=[64, 256])
-    parser.add_argument("--out", type=Path)
+    parser.add_argument("--out", type=Path, help="FILE.md: the report there, the measurements in FILE.json")
     parser.add_argument("--device", default="cuda", help="cuda (default), or cpu to try the script out")
     parser.add_argument("--processes", type=int, nargs="*", default=[1, 4, 8],
                         help="process counts for the scaling table (none: skip)")
     parser.add_argument("--limit", type=int, default=0, help="first N test sentences only (0: all)")
+    parser.add_argument("--from-json", type=Path, help="re-render the report from a saved FILE.json (no run)")
     args = parser.parse_args()
+    if args.from_json:
+        text = render(json.loads(args.from_json.read_text()))
+        print(text)
+        if args.out:
+            args.out.write_text(text)
+        return
+    if not (args.model and args.data):
+        parser.error("--model and --data are required (or --from-json)")
 
     import torch
     from transformers import AutoModelForTokenClassification, AutoTokenizer
+
+    from benchmarks.serving import hardware_info
 
     if args.device == "cuda" and not torch.cuda.is_available():
         sys.exit("no CUDA device (try --device cpu)")
@@ -139,13 +152,11 @@ def main() -> None:
     sentences = [" ".join(s.tokens) for s in test]
     notes = [" ".join(sentences[i: i + NOTE_SENTENCES]) for i in range(0, len(sentences), NOTE_SENTENCES)]
     windows = tokenize_notes(tokenizer, sentences)
-
-    lines = [f"# GPU check: {device}", "",
-             f"`python benchmarks/gpu_check.py --rounds {args.rounds}` on {platform.node()}: {device}, "
-             f"torch {torch.__version__}, CUDA {torch.version.cuda}; {len(sentences)} test sentences, "
-             f"{len(notes)} notes of {NOTE_SENTENCES} sentences; median of {args.rounds} interleaved rounds.", ""]
-    lines += ["| runtime | available |", "| --- | --- |"]
-    lines += [f"| {k} | {v} |" for k, v in probe_runtimes().items()] + [""]
+    saved: dict = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+                   "command": " ".join(["python", "benchmarks/gpu_check.py", *sys.argv[1:]]),
+                   "machine": hardware_info(), "device": device, "torch": torch.__version__,
+                   "cuda": torch.version.cuda, "sentences": len(sentences), "notes": len(notes),
+                   "note_sentences": NOTE_SENTENCES, "rounds": args.rounds, "runtimes": probe_runtimes()}
 
     # warm-up (CUDA context, kernels for each shape bucket)
     for encode in encoders.values():
@@ -164,32 +175,54 @@ def main() -> None:
                     key = f"end to end, {name}, {precision}, micro-batch {micro} (notes/s)"
                     results.setdefault(key, []).append(len(texts) / sum(spent))
                     stages.setdefault(key, []).append(spent)
+    saved["results"], saved["stages"] = results, stages
 
+    gold = [list(s.labels) for s in test]
+    saved["f1"] = {p: evaluate(gold, predict_sentences([list(s.tokens) for s in test], tokenizer, e))["entity_f1"]
+                   for p, e in encoders.items()}
+    saved["processes"] = None
+    if args.processes and args.device == "cuda":
+        rates = process_scaling(args.model, sentences, max(args.micro_batch), args.processes)
+        saved["processes"] = {str(n): r for n, r in rates.items()}
+    text = render(saved)
+    print(text)
+    if args.out:
+        args.out.with_suffix(".json").write_text(json.dumps(saved, indent=1) + "\n")
+        args.out.write_text(text)
+
+
+def render(saved: dict) -> str:
+    """The markdown report of a run (a fresh one, or one saved with ``--out``)."""
+    from benchmarks.serving import hardware
+
+    machine = saved["machine"]
+    lines = [f"# GPU check: {saved['device']} ({saved['date']})", "",
+             f"`{saved['command']}` on {hardware(machine)} (detected): {saved['device']}, torch {saved['torch']}, "
+             f"CUDA {saved['cuda']}; {saved['sentences']} test sentences, {saved['notes']} notes of "
+             f"{saved['note_sentences']} sentences; median of {saved['rounds']} interleaved rounds.", ""]
+    lines += ["| runtime | available |", "| --- | --- |"]
+    lines += [f"| {k} | {v} |" for k, v in saved["runtimes"].items()] + [""]
     lines += ["| variant | median | min | max | tokenize / encode / decode share |",
               "| --- | ---: | ---: | ---: | --- |"]
-    for key, values in results.items():
+    for key, values in saved["results"].items():
         share = ""
-        if key in stages:
-            total = np.array(stages[key]).sum(axis=0)
+        if key in saved["stages"]:
+            total = np.array(saved["stages"][key]).sum(axis=0)
             share = " / ".join(f"{100 * t / total.sum():.0f}%" for t in total)
         median, low, high = statistics.median(values), min(values), max(values)
         lines.append(f"| {key} | {median:,.0f} | {low:,.0f} | {high:,.0f} | {share} |")
-
-    gold = [list(s.labels) for s in test]
-    f1 = {p: evaluate(gold, predict_sentences([list(s.tokens) for s in test], tokenizer, e))["entity_f1"]
-          for p, e in encoders.items()}
+    f1 = saved["f1"]
     lines += ["", f"Test entity F1 (serving decode): fp32 {f1['fp32']:.4f}, fp16 {f1['fp16']:.4f} "
               f"(difference {100 * (f1['fp16'] - f1['fp32']):+.2f} points)."]
-    if args.processes and args.device == "cuda":
-        rates = process_scaling(args.model, sentences, max(args.micro_batch), args.processes)
-        lines += ["", "Processes sharing the GPU (fp16, sentences, each tokenizes and decodes on its own CPU core, "
-                  "as Triton instances of the CPU stages would):", "",
-                  "| processes | notes/s | vs 1 process |", "| ---: | ---: | ---: |"]
-        lines += [f"| {n} | {r:,.0f} | {r / rates[args.processes[0]]:.2f}x |" for n, r in rates.items()]
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if args.out:
-        args.out.write_text(text)
+    if saved["processes"]:
+        rates = saved["processes"]
+        base = next(iter(rates))
+        first = rates[base]
+        lines += ["", f"Processes sharing the GPU (fp16, sentences; each process tokenizes and decodes with one torch "
+                  f"thread, as a Triton instance of the CPU stages would; {machine['cores']} cores):", "",
+                  f"| processes | notes/s | vs {base} process{'' if base == '1' else 'es'} |", "| ---: | ---: | ---: |"]
+        lines += [f"| {n} | {r:,.0f} | {r / first:.2f}x |" for n, r in rates.items()]
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":

@@ -16,6 +16,10 @@ server runs the python stub on the system libpython (how medner.triton ran it be
 libpython first, which the stub needs to import ``ssl`` for whylogs and boto3).
 
 Notes are the BeHealthy test sentences. Ratios are taken within each round, then the median over rounds.
+Writes benchmarks/results/profiling_overhead.json (``--out``): hardware, date, the ``ner`` version measured,
+the machine's load average at start and end, ``in_process`` and ``triton_cN`` (notes/s per round and the median
+loss of ``on`` and ``off_again`` against ``off``), ``components`` (CPU us per note of the pipeline, the features
+and the whylogs fold, and profiling's share), and the command.
 """
 
 from __future__ import annotations
@@ -203,10 +207,12 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "profiling_overhead.json")
     args = parser.parse_args()
 
-    from serving import load_notes
+    from serving import hardware, load_notes
 
     notes = load_notes(args.data_dir, args.notes)
-    report: dict = {"notes": len(notes), "rounds": args.rounds}
+    report: dict = {"hardware": hardware(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+                    "ner_version": int(latest_version(args.repository / "ner").name), "notes": len(notes),
+                    "rounds": args.rounds, "load_average_start": [round(x, 2) for x in os.getloadavg()]}
     with tempfile.TemporaryDirectory(prefix="medner-profiling-") as tmp:
         repository = served_copy(args.repository, Path(tmp), args.data_dir)
         if not args.no_in_process:
@@ -216,6 +222,7 @@ def main() -> None:
         if args.triton:
             report[f"triton_c{args.concurrency}"] = summary(
                 triton(repository, notes, args.rounds, args.concurrency, Path(tmp)))
+    report["load_average_end"] = [round(x, 2) for x in os.getloadavg()]  # 1/5/15 min: other work skews both sides
     report["command"] = " ".join(["python", *sys.argv])
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")

@@ -41,24 +41,35 @@ sys.path.insert(0, str(ROOT))
 NOTES_PER_REQUEST = 8  # AsyncNerClient's default batch
 # On-demand Linux prices, AWS us-east-1, as published in AWS's price list (2024; not re-checked here:
 # this machine has no internet). Check current prices before quoting the cost table.
-PRICES = {
-    "c7i.large (2 vCPU, like this machine)": 0.08925,
-    "c7i.xlarge (4 vCPU)": 0.1785,
-    "g5.xlarge (1x A10G)": 1.006,
-    "g6.xlarge (1x L4)": 0.8048,
+# instance -> ($ per hour, vCPUs, GPU or None)
+PRICES: dict[str, tuple[float, int, str | None]] = {
+    "c7i.large": (0.08925, 2, None),
+    "c7i.xlarge": (0.1785, 4, None),
+    "g5.xlarge": (1.006, 4, "A10G"),
+    "g6.xlarge": (0.8048, 4, "L4"),
 }
 PRICE_SOURCE = "AWS on-demand Linux, us-east-1, 2024 price list"
 
 
-def hardware() -> str:
+def gpus() -> list[str]:
+    """The GPUs ``nvidia-smi`` lists on this machine (none: no driver, no tool, or no GPU)."""
+    if not shutil.which("nvidia-smi"):
+        return []
+    query = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True,
+                           text=True, check=False)
+    return [line.strip() for line in query.stdout.splitlines() if line.strip()]
+
+
+def hardware_info() -> dict:
+    """This machine as detected now: CPU model, core count, GPUs."""
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                 if line.startswith("model name")), platform.processor())
-    gpus = []
-    if shutil.which("nvidia-smi"):
-        query = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True,
-                               text=True, check=False)
-        gpus = [line.strip() for line in query.stdout.splitlines() if line.strip()]
-    return f"{cpu}, {os.cpu_count()} cores, " + (", ".join(gpus) if gpus else "no GPU")
+    return {"cpu": cpu, "cores": os.cpu_count(), "gpus": gpus()}
+
+
+def hardware(info: dict | None = None) -> str:
+    info = info or hardware_info()
+    return f"{info['cpu']}, {info['cores']} cores, " + (", ".join(info["gpus"]) if info["gpus"] else "no GPU")
 
 
 def percentiles(latencies: list[float]) -> dict[str, float]:
@@ -199,6 +210,26 @@ def latency_pairs(url: str, local, model: str, sample: list[str], triton_first: 
         return {side: timed(sides[side]) for side in order}
 
 
+def served_versions(url: str, models: tuple[str, ...] = ("ner", "ner_int8")) -> dict[str, list[int] | None]:
+    """The versions of each of ``models`` that the server at ``url`` reports (model metadata, which needs no
+    admin key); None for a model it does not serve or when it does not answer."""
+    import tritonclient.grpc as grpcclient
+    from tritonclient.utils import InferenceServerException
+
+    client = grpcclient.InferenceServerClient(url)
+    found: dict[str, list[int] | None] = {}
+    try:
+        for model in models:
+            try:
+                metadata = client.get_model_metadata(model, as_json=True)
+                found[model] = sorted(int(v) for v in metadata.get("versions", []))
+            except InferenceServerException:
+                found[model] = None
+    finally:
+        client.close()
+    return found
+
+
 def int8_quality(repository: Path, version: int) -> dict[str, float]:
     """Test entity F1 of fp32 and INT8 from the export gates of ``version`` (its lineage)."""
     from medner.registry import lineage
@@ -235,7 +266,7 @@ def main() -> None:
 
     from clients.local import LocalNerModel
     from export.onnx_export import package_versions
-    from medner.registry import versions
+    from medner.registry import champion, versions
     from medner.triton import TritonServer
 
     torch.set_num_threads(args.threads)
@@ -285,10 +316,15 @@ def main() -> None:
                     print(f"round {r + 1} latency pairs {model}: p50 in-process "
                           f"{np.median(pairs[model][-1]['in_process']) * 1000:.1f} ms, Triton "
                           f"{np.median(pairs[model][-1]['triton']) * 1000:.1f} ms", flush=True)
-    meta = {"hardware": hardware(), "date": time.strftime("%Y-%m-%d"), "notes": len(notes), "rounds": args.rounds,
+            served = served_versions(url)
+    machine = hardware_info()
+    meta = {"hardware": hardware(machine), "machine": machine, "date": time.strftime("%Y-%m-%d"),
+            "notes": len(notes), "rounds": args.rounds,
             "threads_in_process": args.threads, "notes_per_request": NOTES_PER_REQUEST,
             "latency_sample": len(sample), "packages": package_versions(),
             "server": args.url or "started here on --repository", "f1": int8_quality(args.repository, version),
+            "version_choice": "the newest version in --repository (in-process variants and the F1 above)",
+            "served_versions": served, "champion": champion(args.repository),
             "triton_threads": {m: _config_threads(args.repository, m) for m in ("ner", "ner_int8")},
             "triton_instances": {m: _config_instances(args.repository, m) for m in ("ner", "ner_int8")},
             "command": "python benchmarks/serving.py " + " ".join(sys.argv[1:])}
@@ -356,32 +392,86 @@ def report(saved: dict, out: Path) -> None:
         p50_ratio = statistics.median(np.median(r["triton"]) / np.median(r["in_process"]) for r in runs)
         lines.append(f"| {model} | {local['p50_ms']:.1f} / {local['p95_ms']:.1f} / {local['p99_ms']:.1f} | "
                      f"{served['p50_ms']:.1f} / {served['p95_ms']:.1f} / {served['p99_ms']:.1f} | {p50_ratio:.2f}x |")
-    f1 = meta["f1"]
     lines += ["", f"{meta['latency_sample']} notes per round, all rounds pooled; the ratio is the median of "
               "per-round ratios.", "", "## INT8 vs fp32", "",
               f"End to end at concurrency 16: INT8 {ratio('triton_c16_int8', 'triton_c16'):.2f}x fp32 throughput; "
-              f"in-process {ratio('ort_local_int8', 'ort_local'):.2f}x. Test entity F1 (export gates of version "
-              f"{f1['version']}, the served one): fp32 {f1['fp32']:.4f}, INT8 {f1['int8']:.4f} "
-              f"({100 * (f1['int8'] - f1['fp32']):+.2f} points).", "",
-              "## Cost per million notes", "",
-              f"From the Triton concurrency-16 throughput above, on an instance like this machine; prices: "
-              f"{PRICE_SOURCE} (not re-checked on {meta['date']}: no internet here). GPU rows give the throughput "
-              "a GPU instance must reach to match the CPU INT8 cost: no GPU was measured in this run.", "",
-              "| instance | $/hour | model | notes/s | $ per million notes |", "| --- | ---: | --- | ---: | ---: |"]
-    cpu_name = next(n for n in PRICES if n.startswith("c7i.large"))
-    for variant, label in (("triton_c16", "fp32"), ("triton_c16_int8", "INT8")):
-        rate = summary[variant]["notes_per_s"]
-        lines.append(f"| {cpu_name} | {PRICES[cpu_name]:.4f} | {label} | {rate:.0f} (measured) | "
-                     f"{PRICES[cpu_name] / (rate * 3600) * 1e6:.3f} |")
-    int8_cost = PRICES[cpu_name] / (summary["triton_c16_int8"]["notes_per_s"] * 3600)
-    for name, price in PRICES.items():
-        if name.startswith("g"):
-            lines.append(f"| {name} | {price:.4f} | TensorRT FP16 | break-even: {price / int8_cost / 3600:.0f} "
-                         f"| {int8_cost * 1e6:.3f} at break-even |")
+              f"in-process {ratio('ort_local_int8', 'ort_local'):.2f}x. {version_sentence(meta)}", "",
+              "## Cost per million notes", "", *cost_table(meta, summary)]
     lines += ["", f"Command: `{meta['command']}`. Plots: serving_throughput.png, serving_latency.png."]
     out.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     plot(summary, pairs, meta, out)
+
+
+def machine(meta: dict) -> dict:
+    """The benchmark machine of a saved run: as recorded, else parsed from the hardware line (older runs)."""
+    import re
+
+    if "machine" in meta:
+        return meta["machine"]
+    cores = re.search(r", (\d+) cores", meta["hardware"])
+    rest = meta["hardware"].split(" cores, ", 1)[1] if " cores, " in meta["hardware"] else ""
+    return {"cpu": meta["hardware"].split(",")[0], "cores": int(cores.group(1)) if cores else None,
+            "gpus": [] if rest in ("", "no GPU") else rest.split(", ")}
+
+
+def version_sentence(meta: dict) -> str:
+    """Which model version the figures are of, and whose F1 is quoted: all read from the saved run."""
+    f1, version = meta["f1"], meta["f1"]["version"]
+    choice = meta.get("version_choice", "the newest version in the repository")
+    text = (f"Test entity F1 from the export gates in the lineage of version {version} ({choice}): "
+            f"fp32 {f1['fp32']:.4f}, INT8 {f1['int8']:.4f} ({100 * (f1['int8'] - f1['fp32']):+.2f} points).")
+    served = meta.get("served_versions")
+    if served is None:
+        text += " This run did not record which version the server reported serving."
+    else:
+        for model in ("ner", "ner_int8"):
+            found = served.get(model)
+            listed = ", ".join(map(str, found)) if found else "none"
+            same = "the same" if found == [version] else f"not version {version} alone"
+            text += f" The server reported `{model}` version(s) {listed} ({same})."
+    if "champion" not in meta:
+        text += " The registry's champion at the time was not recorded by this run."
+    elif meta["champion"] == version:
+        text += f" Version {version} was the registry's champion (serving.json)."
+    else:
+        text += (f" The registry's champion (serving.json) was version {meta['champion']}: this run measured "
+                 f"version {version}, not the champion.")
+    return text
+
+
+def cost_table(meta: dict, summary: dict) -> list[str]:
+    """Cost per million notes from the Triton concurrency-16 throughput, priced as a CPU instance with as many
+    vCPUs as the benchmark machine had cores, when the server ran on that machine; GPU rows: break-even only."""
+    found = machine(meta)
+    own_server = meta["server"].startswith("started here")
+    cpu = [name for name, (_, vcpus, gpu) in PRICES.items() if gpu is None and vcpus == found["cores"]]
+    if not own_server:
+        return [f"No cost table: the Triton figures come from the server at {meta['server']}, whose hardware this "
+                "run did not record."]
+    if not cpu:
+        return [f"No cost table: no priced CPU instance has this machine's {found['cores']} cores "
+                f"({', '.join(PRICES)})."]
+    name = cpu[0]
+    price, vcpus, _ = PRICES[name]
+    gpu_note = (f"This machine listed GPU(s) ({', '.join(found['gpus'])}), but the server started here loads the CPU "
+                "model configs, so no GPU throughput was measured" if found["gpus"] else
+                "No GPU was detected on this machine (nvidia-smi), so no GPU throughput was measured")
+    lines = [f"From the Triton concurrency-16 throughput above, priced as a {name} ({vcpus} vCPU, as many as this "
+             f"machine's {found['cores']} cores); prices: {PRICE_SOURCE}, constants in this script (not re-checked "
+             f"on {meta['date']}). {gpu_note}: GPU rows give the throughput a GPU instance must reach to match the "
+             "CPU INT8 cost, computed, not measured.", "",
+             "| instance | $/hour | model | notes/s | $ per million notes |", "| --- | ---: | --- | ---: | ---: |"]
+    for variant, label in (("triton_c16", "fp32"), ("triton_c16_int8", "INT8")):
+        rate = summary[variant]["notes_per_s"]
+        lines.append(f"| {name} ({vcpus} vCPU) | {price:.4f} | {label} | {rate:.0f} (measured) | "
+                     f"{price / (rate * 3600) * 1e6:.3f} |")
+    int8_cost = price / (summary["triton_c16_int8"]["notes_per_s"] * 3600)
+    for gpu_name, (gpu_price, _, gpu) in PRICES.items():
+        if gpu:
+            lines.append(f"| {gpu_name} (1x {gpu}) | {gpu_price:.4f} | TensorRT FP16 | break-even: "
+                         f"{gpu_price / int8_cost / 3600:.0f} | {int8_cost * 1e6:.3f} at break-even |")
+    return lines
 
 
 def plot(summary: dict, pairs: dict, meta: dict, out: Path) -> None:

@@ -253,14 +253,20 @@ def main(argv: Sequence[str] | None = None) -> SoakResult:
         return asyncio.run(soak(url, notes, args.duration, args.requests, args.concurrency, args.batch, interval,
                                 warmup, pid, args.model))
 
+    from benchmarks.serving import served_versions
+
     if args.url:
-        result, target = run(args.url, args.pid), f"{args.url} (model {args.model})"
+        result, target = run(args.url, args.pid), args.url
+        served = served_versions(args.url, (args.model,))[args.model]
     else:
         from medner.triton import TritonServer
 
         with TritonServer.on_free_ports(args.repository) as server:
             result = run(server.grpc_url, server.process.pid)
-        target = f"own tritonserver on 127.0.0.1 serving {args.repository} (model {args.model}, latest version)"
+            served = served_versions(server.grpc_url, (args.model,))[args.model]
+        target = f"own tritonserver on 127.0.0.1 serving {args.repository}"
+    target += (f" (model {args.model}, version(s) {', '.join(map(str, served))} as the server reported after the run)"
+               if served else f" (model {args.model}; the server reported no version after the run)")
     report = write_report(result, args.out, command, target)
     print(report.read_text().split("![")[0])
     return result
