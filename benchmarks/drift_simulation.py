@@ -1,31 +1,33 @@
-"""Drift simulation: does ``monitoring.drift`` stay quiet on in-distribution traffic and catch real shifts?
+"""Drift simulation: with the product's defaults, does ``monitoring.drift`` stay quiet on in-distribution
+traffic however it is packaged into notes, and catch real shifts?
 
-    python benchmarks/drift_simulation.py [--model ner_int8] [--window-notes 200] [--live]
+    python benchmarks/drift_simulation.py [--model ner_int8] [--window-notes 100]
 
-1. Reference: notes built from the dev split (held out of training: seed-13 10% of train, as TrainFlow carves
-   it) through the serving model version, profiled with the monitoring features; the out-of-vocabulary
-   feature uses the words of the training sentences (train minus dev), as export publishes them.
-2. Calibration (thresholds from in-distribution variability only): ``--calibration-windows`` windows of
-   ``min_notes`` notes each (the smallest window a check scores, so the noisiest), drawn from the BeHealthy
-   test split with their own seeds. warning = max + 4 std of their combined scores, rounded up to 0.05;
-   critical = 2 x warning (at most 0.9). The shifted windows play no part in it.
-3. Timeline: in-distribution windows (test split), then each constructed shift for ``--shift-windows``
-   windows, each followed by a few in-distribution windows (recovery). Shifts:
-   * ``genre``      everyday non-medical English (news, travel, cooking) from templates written here;
-   * ``shorthand``  test sentences as hurried clinical shorthand: function words dropped, common clinical
-                    abbreviations, interior vowels dropped from long words, lower case;
-   * ``admin``      clinic administration notes with no medical content (scheduling, billing, contact).
-   Notes are 1 sentence (60%) or 2-3 sentences (40%) in every phase and in the reference.
-4. Each window is profiled (whylogs, ``monitoring.profiles``) into a profile store and checked with
-   ``monitoring.drift.check`` exactly as ``medner monitor check`` does.
+1. Reference: the one ``medner monitor check`` uses by default, ``reference_profile.bin`` of the serving
+   version (``monitoring.drift.default_reference``), as ``medner export`` wrote it; nothing is built here.
+2. Traffic: in-distribution notes are dev-split sentences (held out of training, seed-13 10% of train as
+   TrainFlow carves it, and not in the reference, which export builds from the test split), as notes of 3-20
+   sentences (``in``) or of one sentence (``in-1``). A multi-sentence note is written as prose (each sentence
+   ends with ``.``, which the corpus sentences lack) or one sentence per line, half each. Shifts, in notes of
+   3-20 sentences:
+   * ``genre``      everyday non-medical English (news, travel, cooking) from templates written here (prose);
+   * ``shorthand``  dev sentences as hurried clinical shorthand: function words dropped, common clinical
+                    abbreviations, interior vowels dropped from long words, lower case (one per line);
+   * ``admin``      clinic administration notes with no medical content (scheduling, billing, contact) (prose).
+3. Calibration (thresholds from in-distribution variability only): ``--calibration-windows`` windows of
+   ``min_notes`` one-sentence notes each (the fewest rows a scored window can have, so the noisiest), with
+   their own seeds. Suggested warning = max + 4 std of their combined scores, rounded up to 0.05; critical =
+   2 x warning (at most 0.9). The timeline plays no part in it.
+4. Timeline: ``--in-windows`` in-distribution windows of multi-sentence notes, ``--single-windows`` of
+   one-sentence notes, then each shift for ``--shift-windows`` windows followed by ``--recovery-windows``
+   in-distribution windows. Each window is profiled (``NerPipeline.with_features``, the code the served model
+   runs, and ``monitoring.profiles``) into a profile store and checked with ``monitoring.drift.check`` and
+   ``DriftThresholds()``, the defaults ``medner monitor check`` uses (``--thresholds calibrated``: this run's
+   suggestion instead).
 
-In-process by default (``NerPipeline.with_features``: the code the Triton model runs); ``--live`` sends the
-notes through a real Triton server started with profiling on (``TritonServer(profile_dir=...)``), one
-profile window (``--live-window-seconds``) per simulated window.
-
-Outputs: benchmarks/results/drift_simulation.{md,json,png} (``--live``: drift_simulation_live.*).
-Must show: 0 false alarms over the in-distribution windows, each shift detected (level >= warning) within
-2 windows of its start.
+Outputs: benchmarks/results/drift_simulation.{md,json,png}; every sentence of the page is computed from the run.
+Passes when: >= 20 multi-sentence in-distribution windows, 0 false alarms on any in-distribution window, each
+shift detected (level >= warning) within 2 windows of its start.
 """
 
 from __future__ import annotations
@@ -126,48 +128,37 @@ def shorthand(tokens: Sequence[str], rng: random.Random) -> str:
     return " ".join(words) or "nad"
 
 
+PACKAGING = {"in": ("prose", "lines"), "in-1": ("prose",), "genre": ("prose",), "admin": ("prose",),
+             "shorthand": ("lines",)}  # how each kind of note joins its sentences
+MULTI = (3, 20)  # sentences per multi-sentence note
+
+
 @dataclass
 class Traffic:
-    """Note factories: ``notes(kind, n, rng)`` for the in-distribution and shifted phases."""
+    """Note factories: ``notes(phase, n, rng)`` for the in-distribution and shifted phases."""
 
-    test: list[list[str]]  # test split sentences (tokens)
-    dev: list[list[str]]
+    source: list[list[str]]  # in-distribution sentences (tokens): the dev split
 
     def sentence(self, kind: str, rng: random.Random) -> str:
-        if kind in ("in", "reference"):
-            return " ".join(rng.choice(self.dev if kind == "reference" else self.test))
+        if kind in ("in", "in-1"):
+            return " ".join(rng.choice(self.source))
         if kind == "genre":
             return genre_sentence(rng)
         if kind == "shorthand":
-            return shorthand(rng.choice(self.test), rng)
+            return shorthand(rng.choice(self.source), rng)
         if kind == "admin":
             return admin_sentence(rng)
         raise ValueError(f"unknown traffic kind {kind!r}")
 
+    def note(self, kind: str, rng: random.Random) -> str:
+        count = 1 if kind == "in-1" else rng.randint(*MULTI)
+        sentences = [self.sentence(kind, rng) for _ in range(count)]
+        if rng.choice(PACKAGING[kind]) == "lines":
+            return "\n".join(sentences)
+        return " ".join(s if s[-1] in ".!?" else f"{s} ." for s in sentences)  # the corpus' spacing
+
     def notes(self, kind: str, n: int, rng: random.Random) -> list[str]:
-        """``n`` notes of 1 sentence (60%) or 2-3 sentences (40%)."""
-        return [" ".join(self.sentence(kind, rng) for _ in range(1 if rng.random() < 0.6 else rng.randint(2, 3)))
-                for _ in range(n)]
-
-
-# --- the model, in-process or behind a live Triton server -----------------------------------------------
-
-def staged_version(repository: Path, model: str, train: Sequence[Sequence[str]], work: Path) -> Path:
-    """The model's serving version folder, with ``train_vocabulary.txt``: itself when export published one,
-    else a copy made of symlinks plus a vocabulary of ``train`` (the repository is left untouched)."""
-    from monitoring.drift import default_reference
-    from monitoring.features import VOCABULARY_FILE, write_vocabulary
-
-    version_dir = default_reference(repository, model).parent  # the version that serves
-    if (version_dir / VOCABULARY_FILE).exists():
-        return version_dir
-    staged = work / model / version_dir.name
-    staged.mkdir(parents=True)
-    for item in version_dir.iterdir():
-        if item.is_file():
-            (staged / item.name).symlink_to(item.resolve())
-    write_vocabulary((w for s in train for w in s), staged)
-    return staged
+        return [self.note(kind, rng) for _ in range(n)]
 
 
 def in_process_featurizer(repository: Path, model: str, version_dir: Path, threads: int
@@ -179,33 +170,15 @@ def in_process_featurizer(repository: Path, model: str, version_dir: Path, threa
     return lambda notes: pipeline.with_features(notes)[1]
 
 
-def staged_repository(repository: Path, model: str, version_dir: Path, work: Path) -> Path:
-    """A repository for the live server whose ``model`` latest version is ``version_dir`` (symlinks)."""
-    target = work / "repository"
-    shutil.copytree(repository, target, symlinks=False, copy_function=os.symlink,
-                    ignore=shutil.ignore_patterns("__pycache__", ".staging-*"))
-    served = target / model / version_dir.name
-    shutil.rmtree(served)
-    served.mkdir()
-    for item in version_dir.iterdir():  # the staged version: with the training vocabulary
-        (served / item.name).symlink_to(item.resolve())
-    # the python model's current code (the profiling hook), shared by ner and ner_int8: a version exported
-    # before profiling existed carries a model.py without it
-    current = repository / "ner" / "model.py"
-    if current.exists():
-        (served / "model.py").unlink(missing_ok=True)
-        (served / "model.py").symlink_to(current.resolve())
-    return target
-
-
 # --- the simulation ---------------------------------------------------------------------------------------
 
 @dataclass
 class Window:
     index: int
-    phase: str  # "in" or a shift kind
+    phase: str  # "in", "in-1" or a shift kind
     start: datetime
     notes: int = 0
+    sentences: int = 0
     level: str = "none"
     combined: float = 0.0
     scores: dict[str, float] | None = None
@@ -227,120 +200,98 @@ def calibrate(combined: Sequence[float]) -> tuple[float, float]:
 def run(args: argparse.Namespace) -> dict:
     from medner.config import data_dir as resolve_data_dir
     from medner.data import read_behealthy, split_dev
-    from monitoring.drift import DriftThresholds, check, compare
-    from monitoring.profiles import profile_rows, read_profile, write_view
+    from monitoring.drift import (
+        DriftThresholds,
+        check,
+        compare,
+        default_reference,
+        has_sentence_rows,
+        note_count,
+        sentence_count,
+    )
+    from monitoring.profiles import profile_rows, read_profile
 
     corpus = read_behealthy(resolve_data_dir(args.data_dir))
-    train, dev = split_dev(corpus["train"], 0.1, 13)  # TrainFlow's split: dev is held out of training
-    traffic = Traffic([list(s.tokens) for s in corpus["test"]], [list(s.tokens) for s in dev])
+    _, dev = split_dev(corpus["train"], 0.1, 13)  # TrainFlow's split: dev is held out of training
+    traffic = Traffic([list(s.tokens) for s in dev])
+    reference = default_reference(args.repository, args.model)  # what `medner monitor check` reads
+    if not reference.is_file():
+        raise SystemExit(f"no reference profile at {reference}: run `medner export`")
+    reference_view = read_profile(reference)
+    if not has_sentence_rows(reference_view):
+        raise SystemExit(f"{reference} has one row per note (exported before per-sentence profiles): re-export")
     work = Path(tempfile.mkdtemp(prefix="drift-sim-"))
     store = work / "profiles"
     timings: dict[str, float] = {}
     try:
-        version_dir = staged_version(args.repository, args.model, [s.tokens for s in train], work / "staged")
-        featurize = in_process_featurizer(args.repository, args.model, version_dir, args.threads)
-        rng = random.Random(args.seed)
+        featurize = in_process_featurizer(args.repository, args.model, reference.parent, args.threads)
+        defaults = DriftThresholds()
 
         began = time.perf_counter()
-        reference = work / "reference_profile.bin"
-        write_view(profile_rows(featurize(traffic.notes("reference", args.reference_notes, rng)), EPOCH), reference)
-        reference_view = read_profile(reference)
-        timings["reference_s"] = time.perf_counter() - began
-
-        began = time.perf_counter()
-        base = DriftThresholds()
         calibration = []
         for k in range(args.calibration_windows):
-            rows = featurize(traffic.notes("in", base.min_notes, random.Random(10_000 + k)))
-            report = compare(profile_rows(rows, EPOCH), reference_view, EPOCH, EPOCH,
-                             base)
-            calibration.append(report.combined)
+            rows = featurize(traffic.notes("in-1", defaults.min_notes, random.Random(10_000 + k)))
+            calibration.append(compare(profile_rows(rows, EPOCH), reference_view, EPOCH, EPOCH, defaults).combined)
         warning, critical = calibrate(calibration)
         timings["calibration_s"] = time.perf_counter() - began
-        thresholds = (DriftThresholds(warning, critical, base.min_notes, base.top_k)
-                      if args.thresholds == "calibrated" else base)
+        thresholds = (DriftThresholds(warning, critical, defaults.min_notes, defaults.top_k)
+                      if args.thresholds == "calibrated" else defaults)
 
-        phases = ["in"] * args.in_windows
+        phases = ["in"] * args.in_windows + ["in-1"] * args.single_windows
         for shift in args.shifts:
             phases += [shift] * args.shift_windows + ["in"] * args.recovery_windows
         windows = [Window(i, phase, EPOCH + timedelta(hours=i)) for i, phase in enumerate(phases)]
 
         began = time.perf_counter()
-        if args.live:
-            live_windows(args, traffic, windows, version_dir, work, store)
-        else:
-            for window in windows:
-                notes = traffic.notes(window.phase, args.window_notes, random.Random(args.seed + window.index))
-                rows = featurize(notes)
-                profile_window(store, args.model, window.start, rows)
+        for window in windows:
+            notes = traffic.notes(window.phase, args.window_notes, random.Random(args.seed + window.index))
+            profile_window(store, args.model, window.start, featurize(notes))
         timings["traffic_s"] = time.perf_counter() - began
 
-        for window in windows:
+        for window in windows:  # exactly as `medner monitor check` does: merge the window's profiles, compare
             report = check(store, args.model, reference, window.start, window.start + timedelta(hours=1), thresholds)
-            window.notes, window.level = report.counts["notes"], report.level
-            window.combined, window.scores = report.combined or 0.0, report.scores
+            window.notes, window.sentences = report.counts["notes"], report.counts.get("sentences", 0)
+            window.level, window.combined, window.scores = report.level, report.combined or 0.0, report.scores
         result = summarise(args, windows, calibration, (warning, critical), thresholds, timings)
-        return {"version": int(version_dir.name), **result}
+        result["reference"] = {"path": str(reference.relative_to(args.repository.parent))
+                               if reference.is_relative_to(args.repository.parent) else str(reference),
+                               "notes": note_count(reference_view), "sentences": sentence_count(reference_view)}
+        result["traffic_sentences"] = {"split": "dev", "distinct": len(dev)}
+        return {"version": int(reference.parent.name), **result}
     finally:
         shutil.rmtree(work, ignore_errors=True)
-
-
-def live_windows(args: argparse.Namespace, traffic: Traffic, windows: list[Window], version_dir: Path, work: Path,
-                 store: Path) -> None:
-    """Send each window's notes through a live Triton server that profiles them; map the server's profile
-    windows (wall clock) onto the simulated ones."""
-    from clients.ner_client import NerClient
-    from medner.triton import TritonServer
-    from monitoring.profiles import list_profiles, merge_profiles, write_view
-
-    live_store = work / "live-profiles"
-    seconds = args.live_window_seconds
-    server = TritonServer.on_free_ports(staged_repository(args.repository, args.model, version_dir, work),
-                                        log_file=work / "triton.log", profile_dir=str(live_store),
-                                        profile_window_seconds=seconds)
-    server.start()
-    starts = []
-    try:
-        with NerClient(server.grpc_url, model=args.model) as client:
-            for window in windows:
-                notes = traffic.notes(window.phase, args.window_notes, random.Random(args.seed + window.index))
-                now = time.time()
-                time.sleep(seconds - now % seconds + 0.05)  # start at a window boundary
-                starts.append(time.time() - time.time() % seconds)
-                client.extract(notes)
-                if time.time() - starts[-1] > seconds:
-                    raise RuntimeError(f"window {window.index}: {len(notes)} notes took longer than {seconds}s; "
-                                       "raise --live-window-seconds")
-    finally:
-        server.stop()
-    for window, start in zip(windows, starts):
-        moment = datetime.fromtimestamp(start, UTC)
-        merged = merge_profiles(list_profiles(live_store, args.model, moment, moment + timedelta(seconds=seconds)))
-        if merged is not None:
-            from monitoring.profiles import window_name
-
-            write_view(merged, store / args.model / f"{window_name(window.start.timestamp())}_live.bin")
 
 
 def summarise(args: argparse.Namespace, windows: list[Window], calibration: list[float],
               suggested: tuple[float, float], thresholds, timings: dict[str, float]) -> dict:
     from monitoring.drift import DriftThresholds
 
-    in_windows = [w for w in windows if w.phase == "in"]
+    in_windows = [w for w in windows if w.phase in ("in", "in-1")]
     false_alarms = [w.index for w in in_windows if w.level != "none"]
+    packaging = {}
+    for phase in ("in", "in-1"):
+        own = [w for w in windows if w.phase == phase]
+        if own:
+            packaging[phase] = {"windows": len(own), "false_alarms": sum(w.level != "none" for w in own),
+                                "combined_max": round(max(w.combined for w in own), 4),
+                                "combined_mean": round(statistics.mean(w.combined for w in own), 4),
+                                "notes_per_window": round(statistics.mean(w.notes for w in own), 1),
+                                "sentences_per_window": round(statistics.mean(w.sentences for w in own), 1)}
     detection = {}
     for shift in args.shifts:
         shifted = [w for w in windows if w.phase == shift]
         first = next((k for k, w in enumerate(shifted, 1) if w.level != "none"), None)
         detection[shift] = {"windows_to_detection": first, "levels": [w.level for w in shifted],
                             "combined": [round(w.combined, 3) for w in shifted]}
-    passed = (len(in_windows) >= 20 and not false_alarms
+    passed = (packaging.get("in", {}).get("windows", 0) >= 20 and not false_alarms
               and all(d["windows_to_detection"] is not None and d["windows_to_detection"] <= 2
                       for d in detection.values()))
     return {
-        "model": args.model, "mode": "live Triton" if args.live else "in-process", "window_notes": args.window_notes,
-        "reference_notes": args.reference_notes, "seed": args.seed,
+        "model": args.model, "mode": "in-process", "window_notes": args.window_notes,
+        "sentences_per_note": {"in": list(MULTI), "in-1": [1, 1], **{s: list(MULTI) for s in args.shifts}},
+        "packaging": {k: list(v) for k, v in PACKAGING.items()}, "seed": args.seed,
         "calibration": {"windows": len(calibration), "notes_per_window": thresholds.min_notes,
+                        "sentences_per_note": 1,
                         "combined_max": round(max(calibration), 4),
                         "combined_mean": round(statistics.mean(calibration), 4),
                         "combined_std": round(statistics.pstdev(calibration), 4),
@@ -348,11 +299,11 @@ def summarise(args: argparse.Namespace, windows: list[Window], calibration: list
         "thresholds_source": args.thresholds, "defaults": asdict(DriftThresholds()),
         "thresholds": {"warning": thresholds.warning, "critical": thresholds.critical,
                        "min_notes": thresholds.min_notes, "top_k": thresholds.top_k},
-        "in_distribution_windows": len(in_windows), "false_alarms": false_alarms,
+        "in_distribution_windows": len(in_windows), "in_distribution": packaging, "false_alarms": false_alarms,
         "in_distribution_combined_max": round(max(w.combined for w in in_windows), 4),
         "detection": detection, "passed": passed, "timings_s": {k: round(v, 1) for k, v in timings.items()},
-        "windows": [{"index": w.index, "phase": w.phase, "notes": w.notes, "level": w.level,
-                     "combined": round(w.combined, 4), "scores": w.scores} for w in windows],
+        "windows": [{"index": w.index, "phase": w.phase, "notes": w.notes, "sentences": w.sentences,
+                     "level": w.level, "combined": round(w.combined, 4), "scores": w.scores} for w in windows],
     }
 
 
@@ -368,7 +319,7 @@ def plot(result: dict, path: Path) -> None:
     x = [w["index"] for w in windows]
     features = sorted({f for w in windows for f in (w["scores"] or {})})
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(12, 8), sharex=True, gridspec_kw={"height_ratios": [3, 2]})
-    colours = {"genre": "#f4c542", "shorthand": "#e07b39", "admin": "#b05fc1"}
+    colours = {"in-1": "#9ecae1", "genre": "#f4c542", "shorthand": "#e07b39", "admin": "#b05fc1"}
     for axis in (top, bottom):
         for w in windows:
             if w["phase"] != "in":
@@ -379,8 +330,8 @@ def plot(result: dict, path: Path) -> None:
     top.set_ylabel("Hellinger distance to reference")
     top.set_ylim(0, 1)
     top.legend(fontsize=7, ncol=2, loc="upper left")
-    top.set_title(f"Drift simulation ({result['mode']}, {result['model']}, {result['window_notes']} notes/window; "
-                  "shaded: shifted traffic)")
+    top.set_title(f"Drift simulation ({result['mode']}, {result['model']} v{result.get('version', '?')}, exported "
+                  f"reference, {result['window_notes']} notes/window; blue: one-sentence notes, other shades: shifts)")
     level_colour = {"none": "#2e7d32", "warning": "#f9a825", "critical": "#c62828"}
     bottom.plot(x, [w["combined"] for w in windows], color="black", lw=1)
     bottom.scatter(x, [w["combined"] for w in windows], c=[level_colour[w["level"]] for w in windows], zorder=3,
@@ -393,50 +344,73 @@ def plot(result: dict, path: Path) -> None:
     bottom.set_ylim(0, 1)
     for phase, colour in colours.items():
         if any(w["phase"] == phase for w in windows):
-            bottom.plot([], [], color=colour, lw=8, alpha=0.4, label=f"shift: {phase}")
-    bottom.legend(fontsize=8, loc="upper right")
+            bottom.plot([], [], color=colour, lw=8, alpha=0.4,
+                        label="in-distribution, 1 sentence/note" if phase == "in-1" else f"shift: {phase}")
+    bottom.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.15), ncol=4)  # below: no point hidden
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
 
 
 def markdown(result: dict, image: str) -> str:
-    c, t = result["calibration"], result["thresholds"]
+    c, t, d, ref = result["calibration"], result["thresholds"], result["defaults"], result["reference"]
+    multi, single = result["in_distribution"].get("in"), result["in_distribution"].get("in-1")
+    source = "`DriftThresholds()` defaults" if result["thresholds_source"] == "default" else "this run's calibration"
+    agree = (d["warning"], d["critical"]) == (c["suggested_warning"], c["suggested_critical"])
     lines = [
         "# Drift simulation", "",
-        f"`python benchmarks/drift_simulation.py{' --live' if result['mode'] == 'live Triton' else ''}` "
-        f"({result['mode']}, model `{result['model']}` version {result.get('version', '?')}, "
-        f"{result['window_notes']} notes per window, reference {result['reference_notes']} dev-split notes, "
-        f"seed {result['seed']}; run time {sum(result['timings_s'].values()):.0f} s"
-        + ("; traffic through the server's profiling, reference and calibration in-process with the same "
-           "pipeline code" if result["mode"] == "live Triton" else "") + ").", "",
-        f"**{'PASSED' if result['passed'] else 'FAILED'}**: {len(result['false_alarms'])} false alarms over "
+        f"`python benchmarks/drift_simulation.py` ({result['mode']}, model `{result['model']}` version "
+        f"{result.get('version', '?')}, {result['window_notes']} notes per window, seed {result['seed']}; run time "
+        f"{sum(result['timings_s'].values()):.0f} s).", "",
+        f"Reference: `{ref['path']}`, the default of `medner monitor check`, as `medner export` wrote it: "
+        f"{ref['notes']} notes (the test sentences) profiled as {ref['sentences']} sentence rows. In-distribution "
+        f"traffic: {result['traffic_sentences']['distinct']} {result['traffic_sentences']['split']}-split sentences "
+        f"(held out of training and of the reference), in notes of {result['sentences_per_note']['in'][0]}-"
+        f"{result['sentences_per_note']['in'][1]} sentences (`in`: {', '.join(result['packaging']['in'])}) or of one "
+        "sentence (`in-1`).", "",
+        f"**{'PASSED' if result['passed'] else 'FAILED'}** with thresholds warning {t['warning']}, critical "
+        f"{t['critical']} ({source}): {len(result['false_alarms'])} false alarms over "
         f"{result['in_distribution_windows']} in-distribution windows (highest combined score "
         f"{result['in_distribution_combined_max']:.3f}); windows to detection: "
         + ", ".join(f"{k} {v['windows_to_detection']}" for k, v in result["detection"].items()) + ".", "",
-        "## Thresholds", "",
+        "## In-distribution windows by packaging", "",
+        "| notes | windows | notes/window | sentences/window | false alarms | combined mean | combined max |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for name, label, row in (("in", f"{result['sentences_per_note']['in'][0]}-{result['sentences_per_note']['in'][1]}"
+                              " sentences", multi), ("in-1", "1 sentence", single)):
+        if row:
+            lines.append(f"| {label} (`{name}`) | {row['windows']} | {row['notes_per_window']:.0f} | "
+                         f"{row['sentences_per_window']:.0f} | {row['false_alarms']} | {row['combined_mean']:.3f} | "
+                         f"{row['combined_max']:.3f} |")
+    lines += [
+        "", "## Thresholds", "",
         f"Used ({result['thresholds_source']}): warning {t['warning']}, critical {t['critical']}, "
-        f"min_notes {t['min_notes']}, combined score = "
-        f"mean of the top {t['top_k']} per-feature Hellinger distances.", "",
-        f"Calibration, in-distribution only: {c['windows']} windows of {c['notes_per_window']} test-split notes "
-        f"(the smallest window a check scores, so the noisiest) against the reference: combined score mean "
-        f"{c['combined_mean']:.3f}, std {c['combined_std']:.3f}, max {c['combined_max']:.3f} -> warning = max + 4 std "
-        f"rounded up to 0.05 = {c['suggested_warning']}, critical = 2 x warning = {c['suggested_critical']}. "
-        f"`DriftThresholds()` defaults: warning {result['defaults']['warning']}, critical "
-        f"{result['defaults']['critical']}.", "",
+        f"min_notes {t['min_notes']}, combined score = mean of the top {t['top_k']} per-feature Hellinger "
+        "distances.", "",
+        f"Calibration, in-distribution only: {c['windows']} windows of {c['notes_per_window']} notes of "
+        f"{c['sentences_per_note']} sentence (the fewest rows a scored window can have, so the noisiest) against "
+        f"the reference: combined score mean {c['combined_mean']:.3f}, std {c['combined_std']:.3f}, max "
+        f"{c['combined_max']:.3f} -> warning = max + 4 std rounded up to 0.05 = {c['suggested_warning']}, critical "
+        f"= 2 x warning = {c['suggested_critical']}. `DriftThresholds()` defaults: warning {d['warning']}, critical "
+        f"{d['critical']}, min_notes {d['min_notes']}"
+        + (" (the same)." if agree else " (they differ from this run's suggestion)."), "",
         "## Shifts", "",
         "| shift | windows to detection | levels | combined scores |", "| --- | --- | --- | --- |",
     ]
-    for name, d in result["detection"].items():
-        lines.append(f"| {name} | {d['windows_to_detection']} | {' '.join(d['levels'])} | "
-                     f"{' '.join(f'{v:.2f}' for v in d['combined'])} |")
+    for name, det in result["detection"].items():
+        lines.append(f"| {name} | {det['windows_to_detection']} | {' '.join(det['levels'])} | "
+                     f"{' '.join(f'{v:.2f}' for v in det['combined'])} |")
     features = sorted({f for w in result["windows"] for f in (w["scores"] or {})})
-    lines += ["", "## Windows", "", "| window | phase | notes | level | combined | " + " | ".join(features) + " |",
-              "| " + " | ".join(["---"] * (5 + len(features))) + " |"]
+    lines += ["", "## Windows", "",
+              "| window | phase | notes | sentences | level | combined | " + " | ".join(features) + " |",
+              "| " + " | ".join(["---"] * (6 + len(features))) + " |"]
     for w in result["windows"]:
         scores = w["scores"] or {}
-        lines.append(f"| {w['index']} | {w['phase']} | {w['notes']} | {w['level']} | {w['combined']:.3f} | "
-                     + " | ".join(f"{scores[f]:.3f}" if f in scores else "" for f in features) + " |")
+        combined = f"{w['combined']:.3f}" if scores else "-"  # not scored: fewer notes than min_notes
+        lines.append(f"| {w['index']} | {w['phase']} | {w['notes']} | {w['sentences']} | {w['level']} | "
+                     f"{combined} | " + " | ".join(f"{scores[f]:.3f}" if f in scores else "" for f in features)
+                     + " |")
     lines += ["", f"![drift simulation]({image})", ""]
     return "\n".join(lines)
 
@@ -446,29 +420,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--repository", type=Path, default=ROOT / "model_repository")
     parser.add_argument("--model", default="ner_int8", help="ner or ner_int8 (faster, same features)")
     parser.add_argument("--data-dir", default=None, help="BeHealthy folder (default: $MEDNER_DATA_DIR)")
-    parser.add_argument("--window-notes", type=int, default=200)
-    parser.add_argument("--reference-notes", type=int, default=1000)
+    parser.add_argument("--window-notes", type=int, default=100)
     parser.add_argument("--calibration-windows", type=int, default=20)
-    parser.add_argument("--in-windows", type=int, default=20, help="in-distribution windows before the first shift")
+    parser.add_argument("--in-windows", type=int, default=20,
+                        help="in-distribution windows of multi-sentence notes before the first shift")
+    parser.add_argument("--single-windows", type=int, default=5,
+                        help="in-distribution windows of one-sentence notes, after those")
     parser.add_argument("--shift-windows", type=int, default=4)
     parser.add_argument("--recovery-windows", type=int, default=3, help="in-distribution windows after each shift")
     parser.add_argument("--shifts", nargs="+", default=["genre", "shorthand", "admin"])
-    parser.add_argument("--thresholds", choices=["calibrated", "default"], default="calibrated",
-                        help="this run's calibrated thresholds, or DriftThresholds' defaults")
-    parser.add_argument("--threads", type=int, default=1, help="ONNX Runtime threads (in-process)")
+    parser.add_argument("--thresholds", choices=["default", "calibrated"], default="default",
+                        help="DriftThresholds' defaults (what `medner monitor check` uses) or this run's calibration")
+    parser.add_argument("--threads", type=int, default=1, help="ONNX Runtime threads")
     parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--live", action="store_true", help="through a live Triton server with profiling on")
-    parser.add_argument("--live-window-seconds", type=float, default=6.0)
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
 
     result = run(args)
     args.out.mkdir(parents=True, exist_ok=True)
-    name = "drift_simulation_live" if args.live else "drift_simulation"
-    (args.out / f"{name}.json").write_text(json.dumps(result, indent=1) + "\n")
-    (args.out / f"{name}.md").write_text(markdown(result, f"{name}.png"))
-    plot(result, args.out / f"{name}.png")
-    print(json.dumps({k: result[k] for k in ("thresholds", "calibration", "false_alarms",
+    (args.out / "drift_simulation.json").write_text(json.dumps(result, indent=1) + "\n")
+    (args.out / "drift_simulation.md").write_text(markdown(result, "drift_simulation.png"))
+    plot(result, args.out / "drift_simulation.png")
+    print(json.dumps({k: result[k] for k in ("thresholds", "calibration", "in_distribution", "false_alarms",
                                              "in_distribution_combined_max", "passed", "timings_s")}))
     for name, d in result["detection"].items():
         print(f"{name}: detected after {d['windows_to_detection']} window(s); levels {d['levels']}")

@@ -12,8 +12,12 @@ transformers cap. Gates, both on the test split through the serving path (:mod:`
 
 Each served model's version folder also gets what monitoring compares live traffic with: the training
 vocabulary (``train_vocabulary.txt``, for the out-of-vocabulary feature) and ``reference_profile.bin``, the
-whylogs profile of the monitoring features of the gate sentences through that exported model (the gates'
-encoder outputs are reused: nothing is encoded again).
+whylogs profile of the monitoring features of the test sentences sent through that exported model's serving
+path as notes (:func:`monitoring.features.note_features`: the tokenization, sentence breaks and decoding a
+served model applies, so the reference is what the served model would profile for in-distribution text;
+features are per sentence, so it holds however live clients group sentences into notes). That costs one more
+encoding pass over the test split per served model: the gates encode corpus sentences pre-split into words,
+which is not what a served model sees.
 """
 
 from __future__ import annotations
@@ -195,21 +199,23 @@ def package_versions() -> dict[str, str]:
 
 
 def write_monitoring_reference(
-    staging: Path, gate_outputs: dict[str, tuple[TokenizedBatch, np.ndarray]], sentences: Sequence[Sentence],
-    unk_id: int | None, train: Sequence[Sentence] | None, method: str,
+    staging: Path, encoders: dict[str, Encoder], sentences: Sequence[Sentence], tokenizer: Any,
+    train: Sequence[Sentence] | None, method: str,
 ) -> None:
-    """Write ``train_vocabulary.txt`` (when ``train`` is given) and ``reference_profile.bin`` (the monitoring
-    features of ``sentences`` from each served model's gate outputs) into the served models' folders."""
+    """Write ``train_vocabulary.txt`` (when ``train`` is given) and ``reference_profile.bin`` into the served
+    models' folders: the monitoring rows of ``sentences``, each sent as a note (its tokens joined by spaces)
+    through the serving path with that model's encoder (``encoders``: served model -> encoder)."""
     from datetime import UTC, datetime
 
-    from monitoring.features import read_vocabulary, sentence_features, write_vocabulary
+    from medner.spans import join_tokens
+    from monitoring.features import note_features, read_vocabulary, write_vocabulary
     from monitoring.profiles import profile_rows, write_view
 
-    for model, (batch, logits) in gate_outputs.items():
+    notes = [join_tokens(s.tokens)[0] for s in sentences]
+    for model, encoder in encoders.items():
         if train is not None:
             write_vocabulary((w for s in train for w in s.tokens), staging / model)
-        rows = sentence_features([s.tokens for s in sentences], batch, logits, unk_id,
-                                 read_vocabulary(staging / model), method)
+        rows = note_features(notes, tokenizer, encoder, read_vocabulary(staging / model), method=method)
         write_view(profile_rows(rows, datetime.now(UTC)), staging / model / "reference_profile.bin")
 
 
@@ -247,17 +253,14 @@ def export_model(
         for model in ("ner_tokenize", *PIPELINE_ENCODERS):
             tokenizer.save_pretrained(staging / model)
         export_onnx(model_dir, encoder_dir / FP32_FILE)
-        gate_outputs: dict[str, tuple[TokenizedBatch, np.ndarray]] = {}  # served model -> its gate's logits
-        parity, fp32_metrics = parity_gate(tokenizer, torch_reference(model_dir),
-                                           ort_encoder(encoder_dir / FP32_FILE, threads), test, method,
-                                           observe=lambda b, logits: gate_outputs.__setitem__("ner", (b, logits)))
+        served = {"ner": ort_encoder(encoder_dir / FP32_FILE, threads)}  # served model -> its encoder
+        parity, fp32_metrics = parity_gate(tokenizer, torch_reference(model_dir), served["ner"], test, method)
         if not parity.passed:
             raise ExportRefused(f"parity gate failed: {json.dumps(parity.details)}")
         quantize_int8(encoder_dir / FP32_FILE, int8_dir / FP32_FILE)
-        int8, int8_metrics = quality_gate(tokenizer, ort_encoder(int8_dir / FP32_FILE, threads), test,
-                                          fp32_metrics["entity_f1"], method,
-                                          observe=lambda b, logits: gate_outputs.__setitem__("ner_int8", (b, logits)))
-        write_monitoring_reference(staging, gate_outputs, test, tokenizer.unk_token_id, train, method)
+        served["ner_int8"] = ort_encoder(int8_dir / FP32_FILE, threads)
+        int8, int8_metrics = quality_gate(tokenizer, served["ner_int8"], test, fp32_metrics["entity_f1"], method)
+        write_monitoring_reference(staging, served, test, tokenizer, train, method)
         record = {
             **lineage,
             "version": version,

@@ -476,8 +476,8 @@ class NerPipeline:
                            self.method)
 
     def with_features(self, notes: Sequence[str]) -> tuple[list[list[Entity]], np.ndarray]:
-        """Entities of each note and its monitoring features (``monitoring.features.FEATURES`` columns),
-        computed from the same tokenized batch and decoding."""
+        """Entities of each note and the notes' monitoring rows (``monitoring.features.batch_features``: one
+        row per sentence, note after note), computed from the same tokenized batch and decoding."""
         from monitoring.features import batch_features, read_vocabulary
 
         if self._vocabulary is False:

@@ -4,7 +4,8 @@ Layout: ``<root>/<model>/<window_start>_<writer>.bin``, one whylogs ``DatasetPro
 writer, ``window_start`` in UTC (``%Y%m%dT%H%M%SZ``, also the profile's dataset timestamp). Several writers
 (Triton runs two instances of a model) write the same window; readers merge them (:func:`merge_profiles`).
 
-Profiles hold the numeric features of :mod:`monitoring.features` only: no note text, no entity strings.
+Profiles hold the numeric features of :mod:`monitoring.features` only, one row per sentence (and, on a
+note's first sentence, the note's sentence count, so profiles still count notes): no text, no entity strings.
 """
 
 from __future__ import annotations
@@ -45,7 +46,8 @@ def _utc(moment: datetime) -> datetime:
 
 
 def profile_rows(rows: np.ndarray, timestamp: datetime) -> Any:
-    """A whylogs ``DatasetProfileView`` of feature rows ``(notes, len(FEATURES))``, dated ``timestamp``."""
+    """A whylogs ``DatasetProfileView`` of feature rows (``monitoring.features.batch_features``' rows, or rows
+    of the :data:`FEATURES` columns alone), dated ``timestamp``."""
     from whylogs.core import DatasetProfile
 
     profile = DatasetProfile(dataset_timestamp=_utc(timestamp))
@@ -196,7 +198,8 @@ class RollingProfiler:
         return moment - moment % self.window_seconds
 
     def log(self, rows: np.ndarray) -> None:
-        """Add feature rows ``(notes, len(FEATURES))`` to the current window (cheap: no whylogs here)."""
+        """Add feature rows (``batch_features``' rows: one per sentence) to the current window (cheap: no
+        whylogs here)."""
         if len(rows) == 0:
             return
         window = self.window_start(self.clock())

@@ -25,7 +25,7 @@ class TritonPythonModel:
     def initialize(self, args):
         version_dir = os.path.join(args["model_repository"], args["model_version"])
         self.pipeline = NerPipeline(version_dir, model_parameters(args))
-        # $MEDNER_PROFILE_DIR set: every note's features go into rolling whylogs profiles (numbers, no text)
+        # $MEDNER_PROFILE_DIR set: every sentence's features go into rolling whylogs profiles (numbers, no text)
         self.profiler = profiler_from_env(args["model_name"])
 
     def execute(self, requests):

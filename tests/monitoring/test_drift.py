@@ -13,8 +13,22 @@ import whylogs as why
 from typer.testing import CliRunner
 
 from medner.cli import app
-from monitoring.drift import DriftReport, DriftThresholds, check, drift_report_html, parse_window, time_window
-from monitoring.profiles import write_view
+from monitoring.drift import (
+    DEFAULT_THRESHOLDS,
+    DriftReport,
+    DriftThresholds,
+    check,
+    compare,
+    drift_report_html,
+    note_count,
+    parse_window,
+    sentence_count,
+    time_window,
+)
+from monitoring.features import FEATURES, NOTE_SENTENCES
+from monitoring.profiles import profile_rows, write_view
+
+RESULTS = Path(__file__).resolve().parents[2] / "benchmarks" / "results" / "drift_simulation.json"
 
 THRESHOLDS = DriftThresholds(warning=0.3, critical=0.6, min_notes=50)
 HOUR = datetime(2026, 1, 31, 14, tzinfo=UTC)
@@ -111,17 +125,78 @@ def test_cli_check(tmp_path: Path, reference: Path) -> None:
     args = ["monitor", "check", "--profile-dir", str(store), "--repository", str(repository),
             "--start", "2026-01-31T14:00:00Z", "--end", "2026-01-31T15:00:00Z", "--min-notes", "50"]
     runner = CliRunner()
-    result = runner.invoke(app, [*args, "--html", str(tmp_path / "drift.html")])
-    assert result.exit_code == 0, result.output
+    result = runner.invoke(app, [*args, "--critical", "0.6", "--html", str(tmp_path / "drift.html")])
+    assert result.exit_code == 4, result.output  # critical: schedulers see the level in the exit status
     report = json.loads(result.stdout)
     assert set(report) >= set(DriftReport.__dataclass_fields__)
     assert report["level"] == "critical" and report["counts"]["notes"] == 300
     assert report["window_start"] == "2026-01-31T14:00:00Z" and report["window_end"] == "2026-01-31T15:00:00Z"
     assert "<iframe" in (tmp_path / "drift.html").read_text()
-    raised = json.loads(runner.invoke(app, [*args, "--critical", "0.95", "--warning", "0.9"]).stdout)
-    assert raised["level"] == "none" and raised["thresholds"]["critical"] == 0.95
+    calm = runner.invoke(app, [*args, "--critical", "0.95", "--warning", "0.9"])
+    raised = json.loads(calm.stdout)
+    assert calm.exit_code == 0 and raised["level"] == "none" and raised["thresholds"]["critical"] == 0.95
 
     nothing = runner.invoke(app, [*args[:6], "--window", "1h"])  # ends now: no profiles
     assert nothing.exit_code == 1 and "no ner profiles" in nothing.output
     no_reference = runner.invoke(app, [*args, "--model", "ner_int8"])
     assert no_reference.exit_code == 1 and "no reference profile" in no_reference.output
+
+
+def sentence_rows(frame: pd.DataFrame, sentences_per_note: int) -> np.ndarray:
+    """Feature rows as the served models log them: one per sentence, consecutive rows grouped into notes of
+    ``sentences_per_note`` (the last note takes what is left), the note column on each note's first row."""
+    rows = np.full((len(frame), len(FEATURES) + 1), np.nan)
+    rows[:, : len(FEATURES)] = frame[list(FEATURES)].to_numpy()
+    firsts = np.arange(0, len(frame), sentences_per_note)
+    rows[firsts, -1] = np.minimum(sentences_per_note, len(frame) - firsts)
+    return rows
+
+
+def test_packaging_changes_counts_never_scores(reference: Path) -> None:
+    from monitoring.profiles import read_profile
+
+    sentences = feature_rows(600, seed=8, shift=0.3)
+    reference_view = read_profile(reference)  # rows without the note column: one note of one sentence each
+    scored = DriftThresholds(warning=0.3, critical=0.6, min_notes=30)
+    reports = {k: compare(profile_rows(sentence_rows(sentences, k), HOUR), reference_view, HOUR, HOUR, scored)
+               for k in (1, 7, 20)}
+    assert {k: r.counts["notes"] for k, r in reports.items()} == {1: 600, 7: 86, 20: 30}
+    assert all(r.counts["sentences"] == 600 and r.counts["reference_sentences"] == 3000 for r in reports.values())
+    assert reports[1].scores == reports[7].scores == reports[20].scores  # the note column is never scored
+    assert NOTE_SENTENCES not in reports[1].scores and {r.level for r in reports.values()} == {"warning"}
+    assert "exported before per-sentence profiles" in reports[7].reason  # a per-note reference is flagged
+    # min_notes counts notes, not rows: 30 notes are too few for 31, however many sentences they hold
+    few = compare(profile_rows(sentence_rows(sentences, 20), HOUR), reference_view, HOUR, HOUR,
+                  DriftThresholds(warning=0.3, critical=0.6, min_notes=31))
+    assert (few.level, few.scores, few.counts["notes"]) == ("none", {}, 30) and "too few notes: 30" in few.reason
+
+
+def test_sentence_and_note_counts_of_profiles() -> None:
+    rows = sentence_rows(feature_rows(10, seed=9), 4)  # notes of 4, 4 and 2 sentences
+    view = profile_rows(rows, HOUR)
+    assert (note_count(view), sentence_count(view)) == (3, 10)
+    assert note_count(view.merge(view)) == 6
+    legacy = profile_rows(feature_rows(10, seed=9).to_numpy(), HOUR)  # no note column: a row is a note
+    assert (note_count(legacy), sentence_count(legacy), note_count(None)) == (10, 10, 0)
+    both = compare(legacy, view, HOUR, HOUR, DriftThresholds(min_notes=1))
+    assert both.counts == {"notes": 10, "profiles": 1, "reference_notes": 3, "sentences": 10,
+                           "reference_sentences": 10}
+    assert "exported before" not in both.reason  # only a per-note reference against sentence rows is flagged
+
+
+def test_defaults_are_the_published_calibration() -> None:
+    """The defaults are what benchmarks/drift_simulation.py suggested, with the exported reference and
+    multi-sentence traffic: change one without rerunning the other and this fails."""
+    import json
+
+    result = json.loads(RESULTS.read_text())
+    calibration = result["calibration"]
+    assert (DEFAULT_THRESHOLDS.warning, DEFAULT_THRESHOLDS.critical) == (calibration["suggested_warning"],
+                                                                         calibration["suggested_critical"])
+    assert calibration["notes_per_window"] == DEFAULT_THRESHOLDS.min_notes and calibration["sentences_per_note"] == 1
+    assert result["defaults"] == {k: getattr(DEFAULT_THRESHOLDS, k) for k in result["defaults"]}
+    assert result["thresholds_source"] == "default" and result["passed"]
+    assert result["reference"]["path"].endswith("reference_profile.bin")
+    assert result["in_distribution"]["in"]["windows"] >= 20 and not result["false_alarms"]
+    assert result["in_distribution"]["in"]["sentences_per_window"] > 3 * result["in_distribution"]["in"][
+        "notes_per_window"]

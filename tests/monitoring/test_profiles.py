@@ -1,4 +1,5 @@
-"""Rolling whylogs profiles: windows, writers, merge, an unwritable store, and S3 (a moto server)."""
+"""Rolling whylogs profiles: windows, writers, merge, sentence rows and note counts, an unwritable store, and S3
+(a moto server)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from monitoring.features import FEATURES
+from monitoring.drift import note_count, sentence_count
+from monitoring.features import FEATURES, PROFILE_COLUMNS, batch_features
 from monitoring.profiles import RollingProfiler, list_profiles, merge_profiles, read_profile, window_name
 from tests.aws import TEST_CREDENTIALS, aws
 
@@ -26,8 +28,9 @@ class Clock:
 
 
 def rows(n: int, chars: float) -> np.ndarray:
-    out = np.random.default_rng(n).random((n, len(FEATURES)))
-    out[:, 0] = chars
+    """Profile rows of ``n`` notes of one sentence each."""
+    out = np.random.default_rng(n).random((n, len(PROFILE_COLUMNS)))
+    out[:, 0], out[:, -1] = chars, 1
     return out
 
 
@@ -58,20 +61,60 @@ def test_rolling_windows_writers_and_merge(tmp_path: Path) -> None:
     assert chars_summary(merged)["counts/n"] == 7 and chars_summary(merged)["distribution/mean"] == pytest.approx(
         (3 * 100 + 4 * 200) / 7)
     assert merged.dataset_timestamp == utc(T0)
-    assert set(merged.get_columns()) == set(FEATURES)
+    assert set(merged.get_columns()) == set(PROFILE_COLUMNS)
+    assert note_count(merged) == sentence_count(merged) == 7
     later = list_profiles(tmp_path, "ner", utc(T0 + 300), utc(T0 + 900))
     assert len(later) == 1 and chars_summary(read_profile(later[0]))["counts/n"] == 2
     assert len(list_profiles(tmp_path, "ner", datetime(2000, 1, 1), datetime(2100, 1, 1))) == 3  # naive = UTC
     assert list_profiles(tmp_path, "ner_int8", utc(0), utc(T0 + 900)) == [] and merge_profiles([]) is None
 
 
+SENTENCES = [
+    "Asthma was treated with inhaled steroids.",
+    "Type 2 diabetes was managed with metformin; hypertension with beta blockers.",
+    "No evidence of migraine after surgery!",
+    "Fever persisted for three days despite paracetamol.",
+    "Follow-up in two weeks.",
+]
+
+
+def test_profiled_distribution_does_not_depend_on_packaging(tmp_path: Path) -> None:
+    """The same sentences sent one per note, or grouped into notes (prose or one per line), give the same
+    profile of every scored feature through the serving writer; only the note count differs."""
+    from transformers import AutoTokenizer
+
+    from medner.config import default_base_model
+    from medner.inference import tokenize_notes
+    from medner.spans import split_words
+
+    tokenizer = AutoTokenizer.from_pretrained(default_base_model())
+    rng = np.random.default_rng(4)
+    labels = [list(rng.choice(["O", "D", "T"], len(split_words(s)))) for s in SENTENCES]
+    confidences = [rng.random(len(split_words(s))) for s in SENTENCES]
+    packagings = {"alone": [[k] for k in range(5)], "prose": [[0, 1, 2], [3, 4]], "lines": [[0, 1, 2, 3, 4]]}
+    views = {}
+    for name, groups in packagings.items():
+        notes = [(" " if name != "lines" else "\n").join(SENTENCES[k] for k in group) for group in groups]
+        batch = tokenize_notes(tokenizer, notes)
+        note_rows = batch_features(notes, batch, [sum((labels[k] for k in g), []) for g in groups],
+                                   [np.concatenate([confidences[k] for k in g]) for g in groups],
+                                   tokenizer.unk_token_id, {"asthma", "was", "with"})
+        profiler = RollingProfiler(tmp_path / name, "ner", 300, writer="w", background=False, clock=Clock(T0))
+        profiler.log(note_rows)
+        [written] = profiler.close()
+        views[name] = read_profile(written)
+    for name, view in views.items():
+        assert sentence_count(view) == len(SENTENCES)
+        assert note_count(view) == len(packagings[name])
+        for column in FEATURES:  # every scored feature: identical summaries, whatever the packaging
+            assert view.get_column(column).to_summary_dict() == views["alone"].get_column(column).to_summary_dict()
+
+
 def test_background_thread_writes_closed_windows(tmp_path: Path) -> None:
     profiler = RollingProfiler(tmp_path, "ner", window_seconds=0.5)
     profiler.log(rows(5, 10.0))
-    deadline = time.monotonic() + 20
-    while not profiler.written and time.monotonic() < deadline:
+    while not profiler.written:  # the event itself; a thread that never writes fails by the per-test timeout
         time.sleep(0.1)
-    assert profiler.written, "the background thread wrote no window"
     profiler.close()
     assert sum(chars_summary(read_profile(p))["counts/n"] for p in profiler.written) == 5
 
