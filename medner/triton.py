@@ -142,9 +142,9 @@ def backend_directory(target: Path) -> Path:
 def parent_death_launcher() -> list[str]:
     """The command prefix that makes the server receive SIGTERM when the process that started it dies, even
     by SIGKILL, so no orphaned tritonserver keeps the ports: util-linux's ``setpriv --pdeathsig`` sets Linux's
-    PR_SET_PDEATHSIG and execs the server (the setting survives exec). A launcher rather than ``preexec_fn``:
-    Python code between fork and exec can crash or deadlock the child of a process with threads (a gRPC client,
-    a notebook). Empty where ``setpriv`` is missing: the server then outlives a killed parent.
+    PR_SET_PDEATHSIG and execs the server (the setting survives exec). A launcher rather than a Python hook in
+    the child: Python code between fork and exec can crash or deadlock the child of a process with threads (a
+    gRPC client, a notebook). Empty where ``setpriv`` is missing: the server then outlives a killed parent.
 
     Linux sends the signal when the *thread* that started the server ends: start it from a thread that lives
     as long as the server (the main thread, as ``medner serve`` and promotion do)."""
