@@ -13,7 +13,7 @@ pytestmark = pytest.mark.slow
 
 
 def test_short_soak(triton_server, tiny_corpus: Path, tmp_path: Path) -> None:
-    result = main(["--duration", "20", "--concurrency", "16", "--interval", "1", "--warmup", "5",
+    result = main(["--duration", "12", "--concurrency", "16", "--interval", "1", "--warmup", "4",
                    "--url", triton_server.grpc_url, "--pid", str(triton_server.process.pid),
                    "--data-dir", str(tiny_corpus), "--out", str(tmp_path)])
     assert result.failed == 0 and not result.errors
@@ -30,5 +30,5 @@ def test_short_soak(triton_server, tiny_corpus: Path, tmp_path: Path) -> None:
     header = lines.index(next(line for line in lines if line.startswith("| requests | notes | failed |")))
     summary = [cell.strip() for cell in lines[header + 2].strip("|").split("|")]
     assert summary[:3] == [str(result.requests), str(result.notes), "0"]  # the table says what was measured
-    assert "cores" in report and "--duration 20" in report
+    assert "cores" in report and "--duration 12" in report
     assert (tmp_path / "soak.png").stat().st_size > 10_000
