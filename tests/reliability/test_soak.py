@@ -22,7 +22,7 @@ def test_short_soak(triton_server, tiny_corpus: Path, tmp_path: Path) -> None:
     assert result.rss_growth_pct is not None and result.rss_growth_pct < 25  # generous: leaks grow without bound
     # the intervals partition the run: one a second up to its end, every request in exactly one
     assert [i.t for i in result.intervals[:-1]] == [float(k) for k in range(1, len(result.intervals))]
-    assert result.intervals[-1].t == pytest.approx(result.duration_s, abs=0.05)  # rounded to 0.01 and 0.1 s
+    assert result.intervals[-1].t == pytest.approx(result.duration_s, abs=0.06)  # rounded to 0.01 and to 0.1 s
     assert sum(i.requests for i in result.intervals) == result.requests
     assert sum(i.failed for i in result.intervals) == 0
     report = (tmp_path / "soak.md").read_text()
