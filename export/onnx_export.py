@@ -27,7 +27,7 @@ import os
 import shutil
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,7 +37,6 @@ import numpy as np
 from medner.data import Sentence
 from medner.inference import (
     Encoder,
-    TokenizedBatch,
     decode_sentences,
     encode_sentences,
     ort_encoder,
@@ -112,20 +111,16 @@ class GateReport:
     details: dict[str, Any] = field(default_factory=dict)
 
 
-Observer = Callable[[TokenizedBatch, np.ndarray], None]  # sees a gate's windows and the candidate's logits
 
 
 def parity_gate(
     tokenizer: Any, reference: Encoder, candidate: Encoder, sentences: Sequence[Sentence], method: str = "viterbi",
-    observe: Observer | None = None,
 ) -> tuple[GateReport, dict[str, float]]:
     """Compare two encoders on ``sentences``: max |logit diff| over real tokens, and decoded labels.
     Returns the report and the candidate's metrics."""
     tokens = [s.tokens for s in sentences]
     batch, ref = encode_sentences(tokens, tokenizer, reference)
     _, cand = encode_sentences(tokens, tokenizer, candidate)
-    if observe is not None:
-        observe(batch, cand)
     real = batch.attention_mask[:, : ref.shape[1]].astype(bool)
     max_diff = float(np.abs(ref - cand)[real].max())
     ref_labels, cand_labels = decode_sentences(batch, ref, method), decode_sentences(batch, cand, method)
@@ -138,12 +133,9 @@ def parity_gate(
 
 def quality_gate(
     tokenizer: Any, encoder: Encoder, sentences: Sequence[Sentence], baseline_f1: float, method: str = "viterbi",
-    observe: Observer | None = None,
 ) -> tuple[GateReport, dict[str, float]]:
     """Entity F1 of ``encoder`` on ``sentences`` must be within INT8_MAX_F1_DROP of ``baseline_f1``."""
     batch, logits = encode_sentences([s.tokens for s in sentences], tokenizer, encoder)
-    if observe is not None:
-        observe(batch, logits)
     predictions = decode_sentences(batch, logits, method)
     metrics = evaluate([s.labels for s in sentences], predictions)
     drop = baseline_f1 - metrics["entity_f1"]

@@ -82,7 +82,7 @@ def data_fetch(
     try:
         downloaded = fetch(target, mirror)
     except FetchError as err:
-        fail(f"{err}")
+        fail(str(err))
     typer.echo(f"{target}: {'downloaded ' + ', '.join(downloaded) if downloaded else 'already complete'}"
                " (checksums verified)")
 
@@ -102,7 +102,7 @@ def data_check(
         else:
             splits = read_behealthy(resolve_data_dir(data_dir))
     except (DataFormatError, FileNotFoundError) as err:
-        fail(f"{err}")
+        fail(str(err))
     typer.echo(json.dumps({name: corpus_stats(s) for name, s in splits.items()}, indent=2))
 
 
@@ -133,7 +133,7 @@ def export_command(
             try:
                 source = run_model(run)
             except ValueError as err:
-                fail(f"{err}")
+                fail(str(err))
             model_dir = files_to_dir(source.model_files, tmp)
             test, train, lineage, method = source.test, source.train, source.lineage, source.method
         else:
@@ -278,7 +278,7 @@ def serve(
     try:
         server.start()
     except TritonError as err:
-        fail(f"{err}")
+        fail(str(err))
     typer.echo(f"Triton ready: gRPC {server.grpc_url}, HTTP {host}:{http_port}, metrics {host}:{metrics_port}"
                f"{' (GPU configs)' if gpu else ''}{f'; profiles to {profile_dir}' if profile_dir else ''}"
                "; Ctrl-C stops it")
@@ -386,7 +386,7 @@ def monitor_check(
         reference = reference or str(default_reference(repository, model))
         target, reference_view, profiles = window_views(profile_dir, model, reference, window_start, window_end)
     except (ValueError, FileNotFoundError) as err:
-        fail(f"{err}")
+        fail(str(err))
     if profiles == 0:
         fail(f"no {model} profiles in {profile_dir} for {window_start:%Y-%m-%dT%H:%M:%SZ} .. "
              f"{window_end:%Y-%m-%dT%H:%M:%SZ}")
@@ -448,7 +448,7 @@ def monitor_act(
         decision = act(data, backend, log, parameters=parameters, cooldown=timedelta(hours=cooldown_hours),
                        backend_options=_backend_options(backend, endpoint_url))
     except (TriggerError, ValueError) as err:
-        fail(f"{err}")
+        fail(str(err))
     typer.echo(json.dumps(decision, indent=2))
 
 
@@ -472,7 +472,7 @@ def monitor_inbox(
                                train_parameters=_json_option(train_params, "--train-params"),
                                backend_options=_backend_options(backend, endpoint_url))
     except (TriggerError, FileNotFoundError) as err:
-        fail(f"{err}")
+        fail(str(err))
     for name, error in result.rejected.items():
         typer.secho(f"rejected {name}: {error}", fg="red", err=True)
     typer.echo(json.dumps({"accepted": result.accepted, "rejected": result.rejected,
@@ -509,7 +509,7 @@ def monitor_quality(
                                                                                 "--experiment-params")},
                                      backend_options=_backend_options(backend, endpoint_url))
     except (DataFormatError, FileNotFoundError, ValueError, TriggerError) as err:
-        fail(f"{err}")
+        fail(str(err))
     typer.echo(json.dumps(report, indent=2))
 
 

@@ -23,6 +23,15 @@ def infer_text(client: grpcclient.InferenceServerClient, payloads: list[bytes], 
     return [json.loads(row[0]) for row in result.as_numpy("ENTITIES")]
 
 
+def infer_one_or_error(url: str, payload: bytes) -> list | InferenceServerException:
+    """One note in its own request on a new connection: its entities, or the server's error."""
+    client = grpcclient.InferenceServerClient(url)
+    try:
+        return infer_text(client, [payload])[0]
+    except InferenceServerException as err:
+        return err
+
+
 @pytest.fixture(scope="module")
 def client(triton_server):
     return grpcclient.InferenceServerClient(triton_server.grpc_url)
@@ -75,15 +84,8 @@ def test_bad_requests_do_not_fail_the_rest_of_a_batch(triton_server, exported_re
     expected = LocalNerModel(exported_repository).extract(NOTES[:3])
     payloads = [b"", NOTES[0].encode(), b"\xff", NOTES[1].encode(), b"  ", NOTES[2].encode()] * 8
 
-    def call(payload: bytes):
-        client = grpcclient.InferenceServerClient(triton_server.grpc_url)
-        try:
-            return infer_text(client, [payload])[0]
-        except InferenceServerException as err:
-            return err
-
     with ThreadPoolExecutor(16) as pool:  # concurrent, so the dynamic batcher mixes good and bad
-        results = list(pool.map(call, payloads))
+        results = list(pool.map(lambda payload: infer_one_or_error(triton_server.grpc_url, payload), payloads))
     for payload, result in zip(payloads, results):
         if payload.strip() and payload != b"\xff":
             assert result == expected[[n.encode() for n in NOTES[:3]].index(payload)]
@@ -154,15 +156,8 @@ def test_a_request_that_breaks_the_batch_fails_alone(exported_repository, tmp_pa
     expected = LocalNerModel(exported_repository).extract([NOTES[0], NOTES[1], NOTES[2]])
 
     with TritonServer.on_free_ports(repository, log_file=tmp_path / "server.log") as server:
-        def call(payload: bytes):
-            client = grpcclient.InferenceServerClient(server.grpc_url)
-            try:
-                return infer_text(client, [payload])[0]
-            except InferenceServerException as err:
-                return err
-
         with ThreadPoolExecutor(4) as pool:
-            results = list(pool.map(call, payloads))
+            results = list(pool.map(lambda payload: infer_one_or_error(server.grpc_url, payload), payloads))
         statistics = grpcclient.InferenceServerClient(server.grpc_url).get_inference_statistics("ner", as_json=True)
     [batches] = [s["batch_stats"] for s in statistics["model_stats"]]
     assert [int(b["batch_size"]) for b in batches] == [4]  # the four requests ran as one batch, which failed
