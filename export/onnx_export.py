@@ -111,8 +111,6 @@ class GateReport:
     details: dict[str, Any] = field(default_factory=dict)
 
 
-
-
 def parity_gate(
     tokenizer: Any, reference: Encoder, candidate: Encoder, sentences: Sequence[Sentence], method: str = "viterbi",
 ) -> tuple[GateReport, dict[str, float]]:
