@@ -13,6 +13,7 @@ training is evaluated with.
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -38,6 +39,59 @@ class Entity(TypedDict):
     end: int
     text: str
     score: float
+
+
+class WordPieceTokenizer:
+    """An exported model's word-piece tokenizer (``tokenizer.json``), read with the ``tokenizers`` library
+    alone: importing ``transformers`` costs seconds in every process that serves a model (each Triton model
+    instance, each ``medner extract --local``), and the hot path needs only word-piece ids, the word each
+    piece belongs to, and four special-token ids (results/tokenizer.md compares the two)."""
+
+    def __init__(self, backend: Any, cls_token_id: int, sep_token_id: int, pad_token_id: int | None,
+                 unk_token_id: int | None):
+        self.backend = backend  # a tokenizers.Tokenizer
+        self.cls_token_id, self.sep_token_id = cls_token_id, sep_token_id
+        self.pad_token_id, self.unk_token_id = pad_token_id, unk_token_id
+
+    @classmethod
+    def from_dir(cls, folder: Path | str) -> WordPieceTokenizer:
+        """The tokenizer ``save_pretrained`` wrote to ``folder``: tokenizer.json, and the special tokens named in
+        tokenizer_config.json or special_tokens_map.json."""
+        from tokenizers import Tokenizer
+
+        folder = Path(folder)
+        backend = Tokenizer.from_file(str(folder / "tokenizer.json"))
+        special: dict[str, Any] = {}
+        for name in ("tokenizer_config.json", "special_tokens_map.json"):
+            if (folder / name).exists():
+                special.update(json.loads((folder / name).read_text()))
+
+        def token_id(name: str) -> int | None:
+            token = special.get(name)
+            return backend.token_to_id(token["content"] if isinstance(token, dict) else token) if token else None
+
+        cls_id, sep_id = token_id("cls_token"), token_id("sep_token")
+        if cls_id is None or sep_id is None:
+            raise ValueError(f"{folder}: the tokenizer files name no [CLS] or [SEP] token of its vocabulary")
+        return cls(backend, cls_id, sep_id, token_id("pad_token"), token_id("unk_token"))
+
+    @classmethod
+    def of(cls, tokenizer: Any) -> WordPieceTokenizer:
+        """``tokenizer`` itself, or the word-piece model inside a ``transformers`` fast tokenizer (training)."""
+        if isinstance(tokenizer, cls):
+            return tokenizer
+        return cls(tokenizer.backend_tokenizer, tokenizer.cls_token_id, tokenizer.sep_token_id,
+                   tokenizer.pad_token_id, tokenizer.unk_token_id)
+
+    def encode_words(self, word_texts: Sequence[Sequence[str]]) -> list[Any]:
+        """One ``tokenizers.Encoding`` per note (``.ids``, ``.word_ids``), whole: long notes are windowed later."""
+        # a transformers tokenizer leaves its last call's truncation or padding set on the backend
+        if self.backend.truncation is not None:
+            self.backend.no_truncation()
+        if self.backend.padding is not None:
+            self.backend.no_padding()
+        return self.backend.encode_batch([list(w) for w in word_texts], is_pretokenized=True,
+                                         add_special_tokens=False)
 
 
 @dataclass
@@ -96,18 +150,19 @@ def tokenize_words(
     stride: int = DEFAULT_STRIDE,
     sentences: Sequence[Sequence[tuple[int, int]]] | None = None,
 ) -> TokenizedBatch:
-    """Word-piece windows for notes already split into words (``word_offsets``: their character offsets)
-    and, optionally, sentences (word ranges; default: the whole note is one sentence)."""
+    """Word-piece windows, by ``tokenizer`` (a :class:`WordPieceTokenizer` or a ``transformers`` fast tokenizer),
+    for notes already split into words (``word_offsets``: their character offsets) and, optionally, sentences
+    (word ranges; default: the whole note is one sentence)."""
     if not 0 <= stride < max_length - 2:
         raise ValueError(f"stride must be in [0, {max_length - 2}), got {stride}")
     body = max_length - 2  # room for [CLS] ... [SEP]
-    encoded = tokenizer([list(w) for w in word_texts], is_split_into_words=True, add_special_tokens=False,
-                        verbose=False)  # long notes are windowed below: no "longer than maximum" warning
+    tokenizer = WordPieceTokenizer.of(tokenizer)
+    encoded = tokenizer.encode_words(word_texts)
     rows: list[list[int]] = []
     layouts = []
     for index, note_words in enumerate(word_offsets):
-        ids = np.asarray(encoded["input_ids"][index], dtype=np.int64)
-        word_ids = np.array([-1 if w is None else w for w in encoded.word_ids(index)], dtype=np.int64)
+        ids = np.asarray(encoded[index].ids, dtype=np.int64)
+        word_ids = np.array([-1 if w is None else w for w in encoded[index].word_ids], dtype=np.int64)
         is_first = np.ones(len(word_ids), dtype=bool)
         is_first[1:] = word_ids[1:] != word_ids[:-1]
         first_piece = np.flatnonzero(is_first)
@@ -441,15 +496,13 @@ class NerPipeline:
     ``solo_max_chars`` characters runs on ``solo_threads`` threads while no other instance runs."""
 
     def __init__(self, version_dir: Path | str, parameters: dict[str, str], threads: int | None = None):
-        from transformers import AutoTokenizer
-
         version_dir = Path(version_dir)
         self.max_length = int(parameters.get("max_length", DEFAULT_MAX_LENGTH))
         self.stride = int(parameters.get("stride", DEFAULT_STRIDE))
         self.max_note_chars = int(parameters.get("max_note_chars", DEFAULT_MAX_NOTE_CHARS))
         self.micro_batch = int(parameters.get("micro_batch", DEFAULT_MICRO_BATCH))
         self.method = parameters.get("decode", "viterbi")
-        self.tokenizer = AutoTokenizer.from_pretrained(version_dir)
+        self.tokenizer = WordPieceTokenizer.from_dir(version_dir)
         model_file = version_dir / parameters.get("model_file", "model.onnx")
         threads = threads or int(parameters.get("threads", 1))
         spinning = parameters.get("spinning", "true") == "true"

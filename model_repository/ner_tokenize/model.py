@@ -13,6 +13,7 @@ from medner.inference import (  # noqa: E402
     DEFAULT_MAX_NOTE_CHARS,
     DEFAULT_STRIDE,
     TokenizedBatch,
+    WordPieceTokenizer,
     gather_notes,
     pack_notes,
     tokenize_notes,
@@ -22,13 +23,11 @@ from medner.triton import model_parameters  # noqa: E402
 
 class TritonPythonModel:
     def initialize(self, args):
-        from transformers import AutoTokenizer
-
         params = model_parameters(args)
         self.max_length = int(params.get("max_length", DEFAULT_MAX_LENGTH))
         self.stride = int(params.get("stride", DEFAULT_STRIDE))
         self.max_note_chars = int(params.get("max_note_chars", DEFAULT_MAX_NOTE_CHARS))
-        self.tokenizer = AutoTokenizer.from_pretrained(os.path.join(args["model_repository"], args["model_version"]))
+        self.tokenizer = WordPieceTokenizer.from_dir(os.path.join(args["model_repository"], args["model_version"]))
 
     def execute(self, requests):
         texts = [pb_utils.get_input_tensor_by_name(r, "TEXT").as_numpy().reshape(-1) for r in requests]

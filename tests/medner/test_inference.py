@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import threading
 import time
 from pathlib import Path
@@ -11,6 +12,7 @@ import pytest
 from medner.inference import (
     NerPipeline,
     SoloCores,
+    WordPieceTokenizer,
     extract,
     gather_notes,
     predict_sentences,
@@ -160,3 +162,30 @@ def test_solo_runs_tag_like_narrow_ones(exported_repository: Path) -> None:
     assert solo.solo is not None and narrow.solo is None
     short = [n for n in NOTES if len(n) < 500][:4]
     assert short and solo(short) == narrow(short)
+
+
+def test_word_piece_tokenizer_windows_equal_transformers_ones(untrained_model_dir: Path, tokenizer_and_model) -> None:
+    hf_tokenizer, _ = tokenizer_and_model
+    notes = ["Asthma treated with salbutamol.", "Café-au-lait spots; naïve Ünïcödé \u200b tab\there", "",
+             " ".join(f"hyperlipidaemia{i}" for i in range(200)), "日本語 ＡＢＣ ﬁ ligature", "x" * 300]
+    hf_tokenizer(["a b c d e f g h i j"], truncation=True, max_length=4)  # leaves truncation set on its backend
+    ours = WordPieceTokenizer.from_dir(untrained_model_dir)
+    assert (ours.cls_token_id, ours.sep_token_id, ours.pad_token_id, ours.unk_token_id) == (
+        hf_tokenizer.cls_token_id, hf_tokenizer.sep_token_id, hf_tokenizer.pad_token_id, hf_tokenizer.unk_token_id)
+    for tokenizer in (WordPieceTokenizer.of(hf_tokenizer), hf_tokenizer):  # the training path is untruncated too
+        got, want = (tokenize_notes(t, notes, max_length=64, stride=16) for t in (ours, tokenizer))
+        assert np.array_equal(got.input_ids, want.input_ids)
+        assert np.array_equal(got.attention_mask, want.attention_mask)
+        for a, b in zip(got.notes, want.notes, strict=True):
+            assert a.words == b.words and a.pieces == b.pieces
+            assert np.array_equal(a.word_window, b.word_window) and np.array_equal(a.word_position, b.word_position)
+    whole = hf_tokenizer([notes[3].split()], is_split_into_words=True, add_special_tokens=False)["input_ids"][0]
+    assert got.notes[3].pieces == len(whole) > 64  # not cut at the 4 pieces the last call asked for
+
+
+def test_word_piece_tokenizer_needs_cls_and_sep(untrained_model_dir: Path, tmp_path: Path) -> None:
+    for name in ("tokenizer.json", "vocab.txt"):
+        shutil.copy2(untrained_model_dir / name, tmp_path / name)
+    (tmp_path / "special_tokens_map.json").write_text('{"cls_token": "[NOT-IN-VOCAB]", "sep_token": "[SEP]"}')
+    with pytest.raises(ValueError, match="no \\[CLS\\] or \\[SEP\\]"):
+        WordPieceTokenizer.from_dir(tmp_path)
