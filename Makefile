@@ -4,6 +4,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# what `pip install medner[client]` needs, for the test that installs it alone into a fresh venv, offline
+CLIENT_WHEELS := $(VENV)/client-wheels
 
 # Here and in CI the corpus sits beside the project; elsewhere `medner data fetch` caches it.
 SHARED_DATA := $(abspath ../shared/data/behealthy)
@@ -27,6 +29,7 @@ $(STAMP): pyproject.toml requirements.lock
 	$(BIN)/pip install --quiet -r requirements.lock
 	$(BIN)/pip install --quiet --no-deps -e .
 	$(BIN)/pip check
+	$(BIN)/pip download --quiet --dest $(CLIENT_WHEELS) -c requirements.lock numpy typer 'tritonclient[grpc]' setuptools==84.2.1
 	touch $@
 
 demo: setup  ## data + training + evaluation, then export to model_repository/
@@ -39,6 +42,7 @@ demo: setup  ## data + training + evaluation, then export to model_repository/
 # interpreter shutdown) fails the build too; inside a test, tests/crash_dumps.py fails that test.
 test: setup audit
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports  # the layers (docs/development.md; contracts in pyproject.toml)
 	set -o pipefail; $(BIN)/python -m pytest 2>&1 | tee .pytest.log
 	@! grep -n "Fatal Python error" .pytest.log || { echo "a crash dump was printed during the tests (above)"; exit 1; }
 
@@ -57,6 +61,7 @@ bench: setup  ## after `make demo`: serving + training benchmarks -> benchmarks/
 
 lint: setup
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 
 clean:
 	rm -rf $(VENV) $(AUDIT_VENV) .metaflow .pytest_cache .pytest.log

@@ -20,7 +20,7 @@ traffic however it is packaged into notes, and catch real shifts?
    2 x warning (at most 0.9). The timeline plays no part in it.
 4. Timeline: ``--in-windows`` in-distribution windows of multi-sentence notes, ``--single-windows`` of
    one-sentence notes, then each shift for ``--shift-windows`` windows followed by ``--recovery-windows``
-   in-distribution windows. Each window is profiled (``NerPipeline.with_features``, the code the served model
+   in-distribution windows. Each window is profiled (``monitoring.features.FeatureTagger``, the code the served model
    runs, and ``monitoring.profiles``) into a profile store and checked with ``monitoring.drift.check`` and
    ``DriftThresholds()``, the defaults ``medner monitor check`` uses (``--thresholds calibrated``: this run's
    suggestion instead).
@@ -163,11 +163,13 @@ class Traffic:
 
 def in_process_featurizer(repository: Path, model: str, version_dir: Path, threads: int
                           ) -> Callable[[list[str]], np.ndarray]:
-    from clients.local import config_parameters
     from medner.inference import NerPipeline
+    from medner.triton import config_parameters
+    from monitoring.features import FeatureTagger
 
     pipeline = NerPipeline(version_dir, config_parameters(repository / model / "config.pbtxt"), threads)
-    return lambda notes: pipeline.with_features(notes)[1]
+    tagger = FeatureTagger(pipeline)
+    return lambda notes: tagger(notes)[1]
 
 
 # --- the simulation ---------------------------------------------------------------------------------------

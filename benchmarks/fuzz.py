@@ -411,7 +411,7 @@ def fuzz_all(url: str, cases: int, seed: int | None = None, max_notes: int = 32)
 
 
 def write_report(tally: Tally, summary: dict, out: Path, command: str, target: str) -> Path:
-    from benchmarks.serving import hardware
+    from benchmarks.common import hardware
 
     out.mkdir(parents=True, exist_ok=True)
     lines = [

@@ -137,7 +137,7 @@ def main() -> None:
     import torch
     from transformers import AutoModelForTokenClassification, AutoTokenizer
 
-    from benchmarks.serving import hardware_info
+    from benchmarks.common import hardware_info
 
     if args.device == "cuda" and not torch.cuda.is_available():
         sys.exit("no CUDA device (try --device cpu)")
@@ -193,7 +193,7 @@ def main() -> None:
 
 def render(saved: dict) -> str:
     """The markdown report of a run (a fresh one, or one saved with ``--out``)."""
-    from benchmarks.serving import hardware
+    from benchmarks.common import hardware
 
     machine = saved["machine"]
     lines = [f"# GPU check: {saved['device']} ({saved['date']})", "",

@@ -4,7 +4,7 @@
 
 In-process (the CPU ``ner`` model's code, one ONNX Runtime thread, micro-batches of 64 notes):
   off  ``NerPipeline(notes)``
-  on   ``NerPipeline.with_features(notes)`` + ``RollingProfiler.log``, and the profiler's fold of the round's
+  on   ``FeatureTagger(pipeline)(notes)`` + ``RollingProfiler.log``, and the profiler's fold of the round's
        rows into whylogs (``flush``) inside the timed section: an upper bound, since in serving the fold runs
        on the profiler's background thread between requests.
   off_again  ``off`` once more: the loss of an identical variant is the noise floor
@@ -36,15 +36,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
+sys.path.insert(0, str(ROOT))
 
-
-def latest_version(model_dir: Path) -> Path:
-    return max((p for p in model_dir.iterdir() if p.name.isdigit()), key=lambda p: int(p.name))
-
-
-def chunks(items: list, size: int) -> list[list]:
-    return [items[i: i + size] for i in range(0, len(items), size)]
+from benchmarks.common import chunks, hardware, latest_version, load_notes  # noqa: E402
 
 
 def served_copy(repository: Path, work: Path, data_dir: str | None) -> Path:
@@ -68,16 +62,18 @@ def served_copy(repository: Path, work: Path, data_dir: str | None) -> Path:
 
 
 def in_process(repository: Path, notes: list[str], rounds: int, profiles: Path) -> dict:
-    from clients.local import config_parameters
     from medner.inference import NerPipeline
+    from medner.triton import config_parameters
+    from monitoring.features import FeatureTagger
     from monitoring.profiles import RollingProfiler
 
     pipeline = NerPipeline(latest_version(repository / "ner"), config_parameters(repository / "ner/config.pbtxt"), 1)
+    tag_with_features = FeatureTagger(pipeline)
     profiler = RollingProfiler(profiles, "ner", window_seconds=60)
     batches = chunks(notes, 64)
 
     def on(batch: list[str]) -> list:
-        found, rows = pipeline.with_features(batch)
+        found, rows = tag_with_features(batch)
         profiler.log(rows)
         return found
 
@@ -109,8 +105,8 @@ def in_process(repository: Path, notes: list[str], rounds: int, profiles: Path) 
 
 def components(repository: Path, notes: list[str], profiles: Path) -> dict:
     """CPU microseconds per note of the profiling parts alone, against the whole pipeline."""
-    from clients.local import config_parameters
     from medner.inference import NerPipeline, extract_decoded
+    from medner.triton import config_parameters
     from monitoring.features import batch_features, read_vocabulary
     from monitoring.profiles import RollingProfiler
 
@@ -119,7 +115,7 @@ def components(repository: Path, notes: list[str], profiles: Path) -> dict:
     vocabulary, batches = read_vocabulary(version), chunks(notes, 64)
     cpu = time.process_time()
     decoded = [extract_decoded(b, pipeline.tokenizer, pipeline.encode, pipeline.max_length, pipeline.stride,
-                               pipeline.micro_batch, pipeline.method) for b in batches]
+                               pipeline.micro_batch, pipeline.decoder) for b in batches]
     pipeline_us = 1e6 * (time.process_time() - cpu) / len(notes)
     cpu = time.process_time()
     for _ in range(5):
@@ -141,8 +137,7 @@ def components(repository: Path, notes: list[str], profiles: Path) -> dict:
 
 
 def triton(repository: Path, notes: list[str], rounds: int, concurrency: int, work: Path) -> dict:
-    from serving import bench_triton
-
+    from benchmarks.serving import bench_triton
     from medner.triton import TritonServer
 
     copy = repository
@@ -206,8 +201,6 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "profiling_overhead.json")
     args = parser.parse_args()
-
-    from serving import hardware, load_notes
 
     notes = load_notes(args.data_dir, args.notes)
     report: dict = {"hardware": hardware(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),

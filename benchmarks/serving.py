@@ -24,10 +24,7 @@ import asyncio
 import contextlib
 import json
 import os
-import platform
-import shutil
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -37,6 +34,8 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from benchmarks.common import hardware, hardware_info, load_notes, percentiles  # noqa: E402
 
 NOTES_PER_REQUEST = 8  # AsyncNerClient's default batch
 # On-demand Linux prices, AWS us-east-1, as published in AWS's price list (2024; not re-checked here:
@@ -49,41 +48,6 @@ PRICES: dict[str, tuple[float, int, str | None]] = {
     "g6.xlarge": (0.8048, 4, "L4"),
 }
 PRICE_SOURCE = "AWS on-demand Linux, us-east-1, 2024 price list"
-
-
-def gpus() -> list[str]:
-    """The GPUs ``nvidia-smi`` lists on this machine (none: no driver, no tool, or no GPU)."""
-    if not shutil.which("nvidia-smi"):
-        return []
-    query = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True,
-                           text=True, check=False)
-    return [line.strip() for line in query.stdout.splitlines() if line.strip()]
-
-
-def hardware_info() -> dict:
-    """This machine as detected now: CPU model, core count, GPUs."""
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
-    return {"cpu": cpu, "cores": os.cpu_count(), "gpus": gpus()}
-
-
-def hardware(info: dict | None = None) -> str:
-    info = info or hardware_info()
-    return f"{info['cpu']}, {info['cores']} cores, " + (", ".join(info["gpus"]) if info["gpus"] else "no GPU")
-
-
-def percentiles(latencies: list[float]) -> dict[str, float]:
-    ms = np.array(latencies) * 1000
-    return {f"p{q}_ms": float(np.percentile(ms, q)) for q in (50, 95, 99)}
-
-
-def load_notes(data_dir: str | None, limit: int) -> list[str]:
-    from medner.config import data_dir as resolve
-    from medner.data import read_behealthy
-    from medner.spans import join_tokens
-
-    test = read_behealthy(resolve(data_dir))["test"]
-    return [join_tokens(s.tokens)[0] for s in test[: limit or None]]
 
 
 class ResourceMeter:
@@ -335,14 +299,13 @@ def main() -> None:
 
 
 def _config_instances(repository: Path, model: str) -> int:
-    import re
+    from medner.triton import read_model_config
 
-    counts = re.findall(r"count:\s*(\d+)", (repository / model / "config.pbtxt").read_text())
-    return sum(map(int, counts)) or 1
+    return sum(group.count for group in read_model_config(repository / model / "config.pbtxt").instance_group) or 1
 
 
 def _config_threads(repository: Path, model: str) -> str:
-    from clients.local import config_parameters
+    from medner.triton import config_parameters
 
     return config_parameters(repository / model / "config.pbtxt").get("threads", "1")
 

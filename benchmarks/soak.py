@@ -30,6 +30,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.common import hardware, load_notes, percentiles, process_rss_mb  # noqa: E402
+
 
 @dataclass
 class Interval:
@@ -65,31 +67,10 @@ class SoakResult:
     intervals: list[Interval] = field(default_factory=list)
 
 
-def server_rss(pid: int | None) -> float | None:
-    """Resident memory (MB) of a process and all its children (tritonserver and its python stubs)."""
-    import psutil
-
-    if pid is None:
-        return None
-    try:
-        root = psutil.Process(pid)
-        processes = [root, *root.children(recursive=True)]
-    except psutil.NoSuchProcess:
-        return None
-    total = 0
-    for process in processes:
-        try:
-            total += process.memory_info().rss
-        except psutil.NoSuchProcess:
-            pass
-    return total / 2**20
-
-
 def _percentiles(latencies: Sequence[float]) -> tuple[float | None, float | None, float | None]:
     if not latencies:
         return None, None, None
-    p50, p95, p99 = np.percentile(np.asarray(latencies) * 1000, [50, 95, 99])
-    return round(float(p50), 2), round(float(p95), 2), round(float(p99), 2)
+    return tuple(round(value, 2) for value in percentiles(latencies).values())
 
 
 async def soak(url: str, notes: Sequence[str], duration: float, requests: int | None = None, concurrency: int = 16,
@@ -125,7 +106,7 @@ async def soak(url: str, notes: Sequence[str], duration: float, requests: int | 
 
     async def sampler() -> None:
         while True:
-            samples.append((time.monotonic() - start, server_rss(pid)))
+            samples.append((time.monotonic() - start, process_rss_mb(pid)))
             await asyncio.sleep(interval)
 
     async with AsyncNerClient(url, model=model, retries=0, timeout=60.0) as client:
@@ -133,7 +114,7 @@ async def soak(url: str, notes: Sequence[str], duration: float, requests: int | 
         await asyncio.gather(*(worker(client) for _ in range(concurrency)))
         watch.cancel()
     elapsed = time.monotonic() - start
-    samples.append((elapsed, server_rss(pid)))
+    samples.append((elapsed, process_rss_mb(pid)))
 
     intervals = []
     finished = np.array([d[0] for d in done]) if done else np.zeros(0)
@@ -162,8 +143,6 @@ async def soak(url: str, notes: Sequence[str], duration: float, requests: int | 
 def write_report(result: SoakResult, out: Path, command: str, target: str) -> Path:
     """soak.md (summary, then the intervals), soak.json and soak.png (latency percentiles and RSS over time)."""
     import matplotlib
-
-    from benchmarks.serving import hardware
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -220,15 +199,6 @@ def write_report(result: SoakResult, out: Path, command: str, target: str) -> Pa
     return report
 
 
-def test_notes(data_dir: Path | str | None = None) -> list[str]:
-    """The BeHealthy test split's sentences as notes (tokens joined with spaces)."""
-    from medner.config import data_dir as default_data_dir
-    from medner.data import read_behealthy
-    from medner.spans import join_tokens
-
-    return [join_tokens(s.tokens)[0] for s in read_behealthy(default_data_dir(data_dir))["test"]]
-
-
 def main(argv: Sequence[str] | None = None) -> SoakResult:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--duration", type=float, default=60.0, help="seconds (the run stops by itself)")
@@ -246,7 +216,7 @@ def main(argv: Sequence[str] | None = None) -> SoakResult:
     args = parser.parse_args(argv)
     interval = args.interval or max(1.0, args.duration / 60)
     warmup = args.warmup if args.warmup is not None else min(60.0, 0.1 * args.duration)
-    notes = test_notes(args.data_dir)
+    notes = load_notes(args.data_dir)
     command = "python benchmarks/soak.py " + " ".join(sys.argv[1:] if argv is None else argv)
 
     def run(url: str, pid: int | None) -> SoakResult:

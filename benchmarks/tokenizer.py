@@ -27,7 +27,10 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.common import chunks, hardware, latest_version, load_notes  # noqa: E402
+from medner.inference import TokenizedBatch  # noqa: E402
 
 LOADERS = {
     "transformers": "from transformers import AutoTokenizer; AutoTokenizer.from_pretrained({folder!r})",
@@ -44,7 +47,7 @@ def load_seconds(variant: str, folder: Path) -> float:
     return time.perf_counter() - start
 
 
-def same_windows(a, b) -> bool:  # noqa: ANN001 - two TokenizedBatch
+def same_windows(a: TokenizedBatch, b: TokenizedBatch) -> bool:
     return (np.array_equal(a.input_ids, b.input_ids) and np.array_equal(a.attention_mask, b.attention_mask)
             and all(x.words == y.words and np.array_equal(x.word_window, y.word_window)
                     and np.array_equal(x.word_position, y.word_position) and x.pieces == y.pieces
@@ -59,14 +62,12 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "tokenizer.json")
     args = parser.parse_args()
 
-    from profiling_overhead import chunks, latest_version
-    from serving import hardware, load_notes
     from transformers import AutoTokenizer
 
     from medner.inference import WordPieceTokenizer, tokenize_notes
 
     folder = latest_version(args.repository / "ner")
-    notes = load_notes(args.data_dir, 0)
+    notes = load_notes(args.data_dir)
     tokenizers = {"transformers": AutoTokenizer.from_pretrained(folder),
                   "tokenizers": WordPieceTokenizer.from_dir(folder)}
     batches = chunks(notes, 64)

@@ -4,20 +4,14 @@
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Sequence
 from pathlib import Path
 
 from medner.inference import Entity, NerPipeline, NoteError, validate_note
 from medner.registry import champion
+from medner.triton import config_parameters
 
 MODELS = ("ner", "ner_int8")
-
-
-def config_parameters(config: Path) -> dict[str, str]:
-    """The ``parameters`` of a Triton ``config.pbtxt`` (string values)."""
-    pattern = r'parameters\s*\{\s*key:\s*"([^"]+)"\s*value:\s*\{\s*string_value:\s*"([^"]*)"\s*\}\s*\}'
-    return dict(re.findall(pattern, config.read_text()))
 
 
 class LocalNerModel:

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from medner.config import DEFAULT_GRPC_URL
 from medner.inference import Entity
 
 RETRYABLE = {"StatusCode.UNAVAILABLE"}
@@ -39,7 +40,7 @@ class NerRequestError(RuntimeError):
 class AsyncNerClient:
     """``async with AsyncNerClient("127.0.0.1:8001") as client: await client.extract(notes)``."""
 
-    def __init__(self, url: str = "127.0.0.1:8001", model: str = "ner", timeout: float = 30.0, retries: int = 3,
+    def __init__(self, url: str = DEFAULT_GRPC_URL, model: str = "ner", timeout: float = 30.0, retries: int = 3,
                  backoff: float = 0.2, concurrency: int = 16, batch_size: int = 8, deadline: float | None = None,
                  max_backoff: float = 2.0):
         import tritonclient.grpc.aio as grpcclient
@@ -145,10 +146,10 @@ def _payload(note: str | bytes) -> bytes:
 
 class NerClient:
     """Synchronous facade over one connection and one event loop, reused call after call (a new
-    channel per call cost ~10 ms, more than the model at one note):
+    channel per call cost more than the model at one note):
     ``with NerClient(url) as client: client.extract(notes)``. Use it from one thread."""
 
-    def __init__(self, url: str = "127.0.0.1:8001", **options: object):
+    def __init__(self, url: str = DEFAULT_GRPC_URL, **options: object):
         self._loop = asyncio.new_event_loop()
         self._client = self._loop.run_until_complete(self._open(url, options))
 

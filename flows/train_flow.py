@@ -2,6 +2,10 @@
 
 from metaflow import FlowSpec, Parameter, card, current, resources, schedule, step
 
+from medner.config import TrainConfig
+
+DEFAULTS = TrainConfig()  # one source for the hyper-parameters' defaults
+
 
 @schedule(weekly=True)  # deployed with `step-functions create`: retrain weekly on the latest data
 class TrainFlow(FlowSpec):
@@ -19,16 +23,17 @@ class TrainFlow(FlowSpec):
     data_run = Parameter("data-run", default="", help="DataFlow run pathspec (default: latest successful)")
     data_dir = Parameter("data-dir", default="", help="prepare data from this folder instead of a DataFlow run")
     base_model = Parameter("base-model", default="", help="HF model id or folder (default: offline MiniLM-L6)")
-    learning_rate = Parameter("learning-rate", default=1e-4)
-    epochs = Parameter("epochs", default=4)
-    batch_size = Parameter("batch-size", default=16)
-    patience = Parameter("patience", default=2, help="epochs without dev improvement before stopping")
-    decode = Parameter("decode", default="viterbi", help="viterbi or argmax")
-    seed = Parameter("seed", default=13)
-    threads = Parameter("threads", default=0, help="torch CPU threads (0: all cores)")
-    bf16 = Parameter("bf16", default=False, help="CPU autocast to bfloat16")
-    max_train_sentences = Parameter("max-train-sentences", default=0, help="0: all (small values for tests)")
-    max_steps = Parameter("max-steps", default=0, help="0: no limit (small values for tests)")
+    learning_rate = Parameter("learning-rate", default=DEFAULTS.learning_rate)
+    epochs = Parameter("epochs", default=DEFAULTS.epochs)
+    batch_size = Parameter("batch-size", default=DEFAULTS.batch_size)
+    patience = Parameter("patience", default=DEFAULTS.patience, help="epochs without dev improvement before stopping")
+    decode = Parameter("decode", default=DEFAULTS.decode, help="viterbi or argmax")
+    seed = Parameter("seed", default=DEFAULTS.seed)
+    threads = Parameter("threads", default=DEFAULTS.threads, help="torch CPU threads (0: all cores)")
+    bf16 = Parameter("bf16", default=DEFAULTS.bf16, help="CPU autocast to bfloat16")
+    max_train_sentences = Parameter("max-train-sentences", default=DEFAULTS.max_train_sentences,
+                                    help="0: all (small values for tests)")
+    max_steps = Parameter("max-steps", default=DEFAULTS.max_steps, help="0: no limit (small values for tests)")
     repository = Parameter("repository", default="", help="Triton model repository to export to (default: none)")
     promote_url = Parameter("promote-url", default="", help="gRPC address of `medner serve` to promote on "
                             "(admin key from $MEDNER_ADMIN_KEY); default: export only")
@@ -49,7 +54,6 @@ class TrainFlow(FlowSpec):
     @step
     def train(self):
         """Fine-tune; select the epoch on the dev split only."""
-        from medner.config import TrainConfig
         from medner.training import model_to_files, train
 
         self.config = TrainConfig(
@@ -87,8 +91,9 @@ class TrainFlow(FlowSpec):
         from medner.pipeline import publish
 
         self.exported_version, self.promotion = publish(
-            f"{current.flow_name}/{current.run_id}", self.model_files, self.train_data, self.test_data, self.metrics,
-            self.config, self.data_version, self.repository, self.promote_url)
+            source=f"{current.flow_name}/{current.run_id}", model_files=self.model_files, train=self.train_data,
+            test=self.test_data, metrics=self.metrics, config=self.config, data_version=self.data_version,
+            repository=self.repository, promote_url=self.promote_url)
         self.next(self.end)
 
     @step

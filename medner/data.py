@@ -20,6 +20,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from medner.labels import ENTITY_TYPES, FILE_LABELS
 from medner.spans import Span, char_spans_to_token_spans, labels_to_spans, spans_to_labels, split_words
@@ -130,6 +131,16 @@ def read_behealthy_pair(sent_path: Path | str, label_path: Path | str) -> list[S
             f"{len(label_column)}; the first unmatched sentence starts here",
         )
     return [Sentence(tuple(t), tuple(lab)) for (_, t), (_, lab) in zip(token_column, label_column)]
+
+
+def check_data(paths: Sequence[str | Path], data_dir: str | Path | None = None) -> dict[str, dict[str, Any]]:
+    """Statistics of each annotated file in ``paths`` (validated as read), else of the BeHealthy splits in
+    ``data_dir`` (default: :func:`medner.config.data_dir`). Raises DataFormatError naming file and line."""
+    from medner.config import data_dir as resolve_data_dir
+
+    splits = ({str(p): read_annotations(p) for p in paths} if paths
+              else read_behealthy(resolve_data_dir(data_dir)))
+    return {name: corpus_stats(sentences) for name, sentences in splits.items()}
 
 
 def read_behealthy(data_dir: Path | str) -> dict[str, list[Sentence]]:

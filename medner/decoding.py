@@ -1,8 +1,8 @@
 """Word-level decoding of tag scores into O/D/T labels.
 
 Training evaluation and serving both call :func:`decode`, so what is measured is what is served.
-``viterbi`` finds the best IOB2-valid tag path (an ``I-X`` only after ``B-X``/``I-X``); measured on
-BeHealthy it beats plain argmax by ~2-3 entity-F1 points. The result is read as O/D/T runs, as the
+``viterbi`` finds the best IOB2-valid tag path (an ``I-X`` only after ``B-X``/``I-X``); on BeHealthy it beats
+plain argmax (benchmarks/results/model.md). The result is read as O/D/T runs, as the
 corpus is annotated.
 """
 
@@ -15,7 +15,7 @@ import numpy as np
 
 from medner.labels import BIO_TAGS, allowed_transition, from_bio
 
-DecodeMethod = Literal["viterbi", "argmax"]
+Decoder = Literal["viterbi", "argmax"]
 
 
 @cache
@@ -48,12 +48,12 @@ def viterbi(log_probs: np.ndarray) -> np.ndarray:
     return path
 
 
-def decode(log_probs: np.ndarray, method: DecodeMethod = "viterbi") -> list[str]:
+def decode(log_probs: np.ndarray, decoder: Decoder = "viterbi") -> list[str]:
     """Per-word tag log-probabilities ``(n_words, len(BIO_TAGS))`` -> O/D/T labels."""
-    if method == "viterbi":
+    if decoder == "viterbi":
         ids = viterbi(log_probs)
-    elif method == "argmax":
+    elif decoder == "argmax":
         ids = log_probs.argmax(axis=-1)
     else:
-        raise ValueError(f"unknown decoding method {method!r}; expected 'viterbi' or 'argmax'")
+        raise ValueError(f"unknown decoding method {decoder!r}; expected 'viterbi' or 'argmax'")
     return from_bio([BIO_TAGS[i] for i in ids])

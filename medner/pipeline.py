@@ -5,6 +5,7 @@ from __future__ import annotations
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from medner.data import Sentence
 
@@ -21,20 +22,11 @@ class FlowData:
 def load_data(data_run: str = "", data_dir: str = "") -> FlowData:
     """Data for training: the DataFlow run ``data_run``; else, unless ``data_dir`` is given, the
     latest successful DataFlow run; else the corpus prepared here (same code as DataFlow)."""
-    from metaflow import Flow, Run
-    from metaflow.exception import MetaflowNotFound
-
     from medner.config import data_dir as resolve_data_dir
     from medner.data import prepare_data
+    from medner.runs import get_run, latest_successful_run
 
-    run = None
-    if data_run:
-        run = Run(data_run)
-    elif not data_dir:
-        try:
-            run = Flow("DataFlow").latest_successful_run
-        except MetaflowNotFound:
-            run = None
+    run = get_run(data_run) if data_run else (None if data_dir else latest_successful_run("DataFlow"))
     if run is not None:
         d = run.data
         return FlowData(d.train, d.dev, d.test, d.data_version, run.pathspec)
@@ -51,8 +43,8 @@ class Evaluation:
     predictions: list[list[str]]
 
 
-def evaluate_test_split(model_files: dict[str, bytes], test: Sequence[Sentence], method: str) -> Evaluation:
-    """Metrics of a stored model on the test split, with ``method`` decoding and with argmax."""
+def evaluate_test_split(model_files: dict[str, bytes], test: Sequence[Sentence], decoder: str) -> Evaluation:
+    """Metrics of a stored model on the test split, with the ``decoder`` and with argmax."""
     from medner.decoding import decode
     from medner.inference import sentence_log_probs, torch_encoder
     from medner.metrics import confusion_matrix, evaluate
@@ -62,7 +54,7 @@ def evaluate_test_split(model_files: dict[str, bytes], test: Sequence[Sentence],
         tokenizer, model = load_model(files_to_dir(model_files, tmp))
     log_probs = sentence_log_probs([s.tokens for s in test], tokenizer, torch_encoder(model))
     gold = [s.labels for s in test]
-    predictions = [decode(lp, method) for lp in log_probs]
+    predictions = [decode(lp, decoder) for lp in log_probs]
     return Evaluation(
         metrics=evaluate(gold, predictions),
         metrics_argmax=evaluate(gold, [decode(lp, "argmax") for lp in log_probs]),
@@ -72,23 +64,29 @@ def evaluate_test_split(model_files: dict[str, bytes], test: Sequence[Sentence],
 
 
 @dataclass
-class RunModel:
+class StoredModel:
     """A trained model stored in a flow run, with what export needs to gate and describe it."""
 
     model_files: dict[str, bytes]
     train: list[Sentence]
     test: list[Sentence]
     lineage: dict
-    method: str  # the decoder it was evaluated with
+    decoder: str  # the decoder it was evaluated with
 
 
-def run_model(pathspec: str = "") -> RunModel:
+def model_from_run(pathspec: str = "") -> StoredModel:
     """The model of a TrainFlow run, or the challenger of an ExperimentFlow run (``FlowName/run-id``;
     default: the latest successful TrainFlow run)."""
-    from metaflow import Flow, Run, namespace
+    from medner.runs import all_namespaces
 
-    namespace(None)
-    run = Run(pathspec) if pathspec else Flow("TrainFlow").latest_successful_run
+    with all_namespaces():  # the run may be another user's (a scheduler's)
+        return _model_from_run(pathspec)
+
+
+def _model_from_run(pathspec: str) -> StoredModel:
+    from medner.runs import get_run, latest_successful_run
+
+    run = get_run(pathspec) if pathspec else latest_successful_run("TrainFlow")
     if run is None:
         raise ValueError("no successful TrainFlow run: run `python flows/train_flow.py run` first")
     lineage = {"source": run.pathspec, "data_version": run.data.data_version}
@@ -98,21 +96,44 @@ def run_model(pathspec: str = "") -> RunModel:
         row = next(r for r in run.data.results if r["name"] == run.data.challenger)
         start = run["start"].task.data
         lineage.update(candidate=row["name"], train_metrics=row["test"], config=row["params"])
-        return RunModel(run.data.challenger_model_files, start.train_data, start.test_data, lineage,
-                        row["params"].get("decode", "viterbi"))
+        return StoredModel(run.data.challenger_model_files, start.train_data, start.test_data, lineage,
+                           row["params"].get("decode", "viterbi"))
     lineage.update(train_metrics=run.data.metrics, config=run.data.config)
-    return RunModel(run.data.model_files, run.data.train_data, run.data.test_data, lineage,
-                    run.data.config["decode"])
+    return StoredModel(run.data.model_files, run.data.train_data, run.data.test_data, lineage,
+                       run.data.config["decode"])
 
 
-def publish(source: str, model_files: dict[str, bytes], train: Sequence[Sentence], test: Sequence[Sentence],
+def export_run_or_folder(*, run: str = "", model_dir: Path | None = None, repository: Path,
+                         data_dir: str | Path | None = None, threads: int = 1) -> tuple[int, dict]:
+    """Export the model of a flow ``run`` (see :func:`model_from_run`), or the model folder ``model_dir`` gated on
+    the corpus in ``data_dir``, as the next version of ``repository``. Returns (version, its lineage record).
+    Raises ValueError when there is no such run, ExportRefused when a gate refuses the model."""
+    from export.onnx_export import export_model
+    from medner.config import data_dir as resolve_data_dir
+    from medner.data import read_behealthy
+    from medner.registry import lineage
+    from medner.training import files_to_dir
+
+    with tempfile.TemporaryDirectory() as tmp:
+        if model_dir is None:
+            source = model_from_run(run)
+            folder = files_to_dir(source.model_files, tmp)
+            test, train, record, decoder = source.test, source.train, source.lineage, source.decoder
+        else:
+            splits = read_behealthy(resolve_data_dir(data_dir))
+            folder, test, train = model_dir, splits["test"], splits["train"]
+            record, decoder = {"source": str(model_dir.resolve())}, "viterbi"
+        version = export_model(folder, repository, test=test, lineage=record, decoder=decoder, threads=threads,
+                               train=train)
+    return version, lineage(repository, version)
+
+
+def publish(*, source: str, model_files: dict[str, bytes], train: Sequence[Sentence], test: Sequence[Sentence],
             metrics: dict, config: dict, data_version: str, repository: str, promote_url: str = ""
             ) -> tuple[int | None, dict | None]:
     """TrainFlow's last step: export the model as a new version of ``repository`` (nothing without one) and,
     with ``promote_url``, promote it on that server. Returns (version or None, promotion decision or None).
     A refused export or promotion is reported, not raised: the run and the serving champion stay valid."""
-    from pathlib import Path
-
     from export.onnx_export import ExportRefused, export_model
     from medner.training import files_to_dir
 
@@ -121,8 +142,8 @@ def publish(source: str, model_files: dict[str, bytes], train: Sequence[Sentence
     lineage = {"source": source, "data_version": data_version, "train_metrics": metrics, "config": config}
     with tempfile.TemporaryDirectory() as tmp:
         try:
-            version = export_model(files_to_dir(model_files, tmp), Path(repository), test, lineage,
-                                   config.get("decode", "viterbi"), train=train)
+            version = export_model(files_to_dir(model_files, tmp), Path(repository), test=test, lineage=lineage,
+                                   decoder=config.get("decode", "viterbi"), train=train)
         except ExportRefused as err:
             print(f"export refused: {err}")
             return None, None
@@ -131,7 +152,7 @@ def publish(source: str, model_files: dict[str, bytes], train: Sequence[Sentence
     from medner.promotion import promote
     from medner.triton import admin_key
 
-    decision = promote(Path(repository), promote_url, admin_key(create=False) or "", version)
+    decision = promote(Path(repository), promote_url, admin_key(create=False) or "", version=version)
     for gate in decision.gates:
         print(f"{gate.name}: {'pass' if gate.passed else 'FAIL'} {gate.detail}")
     return version, decision.to_dict()

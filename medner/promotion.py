@@ -27,17 +27,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from medner.config import DEFAULT_PROMOTION_MARGIN, DEFAULT_PROMOTION_TOLERANCE
 from medner.registry import (
     SERVED_MODELS,
     lineage,
-    serving,
+    loaded_versions,
     serving_record,
     versions,
     write_serving_record,
 )
 
-DEFAULT_MARGIN = 0.0  # entity F1 (0-1) the challenger must gain over the champion
-DEFAULT_TOLERANCE = 0.002  # |F1 difference| counted as a tie, settled by speed
 CHAMPION_TAG = "champion"
 
 # The smoke test's fixed notes (synthetic, no patient data): sentences, a multi-line note, non-Latin text,
@@ -196,12 +195,13 @@ def current_champion(repository: Path, url: str, key: str) -> int | None:
     recorded = serving_record(repository)["version"]
     if recorded is not None:
         return int(recorded)
-    loaded = serving(url, key).get("ner", [])
+    loaded = loaded_versions(url, key).get("ner", [])
     return max(loaded) if loaded else None
 
 
-def promote(repository: Path, url: str, key: str, version: int | None = None, margin: float = DEFAULT_MARGIN,
-            tolerance: float = DEFAULT_TOLERANCE, gpu: bool = False, keep_refused: bool = False) -> Decision:
+def promote(repository: Path, url: str, key: str, *, version: int | None = None,
+            margin: float = DEFAULT_PROMOTION_MARGIN, tolerance: float = DEFAULT_PROMOTION_TOLERANCE, gpu: bool = False,
+            keep_refused: bool = False) -> Decision:
     """Gate ``version`` (default: the newest) against the champion; load it on the server at ``url`` if it
     passes, else leave the champion serving. Every decision is appended to ``serving.json``."""
     from medner.triton import load_version
@@ -235,7 +235,7 @@ def promote(repository: Path, url: str, key: str, version: int | None = None, ma
     return decision
 
 
-def rollback(repository: Path, url: str, key: str, to: int | None = None, gpu: bool = False) -> dict[str, Any]:
+def rollback(repository: Path, url: str, key: str, *, to: int | None = None, gpu: bool = False) -> dict[str, Any]:
     """Serve the version the champion replaced (or ``to``) again; recorded in ``serving.json``."""
     from medner.triton import load_version
 
@@ -262,17 +262,17 @@ def rollback(repository: Path, url: str, key: str, to: int | None = None, gpu: b
 def move_champion_tag(repository: Path, new: int, old: int | None) -> str:
     """Tag the new champion's source run ``champion`` and untag the old one's (Metaflow, best effort: the
     run may live in a datastore this process cannot reach)."""
-    from metaflow import Run, namespace
     from metaflow.exception import MetaflowException
 
+    from medner.runs import all_namespaces, set_tag
+
     try:
-        namespace(None)
         moved = []
         for version, add in ((new, True), (old, False)):
             source = lineage(repository, version).get("source", "") if version is not None else ""
             if source.count("/") == 1:
-                run = Run(source)
-                (run.add_tag if add else run.remove_tag)(CHAMPION_TAG)
+                with all_namespaces():  # the source run may be another user's (a scheduler's)
+                    set_tag(source, CHAMPION_TAG, add)
                 moved.append(f"{'+' if add else '-'}{CHAMPION_TAG} {source}")
         return "tags: " + (", ".join(moved) or "no Metaflow source runs")
     except (MetaflowException, OSError) as err:  # a missing run or datastore must not undo a promotion that

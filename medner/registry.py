@@ -85,7 +85,7 @@ def lineage(repository: Path, version: int) -> dict[str, Any]:
 def describe(found: list[ModelVersion], loaded: dict[str, list[int]] | None, champion_version: int | None = None
              ) -> list[dict[str, Any]]:
     """One summary row per version, newest first. ``serving``: the served models that ``loaded`` (from
-    :func:`serving`) has at that version; without a server, "champion" marks ``champion_version``."""
+    :func:`loaded_versions`) has at that version; without a server, "champion" marks ``champion_version``."""
     rows = []
     for entry in reversed(found):
         if loaded is None:
@@ -104,7 +104,25 @@ def describe(found: list[ModelVersion], loaded: dict[str, list[int]] | None, cha
     return rows
 
 
-def serving(url: str, admin_key: str | None = None, timeout: float = 10.0) -> dict[str, list[int]]:
+def version_rows(repository: Path, url: str | None = None) -> tuple[list[dict[str, Any]], str | None]:
+    """:func:`describe` rows of every version in ``repository`` (newest first), marked with what the server at
+    ``url`` has loaded, else with the recorded champion; and a warning when that server cannot be read (the
+    repository is still listed). Raises FileNotFoundError when the repository has no version."""
+    from medner.triton import admin_key
+
+    found = versions(repository)
+    if not found:
+        raise FileNotFoundError(f"{repository}: no model versions (run `medner export`)")
+    loaded, warning = None, None
+    if url:
+        try:
+            loaded = loaded_versions(url, admin_key(create=False))
+        except Exception as err:  # unreachable server: still list the repository
+            warning = f"cannot read what {url} serves: {err}"
+    return describe(found, loaded, champion(repository)), warning
+
+
+def loaded_versions(url: str, admin_key: str | None = None, timeout: float = 10.0) -> dict[str, list[int]]:
     """The READY versions of each served model on the Triton server at ``url`` (gRPC); the repository
     index is an administrative endpoint where the server was started by ``medner serve``."""
     import tritonclient.grpc as grpcclient

@@ -14,6 +14,7 @@ import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 SITE_PACKAGES_ENV = "MEDNER_SITE_PACKAGES"  # read by the python models' model.py (the stub ignores PYTHONPATH)
 ADMIN_HEADER = "medner-admin-key"  # the HTTP header that carries the admin key
@@ -27,6 +28,19 @@ RESTRICTED = "model-repository,shared-memory,statistics,trace,logging"
 
 class TritonError(RuntimeError):
     """The server could not be started or did not become ready."""
+
+
+def read_model_config(path: Path) -> Any:  # -> tritonclient's model_config_pb2.ModelConfig
+    """A Triton ``config.pbtxt`` (protobuf text format, comments allowed) as Triton itself parses it."""
+    from google.protobuf import text_format
+    from tritonclient.grpc import model_config_pb2
+
+    return text_format.Parse(Path(path).read_text(), model_config_pb2.ModelConfig())
+
+
+def config_parameters(path: Path) -> dict[str, str]:
+    """The ``parameters`` of a ``config.pbtxt`` (string values), as a python model sees them at load."""
+    return {key: value.string_value for key, value in read_model_config(path).parameters.items()}
 
 
 def model_parameters(args: dict) -> dict[str, str]:
@@ -74,14 +88,11 @@ def load_version(url: str, key: str, repository: Path, version: int, gpu: bool =
     model -> version now served (None: unloaded). Raises InferenceServerException when a load fails; the
     models before it have moved, the rest have not (promotion smoke-tests a version before calling this)."""
     import tritonclient.grpc as grpcclient
-    from google.protobuf import json_format, text_format
-    from tritonclient.grpc import model_config_pb2
+    from google.protobuf import json_format
 
     configs = {}
     for config_file in sorted(repository.glob("*/config.pbtxt")):
-        model_dir = config_file.parent
-        configs[model_dir.name] = text_format.Parse(model_config_file(model_dir, gpu).read_text(),
-                                                    model_config_pb2.ModelConfig())
+        configs[config_file.parent.name] = read_model_config(model_config_file(config_file.parent, gpu))
     headers = {GRPC_ADMIN_HEADER: key}
     client = grpcclient.InferenceServerClient(url)
     served: dict[str, int | None] = {}

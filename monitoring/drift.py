@@ -25,18 +25,17 @@ from __future__ import annotations
 import logging
 import warnings
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from monitoring.features import FEATURES, NOTE_SENTENCES
+from monitoring.policy import Level, as_utc, isoformat, parse_time, utcnow
 from monitoring.profiles import list_profiles, merge_profiles, read_profile
 
 if TYPE_CHECKING:
     from whylogs.core import DatasetProfileView
 
-Level = Literal["none", "warning", "critical"]
-LEVELS: tuple[Level, ...] = ("none", "warning", "critical")
 
 @dataclass
 class DriftThresholds:
@@ -61,6 +60,11 @@ class DriftThresholds:
             raise ValueError(f"thresholds need 0 < warning <= critical <= 1, got {self.warning}, {self.critical}")
         if self.min_notes < 1 or self.top_k < 1:
             raise ValueError("min_notes and top_k must be positive")
+
+    @classmethod
+    def overridden(cls, **values: float | int | None) -> DriftThresholds:
+        """The defaults, with each value given and not None in its place (command-line options)."""
+        return cls(**{**asdict(cls()), **{k: v for k, v in values.items() if v is not None}})
 
 
 DEFAULT_THRESHOLDS = DriftThresholds()
@@ -160,7 +164,7 @@ def compare(target: DatasetProfileView | None, reference: DatasetProfileView, st
     counts = {"notes": notes, "profiles": profiles, "reference_notes": note_count(reference)}
     if has_sentence_rows(target) or has_sentence_rows(reference):  # rows are sentences: say how many
         counts |= {"sentences": sentence_count(target), "reference_sentences": sentence_count(reference)}
-    base = {"window_start": _iso(start), "window_end": _iso(end), "counts": counts,
+    base = {"window_start": isoformat(start), "window_end": isoformat(end), "counts": counts,
             "thresholds": asdict(thresholds)}
     if notes < thresholds.min_notes:
         return DriftReport("none", {}, reason=f"too few notes: {notes} < min_notes {thresholds.min_notes}", **base)
@@ -186,6 +190,24 @@ def check(root: str | Path, model: str, reference: str | Path, start: datetime, 
     with the ``reference`` profile. Raises FileNotFoundError when the reference is missing."""
     target, reference_view, profiles = window_views(root, model, reference, start, end)
     return compare(target, reference_view, start, end, thresholds, profiles=profiles)
+
+
+def check_window(profile_dir: str, model: str, *, repository: str | Path = "model_repository",
+                 reference: str | None = None, window: str = "1h", start: str | None = None, end: str | None = None,
+                 thresholds: DriftThresholds = DEFAULT_THRESHOLDS, html: bool = False
+                 ) -> tuple[DriftReport, str | None]:
+    """``medner monitor check``: the drift report of ``model``'s profiles in the window (``window`` ending at
+    ``end``, or from ``start``) against ``reference`` (default: the champion's reference profile), and, with
+    ``html``, whylogs' HTML drift report (else None). Raises ValueError for a bad window or one with no
+    profiles, FileNotFoundError when the reference is missing."""
+    window_start, window_end = time_window(window, start, end)
+    location = reference or str(default_reference(repository, model))
+    target, reference_view, profiles = window_views(profile_dir, model, location, window_start, window_end)
+    if profiles == 0:
+        raise ValueError(f"no {model} profiles in {profile_dir} for {window_start:%Y-%m-%dT%H:%M:%SZ} .. "
+                         f"{window_end:%Y-%m-%dT%H:%M:%SZ}")
+    report = compare(target, reference_view, window_start, window_end, thresholds, profiles)
+    return report, drift_report_html(target, reference_view) if html else None
 
 
 def window_views(root: str | Path, model: str, reference: str | Path, start: datetime, end: datetime
@@ -251,7 +273,7 @@ def read_window(profile_dir: str, model: str, repository: str | Path, reference:
     start_at, end_at = time_window(window, None, end or None)
     location = str(reference or default_reference(repository, model))
     target, reference_view, profiles = window_views(root, model, location, start_at, end_at)
-    return WindowProfiles(_iso(start_at), _iso(end_at), location, profiles,
+    return WindowProfiles(isoformat(start_at), isoformat(end_at), location, profiles,
                           target.serialize() if target is not None else None, reference_view.serialize())
 
 
@@ -262,11 +284,11 @@ def check_serialized(target: bytes | None, reference: bytes, start: str, end: st
     profile). Zero thresholds take :class:`DriftThresholds`' defaults."""
     from whylogs.core import DatasetProfileView
 
-    chosen = {"warning": warning, "critical": critical, "min_notes": min_notes}
-    thresholds = DriftThresholds(**{**asdict(DEFAULT_THRESHOLDS), **{k: v for k, v in chosen.items() if v}})
+    thresholds = DriftThresholds.overridden(warning=warning or None, critical=critical or None,
+                                            min_notes=min_notes or None)
     target_view = DatasetProfileView.deserialize(target) if target else None
     reference_view = DatasetProfileView.deserialize(reference)
-    report = compare(target_view, reference_view, _parse_time(start), _parse_time(end), thresholds, profiles)
+    report = compare(target_view, reference_view, parse_time(start), parse_time(end), thresholds, profiles)
     page = drift_report_html(target_view, reference_view) if target_view is not None else None
     return report.to_dict(), page
 
@@ -307,25 +329,8 @@ def time_window(window: str = "1h", start: str | None = None, end: str | None = 
                 now: datetime | None = None) -> tuple[datetime, datetime]:
     """The [start, end) of a check in UTC: ``start``/``end`` as ISO 8601 (naive means UTC); a missing end is
     ``now``, a missing start is ``window`` (:func:`parse_window`) before the end."""
-    stop = _parse_time(end) if end else _aware(now or datetime.now(UTC))
-    begin = _parse_time(start) if start else stop - timedelta(seconds=parse_window(window))
+    stop = parse_time(end) if end else as_utc(now or utcnow())
+    begin = parse_time(start) if start else stop - timedelta(seconds=parse_window(window))
     if begin >= stop:
-        raise ValueError(f"empty window: start {_iso(begin)} is not before end {_iso(stop)}")
+        raise ValueError(f"empty window: start {isoformat(begin)} is not before end {isoformat(stop)}")
     return begin, stop
-
-
-def _parse_time(text: str) -> datetime:
-    try:
-        return _aware(datetime.fromisoformat(text)).astimezone(UTC)
-    except ValueError:
-        raise ValueError(f"bad time {text!r}: expected ISO 8601 such as 2026-01-31T14:00:00Z") from None
-
-
-def _iso(moment: datetime) -> str:
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _aware(moment: datetime) -> datetime:
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)

@@ -42,6 +42,8 @@ from medner.inference import (
     DEFAULT_MICRO_BATCH,
     DEFAULT_STRIDE,
     Encoder,
+    Entity,
+    NerPipeline,
     TokenizedBatch,
     extract_decoded,
 )
@@ -105,7 +107,7 @@ def batch_features(
             first_word.append(offset + first)
             end_word.append(offset + end)
             chars.append(words[end - 1][1] - words[first][0] if end > first else len(text))
-        note_end_window += [layout.first_rows + layout.n_windows] * len(sentences)
+        note_end_window += [layout.first_row + layout.n_windows] * len(sentences)
         if vocabulary is not None:
             oov += [text[s:e].lower() not in vocabulary for s, e in words]
         offset += len(words)
@@ -119,7 +121,7 @@ def batch_features(
     # window (or its note's end); words without a word-piece (window -1) say nothing
     none = np.iinfo(np.int64).max
     if offset:
-        window = np.concatenate([np.where(n.word_window >= 0, n.word_window + n.first_rows, none)
+        window = np.concatenate([np.where(n.word_window >= 0, n.word_window + n.first_row, none)
                                  for n in batch.notes]).astype(np.int64)
         starts = np.full(len(first), none, dtype=np.int64)
         starts[has_words] = np.minimum.reduceat(window, first[has_words])
@@ -166,13 +168,28 @@ def note_features(
     max_length: int = DEFAULT_MAX_LENGTH,
     stride: int = DEFAULT_STRIDE,
     micro_batch: int = DEFAULT_MICRO_BATCH,
-    method: str = "viterbi",
+    decoder: str = "viterbi",
 ) -> np.ndarray:
     """Profile rows of ``notes`` through the serving path (tokenize, encode, decode, :func:`batch_features`):
     what a served model logs for them; export builds the reference profile with it."""
-    batch, decoded = extract_decoded(notes, tokenizer, encoder, max_length, stride, micro_batch, method)
+    batch, decoded = extract_decoded(notes, tokenizer, encoder, max_length, stride, micro_batch, decoder)
     return batch_features(notes, batch, [d.labels for d in decoded], [d.confidence for d in decoded],
                           getattr(tokenizer, "unk_token_id", None), vocabulary)
+
+
+class FeatureTagger:
+    """A served model's pass: each note's entities and the notes' profile rows (:func:`batch_features`: one row
+    per sentence, note after note), from one tokenized batch and decoding of ``pipeline``."""
+
+    def __init__(self, pipeline: NerPipeline):
+        self.pipeline = pipeline
+        self.vocabulary = read_vocabulary(pipeline.version_dir)
+
+    def __call__(self, notes: Sequence[str]) -> tuple[list[list[Entity]], np.ndarray]:
+        batch, decoded = self.pipeline.decoded(notes)
+        rows = batch_features(notes, batch, [d.labels for d in decoded], [d.confidence for d in decoded],
+                              self.pipeline.tokenizer.unk_token_id, self.vocabulary)
+        return [d.entities for d in decoded], rows
 
 
 def profile_columns(rows: np.ndarray) -> tuple[str, ...]:

@@ -25,7 +25,7 @@ from typing import Any, Literal
 Level = Literal["none", "warning", "critical"]
 Action = Literal["none", "retrain", "reexperiment", "ingest"]
 
-LEVELS: tuple[str, ...] = ("none", "warning", "critical")
+LEVELS: tuple[Level, ...] = ("none", "warning", "critical")
 SEVERITY = {level: rank for rank, level in enumerate(LEVELS)}
 ACTIONS: dict[str, Action] = {"none": "none", "warning": "retrain", "critical": "reexperiment"}
 FLOWS = {"retrain": "TrainFlow", "reexperiment": "ExperimentFlow", "ingest": "DataFlow"}
@@ -47,12 +47,22 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def as_utc(moment: datetime) -> datetime:
+    """``moment`` in UTC; a naive one is taken to be UTC already."""
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).astimezone(UTC)
+
+
 def isoformat(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    """``2026-01-31T14:00:00Z``: how reports and the decision log write times."""
+    return as_utc(moment).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def parse_time(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+    """An ISO 8601 time (naive means UTC) in UTC; ValueError naming the expected form otherwise."""
+    try:
+        return as_utc(datetime.fromisoformat(text))
+    except ValueError:
+        raise ValueError(f"bad time {text!r}: expected ISO 8601 such as 2026-01-31T14:00:00Z") from None
 
 
 # --- the decision log ----------------------------------------------------------------------------

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from monitoring.features import FEATURES, features_frame
+from monitoring.policy import as_utc
 
 log = logging.getLogger(__name__)
 os.environ.setdefault("WHYLOGS_NO_ANALYTICS", "1")  # whylogs otherwise calls its analytics host on import
@@ -41,16 +42,12 @@ def window_name(start: float) -> str:
     return time.strftime(WINDOW_FORMAT, time.gmtime(start))
 
 
-def _utc(moment: datetime) -> datetime:
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-
-
 def profile_rows(rows: np.ndarray, timestamp: datetime) -> Any:
     """A whylogs ``DatasetProfileView`` of feature rows (``monitoring.features.batch_features``' rows, or rows
     of the :data:`FEATURES` columns alone), dated ``timestamp``."""
     from whylogs.core import DatasetProfile
 
-    profile = DatasetProfile(dataset_timestamp=_utc(timestamp))
+    profile = DatasetProfile(dataset_timestamp=as_utc(timestamp))
     profile.track(pandas=features_frame(rows))
     return profile.view()
 
@@ -104,7 +101,7 @@ def store_put(root: str | Path, model: str, name: str, data: bytes, s3_client: A
 def list_profiles(root: str | Path, model: str, start: datetime, end: datetime, s3_client: Any = None) -> list[str]:
     """Profile files of ``model`` whose window starts in ``[start, end)`` (naive datetimes are UTC): local
     paths or ``s3://`` URIs, oldest window first."""
-    low, high = window_name(_utc(start).timestamp()), window_name(_utc(end).timestamp())
+    low, high = window_name(as_utc(start).timestamp()), window_name(as_utc(end).timestamp())
     root = str(root)
     if root.startswith("s3://"):
         bucket, prefix = _split_s3(root)

@@ -25,6 +25,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
+from medner.config import DEFAULT_DECISION_LOG
 from monitoring.policy import (
     DEFAULT_COOLDOWN,
     FLOWS,
@@ -37,7 +38,7 @@ from monitoring.policy import (
 )
 
 FLOW_FILES = {"DataFlow": "data_flow.py", "TrainFlow": "train_flow.py", "ExperimentFlow": "experiment_flow.py"}
-DEFAULT_LOG = os.environ.get("MEDNER_DECISION_LOG", "monitoring/decisions.jsonl")  # s3://bucket/prefix in the cloud
+DEFAULT_LOG = os.environ.get("MEDNER_DECISION_LOG", DEFAULT_DECISION_LOG)
 
 
 class TriggerError(RuntimeError):
@@ -122,6 +123,23 @@ class StepFunctionsBackend:
             raise TriggerError("flow parameters exceed the 20 KiB Step Functions input limit")
         response = self.client.start_execution(stateMachineArn=arn, input=execution_input)
         return Started(self.name, flow, response["executionArn"], "RUNNING")
+
+
+def backend_options(backend: str, endpoint_url: str | None) -> dict[str, Any]:
+    """:func:`make_backend` options from the command line: an AWS endpoint matters to Step Functions only."""
+    return {"endpoint_url": endpoint_url} if backend == "stepfunctions" and endpoint_url else {}
+
+
+def read_report(path: Path) -> dict[str, Any]:
+    """A drift report (``medner monitor check``'s JSON) from ``path``, or standard input for ``-``. Raises
+    ValueError naming the source and line when it is not JSON."""
+    import sys
+
+    source = "stdin" if str(path) == "-" else str(path)
+    try:
+        return json.loads(sys.stdin.read() if str(path) == "-" else Path(path).read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{source}: not a drift report: not JSON (line {err.lineno}: {err.msg})") from None
 
 
 def make_backend(name: str | Backend, **options: Any) -> Backend:

@@ -76,7 +76,8 @@ def exported_repository(untrained_model_dir: Path, tiny_corpus: Path, tmp_path_f
 
     repository = tmp_path_factory.mktemp("model_repository")
     splits = read_behealthy(tiny_corpus)
-    export_model(untrained_model_dir, repository, splits["test"], {"source": "tests"}, train=splits["train"])
+    export_model(untrained_model_dir, repository, test=splits["test"], lineage={"source": "tests"},
+                 train=splits["train"])
     return repository
 
 

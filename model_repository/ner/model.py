@@ -1,8 +1,8 @@
 """Triton python model (CPU): raw notes -> entities, one JSON list per note, in one process.
 
 Tokenize, encode (ONNX Runtime) and decode run here together (medner.inference.NerPipeline, the code
-`medner extract --local` runs): measured on 2 cores, this beat the three-model ensemble ~1.2x in
-throughput and halved latency at concurrency 1, because each python-model hop costs a stub round trip.
+`medner extract --local` runs): each python-model hop of the three-model ensemble costs a stub round trip,
+which on 2 cores cost more throughput and latency than it gained (no committed results file compares them).
 The notes of every request in a dynamic batch are tagged in one call (length-bucketed micro-batches).
 """
 
@@ -18,6 +18,7 @@ import triton_python_backend_utils as pb_utils  # noqa: E402
 
 from medner.inference import NerPipeline, gather_notes  # noqa: E402
 from medner.triton import model_parameters  # noqa: E402
+from monitoring.features import FeatureTagger  # noqa: E402
 from monitoring.profiles import profiler_from_env  # noqa: E402
 
 
@@ -27,6 +28,7 @@ class TritonPythonModel:
         self.pipeline = NerPipeline(version_dir, model_parameters(args))
         # $MEDNER_PROFILE_DIR set: every sentence's features go into rolling whylogs profiles (numbers, no text)
         self.profiler = profiler_from_env(args["model_name"])
+        self.tag_with_features = FeatureTagger(self.pipeline) if self.profiler is not None else None
 
     def execute(self, requests):
         texts = [pb_utils.get_input_tensor_by_name(r, "TEXT").as_numpy().reshape(-1) for r in requests]
@@ -40,7 +42,7 @@ class TritonPythonModel:
                 entities = self._tag(batch.notes)  # one call for every note of every request
             except Exception:  # a note broke the pipeline: tag each request alone, so only its own fails
                 entities = None
-            for index, first, count in batch.spans:
+            for index, first, count in batch.slices:
                 try:
                     own = batch.notes[first: first + count]
                     notes = self._tag(own) if entities is None else entities[first: first + count]
@@ -56,7 +58,7 @@ class TritonPythonModel:
     def _tag(self, notes):
         if self.profiler is None:
             return self.pipeline(notes)
-        entities, features = self.pipeline.with_features(notes)
+        entities, features = self.tag_with_features(notes)
         self.profiler.log(features)
         return entities
 

@@ -18,7 +18,7 @@ from medner.triton import model_parameters  # noqa: E402
 class TritonPythonModel:
     def initialize(self, args):
         params = model_parameters(args)
-        self.method = params.get("decode", "viterbi")
+        self.decoder = params.get("decode", "viterbi")
 
     def execute(self, requests):
         responses = []
@@ -28,7 +28,7 @@ class TritonPythonModel:
             word_index = pb_utils.get_input_tensor_by_name(request, "word_index").as_numpy()
             documents = []
             for text, note_logits, note_index in zip(texts, logits, word_index):
-                entities = decode_note(text.decode("utf-8"), unpack_note(note_index), note_logits, self.method)
+                entities = decode_note(text.decode("utf-8"), unpack_note(note_index), note_logits, self.decoder)
                 documents.append([json.dumps(entities, ensure_ascii=False).encode("utf-8")])
             responses.append(pb_utils.InferenceResponse(
                 [pb_utils.Tensor("ENTITIES", np.array(documents, dtype=np.object_))]))

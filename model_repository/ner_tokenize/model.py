@@ -39,7 +39,7 @@ class TritonPythonModel:
         if batch.notes:
             # one batched tokenizer call for every note of every request in this batch
             tokenized = tokenize_notes(self.tokenizer, batch.notes, self.max_length, self.stride)
-            for index, first, count in batch.spans:
+            for index, first, count in batch.slices:
                 part = TokenizedBatch(tokenized.input_ids, tokenized.attention_mask,
                                       tokenized.notes[first: first + count])
                 input_ids, attention_mask, word_index = pack_notes(part)

@@ -16,7 +16,7 @@ def test_export_writes_a_gated_version_of_every_model(untrained_model_dir: Path,
                                                       tmp_path: Path) -> None:
     test = read_behealthy(tiny_corpus)["test"]
     repository = tmp_path / "repo"
-    assert export_model(untrained_model_dir, repository, test, {"source": "unit-test"}) == 1
+    assert export_model(untrained_model_dir, repository, test=test, lineage={"source": "unit-test"}) == 1
     for model in MODELS:
         assert (repository / model / "config.pbtxt").exists() and (repository / model / "1").is_dir()
     assert (repository / "ner_encoder" / "configs" / "gpu.pbtxt").exists()
@@ -38,14 +38,14 @@ def test_export_writes_a_gated_version_of_every_model(untrained_model_dir: Path,
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(onnx_export, "PARITY_TOLERANCE", -1.0)
         with pytest.raises(ExportRefused, match="parity gate failed"):
-            export_model(untrained_model_dir, repository, test, {"source": "unit-test"})
+            export_model(untrained_model_dir, repository, test=test, lineage={"source": "unit-test"})
     assert sorted(p.name for p in repository.iterdir()) == sorted(MODELS)
     assert all(sorted(p.name for p in (repository / m).glob("[0-9]*")) == ["1"] for m in MODELS)
 
     # an INT8 model that fails its quality gate is not published; fp32 still is, and lineage says why
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(onnx_export, "INT8_MAX_F1_DROP", -1.0)  # no INT8 model can pass: F1 would have to rise by 1
-        assert export_model(untrained_model_dir, repository, test, {"source": "unit-test"}) == 2
+        assert export_model(untrained_model_dir, repository, test=test, lineage={"source": "unit-test"}) == 2
     for model in MODELS:
         assert (repository / model / "2").is_dir() == (model not in ("ner_encoder_int8", "ner_int8")), model
     int8_gate = json.loads((repository / "ner_encoder/2/lineage.json").read_text())["gates"]["int8_quality"]

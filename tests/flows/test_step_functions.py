@@ -49,4 +49,5 @@ def test_train_flow_deploys_to_step_functions_with_schedule_and_gpu(moto_endpoin
     [package] = [o["Key"] for o in s3.list_objects_v2(Bucket="medner-flows")["Contents"] if "/data/" in o["Key"]]
     archive = tarfile.open(fileobj=io.BytesIO(s3.get_object(Bucket="medner-flows", Key=package)["Body"].read()))
     names = archive.getnames()
-    assert any(n.endswith("medner/inference.py") for n in names) and any(n.endswith("train_flow.py") for n in names)
+    assert any(n.endswith("medner/inference/__init__.py") for n in names)
+    assert any(n.endswith("train_flow.py") for n in names)

@@ -39,7 +39,7 @@ def test_train_flow_uses_the_latest_data_flow_run(flow_runner) -> None:
 
 def test_train_flow_prepares_data_itself_exports_and_promotes(flow_runner, tiny_corpus, exported_repository,
                                                              tmp_path) -> None:
-    from medner.registry import serving, serving_record, write_serving_record
+    from medner.registry import loaded_versions, serving_record, write_serving_record
     from medner.triton import ADMIN_KEY_ENV, TritonServer
 
     key = "train-flow-test-key"
@@ -62,7 +62,7 @@ def test_train_flow_prepares_data_itself_exports_and_promotes(flow_runner, tiny_
         flow_runner.env[ADMIN_KEY_ENV] = key
         proc = flow_runner.run("train_flow.py", *TINY, "--repository", str(repository),
                                "--promote-url", server.grpc_url)
-        assert serving(server.grpc_url, key) == {"ner": [2], "ner_int8": [2]}  # the flow's model serves now
+        assert loaded_versions(server.grpc_url, key) == {"ner": [2], "ner_int8": [2]}  # the flow's model serves now
     assert "test entity F1" in proc.stdout + proc.stderr
     result = flow_runner.client("run = Flow('TrainFlow').latest_successful_run\n"
                                 "result = [run.data.data_source, run.pathspec, run.data.exported_version,"

@@ -36,13 +36,13 @@ def test_long_notes_are_windowed_without_losing_a_word(tokenizer_and_model) -> N
     assert long_note.n_windows > 10 and short.n_windows == 1 and empty.n_windows == 1
     assert batch.input_ids.shape[1] <= 64
     assert (long_note.word_window >= 0).all()  # every word has a scoring word-piece
-    for row in range(long_note.first_rows, long_note.first_rows + long_note.n_windows):
+    for row in range(long_note.first_row, long_note.first_row + long_note.n_windows):
         length = batch.attention_mask[row].sum()
         assert batch.input_ids[row, 0] == tokenizer.cls_token_id
         assert batch.input_ids[row, length - 1] == tokenizer.sep_token_id
     # the scoring piece of each word is that word's first piece
     for w in (0, 1, 150, len(long_note.words) - 1):
-        row = long_note.first_rows + long_note.word_window[w]
+        row = long_note.first_row + long_note.word_window[w]
         piece = tokenizer.convert_ids_to_tokens(int(batch.input_ids[row, long_note.word_position[w]]))
         start, end = long_note.words[w]
         assert note[start:end].lower().startswith(piece)
@@ -92,7 +92,7 @@ def test_entities_slice_the_original_text(tokenizer_and_model) -> None:
 def test_gather_notes_refuses_a_request_with_a_bad_note_and_keeps_the_others() -> None:
     batch = gather_notes([["first note", "second note"], [b"\xff bad"], ["third"], ["  "]], max_chars=100)
     assert batch.notes == ["first note", "second note", "third"]
-    assert batch.spans == [(0, 0, 2), (2, 2, 1)]
+    assert batch.slices == [(0, 0, 2), (2, 2, 1)]
     assert set(batch.errors) == {1, 3} and "UTF-8" in batch.errors[1] and "empty" in batch.errors[3]
     assert "bad" not in batch.errors[1]  # messages never quote the note
 
@@ -151,7 +151,7 @@ def test_a_small_call_runs_solo_only_while_no_other_instance_runs(tmp_path: Path
 
 
 def test_solo_runs_tag_like_narrow_ones(exported_repository: Path) -> None:
-    from clients.local import config_parameters
+    from medner.triton import config_parameters
     from tests.notes import NOTES
 
     parameters = config_parameters(exported_repository / "ner" / "config.pbtxt")

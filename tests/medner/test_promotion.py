@@ -21,7 +21,7 @@ from clients.local import LocalNerModel
 from clients.ner_client import NerClient
 from medner.cli import app
 from medner.promotion import PromotionError, promote, rollback
-from medner.registry import serving, serving_record, write_serving_record
+from medner.registry import loaded_versions, serving_record, write_serving_record
 from medner.triton import ADMIN_KEY_ENV, TritonServer
 from tests.notes import NOTES
 
@@ -99,7 +99,7 @@ def test_promotion_refusals_success_and_rollback_under_load(repository: Path) ->
     with TritonServer.on_free_ports(repository, admin_key=KEY, version=1) as server:
         url = server.grpc_url
         where = ["--repository", str(repository), "--url", url]
-        assert serving(url, KEY) == {"ner": [1], "ner_int8": [1]}  # started on the champion, not the newest
+        assert loaded_versions(url, KEY) == {"ner": [1], "ner_int8": [1]}  # started on the champion, not the newest
 
         with ClientLoad(url, notes, expected) as load:
             worse = cli.invoke(app, ["models", "promote", "4", *where])
@@ -108,19 +108,19 @@ def test_promotion_refusals_success_and_rollback_under_load(repository: Path) ->
         assert "quality  FAIL" in worse.stdout and "not better" in worse.stdout
         assert not broken.promoted and broken.gates[-1].name == "smoke" and "does not load" in broken.gates[-1].detail
         assert not list(repository.glob("*/4")) and not list(repository.glob("*/3"))  # refused: removed
-        assert serving(url, KEY) == {"ner": [1], "ner_int8": [1]}
+        assert loaded_versions(url, KEY) == {"ner": [1], "ner_int8": [1]}
 
         with ClientLoad(url, notes, expected) as promoting:
             better = promote(repository, url, KEY)  # the newest left is 2
         assert better.promoted, better.gates
         assert [g.name for g in better.gates] == ["export", "quality", "smoke"]
-        assert serving(url, KEY) == {"ner": [2], "ner_int8": [2]}
+        assert loaded_versions(url, KEY) == {"ner": [2], "ner_int8": [2]}
         assert (repository / "ner" / "1").is_dir()  # the old champion stays for rollback
 
         with ClientLoad(url, notes, expected) as rolling_back:
             rolled = cli.invoke(app, ["models", "rollback", "--to", "1", *where])
         assert rolled.exit_code == 0 and "rolled back to v1 (was v2)" in rolled.stdout
-        assert serving(url, KEY) == {"ner": [1], "ner_int8": [1]}
+        assert loaded_versions(url, KEY) == {"ner": [1], "ner_int8": [1]}
         with pytest.raises(PromotionError, match="nothing to roll back"):
             rollback(repository, url, KEY)
         for args, message in ((["--to", "9"], "has no version 9"), (["--to", "1"], "version 1 is already serving")):

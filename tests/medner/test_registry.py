@@ -13,8 +13,8 @@ from medner.registry import (
     champion,
     code_version,
     describe,
+    loaded_versions,
     record_first_champion,
-    serving,
     serving_record,
     versions,
 )
@@ -43,7 +43,7 @@ def test_without_a_server_the_champion_is_marked(exported_repository: Path, tmp_
 
 @pytest.mark.slow
 def test_models_list_shows_what_the_server_has_loaded(triton_server, exported_repository: Path) -> None:
-    assert serving(triton_server.grpc_url) == {"ner": [1], "ner_int8": [1]}
+    assert loaded_versions(triton_server.grpc_url) == {"ner": [1], "ner_int8": [1]}
     result = CliRunner().invoke(app, ["models", "list", "--repository", str(exported_repository),
                                       "--url", triton_server.grpc_url, "--json"])
     assert result.exit_code == 0, result.output

@@ -7,6 +7,7 @@ from medner.spans import (
     char_spans_to_token_spans,
     join_tokens,
     labels_to_spans,
+    overlapped_labels,
     spans_to_labels,
     split_words,
     token_spans_to_char_spans,
@@ -46,3 +47,11 @@ def test_char_spans_round_trip(pairs: list[tuple[str, str]]) -> None:
     for start, end, _ in char_spans:
         assert text[start:end] == text[start:end].strip()
     assert spans_to_labels(char_spans_to_token_spans(char_spans, offsets), len(tokens)) == labels
+
+
+def test_overlapped_labels_label_every_token_a_span_touches() -> None:
+    text, offsets = join_tokens(["breast", "cancer", "treated", "with", "tamoxifen"])
+    assert text == "breast cancer treated with tamoxifen"
+    spans = [Span(3, 13, "D"), Span(29, 31, "T")]  # "ast cancer" cuts a word; "mo" lies inside one
+    assert overlapped_labels(spans, offsets) == ["D", "D", "O", "O", "T"]
+    assert overlapped_labels([Span(13, 14, "D")], offsets) == ["O"] * 5  # the space between two words

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from medner.registry import serving
+from medner.registry import loaded_versions
 from medner.triton import ADMIN_KEY_ENV, free_ports
 
 pytestmark = pytest.mark.slow
@@ -46,7 +46,7 @@ def assert_admin_endpoints_need_the_key(grpc_url: str, http_port: int) -> None:
     with pytest.raises(urllib.error.HTTPError):
         urllib.request.urlopen(urllib.request.Request(f"http://127.0.0.1:{http_port}/v2/repository/models/ner/unload",
                                                       data=b"{}", method="POST"), timeout=5)
-    assert serving(grpc_url, ADMIN_KEY) == {"ner": [1], "ner_int8": [1]}  # what `medner models list` reads
+    assert loaded_versions(grpc_url, ADMIN_KEY) == {"ner": [1], "ner_int8": [1]}  # what `medner models list` reads
 
 
 def listening_addresses(port: int) -> set[str]:

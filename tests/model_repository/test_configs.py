@@ -6,27 +6,24 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
+
+from medner.triton import read_model_config
 
 REPOSITORY = Path(__file__).resolve().parents[2] / "model_repository"
 CONFIGS = sorted(REPOSITORY.glob("*/config.pbtxt")) + sorted(REPOSITORY.glob("*/configs/*.pbtxt"))
 
 
-def load(path: Path) -> model_config_pb2.ModelConfig:
-    return text_format.Parse(path.read_text(), model_config_pb2.ModelConfig())
-
-
 def gpu_config(model: str) -> model_config_pb2.ModelConfig:
     """The config Triton takes with --model-config-name=gpu: configs/gpu.pbtxt, else config.pbtxt."""
     custom = REPOSITORY / model / "configs" / "gpu.pbtxt"
-    return load(custom if custom.exists() else REPOSITORY / model / "config.pbtxt")
+    return read_model_config(custom if custom.exists() else REPOSITORY / model / "config.pbtxt")
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: str(p.relative_to(REPOSITORY)))
 def test_config_parses_and_names_its_model(path: Path) -> None:
     model = path.parent.name if path.name == "config.pbtxt" else path.parent.parent.name
-    assert load(path).name == model
+    assert read_model_config(path).name == model
 
 
 @pytest.mark.parametrize("ensemble", ["ner", "ner_int8"])
@@ -52,7 +49,7 @@ def test_gpu_ensemble_steps_match_their_models(ensemble: str) -> None:
 
 @pytest.mark.parametrize("model", ["ner_tokenize", "ner_decode"])
 def test_gpu_cpu_stages_differ_from_cpu_config_only_in_instances(model: str) -> None:
-    cpu, gpu = load(REPOSITORY / model / "config.pbtxt"), gpu_config(model)
+    cpu, gpu = read_model_config(REPOSITORY / model / "config.pbtxt"), gpu_config(model)
     assert gpu.instance_group[0].count > cpu.instance_group[0].count  # the CPU stages bound GPU throughput
     del cpu.instance_group[:], gpu.instance_group[:]
     assert gpu == cpu

@@ -98,6 +98,13 @@ def test_thresholds_validated_and_reference_required(tmp_path: Path) -> None:
         check(tmp_path, "ner", tmp_path / "missing.bin", HOUR, HOUR + timedelta(hours=1))
 
 
+def test_command_line_thresholds_override_only_what_is_given() -> None:
+    assert DriftThresholds.overridden(warning=None, critical=None, min_notes=None) == DriftThresholds()
+    assert DriftThresholds.overridden(warning=0.5, min_notes=None) == DriftThresholds(warning=0.5)
+    with pytest.raises(ValueError, match="warning <= critical"):
+        DriftThresholds.overridden(warning=0.9, critical=0.5)
+
+
 def test_time_window() -> None:
     assert parse_window("90s") == 90 and parse_window("1h") == 3600 and parse_window("2d") == 172800
     for bad in ("", "h", "1x", "-1h"):

@@ -17,6 +17,7 @@ from monitoring.features import (
     LOW_CONFIDENCE,
     NOTE_SENTENCES,
     PROFILE_COLUMNS,
+    FeatureTagger,
     batch_features,
     profile_columns,
     read_vocabulary,
@@ -184,7 +185,7 @@ def test_export_publishes_vocabulary_and_reference_profile(exported_repository: 
         notes = [join_tokens(s.tokens)[0] for s in splits["test"]]
         assert note_count(view) == len(splits["test"])  # each test sentence sent as a note
         # the reference is what the served model profiles for those notes: same rows, same distribution
-        _, rows = LocalNerModel(exported_repository, model, threads=1).pipeline.with_features(notes)
+        _, rows = FeatureTagger(LocalNerModel(exported_repository, model, threads=1).pipeline)(notes)
         assert sentence_count(view) == len(rows)
         for column in ("chars", "confidence_mean"):
             summary = view.get_column(column).to_summary_dict()
@@ -199,7 +200,7 @@ def test_pipeline_features_match_its_entities(exported_repository: Path) -> None
 
     notes = [*samples.NOTES[:4], " ".join(samples.SENTENCES * 3)]
     pipeline = LocalNerModel(exported_repository, "ner", threads=1).pipeline
-    entities, rows = pipeline.with_features(notes)
+    entities, rows = FeatureTagger(pipeline)(notes)
     sentences = [split_sentences(n, split_words(n)) for n in notes]
     assert rows.shape == (sum(map(len, sentences)), len(PROFILE_COLUMNS))
     firsts = ~np.isnan(rows[:, NOTE_COLUMN])
@@ -225,8 +226,8 @@ def test_pipeline_rows_do_not_depend_on_how_sentences_are_grouped(exported_repos
 
     pipeline = LocalNerModel(exported_repository, "ner", threads=1).pipeline
     sentences = [*samples.SENTENCES, "Ωmega-3 für Diabetes — ok.", "Fever " + " ".join(["fever"] * 150) + "."]
-    _, alone = pipeline.with_features(sentences)
-    _, together = pipeline.with_features([" ".join(sentences), "\n".join(sentences[::-1])])
+    _, alone = FeatureTagger(pipeline)(sentences)
+    _, together = FeatureTagger(pipeline)([" ".join(sentences), "\n".join(sentences[::-1])])
     assert len(alone) == len(sentences) and len(together) == 2 * len(sentences)
     forward, backward = together[: len(sentences)], together[len(sentences):][::-1]
     for grouped in (forward, backward):  # the same model output per sentence, up to float noise of batching

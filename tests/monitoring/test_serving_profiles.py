@@ -16,6 +16,7 @@ from tritonclient.utils import InferenceServerException
 
 from clients.ner_client import NerClient
 from medner.spans import split_sentences, split_words
+from medner.triton import TritonServer
 from monitoring.drift import note_count, sentence_count
 from monitoring.profiles import list_profiles, merge_profiles, read_profile
 
@@ -65,13 +66,23 @@ def refused_messages(url: str) -> list[str]:
     return messages
 
 
-def test_marker_appears_in_no_profile_log_metric_or_error(triton_server) -> None:
-    root = Path(triton_server.profile_dir)
+@pytest.fixture(scope="module")
+def profiled_server(exported_repository: Path, tmp_path_factory: pytest.TempPathFactory):
+    """A server of this module's own, profiling into 2-second windows: no other test's traffic (the session
+    server's profiles hold every test's) lands in the windows this module counts."""
+    folder = tmp_path_factory.mktemp("profiled")
+    with TritonServer.on_free_ports(exported_repository, log_file=folder / "server.log",
+                                    profile_dir=str(folder / "profiles"), profile_window_seconds=2.0) as server:
+        yield server
+
+
+def test_marker_appears_in_no_profile_log_metric_or_error(profiled_server) -> None:
+    root = Path(profiled_server.profile_dir)
     since = datetime.fromtimestamp(time.time() - 2.0, UTC)  # the window these requests land in, or later
     for model in ("ner", "ner_int8"):
-        with NerClient(triton_server.grpc_url, model=model) as client:
+        with NerClient(profiled_server.grpc_url, model=model) as client:
             assert len(client.extract(NOTES * 4)) == len(NOTES) * 4
-    messages = refused_messages(triton_server.grpc_url)
+    messages = refused_messages(profiled_server.grpc_url)
     assert "not valid UTF-8" in messages[0] and "limit" in messages[1]
 
     for model in ("ner", "ner_int8"):  # profiled: closed 2 s windows are written while the server runs
@@ -84,9 +95,9 @@ def test_marker_appears_in_no_profile_log_metric_or_error(triton_server) -> None
     assert sentence_count(view) - note_count(view) >= (len(sentence_extents(NOTES)) - len(NOTES)) * 4 > 0
     assert view.get_column("chars").to_summary_dict()["distribution/max"] >= max(sentence_extents(NOTES))
 
-    metrics = urllib.request.urlopen(f"http://127.0.0.1:{triton_server.metrics_port}/metrics", timeout=10).read()
+    metrics = urllib.request.urlopen(f"http://127.0.0.1:{profiled_server.metrics_port}/metrics", timeout=10).read()
     assert b'nv_inference_request_success{model="ner"' in metrics  # the real metrics text
-    log = Path(triton_server.log_file).read_bytes()
+    log = Path(profiled_server.log_file).read_bytes()
     for blob in [*(p.read_bytes() for p in files), log, metrics, *(m.encode() for m in messages)]:
         assert MARKER.encode() not in blob and MARKER.lower().encode() not in blob.lower()
 

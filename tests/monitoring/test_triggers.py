@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from monitoring.policy import DecisionLog
-from monitoring.triggers import LocalBackend, StepFunctionsBackend, TriggerError, act
+from monitoring.triggers import LocalBackend, StepFunctionsBackend, TriggerError, act, backend_options, read_report
 from tests.aws import TEST_CREDENTIALS, aws, deploy, placeholder_state_machine
 from tests.flows.conftest import FlowRunner
 
@@ -122,3 +122,17 @@ def test_cli_act_on_a_drift_report(moto_endpoint: str, tmp_path: Path, monkeypat
     assert execution["executionArn"] == started["target"]
     assert json.loads(json.loads(sfn.describe_execution(executionArn=started["target"])["input"])["Parameters"]) == {
         "epochs": 2}
+
+
+def test_a_report_that_is_not_json_names_its_file_and_line(tmp_path: Path) -> None:
+    report = tmp_path / "report.json"
+    report.write_text('{"level": "warning",\n "scores": oops}')
+    with pytest.raises(ValueError, match=f"{report}: not a drift report: not JSON \\(line 2: Expecting value\\)"):
+        read_report(report)
+    report.write_text('{"level": "none"}')
+    assert read_report(report) == {"level": "none"}
+
+
+def test_an_endpoint_url_matters_to_step_functions_only() -> None:
+    assert backend_options("stepfunctions", "http://127.0.0.1:5000") == {"endpoint_url": "http://127.0.0.1:5000"}
+    assert backend_options("stepfunctions", None) == {} == backend_options("local", "http://127.0.0.1:5000")

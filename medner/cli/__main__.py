@@ -1,0 +1,5 @@
+"""``python -m medner.cli``: the ``medner`` command."""
+
+from medner.cli import app
+
+app()

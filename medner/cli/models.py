@@ -1,0 +1,111 @@
+"""``medner models``: the registry (versions in a Triton repository), promotion and rollback."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from medner.cli._app import (
+    DEFAULT_REPOSITORY,
+    EXIT_USAGE,
+    AdminKeyFileOption,
+    GpuOption,
+    RepositoryOption,
+    UrlOption,
+    app,
+    fail,
+    group,
+)
+from medner.config import DEFAULT_GRPC_URL, DEFAULT_PROMOTION_MARGIN, DEFAULT_PROMOTION_TOLERANCE
+
+models_app = group("The model registry: versions in a Triton repository and what is serving.")
+app.add_typer(models_app, name="models")
+
+
+@models_app.command("list")
+def models_list(
+    repository: RepositoryOption = DEFAULT_REPOSITORY,
+    url: Annotated[str | None, typer.Option(help="Triton gRPC address: mark the versions it has loaded.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per version.")] = False,
+) -> None:
+    """Versions of the served models, newest first: metrics, gates, provenance, and which is serving."""
+    from medner.registry import version_rows
+
+    try:
+        rows, warning = version_rows(repository, url)
+    except FileNotFoundError as err:
+        fail(str(err))
+    if warning:
+        typer.secho(f"warning: {warning}", fg="yellow", err=True)
+    for row in rows:
+        if as_json:
+            typer.echo(json.dumps(row))
+            continue
+        f1 = " ".join(f"{k[-4:]}={v:.4f}" for k, v in row.items() if k.startswith("entity_f1") and v is not None)
+        gates = " ".join(f"{k}:{'pass' if v else 'FAIL'}" for k, v in row["gates"].items())
+        typer.echo(f"v{row['version']:<4} {row['serving'] or '-':<12} {row['exported_at'] or '?':<21} {f1:<27} "
+                   f"{gates:<33} {row['source'] or '?'} data={row['data_version'] or '?'} "
+                   f"code={(row['code_version'] or '?')[:12]}")
+
+
+def _admin_key_or_exit(key_file: Path | None) -> str:
+    from medner.triton import admin_key
+
+    key = admin_key(key_file, create=False)
+    if not key:
+        fail("no admin key: set $MEDNER_ADMIN_KEY or pass --admin-key-file (the key `medner serve` was started "
+             "with)", EXIT_USAGE)
+    return key
+
+
+@models_app.command("promote")
+def models_promote(
+    version: Annotated[int | None, typer.Argument(help="Challenger version (default: the newest).")] = None,
+    repository: RepositoryOption = DEFAULT_REPOSITORY,
+    url: UrlOption = DEFAULT_GRPC_URL,
+    margin: Annotated[float, typer.Option(help="Test entity F1 (0-1) the challenger must gain.")
+                      ] = DEFAULT_PROMOTION_MARGIN,
+    tolerance: Annotated[float, typer.Option(help="F1 difference counted as a tie, settled by speed.")
+                         ] = DEFAULT_PROMOTION_TOLERANCE,
+    keep_refused: Annotated[bool, typer.Option(help="Keep a refused version's folders.")] = False,
+    gpu: GpuOption = False,
+    admin_key_file: AdminKeyFileOption = None,
+) -> None:
+    """Gate a challenger against the champion (export gates, test F1, smoke test on a throwaway Triton) and, if
+    it passes, serve it with no downtime; the champion stays for `medner models rollback`. Exit 1 if refused."""
+    from medner.promotion import PromotionError, promote
+
+    try:
+        decision = promote(repository, url, _admin_key_or_exit(admin_key_file), version=version, margin=margin,
+                           tolerance=tolerance, gpu=gpu, keep_refused=keep_refused)
+    except PromotionError as err:
+        fail(str(err), EXIT_USAGE)
+    for gate in decision.gates:
+        typer.echo(f"  {gate.name:<8} {'pass' if gate.passed else 'FAIL'}  {gate.detail}")
+    for note in decision.notes:
+        typer.echo(f"  {note}")
+    if not decision.promoted:
+        fail(f"refused v{decision.version}; v{decision.champion} keeps serving")
+    typer.secho(f"promoted v{decision.version} (was v{decision.champion}); `medner models rollback` undoes it",
+                fg="green")
+
+
+@models_app.command("rollback")
+def models_rollback(
+    to: Annotated[int | None, typer.Option(help="Version to serve (default: the one the champion replaced).")] = None,
+    repository: RepositoryOption = DEFAULT_REPOSITORY,
+    url: UrlOption = DEFAULT_GRPC_URL,
+    gpu: GpuOption = False,
+    admin_key_file: AdminKeyFileOption = None,
+) -> None:
+    """Serve the previous champion again, with no downtime."""
+    from medner.promotion import PromotionError, rollback
+
+    try:
+        entry = rollback(repository, url, _admin_key_or_exit(admin_key_file), to=to, gpu=gpu)
+    except PromotionError as err:
+        fail(str(err), EXIT_USAGE)
+    typer.secho(f"rolled back to v{entry['version']} (was v{entry['champion']}); {entry['notes'][0]}", fg="green")

@@ -1,0 +1,57 @@
+"""``medner monitor check``: drift of live requests against the served model's reference profile."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from medner.cli._app import (
+    DEFAULT_REPOSITORY,
+    EXIT_CRITICAL,
+    EXIT_WARNING,
+    Model,
+    RepositoryOption,
+    app,
+    fail,
+    group,
+)
+
+monitor_app = group("Drift of live requests against the served model's reference profile.")
+app.add_typer(monitor_app, name="monitor")
+
+
+@monitor_app.command("check")
+def monitor_check(
+    profile_dir: Annotated[str, typer.Option(help="Profile store root: a folder or s3://bucket/prefix.")],
+    model: Annotated[Model, typer.Option(help="Served model whose profiles to check.")] = Model.ner,
+    repository: RepositoryOption = DEFAULT_REPOSITORY,
+    reference: Annotated[str | None, typer.Option(
+        help="Reference profile (default: reference_profile.bin of the champion version).")] = None,
+    window: Annotated[str, typer.Option(help="Window length ending now (or at --end): 30m, 1h, 1d.")] = "1h",
+    start: Annotated[str | None, typer.Option(help="Window start, ISO 8601 (UTC unless an offset is given).")] = None,
+    end: Annotated[str | None, typer.Option(help="Window end, ISO 8601 (default: now).")] = None,
+    warning: Annotated[float | None, typer.Option(help="Warning threshold on the combined score.")] = None,
+    critical: Annotated[float | None, typer.Option(help="Critical threshold on the combined score.")] = None,
+    min_notes: Annotated[int | None, typer.Option(help="Fewer notes than this: level none.")] = None,
+    html: Annotated[Path | None, typer.Option(help="Also write whylogs' HTML drift report here.")] = None,
+) -> None:
+    """Compare a window of request profiles with the reference profile; print the drift report as JSON.
+    Exit 0 when the level is none, 3 on warning, 4 on critical, 1 when there is nothing to compare."""
+    from monitoring.drift import DriftThresholds, check_window
+
+    try:
+        report, page = check_window(profile_dir, model, repository=repository, reference=reference, window=window,
+                                    start=start, end=end, html=html is not None,
+                                    thresholds=DriftThresholds.overridden(warning=warning, critical=critical,
+                                                                          min_notes=min_notes))
+    except (ValueError, FileNotFoundError) as err:
+        fail(str(err))
+    typer.echo(json.dumps(report.to_dict(), indent=2))
+    if html is not None:
+        html.write_text(page)
+        typer.echo(f"HTML drift report: {html}", err=True)
+    if report.level != "none":  # cron and schedulers see the level without parsing the JSON
+        raise typer.Exit(EXIT_WARNING if report.level == "warning" else EXIT_CRITICAL)

@@ -1,0 +1,74 @@
+"""Encoder logits to entities: each word is scored by its first word-piece in the window where it sits
+furthest from an edge, the note is decoded with :func:`medner.decoding.decode` (the decoder training
+is evaluated with), and runs of one label become entities with character offsets."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TypedDict
+
+import numpy as np
+
+from medner.decoding import decode
+from medner.inference.windows import NoteWindows
+from medner.labels import BIO_TAGS
+from medner.spans import labels_to_spans, token_spans_to_char_spans
+
+
+class Entity(TypedDict):
+    label: str
+    start: int
+    end: int
+    text: str
+    score: float
+
+
+def log_softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+
+
+def note_word_log_probs(layout: NoteWindows, window_logits: np.ndarray) -> np.ndarray:
+    """Per-word tag log-probabilities of one note from its windows' ``(windows, seq, tags)`` logits.
+
+    Words without a word-piece (characters the tokenizer drops) get a confident O.
+    """
+    window_log_probs = log_softmax(window_logits.astype(np.float32))
+    scores = np.full((len(layout.words), len(BIO_TAGS)), np.log(1e-9))
+    scores[:, 0] = 0.0
+    has_piece = layout.word_window >= 0
+    scores[has_piece] = window_log_probs[layout.word_window[has_piece], layout.word_position[has_piece]]
+    return scores
+
+
+def note_labels(
+    layout: NoteWindows, window_logits: np.ndarray, decoder: str = "viterbi"
+) -> tuple[list[str], np.ndarray]:
+    """O/D/T label and confidence (probability of the best tag) of each word of one note;
+    ``window_logits`` are this note's rows of the encoder output."""
+    word_scores = note_word_log_probs(layout, window_logits)
+    return decode(word_scores, decoder), np.exp(word_scores.max(axis=-1))
+
+
+def decode_note(text: str, layout: NoteWindows, window_logits: np.ndarray, decoder: str = "viterbi") -> list[Entity]:
+    """Entities of one note, with character offsets into ``text``."""
+    return note_entities(text, layout, *note_labels(layout, window_logits, decoder))
+
+
+def note_entities(text: str, layout: NoteWindows, labels: Sequence[str], confidence: np.ndarray) -> list[Entity]:
+    """Entities of one note from its decoded word labels and confidences (:func:`note_labels`)."""
+    word_spans = labels_to_spans(labels)
+    return [Entity(label=label, start=start, end=end, text=text[start:end],
+                   score=round(float(confidence[first:last].mean()), 4))
+            for (first, last, _), (start, end, label) in zip(word_spans,
+                                                             token_spans_to_char_spans(word_spans, layout.words))]
+
+
+@dataclass
+class DecodedNote:
+    """What decoding saw of one note (monitoring features are computed from it, not from a second pass)."""
+
+    labels: list[str]  # per word
+    confidence: np.ndarray  # per word: probability of its best tag
+    entities: list[Entity]

@@ -1,0 +1,139 @@
+"""The whole path: notes -> windows -> encoder -> entities (:func:`extract`, :class:`NerPipeline`), and
+the same path for pre-split sentences (:func:`predict_sentences`, :func:`sentence_log_probs`)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from medner.inference.encoders import DEFAULT_MICRO_BATCH, Encoder, SoloCores, encode_sorted, ort_encoder
+from medner.inference.entities import DecodedNote, Entity, note_entities, note_labels, note_word_log_probs
+from medner.inference.notes import DEFAULT_MAX_NOTE_CHARS
+from medner.inference.windows import (
+    DEFAULT_MAX_LENGTH,
+    DEFAULT_STRIDE,
+    TokenizedBatch,
+    WordPieceTokenizer,
+    note_rows,
+    tokenize_notes,
+    tokenize_words,
+)
+from medner.spans import join_tokens
+
+
+def extract(
+    notes: Sequence[str],
+    tokenizer: Any,
+    encoder: Encoder,
+    max_length: int = DEFAULT_MAX_LENGTH,
+    stride: int = DEFAULT_STRIDE,
+    batch_size: int = DEFAULT_MICRO_BATCH,
+    decoder: str = "viterbi",
+) -> list[list[Entity]]:
+    """Entities for each note: tokenize, encode in length-sorted micro-batches, decode."""
+    _, decoded = extract_decoded(notes, tokenizer, encoder, max_length, stride, batch_size, decoder)
+    return [d.entities for d in decoded]
+
+
+def extract_decoded(
+    notes: Sequence[str],
+    tokenizer: Any,
+    encoder: Encoder,
+    max_length: int = DEFAULT_MAX_LENGTH,
+    stride: int = DEFAULT_STRIDE,
+    batch_size: int = DEFAULT_MICRO_BATCH,
+    decoder: str = "viterbi",
+) -> tuple[TokenizedBatch, list[DecodedNote]]:
+    """:func:`extract` that also returns the tokenized batch and each note's word labels and confidences."""
+    batch = tokenize_notes(tokenizer, notes, max_length, stride)
+    logits = encode_sorted(batch.input_ids, batch.attention_mask, encoder, batch_size)
+    decoded = []
+    for note, layout in zip(notes, batch.notes):
+        labels, confidence = note_labels(layout, note_rows(logits, layout), decoder)
+        decoded.append(DecodedNote(labels, confidence, note_entities(note, layout, labels, confidence)))
+    return batch, decoded
+
+
+def encode_sentences(
+    sentences: Sequence[Sequence[str]], tokenizer: Any, encoder: Encoder, batch_size: int = DEFAULT_MICRO_BATCH,
+    max_length: int = DEFAULT_MAX_LENGTH, stride: int = DEFAULT_STRIDE,
+) -> tuple[TokenizedBatch, np.ndarray]:
+    """Pre-split sentences through the serving path's tokenize and encode steps (each sentence is one
+    note of one sentence): the windows and their logits, which evaluation and export gates score."""
+    offsets = [join_tokens(tokens)[1] for tokens in sentences]
+    batch = tokenize_words(tokenizer, sentences, offsets, max_length, stride)
+    return batch, encode_sorted(batch.input_ids, batch.attention_mask, encoder, batch_size)
+
+
+def sentence_log_probs(
+    sentences: Sequence[Sequence[str]], tokenizer: Any, encoder: Encoder, **options: Any
+) -> list[np.ndarray]:
+    """Per-word tag log-probabilities of pre-split sentences through the serving path."""
+    batch, logits = encode_sentences(sentences, tokenizer, encoder, **options)
+    return [note_word_log_probs(layout, note_rows(logits, layout)) for layout in batch.notes]
+
+
+def decode_sentences(batch: TokenizedBatch, logits: np.ndarray, decoder: str = "viterbi") -> list[list[str]]:
+    """O/D/T labels of each sentence of :func:`encode_sentences`' output."""
+    return [note_labels(layout, note_rows(logits, layout), decoder)[0] for layout in batch.notes]
+
+
+def predict_sentences(
+    sentences: Sequence[Sequence[str]], tokenizer: Any, encoder: Encoder, decoder: str = "viterbi", **options: Any
+) -> list[list[str]]:
+    """O/D/T labels of pre-split sentences through the serving path."""
+    return decode_sentences(*encode_sentences(sentences, tokenizer, encoder, **options), decoder)
+
+
+class NerPipeline:
+    """One exported model version run in this process: the tokenizer and ``model.onnx`` of
+    ``version_dir`` with its Triton config ``parameters`` (max_length, stride, max_note_chars,
+    micro_batch, decode, model_file, threads, spinning, solo_threads, solo_max_chars). The CPU ``ner``
+    Triton model runs exactly this; ``threads`` overrides the config's.
+
+    ``solo_threads`` above ``threads`` (``0``: every core) adds :class:`SoloCores`: a call of at most
+    ``solo_max_chars`` characters runs on ``solo_threads`` threads while no other instance runs."""
+
+    def __init__(self, version_dir: Path | str, parameters: dict[str, str], threads: int | None = None):
+        version_dir = Path(version_dir)
+        self.max_length = int(parameters.get("max_length", DEFAULT_MAX_LENGTH))
+        self.stride = int(parameters.get("stride", DEFAULT_STRIDE))
+        self.max_note_chars = int(parameters.get("max_note_chars", DEFAULT_MAX_NOTE_CHARS))
+        self.micro_batch = int(parameters.get("micro_batch", DEFAULT_MICRO_BATCH))
+        self.decoder = parameters.get("decode", "viterbi")
+        self.tokenizer = WordPieceTokenizer.from_dir(version_dir)
+        model_file = version_dir / parameters.get("model_file", "model.onnx")
+        threads = threads or int(parameters.get("threads", 1))
+        spinning = parameters.get("spinning", "true") == "true"
+        self.encode = ort_encoder(model_file, threads, spinning)
+        solo_threads = int(parameters.get("solo_threads", 1)) or len(os.sched_getaffinity(0))
+        self.solo = None if solo_threads <= threads else SoloCores(
+            version_dir.parent.parent, self.encode, ort_encoder(model_file, solo_threads, spinning),
+            int(parameters.get("solo_max_chars", 0)))
+        self.version_dir = version_dir
+
+    @contextmanager
+    def _encoder(self, notes: Sequence[str]) -> Iterator[Encoder]:
+        if self.solo is None:
+            yield self.encode
+        else:
+            with self.solo.encoder(notes) as encoder:
+                yield encoder
+
+    def __call__(self, notes: Sequence[str]) -> list[list[Entity]]:
+        """Entities of each (validated) note."""
+        with self._encoder(notes) as encoder:
+            return extract(notes, self.tokenizer, encoder, self.max_length, self.stride, self.micro_batch,
+                           self.decoder)
+
+    def decoded(self, notes: Sequence[str]) -> tuple[TokenizedBatch, list[DecodedNote]]:
+        """The tokenized batch and each note's decoding (word labels, confidences, entities): what
+        ``monitoring.features.FeatureTagger`` computes a served model's profile rows from, in the same pass."""
+        with self._encoder(notes) as encoder:
+            return extract_decoded(notes, self.tokenizer, encoder, self.max_length, self.stride, self.micro_batch,
+                                   self.decoder)
