@@ -55,6 +55,20 @@ def latest_version(model_dir: Path) -> Path:
     return max((p for p in model_dir.iterdir() if p.name.isdigit()), key=lambda p: int(p.name))
 
 
+def one_model_repository(repository: Path, target: Path, code: Path, model: str = "ner") -> Path:
+    """``target``: a Triton repository holding only ``model``, the newest version of ``repository`` (its files
+    linked) as version 1, with the config.pbtxt and model.py of the checkout ``code``: the same model files run
+    with that checkout's code."""
+    version = latest_version(repository / model)
+    (target / model / "1").mkdir(parents=True)
+    shutil.copy2(code / "model_repository" / model / "config.pbtxt", target / model / "config.pbtxt")
+    for item in version.iterdir():
+        if item.is_file() and item.name != "model.py":
+            (target / model / "1" / item.name).symlink_to(item.resolve())
+    shutil.copy2(code / "model_repository" / model / "model.py", target / model / "1" / "model.py")
+    return target
+
+
 def chunks(items: list, size: int) -> list[list]:
     return [items[i: i + size] for i in range(0, len(items), size)]
 

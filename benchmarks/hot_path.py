@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import statistics
 import subprocess
 import sys
@@ -32,7 +31,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.common import hardware, latest_version, load_notes  # noqa: E402
+from benchmarks.common import hardware, latest_version, load_notes, one_model_repository  # noqa: E402
 
 # Run inside each tree (its medner, clients and model.py): only APIs both trees have.
 IN_PROCESS = """
@@ -63,20 +62,6 @@ with TritonServer.on_free_ports(Path(sys.argv[2])) as server:
         seconds = time.perf_counter() - start
 print(json.dumps({"notes_per_s": len(notes) / seconds}))
 """
-
-
-def one_model_repository(tree: Path, repository: Path, work: Path) -> Path:
-    """The newest ``ner`` version of ``repository`` (files linked) as version 1, with ``tree``'s config and
-    model.py: the same model, each tree's code."""
-    version = latest_version(repository / "ner")
-    target = work / tree.name / "repository"
-    (target / "ner" / "1").mkdir(parents=True)
-    shutil.copy2(tree / "model_repository" / "ner" / "config.pbtxt", target / "ner" / "config.pbtxt")
-    for item in version.iterdir():
-        if item.is_file() and item.name != "model.py":
-            (target / "ner" / "1" / item.name).symlink_to(item.resolve())
-    shutil.copy2(tree / "model_repository" / "ner" / "model.py", target / "ner" / "1" / "model.py")
-    return target
 
 
 def run_in(tree: Path, code: str, *args: str) -> float:
@@ -111,7 +96,7 @@ def main() -> None:
         notes = load_notes(args.data_dir)
         notes_file.write_text(json.dumps(notes))
         report["notes"] = len(notes)
-        repositories = {name: one_model_repository(tree, args.repository, Path(tmp) / name)
+        repositories = {name: one_model_repository(args.repository, Path(tmp) / name / "repository", tree)
                         for name, tree in trees.items()}
         for round_index in range(args.rounds):
             order = list(trees) if round_index % 2 == 0 else list(trees)[::-1]

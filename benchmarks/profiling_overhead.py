@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import statistics
 import sys
 import sysconfig
@@ -38,24 +37,17 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.common import chunks, hardware, latest_version, load_notes  # noqa: E402
+from benchmarks.common import chunks, hardware, latest_version, load_notes, one_model_repository  # noqa: E402
 
 
 def served_copy(repository: Path, work: Path, data_dir: str | None) -> Path:
-    """A one-model repository: the latest ``ner`` version's files (linked), the current model.py, and a
+    """A one-model repository (:func:`benchmarks.common.one_model_repository`) with this checkout's code, and a
     training vocabulary (from the corpus' train split) when the version was exported without one."""
     from medner.config import data_dir as resolve
     from medner.data import read_behealthy
     from monitoring.features import VOCABULARY_FILE, write_vocabulary
 
-    copy = work / "repository"
-    version = latest_version(repository / "ner")
-    (copy / "ner" / "1").mkdir(parents=True)
-    shutil.copy2(repository / "ner" / "config.pbtxt", copy / "ner" / "config.pbtxt")
-    for item in version.iterdir():
-        if item.is_file() and item.name != "model.py":
-            (copy / "ner" / "1" / item.name).symlink_to(item.resolve())
-    shutil.copy2(ROOT / "model_repository" / "ner" / "model.py", copy / "ner" / "1" / "model.py")
+    copy = one_model_repository(repository, work / "repository", ROOT)
     if not (copy / "ner" / "1" / VOCABULARY_FILE).exists():
         write_vocabulary((w for s in read_behealthy(resolve(data_dir))["train"] for w in s.tokens), copy / "ner" / "1")
     return copy
