@@ -65,7 +65,9 @@ def one_model_repository(repository: Path, target: Path, code: Path, model: str 
     for item in version.iterdir():
         if item.is_file() and item.name != "model.py":
             (target / model / "1" / item.name).symlink_to(item.resolve())
-    shutil.copy2(code / "model_repository" / model / "model.py", target / model / "1" / "model.py")
+    from export.onnx_export import MODEL_CODE  # whose model.py each python model runs (ner_int8: ner's)
+
+    shutil.copy2(code / "model_repository" / MODEL_CODE[model] / "model.py", target / model / "1" / "model.py")
     return target
 
 

@@ -1,10 +1,11 @@
 """The serving hot path of this checkout against a baseline checkout (another commit), side by side in one run.
 
     git worktree add /tmp/medner-baseline <commit>
-    python benchmarks/hot_path.py --baseline /tmp/medner-baseline [--rounds 5] [--concurrency 16]
+    python benchmarks/hot_path.py --baseline /tmp/medner-baseline [--rounds 5] [--concurrency 16] [--models ner]
 
-Both trees tag the same notes (the BeHealthy test sentences) with the newest ``ner`` version of this checkout's
-``model_repository`` (the same model files), each with its own code, in fresh processes of this Python:
+Both trees tag the same notes (the BeHealthy test sentences) with the newest version of each of ``--models`` in
+this checkout's ``model_repository`` (the same model files), each with its own code, in fresh processes of this
+Python (a tree whose code predates a file of the version, such as ``span_edges.json``, ignores it):
 
 in_process   ``clients.local.LocalNerModel(repository, threads=1).extract`` (validation, tokenizing, ONNX Runtime,
              decoding: what ``medner extract --local`` and the CPU ``ner`` Triton model run), 64 notes per call;
@@ -39,7 +40,7 @@ import json, sys, time
 from pathlib import Path
 from clients.local import LocalNerModel
 notes = json.loads(Path(sys.argv[1]).read_text())
-model = LocalNerModel(Path(sys.argv[2]), "ner", threads=1)
+model = LocalNerModel(Path(sys.argv[2]), sys.argv[3], threads=1)
 batches = [notes[i: i + 64] for i in range(0, len(notes), 64)]
 for batch in batches:
     model.extract(batch)
@@ -55,7 +56,7 @@ from clients.ner_client import NerClient
 from medner.triton import TritonServer
 notes = json.loads(Path(sys.argv[1]).read_text())
 with TritonServer.on_free_ports(Path(sys.argv[2])) as server:
-    with NerClient(server.grpc_url, concurrency=int(sys.argv[3]), timeout=120) as client:
+    with NerClient(server.grpc_url, model=sys.argv[4], concurrency=int(sys.argv[3]), timeout=120) as client:
         client.extract(notes)
         start = time.perf_counter()
         client.extract(notes)
@@ -80,31 +81,36 @@ def main() -> None:
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--models", nargs="+", default=["ner"], choices=["ner", "ner_int8"])
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "hot_path.json")
     args = parser.parse_args()
 
     trees = {"baseline": args.baseline.resolve(), "this": ROOT}
-    commits = {name: subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=tree, capture_output=True,
+    commits = {name: subprocess.run(["git", "describe", "--always", "--dirty=+changes"], cwd=tree, capture_output=True,
                                     text=True, check=True).stdout.strip() for name, tree in trees.items()}
-    variants = ("in_process", f"triton_c{args.concurrency}")
+    variants = [f"{model} {way}" for model in args.models for way in ("in_process", f"triton_c{args.concurrency}")]
     results: dict = {v: {name: [] for name in trees} for v in variants}
     report: dict = {"hardware": hardware(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-                    "commits": commits, "ner_version": int(latest_version(args.repository / "ner").name),
-                    "rounds": args.rounds, "load_average_start": [round(x, 2) for x in os.getloadavg()]}
+                    "commits": commits, "versions": {m: int(latest_version(args.repository / m).name)
+                                                     for m in args.models},
+                    "rounds": args.rounds,
+                    "load_average_start": [round(x, 2) for x in os.getloadavg()]}
     with tempfile.TemporaryDirectory(prefix="medner-hot-path-") as tmp:
         notes_file = Path(tmp) / "notes.json"
         notes = load_notes(args.data_dir)
         notes_file.write_text(json.dumps(notes))
         report["notes"] = len(notes)
-        repositories = {name: one_model_repository(args.repository, Path(tmp) / name / "repository", tree)
-                        for name, tree in trees.items()}
+        repositories = {(name, model): one_model_repository(args.repository, Path(tmp) / name / model, tree, model)
+                        for name, tree in trees.items() for model in args.models}
         for round_index in range(args.rounds):
             order = list(trees) if round_index % 2 == 0 else list(trees)[::-1]
             for name in order:
-                results["in_process"][name].append(round(run_in(trees[name], IN_PROCESS, str(notes_file),
-                                                                str(repositories[name])), 1))
-                results[variants[1]][name].append(round(run_in(trees[name], TRITON, str(notes_file),
-                                                               str(repositories[name]), str(args.concurrency)), 1))
+                for model in args.models:
+                    repository = str(repositories[name, model])
+                    results[f"{model} in_process"][name].append(
+                        round(run_in(trees[name], IN_PROCESS, str(notes_file), repository, model), 1))
+                    results[f"{model} triton_c{args.concurrency}"][name].append(round(run_in(
+                        trees[name], TRITON, str(notes_file), repository, str(args.concurrency), model), 1))
             print(json.dumps({v: {n: r[-1] for n, r in results[v].items()} for v in variants}), flush=True)
     report["notes_per_s"] = results
     report["ratio_this_over_baseline"] = {
@@ -117,7 +123,8 @@ def main() -> None:
     lines = [
         "# Serving hot path: this checkout vs a baseline commit",
         "",
-        f"{report['hardware']}; {report['date']}; ner v{report['ner_version']} (the same model files for both); "
+        f"{report['hardware']}; {report['date']}; "
+        + ", ".join(f"{m} v{v}" for m, v in report["versions"].items()) + " (the same model files for both); "
         f"{report['notes']} BeHealthy test sentences; {args.rounds} rounds, the order alternating; load average "
         f"{report['load_average_start']} at start, {report['load_average_end']} at end.",
         "",

@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from medner.data import Sentence
+from medner.decoding import SPAN_EDGES_FILE, SpanEdges
 from medner.inference import (
     Encoder,
     decode_sentences,
@@ -113,6 +114,7 @@ class GateReport:
 
 def parity_gate(
     tokenizer: Any, reference: Encoder, candidate: Encoder, sentences: Sequence[Sentence], decoder: str = "viterbi",
+    edges: SpanEdges | None = None,
 ) -> tuple[GateReport, dict[str, float]]:
     """Compare two encoders on ``sentences``: max |logit diff| over real tokens, and decoded labels.
     Returns the report and the candidate's metrics."""
@@ -121,7 +123,8 @@ def parity_gate(
     _, cand = encode_sentences(tokens, tokenizer, candidate)
     real = batch.attention_mask[:, : ref.shape[1]].astype(bool)
     max_diff = float(np.abs(ref - cand)[real].max())
-    ref_labels, cand_labels = decode_sentences(batch, ref, decoder), decode_sentences(batch, cand, decoder)
+    ref_labels = decode_sentences(batch, ref, decoder, tokens, edges)
+    cand_labels = decode_sentences(batch, cand, decoder, tokens, edges)
     mismatched = sum(a != b for a, b in zip(ref_labels, cand_labels))
     details = {"max_abs_logit_diff": max_diff, "tolerance": PARITY_TOLERANCE,
                "sentences": len(sentences), "sentences_with_different_labels": mismatched}
@@ -131,10 +134,12 @@ def parity_gate(
 
 def quality_gate(
     tokenizer: Any, encoder: Encoder, sentences: Sequence[Sentence], baseline_f1: float, decoder: str = "viterbi",
+    edges: SpanEdges | None = None,
 ) -> tuple[GateReport, dict[str, float]]:
     """Entity F1 of ``encoder`` on ``sentences`` must be within INT8_MAX_F1_DROP of ``baseline_f1``."""
-    batch, logits = encode_sentences([s.tokens for s in sentences], tokenizer, encoder)
-    predictions = decode_sentences(batch, logits, decoder)
+    tokens = [s.tokens for s in sentences]
+    batch, logits = encode_sentences(tokens, tokenizer, encoder)
+    predictions = decode_sentences(batch, logits, decoder, tokens, edges)
     metrics = evaluate([s.labels for s in sentences], predictions)
     drop = baseline_f1 - metrics["entity_f1"]
     details = {"entity_f1": metrics["entity_f1"], "baseline_entity_f1": baseline_f1, "drop": drop,
@@ -190,7 +195,7 @@ def package_versions() -> dict[str, str]:
 
 def write_monitoring_reference(
     staging: Path, encoders: dict[str, Encoder], sentences: Sequence[Sentence], tokenizer: Any,
-    train: Sequence[Sentence] | None, decoder: str,
+    train: Sequence[Sentence] | None, decoder: str, edges: SpanEdges | None = None,
 ) -> None:
     """Write ``train_vocabulary.txt`` (when ``train`` is given) and ``reference_profile.bin`` into the served
     models' folders: the monitoring rows of ``sentences``, each sent as a note (its tokens joined by spaces)
@@ -205,7 +210,8 @@ def write_monitoring_reference(
     for model, encoder in encoders.items():
         if train is not None:
             write_vocabulary((w for s in train for w in s.tokens), staging / model)
-        rows = note_features(notes, tokenizer, encoder, read_vocabulary(staging / model), decoder=decoder)
+        rows = note_features(notes, tokenizer, encoder, read_vocabulary(staging / model), decoder=decoder,
+                             edges=edges)
         write_view(profile_rows(rows, datetime.now(UTC)), staging / model / "reference_profile.bin")
 
 
@@ -240,24 +246,30 @@ def export_model(
             shutil.copy2(TEMPLATE_REPOSITORY / MODEL_CODE[model] / "model.py", staging / model / "model.py")
     try:
         encoder_dir, int8_dir = staging / "ner_encoder", staging / "ner_encoder_int8"
-        tokenizer = AutoTokenizer.from_pretrained(model_dir)
+        tokenizer, edges = AutoTokenizer.from_pretrained(model_dir), SpanEdges.load(model_dir)
         for model in ("ner_tokenize", *PIPELINE_ENCODERS):
             tokenizer.save_pretrained(staging / model)
+        if edges is not None:  # the models that decode
+            for model in ("ner_decode", *PIPELINE_ENCODERS):
+                shutil.copy2(model_dir / SPAN_EDGES_FILE, staging / model / SPAN_EDGES_FILE)
         export_onnx(model_dir, encoder_dir / FP32_FILE)
         served = {"ner": ort_encoder(encoder_dir / FP32_FILE, threads)}  # served model -> its encoder
-        parity, fp32_metrics = parity_gate(tokenizer, torch_reference(model_dir), served["ner"], test, decoder)
+        parity, fp32_metrics = parity_gate(tokenizer, torch_reference(model_dir), served["ner"], test, decoder,
+                                           edges)
         if not parity.passed:
             raise ExportRefused(f"parity gate failed: {json.dumps(parity.details)}")
         quantize_int8(encoder_dir / FP32_FILE, int8_dir / FP32_FILE)
         served["ner_int8"] = ort_encoder(int8_dir / FP32_FILE, threads)
-        int8, int8_metrics = quality_gate(tokenizer, served["ner_int8"], test, fp32_metrics["entity_f1"], decoder)
-        write_monitoring_reference(staging, served, test, tokenizer, train, decoder)
+        int8, int8_metrics = quality_gate(tokenizer, served["ner_int8"], test, fp32_metrics["entity_f1"], decoder,
+                                          edges)
+        write_monitoring_reference(staging, served, test, tokenizer, train, decoder, edges)
         record = {
             **lineage,
             "version": version,
             "exported_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "exporter": f"torch.onnx.export (TorchScript), opset {ONNX_OPSET}",
             "decode": decoder,
+            "span_edges": edges is not None,
             "metrics_fp32": fp32_metrics,
             "metrics_int8": int8_metrics,
             "gates": {"parity": {"passed": parity.passed, **parity.details},

@@ -4,19 +4,23 @@ from metaflow import FlowSpec, Parameter, card, current, resources, step
 
 
 class ExperimentFlow(FlowSpec):
-    """Train every candidate of a grid on the same data and compare them side by side.
+    """Train every candidate of a grid (each transformer once per seed) on the same data and compare them.
 
     Steps:
-      start     - load the data (latest DataFlow run, or prepare it) and parse the candidate grid
-      candidate - train one candidate (foreach): CRF baseline or transformer fine-tune; score dev and test
-      compare   - comparison table and chart in a card; the best on dev becomes the challenger (run tag)
+      start     - load the data (latest DataFlow run, or prepare it) and parse the candidate grid and seeds
+      candidate - train one candidate with one seed (foreach): CRF baseline or transformer; score dev and test
+      compare   - comparison table (mean ± sd over seeds) and chart in a card; the best mean dev F1 becomes the
+                  challenger (run tag)
       end       - print the ranking
     """
 
     data_run = Parameter("data-run", default="", help="DataFlow run pathspec (default: latest successful)")
     data_dir = Parameter("data-dir", default="", help="prepare data from this folder instead of a DataFlow run")
-    grid = Parameter("grid", default="", help="candidates: a JSON list or a .json file (default: "
-                     "medner.experiments.DEFAULT_GRID: CRF baseline + 3 MiniLM fine-tunes)")
+    grid = Parameter("grid", default="", help="candidates: a grid name (default, levers: the accuracy ablation), "
+                     "a JSON list or a .json file (default: medner.experiments.DEFAULT_GRID: CRF baseline + 3 "
+                     "MiniLM fine-tunes)")
+    seeds = Parameter("seeds", default="", help="comma-separated seeds, each transformer candidate trained once "
+                      "per seed (e.g. 13,14,15; default: each candidate's own seed)")
     overrides = Parameter("overrides", default="{}", help="JSON TrainConfig fields applied to every transformer "
                           "candidate, e.g. '{\"threads\": 1}' or tiny settings for tests")
 
@@ -25,13 +29,13 @@ class ExperimentFlow(FlowSpec):
         """Load the data and the candidates; fan out one branch per candidate."""
         import json
 
-        from medner.experiments import DEFAULT_GRID, parse_grid
+        from medner.experiments import DEFAULT_GRID, parse_grid, parse_seeds, with_seeds
         from medner.pipeline import load_data
 
         data = load_data(self.data_run, self.data_dir)
         self.train_data, self.dev_data, self.test_data = data.train, data.dev, data.test
         self.data_version, self.data_source = data.version, data.source
-        self.candidates = parse_grid(self.grid or DEFAULT_GRID)
+        self.candidates = with_seeds(parse_grid(self.grid or DEFAULT_GRID), parse_seeds(self.seeds))
         self.train_overrides = json.loads(self.overrides)
         print(f"data {self.data_version}: {len(self.candidates)} candidates: "
               + ", ".join(c.name for c in self.candidates))
@@ -44,7 +48,8 @@ class ExperimentFlow(FlowSpec):
         from medner.experiments import run_candidate
 
         self.result = run_candidate(self.input, self.train_data, self.dev_data, self.test_data, self.train_overrides)
-        print(f"{self.result.name}: dev entity F1 {self.result.dev['entity_f1']:.4f}, "
+        seed = self.result.params.get("seed", "default")
+        print(f"{self.result.name} (seed {seed}): dev entity F1 {self.result.dev['entity_f1']:.4f}, "
               f"test {self.result.test['entity_f1']:.4f}, {self.result.train_seconds:.0f}s")
         self.next(self.compare)
 
@@ -61,7 +66,7 @@ class ExperimentFlow(FlowSpec):
         results = [branch.result for branch in inputs]
         best = select_challenger(results)
         self.results = [r.row() for r in results]
-        self.challenger = best.name
+        self.challenger, self.challenger_row = best.name, best.row()  # the row: which seed's model is exported
         self.challenger_model_files = best.model_files  # empty for the CRF: it cannot be served by Triton
         Run(f"{current.flow_name}/{current.run_id}").add_tags(["challenger", f"challenger:{best.name}"])
         experiment_card(current.card, self.results, self.challenger, self.data_version)
@@ -69,10 +74,16 @@ class ExperimentFlow(FlowSpec):
 
     @step
     def end(self):
-        """Print the ranking (dev entity F1 decides; test is reported)."""
-        for row in sorted(self.results, key=lambda r: -r["dev"]["entity_f1"]):
-            mark = "  <- challenger" if row["name"] == self.challenger else ""
-            print(f"{row['name']:<28} dev {row['dev']['entity_f1']:.4f}  test {row['test']['entity_f1']:.4f}{mark}")
+        """Print the ranking (mean dev entity F1 decides; test is reported)."""
+        from statistics import mean
+
+        from medner.report import group_rows, mean_sd
+
+        groups = group_rows(self.results)
+        for name, runs in sorted(groups.items(), key=lambda item: -mean(r["dev"]["entity_f1"] for r in item[1])):
+            mark = "  <- challenger" if name == self.challenger else ""
+            print(f"{name:<28} dev {mean_sd([r['dev']['entity_f1'] for r in runs], 4)}  "
+                  f"test {mean_sd([r['test']['entity_f1'] for r in runs], 4)}  ({len(runs)} runs){mark}")
 
 
 if __name__ == "__main__":

@@ -30,7 +30,20 @@ class TrainFlow(FlowSpec):
     decode = Parameter("decode", default=DEFAULTS.decode, help="viterbi or argmax")
     seed = Parameter("seed", default=DEFAULTS.seed)
     threads = Parameter("threads", default=DEFAULTS.threads, help="torch CPU threads (0: all cores)")
-    bf16 = Parameter("bf16", default=DEFAULTS.bf16, help="CPU autocast to bfloat16")
+    bf16 = Parameter("bf16", default=DEFAULTS.bf16,
+                     help="CPU autocast to bfloat16 (far slower on CPUs without bf16 instructions)")
+    head_learning_rate = Parameter("head-learning-rate", default=DEFAULTS.head_learning_rate,
+                                   help="the classifier head's learning rate (0: --learning-rate)")
+    layer_decay = Parameter("layer-decay", default=DEFAULTS.layer_decay,
+                            help="each encoder layer learns at this times the rate of the one above")
+    average_epochs = Parameter("average-epochs", default=DEFAULTS.average_epochs,
+                               help="keep the mean weights of the last N epochs (0: the best epoch on dev)")
+    swap_entities = Parameter("swap-entities", default=DEFAULTS.swap_entities,
+                              help="chance of swapping a training entity for a dictionary name of its type")
+    train_on_dev = Parameter("train-on-dev", default=DEFAULTS.train_on_dev,
+                             help="train on train + dev for --epochs epochs and keep the last")
+    span_edges = Parameter("span-edges", default=DEFAULTS.span_edges,
+                           help="decode with the span edges learned from train")
     max_train_sentences = Parameter("max-train-sentences", default=DEFAULTS.max_train_sentences,
                                     help="0: all (small values for tests)")
     max_steps = Parameter("max-steps", default=DEFAULTS.max_steps, help="0: no limit (small values for tests)")
@@ -59,13 +72,15 @@ class TrainFlow(FlowSpec):
         self.config = TrainConfig(
             base_model=self.base_model, learning_rate=self.learning_rate, epochs=self.epochs,
             batch_size=self.batch_size, patience=self.patience, decode=self.decode, seed=self.seed,
-            threads=self.threads, bf16=self.bf16, max_train_sentences=self.max_train_sentences,
-            max_steps=self.max_steps,
+            threads=self.threads, bf16=self.bf16, head_learning_rate=self.head_learning_rate,
+            layer_decay=self.layer_decay, average_epochs=self.average_epochs, swap_entities=self.swap_entities,
+            train_on_dev=self.train_on_dev, span_edges=self.span_edges,
+            max_train_sentences=self.max_train_sentences, max_steps=self.max_steps,
         ).to_dict()
         result = train(TrainConfig(**self.config), self.train_data, self.dev_data, on_epoch=_print_epoch)
         self.history, self.best_epoch, self.dev_metrics = result.history, result.best_epoch, result.dev_metrics
         self.train_seconds, self.train_device, self.train_threads = result.train_seconds, result.device, result.threads
-        self.model_files = model_to_files(result.model, result.tokenizer)
+        self.model_files = model_to_files(result.model, result.tokenizer, result.span_edges)
         self.next(self.evaluate)
 
     @card(type="blank")

@@ -50,16 +50,22 @@ class TrainConfig:
 
     base_model: str = ""  # empty: default_base_model()
     learning_rate: float = 1e-4
-    epochs: int = 4
+    epochs: int = 5  # within the 10-minute CPU budget; the ablation: benchmarks/results/accuracy.md
     batch_size: int = 16
     warmup_ratio: float = 0.1
     weight_decay: float = 0.01
     max_length: int = 256
-    patience: int = 2  # epochs without dev improvement before stopping
+    patience: int = 5  # epochs without dev improvement before stopping (5: every epoch runs, the best is kept)
     decode: str = "viterbi"
     seed: int = 13
     threads: int = 0  # torch intra-op threads; 0: all cores
-    bf16: bool = False  # CPU autocast to bfloat16
+    bf16: bool = False  # CPU autocast to bfloat16: faster only on CPUs with bf16 instructions (AVX-512 BF16, AMX)
+    head_learning_rate: float = 0.0  # the classifier head's learning rate; 0: learning_rate
+    layer_decay: float = 1.0  # each encoder layer learns at this times the rate of the one above (1: same rate)
+    average_epochs: int = 0  # keep the mean weights of the last N epochs instead of the best epoch's (0: best)
+    swap_entities: float = 0.0  # chance that a training entity is swapped for a dictionary name of its type
+    train_on_dev: bool = False  # train on train + dev for `epochs` epochs, keep the last (nothing held out)
+    span_edges: bool = True  # decode with the span edges learned from train (medner.decoding.SpanEdges)
     max_train_sentences: int = 0  # 0: all; small values make tiny test runs
     max_steps: int = 0  # 0: no limit
     extra: dict = field(default_factory=dict)

@@ -2,45 +2,105 @@
 
 Training evaluation and serving both call :func:`decode`, so what is measured is what is served.
 ``viterbi`` finds the best IOB2-valid tag path (an ``I-X`` only after ``B-X``/``I-X``); on BeHealthy it beats
-plain argmax (benchmarks/results/model.md). The result is read as O/D/T runs, as the
-corpus is annotated.
+plain argmax (benchmarks/results/model.md). Given :class:`SpanEdges` learned from the training data, it also
+keeps entities from starting or ending on words that never start or end one there (``,``, ``and``, ``of``...;
+benchmarks/results/accuracy.md). The result is read as O/D/T runs, as the corpus is annotated.
 """
 
 from __future__ import annotations
 
+import json
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from functools import cache
+from pathlib import Path
 from typing import Literal
 
 import numpy as np
 
-from medner.labels import BIO_TAGS, allowed_transition, from_bio
+from medner.labels import BIO_TAGS, OUTSIDE, allowed_transition, from_bio
+from medner.spans import labels_to_spans
 
 Decoder = Literal["viterbi", "argmax"]
+SPAN_EDGES_FILE = "span_edges.json"  # beside the tokenizer files, in a model folder and a served version
+SPAN_EDGES_MIN_COUNT = 20  # a word is ruled out as an edge only after this many sightings in train
 
 
 @cache
-def _transition_masks() -> tuple[np.ndarray, np.ndarray]:
-    """Additive masks (0 allowed, -inf forbidden): start -> tag, and previous tag -> tag."""
+def _transition_masks() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Additive masks (0 allowed, -inf forbidden): start -> tag; previous tag -> tag; previous tag -> tag when the
+    previous word may not end an entity (an entity must go on); and the tags a word may not start an entity with."""
     forbidden = -np.inf
     start = np.array([0.0 if allowed_transition(None, t) else forbidden for t in BIO_TAGS])
     pairs = np.array(
         [[0.0 if allowed_transition(p, t) else forbidden for t in BIO_TAGS] for p in BIO_TAGS]
     )
-    return start, pairs
+    must_go_on = np.array([[0.0 if p == OUTSIDE or t == f"I-{p[2:]}" else forbidden for t in BIO_TAGS]
+                           for p in BIO_TAGS])
+    begins = np.array([forbidden if t.startswith("B-") else 0.0 for t in BIO_TAGS])
+    return start, pairs, pairs + must_go_on, begins
 
 
-def viterbi(log_probs: np.ndarray) -> np.ndarray:
-    """Best IOB2-valid tag ids for one sequence of per-word tag log-probabilities ``(n, tags)``."""
+@dataclass(frozen=True)
+class SpanEdges:
+    """Words (lower-cased) that never start, or never end, an entity in the training data although seen
+    there at least ``SPAN_EDGES_MIN_COUNT`` times: the corpus's span conventions, for the decoder."""
+
+    never_first: frozenset[str] = frozenset()
+    never_last: frozenset[str] = frozenset()
+
+    @classmethod
+    def learn(cls, sentences: Iterable[tuple[Sequence[str], Sequence[str]]],
+              min_count: int = SPAN_EDGES_MIN_COUNT) -> SpanEdges:
+        """From ``(tokens, labels)`` pairs (annotated sentences)."""
+        seen, first, last = Counter(), Counter(), Counter()
+        for tokens, labels in sentences:
+            seen.update(t.lower() for t in tokens)
+            for start, end, _ in labels_to_spans(labels):
+                first[tokens[start].lower()] += 1
+                last[tokens[end - 1].lower()] += 1
+        frequent = [w for w, n in seen.items() if n >= min_count]
+        return cls(frozenset(w for w in frequent if not first[w]), frozenset(w for w in frequent if not last[w]))
+
+    def to_json(self) -> str:
+        return json.dumps({"never_first": sorted(self.never_first), "never_last": sorted(self.never_last)}, indent=0)
+
+    @classmethod
+    def load(cls, folder: Path | str) -> SpanEdges | None:
+        """The edges saved in a model folder, or None where it has none (models exported before them)."""
+        path = Path(folder) / SPAN_EDGES_FILE
+        if not path.exists():
+            return None
+        data = json.loads(path.read_text())
+        return cls(frozenset(data["never_first"]), frozenset(data["never_last"]))
+
+    def masks(self, words: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Per word: may not start an entity; may not end one."""
+        lower = [w.lower() for w in words]
+        return (np.fromiter((w in self.never_first for w in lower), bool, len(lower)),
+                np.fromiter((w in self.never_last for w in lower), bool, len(lower)))
+
+
+def viterbi(log_probs: np.ndarray, no_start: np.ndarray | None = None, no_end: np.ndarray | None = None
+            ) -> np.ndarray:
+    """Best IOB2-valid tag ids for one sequence of per-word tag log-probabilities ``(n, tags)``; words flagged
+    in ``no_start`` / ``no_end`` neither start nor end an entity (the all-O path always remains)."""
     n_words = log_probs.shape[0]
     if n_words == 0:
         return np.zeros(0, dtype=np.int64)
-    start, pairs = _transition_masks()
+    start, pairs, pairs_going_on, begins = _transition_masks()
+    if no_start is not None and no_start.any():
+        log_probs = log_probs + np.where(no_start[:, None], begins, 0.0)
+    ends = no_end if no_end is not None and no_end.any() else None
     score = log_probs[0] + start
     backpointers = np.empty((n_words, len(BIO_TAGS)), dtype=np.int64)
     for i in range(1, n_words):
-        candidates = score[:, None] + pairs  # previous x current
+        candidates = score[:, None] + (pairs_going_on if ends is not None and ends[i - 1] else pairs)
         backpointers[i] = candidates.argmax(axis=0)
         score = candidates.max(axis=0) + log_probs[i]
+    if ends is not None and ends[-1]:
+        score = score + pairs_going_on[:, 0]  # the last word ends whatever entity it is in
     path = np.empty(n_words, dtype=np.int64)
     path[-1] = int(score.argmax())
     for i in range(n_words - 1, 0, -1):
@@ -48,9 +108,16 @@ def viterbi(log_probs: np.ndarray) -> np.ndarray:
     return path
 
 
-def decode(log_probs: np.ndarray, decoder: Decoder = "viterbi") -> list[str]:
-    """Per-word tag log-probabilities ``(n_words, len(BIO_TAGS))`` -> O/D/T labels."""
-    if decoder == "viterbi":
+def decode(log_probs: np.ndarray, decoder: Decoder = "viterbi", words: Sequence[str] | None = None,
+           edges: SpanEdges | None = None, sentences: Sequence[tuple[int, int]] | None = None) -> list[str]:
+    """Per-word tag log-probabilities ``(n_words, len(BIO_TAGS))`` -> O/D/T labels; ``viterbi`` also keeps to
+    ``edges`` where the ``words`` are given, sentence by sentence (``sentences``: word ranges; default: one), as
+    training saw them: an entity must not run on into the next sentence to avoid ending on a ruled-out word."""
+    if decoder == "viterbi" and edges and words is not None:
+        no_start, no_end = edges.masks(words)
+        ids = np.concatenate([viterbi(log_probs[a:b], no_start[a:b], no_end[a:b])
+                              for a, b in sentences or [(0, len(words))]] or [np.zeros(0, dtype=np.int64)])
+    elif decoder == "viterbi":
         ids = viterbi(log_probs)
     elif decoder == "argmax":
         ids = log_probs.argmax(axis=-1)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import statistics
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
@@ -28,6 +29,26 @@ DEFAULT_GRID = [
     {"name": "minilm-lr1e-4-argmax", "kind": "transformer", "learning_rate": 1e-4, "decode": "argmax"},
     {"name": "minilm-lr5e-5-6ep", "kind": "transformer", "learning_rate": 5e-5, "epochs": 6},
 ]
+#: The accuracy ablation (benchmarks/accuracy.py; ``--grid levers`` in ExperimentFlow): the default until 2026-12,
+#: then one training lever at a time on top of 5 epochs. Each is decoded with plain Viterbi; the decoding lever
+#: (span edges) is measured on every run's own model beside it. Results: benchmarks/results/accuracy.md.
+_PLAIN = {"kind": "transformer", "span_edges": False}
+_FIVE_EPOCHS = {**_PLAIN, "epochs": 5, "patience": 5}
+LEVER_GRID = [
+    {"name": "default-4ep", **_PLAIN, "lever": "the default until 2026-12: 4 epochs, best on dev",
+     "epochs": 4, "patience": 2},
+    {"name": "5ep", **_FIVE_EPOCHS, "lever": "5 epochs, best on dev"},
+    {"name": "5ep-swap", **_FIVE_EPOCHS, "lever": "+ dictionary entity swap (30%)", "swap_entities": 0.3},
+    {"name": "5ep-head1e-3", **_FIVE_EPOCHS, "lever": "+ head learning rate 1e-3", "head_learning_rate": 1e-3},
+    {"name": "5ep-lr2e-4-ld0.8", **_FIVE_EPOCHS, "lever": "+ learning rate 2e-4, layer decay 0.8",
+     "learning_rate": 2e-4, "layer_decay": 0.8},
+    {"name": "5ep-avg2", **_FIVE_EPOCHS, "lever": "+ mean weights of the last 2 epochs", "average_epochs": 2},
+    {"name": "5ep-train+dev", **_FIVE_EPOCHS, "lever": "+ trained on train + dev, the last epoch kept",
+     "train_on_dev": True},
+    {"name": "5ep-swap-train+dev", **_FIVE_EPOCHS, "lever": "+ entity swap (30%), trained on train + dev",
+     "swap_entities": 0.3, "train_on_dev": True},
+]
+GRIDS = {"default": DEFAULT_GRID, "levers": LEVER_GRID}  # names ExperimentFlow's --grid accepts
 LATENCY_SAMPLE = 100  # test sentences timed one by one for the latency column
 
 
@@ -40,10 +61,14 @@ class Candidate:
     name: str
     kind: str
     params: dict[str, Any] = field(default_factory=dict)
+    lever: str = ""  # what the candidate changes, in words (the ablation table's column)
 
 
 def parse_grid(grid: str | Sequence[dict]) -> list[Candidate]:
-    """Candidates from a JSON list (inline, or a path to a .json file) of ``{"name", "kind", **params}``."""
+    """Candidates from a grid name of :data:`GRIDS`, or a JSON list (inline, or a path to a .json file) of
+    ``{"name", "kind", "lever" (optional), **params}``."""
+    if isinstance(grid, str) and grid in GRIDS:
+        grid = GRIDS[grid]
     if isinstance(grid, str):
         text = Path(grid).read_text() if grid.strip().endswith(".json") and Path(grid).exists() else grid
         try:
@@ -57,7 +82,7 @@ def parse_grid(grid: str | Sequence[dict]) -> list[Candidate]:
     for index, item in enumerate(grid):
         if not isinstance(item, dict) or "name" not in item or item.get("kind") not in KINDS:
             raise GridError(f"candidate {index}: needs a name and a kind ({' or '.join(KINDS)})")
-        params = {k: v for k, v in item.items() if k not in ("name", "kind")}
+        params = {k: v for k, v in item.items() if k not in ("name", "kind", "lever")}
         known = set(CRF_PARAMS) if item["kind"] == "crf" else allowed
         if unknown := sorted(set(params) - known):
             raise GridError(f"candidate {item['name']!r}: unknown {item['kind']} parameter(s) {', '.join(unknown)}; "
@@ -65,7 +90,7 @@ def parse_grid(grid: str | Sequence[dict]) -> list[Candidate]:
         if item["name"] in names:
             raise GridError(f"candidate {item['name']!r} appears twice")
         names.add(item["name"])
-        candidates.append(Candidate(item["name"], item["kind"], params))
+        candidates.append(Candidate(item["name"], item["kind"], params, item.get("lever", "")))
     return candidates
 
 
@@ -120,6 +145,7 @@ class CandidateResult:
     model_mb: float
     latency_ms: float  # per sentence, in-process, one sentence per call (median)
     model_files: dict[str, bytes] = field(default_factory=dict, repr=False)  # transformer: for export
+    lever: str = ""  # the candidate's description (Candidate.lever)
 
     def row(self) -> dict[str, Any]:
         """The comparison-table row (no model files)."""
@@ -127,8 +153,6 @@ class CandidateResult:
 
 
 def _median_latency_ms(predict_one: Any, sentences: Sequence[Sentence]) -> float:
-    import statistics
-
     timings = []
     for sentence in sentences[:LATENCY_SAMPLE]:
         started = time.perf_counter()
@@ -151,24 +175,59 @@ def run_candidate(candidate: Candidate, train: Sequence[Sentence], dev: Sequence
             candidate.name, candidate.kind, candidate.params,
             evaluate([s.labels for s in dev], dev_pred), evaluate([s.labels for s in test], test_pred),
             train_seconds, len(pickle.dumps(crf)) / 2**20,
-            _median_latency_ms(lambda tokens: crf_predict(crf, [tokens]), test))
+            _median_latency_ms(lambda tokens: crf_predict(crf, [tokens]), test), lever=candidate.lever)
 
     from medner.training import evaluate_model, model_to_files, predict
     from medner.training import train as train_transformer
 
     config = TrainConfig(**{**candidate.params, **(overrides or {})})
     result = train_transformer(config, train, dev)
-    files = model_to_files(result.model, result.tokenizer)
-    test_metrics, _ = evaluate_model(result.model, result.tokenizer, test, config.decode)  # the model in memory
+    edges = result.span_edges
+    files = model_to_files(result.model, result.tokenizer, edges)
+    test_metrics, _ = evaluate_model(result.model, result.tokenizer, test, config.decode, edges)  # the model in memory
     return CandidateResult(
         candidate.name, candidate.kind, candidate.params, result.dev_metrics, test_metrics,
         result.train_seconds, sum(map(len, files.values())) / 2**20,
-        _median_latency_ms(lambda tokens: predict(result.model, result.tokenizer, [tokens], config.decode), test),
-        files)
+        _median_latency_ms(lambda tokens: predict(result.model, result.tokenizer, [tokens], config.decode, edges),
+                           test),
+        files, candidate.lever)
+
+
+def with_seeds(candidates: Sequence[Candidate], seeds: Sequence[int]) -> list[Candidate]:
+    """Each transformer candidate once per seed (same name: its runs are read together); the CRF, which has no
+    randomness, once. No seeds: the candidates as they are."""
+    if not seeds:
+        return list(candidates)
+    return [c if c.kind == "crf" else Candidate(c.name, c.kind, {**c.params, "seed": seed}, c.lever)
+            for c in candidates for seed in (seeds if c.kind != "crf" else seeds[:1])]
+
+
+def parse_seeds(text: str) -> list[int]:
+    """``"13,14,15"`` -> ``[13, 14, 15]``; empty: no seeds (each candidate's own)."""
+    try:
+        return [int(part) for part in text.replace(" ", "").split(",") if part]
+    except ValueError:
+        raise GridError(f"seeds must be comma-separated integers, got {text!r}") from None
+
+
+def by_candidate(results: Sequence[CandidateResult]) -> dict[str, list[CandidateResult]]:
+    """Results grouped by candidate name (one per seed), in the order the candidates came."""
+    groups: dict[str, list[CandidateResult]] = {}
+    for result in results:
+        groups.setdefault(result.name, []).append(result)
+    return groups
+
+
+def mean_dev_f1(results: Sequence[CandidateResult]) -> float:
+    return statistics.mean(r.dev["entity_f1"] for r in results)
 
 
 def select_challenger(results: Sequence[CandidateResult]) -> CandidateResult:
-    """The best servable candidate (one with model files: a transformer) on dev entity F1, ties going to
-    the faster one; the CRF is a baseline to beat, not something Triton serves. Test scores are never read."""
+    """The best servable candidate (one with model files: a transformer) on mean dev entity F1 over its seeds,
+    ties going to the faster one; of that candidate, the seed best on dev. The CRF is a baseline to beat, not
+    something Triton serves. Test scores are never read."""
     pool = [r for r in results if r.model_files] or list(results)
-    return max(pool, key=lambda r: (round(r.dev["entity_f1"], 6), -r.latency_ms))
+    groups = by_candidate(pool)
+    best = max(groups.values(), key=lambda runs: (round(mean_dev_f1(runs), 6),
+                                                  -statistics.mean(r.latency_ms for r in runs)))
+    return max(best, key=lambda r: r.dev["entity_f1"])

@@ -102,10 +102,72 @@ def confusion_matrix(gold: Sequence[Labels], pred: Sequence[Labels]) -> dict[str
     return matrix
 
 
+
+
+# --- where the errors are ---------------------------------------------------------------------
+
+#: Error categories, gold-entity-centred except ``spurious`` (a prediction overlapping no gold entity).
+ERROR_CATEGORIES: tuple[str, ...] = ("exact", "boundary", "wrong_type", "boundary_and_type", "missed", "spurious")
+
+
+def _classify(gold: Span, predicted: Sequence[Span]) -> str:
+    overlapping = [p for p in predicted if p.start < gold.end and gold.start < p.end]
+    if any(p == gold for p in overlapping):
+        return "exact"
+    if any((p.start, p.end) == (gold.start, gold.end) for p in overlapping):
+        return "wrong_type"
+    if any(p.label == gold.label for p in overlapping):
+        return "boundary"
+    return "boundary_and_type" if overlapping else "missed"
+
+
+def error_breakdown(
+    gold: Sequence[Labels], pred: Sequence[Labels], tokens: Sequence[Sequence[str]] | None = None,
+    examples: int = 5,
+) -> dict:
+    """Count each gold entity as exact / boundary (same type, other boundaries) / wrong type (same
+    boundaries) / boundary and type / missed, and each prediction overlapping no gold entity as
+    spurious (also counted apart when its sentence has no gold entity at all), per type.
+
+    Returns ``{"counts": {type: {category: n}}, "spurious_in_empty_sentences": {type: n},
+    "examples": {category: [{"gold": ..., "predicted": ...}]}}``; examples need ``tokens``.
+    """
+    _check(gold, pred)
+    counts = {t: dict.fromkeys(ERROR_CATEGORIES, 0) for t in ENTITY_TYPES}
+    spurious_empty = dict.fromkeys(ENTITY_TYPES, 0)
+    shown: dict[str, list[dict[str, str]]] = {c: [] for c in ERROR_CATEGORIES if c != "exact"}
+    for i, (g, p) in enumerate(zip(gold, pred)):
+        g_spans, p_spans = labels_to_spans(g), labels_to_spans(p)
+        found = [(_classify(s, p_spans), s) for s in g_spans]
+        found += [("spurious", s) for s in p_spans
+                  if not any(s.start < o.end and o.start < s.end for o in g_spans)]
+        for category, span in found:
+            counts[span.label][category] += 1
+            if category == "spurious" and not g_spans:
+                spurious_empty[span.label] += 1
+        for category in dict.fromkeys(c for c, _ in found if c != "exact"):  # one example per sentence
+            if tokens is not None and len(shown[category]) < examples:
+                shown[category].append({"gold": _show(tokens[i], g_spans), "predicted": _show(tokens[i], p_spans)})
+    return {"counts": counts, "spurious_in_empty_sentences": spurious_empty, "examples": shown}
+
+
+def _show(tokens: Sequence[str], spans: Sequence[Span]) -> str:
+    return "; ".join(f"[{' '.join(tokens[s:e])}]{label}" for s, e, label in spans) or "-"
+
+
+def error_counts(breakdown: dict) -> dict[str, int]:
+    """An :func:`error_breakdown` as flat ``errors_<category>_<type>`` counts (with
+    ``errors_spurious_in_empty_<type>``), the form the ``metrics`` dict carries."""
+    counts = {f"errors_{c}_{t}": n for t, row in breakdown["counts"].items() for c, n in row.items()}
+    counts.update({f"errors_spurious_in_empty_{t}": n for t, n in breakdown["spurious_in_empty_sentences"].items()})
+    return counts
+
+
 def evaluate(gold: Sequence[Labels], pred: Sequence[Labels]) -> dict[str, float]:
-    """All headline metrics in one flat dict (the ``metrics`` artifact of a training run)."""
+    """All headline metrics and error counts in one flat dict (the ``metrics`` artifact of a training run)."""
     return {
         **entity_scores(gold, pred),
         **relaxed_scores(gold, pred),
         "token_weighted_f1": token_weighted_f1(gold, pred),
+        **error_counts(error_breakdown(gold, pred)),
     }

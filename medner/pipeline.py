@@ -44,17 +44,19 @@ class Evaluation:
 
 
 def evaluate_test_split(model_files: dict[str, bytes], test: Sequence[Sentence], decoder: str) -> Evaluation:
-    """Metrics of a stored model on the test split, with the ``decoder`` and with argmax."""
-    from medner.decoding import decode
+    """Metrics of a stored model on the test split, with the ``decoder`` (and the model's span edges) and with
+    argmax."""
+    from medner.decoding import SpanEdges, decode
     from medner.inference import sentence_log_probs, torch_encoder
     from medner.metrics import confusion_matrix, evaluate
     from medner.training import files_to_dir, load_model
 
     with tempfile.TemporaryDirectory() as tmp:
-        tokenizer, model = load_model(files_to_dir(model_files, tmp))
+        model_dir = files_to_dir(model_files, tmp)
+        tokenizer, model, edges = *load_model(model_dir), SpanEdges.load(model_dir)
     log_probs = sentence_log_probs([s.tokens for s in test], tokenizer, torch_encoder(model))
     gold = [s.labels for s in test]
-    predictions = [decode(lp, decoder) for lp in log_probs]
+    predictions = [decode(lp, decoder, s.tokens, edges) for lp, s in zip(log_probs, test)]
     return Evaluation(
         metrics=evaluate(gold, predictions),
         metrics_argmax=evaluate(gold, [decode(lp, "argmax") for lp in log_probs]),
@@ -93,7 +95,8 @@ def _model_from_run(pathspec: str) -> StoredModel:
     if run.pathspec.startswith("ExperimentFlow/"):
         if not run.data.challenger_model_files:
             raise ValueError(f"{run.pathspec}: its challenger ({run.data.challenger}) is not a servable model")
-        row = next(r for r in run.data.results if r["name"] == run.data.challenger)
+        row = (run.data.challenger_row if "challenger_row" in run.data  # the chosen seed's run
+               else next(r for r in run.data.results if r["name"] == run.data.challenger))
         start = run["start"].task.data
         lineage.update(candidate=row["name"], train_metrics=row["test"], config=row["params"])
         return StoredModel(run.data.challenger_model_files, start.train_data, start.test_data, lineage,

@@ -7,7 +7,7 @@ from typing import Any
 
 from medner.data import Sentence
 from medner.labels import ENTITY_NAMES, ENTITY_TYPES, FILE_LABELS
-from medner.spans import labels_to_spans
+from medner.metrics import ERROR_CATEGORIES, error_breakdown
 
 
 def _figure(width: float = 6, height: float = 3.5) -> tuple[Any, Any]:
@@ -82,22 +82,31 @@ def per_type_rows(metrics: Mapping[str, float]) -> list[list[str]]:
     return rows
 
 
-def error_rows(
-    sentences: Sequence[Sentence], predictions: Sequence[Sequence[str]], limit: int = 20
-) -> list[list[str]]:
-    """Up to ``limit`` sentences where predicted spans differ from gold: ``[gold, predicted]``,
-    each span shown as ``[words]TYPE``."""
+def error_count_rows(metrics: Mapping[str, float]) -> list[list[str]]:
+    """Rows ``[type, exact, boundary, ..., spurious, spurious in sentences without entities]`` from the
+    ``errors_*`` counts of a metrics dict (:func:`medner.metrics.error_counts`)."""
+    return [[f"{t} ({ENTITY_NAMES[t]})", *(str(int(metrics[f"errors_{c}_{t}"])) for c in ERROR_CATEGORIES),
+             str(int(metrics[f"errors_spurious_in_empty_{t}"]))] for t in ENTITY_TYPES]
 
-    def show(tokens: Sequence[str], labels: Sequence[str]) -> str:
-        return "; ".join(f"[{' '.join(tokens[s:e])}]{lab}" for s, e, lab in labels_to_spans(labels)) or "-"
 
-    rows = []
-    for sentence, predicted in zip(sentences, predictions):
-        if list(sentence.labels) != list(predicted):
-            rows.append([show(sentence.tokens, sentence.labels), show(sentence.tokens, predicted)])
-            if len(rows) >= limit:
-                break
-    return rows
+ERROR_HEADERS = [*(c.replace("_", " ") for c in ERROR_CATEGORIES), "spurious, sentence without entities"]
+
+
+def error_breakdown_section(
+    card: Any, metrics: Mapping[str, float], sentences: Sequence[Sentence], predictions: Sequence[Sequence[str]],
+) -> None:
+    """The error breakdown of a card: counts per type, then example sentences per category."""
+    from metaflow.cards import Markdown, Table
+
+    breakdown = error_breakdown([s.labels for s in sentences], predictions, [s.tokens for s in sentences])
+    card.append(Markdown(
+        "## Where the errors are (test)\n\nEach gold entity is *exact*, a *boundary* error (same type, other words), "
+        "*wrong type* (same words), *boundary and type*, or *missed*; a prediction overlapping no gold entity is "
+        "*spurious* (last column: in sentences with no gold entity at all)."))
+    card.append(Table(error_count_rows(metrics), headers=["entities", *ERROR_HEADERS]))
+    rows = [[category.replace("_", " "), example["gold"], example["predicted"]]
+            for category, examples in breakdown["examples"].items() for example in examples]
+    card.append(Table(rows or [["-", "-", "-"]], headers=["error", "gold", "predicted"]))
 
 
 def training_card(
@@ -124,21 +133,40 @@ def training_card(
     if history:
         card.append(Image.from_matplotlib(learning_curve(history)))
     card.append(Image.from_matplotlib(confusion_plot(confusion)))
-    card.append(Markdown("## Sample of errors (test)"))
-    card.append(Table(error_rows(test, predictions) or [["-", "-"]], headers=["gold", "predicted"]))
+    error_breakdown_section(card, metrics, test, predictions)
     card.append(Markdown("## Configuration"))
     card.append(Table([[k, str(v)] for k, v in config.items()], headers=["parameter", "value"]))
 
 
-def experiment_chart(rows: Sequence[Mapping[str, Any]]) -> Any:
-    """Dev and test entity F1 per candidate, side by side."""
+def mean_sd(values: Sequence[float], digits: int = 3) -> str:
+    """``mean ± sd`` of several runs' values (just the value for one run)."""
+    import statistics
+
+    if len(values) < 2:
+        return f"{values[0]:.{digits}f}" if values else "-"
+    return f"{statistics.mean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}"
+
+
+def group_rows(rows: Sequence[Mapping[str, Any]]) -> dict[str, list[Mapping[str, Any]]]:
+    """Result rows grouped by candidate name (a candidate run with several seeds has one row per seed)."""
+    groups: dict[str, list[Mapping[str, Any]]] = {}
+    for row in rows:
+        groups.setdefault(row["name"], []).append(row)
+    return groups
+
+
+def experiment_chart(groups: Mapping[str, Sequence[Mapping[str, Any]]]) -> Any:
+    """Dev and test entity F1 per candidate (mean over seeds, the bars' whiskers one sd), side by side."""
     import numpy as np
 
-    fig, ax = _figure(max(6, 1.4 * len(rows)), 3.5)
-    x = np.arange(len(rows))
+    fig, ax = _figure(max(6, 1.4 * len(groups)), 3.5)
+    x = np.arange(len(groups))
     for offset, split, color in ((-0.2, "dev", "tab:gray"), (0.2, "test", "tab:blue")):
-        ax.bar(x + offset, [r[split]["entity_f1"] for r in rows], 0.4, label=f"{split} entity F1", color=color)
-    ax.set_xticks(x, [r["name"] for r in rows], rotation=20, ha="right", fontsize=8)
+        values = [[r[split]["entity_f1"] for r in runs] for runs in groups.values()]
+        ax.bar(x + offset, [np.mean(v) for v in values], 0.4, yerr=[np.std(v, ddof=1) if len(v) > 1 else 0
+                                                                     for v in values],
+               label=f"{split} entity F1", color=color)
+    ax.set_xticks(x, list(groups), rotation=20, ha="right", fontsize=8)
     ax.set_ylim(0, 1)
     ax.set_ylabel("entity F1")
     ax.legend(fontsize=8)
@@ -146,22 +174,43 @@ def experiment_chart(rows: Sequence[Mapping[str, Any]]) -> Any:
 
 
 def experiment_card(card: Any, rows: Sequence[Mapping[str, Any]], challenger: str, data_version: str) -> None:
-    """Fill a Metaflow card with an experiment's comparison table and chart."""
+    """Fill a Metaflow card with an experiment's comparison table (mean ± sd over each candidate's seeds) and
+    chart."""
+    import statistics
+
     from metaflow.cards import Image, Markdown, Table
 
-    ranked = sorted(rows, key=lambda r: -r["dev"]["entity_f1"])
+    groups = dict(sorted(group_rows(rows).items(),
+                         key=lambda item: -statistics.mean(r["dev"]["entity_f1"] for r in item[1])))
+
+    def cell(runs: Sequence[Mapping[str, Any]], split: str, key: str) -> str:
+        return mean_sd([r[split][key] for r in runs])
+
     card.append(Markdown(
-        f"# Challenger: {challenger}\n\n{len(rows)} candidates on data `{data_version}`, ranked by dev entity F1 "
-        "(the selection criterion); test scores are reported, never used to choose."))
+        f"# Challenger: {challenger}\n\n{len(groups)} candidates ({len(rows)} runs) on data `{data_version}`, "
+        "ranked by mean dev entity F1 over their seeds (the selection criterion); test scores are reported, "
+        "never used to choose."))
     card.append(Table([[
-        r["name"] + (" (challenger)" if r["name"] == challenger else ""), r["kind"],
-        f"{r['dev']['entity_f1']:.3f}", f"{r['test']['entity_f1']:.3f}", f"{r['test']['entity_f1_D']:.3f}",
-        f"{r['test']['entity_f1_T']:.3f}", f"{r['test']['entity_f1_relaxed']:.3f}",
-        f"{r['test']['token_weighted_f1']:.3f}", f"{r['train_seconds']:.0f}", f"{r['model_mb']:.1f}",
-        f"{r['latency_ms']:.1f}"] for r in ranked], headers=[
-        "candidate", "kind", "dev F1", "test F1", "test F1 D", "test F1 T", "test relaxed F1",
-        "test token-weighted F1", "train s", "model MB", "latency ms/sentence"]))
-    card.append(Image.from_matplotlib(experiment_chart(ranked)))
+        name + (" (challenger)" if name == challenger else ""), runs[0]["kind"], str(len(runs)),
+        cell(runs, "dev", "entity_f1"), cell(runs, "test", "entity_f1"), cell(runs, "test", "entity_f1_D"),
+        cell(runs, "test", "entity_f1_T"), cell(runs, "test", "entity_f1_relaxed"),
+        cell(runs, "test", "token_weighted_f1"), f"{max(r['train_seconds'] for r in runs):.0f}",
+        f"{runs[0]['model_mb']:.1f}", f"{statistics.median(r['latency_ms'] for r in runs):.1f}"]
+        for name, runs in groups.items()], headers=[
+        "candidate", "kind", "runs", "dev F1", "test F1", "test F1 D", "test F1 T", "test relaxed F1",
+        "test token-weighted F1", "train s (max)", "model MB", "latency ms/sentence"]))
+    card.append(Image.from_matplotlib(experiment_chart(groups)))
+    card.append(Markdown("## Where the errors are (dev, both types, mean over runs)\n\nGold entities exact, with a "
+                         "boundary error, the wrong type, both, or missed; predictions overlapping no gold entity "
+                         "(spurious)."))
+
+    def errors(runs: Sequence[Mapping[str, Any]], category: str) -> str:
+        return f"{statistics.mean(sum(r['dev'][f'errors_{category}_{t}'] for t in ENTITY_TYPES) for r in runs):.0f}"
+
+    card.append(Table([[name, *(errors(runs, c) for c in (*ERROR_CATEGORIES, "spurious_in_empty"))]
+                       for name, runs in groups.items()], headers=["candidate", *ERROR_HEADERS]))
     card.append(Markdown("## Parameters"))
-    card.append(Table([[r["name"], ", ".join(f"{k}={v}" for k, v in r["params"].items()) or "defaults"]
-                       for r in ranked], headers=["candidate", "parameters"]))
+    card.append(Table([[name, runs[0].get("lever", ""), ", ".join(
+        f"{k}={v}" for k, v in runs[0]["params"].items() if k != "seed") or "defaults",
+        ", ".join(str(r["params"]["seed"]) for r in runs if "seed" in r["params"]) or "-"]
+        for name, runs in groups.items()], headers=["candidate", "lever", "parameters", "seeds"]))

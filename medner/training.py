@@ -10,7 +10,9 @@ import copy
 import logging
 import os
 import random
+import re
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,8 +20,10 @@ from typing import Any
 
 import numpy as np
 
+from medner.augment import entity_swapper
 from medner.config import TrainConfig
 from medner.data import Sentence
+from medner.decoding import SPAN_EDGES_FILE, SpanEdges
 from medner.labels import BIO_TAGS, ID2TAG, TAG2ID, to_bio
 from medner.metrics import evaluate
 from medner.progress import progress as progress_bar
@@ -82,20 +86,46 @@ def first_piece_targets(word_ids: Sequence[int | None], tags: Sequence[str]) -> 
     return targets
 
 
-def predict(model: Any, tokenizer: Any, sentences: Sequence[Sequence[str]], decoder: str = "viterbi"
-            ) -> list[list[str]]:
+def predict(model: Any, tokenizer: Any, sentences: Sequence[Sequence[str]], decoder: str = "viterbi",
+            edges: SpanEdges | None = None) -> list[list[str]]:
     """O/D/T labels for each pre-split sentence, through the serving code path (medner.inference)."""
     from medner.inference import predict_sentences, torch_encoder
 
-    return predict_sentences(sentences, tokenizer, torch_encoder(model), decoder)
+    return predict_sentences(sentences, tokenizer, torch_encoder(model), decoder, edges)
 
 
 def evaluate_model(
-    model: Any, tokenizer: Any, sentences: Sequence[Sentence], decoder: str = "viterbi"
+    model: Any, tokenizer: Any, sentences: Sequence[Sentence], decoder: str = "viterbi", edges: SpanEdges | None = None
 ) -> tuple[dict[str, float], list[list[str]]]:
     """Metrics of ``model`` on annotated sentences, and its predictions."""
-    predictions = predict(model, tokenizer, [s.tokens for s in sentences], decoder)
+    predictions = predict(model, tokenizer, [s.tokens for s in sentences], decoder, edges)
     return evaluate([s.labels for s in sentences], predictions), predictions
+
+
+_LAYER_RE = re.compile(r"\.layers?\.(\d+)\.")
+
+
+def parameter_groups(model: Any, config: TrainConfig) -> list[dict[str, Any]]:
+    """AdamW groups: no weight decay on biases and LayerNorm weights; the head at ``head_learning_rate``;
+    encoder layer ``i`` (of ``n``) at ``learning_rate * layer_decay ** (n - i)``, embeddings as layer 0."""
+    n_layers = model.config.num_hidden_layers
+    head_rate = config.head_learning_rate or config.learning_rate
+    groups: dict[tuple[float, float], list[Any]] = {}
+    for name, parameter in model.named_parameters():
+        if name.startswith(("classifier.", "score.")):
+            rate = head_rate
+        else:
+            layer = _LAYER_RE.search(name)
+            depth = int(layer.group(1)) + 1 if layer else (0 if "embeddings" in name else n_layers)
+            rate = config.learning_rate * config.layer_decay ** (n_layers - depth)
+        decay = 0.0 if name.endswith(("bias", "LayerNorm.weight")) else config.weight_decay
+        groups.setdefault((rate, decay), []).append(parameter)
+    return [{"params": params, "lr": rate, "weight_decay": decay} for (rate, decay), params in groups.items()]
+
+
+def average_state_dicts(states: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The element-wise mean of model state dicts, each tensor in its own dtype."""
+    return {k: (sum(s[k] for s in states) / len(states)).to(v.dtype) for k, v in states[-1].items()}
 
 
 @dataclass
@@ -105,6 +135,7 @@ class TrainResult:
     history: list[dict[str, float]] = field(default_factory=list)  # one row per epoch
     best_epoch: int = 0
     dev_metrics: dict[str, float] = field(default_factory=dict)
+    span_edges: SpanEdges | None = None  # learned from the training sentences (config.span_edges)
     train_seconds: float = 0.0
     device: str = "cpu"
     threads: int = 1
@@ -130,7 +161,9 @@ def train(
     progress: bool = True,
     on_epoch: Callable[[dict[str, float]], None] | None = None,
 ) -> TrainResult:
-    """Fine-tune ``config.resolved_base_model()``; keep the epoch with the best dev entity F1."""
+    """Fine-tune ``config.resolved_base_model()``; keep the epoch with the best dev entity F1 (or, with
+    ``average_epochs``, the mean of the last epochs; with ``train_on_dev``, train on train + dev and keep the last
+    epoch: the dev scores are then not held out)."""
     import torch
     from transformers import get_linear_schedule_with_warmup
 
@@ -143,6 +176,9 @@ def train(
 
     if config.max_train_sentences:
         train_sentences = train_sentences[: config.max_train_sentences]
+    if config.train_on_dev:
+        train_sentences = [*train_sentences, *dev_sentences]
+    keep_last = config.train_on_dev or config.average_epochs > 0  # no epoch chosen on dev
     rng = random.Random(config.seed)
     lengths = [len(s.tokens) for s in train_sentences]
     steps_per_epoch = -(-len(train_sentences) // config.batch_size)
@@ -150,20 +186,17 @@ def train(
     if config.max_steps:
         total_steps = min(total_steps, config.max_steps)
 
-    no_decay = ("bias", "LayerNorm.weight")
-    groups = [
-        {"params": [p for n, p in model.named_parameters() if not n.endswith(no_decay)],
-         "weight_decay": config.weight_decay},
-        {"params": [p for n, p in model.named_parameters() if n.endswith(no_decay)], "weight_decay": 0.0},
-    ]
-    optimizer = torch.optim.AdamW(groups, lr=config.learning_rate, fused=True)  # one kernel per step
+    optimizer = torch.optim.AdamW(parameter_groups(model, config), lr=config.learning_rate, fused=True)  # one kernel
     scheduler = get_linear_schedule_with_warmup(
         optimizer, int(config.warmup_ratio * total_steps), total_steps
     )
     autocast = torch.autocast(device, dtype=torch.bfloat16, enabled=config.bf16)
 
-    result = TrainResult(model, tokenizer, device=device, threads=threads)
+    edges = SpanEdges.learn((s.tokens, s.labels) for s in train_sentences) if config.span_edges else None
+    result = TrainResult(model, tokenizer, device=device, threads=threads, span_edges=edges)
     best_f1, best_state, stale, step = -1.0, None, 0, 0
+    last_states: deque[dict[str, Any]] = deque(maxlen=config.average_epochs or 1)
+    swap = entity_swapper(config.seed) if config.swap_entities else None
     started = time.perf_counter()
     for epoch in range(1, config.epochs + 1):
         model.train()
@@ -172,6 +205,8 @@ def train(
         bar = progress_bar(batches, desc=f"epoch {epoch}/{config.epochs}", unit="batch", disable=not progress)
         for batch in bar:
             sentences = [train_sentences[i] for i in batch]
+            if swap:
+                sentences = [swap(s, config.swap_entities) for s in sentences]
             inputs, word_ids = encode_words(tokenizer, [s.tokens for s in sentences], config.max_length)
             targets = torch.tensor(
                 [first_piece_targets(w, to_bio(s.labels)) for w, s in zip(word_ids, sentences)]
@@ -189,13 +224,15 @@ def train(
             if config.max_steps and step >= config.max_steps:
                 break
         epoch_seconds = time.perf_counter() - epoch_started
-        dev_metrics, _ = evaluate_model(model, tokenizer, dev_sentences, config.decode)
+        dev_metrics = (dict.fromkeys(("entity_f1", "entity_f1_D", "entity_f1_T"), float("nan")) if config.train_on_dev
+                       else evaluate_model(model, tokenizer, dev_sentences, config.decode, edges)[0])
         row = {
             "epoch": epoch,
             "train_loss": float(np.mean(losses)) if losses else float("nan"),
             "dev_entity_f1": dev_metrics["entity_f1"],
             "dev_entity_f1_D": dev_metrics["entity_f1_D"],
             "dev_entity_f1_T": dev_metrics["entity_f1_T"],
+            "train_sentences": len(train_sentences),
             "epoch_seconds": epoch_seconds,
             "train_sentences_per_second": sum(map(len, batches[: len(losses)])) / epoch_seconds,
         }
@@ -203,7 +240,11 @@ def train(
         log.info("epoch %d: loss %.4f, dev entity F1 %.4f", epoch, row["train_loss"], row["dev_entity_f1"])
         if on_epoch:
             on_epoch(row)
-        if dev_metrics["entity_f1"] > best_f1:
+        if config.average_epochs:
+            last_states.append({k: v.detach().clone() for k, v in model.state_dict().items()})
+        if keep_last:
+            pass
+        elif dev_metrics["entity_f1"] > best_f1:
             best_f1, stale = dev_metrics["entity_f1"], 0
             best_state = copy.deepcopy(model.state_dict())
             result.best_epoch, result.dev_metrics = epoch, dev_metrics
@@ -214,18 +255,26 @@ def train(
                 break
         if config.max_steps and step >= config.max_steps:
             break
-    result.train_seconds = time.perf_counter() - started
-    if best_state is not None:
+    if config.average_epochs:  # the mean of the last epochs' weights, in place of the best epoch's
+        model.load_state_dict(average_state_dicts(list(last_states)))
+    elif best_state is not None:
         model.load_state_dict(best_state)
+    if keep_last:
+        result.best_epoch = len(result.history)
+        result.dev_metrics, _ = evaluate_model(model, tokenizer, dev_sentences, config.decode, edges)
+    result.train_seconds = time.perf_counter() - started
     return result
 
 
-def save_model(model: Any, tokenizer: Any, path: Path | str) -> Path:
-    """Save model and tokenizer in Hugging Face format (what export loads)."""
+def save_model(model: Any, tokenizer: Any, path: Path | str, edges: SpanEdges | None = None) -> Path:
+    """Save model and tokenizer in Hugging Face format (what export loads), and the span edges the model is
+    decoded with (``SpanEdges.load(path)`` reads them back)."""
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(path)
     tokenizer.save_pretrained(path)
+    if edges is not None:
+        (path / SPAN_EDGES_FILE).write_text(edges.to_json())
     return path
 
 
@@ -236,13 +285,13 @@ def load_model(path: Path | str, device: str = "cpu") -> tuple[Any, Any]:
     return AutoTokenizer.from_pretrained(path), AutoModelForTokenClassification.from_pretrained(path).to(device)
 
 
-def model_to_files(model: Any, tokenizer: Any) -> dict[str, bytes]:
-    """The saved model folder as ``{relative path: bytes}``, to store as a Metaflow artifact
+def model_to_files(model: Any, tokenizer: Any, edges: SpanEdges | None = None) -> dict[str, bytes]:
+    """The saved model folder (:func:`save_model`) as ``{relative path: bytes}``, to store as a Metaflow artifact
     (works unchanged with the local and the S3 datastore)."""
     import tempfile
 
     with tempfile.TemporaryDirectory() as tmp:
-        save_model(model, tokenizer, tmp)
+        save_model(model, tokenizer, tmp, edges)
         return {str(p.relative_to(tmp)): p.read_bytes() for p in sorted(Path(tmp).rglob("*")) if p.is_file()}
 
 

@@ -37,6 +37,7 @@ from typing import Any
 
 import numpy as np
 
+from medner.decoding import SpanEdges
 from medner.inference import (
     DEFAULT_MAX_LENGTH,
     DEFAULT_MICRO_BATCH,
@@ -169,10 +170,11 @@ def note_features(
     stride: int = DEFAULT_STRIDE,
     micro_batch: int = DEFAULT_MICRO_BATCH,
     decoder: str = "viterbi",
+    edges: SpanEdges | None = None,
 ) -> np.ndarray:
     """Profile rows of ``notes`` through the serving path (tokenize, encode, decode, :func:`batch_features`):
     what a served model logs for them; export builds the reference profile with it."""
-    batch, decoded = extract_decoded(notes, tokenizer, encoder, max_length, stride, micro_batch, decoder)
+    batch, decoded = extract_decoded(notes, tokenizer, encoder, max_length, stride, micro_batch, decoder, edges)
     return batch_features(notes, batch, [d.labels for d in decoded], [d.confidence for d in decoded],
                           getattr(tokenizer, "unk_token_id", None), vocabulary)
 

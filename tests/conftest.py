@@ -55,16 +55,18 @@ def tiny_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def untrained_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The offline MiniLM with a fresh (seeded) classification head, saved as a model folder:
-    arbitrary but deterministic predictions, enough to compare code paths."""
+    """The offline MiniLM with a fresh (seeded) classification head, saved as a model folder with the span edges
+    of the tiny corpus's train split: arbitrary but deterministic predictions, enough to compare code paths."""
     import torch
 
     from medner.config import default_base_model
+    from medner.decoding import SpanEdges
     from medner.training import load_tokenizer_and_model, save_model
 
     torch.manual_seed(0)
     tokenizer, model = load_tokenizer_and_model(default_base_model())
-    return save_model(model, tokenizer, tmp_path_factory.mktemp("untrained"))
+    edges = SpanEdges.learn((s.tokens, s.labels) for s in synthetic_sentences(60, seed=1))
+    return save_model(model, tokenizer, tmp_path_factory.mktemp("untrained"), edges)
 
 
 @pytest.fixture(scope="session")

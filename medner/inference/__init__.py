@@ -34,6 +34,7 @@ from medner.inference.entities import (
     note_entities,
     note_labels,
     note_word_log_probs,
+    note_words,
 )
 from medner.inference.notes import DEFAULT_MAX_NOTE_CHARS, NoteError, RequestNotes, gather_notes, validate_note
 from medner.inference.pipeline import (
@@ -62,6 +63,6 @@ __all__ = [
     "DecodedNote", "Encoder", "Entity", "NerPipeline", "NoteError", "NoteWindows", "RequestNotes", "SoloCores",
     "TokenizedBatch", "WordPieceTokenizer", "decode_note", "decode_sentences", "encode_sentences", "encode_sorted",
     "extract", "extract_decoded", "gather_notes", "length_buckets", "log_softmax", "note_entities", "note_labels",
-    "note_rows", "note_word_log_probs", "ort_encoder", "ort_session", "pack_notes", "predict_sentences",
+    "note_rows", "note_word_log_probs", "note_words", "ort_encoder", "ort_session", "pack_notes", "predict_sentences",
     "sentence_log_probs", "tokenize_notes", "tokenize_words", "torch_encoder", "unpack_note", "validate_note",
 ]

@@ -10,10 +10,10 @@ from typing import TypedDict
 
 import numpy as np
 
-from medner.decoding import decode
+from medner.decoding import SpanEdges, decode
 from medner.inference.windows import NoteWindows
 from medner.labels import BIO_TAGS
-from medner.spans import labels_to_spans, token_spans_to_char_spans
+from medner.spans import labels_to_spans, split_sentences, token_spans_to_char_spans
 
 
 class Entity(TypedDict):
@@ -43,17 +43,28 @@ def note_word_log_probs(layout: NoteWindows, window_logits: np.ndarray) -> np.nd
 
 
 def note_labels(
-    layout: NoteWindows, window_logits: np.ndarray, decoder: str = "viterbi"
+    layout: NoteWindows, window_logits: np.ndarray, decoder: str = "viterbi", words: Sequence[str] | None = None,
+    edges: SpanEdges | None = None,
 ) -> tuple[list[str], np.ndarray]:
     """O/D/T label and confidence (probability of the best tag) of each word of one note;
-    ``window_logits`` are this note's rows of the encoder output."""
+    ``window_logits`` are this note's rows of the encoder output; ``edges`` apply given the ``words``, within each
+    of the layout's sentences."""
     word_scores = note_word_log_probs(layout, window_logits)
-    return decode(word_scores, decoder), np.exp(word_scores.max(axis=-1))
+    return decode(word_scores, decoder, words, edges, layout.sentences), np.exp(word_scores.max(axis=-1))
 
 
-def decode_note(text: str, layout: NoteWindows, window_logits: np.ndarray, decoder: str = "viterbi") -> list[Entity]:
+def note_words(text: str, layout: NoteWindows) -> list[str]:
+    """The words of one note, as :class:`~medner.decoding.SpanEdges` read them."""
+    return [text[start:end] for start, end in layout.words]
+
+
+def decode_note(text: str, layout: NoteWindows, window_logits: np.ndarray, decoder: str = "viterbi",
+                edges: SpanEdges | None = None) -> list[Entity]:
     """Entities of one note, with character offsets into ``text``."""
-    return note_entities(text, layout, *note_labels(layout, window_logits, decoder))
+    words = note_words(text, layout) if edges else None
+    if edges and layout.sentences is None:  # a layout sent between Triton models carries no sentences
+        layout.sentences = split_sentences(text, layout.words)
+    return note_entities(text, layout, *note_labels(layout, window_logits, decoder, words, edges))
 
 
 def note_entities(text: str, layout: NoteWindows, labels: Sequence[str], confidence: np.ndarray) -> list[Entity]:

@@ -11,8 +11,16 @@ from typing import Any
 
 import numpy as np
 
+from medner.decoding import SpanEdges
 from medner.inference.encoders import DEFAULT_MICRO_BATCH, Encoder, SoloCores, encode_sorted, ort_encoder
-from medner.inference.entities import DecodedNote, Entity, note_entities, note_labels, note_word_log_probs
+from medner.inference.entities import (
+    DecodedNote,
+    Entity,
+    note_entities,
+    note_labels,
+    note_word_log_probs,
+    note_words,
+)
 from medner.inference.notes import DEFAULT_MAX_NOTE_CHARS
 from medner.inference.windows import (
     DEFAULT_MAX_LENGTH,
@@ -34,9 +42,10 @@ def extract(
     stride: int = DEFAULT_STRIDE,
     batch_size: int = DEFAULT_MICRO_BATCH,
     decoder: str = "viterbi",
+    edges: SpanEdges | None = None,
 ) -> list[list[Entity]]:
-    """Entities for each note: tokenize, encode in length-sorted micro-batches, decode."""
-    _, decoded = extract_decoded(notes, tokenizer, encoder, max_length, stride, batch_size, decoder)
+    """Entities for each note: tokenize, encode in length-sorted micro-batches, decode (with ``edges``)."""
+    _, decoded = extract_decoded(notes, tokenizer, encoder, max_length, stride, batch_size, decoder, edges)
     return [d.entities for d in decoded]
 
 
@@ -48,13 +57,15 @@ def extract_decoded(
     stride: int = DEFAULT_STRIDE,
     batch_size: int = DEFAULT_MICRO_BATCH,
     decoder: str = "viterbi",
+    edges: SpanEdges | None = None,
 ) -> tuple[TokenizedBatch, list[DecodedNote]]:
     """:func:`extract` that also returns the tokenized batch and each note's word labels and confidences."""
     batch = tokenize_notes(tokenizer, notes, max_length, stride)
     logits = encode_sorted(batch.input_ids, batch.attention_mask, encoder, batch_size)
     decoded = []
     for note, layout in zip(notes, batch.notes):
-        labels, confidence = note_labels(layout, note_rows(logits, layout), decoder)
+        words = note_words(note, layout) if edges else None
+        labels, confidence = note_labels(layout, note_rows(logits, layout), decoder, words, edges)
         decoded.append(DecodedNote(labels, confidence, note_entities(note, layout, labels, confidence)))
     return batch, decoded
 
@@ -78,23 +89,30 @@ def sentence_log_probs(
     return [note_word_log_probs(layout, note_rows(logits, layout)) for layout in batch.notes]
 
 
-def decode_sentences(batch: TokenizedBatch, logits: np.ndarray, decoder: str = "viterbi") -> list[list[str]]:
-    """O/D/T labels of each sentence of :func:`encode_sentences`' output."""
-    return [note_labels(layout, note_rows(logits, layout), decoder)[0] for layout in batch.notes]
+def decode_sentences(
+    batch: TokenizedBatch, logits: np.ndarray, decoder: str = "viterbi",
+    sentences: Sequence[Sequence[str]] | None = None, edges: SpanEdges | None = None,
+) -> list[list[str]]:
+    """O/D/T labels of each sentence of :func:`encode_sentences`' output (``edges`` apply given the ``sentences``)."""
+    words = sentences if edges and sentences is not None else [None] * len(batch.notes)
+    return [note_labels(layout, note_rows(logits, layout), decoder, w, edges)[0]
+            for layout, w in zip(batch.notes, words)]
 
 
 def predict_sentences(
-    sentences: Sequence[Sequence[str]], tokenizer: Any, encoder: Encoder, decoder: str = "viterbi", **options: Any
+    sentences: Sequence[Sequence[str]], tokenizer: Any, encoder: Encoder, decoder: str = "viterbi",
+    edges: SpanEdges | None = None, **options: Any
 ) -> list[list[str]]:
     """O/D/T labels of pre-split sentences through the serving path."""
-    return decode_sentences(*encode_sentences(sentences, tokenizer, encoder, **options), decoder)
+    return decode_sentences(*encode_sentences(sentences, tokenizer, encoder, **options), decoder, sentences, edges)
 
 
 class NerPipeline:
     """One exported model version run in this process: the tokenizer and ``model.onnx`` of
     ``version_dir`` with its Triton config ``parameters`` (max_length, stride, max_note_chars,
-    micro_batch, decode, model_file, threads, spinning, solo_threads, solo_max_chars). The CPU ``ner``
-    Triton model runs exactly this; ``threads`` overrides the config's.
+    micro_batch, decode, model_file, threads, spinning, solo_threads, solo_max_chars), decoding with the span
+    edges saved beside the tokenizer (none for versions exported before them). The CPU ``ner`` Triton model
+    runs exactly this; ``threads`` overrides the config's.
 
     ``solo_threads`` above ``threads`` (``0``: every core) adds :class:`SoloCores`: a call of at most
     ``solo_max_chars`` characters runs on ``solo_threads`` threads while no other instance runs."""
@@ -107,6 +125,7 @@ class NerPipeline:
         self.micro_batch = int(parameters.get("micro_batch", DEFAULT_MICRO_BATCH))
         self.decoder = parameters.get("decode", "viterbi")
         self.tokenizer = WordPieceTokenizer.from_dir(version_dir)
+        self.edges = SpanEdges.load(version_dir)
         model_file = version_dir / parameters.get("model_file", "model.onnx")
         threads = threads or int(parameters.get("threads", 1))
         spinning = parameters.get("spinning", "true") == "true"
@@ -129,11 +148,11 @@ class NerPipeline:
         """Entities of each (validated) note."""
         with self._encoder(notes) as encoder:
             return extract(notes, self.tokenizer, encoder, self.max_length, self.stride, self.micro_batch,
-                           self.decoder)
+                           self.decoder, self.edges)
 
     def decoded(self, notes: Sequence[str]) -> tuple[TokenizedBatch, list[DecodedNote]]:
         """The tokenized batch and each note's decoding (word labels, confidences, entities): what
         ``monitoring.features.FeatureTagger`` computes a served model's profile rows from, in the same pass."""
         with self._encoder(notes) as encoder:
             return extract_decoded(notes, self.tokenizer, encoder, self.max_length, self.stride, self.micro_batch,
-                                   self.decoder)
+                                   self.decoder, self.edges)

@@ -84,6 +84,7 @@ class NoteWindows:
     word_window: np.ndarray
     word_position: np.ndarray
     pieces: int = 0  # word-pieces of the note (windows overlap, so not the sum of their lengths)
+    sentences: list[tuple[int, int]] | None = None  # word ranges of its sentences (None: not recorded)
 
 
 @dataclass
@@ -150,7 +151,8 @@ def tokenize_words(
         piece_start[word_ids[first_piece]] = first_piece
         piece_start = np.minimum.accumulate(piece_start[::-1])[::-1]
         bounds = []
-        for first_word, end_word in sentences[index] if sentences is not None else [(0, len(note_words))]:
+        note_sentences = list(sentences[index]) if sentences is not None else [(0, len(note_words))]
+        for first_word, end_word in note_sentences:
             start, end = int(piece_start[first_word]), int(piece_start[end_word])
             if end > start:
                 inner = first_piece[(first_piece >= start) & (first_piece < end)] - start
@@ -169,7 +171,7 @@ def tokenize_words(
             word_window[owners[better]] = k
             word_position[owners[better]] = positions[better] - start + 1  # +1 for [CLS]
         layouts.append(NoteWindows(list(note_words), len(rows) - len(bounds), len(bounds), word_window,
-                                   word_position, len(ids)))
+                                   word_position, len(ids), note_sentences))
     width = max((len(r) for r in rows), default=2)
     input_ids = np.full((len(rows), width), tokenizer.pad_token_id or 0, dtype=np.int64)
     attention_mask = np.zeros((len(rows), width), dtype=np.int64)

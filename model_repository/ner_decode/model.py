@@ -1,5 +1,6 @@
 """Triton python model: tag logits -> entities with character offsets, one JSON list per note
-(medner.inference.decode_note: the BIO-constrained Viterbi decoder training is evaluated with)."""
+(medner.inference.decode_note: the BIO-constrained Viterbi decoder training is evaluated with, keeping to the
+span edges exported beside this file)."""
 
 import json
 import os
@@ -11,6 +12,7 @@ sys.path[:0] = [p for p in os.environ.get("MEDNER_SITE_PACKAGES", "").split(os.p
 import numpy as np  # noqa: E402
 import triton_python_backend_utils as pb_utils  # noqa: E402
 
+from medner.decoding import SpanEdges  # noqa: E402
 from medner.inference import decode_note, unpack_note  # noqa: E402
 from medner.triton import model_parameters  # noqa: E402
 
@@ -19,6 +21,7 @@ class TritonPythonModel:
     def initialize(self, args):
         params = model_parameters(args)
         self.decoder = params.get("decode", "viterbi")
+        self.edges = SpanEdges.load(os.path.join(args["model_repository"], args["model_version"]))
 
     def execute(self, requests):
         responses = []
@@ -28,7 +31,8 @@ class TritonPythonModel:
             word_index = pb_utils.get_input_tensor_by_name(request, "word_index").as_numpy()
             documents = []
             for text, note_logits, note_index in zip(texts, logits, word_index):
-                entities = decode_note(text.decode("utf-8"), unpack_note(note_index), note_logits, self.decoder)
+                entities = decode_note(text.decode("utf-8"), unpack_note(note_index), note_logits, self.decoder,
+                                       self.edges)
                 documents.append([json.dumps(entities, ensure_ascii=False).encode("utf-8")])
             responses.append(pb_utils.InferenceResponse(
                 [pb_utils.Tensor("ENTITIES", np.array(documents, dtype=np.object_))]))

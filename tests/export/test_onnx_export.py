@@ -8,6 +8,7 @@ import pytest
 from export import onnx_export
 from export.onnx_export import MODELS, ExportRefused, export_model
 from medner.data import read_behealthy
+from medner.decoding import SpanEdges
 
 pytestmark = pytest.mark.slow
 
@@ -28,8 +29,10 @@ def test_export_writes_a_gated_version_of_every_model(untrained_model_dir: Path,
         assert {"model.onnx", "model.py", "tokenizer.json"} <= {p.name for p in (repository / pipeline / "1").iterdir()}
         onnx_file = (repository / pipeline / "1/model.onnx").read_bytes()
         assert onnx_file == (repository / encoder / "1/model.onnx").read_bytes()
+    for decoding in ("ner", "ner_int8", "ner_decode"):  # the models that decode carry the model's span edges
+        assert SpanEdges.load(repository / decoding / "1") == SpanEdges.load(untrained_model_dir) != SpanEdges()
     lineage = json.loads((repository / "ner_encoder/1/lineage.json").read_text())
-    assert lineage["source"] == "unit-test" and lineage["version"] == 1
+    assert lineage["source"] == "unit-test" and lineage["version"] == 1 and lineage["span_edges"]
     parity = lineage["gates"]["parity"]
     assert parity["passed"] and parity["max_abs_logit_diff"] <= 1e-3 and parity["sentences_with_different_labels"] == 0
     assert "entity_f1" in lineage["metrics_fp32"] and "onnxruntime" in lineage["package_versions"]

@@ -29,11 +29,14 @@ def test_train_flow_uses_the_latest_data_flow_run(flow_runner) -> None:
     assert all(0.0 <= result["metrics"][k] <= 1.0 for k in METRIC_KEYS - {"train_seconds"})
     assert result["source"] == result["data_pathspec"]
     assert result["version"] == result["data_version"]
-    assert "config.json" in result["files"] and "tokenizer.json" in result["files"]
+    assert {"config.json", "tokenizer.json", "span_edges.json"} <= set(result["files"])
     assert result["config"]["max_steps"] == 4 and result["config"]["decode"] == "viterbi"
     card = json.dumps(card_data(result["card"]))
     assert f"Test entity F1 {result['metrics']['entity_f1']:.3f}" in card
-    assert "Sample of errors" in card and "precision" in card
+    assert "Where the errors are" in card and "boundary and type" in card and "precision" in card
+    gold_categories = ("exact", "boundary", "wrong_type", "boundary_and_type", "missed")
+    assert sum(result["metrics"][f"errors_{c}_{t}"] for c in gold_categories for t in "DT") == (
+        result["metrics"]["support_D"] + result["metrics"]["support_T"])  # each gold entity in one category
     assert card.count('"type": "image"') == 2  # learning curve and confusion matrix
 
 

@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from medner.decoding import decode, viterbi
+from medner.decoding import SPAN_EDGES_FILE, SPAN_EDGES_MIN_COUNT, SpanEdges, decode, viterbi
 from medner.labels import BIO_TAGS, allowed_transition
 
 
@@ -47,3 +47,67 @@ def test_decode_rejects_unknown_method_and_handles_empty() -> None:
     assert decode(np.zeros((0, len(BIO_TAGS)))) == []
     with pytest.raises(ValueError, match="unknown decoding"):
         decode(np.zeros((1, len(BIO_TAGS))), "beam")
+
+
+def entity_edges_kept(tags: list[str], no_start: np.ndarray, no_end: np.ndarray) -> bool:
+    for i, tag in enumerate(tags):
+        if tag.startswith("B-") and no_start[i]:
+            return False
+        following = tags[i + 1] if i + 1 < len(tags) else "O"
+        if tag != "O" and following != f"I-{tag[2:]}" and no_end[i]:
+            return False
+    return True
+
+
+@settings(max_examples=60, deadline=None)
+@given(arrays(np.float64, st.tuples(st.integers(1, 5), st.just(len(BIO_TAGS))),
+              elements=st.floats(-10, 0, allow_nan=False)),
+       st.lists(st.booleans(), min_size=10, max_size=10))
+def test_viterbi_with_span_edges_finds_the_best_path_that_keeps_them(log_probs: np.ndarray, flags: list[bool]) -> None:
+    n = len(log_probs)
+    no_start, no_end = np.array(flags[:n]), np.array(flags[5:5 + n])
+    path = viterbi(log_probs, no_start, no_end)
+    tags = [BIO_TAGS[i] for i in path]
+    assert entity_edges_kept(tags, no_start, no_end)
+    best = max(sum(log_probs[i, t] for i, t in enumerate(p))
+               for p in itertools.product(range(len(BIO_TAGS)), repeat=n)
+               if all(allowed_transition(a, b) for a, b in zip([None, *[BIO_TAGS[i] for i in p]],
+                                                             [BIO_TAGS[i] for i in p]))
+               and entity_edges_kept([BIO_TAGS[i] for i in p], no_start, no_end))
+    assert sum(log_probs[i, t] for i, t in enumerate(path)) == pytest.approx(best)
+
+
+def test_span_edges_learned_from_train_keep_a_conjunction_out_of_an_entity_end(tmp_path) -> None:
+    train = [(["asthma", "and", "rest", "helped"], ["D", "O", "T", "O"])] * SPAN_EDGES_MIN_COUNT
+    edges = SpanEdges.learn(train)
+    assert edges.never_first == edges.never_last == {"and", "helped"}  # seen often, never an entity's edge
+    assert SpanEdges.learn(train[1:]) == SpanEdges()  # seen too rarely to rule out
+    # columns: O, B-D, I-D, B-T, I-T. Alone, the model reads "asthma and" as one disease.
+    lp = np.log(np.array([
+        [0.05, 0.90, 0.02, 0.02, 0.01],
+        [0.40, 0.02, 0.55, 0.02, 0.01],
+        [0.90, 0.02, 0.04, 0.02, 0.02],
+    ]))
+    words = ["Asthma", "and", "rest"]
+    assert decode(lp) == ["D", "D", "O"]
+    assert decode(lp, words=words, edges=edges) == ["D", "O", "O"]
+    assert decode(lp, "argmax", words, edges) == ["D", "D", "O"]  # edges belong to the Viterbi decoder
+
+    (tmp_path / SPAN_EDGES_FILE).write_text(edges.to_json())
+    assert SpanEdges.load(tmp_path) == edges
+    assert SpanEdges.load(tmp_path / "elsewhere") is None
+
+
+def test_span_edges_apply_within_each_sentence() -> None:
+    edges = SpanEdges(never_last=frozenset({"therapy"}))
+    # "asthma therapy . Rest helped": alone, word 1 would end a disease on a ruled-out word; across the sentence
+    # break the cheapest repair would be to run the entity on into the next sentence.
+    lp = np.log(np.array([
+        [0.02, 0.94, 0.02, 0.01, 0.01],
+        [0.10, 0.02, 0.85, 0.02, 0.01],
+        [0.30, 0.02, 0.65, 0.02, 0.01],
+        [0.90, 0.05, 0.01, 0.02, 0.02],
+    ]))
+    words = ["asthma", "therapy", "Rest", "helped"]
+    assert decode(lp, words=words, edges=edges) == ["D", "D", "D", "O"]  # one sentence: it runs on
+    assert decode(lp, words=words, edges=edges, sentences=[(0, 2), (2, 4)]) == ["D", "O", "O", "O"]

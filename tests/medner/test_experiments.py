@@ -8,12 +8,15 @@ import pytest
 from medner.data import read_behealthy
 from medner.experiments import (
     DEFAULT_GRID,
+    LEVER_GRID,
     Candidate,
     CandidateResult,
     GridError,
     parse_grid,
+    parse_seeds,
     run_candidate,
     select_challenger,
+    with_seeds,
     word_features,
 )
 
@@ -67,3 +70,26 @@ def test_challenger_is_chosen_on_dev_among_servable_candidates() -> None:
                _result("worse", 0.6, 1.0)]
     assert select_challenger(results).name == "fast"  # best dev F1, tie broken by speed; test F1 ignored
     assert select_challenger(results[:1]).name == "crf"  # nothing servable: the best there is
+
+
+def test_with_several_seeds_the_best_mean_on_dev_wins_and_its_best_seed_is_kept() -> None:
+    lucky = [_result("lucky", 0.80, 1.0), _result("lucky", 0.50, 1.0)]  # one good seed, mean 0.65
+    steady = [_result("steady", 0.70, 1.0), _result("steady", 0.68, 1.0)]  # mean 0.69
+    chosen = select_challenger([*lucky, *steady])
+    assert chosen is steady[0]
+
+
+def test_seeds_multiply_transformer_candidates_only() -> None:
+    candidates = parse_grid([{"name": "crf", "kind": "crf"}, {"name": "t", "kind": "transformer", "epochs": 2}])
+    expanded = with_seeds(candidates, parse_seeds("13, 14,15"))
+    assert [(c.name, c.params.get("seed")) for c in expanded] == [("crf", None), ("t", 13), ("t", 14), ("t", 15)]
+    assert all(c.params["epochs"] == 2 for c in expanded[1:])
+    assert with_seeds(candidates, parse_seeds("")) == candidates
+    with pytest.raises(GridError, match="comma-separated integers"):
+        parse_seeds("13;14")
+
+
+def test_named_grids_include_the_accuracy_levers() -> None:
+    levers = parse_grid("levers")
+    assert levers[0].name == "default-4ep" and all(c.lever for c in levers)
+    assert {c.name for c in levers} == {item["name"] for item in LEVER_GRID}

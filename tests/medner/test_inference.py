@@ -189,3 +189,20 @@ def test_word_piece_tokenizer_needs_cls_and_sep(untrained_model_dir: Path, tmp_p
     (tmp_path / "special_tokens_map.json").write_text('{"cls_token": "[NOT-IN-VOCAB]", "sep_token": "[SEP]"}')
     with pytest.raises(ValueError, match="no \\[CLS\\] or \\[SEP\\]"):
         WordPieceTokenizer.from_dir(tmp_path)
+
+
+def test_a_served_version_decodes_with_its_span_edges(exported_repository: Path) -> None:
+    from medner.decoding import SpanEdges
+    from medner.spans import split_words
+    from medner.triton import config_parameters
+
+    version = exported_repository / "ner" / "1"
+    pipeline = NerPipeline(version, config_parameters(exported_repository / "ner" / "config.pbtxt"))
+    assert pipeline.edges == SpanEdges.load(version) != SpanEdges()
+    notes = ["Patients with asthma were treated with inhaled steroids .", "Tamoxifen reduced symptoms of migraine ."]
+    assert any(pipeline(notes))  # the untrained head tags something
+    words = {note[s:e].lower() for note in notes for s, e in split_words(note)}
+    pipeline.edges = SpanEdges(never_first=frozenset(words))  # no word may start an entity
+    assert pipeline(notes) == [[], []]
+    _, decoded = pipeline.decoded(notes)
+    assert [d.entities for d in decoded] == [[], []]

@@ -1,6 +1,13 @@
 import pytest
 
-from medner.metrics import confusion_matrix, entity_scores, evaluate, relaxed_scores, token_weighted_f1
+from medner.metrics import (
+    confusion_matrix,
+    entity_scores,
+    error_breakdown,
+    evaluate,
+    relaxed_scores,
+    token_weighted_f1,
+)
 
 GOLD = [["D", "D", "O", "T"], ["O", "T", "T", "O", "D"]]
 # sentence 1: D exact (TP), T missed, extra D predicted; sentence 2: T boundary wrong, D exact
@@ -41,3 +48,31 @@ def test_perfect_and_empty_predictions() -> None:
 def test_mismatched_lengths_are_refused() -> None:
     with pytest.raises(ValueError):
         evaluate(GOLD, [["O"]])
+
+
+def test_error_breakdown_puts_each_entity_in_one_category() -> None:
+    tokens = [["a", "b", "c", "d", "e", "f", "g", "h"], ["x", "y", "z"]]
+    gold = [list("DDOTTODD"), list("OOO")]
+    pred = [list("DOOTTOTO"), list("OTO")]
+    # sentence 1: [a b]D predicted [a]D: boundary; [d e]T exact; [g h]D predicted [g]T: boundary and type.
+    # sentence 2: no gold entity, [y]T predicted: spurious in an empty sentence.
+    breakdown = error_breakdown(gold, pred, tokens)
+    assert breakdown["counts"] == {
+        "D": {"exact": 0, "boundary": 1, "wrong_type": 0, "boundary_and_type": 1, "missed": 0, "spurious": 0},
+        "T": {"exact": 1, "boundary": 0, "wrong_type": 0, "boundary_and_type": 0, "missed": 0, "spurious": 1},
+    }
+    assert breakdown["spurious_in_empty_sentences"] == {"D": 0, "T": 1}
+    assert breakdown["examples"]["boundary"] == [{"gold": "[a b]D; [d e]T; [g h]D", "predicted": "[a]D; [d e]T; [g]T"}]
+    assert breakdown["examples"]["spurious"] == [{"gold": "-", "predicted": "[y]T"}]
+
+    swapped = error_breakdown([list("DDOTO")], [list("TTOOO")])["counts"]
+    assert swapped["D"]["wrong_type"] == 1 and swapped["T"]["missed"] == 1
+
+
+def test_evaluate_carries_the_error_counts() -> None:
+    metrics = evaluate([list("DDOTTODD"), list("OOO")], [list("DOOTTOTO"), list("OTO")])
+    assert metrics["errors_exact_T"] == 1 and metrics["errors_boundary_D"] == 1
+    assert metrics["errors_spurious_in_empty_T"] == 1 and metrics["errors_missed_D"] == 0
+    gold_entities = metrics["support_D"] + metrics["support_T"]
+    gold_categories = ("exact", "boundary", "wrong_type", "boundary_and_type", "missed")
+    assert sum(metrics[f"errors_{c}_{t}"] for c in gold_categories for t in "DT") == gold_entities
