@@ -17,7 +17,7 @@ export WHYLOGS_NO_ANALYTICS := 1
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: setup demo test bench audit lint clean
+.PHONY: setup demo test bench audit lint clean system-packages
 
 setup: $(STAMP)
 
@@ -40,7 +40,15 @@ demo: setup  ## data + training + evaluation, then export to model_repository/
 
 # The run's output is kept in .pytest.log: a crash dump printed outside any test (a session fixture's server,
 # interpreter shutdown) fails the build too; inside a test, tests/crash_dumps.py fails that test.
-test: setup audit
+# Debian packages a test needs: a real Chromium and its driver for the review app's browser test
+# (tests/review/test_browser.py). Installed once, as root (as CI runs), with apt-get.
+SYSTEM_PACKAGES := chromium chromium-driver
+system-packages:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || { \
+	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+	  $(SYSTEM_PACKAGES); }
+
+test: setup audit system-packages
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports  # the layers (docs/development.md; contracts in pyproject.toml)
 	set -o pipefail; $(BIN)/python -m pytest 2>&1 | tee .pytest.log

@@ -41,22 +41,28 @@ class DataFlow(FlowSpec):
         self.data_version = prepared.version
         self.leaked_test_sentences = prepared.leaked_test_sentences
         self.stats = prepared.stats
-        _corpus_card(self.stats, self.data_version, self.leaked_test_sentences)
+        self.extra_sentences = prepared.extra_sentences  # how many added annotations (reviews) went to train/dev
+        _corpus_card(self.stats, self.data_version, self.leaked_test_sentences, self.extra_sentences)
         self.next(self.end)
 
     @step
     def end(self):
         """Report the data version."""
         sizes = ", ".join(f"{name} {s['sentences']}" for name, s in self.stats.items())
-        print(f"data version {self.data_version}: {sizes}; {self.leaked_test_sentences} test sentences in train")
+        extra = self.extra_sentences
+        print(f"data version {self.data_version}: {sizes}; {self.leaked_test_sentences} test sentences in train; "
+              f"{extra['total']} added sentences ({extra['train']} train, {extra['dev']} dev)")
 
 
-def _corpus_card(stats: dict, version: str, leaked: int) -> None:
+def _corpus_card(stats: dict, version: str, leaked: int, extra: dict) -> None:
     from metaflow.cards import Image, Markdown, Table
 
     from medner.report import entity_length_histogram
 
-    current.card.append(Markdown(f"# Corpus `{version}`\n\n{leaked} test sentences also appear in train."))
+    current.card.append(Markdown(
+        f"# Corpus `{version}`\n\n{leaked} test sentences also appear in train. Added annotations (e.g. exported "
+        f"reviews): {extra['total']} sentences, {extra['train']} in train and {extra['dev']} in dev; test is the "
+        "corpus's own, untouched."))
     current.card.append(
         Table(
             [[name, s["sentences"], s["tokens"], s["mean_sentence_tokens"], s["entities"]["D"], s["entities"]["T"]]

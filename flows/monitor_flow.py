@@ -9,8 +9,10 @@ class MonitorFlow(FlowSpec):
 
     Steps:
       start - merge the window's whylogs profiles and read the reference profile
-      check - per-feature Hellinger drift, the level, a card with scores and whylogs' HTML drift report
-      act   - the policy's action (warning: TrainFlow, critical: ExperimentFlow + alert), started and recorded
+      check - per-feature Hellinger drift, the level, a card with scores and whylogs' HTML drift report; with
+              --review-db, the champion's entity F1 from reviews too
+      act   - the policy's action (warning: TrainFlow, critical: ExperimentFlow + alert), started and recorded;
+              a quality drop from reviews is acted on like critical drift
       end   - print the level and the decision
     """
 
@@ -27,6 +29,9 @@ class MonitorFlow(FlowSpec):
     trigger_backend = Parameter("trigger-backend", default="local", help="local or stepfunctions")
     dry_run = Parameter("dry-run", default=False, help="decide, but start nothing and record nothing")
     decision_log = Parameter("decision-log", default="", help="decision log JSONL (default: triggers' default)")
+    review_db = Parameter("review-db", default="", help="review database URL: also check quality from reviews")
+    max_quality_drop = Parameter("max-quality-drop", default=0.05, help="entity F1 drop from reviews that is critical")
+    min_reviewed_notes = Parameter("min-reviewed-notes", default=300, help="fewer random-share reviews: no verdict")
     trigger_parameters = Parameter("trigger-parameters", default="{}",
                                    help='JSON {"TrainFlow": {...}, "ExperimentFlow": {...}} for started flows')
 
@@ -55,6 +60,12 @@ class MonitorFlow(FlowSpec):
             self.window_profile, self.reference_profile, self.window_start, self.window_end,
             self.warning, self.critical, self.min_notes, self.profiles)
         drift_card(current.card, self.report, self.drift_html)
+        self.quality = None
+        if self.review_db:
+            from monitoring.quality import review_quality
+
+            self.quality = review_quality(self.review_db, self.repository, model=self.model,
+                                          max_drop=self.max_quality_drop, min_sentences=self.min_reviewed_notes)
         self.next(self.act)
 
     @step
@@ -64,6 +75,12 @@ class MonitorFlow(FlowSpec):
 
         self.decision = decide(self.report, self.trigger_backend, self.decision_log, self.trigger_parameters,
                                self.dry_run)
+        self.quality_decision = None
+        if self.quality:
+            from monitoring.quality import quality_reason
+
+            self.quality_decision = decide(self.quality, self.trigger_backend, self.decision_log,
+                                           self.trigger_parameters, self.dry_run, quality_reason(self.quality))
         self.next(self.end)
 
     @step
@@ -72,6 +89,11 @@ class MonitorFlow(FlowSpec):
         d = self.decision
         print(f"drift {self.report['level']} (combined {self.report['combined']}, {self.report['counts']['notes']} "
               f"notes): action {d['action']}, {d['status']}{' ' + d['target'] if d.get('target') else ''}")
+        if self.quality:
+            q = self.quality_decision
+            print(f"quality from reviews {self.quality['level']} (entity F1 {self.quality['entity_f1']} on "
+                  f"{self.quality['sentences']} notes vs {self.quality['champion_entity_f1']}): action {q['action']}, "
+                  f"{q['status']}")
 
 
 if __name__ == "__main__":

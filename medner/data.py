@@ -164,7 +164,8 @@ def write_behealthy(sentences: Iterable[Sentence], data_dir: Path | str, split: 
 
 # --- JSONL -----------------------------------------------------------------------------------
 
-def _parse_jsonl_record(record: object) -> Sentence:
+def parse_annotation(record: object) -> Sentence:
+    """One JSONL record (``{"text", "entities"}``) as a sentence; ``ValueError`` says what is wrong (never the text)."""
     if not isinstance(record, dict) or not isinstance(record.get("text"), str):
         raise ValueError('expected an object with a string "text"')
     text = record["text"]
@@ -201,7 +202,7 @@ def read_jsonl(path: Path | str) -> list[Sentence]:
         if not line.strip():
             continue
         try:
-            sentences.append(_parse_jsonl_record(json.loads(line)))
+            sentences.append(parse_annotation(json.loads(line)))
         except json.JSONDecodeError as err:
             raise DataFormatError(path, number, f"invalid JSON ({err.msg})") from None
         except ValueError as err:
@@ -286,6 +287,7 @@ class PreparedData:
     version: str
     leaked_test_sentences: int
     stats: dict
+    extra_sentences: dict[str, int]  # extra annotations (e.g. exported reviews): total, in train, in dev
 
 
 def prepare_data(
@@ -295,16 +297,20 @@ def prepare_data(
     seed: int = 13,
 ) -> PreparedData:
     """Read and validate the corpus (plus extra annotations, added to train), carve the dev split
-    from train with a fixed seed (test is untouched), version the result and count leakage."""
+    from train with a fixed seed (test is untouched), version the result and count leakage; ``extra_sentences`` says
+    how many extra sentences (e.g. exported reviews) went into train and dev."""
     corpus = read_behealthy(data_dir)
-    train_pool = corpus["train"] + [s for path in extra_annotations for s in read_annotations(path)]
-    train, dev = split_dev(train_pool, dev_fraction, seed)
+    extra = [s for path in extra_annotations for s in read_annotations(path)]
+    train, dev = split_dev(corpus["train"] + extra, dev_fraction, seed)
     splits = {"train": train, "dev": dev, "test": corpus["test"]}
+    extra_ids = {id(s) for s in extra}  # split_dev hands back the same objects
     return PreparedData(
         train=train,
         dev=dev,
         test=corpus["test"],
         version=dataset_version(splits),
-        leaked_test_sentences=leakage(train_pool, corpus["test"]),
+        leaked_test_sentences=leakage(corpus["train"] + extra, corpus["test"]),
         stats={name: corpus_stats(sentences) for name, sentences in splits.items()},
+        extra_sentences={"total": len(extra), "train": sum(id(s) in extra_ids for s in train),
+                         "dev": sum(id(s) in extra_ids for s in dev)},
     )

@@ -294,9 +294,10 @@ def check_serialized(target: bytes | None, reference: bytes, start: str, end: st
 
 
 def decide(report: dict[str, Any], backend: str = "local", log: str = "", flow_parameters: str = "{}",
-           dry_run: bool = False) -> dict[str, Any]:
-    """The policy's decision on ``report`` (``monitoring.triggers.act``: start the flow, record it); in a
-    ``dry_run`` only the action it would take, nothing started or recorded."""
+           dry_run: bool = False, reason: str = "") -> dict[str, Any]:
+    """The policy's decision on ``report`` (``monitoring.triggers.act``: start the flow, record it, with ``reason``
+    or one made from the drift scores); in a ``dry_run`` only the action it would take, nothing started or
+    recorded."""
     import json
 
     from monitoring.policy import FLOWS, action_for
@@ -310,7 +311,7 @@ def decide(report: dict[str, Any], backend: str = "local", log: str = "", flow_p
         return {"level": report["level"], "action": action, "flow": FLOWS.get(action, ""), "backend": backend,
                 "status": "dry-run", "target": "", "window_start": report.get("window_start"),
                 "window_end": report.get("window_end")}
-    return act(report, backend, log or DEFAULT_LOG, parameters=parameters)
+    return act(report, backend, log or DEFAULT_LOG, parameters=parameters, reason=reason)
 
 
 def parse_window(text: str) -> float:

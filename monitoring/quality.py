@@ -7,11 +7,16 @@ champion version with :class:`clients.local.LocalNerModel`, or a live server wit
 scores the test split, and compared with the champion's test entity F1 from its lineage
 (``ner_encoder/<N>/lineage.json``, ``metrics_fp32.entity_f1``). A drop beyond the threshold is treated
 like critical drift. Reports hold scores and counts only, never text.
+
+The other source of truth is the review store (``review/``): :func:`review_quality` measures the champion version
+against reviewers' final spans on the random share of reviewed notes (the unbiased sample) and applies the same
+threshold, so reviews are a live accuracy measure without separate annotation work.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -82,17 +87,52 @@ def check_quality(paths: Sequence[str | Path], repository: Path = Path("model_re
     }
 
 
+def review_quality(db: str | None, repository: Path = Path("model_repository"), *, model: str = "ner",
+                   max_drop: float = DEFAULT_QUALITY_DROP, min_sentences: int = MIN_SENTENCES,
+                   since: datetime | None = None) -> dict[str, Any]:
+    """Precision, recall and entity F1 of the champion version against reviewers' final spans (random-share
+    notes reviewed since ``since``; :func:`review.service.quality_by_version`) with the weekly rows; ``level`` as
+    in :func:`check_quality`, ``none`` (with ``too_few``) under ``min_sentences`` reviewed notes."""
+    from review.service import quality_by_version, quality_totals
+    from review.store import Store
+
+    version, best = champion_f1(repository)
+    store = Store(db)
+    try:
+        with store.session() as session:
+            weeks = [r for r in quality_by_version(session, since) if r["model"] == model and
+                     r["model_version"] == version]
+    finally:
+        store.close()
+    totals = quality_totals(weeks)
+    f1 = totals["entity_f1"] or 0.0
+    too_few = totals["notes"] < min_sentences or totals["entity_f1"] is None
+    return {
+        "level": "none" if too_few else quality_level(f1, best, max_drop), "too_few": too_few, "source": "reviews",
+        "entity_f1": round(f1, 4), "precision": totals["precision"], "recall": totals["recall"],
+        "champion_entity_f1": round(best, 4), "drop": round(best - f1, 4), "max_drop": max_drop,
+        "version": version, "sentences": totals["notes"], "weeks": weeks,
+        "scores": {"entity_f1": f1},
+    }
+
+
 def check_quality_and_act(paths: Sequence[str | Path], *, repository: Path = Path("model_repository"),
                           url: str | None = None, model: str = "ner", max_drop: float = DEFAULT_QUALITY_DROP,
                           min_sentences: int = MIN_SENTENCES, trigger: bool = False, backend: str = "local",
                           log: str = "", parameters: dict[str, dict] | None = None,
-                          endpoint_url: str | None = None) -> dict[str, Any]:
-    """:func:`check_quality`; with ``trigger``, act on the report (a drop starts ExperimentFlow and alerts, see
+                          endpoint_url: str | None = None, reviews: str | None = None) -> dict[str, Any]:
+    """:func:`check_quality` of annotated files, or with ``reviews`` (a review database URL)
+    :func:`review_quality`; with ``trigger``, act on the report (a drop starts ExperimentFlow and alerts, see
     :func:`monitoring.triggers.act`) and add the decision to it under ``decision``."""
     from monitoring.triggers import DEFAULT_LOG, act, backend_options
 
-    report = check_quality(paths, repository=repository, url=url, model=model, max_drop=max_drop,
-                           min_sentences=min_sentences)
+    if (reviews is None) == (not paths):
+        raise ValueError("give annotated files or a review database (--reviews), one of the two")
+    if reviews is not None:
+        report = review_quality(reviews, repository, model=model, max_drop=max_drop, min_sentences=min_sentences)
+    else:
+        report = check_quality(paths, repository=repository, url=url, model=model, max_drop=max_drop,
+                               min_sentences=min_sentences)
     if trigger:
         report["decision"] = act(report, backend, log or DEFAULT_LOG, reason=quality_reason(report),
                                  parameters=parameters or {}, backend_options=backend_options(backend, endpoint_url))
@@ -100,6 +140,7 @@ def check_quality_and_act(paths: Sequence[str | Path], *, repository: Path = Pat
 
 
 def quality_reason(report: dict[str, Any]) -> str:
-    return (f"quality: entity F1 {report['entity_f1']:.4f} on {report['sentences']} annotated live sentences vs "
+    sample = "reviewed notes (random share)" if report.get("source") == "reviews" else "annotated live sentences"
+    return (f"quality: entity F1 {report['entity_f1']:.4f} on {report['sentences']} {sample} vs "
             f"champion v{report['version']} {report['champion_entity_f1']:.4f} (drop {report['drop']:.4f}, "
             f"threshold {report['max_drop']})")

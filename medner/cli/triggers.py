@@ -85,7 +85,8 @@ def monitor_inbox(
 
 @monitor_app.command("quality")
 def monitor_quality(
-    files: Annotated[list[Path], typer.Argument(help="Annotated samples of live traffic: *.jsonl or *_sent files.")],
+    files: Annotated[list[Path] | None, typer.Argument(
+        help="Annotated samples of live traffic: *.jsonl or *_sent files (or --reviews).")] = None,
     repository: RepositoryOption = DEFAULT_REPOSITORY,
     url: Annotated[str | None, typer.Option(help="Score a live server (gRPC) instead of the champion version "
                                             "in-process.")] = None,
@@ -97,17 +98,22 @@ def monitor_quality(
     log: DecisionLogOption = DEFAULT_DECISION_LOG,
     experiment_params: Annotated[str, typer.Option(help="ExperimentFlow parameters, JSON.")] = "{}",
     endpoint_url: EndpointOption = None,
+    reviews: Annotated[str | None, typer.Option(
+        help="Measure against the review database at this URL instead (the random share of reviewed notes).")
+    ] = None,
 ) -> None:
-    """Entity F1 of the served model on annotated live samples against the champion's test F1; print JSON."""
+    """Entity F1 of the served model on annotated live samples, or from reviews, against the champion's test
+    F1; print JSON."""
     from medner.data import DataFormatError
     from monitoring.quality import check_quality_and_act
     from monitoring.triggers import TriggerError
 
     parameters = {"ExperimentFlow": json_option(experiment_params, "--experiment-params")} if trigger else {}
     try:
-        report = check_quality_and_act(files, repository=repository, url=url, model=model, max_drop=max_drop,
-                                       min_sentences=min_sentences, trigger=trigger, backend=backend, log=log,
-                                       parameters=parameters, endpoint_url=endpoint_url)
+        report = check_quality_and_act(files or [], repository=repository, url=url, model=model,
+                                       max_drop=max_drop, min_sentences=min_sentences, trigger=trigger,
+                                       backend=backend, log=log, parameters=parameters, endpoint_url=endpoint_url,
+                                       reviews=reviews)
     except (DataFormatError, FileNotFoundError, ValueError, TriggerError) as err:
         fail(str(err))
     typer.echo(json.dumps(report, indent=2))

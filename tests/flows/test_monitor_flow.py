@@ -62,3 +62,22 @@ def test_in_distribution_window_records_no_action(flow_runner, tmp_path: Path) -
     assert (decision["level"], decision["action"], decision["status"]) == ("none", "none", "none")
     records = [json.loads(line) for line in log.read_text().splitlines()]
     assert [(r["level"], r["action"], r["target"]) for r in records] == [("none", "none", "")]
+
+
+def test_a_quality_drop_from_reviews_calls_for_reexperiment(flow_runner, tmp_path: Path) -> None:
+    from tests.monitoring.test_quality import reviewed_store
+
+    repository, store = profile_store(tmp_path, shift=0.0)  # no drift: the reviews alone call for action
+    (repository / "ner_encoder" / "1").mkdir(parents=True)
+    (repository / "ner_encoder" / "1" / "lineage.json").write_text(json.dumps({"metrics_fp32": {"entity_f1": 0.9}}))
+    url = f"sqlite:///{tmp_path / 'review.db'}"
+    reviewed_store(url, version=1, notes=10, agree=6)
+    flow_runner.run("monitor_flow.py", "--profile-dir", str(store), "--repository", str(repository), *THRESHOLDS,
+                    "--review-db", url, "--min-reviewed-notes", "10", "--dry-run", "True")
+    result = flow_runner.client(
+        "run = Flow('MonitorFlow').latest_successful_run\n"
+        "result = dict(drift=run.data.decision, quality=run.data.quality, decision=run.data.quality_decision)")
+    assert result["drift"]["action"] == "none"
+    assert (result["quality"]["level"], result["quality"]["entity_f1"], result["quality"]["sentences"]) == (
+        "critical", 0.6, 10)
+    assert (result["decision"]["action"], result["decision"]["flow"]) == ("reexperiment", "ExperimentFlow")

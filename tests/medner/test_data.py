@@ -155,3 +155,8 @@ def test_prepare_data_adds_extra_annotations_to_train(tiny_corpus: Path, tmp_pat
     assert len(more.train) + len(more.dev) == 61
     assert more.version != base.version
     assert base.stats["dev"]["sentences"] == len(base.dev) == 6
+    assert base.extra_sentences == {"total": 0, "train": 0, "dev": 0}
+    added = next(s for s in more.train + more.dev if s.tokens == ("Aspirin", "for", "gout"))
+    where = "train" if any(s is added for s in more.train) else "dev"
+    assert more.extra_sentences == {"total": 1, "train": where == "train", "dev": where == "dev"}
+    assert more.test == base.test

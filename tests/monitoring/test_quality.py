@@ -96,3 +96,47 @@ def test_quality_rejects_malformed_samples_with_file_and_line(tmp_path: Path, ex
     result = runner.invoke(app, ["monitor", "quality", str(tmp_path / "live.jsonl"), "--repository",
                                  str(exported_repository)])
     assert result.exit_code == 1 and f"{tmp_path / 'live.jsonl'}:2:" in result.stderr
+
+
+def reviewed_store(url: str, version: int, notes: int, agree: int) -> None:
+    """A review store where ``notes`` random-share notes of model ``version`` were reviewed: in ``agree`` of
+    them the reviewer kept the model's one entity, in the others they changed its type."""
+    from review.queue import add_notes, next_note
+    from review.service import add_reviewer, reviewer_for_token, submit_review
+    from review.store import Store
+
+    store = Store(url)
+    texts = [f"Patient {k} had asthma ." for k in range(notes)]
+    with store.session() as session:
+        add_notes(session, [(f"s:{k}", t) for k, t in enumerate(texts)],
+                  [[{"start": t.index("asthma"), "end": t.index("asthma") + 6, "label": "D", "score": 0.5}]
+                   for t in texts], model="ner", model_version=version, random_share=1.0)
+        token = add_reviewer(session, "ann")
+    for _ in range(notes):
+        with store.session() as session:
+            note = next_note(session, reviewer_for_token(session, token).id, 1.0)
+            begin = note.text.index("asthma")
+            label = "D" if int(note.text.split()[1]) < agree else "T"
+            submit_review(session, note.id, reviewer_for_token(session, token), note.revision,
+                          [{"start": begin, "end": begin + 6, "label": label, "text": "asthma"}])
+    store.close()
+
+
+def test_quality_from_reviews_counts_the_champion_on_random_notes(exported_repository: Path, tmp_path: Path) -> None:
+    from monitoring.quality import review_quality
+
+    (tmp_path / "repo").mkdir()
+    repository = repository_with_champion_f1(exported_repository, tmp_path / "repo", 0.9)
+    url = f"sqlite:///{tmp_path / 'review.db'}"
+    reviewed_store(url, version=1, notes=10, agree=6)  # 6 of 10 entities right: P = R = F1 = 0.6
+    report = review_quality(url, repository, min_sentences=10)
+    assert (report["sentences"], report["entity_f1"], report["precision"], report["recall"]) == (10, 0.6, 0.6, 0.6)
+    assert report["level"] == "critical" and report["drop"] == 0.3 and report["source"] == "reviews"
+    assert review_quality(url, repository, min_sentences=11)["too_few"]
+    result = runner.invoke(app, ["monitor", "quality", "--reviews", url, "--repository", str(repository),
+                                 "--min-sentences", "5", "--max-drop", "0.4"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["level"] == "none"  # a drop of 0.3 is within 0.4
+    both = runner.invoke(app, ["monitor", "quality", str(tmp_path / "x.jsonl"), "--reviews", url, "--repository",
+                               str(repository)])
+    assert both.exit_code == 1 and "one of the two" in both.stderr

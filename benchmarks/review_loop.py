@@ -1,0 +1,261 @@
+"""Does the review loop pay off? A simulation on BeHealthy, honest about what it measures.
+
+    python benchmarks/review_loop.py run [--notes 300] [--seeds 13 14 15]
+    python benchmarks/review_loop.py report
+
+1. Split BeHealthy's train split in two halves (seeded): **half A** is the training data, **half B** plays the
+   production notes. The test split is untouched.
+2. **half only**: DataFlow on half A, TrainFlow for each seed; the first seed's model is exported to a model
+   repository: the "served" model.
+3. Half B is imported twice (`review.importer.import_notes`, in-process on the served model): into a store that
+   hands out notes **least certain first** (random share 0) and into one that hands out **uniformly random**
+   notes (random share 1). Import time per note is measured here.
+4. A scripted reviewer (the gold labels of half B) reviews ``--notes`` notes of each store **through the web
+   app's HTTP API** (`medner review serve`, `/api/next`, `/api/notes/ID`).
+5. Each store is exported (`medner review export`) into its own inbox, and the inbox starts DataFlow (half A +
+   the reviewed notes) and TrainFlow (first seed); the other seeds train on the same DataFlow run.
+6. The report: test entity F1 (mean ± sd over seeds) per arm; the served model's errors found per reviewed note
+   in each store; its precision/recall/F1 estimated from the random store's reviews vs its true test F1.
+
+Intermediate state is kept in ``--work`` (default ``.review_loop/``), so an interrupted run resumes. Writes
+benchmarks/results/review_loop.{md,json}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.common import hardware  # noqa: E402
+
+TAG = "review-loop"
+ARMS = ("half", "half+random", "half+queue")
+STORES = {"half+random": 1.0, "half+queue": 0.0}  # the stores' random share
+
+
+class Work:
+    """The work folder and its state file (what is done, and the run ids)."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        folder.mkdir(parents=True, exist_ok=True)
+        self.path = folder / "state.json"
+        self.state = json.loads(self.path.read_text()) if self.path.exists() else {}
+
+    def save(self) -> None:
+        self.path.write_text(json.dumps(self.state, indent=1))
+
+
+def flow(name: str, *args: str) -> str:
+    """Run a flow here (tagged) and return its run pathspec."""
+    from metaflow import Flow
+
+    command = [sys.executable, str(ROOT / "flows" / f"{name}.py"), "run", "--tag", TAG, *args]
+    print("+", " ".join(command), flush=True)
+    subprocess.run(command, cwd=ROOT, check=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    return Flow({"data_flow": "DataFlow", "train_flow": "TrainFlow"}[name]).latest_successful_run.pathspec
+
+
+def split_halves(data_dir: Path, work: Work) -> tuple[Path, list]:
+    """Half A written as a BeHealthy folder (with the untouched test split); half B returned as sentences."""
+    from medner.data import read_behealthy, write_behealthy
+
+    corpus = read_behealthy(data_dir)
+    order = list(range(len(corpus["train"])))
+    random.Random(13).shuffle(order)
+    middle = len(order) // 2
+    half_a = [corpus["train"][i] for i in sorted(order[:middle])]
+    half_b = [corpus["train"][i] for i in sorted(order[middle:])]
+    folder = work.folder / "half_a"
+    write_behealthy(half_a, folder, "train")
+    write_behealthy(corpus["test"], folder, "test")
+    return folder, half_b
+
+
+def gold_notes(sentences: list) -> dict[str, list[dict]]:
+    """Each half-B sentence as a note (tokens joined by spaces) with its gold character spans."""
+    from medner.spans import join_tokens, token_spans_to_char_spans
+
+    notes = {}
+    for sentence in sentences:
+        text, offsets = join_tokens(sentence.tokens)
+        notes[text] = [{"start": s, "end": e, "label": label}
+                       for s, e, label in token_spans_to_char_spans(sentence.spans, offsets)]
+    return notes
+
+
+def medner_cli(*args: str) -> str:
+    return subprocess.run([sys.executable, "-m", "medner.cli", *args], check=True, capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)}).stdout.strip()
+
+
+def review_through_app(db: str, gold: dict[str, list[dict]], notes: int) -> dict:
+    """Start `medner review serve` on the store, add a reviewer, and review ``notes`` notes with the gold
+    spans through the JSON API. Returns counts of decisions."""
+    token = medner_cli("review", "add-reviewer", "gold", "--db", db)
+    server = subprocess.Popen([sys.executable, "-m", "medner.cli", "review", "serve", "--db", db, "--port", "0"],
+                              stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    try:
+        line = server.stderr.readline()  # "review app on http://127.0.0.1:PORT": the socket listens
+        address = line.strip().rsplit(" ", 1)[-1]
+        headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+        decisions: dict[str, int] = {}
+        for _ in range(notes):
+            with urllib.request.urlopen(urllib.request.Request(f"{address}/api/next", headers=headers)) as answer:
+                if answer.status == 204:
+                    break
+                note = json.load(answer)
+            spans = [{**s, "text": note["text"][s["start"]: s["end"]]} for s in gold[note["text"]]]
+            body = json.dumps({"revision": note["revision"], "entities": spans}).encode()
+            request = urllib.request.Request(f"{address}/api/notes/{note['id']}", data=body, headers=headers,
+                                             method="POST")
+            with urllib.request.urlopen(request) as answer:
+                decision = json.load(answer)["decision"]
+            decisions[decision] = decisions.get(decision, 0) + 1
+        return decisions
+    finally:
+        server.terminate()
+        server.wait()
+
+
+def run(args: argparse.Namespace) -> None:
+    from medner.config import data_dir as resolve_data_dir
+    from monitoring.inbox import process_inbox
+    from review.importer import import_notes
+    from review.service import export_reviews, quality_by_version, quality_totals
+    from review.store import Store
+
+    work = Work(Path(args.work).resolve())
+    state = work.state
+    half_dir, half_b = split_halves(resolve_data_dir(args.data_dir or None), work)
+    gold = gold_notes(half_b)
+    repository = work.folder / "model_repository"
+
+    if "half" not in state:
+        data_run = flow("data_flow", "--data-dir", str(half_dir))
+        runs = [flow("train_flow", "--data-run", data_run, "--seed", str(seed),
+                     *(["--repository", str(repository)] if k == 0 else []))
+                for k, seed in enumerate(args.seeds)]
+        state["half"] = {"data_run": data_run, "train_runs": runs}
+        work.save()
+
+    for arm, share in STORES.items():
+        key = f"store:{arm}"
+        db = f"sqlite:///{work.folder / (arm.replace('+', '_') + '.db')}"
+        if key not in state:
+            store = Store(db)
+            began = time.perf_counter()
+            imported = import_notes(list(gold_items(gold)), store, local=repository, random_share=share)
+            seconds = time.perf_counter() - began
+            store.close()
+            state[key] = {"db": db, "imported": imported.imported, "import_seconds": round(seconds, 2),
+                          "seconds_per_note": round(seconds / max(1, imported.imported), 5)}
+            work.save()
+        if "decisions" not in state[key]:
+            state[key]["decisions"] = review_through_app(db, gold, args.notes)
+            work.save()
+        if "train_runs" not in state[key]:
+            store = Store(db)
+            with store.session() as session:
+                state[key]["quality_all"] = quality_totals(quality_by_version(session, sample=None))
+                state[key]["quality_random"] = quality_totals(quality_by_version(session))
+                inbox = work.folder / f"inbox_{arm.replace('+', '_')}"
+                path, exported = export_reviews(session, inbox)
+            store.close()
+            result = process_inbox(inbox, "local", work.folder / "decisions.jsonl",
+                                   data_parameters={"data-dir": str(half_dir)},
+                                   train_parameters={"seed": args.seeds[0]})
+            started = {d["flow"]: d["target"] for d in result.decisions if d.get("target")}
+            runs = [started["TrainFlow"]] + [flow("train_flow", "--data-run", started["DataFlow"], "--seed", str(s))
+                                             for s in args.seeds[1:]]
+            state[key].update(exported=exported, data_run=started["DataFlow"], train_runs=runs)
+            work.save()
+    print(json.dumps(state, indent=1))
+
+
+def gold_items(gold: dict[str, list[dict]]) -> list[tuple[str, str]]:
+    return [(f"half_b:{k}", text) for k, text in enumerate(gold, 1)]
+
+
+def report(args: argparse.Namespace) -> None:
+    from metaflow import Run, namespace
+
+    from medner.report import mean_sd
+
+    namespace(None)
+    state = Work(Path(args.work).resolve()).state
+    arms = {"half": state["half"], **{arm: state[f"store:{arm}"] for arm in STORES}}
+    rows = {}
+    for arm, entry in arms.items():
+        metrics = [Run(r).data.metrics for r in entry["train_runs"]]
+        extra = Run(entry["data_run"]).data.extra_sentences if arm != "half" else {"total": 0, "train": 0, "dev": 0}
+        rows[arm] = {"runs": entry["train_runs"], "data_run": entry["data_run"], "extra_sentences": extra,
+                     "f1": [m["entity_f1"] for m in metrics], "f1_D": [m["entity_f1_D"] for m in metrics],
+                     "f1_T": [m["entity_f1_T"] for m in metrics]}
+    served = Run(state["half"]["train_runs"][0]).data.metrics
+    stores = {arm: state[f"store:{arm}"] for arm in STORES}
+    summary = {"hardware": hardware(), "arms": rows, "stores": stores,
+               "served_model": {"run": state["half"]["train_runs"][0], "test_entity_f1": served["entity_f1"],
+                                "test_precision": served["entity_precision"], "test_recall": served["entity_recall"]}}
+    estimate = stores["half+random"]["quality_random"]
+    lines = [
+        "# The review loop, simulated", "",
+        "BeHealthy's train split halved (seeded): half A trains, half B plays the production notes; the test split "
+        "is untouched. The model trained on half A (first seed) tags half B into two review stores; a scripted "
+        "reviewer applies half B's gold labels through the review app's HTTP API to the notes each store hands "
+        "out; each store's reviews are exported into an inbox, which starts DataFlow and TrainFlow.", "",
+        "| arm | reviewed notes added | of them in train / dev | test entity F1 | D | T | runs |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | --- |",
+        *(f"| {arm} | {r['extra_sentences']['total']} | {r['extra_sentences']['train']} / "
+          f"{r['extra_sentences']['dev']} | {mean_sd(r['f1'])} | {mean_sd(r['f1_D'])} | {mean_sd(r['f1_T'])} | "
+          + ", ".join(r["runs"]) + " |" for arm, r in rows.items()), "",
+        f"Test F1 is the mean ± sd over {len(rows['half']['f1'])} seeds.", "",
+        "What the reviewers saw (the served model, first seed of half only, against the gold spans):", "",
+        "| store | notes imported | import s/note | reviewed | accepted as is | model errors per reviewed note | "
+        "precision | recall | entity F1 |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        *(f"| {arm.split('+')[1]} order | {s['imported']} | {s['seconds_per_note']:.4f} | "
+          f"{s['quality_all']['notes']} | {s['decisions'].get('accepted', 0)} | "
+          f"{(s['quality_all']['fp'] + s['quality_all']['fn']) / max(1, s['quality_all']['notes']):.2f} | "
+          f"{s['quality_all']['precision']:.3f} | {s['quality_all']['recall']:.3f} | "
+          f"{s['quality_all']['entity_f1']:.3f} |" for arm, s in stores.items()), "",
+        f"Quality estimate from the random reviews ({estimate['notes']} notes): precision {estimate['precision']:.3f}, "
+        f"recall {estimate['recall']:.3f}, entity F1 {estimate['entity_f1']:.3f}; the same model's true test "
+        f"entity F1 {served['entity_f1']:.3f} (precision {served['entity_precision']:.3f}, recall "
+        f"{served['entity_recall']:.3f}).", "",
+        f"Import time per note: in-process tagging (ONNX Runtime, the exported fp32 `ner` model) plus the database "
+        f"writes (SQLite), on {summary['hardware']}.", "",
+        "Command: `python benchmarks/review_loop.py run && python benchmarks/review_loop.py report`.",
+    ]
+    out = ROOT / "benchmarks" / "results" / "review_loop"
+    out.with_suffix(".json").write_text(json.dumps(summary, indent=1, default=str))
+    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    start = sub.add_parser("run", help="train, import, review, export, retrain")
+    start.add_argument("--notes", type=int, default=300, help="notes reviewed in each store")
+    start.add_argument("--seeds", nargs="*", type=int, default=[13, 14, 15])
+    start.add_argument("--data-dir", default="", help="BeHealthy folder (default: $MEDNER_DATA_DIR)")
+    start.add_argument("--work", default=str(ROOT / ".review_loop"))
+    done = sub.add_parser("report", help="write benchmarks/results/review_loop.{md,json}")
+    done.add_argument("--work", default=str(ROOT / ".review_loop"))
+    args = parser.parse_args()
+    (run if args.command == "run" else report)(args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,117 @@
+"""``medner review``: import notes into the review queue, serve the review app, add reviewers, export reviews
+as annotations, apply retention."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from medner.cli._app import Model, ModelOption, app, fail, group
+from medner.config import DEFAULT_GRPC_URL
+
+review_app = group("People check the model's least certain extractions; their corrections become training data.")
+app.add_typer(review_app, name="review")
+
+DbOption = Annotated[str | None, typer.Option(
+    "--db", help="Review database URL (default: $MEDNER_REVIEW_DB, else sqlite:///review.db); PostgreSQL: "
+                 "postgresql+psycopg://USER@HOST/DB.")]
+
+
+@review_app.command("import")
+def review_import(
+    inputs: Annotated[list[Path], typer.Argument(help="Text files (a note per line) or folders of .txt notes.",
+                                                 exists=True)],
+    url: Annotated[str, typer.Option(help="Triton gRPC address of the serving model.")] = DEFAULT_GRPC_URL,
+    local: Annotated[Path | None, typer.Option(help="Tag in-process with this repository's champion (no server).",
+                                               exists=True, file_okay=False)] = None,
+    model: ModelOption = Model.ner,
+    model_version: Annotated[int | None, typer.Option(
+        help="The serving model version, recorded with each extraction (default with --local: the champion).")] = None,
+    random_share: Annotated[float, typer.Option(
+        help="Share of notes drawn uniformly at random (the unbiased quality sample); the rest are queued least "
+             "certain first.", min=0.0, max=1.0)] = 0.2,
+    db: DbOption = None,
+) -> None:
+    """Tag notes with the model and queue them for review (a note already in the queue is not added again)."""
+    from review.importer import import_files
+
+    try:
+        result = import_files(inputs, db, url=url, local=local, model=model, model_version=model_version,
+                              random_share=random_share)
+    except (ValueError, FileNotFoundError) as err:
+        fail(str(err))
+    typer.echo(json.dumps({"imported": result.imported, "duplicates": result.duplicates, "failed": result.failed},
+                          indent=2))
+    if result.failed:
+        fail(f"{len(result.failed)} notes failed and were not queued (listed above)")
+
+
+@review_app.command("add-reviewer")
+def review_add_reviewer(name: Annotated[str, typer.Argument(help="The reviewer's name.")], db: DbOption = None
+                        ) -> None:
+    """Add a reviewer and print their sign-in token, once (only its hash is stored)."""
+    from review.service import ReviewError, add_reviewer
+    from review.store import Store
+
+    try:
+        with Store(db).session() as session:
+            token = add_reviewer(session, name)
+    except ReviewError as err:
+        fail(str(err))
+    typer.echo(token)
+
+
+@review_app.command("serve")
+def review_serve(
+    db: DbOption = None,
+    host: Annotated[str, typer.Option(help="Address to bind; 127.0.0.1 keeps the app on this machine.")
+                    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port (0: any free one; the address is printed).")] = 8080,
+    random_share: Annotated[float, typer.Option(help="Share of reviews drawn from the random sample.", min=0.0,
+                                                max=1.0)] = 0.2,
+    secret_key_file: Annotated[Path | None, typer.Option(
+        help="File holding the key that signs sessions (default: a random one: sessions end at restart).",
+        exists=True, dir_okay=False)] = None,
+) -> None:
+    """Serve the review web app (and its JSON API) until interrupted."""
+    from review.app import serve
+    from review.store import Store
+
+    secret = secret_key_file.read_text().strip() if secret_key_file else None
+    serve(Store(db), host, port, secret, random_share,
+          on_ready=lambda address: typer.echo(f"review app on {address}", err=True))
+
+
+@review_app.command("export")
+def review_export(
+    out: Annotated[Path, typer.Option(help="Folder for the JSONL file: the monitoring inbox starts retraining.",
+                                      file_okay=False)],
+    since: Annotated[datetime | None, typer.Option(
+        help="Notes reviewed since this UTC time (default: those not exported yet).")] = None,
+    db: DbOption = None,
+) -> None:
+    """Write reviewed notes as annotation JSONL (the format `medner data check` reads)."""
+    from review.service import export_reviews
+    from review.store import Store
+
+    with Store(db).session() as session:
+        path, notes = export_reviews(session, out, since)
+    typer.echo(json.dumps({"file": str(path) if path else None, "notes": notes}))
+
+
+@review_app.command("redact")
+def review_redact(
+    older_than_days: Annotated[float, typer.Option(help="Drop the text of notes exported this many days ago.",
+                                                   min=0.0)],
+    db: DbOption = None,
+) -> None:
+    """Retention: remove the text of exported notes after N days (spans and reviews stay)."""
+    from review.service import redact_exported
+    from review.store import Store
+
+    with Store(db).session() as session:
+        typer.echo(json.dumps({"redacted": redact_exported(session, older_than_days)}))

@@ -1,0 +1,137 @@
+"""The review app over HTTP, served by `medner review serve`: sign-in, CSRF, the note page, stale forms, the
+JSON API, and what a bad request gets back (a clear error, never the note's text)."""
+
+from __future__ import annotations
+
+import http.cookiejar
+import json
+import re
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from review.queue import add_notes
+from review.store import Store
+from tests.review.server import medner, review_server
+
+MARKER = "Zqxmarker7731"
+TEXT = f"{MARKER} had asthma treated with steroids ."
+
+
+@pytest.fixture
+def served(tmp_path: Path):
+    db = f"sqlite:///{tmp_path / 'review.db'}"
+    store = Store(db)
+    with store.session() as session:
+        start = TEXT.index("asthma")
+        add_notes(session, [("a:1", TEXT), ("a:2", "Aspirin eased the headache .")],
+                  [[{"start": start, "end": start + 6, "label": "D", "score": 0.4}], []], model="ner",
+                  model_version=1, random_share=0.0)
+    store.close()
+    token = medner("review", "add-reviewer", "ann", "--db", db)
+    with review_server(db) as address:
+        yield address, token, db
+
+
+class Browser:
+    """A cookie-keeping HTTP client that reports status and body instead of raising on 4xx."""
+
+    def __init__(self, address: str):
+        self.address = address
+        self.opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
+
+    def request(self, path: str, form: dict | None = None, json_body: dict | None = None,
+                token: str | None = None) -> tuple[int, str, str]:
+        data, headers = None, {}
+        if form is not None:
+            data = urllib.parse.urlencode(form).encode()
+        if json_body is not None:
+            data, headers["Content-Type"] = json.dumps(json_body).encode(), "application/json"
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        request = urllib.request.Request(self.address + path, data=data, headers=headers)
+        try:
+            with self.opener.open(request) as answer:
+                return answer.status, answer.url, answer.read().decode()
+        except urllib.error.HTTPError as err:
+            return err.code, err.url, err.read().decode()
+
+    def csrf(self, page: str) -> str:
+        return re.search(r'name="csrf" value="([^"]+)"', page).group(1)
+
+
+def test_pages_need_sign_in_and_forms_need_their_csrf_token(served) -> None:
+    address, token, _ = served
+    browser = Browser(address)
+    status, url, page = browser.request("/")
+    assert status == 200 and url.endswith("/login") and "Sign in" in page
+    assert browser.request("/login", form={"token": token})[0] == 403  # no CSRF token
+    assert browser.request("/login", form={"token": "wrong", "csrf": browser.csrf(page)})[0] == 401
+    status, url, page = browser.request("/login", form={"token": token, "csrf": browser.csrf(page)})
+    assert status == 200 and url == address + "/" and "ann" in page
+    note = json.loads(re.search(r'id="note-data">(.*?)</script>', page, re.S).group(1))
+    assert note["text"] == TEXT and note["entities"][0]["text"] == "asthma"
+    forged = {"csrf": "forged", "revision": note["revision"], "entities": "[]"}
+    status, _, page = browser.request(f"/notes/{note['id']}", form=forged)
+    assert status == 403 and "nothing was saved" in page
+
+
+def test_a_stale_form_is_refused_with_a_message_and_nothing_is_overwritten(served) -> None:
+    address, token, db = served
+    ann = Browser(address)
+    _, _, page = ann.request("/login", form={"token": token, "csrf": ann.csrf(ann.request("/login")[2])})
+    note = json.loads(re.search(r'id="note-data">(.*?)</script>', page, re.S).group(1))
+    bob = medner("review", "add-reviewer", "bob", "--db", db)  # reviews the note first, through the API
+    status, _, answer = ann.request(f"/api/notes/{note['id']}", json_body={"revision": note["revision"],
+                                                                            "entities": []}, token=bob)
+    assert status == 200 and json.loads(answer)["decision"] == "corrected"
+    entities = json.dumps([{"start": 0, "end": len(MARKER), "label": "D", "text": MARKER}])
+    status, _, page = ann.request(f"/notes/{note['id']}", form={"csrf": ann.csrf(page), "revision": note["revision"],
+                                                               "entities": entities})
+    assert status == 409 and "already reviewed by bob" in page and "your changes were not saved" in page
+    status, _, answer = ann.request("/api/progress", token=token)
+    assert json.loads(answer)["reviewed"] == 1
+
+
+def test_the_api_reviews_notes_and_bad_requests_fail_alone_without_text(served) -> None:
+    address, token, _ = served
+    client = Browser(address)
+    assert client.request("/api/next")[0] == 401
+    assert client.request("/api/next", token="not-a-token")[0] == 401
+    status, _, answer = client.request("/api/next", token=token)
+    note = json.loads(answer)
+    assert status == 200 and note["text"] == TEXT
+    bad = [{"start": 0, "end": 4, "label": "D", "text": MARKER[:4]}]  # cuts a word
+    status, _, answer = client.request(f"/api/notes/{note['id']}", json_body={"revision": note["revision"],
+                                                                            "entities": bad}, token=token)
+    assert status == 400 and "word boundaries" in answer and MARKER[:4] not in answer
+    status, _, answer = client.request(f"/api/notes/{note['id']}", json_body={"revision": "x"}, token=token)
+    assert status == 400 and "revision" in answer
+    good = [{"start": TEXT.index("steroids"), "end": TEXT.index("steroids") + 8, "label": "T", "text": "steroids"}]
+    status, _, answer = client.request(f"/api/notes/{note['id']}", json_body={"revision": note["revision"],
+                                                                            "entities": good}, token=token)
+    assert status == 200 and json.loads(answer) == {"note": note["id"], "decision": "corrected"}
+    status, _, answer = client.request("/api/next", token=token)
+    assert json.loads(answer)["text"] == "Aspirin eased the headache ."
+    assert json.loads(client.request("/api/progress", token=token)[2])["reviewers"] == {"ann": 1}
+
+
+def test_note_text_reaches_no_log_of_the_server(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'review.db'}"
+    store = Store(db)
+    with store.session() as session:
+        add_notes(session, [("a:1", TEXT)], [[]], model="ner", model_version=1)
+    store.close()
+    token, log = medner("review", "add-reviewer", "ann", "--db", db), []
+    with review_server(db, log=log) as address:
+        client = Browser(address)
+        note = json.loads(client.request("/api/next", token=token)[2])
+        for body in ({"revision": note["revision"], "entities": [{"start": 0, "end": 3, "label": "D", "text": "Zqx"}]},
+                     {"revision": note["revision"], "entities": "not a list"}):
+            assert client.request(f"/api/notes/{note['id']}", json_body=body, token=token)[0] == 400
+        assert client.request(f"/api/notes/{note['id']}", json_body={"revision": note["revision"], "entities": []},
+                              token=token)[0] == 200
+    assert log and MARKER not in "".join(log)
