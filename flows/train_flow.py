@@ -1,8 +1,14 @@
 """TrainFlow: fine-tune the disease/treatment tagger and evaluate it honestly."""
 
-from metaflow import FlowSpec, Parameter, card, current, resources, schedule, step
+import os
 
-from medner.config import TrainConfig
+# The publish step exports, and export copies the Triton config templates and model code of model_repository/
+# (flows/model_repository links to it): the code package must carry the .pbtxt files too, wherever it runs.
+os.environ.setdefault("METAFLOW_DEFAULT_PACKAGE_SUFFIXES", ".py,.pbtxt")
+
+from metaflow import FlowSpec, Parameter, card, current, resources, schedule, step  # noqa: E402
+
+from medner.config import TrainConfig  # noqa: E402
 
 DEFAULTS = TrainConfig()  # one source for the hyper-parameters' defaults
 

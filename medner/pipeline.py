@@ -137,11 +137,11 @@ def publish(*, source: str, model_files: dict[str, bytes], train: Sequence[Sente
     """TrainFlow's last step: export the model as a new version of ``repository`` (nothing without one) and,
     with ``promote_url``, promote it on that server. Returns (version or None, promotion decision or None).
     A refused export or promotion is reported, not raised: the run and the serving champion stay valid."""
+    if not repository:
+        return None, None  # before importing export: a run that exports nothing needs none of it
     from export.onnx_export import ExportRefused, export_model
     from medner.training import files_to_dir
 
-    if not repository:
-        return None, None
     lineage = {"source": source, "data_version": data_version, "train_metrics": metrics, "config": config}
     with tempfile.TemporaryDirectory() as tmp:
         try:
