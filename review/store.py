@@ -33,8 +33,10 @@ ACCEPTED, CORRECTED, SKIPPED = "accepted", "corrected", "skipped"
 
 
 def database_url(url: str | None = None) -> str:
-    """``url``, else ``$MEDNER_REVIEW_DB``, else a SQLite file ``review.db`` in the working directory."""
-    return url or os.environ.get("MEDNER_REVIEW_DB") or DEFAULT_URL
+    """``url``, else ``$MEDNER_REVIEW_DB``, else a SQLite file ``review.db`` in the working directory; a plain
+    ``postgresql://`` URL gets the driver medner installs (psycopg 3) instead of SQLAlchemy's default psycopg2."""
+    url = url or os.environ.get("MEDNER_REVIEW_DB") or DEFAULT_URL
+    return "postgresql+psycopg://" + url.removeprefix("postgresql://") if url.startswith("postgresql://") else url
 
 
 def utcnow() -> datetime:

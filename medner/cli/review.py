@@ -18,7 +18,7 @@ app.add_typer(review_app, name="review")
 
 DbOption = Annotated[str | None, typer.Option(
     "--db", help="Review database URL (default: $MEDNER_REVIEW_DB, else sqlite:///review.db); PostgreSQL: "
-                 "postgresql+psycopg://USER@HOST/DB.")]
+                 "postgresql://USER@HOST/DB.")]
 
 
 @review_app.command("import")

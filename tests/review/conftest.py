@@ -63,7 +63,8 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """A fresh, empty review database URL on each backend."""
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'review.db'}"
-    return _fresh_postgres_database(request.getfixturevalue("postgres_server"))
+    url = _fresh_postgres_database(request.getfixturevalue("postgres_server"))
+    return url.replace("postgresql+psycopg://", "postgresql://")  # as a user writes it: the driver is implied
 
 
 @pytest.fixture
