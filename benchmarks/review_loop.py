@@ -187,6 +187,22 @@ def gold_items(gold: dict[str, list[dict]]) -> list[tuple[str, str]]:
     return [(f"half_b:{k}", text) for k, text in enumerate(gold, 1)]
 
 
+def bootstrap_f1(db: str, rounds: int = 2000, seed: int = 13) -> tuple[float, float]:
+    """A 95% interval of the entity F1 estimated from a store's random-share reviews, resampling notes."""
+    from review.service import agreement, final_reviews, scores
+    from review.store import RANDOM, Store
+
+    store = Store(db)
+    with store.session() as session:
+        per_note = [agreement(extraction.entities, review.entities)
+                    for note, review, extraction in final_reviews(session) if note.sample == RANDOM]
+    store.close()
+    rng = random.Random(seed)
+    values = sorted(scores(*(sum(c[k] for c in sample) for k in range(3)))["entity_f1"]
+                    for sample in ([rng.choice(per_note) for _ in per_note] for _ in range(rounds)))
+    return values[int(0.025 * rounds)], values[int(0.975 * rounds) - 1]
+
+
 def report(args: argparse.Namespace) -> None:
     from metaflow import Run, namespace
 
@@ -208,6 +224,8 @@ def report(args: argparse.Namespace) -> None:
                "served_model": {"run": state["half"]["train_runs"][0], "test_entity_f1": served["entity_f1"],
                                 "test_precision": served["entity_precision"], "test_recall": served["entity_recall"]}}
     estimate = stores["half+random"]["quality_random"]
+    low, high = bootstrap_f1(stores["half+random"]["db"])
+    summary["estimate_interval_95"] = [low, high]
     lines = [
         "# The review loop, simulated", "",
         "BeHealthy's train split halved (seeded): half A trains, half B plays the production notes; the test split "
@@ -230,7 +248,8 @@ def report(args: argparse.Namespace) -> None:
           f"{s['quality_all']['precision']:.3f} | {s['quality_all']['recall']:.3f} | "
           f"{s['quality_all']['entity_f1']:.3f} |" for arm, s in stores.items()), "",
         f"Quality estimate from the random reviews ({estimate['notes']} notes): precision {estimate['precision']:.3f}, "
-        f"recall {estimate['recall']:.3f}, entity F1 {estimate['entity_f1']:.3f}; the same model's true test "
+        f"recall {estimate['recall']:.3f}, entity F1 {estimate['entity_f1']:.3f} (95% bootstrap interval over "
+        f"notes {low:.3f}–{high:.3f}); the same model's true test "
         f"entity F1 {served['entity_f1']:.3f} (precision {served['entity_precision']:.3f}, recall "
         f"{served['entity_recall']:.3f}).", "",
         f"Import time per note: in-process tagging (ONNX Runtime, the exported fp32 `ner` model) plus the database "

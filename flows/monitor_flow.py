@@ -2,6 +2,9 @@
 
 from metaflow import FlowSpec, Parameter, card, current, schedule, step
 
+from monitoring.policy import DEFAULT_QUALITY_DROP
+from monitoring.quality import MIN_SENTENCES
+
 
 @schedule(hourly=True)  # deployed with `step-functions create`: check the last hour of traffic every hour
 class MonitorFlow(FlowSpec):
@@ -30,8 +33,10 @@ class MonitorFlow(FlowSpec):
     dry_run = Parameter("dry-run", default=False, help="decide, but start nothing and record nothing")
     decision_log = Parameter("decision-log", default="", help="decision log JSONL (default: triggers' default)")
     review_db = Parameter("review-db", default="", help="review database URL: also check quality from reviews")
-    max_quality_drop = Parameter("max-quality-drop", default=0.05, help="entity F1 drop from reviews that is critical")
-    min_reviewed_notes = Parameter("min-reviewed-notes", default=300, help="fewer random-share reviews: no verdict")
+    max_quality_drop = Parameter("max-quality-drop", default=DEFAULT_QUALITY_DROP,
+                                 help="entity F1 drop from reviews that is critical")
+    min_reviewed_notes = Parameter("min-reviewed-notes", default=MIN_SENTENCES,
+                                   help="fewer random-share reviews: no verdict")
     trigger_parameters = Parameter("trigger-parameters", default="{}",
                                    help='JSON {"TrainFlow": {...}, "ExperimentFlow": {...}} for started flows')
 

@@ -11,6 +11,7 @@ CACHE_DIR_ENV = "MEDNER_CACHE_DIR"
 DEFAULT_GRPC_URL = "127.0.0.1:8001"  # `medner serve`'s gRPC address: loopback unless told otherwise
 DEFAULT_DECISION_LOG = "monitoring/decisions.jsonl"  # $MEDNER_DECISION_LOG overrides; s3://bucket/prefix in the cloud
 DEFAULT_PROMOTION_MARGIN = 0.0  # test entity F1 (0-1) a challenger must gain over the champion
+DEFAULT_RANDOM_SHARE = 0.2  # of notes imported for review: drawn at random, for the unbiased quality estimate
 DEFAULT_PROMOTION_TOLERANCE = 0.002  # |test F1 difference| counted as a tie between versions, settled by speed
 
 

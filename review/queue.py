@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import exists, func, select
 from sqlalchemy.orm import Session
 
+from medner.config import DEFAULT_RANDOM_SHARE
 from review.store import (
     QUEUE,
     QUEUED,
@@ -31,8 +32,6 @@ from review.store import (
     text_sha256,
     utcnow,
 )
-
-DEFAULT_RANDOM_SHARE = 0.2
 
 
 def in_random_sample(sha256: str, random_share: float) -> bool:
@@ -52,10 +51,15 @@ class ImportResult:
     failed: dict[str, str] = field(default_factory=dict)  # source -> the model's error for that note (no text)
 
 
+def _stored(session: Session, digests: Sequence[str]) -> set[str]:
+    """Which of these text hashes the store has."""
+    return set(session.scalars(select(Note.sha256).where(Note.sha256.in_(set(digests)))))
+
+
 def new_notes(session: Session, notes: Sequence[tuple[str, str]]) -> tuple[list[tuple[str, str]], int]:
     """The notes not stored yet (so they are not sent to the model again), and how many were."""
     digests = [text_sha256(text) for _, text in notes]
-    known = set(session.scalars(select(Note.sha256).where(Note.sha256.in_(set(digests)))))
+    known = _stored(session, digests)
     fresh = [note for note, digest in zip(notes, digests) if digest not in known]
     return fresh, len(notes) - len(fresh)
 
@@ -69,7 +73,7 @@ def add_notes(session: Session, notes: Sequence[tuple[str, str]], extractions: S
         raise ValueError(f"random share must be in [0, 1], got {random_share}")
     result = ImportResult()
     digests = [text_sha256(text) for _, text in notes]
-    known = set(session.scalars(select(Note.sha256).where(Note.sha256.in_(set(digests)))))
+    known = _stored(session, digests)
     now = utcnow()
     for (source, text), digest, entities in zip(notes, digests, extractions):
         if isinstance(entities, BaseException):

@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 
 from medner.cli._app import Model, ModelOption, app, fail, group
-from medner.config import DEFAULT_GRPC_URL
+from medner.config import DEFAULT_GRPC_URL, DEFAULT_RANDOM_SHARE
 
 review_app = group("People check the model's least certain extractions; their corrections become training data.")
 app.add_typer(review_app, name="review")
@@ -33,7 +33,7 @@ def review_import(
         help="The serving model version, recorded with each extraction (default with --local: the champion).")] = None,
     random_share: Annotated[float, typer.Option(
         help="Share of notes drawn uniformly at random (the unbiased quality sample); the rest are queued least "
-             "certain first.", min=0.0, max=1.0)] = 0.2,
+             "certain first.", min=0.0, max=1.0)] = DEFAULT_RANDOM_SHARE,
     db: DbOption = None,
 ) -> None:
     """Tag notes with the model and queue them for review (a note already in the queue is not added again)."""
@@ -72,7 +72,7 @@ def review_serve(
                     ] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port (0: any free one; the address is printed).")] = 8080,
     random_share: Annotated[float, typer.Option(help="Share of reviews drawn from the random sample.", min=0.0,
-                                                max=1.0)] = 0.2,
+                                                max=1.0)] = DEFAULT_RANDOM_SHARE,
     secret_key_file: Annotated[Path | None, typer.Option(
         help="File holding the key that signs sessions (default: a random one: sessions end at restart).",
         exists=True, dir_okay=False)] = None,

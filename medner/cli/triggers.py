@@ -22,6 +22,8 @@ from medner.cli._app import (
 )
 from medner.cli.monitor import monitor_app
 from medner.config import DEFAULT_DECISION_LOG
+from monitoring.policy import DEFAULT_QUALITY_DROP
+from monitoring.quality import MIN_SENTENCES
 
 
 @monitor_app.command("act")
@@ -91,8 +93,10 @@ def monitor_quality(
     url: Annotated[str | None, typer.Option(help="Score a live server (gRPC) instead of the champion version "
                                             "in-process.")] = None,
     model: Annotated[Model, typer.Option(help="Served model to score.")] = Model.ner,
-    max_drop: Annotated[float, typer.Option(help="Entity F1 drop below the champion treated as critical.")] = 0.05,
-    min_sentences: Annotated[int, typer.Option(help="Fewer annotated sentences than this: no verdict.")] = 300,
+    max_drop: Annotated[float, typer.Option(help="Entity F1 drop below the champion treated as critical.")
+                        ] = DEFAULT_QUALITY_DROP,
+    min_sentences: Annotated[int, typer.Option(help="Fewer annotated sentences (or reviewed notes) than this: no "
+                                               "verdict.")] = MIN_SENTENCES,
     trigger: Annotated[bool, typer.Option(help="Act on a drop (ExperimentFlow + alert) and record it.")] = False,
     backend: BackendOption = "local",
     log: DecisionLogOption = DEFAULT_DECISION_LOG,
