@@ -45,14 +45,9 @@ def import_notes(notes: Sequence[tuple[str, str]], store: Store, *, url: str = D
     return total
 
 
-def import_files(inputs: Sequence[Path], db: str | None = None, **options: Any) -> ImportResult:
-    """:func:`import_notes` of the notes in ``inputs`` (:func:`read_note_files`) into the store at ``db``."""
-    notes = read_note_files(inputs)
-    store = Store(db)
-    try:
-        return import_notes(notes, store, **options)
-    finally:
-        store.close()
+def import_files(inputs: Sequence[Path], store: Store, **options: Any) -> ImportResult:
+    """:func:`import_notes` of the notes in ``inputs`` (:func:`read_note_files`) into ``store``."""
+    return import_notes(read_note_files(inputs), store, **options)
 
 
 def read_note_files(paths: Sequence[Path]) -> list[tuple[str, str]]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -15,6 +15,18 @@ from medner.config import DEFAULT_GRPC_URL, DEFAULT_RANDOM_SHARE
 
 review_app = group("People check the model's least certain extractions; their corrections become training data.")
 app.add_typer(review_app, name="review")
+
+def _store(db: str | None) -> Any:
+    """The review store at ``db``, or a clear error (the URL itself is not echoed: it may hold a password)."""
+    from sqlalchemy.exc import ArgumentError, OperationalError
+
+    from review.store import Store
+
+    try:
+        return Store(db)
+    except (ArgumentError, OperationalError) as err:
+        fail(f"cannot open the review database: {type(err).__name__}: {str(err).splitlines()[0]}")
+
 
 DbOption = Annotated[str | None, typer.Option(
     "--db", help="Review database URL (default: $MEDNER_REVIEW_DB, else sqlite:///review.db); PostgreSQL: "
@@ -40,7 +52,7 @@ def review_import(
     from review.importer import import_files
 
     try:
-        result = import_files(inputs, db, url=url, local=local, model=model, model_version=model_version,
+        result = import_files(inputs, _store(db), url=url, local=local, model=model, model_version=model_version,
                               random_share=random_share)
     except (ValueError, FileNotFoundError) as err:
         fail(str(err))
@@ -55,10 +67,9 @@ def review_add_reviewer(name: Annotated[str, typer.Argument(help="The reviewer's
                         ) -> None:
     """Add a reviewer and print their sign-in token, once (only its hash is stored)."""
     from review.service import ReviewError, add_reviewer
-    from review.store import Store
 
     try:
-        with Store(db).session() as session:
+        with _store(db).session() as session:
             token = add_reviewer(session, name)
     except ReviewError as err:
         fail(str(err))
@@ -79,10 +90,9 @@ def review_serve(
 ) -> None:
     """Serve the review web app (and its JSON API) until interrupted."""
     from review.app import serve
-    from review.store import Store
 
     secret = secret_key_file.read_text().strip() if secret_key_file else None
-    serve(Store(db), host, port, secret, random_share,
+    serve(_store(db), host, port, secret, random_share,
           on_ready=lambda address: typer.echo(f"review app on {address}", err=True))
 
 
@@ -96,9 +106,8 @@ def review_export(
 ) -> None:
     """Write reviewed notes as annotation JSONL (the format `medner data check` reads)."""
     from review.service import export_reviews
-    from review.store import Store
 
-    with Store(db).session() as session:
+    with _store(db).session() as session:
         path, notes = export_reviews(session, out, since)
     typer.echo(json.dumps({"file": str(path) if path else None, "notes": notes}))
 
@@ -111,7 +120,6 @@ def review_redact(
 ) -> None:
     """Retention: remove the text of exported notes after N days (spans and reviews stay)."""
     from review.service import redact_exported
-    from review.store import Store
 
-    with Store(db).session() as session:
+    with _store(db).session() as session:
         typer.echo(json.dumps({"redacted": redact_exported(session, older_than_days)}))

@@ -101,3 +101,10 @@ def test_import_through_triton_stores_what_in_process_import_stores(triton_serve
             stored.append([(e.model_version, e.entities) for e in session.scalars(select(Extraction))])
         store.close()
     assert stored[0] == stored[1] and len(stored[0]) == 2
+
+
+def test_a_database_that_cannot_be_opened_gets_a_clear_error(tmp_path: Path) -> None:
+    for db in ("not a url", f"sqlite:///{tmp_path / 'missing' / 'folder' / 'review.db'}"):
+        result = runner.invoke(app, ["review", "export", "--out", str(tmp_path), "--db", db])
+        assert result.exit_code == 1 and "cannot open the review database" in result.stderr, result.output
+        assert "Traceback" not in result.output
