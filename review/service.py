@@ -109,8 +109,8 @@ def submit_review(session: Session, note_id: int, reviewer: Reviewer, revision: 
         raise StaleReview(_stale_message(session, note))
     spans = validate_entities(note.text, entities)
     extraction = latest_extraction(session, note.id)
-    predicted = span_keys(extraction.entities)
-    decision = ACCEPTED if span_keys(spans) == predicted else CORRECTED
+    predicted, final = span_keys(extraction.entities), span_keys(spans)
+    decision = ACCEPTED if final == predicted else CORRECTED
     # the conditional update is the lock: of two reviewers submitting at once, one changes a row
     changed = session.execute(update(Note).where(Note.id == note.id, Note.revision == revision,
                                                  Note.status == QUEUED)
@@ -121,7 +121,6 @@ def submit_review(session: Session, note_id: int, reviewer: Reviewer, revision: 
     review = Review(note_id=note.id, extraction_id=extraction.id, reviewer_id=reviewer.id, decision=decision,
                     entities=spans, created_at=utcnow())
     session.add(review)
-    final = span_keys(spans)
     audit(session, reviewer.name, "review", note.id, decision=decision,
           removed=sorted(predicted - final), added=sorted(final - predicted))
     return review
