@@ -36,7 +36,7 @@ demo: setup  ## data + training + evaluation, then export to model_repository/
 	@test -f "$${MEDNER_DATA_DIR:-$$HOME/.cache/medner/behealthy}/train_sent" || $(BIN)/medner data fetch
 	$(BIN)/python flows/data_flow.py run
 	$(BIN)/python flows/train_flow.py run
-	$(BIN)/medner export
+	$(BIN)/medner export --branch user  # your own runs (user.$$USERNAME); production: --production runs
 
 # The run's output is kept in .pytest.log: a crash dump printed outside any test (a session fixture's server,
 # interpreter shutdown) fails the build too; inside a test, tests/crash_dumps.py fails that test.

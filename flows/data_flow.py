@@ -1,8 +1,11 @@
 """DataFlow: the annotated corpus, validated, split, versioned and described."""
 
-from metaflow import FlowSpec, Parameter, card, current, step
+from metaflow import FlowSpec, Parameter, card, current, project, step
+
+from medner.config import PROJECT
 
 
+@project(name=PROJECT)  # runs and deployments namespaced by branch: prod (--production), user.NAME, test.NAME
 class DataFlow(FlowSpec):
     """Read, validate, split and version the annotated corpus.
 

@@ -1,8 +1,11 @@
 """ExperimentFlow: compare candidate taggers on one data version and split; tag the best as challenger."""
 
-from metaflow import FlowSpec, Parameter, card, current, resources, step
+from metaflow import FlowSpec, Parameter, card, current, project, resources, step
+
+from medner.config import PROJECT
 
 
+@project(name=PROJECT)  # runs and deployments namespaced by branch: prod (--production), user.NAME, test.NAME
 class ExperimentFlow(FlowSpec):
     """Train every candidate of a grid (each transformer once per seed) on the same data and compare them.
 
@@ -32,7 +35,7 @@ class ExperimentFlow(FlowSpec):
         from medner.experiments import DEFAULT_GRID, parse_grid, parse_seeds, with_seeds
         from medner.pipeline import load_data
 
-        data = load_data(self.data_run, self.data_dir)
+        data = load_data(data_run=self.data_run, data_dir=self.data_dir, branch=current.branch_name)
         self.train_data, self.dev_data, self.test_data = data.train, data.dev, data.test
         self.data_version, self.data_source = data.version, data.source
         self.candidates = with_seeds(parse_grid(self.grid or DEFAULT_GRID), parse_seeds(self.seeds))

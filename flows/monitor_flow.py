@@ -1,11 +1,13 @@
 """MonitorFlow: hourly drift check of live request profiles, and the action it calls for."""
 
-from metaflow import FlowSpec, Parameter, card, current, schedule, step
+from metaflow import FlowSpec, Parameter, card, current, project, schedule, step
 
+from medner.config import PROJECT
 from monitoring.policy import DEFAULT_QUALITY_DROP
 from monitoring.quality import MIN_SENTENCES
 
 
+@project(name=PROJECT)  # runs and deployments namespaced by branch: prod (--production), user.NAME, test.NAME
 @schedule(hourly=True)  # deployed with `step-functions create`: check the last hour of traffic every hour
 class MonitorFlow(FlowSpec):
     """Compare the last window of request profiles with the served model's reference profile and act.
@@ -14,7 +16,8 @@ class MonitorFlow(FlowSpec):
       start - merge the window's whylogs profiles and read the reference profile
       check - per-feature Hellinger drift, the level, a card with scores and whylogs' HTML drift report; with
               --review-db, the champion's entity F1 from reviews too
-      act   - the policy's action (warning: TrainFlow, critical: ExperimentFlow + alert), started and recorded;
+      act   - the policy's action (warning: TrainFlow, critical: ExperimentFlow + alert), started on this run's
+              own @project branch and recorded;
               a quality drop from reviews is acted on like critical drift
       end   - print the level and the decision
     """
@@ -79,13 +82,14 @@ class MonitorFlow(FlowSpec):
         from monitoring.drift import decide
 
         self.decision = decide(self.report, self.trigger_backend, self.decision_log, self.trigger_parameters,
-                               self.dry_run)
+                               self.dry_run, branch=current.branch_name)  # start flows on this run's own branch
         self.quality_decision = None
         if self.quality:
             from monitoring.quality import quality_reason
 
             self.quality_decision = decide(self.quality, self.trigger_backend, self.decision_log,
-                                           self.trigger_parameters, self.dry_run, quality_reason(self.quality))
+                                           self.trigger_parameters, self.dry_run, quality_reason(self.quality),
+                                           branch=current.branch_name)
         self.next(self.end)
 
     @step

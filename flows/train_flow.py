@@ -6,13 +6,14 @@ import os
 # (flows/model_repository links to it): the code package must carry the .pbtxt files too, wherever it runs.
 os.environ.setdefault("METAFLOW_DEFAULT_PACKAGE_SUFFIXES", ".py,.pbtxt")
 
-from metaflow import FlowSpec, Parameter, card, current, resources, schedule, step  # noqa: E402
+from metaflow import FlowSpec, Parameter, card, current, project, resources, schedule, step  # noqa: E402
 
-from medner.config import TrainConfig  # noqa: E402
+from medner.config import PROJECT, TrainConfig  # noqa: E402
 
 DEFAULTS = TrainConfig()  # one source for the hyper-parameters' defaults
 
 
+@project(name=PROJECT)  # runs and deployments namespaced by branch: prod (--production), user.NAME, test.NAME
 @schedule(weekly=True)  # deployed with `step-functions create`: retrain weekly on the latest data
 class TrainFlow(FlowSpec):
     """Fine-tune a transformer token classifier for diseases (D) and treatments (T).
@@ -62,7 +63,7 @@ class TrainFlow(FlowSpec):
         """Load the prepared data of a DataFlow run, or prepare it from the data folder."""
         from medner.pipeline import load_data
 
-        data = load_data(self.data_run, self.data_dir)
+        data = load_data(data_run=self.data_run, data_dir=self.data_dir, branch=current.branch_name)
         self.train_data, self.dev_data, self.test_data = data.train, data.dev, data.test
         self.data_version, self.data_source = data.version, data.source
         print(f"data {self.data_version} from {self.data_source}: "

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from medner.config import PRODUCTION_BRANCH, PROJECT
 from medner.data import Sentence
 
 
@@ -19,14 +20,19 @@ class FlowData:
     source: str  # a DataFlow run pathspec, or the folder the data was prepared from
 
 
-def load_data(data_run: str = "", data_dir: str = "") -> FlowData:
-    """Data for training: the DataFlow run ``data_run``; else, unless ``data_dir`` is given, the
-    latest successful DataFlow run; else the corpus prepared here (same code as DataFlow)."""
+def load_data(data_run: str = "", data_dir: str = "", branch: str | None = None) -> FlowData:
+    """Data for training: the DataFlow run ``data_run``; else, unless ``data_dir`` is given, the latest
+    successful DataFlow run on the @project ``branch`` (a flow passes its own: production trains on production
+    data; None: the current namespace); else the corpus prepared here (same code as DataFlow)."""
     from medner.config import data_dir as resolve_data_dir
     from medner.data import prepare_data
-    from medner.runs import get_run, latest_successful_run
+    from medner.runs import all_namespaces, get_run, latest_successful_run
 
-    run = get_run(data_run) if data_run else (None if data_dir else latest_successful_run("DataFlow"))
+    if data_run:
+        with all_namespaces():  # a run named by pathspec is the caller's explicit choice, whoever ran it
+            run = get_run(data_run)
+    else:
+        run = None if data_dir else latest_successful_run("DataFlow", branch)
     if run is not None:
         d = run.data
         return FlowData(d.train, d.dev, d.test, d.data_version, run.pathspec)
@@ -76,21 +82,23 @@ class StoredModel:
     decoder: str  # the decoder it was evaluated with
 
 
-def model_from_run(pathspec: str = "") -> StoredModel:
+def model_from_run(pathspec: str = "", branch: str = PRODUCTION_BRANCH) -> StoredModel:
     """The model of a TrainFlow run, or the challenger of an ExperimentFlow run (``FlowName/run-id``;
-    default: the latest successful TrainFlow run)."""
+    default: the latest successful TrainFlow run on the @project ``branch``, production unless told another)."""
     from medner.runs import all_namespaces
 
     with all_namespaces():  # the run may be another user's (a scheduler's)
-        return _model_from_run(pathspec)
+        return _model_from_run(pathspec, branch)
 
 
-def _model_from_run(pathspec: str) -> StoredModel:
-    from medner.runs import get_run, latest_successful_run
+def _model_from_run(pathspec: str, branch: str) -> StoredModel:
+    from medner.runs import get_run, latest_successful_run, resolve_branch
 
-    run = get_run(pathspec) if pathspec else latest_successful_run("TrainFlow")
+    run = get_run(pathspec) if pathspec else latest_successful_run("TrainFlow", branch)
     if run is None:
-        raise ValueError("no successful TrainFlow run: run `python flows/train_flow.py run` first")
+        raise ValueError(f"no successful TrainFlow run on branch {resolve_branch(branch)!r} of project {PROJECT}: "
+                         "production runs come from `python flows/train_flow.py --production run` or a --production "
+                         "deployment; --branch user exports your own latest run, --run a given one")
     lineage = {"source": run.pathspec, "data_version": run.data.data_version}
     if run.pathspec.startswith("ExperimentFlow/"):
         if not run.data.challenger_model_files:
@@ -106,46 +114,51 @@ def _model_from_run(pathspec: str) -> StoredModel:
                        run.data.config["decode"])
 
 
-def export_run_or_folder(*, run: str = "", model_dir: Path | None = None, repository: Path,
-                         data_dir: str | Path | None = None, threads: int = 1) -> tuple[int, dict]:
-    """Export the model of a flow ``run`` (see :func:`model_from_run`), or the model folder ``model_dir`` gated on
-    the corpus in ``data_dir``, as the next version of ``repository``. Returns (version, its lineage record).
+def export_run_or_folder(*, run: str = "", branch: str = PRODUCTION_BRANCH, model_dir: Path | None = None,
+                         repository: str | Path, data_dir: str | Path | None = None, threads: int = 1
+                         ) -> tuple[int, dict]:
+    """Export the model of a flow ``run`` (default: the latest TrainFlow run on ``branch``, see
+    :func:`model_from_run`), or the model folder ``model_dir`` gated on the corpus in ``data_dir``, as the next
+    version of ``repository`` (a folder or ``s3://bucket/prefix``). Returns (version, its lineage record).
     Raises ValueError when there is no such run, ExportRefused when a gate refuses the model."""
     from export.onnx_export import export_model
     from medner.config import data_dir as resolve_data_dir
     from medner.data import read_behealthy
     from medner.registry import lineage
+    from medner.s3 import opened
     from medner.training import files_to_dir
 
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, opened(repository, full=False) as folder:
         if model_dir is None:
-            source = model_from_run(run)
-            folder = files_to_dir(source.model_files, tmp)
+            source = model_from_run(run, branch)
+            model_folder = files_to_dir(source.model_files, tmp)
             test, train, record, decoder = source.test, source.train, source.lineage, source.decoder
         else:
             splits = read_behealthy(resolve_data_dir(data_dir))
-            folder, test, train = model_dir, splits["test"], splits["train"]
+            model_folder, test, train = model_dir, splits["test"], splits["train"]
             record, decoder = {"source": str(model_dir.resolve())}, "viterbi"
-        version = export_model(folder, repository, test=test, lineage=record, decoder=decoder, threads=threads,
+        version = export_model(model_folder, folder, test=test, lineage=record, decoder=decoder, threads=threads,
                                train=train)
-    return version, lineage(repository, version)
+        return version, lineage(folder, version)
 
 
 def publish(*, source: str, model_files: dict[str, bytes], train: Sequence[Sentence], test: Sequence[Sentence],
             metrics: dict, config: dict, data_version: str, repository: str, promote_url: str = ""
             ) -> tuple[int | None, dict | None]:
-    """TrainFlow's last step: export the model as a new version of ``repository`` (nothing without one) and,
-    with ``promote_url``, promote it on that server. Returns (version or None, promotion decision or None).
-    A refused export or promotion is reported, not raised: the run and the serving champion stay valid."""
+    """TrainFlow's last step: export the model as a new version of ``repository`` (a folder or
+    ``s3://bucket/prefix``; nothing without one) and, with ``promote_url``, promote it on that server.
+    Returns (version or None, promotion decision or None). A refused export or promotion is reported, not
+    raised: the run and the serving champion stay valid."""
     if not repository:
         return None, None  # before importing export: a run that exports nothing needs none of it
     from export.onnx_export import ExportRefused, export_model
+    from medner.s3 import opened
     from medner.training import files_to_dir
 
     lineage = {"source": source, "data_version": data_version, "train_metrics": metrics, "config": config}
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, opened(repository, full=False) as folder:
         try:
-            version = export_model(files_to_dir(model_files, tmp), Path(repository), test=test, lineage=lineage,
+            version = export_model(files_to_dir(model_files, tmp), folder, test=test, lineage=lineage,
                                    decoder=config.get("decode", "viterbi"), train=train)
         except ExportRefused as err:
             print(f"export refused: {err}")
@@ -155,7 +168,7 @@ def publish(*, source: str, model_files: dict[str, bytes], train: Sequence[Sente
     from medner.promotion import promote
     from medner.triton import admin_key
 
-    decision = promote(Path(repository), promote_url, admin_key(create=False) or "", version=version)
+    decision = promote(repository, promote_url, admin_key(create=False) or "", version=version)
     for gate in decision.gates:
         print(f"{gate.name}: {'pass' if gate.passed else 'FAIL'} {gate.detail}")
     return version, decision.to_dict()

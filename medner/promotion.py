@@ -199,11 +199,20 @@ def current_champion(repository: Path, url: str, key: str) -> int | None:
     return max(loaded) if loaded else None
 
 
-def promote(repository: Path, url: str, key: str, *, version: int | None = None,
+def promote(repository: str | Path, url: str, key: str, *, version: int | None = None,
             margin: float = DEFAULT_PROMOTION_MARGIN, tolerance: float = DEFAULT_PROMOTION_TOLERANCE, gpu: bool = False,
             keep_refused: bool = False) -> Decision:
-    """Gate ``version`` (default: the newest) against the champion; load it on the server at ``url`` if it
-    passes, else leave the champion serving. Every decision is appended to ``serving.json``."""
+    """Gate ``version`` (default: the newest) of ``repository`` (a folder or ``s3://bucket/prefix``: its mirror,
+    see :func:`medner.s3.opened`) against the champion; load it on the server at ``url`` if it passes, else
+    leave the champion serving. Every decision is appended to ``serving.json``."""
+    from medner.s3 import opened
+
+    with opened(repository) as folder:
+        return _promote(folder, url, key, version, margin, tolerance, gpu, keep_refused)
+
+
+def _promote(repository: Path, url: str, key: str, version: int | None, margin: float, tolerance: float, gpu: bool,
+             keep_refused: bool) -> Decision:
     from medner.triton import load_version
 
     found = [v.version for v in versions(repository)]
@@ -235,8 +244,16 @@ def promote(repository: Path, url: str, key: str, *, version: int | None = None,
     return decision
 
 
-def rollback(repository: Path, url: str, key: str, *, to: int | None = None, gpu: bool = False) -> dict[str, Any]:
+def rollback(repository: str | Path, url: str, key: str, *, to: int | None = None, gpu: bool = False
+             ) -> dict[str, Any]:
     """Serve the version the champion replaced (or ``to``) again; recorded in ``serving.json``."""
+    from medner.s3 import opened
+
+    with opened(repository, full=False) as folder:  # the server reads the version's files itself
+        return _rollback(folder, url, key, to, gpu)
+
+
+def _rollback(repository: Path, url: str, key: str, to: int | None, gpu: bool) -> dict[str, Any]:
     from medner.triton import load_version
 
     record = serving_record(repository)

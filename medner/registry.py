@@ -76,6 +76,17 @@ def record_first_champion(repository: Path) -> int | None:
     return int(record["version"])
 
 
+def serving_folder(location: str | Path) -> tuple[Path, int | None, str]:
+    """What ``medner serve`` starts Triton with: the repository's folder (an S3 repository's metadata mirror:
+    configs, lineage and a folder per version), its champion (:func:`record_first_champion`), and the
+    ``--model-repository`` Triton reads (the folder, or the bucket itself: :func:`medner.s3.triton_location`)."""
+    from medner.s3 import is_s3, opened, triton_location
+
+    with opened(location, full=False) as folder:
+        version = record_first_champion(folder)
+    return folder, version, triton_location(str(location)) if is_s3(location) else str(folder.resolve())
+
+
 def lineage(repository: Path, version: int) -> dict[str, Any]:
     """The lineage export wrote for ``version`` ({} when it has none)."""
     path = repository / LINEAGE_MODEL / str(version) / "lineage.json"
@@ -104,22 +115,25 @@ def describe(found: list[ModelVersion], loaded: dict[str, list[int]] | None, cha
     return rows
 
 
-def version_rows(repository: Path, url: str | None = None) -> tuple[list[dict[str, Any]], str | None]:
-    """:func:`describe` rows of every version in ``repository`` (newest first), marked with what the server at
-    ``url`` has loaded, else with the recorded champion; and a warning when that server cannot be read (the
-    repository is still listed). Raises FileNotFoundError when the repository has no version."""
+def version_rows(location: str | Path, url: str | None = None) -> tuple[list[dict[str, Any]], str | None]:
+    """:func:`describe` rows of every version in the repository at ``location`` (a folder or
+    ``s3://bucket/prefix``), newest first, marked with what the server at ``url`` has loaded, else with the
+    recorded champion; and a warning when that server cannot be read (the repository is still listed). Raises
+    FileNotFoundError when the repository has no version."""
+    from medner.s3 import opened
     from medner.triton import admin_key
 
-    found = versions(repository)
+    with opened(location, full=False) as repository:
+        found, recorded = versions(repository), champion(repository)
     if not found:
-        raise FileNotFoundError(f"{repository}: no model versions (run `medner export`)")
+        raise FileNotFoundError(f"{location}: no model versions (run `medner export`)")
     loaded, warning = None, None
     if url:
         try:
             loaded = loaded_versions(url, admin_key(create=False))
         except Exception as err:  # unreachable server: still list the repository
             warning = f"cannot read what {url} serves: {err}"
-    return describe(found, loaded, champion(repository)), warning
+    return describe(found, loaded, recorded), warning
 
 
 def loaded_versions(url: str, admin_key: str | None = None, timeout: float = 10.0) -> dict[str, list[int]]:

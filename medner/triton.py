@@ -190,6 +190,7 @@ class TritonServer:
     process: subprocess.Popen | None = None
     profile_dir: str | None = None  # set: the ner models write rolling whylogs profiles there (folder or s3://)
     profile_window_seconds: float | None = None  # profile window length (default 300 s)
+    source: str = ""  # Triton's --model-repository when not the folder: s3://... (the folder is its mirror)
 
     @classmethod
     def on_free_ports(cls, repository: Path, **options: object) -> TritonServer:
@@ -205,7 +206,8 @@ class TritonServer:
     def command(self, backends: Path) -> list[str]:
         binary = _pytriton_root() / "tritonserver" / "bin" / "tritonserver"
         args = [
-            str(binary), f"--model-repository={self.repository.resolve()}", f"--backend-directory={backends}",
+            str(binary), f"--model-repository={self.source or self.repository.resolve()}",
+            f"--backend-directory={backends}",
             f"--http-address={self.host}", f"--http-port={self.http_port}",
             f"--grpc-address={self.host}", f"--grpc-port={self.grpc_port}",
             f"--metrics-address={self.host}", f"--metrics-port={self.metrics_port}",

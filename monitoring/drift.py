@@ -29,6 +29,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from medner.config import PRODUCTION_BRANCH
 from monitoring.features import FEATURES, NOTE_SENTENCES
 from monitoring.policy import Level, as_utc, isoformat, parse_time, utcnow
 from monitoring.profiles import list_profiles, merge_profiles, read_profile
@@ -294,14 +295,14 @@ def check_serialized(target: bytes | None, reference: bytes, start: str, end: st
 
 
 def decide(report: dict[str, Any], backend: str = "local", log: str = "", flow_parameters: str = "{}",
-           dry_run: bool = False, reason: str = "") -> dict[str, Any]:
-    """The policy's decision on ``report`` (``monitoring.triggers.act``: start the flow, record it, with ``reason``
-    or one made from the drift scores); in a ``dry_run`` only the action it would take, nothing started or
-    recorded."""
+           dry_run: bool = False, reason: str = "", branch: str = PRODUCTION_BRANCH) -> dict[str, Any]:
+    """The policy's decision on ``report`` (``monitoring.triggers.act``: start the flow on the @project ``branch``,
+    record it, with ``reason`` or one made from the drift scores); in a ``dry_run`` only the action it would
+    take, nothing started or recorded."""
     import json
 
     from monitoring.policy import FLOWS, action_for
-    from monitoring.triggers import DEFAULT_LOG, act
+    from monitoring.triggers import DEFAULT_LOG, act, backend_options
 
     parameters = json.loads(flow_parameters or "{}")
     if not isinstance(parameters, dict):
@@ -311,7 +312,8 @@ def decide(report: dict[str, Any], backend: str = "local", log: str = "", flow_p
         return {"level": report["level"], "action": action, "flow": FLOWS.get(action, ""), "backend": backend,
                 "status": "dry-run", "target": "", "window_start": report.get("window_start"),
                 "window_end": report.get("window_end")}
-    return act(report, backend, log or DEFAULT_LOG, parameters=parameters, reason=reason)
+    return act(report, backend, log or DEFAULT_LOG, parameters=parameters, reason=reason,
+               backend_options=backend_options(backend, None, branch))
 
 
 def parse_window(text: str) -> float:

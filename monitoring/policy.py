@@ -22,6 +22,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
+from medner.s3 import is_s3, s3_client, split_s3_url
+
 Level = Literal["none", "warning", "critical"]
 Action = Literal["none", "retrain", "reexperiment", "ingest"]
 
@@ -84,16 +86,13 @@ class DecisionLog:
 
     @property
     def is_s3(self) -> bool:
-        return self.location.startswith("s3://")
+        return is_s3(self.location)
 
     def _s3(self) -> tuple[Any, str, str]:
-        import boto3
-
-        bucket, _, key = self.location[len("s3://"):].partition("/")
-        key = key.rstrip("/")
-        if not bucket or not key:
+        bucket, key = split_s3_url(self.location)
+        if not key:
             raise ValueError(f"{self.location}: expected s3://bucket/prefix")
-        return boto3.client("s3", endpoint_url=self.endpoint_url), bucket, key
+        return s3_client(self.endpoint_url), bucket, key
 
     def _s3_lines(self) -> list[str]:
         client, bucket, key = self._s3()

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from medner.s3 import s3_client, split_s3_url
 from monitoring.features import FEATURES, features_frame
 from monitoring.policy import as_utc
 
@@ -64,18 +65,8 @@ def write_view(view: Any, path: Path | str) -> Path:
 
 # --- the store ---------------------------------------------------------------------------------
 
-def _split_s3(uri: str) -> tuple[str, str]:
-    bucket, _, prefix = uri.removeprefix("s3://").partition("/")
-    return bucket, prefix.strip("/")
-
-
 def _s3_client(client: Any = None) -> Any:
-    """boto3's S3 client (it reads AWS_ENDPOINT_URL, credentials and region from the environment)."""
-    if client is not None:
-        return client
-    import boto3
-
-    return boto3.client("s3")
+    return client if client is not None else s3_client()
 
 
 def _join(*parts: str) -> str:
@@ -86,7 +77,7 @@ def store_put(root: str | Path, model: str, name: str, data: bytes, s3_client: A
     """Write one profile file into the store; returns its location."""
     root = str(root)
     if root.startswith("s3://"):
-        bucket, prefix = _split_s3(root)
+        bucket, prefix = split_s3_url(root)
         key = _join(prefix, model, name)
         _s3_client(s3_client).put_object(Bucket=bucket, Key=key, Body=data)
         return f"s3://{bucket}/{key}"
@@ -104,7 +95,7 @@ def list_profiles(root: str | Path, model: str, start: datetime, end: datetime, 
     low, high = window_name(as_utc(start).timestamp()), window_name(as_utc(end).timestamp())
     root = str(root)
     if root.startswith("s3://"):
-        bucket, prefix = _split_s3(root)
+        bucket, prefix = split_s3_url(root)
         folder = _join(prefix, model) + "/"
         pages = _s3_client(s3_client).get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=folder)
         names = [(o["Key"].rsplit("/", 1)[-1], f"s3://{bucket}/{o['Key']}") for page in pages
@@ -126,7 +117,7 @@ def read_profile(location: str | Path, s3_client: Any = None) -> Any:
 
     location = str(location)
     if location.startswith("s3://"):
-        bucket, key = _split_s3(location)
+        bucket, key = split_s3_url(location)
         data = _s3_client(s3_client).get_object(Bucket=bucket, Key=key)["Body"].read()
     else:
         data = Path(location).read_bytes()  # DatasetProfileView.read opens for writing: fails on read-only files

@@ -20,6 +20,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from medner.config import PRODUCTION_BRANCH
 from medner.data import Sentence
 from monitoring.policy import DEFAULT_QUALITY_DROP, quality_level
 
@@ -120,10 +121,11 @@ def check_quality_and_act(paths: Sequence[str | Path], *, repository: Path = Pat
                           url: str | None = None, model: str = "ner", max_drop: float = DEFAULT_QUALITY_DROP,
                           min_sentences: int = MIN_SENTENCES, trigger: bool = False, backend: str = "local",
                           log: str = "", parameters: dict[str, dict] | None = None,
-                          endpoint_url: str | None = None, reviews: str | None = None) -> dict[str, Any]:
+                          endpoint_url: str | None = None, reviews: str | None = None,
+                          branch: str = PRODUCTION_BRANCH) -> dict[str, Any]:
     """:func:`check_quality` of annotated files, or with ``reviews`` (a review database URL)
     :func:`review_quality`; with ``trigger``, act on the report (a drop starts ExperimentFlow and alerts, see
-    :func:`monitoring.triggers.act`) and add the decision to it under ``decision``."""
+    :func:`monitoring.triggers.act`, on the @project ``branch``) and add the decision to it under ``decision``."""
     from monitoring.triggers import DEFAULT_LOG, act, backend_options
 
     if (reviews is None) == (not paths):
@@ -135,7 +137,8 @@ def check_quality_and_act(paths: Sequence[str | Path], *, repository: Path = Pat
                                min_sentences=min_sentences)
     if trigger:
         report["decision"] = act(report, backend, log or DEFAULT_LOG, reason=quality_reason(report),
-                                 parameters=parameters or {}, backend_options=backend_options(backend, endpoint_url))
+                                 parameters=parameters or {},
+                                 backend_options=backend_options(backend, endpoint_url, branch))
     return report
 
 

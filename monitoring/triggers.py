@@ -4,10 +4,12 @@ Two backends:
 
 * ``local``: Metaflow's ``Runner`` runs ``flows/<flow>.py run`` with the flow's parameters here, blocking
   until the run ends (a local monitor runs one thing at a time; a long TrainFlow belongs in the cloud),
-  and the decision records the run's pathspec and status.
+  on the @project branch the backend acts for (``--production`` for ``prod``), and the decision records the
+  run's pathspec and status.
 * ``stepfunctions``: boto3 ``start_execution`` on the state machine that ``python flows/<flow>.py
-  step-functions create`` deployed, found by name like Metaflow names it (the flow name, prefixed with
-  ``$METAFLOW_SFN_STATE_MACHINE_PREFIX_`` when set), with the input ``step-functions trigger`` builds:
+  --production step-functions create`` deployed (or another branch's), found by name like Metaflow names it
+  (``medner.prod.TrainFlow``: project, branch, flow; prefixed with ``$METAFLOW_SFN_STATE_MACHINE_PREFIX_``
+  when set), with the input ``step-functions trigger`` builds:
   ``{"Parameters": "<JSON of {parameter name: value}>"}`` (flow defaults fill the rest). It returns at
   once; the decision records the execution ARN. ``endpoint_url`` (or ``$AWS_ENDPOINT_URL``) selects
   the endpoint, e.g. a moto server in tests.
@@ -17,6 +19,8 @@ Two backends:
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import os
 from collections.abc import Mapping
@@ -25,7 +29,8 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
-from medner.config import DEFAULT_DECISION_LOG
+from medner.config import DEFAULT_DECISION_LOG, PRODUCTION_BRANCH, PROJECT
+from medner.runs import branch_options
 from monitoring.policy import (
     DEFAULT_COOLDOWN,
     FLOWS,
@@ -67,13 +72,15 @@ class Backend(Protocol):
 
 
 class LocalBackend:
-    """Run flows here with Metaflow's Runner (blocking). ``env`` is added to this process' environment
-    for the run (e.g. METAFLOW_DATASTORE_SYSROOT_LOCAL); ``cwd`` is where it runs."""
+    """Run flows here with Metaflow's Runner (blocking), on the @project ``branch``. ``env`` is added to this
+    process' environment for the run (e.g. METAFLOW_DATASTORE_SYSROOT_LOCAL); ``cwd`` is where it runs."""
 
     name = "local"
 
-    def __init__(self, env: Mapping[str, str] | None = None, cwd: str | Path | None = None, show_output: bool = False):
+    def __init__(self, env: Mapping[str, str] | None = None, cwd: str | Path | None = None, show_output: bool = False,
+                 branch: str = PRODUCTION_BRANCH):
         self.env, self.cwd, self.show_output = dict(env or {}), cwd, show_output
+        self.top_level = branch_options(branch)  # raises ValueError for a branch no run can be started on
 
     def start(self, flow: str, parameters: Mapping[str, Any]) -> Started:
         from metaflow import Runner
@@ -83,28 +90,35 @@ class LocalBackend:
         # Runner takes Python names; flow parameters are named like their CLI options (data-run)
         kwargs = {name.replace("-", "_"): value for name, value in parameters.items()}
         with Runner(str(flows_dir() / FLOW_FILES[flow]), show_output=self.show_output, env=self.env,
-                    cwd=str(self.cwd) if self.cwd else None, pylint=False) as runner:
+                    cwd=str(self.cwd) if self.cwd else None, pylint=False, **self.top_level) as runner:
             result = runner.run(**kwargs)
             return Started(self.name, flow, result.run.pathspec, result.status)
 
 
 class StepFunctionsBackend:
-    """Start executions of deployed state machines with boto3."""
+    """Start executions of the state machines deployed for the @project ``branch``, with boto3."""
 
     name = "stepfunctions"
 
-    def __init__(self, endpoint_url: str | None = None, region: str | None = None, prefix: str | None = None):
+    def __init__(self, endpoint_url: str | None = None, region: str | None = None, prefix: str | None = None,
+                 branch: str = PRODUCTION_BRANCH):
         import boto3
 
         self.client = boto3.client("stepfunctions", endpoint_url=endpoint_url or os.environ.get("AWS_ENDPOINT_URL"),
                                    region_name=region or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1")
         self.prefix = prefix if prefix is not None else os.environ.get("METAFLOW_SFN_STATE_MACHINE_PREFIX", "")
+        self.branch = branch
 
     def state_machine_name(self, flow: str) -> str:
-        """As metaflow's resolve_state_machine_name names a flow without @project."""
-        if self.prefix and not flow.startswith(self.prefix):
-            return f"{self.prefix}_{flow}"
-        return flow
+        """As metaflow's resolve_state_machine_name names a @project flow's deployment: project.branch.flow, with
+        the prefix; cut to 60 characters plus a hash of the whole name when longer."""
+        name = f"{PROJECT}.{self.branch}.{flow}"
+        if self.prefix and not name.startswith(self.prefix):
+            name = f"{self.prefix}_{name}"
+        if len(name) > 60:
+            digest = base64.b32encode(hashlib.sha1(name.encode()).digest()).decode()[:16].lower()
+            name = f"{name[:60]}-{digest}"
+        return name
 
     def state_machine_arn(self, flow: str) -> str:
         name = self.state_machine_name(flow)
@@ -113,8 +127,9 @@ class StepFunctionsBackend:
                 if machine["name"] == name:
                     return machine["stateMachineArn"]
         script = FLOW_FILES.get(flow, "<flow>.py")
+        deploy = " ".join(f"--{k}" if v is True else f"--{k} {v}" for k, v in branch_options(self.branch).items())
         raise TriggerError(f"no state machine named {name!r}: deploy it with "
-                           f"`python flows/{script} step-functions create`")
+                           f"`python flows/{script} {deploy + ' ' if deploy else ''}step-functions create`")
 
     def start(self, flow: str, parameters: Mapping[str, Any]) -> Started:
         arn = self.state_machine_arn(flow)
@@ -125,9 +140,11 @@ class StepFunctionsBackend:
         return Started(self.name, flow, response["executionArn"], "RUNNING")
 
 
-def backend_options(backend: str, endpoint_url: str | None) -> dict[str, Any]:
-    """:func:`make_backend` options from the command line: an AWS endpoint matters to Step Functions only."""
-    return {"endpoint_url": endpoint_url} if backend == "stepfunctions" and endpoint_url else {}
+def backend_options(backend: str, endpoint_url: str | None, branch: str = PRODUCTION_BRANCH) -> dict[str, Any]:
+    """:func:`make_backend` options from the command line: the @project branch the flows start on; an AWS
+    endpoint matters to Step Functions only."""
+    return {"branch": branch, **({"endpoint_url": endpoint_url} if backend == "stepfunctions" and endpoint_url
+                                 else {})}
 
 
 def read_report(path: Path) -> dict[str, Any]:

@@ -80,19 +80,21 @@ def sfn_env(url: str, queue: str, bucket: str = "medner-flows") -> dict[str, str
 
 
 def deploy(flow_file: str, url: str, cwd: Path, bucket: str = "medner-flows") -> subprocess.CompletedProcess:
-    """`python flows/<flow_file> step-functions create` against the moto server (creates bucket and queue)."""
+    """`python flows/<flow_file> --production step-functions create` against the moto server (creates bucket and
+    queue): the production deployment, the state machine monitoring starts by default."""
     aws(url, "s3").create_bucket(Bucket=bucket)
     env = sfn_env(url, batch_queue(url), bucket)
-    return subprocess.run([sys.executable, str(FLOWS / flow_file), "--no-pylint", "step-functions", "create"],
+    return subprocess.run([sys.executable, str(FLOWS / flow_file), "--no-pylint", "--production", "step-functions",
+                           "create"],
                           cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
 
 
 
 def placeholder_state_machine(url: str, flow: str) -> str:
-    """A one-state machine named as `step-functions create` names ``flow`` (what triggers look up by name),
-    for tests where a real deployment would only cost time; returns its ARN."""
+    """A one-state machine named as `--production step-functions create` names ``flow``'s production deployment
+    (what triggers look up by name), for tests where a real deployment would only cost time; returns its ARN."""
     import json
 
     definition = {"StartAt": "start", "States": {"start": {"Type": "Pass", "End": True}}}
-    return aws(url, "stepfunctions").create_state_machine(name=flow, roleArn=ROLE, definition=json.dumps(definition)
-                                                          )["stateMachineArn"]
+    return aws(url, "stepfunctions").create_state_machine(
+        name=f"medner.prod.{flow}", roleArn=ROLE, definition=json.dumps(definition))["stateMachineArn"]

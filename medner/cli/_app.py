@@ -69,6 +69,9 @@ def main(
 DataDirOption = Annotated[
     Path | None, typer.Option("--data-dir", help="BeHealthy folder (default: $MEDNER_DATA_DIR, else the cache).")]
 RepositoryOption = Annotated[Path, typer.Option(envvar="MEDNER_REPOSITORY", help="Triton model repository.")]
+RepositoryLocationOption = Annotated[str, typer.Option(
+    envvar="MEDNER_REPOSITORY", help="Triton model repository: a folder, or s3://BUCKET/PREFIX (endpoint and "
+                                     "credentials from the AWS_* environment).")]
 UrlOption = Annotated[str, typer.Option(help="gRPC address of the Triton server started by `medner serve`.")]
 ModelOption = Annotated[Model, typer.Option(help="Served model: fp32 or INT8.")]
 AdminKeyFileOption = Annotated[Path | None, typer.Option(
@@ -78,5 +81,8 @@ BackendOption = Annotated[str, typer.Option(help="Where flows start: local (Meta
 DecisionLogOption = Annotated[str, typer.Option(
     "--log", envvar="MEDNER_DECISION_LOG",
     help="Decision log: a JSONL file or s3://bucket/prefix (an object per record).")]
+BranchOption = Annotated[str, typer.Option(
+    help="@project branch of the flow runs read or started: prod (--production runs and deployments), user (your own "
+         "runs), user.NAME, test.NAME or prod.NAME.")]
 EndpointOption = Annotated[str | None, typer.Option(help="AWS endpoint URL for stepfunctions (default: boto3's).")]
 DEFAULT_REPOSITORY = Path("model_repository")

@@ -8,15 +8,17 @@ from typing import Annotated
 
 import typer
 
-from medner.cli._app import DEFAULT_REPOSITORY, DataDirOption, RepositoryOption, app, fail
+from medner.cli._app import DEFAULT_REPOSITORY, BranchOption, DataDirOption, RepositoryLocationOption, app, fail
+from medner.config import PRODUCTION_BRANCH
 
 
 @app.command("export")
 def export_command(
     run: Annotated[str, typer.Option(help="TrainFlow run, or ExperimentFlow run (its challenger), as a pathspec "
-                                          "(default: the latest successful TrainFlow run).")] = "",
+                                          "(default: the latest successful TrainFlow run on --branch).")] = "",
+    branch: BranchOption = PRODUCTION_BRANCH,
     model_dir: Annotated[Path | None, typer.Option(help="Export this model folder instead of a run.")] = None,
-    repository: RepositoryOption = DEFAULT_REPOSITORY,
+    repository: RepositoryLocationOption = str(DEFAULT_REPOSITORY),
     data_dir: DataDirOption = None,
     threads: Annotated[int, typer.Option(help="ONNX Runtime threads for the gates.")] = 1,
 ) -> None:
@@ -25,12 +27,12 @@ def export_command(
     from medner.pipeline import export_run_or_folder
 
     try:
-        version, record = export_run_or_folder(run=run, model_dir=model_dir, repository=repository,
+        version, record = export_run_or_folder(run=run, branch=branch, model_dir=model_dir, repository=repository,
                                                data_dir=data_dir, threads=threads)
     except ValueError as err:
         fail(str(err))
     except ExportRefused as err:
         fail(f"export refused: {err}")
-    typer.echo(json.dumps({"repository": str(repository), "version": version, "gates": record["gates"],
+    typer.echo(json.dumps({"repository": repository, "version": version, "gates": record["gates"],
                            "entity_f1_fp32": record["metrics_fp32"]["entity_f1"],
                            "entity_f1_int8": record["metrics_int8"]["entity_f1"]}, indent=2))

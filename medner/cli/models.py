@@ -13,7 +13,7 @@ from medner.cli._app import (
     EXIT_USAGE,
     AdminKeyFileOption,
     GpuOption,
-    RepositoryOption,
+    RepositoryLocationOption,
     UrlOption,
     app,
     fail,
@@ -27,7 +27,7 @@ app.add_typer(models_app, name="models")
 
 @models_app.command("list")
 def models_list(
-    repository: RepositoryOption = DEFAULT_REPOSITORY,
+    repository: RepositoryLocationOption = str(DEFAULT_REPOSITORY),
     url: Annotated[str | None, typer.Option(help="Triton gRPC address: mark the versions it has loaded.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per version.")] = False,
 ) -> None:
@@ -64,7 +64,7 @@ def _admin_key_or_exit(key_file: Path | None) -> str:
 @models_app.command("promote")
 def models_promote(
     version: Annotated[int | None, typer.Argument(help="Challenger version (default: the newest).")] = None,
-    repository: RepositoryOption = DEFAULT_REPOSITORY,
+    repository: RepositoryLocationOption = str(DEFAULT_REPOSITORY),
     url: UrlOption = DEFAULT_GRPC_URL,
     margin: Annotated[float, typer.Option(help="Test entity F1 (0-1) the challenger must gain.")
                       ] = DEFAULT_PROMOTION_MARGIN,
@@ -77,12 +77,15 @@ def models_promote(
     """Gate a challenger against the champion (export gates, test F1, smoke test on a throwaway Triton) and, if
     it passes, serve it with no downtime; the champion stays for `medner models rollback`. Exit 1 if refused."""
     from medner.promotion import PromotionError, promote
+    from medner.s3 import ServingConflict
 
     try:
         decision = promote(repository, url, _admin_key_or_exit(admin_key_file), version=version, margin=margin,
                            tolerance=tolerance, gpu=gpu, keep_refused=keep_refused)
     except PromotionError as err:
         fail(str(err), EXIT_USAGE)
+    except ServingConflict as err:
+        fail(str(err))
     for gate in decision.gates:
         typer.echo(f"  {gate.name:<8} {'pass' if gate.passed else 'FAIL'}  {gate.detail}")
     for note in decision.notes:
@@ -96,16 +99,19 @@ def models_promote(
 @models_app.command("rollback")
 def models_rollback(
     to: Annotated[int | None, typer.Option(help="Version to serve (default: the one the champion replaced).")] = None,
-    repository: RepositoryOption = DEFAULT_REPOSITORY,
+    repository: RepositoryLocationOption = str(DEFAULT_REPOSITORY),
     url: UrlOption = DEFAULT_GRPC_URL,
     gpu: GpuOption = False,
     admin_key_file: AdminKeyFileOption = None,
 ) -> None:
     """Serve the previous champion again, with no downtime."""
     from medner.promotion import PromotionError, rollback
+    from medner.s3 import ServingConflict
 
     try:
         entry = rollback(repository, url, _admin_key_or_exit(admin_key_file), to=to, gpu=gpu)
     except PromotionError as err:
         fail(str(err), EXIT_USAGE)
+    except ServingConflict as err:
+        fail(str(err))
     typer.secho(f"rolled back to v{entry['version']} (was v{entry['champion']}); {entry['notes'][0]}", fg="green")

@@ -7,12 +7,12 @@ from typing import Annotated
 
 import typer
 
-from medner.cli._app import DEFAULT_REPOSITORY, RepositoryOption, app, fail
+from medner.cli._app import DEFAULT_REPOSITORY, RepositoryLocationOption, app, fail
 
 
 @app.command()
 def serve(
-    repository: RepositoryOption = DEFAULT_REPOSITORY,
+    repository: RepositoryLocationOption = str(DEFAULT_REPOSITORY),
     host: Annotated[str, typer.Option(help="Address to bind (default: loopback only).")] = "127.0.0.1",
     grpc_port: int = 8001,
     http_port: int = 8000,
@@ -31,13 +31,13 @@ def serve(
     import signal
     import threading
 
-    from medner.registry import record_first_champion
+    from medner.registry import serving_folder
     from medner.triton import TritonError, TritonServer, admin_key
 
-    server = TritonServer(repository, host, grpc_port, http_port, metrics_port, gpu=gpu, log_file=log_file,
+    folder, champion, source = serving_folder(repository)  # what serves: the recorded champion
+    server = TritonServer(folder, host, grpc_port, http_port, metrics_port, gpu=gpu, log_file=log_file,
                           admin_key=admin_key(admin_key_file), profile_dir=profile_dir,
-                          profile_window_seconds=profile_window,
-                          version=record_first_champion(repository))  # what serves: the recorded champion
+                          profile_window_seconds=profile_window, version=champion, source=source)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
@@ -45,7 +45,8 @@ def serve(
         server.start()
     except TritonError as err:
         fail(str(err))
-    typer.echo(f"Triton ready: gRPC {server.grpc_url}, HTTP {host}:{http_port}, metrics {host}:{metrics_port}"
+    typer.echo(f"Triton ready ({repository} v{champion}): gRPC {server.grpc_url}, HTTP {host}:{http_port}, "
+               f"metrics {host}:{metrics_port}"
                f"{' (GPU configs)' if gpu else ''}{f'; profiles to {profile_dir}' if profile_dir else ''}"
                "; Ctrl-C stops it")
     while not stop.wait(1.0):

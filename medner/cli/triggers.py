@@ -13,6 +13,7 @@ from medner.cli._app import (
     DEFAULT_REPOSITORY,
     EXIT_USAGE,
     BackendOption,
+    BranchOption,
     DecisionLogOption,
     EndpointOption,
     Model,
@@ -21,7 +22,7 @@ from medner.cli._app import (
     json_option,
 )
 from medner.cli.monitor import monitor_app
-from medner.config import DEFAULT_DECISION_LOG
+from medner.config import DEFAULT_DECISION_LOG, PRODUCTION_BRANCH
 from monitoring.policy import DEFAULT_QUALITY_DROP
 from monitoring.quality import MIN_SENTENCES
 
@@ -36,6 +37,7 @@ def monitor_act(
     experiment_params: Annotated[str, typer.Option(help="ExperimentFlow parameters, JSON.")] = "{}",
     cooldown_hours: Annotated[float, typer.Option(help="No new run for the same episode within this.")] = 24.0,
     endpoint_url: EndpointOption = None,
+    branch: BranchOption = PRODUCTION_BRANCH,
 ) -> None:
     """Act on a drift report: warning -> TrainFlow, critical -> ExperimentFlow + alert; print the decision."""
     from datetime import timedelta
@@ -50,7 +52,7 @@ def monitor_act(
                   "ExperimentFlow": json_option(experiment_params, "--experiment-params")}
     try:
         decision = act(data, backend, log, parameters=parameters, cooldown=timedelta(hours=cooldown_hours),
-                       backend_options=backend_options(backend, endpoint_url))
+                       backend_options=backend_options(backend, endpoint_url, branch))
     except (TriggerError, ValueError) as err:
         fail(str(err))
     typer.echo(json.dumps(decision, indent=2))
@@ -65,6 +67,7 @@ def monitor_inbox(
     data_params: Annotated[str, typer.Option(help="Extra DataFlow parameters, JSON.")] = "{}",
     train_params: Annotated[str, typer.Option(help="TrainFlow parameters (local backend), JSON.")] = "{}",
     endpoint_url: EndpointOption = None,
+    branch: BranchOption = PRODUCTION_BRANCH,
 ) -> None:
     """Validate new files in the inbox; valid ones run DataFlow -> TrainFlow, malformed ones are rejected (exit 2)."""
     from monitoring.inbox import process_inbox
@@ -74,7 +77,7 @@ def monitor_inbox(
         result = process_inbox(inbox, backend, log, accepted_dir=accepted,
                                data_parameters=json_option(data_params, "--data-params"),
                                train_parameters=json_option(train_params, "--train-params"),
-                               backend_options=backend_options(backend, endpoint_url))
+                               backend_options=backend_options(backend, endpoint_url, branch))
     except (TriggerError, FileNotFoundError) as err:
         fail(str(err))
     for name, error in result.rejected.items():
@@ -105,6 +108,7 @@ def monitor_quality(
     reviews: Annotated[str | None, typer.Option(
         help="Measure against the review database at this URL instead (the random share of reviewed notes).")
     ] = None,
+    branch: BranchOption = PRODUCTION_BRANCH,
 ) -> None:
     """Entity F1 of the served model on annotated live samples, or from reviews, against the champion's test
     F1; print JSON."""
@@ -117,7 +121,7 @@ def monitor_quality(
         report = check_quality_and_act(files or [], repository=repository, url=url, model=model,
                                        max_drop=max_drop, min_sentences=min_sentences, trigger=trigger,
                                        backend=backend, log=log, parameters=parameters, endpoint_url=endpoint_url,
-                                       reviews=reviews)
+                                       reviews=reviews, branch=branch)
     except (DataFormatError, FileNotFoundError, ValueError, TriggerError) as err:
         fail(str(err))
     typer.echo(json.dumps(report, indent=2))

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,10 +20,12 @@ class FlowRunner:
     root: Path
     env: dict[str, str]
 
-    def run(self, flow: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-        """``python flows/<flow> run ARGS`` with the datastore under ``root``."""
+    def run(self, flow: str, *args: str, check: bool = True, options: Sequence[str] = ()
+            ) -> subprocess.CompletedProcess:
+        """``python flows/<flow> OPTIONS run ARGS`` with the datastore under ``root`` (OPTIONS: top-level, such
+        as ``--production``)."""
         proc = subprocess.run(
-            [sys.executable, str(FLOWS / flow), "--no-pylint", "run", *args],
+            [sys.executable, str(FLOWS / flow), "--no-pylint", *options, "run", *args],
             cwd=self.root, env=self.env, capture_output=True, text=True, timeout=900,
         )
         if check and proc.returncode != 0:

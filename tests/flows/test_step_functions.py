@@ -22,14 +22,15 @@ def test_train_flow_deploys_to_step_functions_with_schedule_and_gpu(moto_endpoin
     aws(moto_endpoint, "s3").create_bucket(Bucket="medner-flows")
     queue = batch_queue(moto_endpoint)
     env = sfn_env(moto_endpoint, queue)
-    proc = subprocess.run([sys.executable, str(FLOWS / "train_flow.py"), "--no-pylint", "step-functions", "create"],
+    command = [sys.executable, str(FLOWS / "train_flow.py"), "--no-pylint", "--production", "step-functions", "create"]
+    proc = subprocess.run(command,
                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
 
     sfn = aws(moto_endpoint, "stepfunctions")
     [machine] = sfn.list_state_machines()["stateMachines"]
     definition = json.loads(sfn.describe_state_machine(stateMachineArn=machine["stateMachineArn"])["definition"])
-    assert machine["name"] == "TrainFlow" and definition["StartAt"] == "start"
+    assert machine["name"] == "medner.prod.TrainFlow" and definition["StartAt"] == "start"  # @project, --production
     assert list(definition["States"]) == ["start", "train", "evaluate", "publish", "end"]
     resources = {step: {r["Type"]: r["Value"] for r in
                         state["Parameters"]["ContainerOverrides"]["ResourceRequirements"]}

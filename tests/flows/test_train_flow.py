@@ -13,21 +13,40 @@ TINY = ["--epochs", "1", "--batch-size", "8", "--threads", "1", "--max-steps", "
 METRIC_KEYS = {"entity_f1", "entity_f1_D", "entity_f1_T", "entity_f1_relaxed", "token_weighted_f1", "train_seconds"}
 
 
-def test_train_flow_uses_the_latest_data_flow_run(flow_runner) -> None:
-    flow_runner.run("data_flow.py")
-    flow_runner.run("train_flow.py", *TINY)
+def test_train_flow_uses_the_latest_data_flow_run_of_its_branch(flow_runner) -> None:
+    """Every flow is a @project(name="medner") flow: production runs (`--production`, the prod branch) and a
+    researcher's runs (user.NAME) are apart, and what reads runs for production sees production only."""
+    flow_runner.run("data_flow.py", options=["--production"])
+    flow_runner.run("data_flow.py", "--dev-fraction", "0.2")  # a researcher's run, newer than production's
+    flow_runner.run("train_flow.py", *TINY, options=["--production"])
     result = flow_runner.client(
-        "data = Flow('DataFlow').latest_successful_run\n"
+        "from medner.pipeline import model_from_run\n"
+        "from medner.runs import latest_successful_run\n"
+        "data_runs = {r.pathspec: sorted(t for t in r.tags if t.startswith('project')) for r in Flow('DataFlow')}\n"
+        "data, mine = latest_successful_run('DataFlow', 'prod'), latest_successful_run('DataFlow', 'user')\n"
         "run = Flow('TrainFlow').latest_successful_run\n"
+        "try:\n"
+        "    model_from_run(branch='user')\n"
+        "    error = ''\n"
+        "except ValueError as err:\n"
+        "    error = str(err)\n"
         "from metaflow.cards import get_cards\n"
         "html = get_cards(run['evaluate'].task)[0].get()\n"
         "result = dict(metrics=run.data.metrics, source=run.data.data_source, version=run.data.data_version,"
-        " data_pathspec=data.pathspec, data_version=data.data.data_version, files=sorted(run.data.model_files),"
-        " config=run.data.config, card=html)"
+        " data_runs=data_runs, data_pathspec=data.pathspec, mine=mine.pathspec, data_version=data.data.data_version,"
+        " files=sorted(run.data.model_files), exported_by_default=model_from_run().lineage['source'],"
+        " pathspec=run.pathspec, error=error, config=run.data.config, card=html)"
     )
+    production, researcher = sorted(result["data_runs"], key=lambda p: int(p.split("/")[1]))
+    # the researcher's namespace (user:medner-tests) holds both runs, each tagged with its branch
+    assert result["data_runs"] == {production: ["project:medner", "project_branch:prod"],
+                                   researcher: ["project:medner", "project_branch:user.medner-tests"]}
+    assert (result["data_pathspec"], result["mine"]) == (production, researcher)
+    assert result["source"] == production  # the production TrainFlow trained on production data, not the newer run
+    assert result["exported_by_default"] == result["pathspec"]  # `medner export` reads the prod branch
+    assert "no successful TrainFlow run on branch 'user.medner-tests' of project medner" in result["error"]
     assert METRIC_KEYS <= set(result["metrics"])
     assert all(0.0 <= result["metrics"][k] <= 1.0 for k in METRIC_KEYS - {"train_seconds"})
-    assert result["source"] == result["data_pathspec"]
     assert result["version"] == result["data_version"]
     assert {"config.json", "tokenizer.json", "span_edges.json"} <= set(result["files"])
     assert result["config"]["max_steps"] == 4 and result["config"]["decode"] == "viterbi"

@@ -43,8 +43,9 @@ def test_warning_starts_one_train_flow_run_per_episode(tmp_path: Path, tiny_corp
     assert first["flow"] == "TrainFlow" and first["backend"] == "local" and first["target"].startswith("TrainFlow/")
     run = client(tmp_path, env).client(
         f"run = Run('{first['target']}')\n"
-        "result = dict(ok=run.successful, config=run.data.config, source=run.data.data_source)")
+        "result = dict(ok=run.successful, config=run.data.config, source=run.data.data_source, tags=sorted(run.tags))")
     assert run["ok"] and run["config"]["max_steps"] == 4 and run["config"]["batch_size"] == 8
+    assert "project_branch:prod" in run["tags"]  # monitoring acts for production: the run is on the prod branch
     assert run["source"] == str(tiny_corpus)
 
     second = act({"level": "warning", **WINDOW}, backend, log, parameters=params, now=NOW + timedelta(hours=1))
@@ -89,17 +90,20 @@ def test_step_functions_executions_of_deployed_state_machines(moto_endpoint: str
     for decision, flow, expected in ((warning, "TrainFlow", params["TrainFlow"]),
                                      (critical, "ExperimentFlow", params["ExperimentFlow"])):
         execution = sfn.describe_execution(executionArn=decision["target"])
-        assert execution["stateMachineArn"].endswith(f":stateMachine:{flow}")
+        assert execution["stateMachineArn"].endswith(f":stateMachine:medner.prod.{flow}")
         outer = json.loads(execution["input"])
         assert list(outer) == ["Parameters"] and json.loads(outer["Parameters"]) == expected
         listed = sfn.list_executions(stateMachineArn=execution["stateMachineArn"])["executions"]
         assert [e["executionArn"] for e in listed] == [decision["target"]]
     assert [r["target"] for r in log.read()] == [warning["target"], critical["target"]]
 
-    with pytest.raises(TriggerError, match="python flows/data_flow.py step-functions create"):
+    with pytest.raises(TriggerError, match="python flows/data_flow.py --production step-functions create"):
         backend.start("DataFlow", {})
-    assert StepFunctionsBackend(endpoint_url=moto_endpoint, prefix="prod").state_machine_name("TrainFlow") == \
-        "prod_TrainFlow"
+    assert StepFunctionsBackend(endpoint_url=moto_endpoint, prefix="ops").state_machine_name("TrainFlow") == \
+        "ops_medner.prod.TrainFlow"
+    researcher = StepFunctionsBackend(endpoint_url=moto_endpoint, branch="test.drift_study")
+    with pytest.raises(TriggerError, match="medner.test.drift_study.TrainFlow.*--branch drift_study step-functions"):
+        researcher.start("TrainFlow", {})  # another branch's deployment: not the production one
 
 
 def test_cli_act_on_a_drift_report(moto_endpoint: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -133,6 +137,13 @@ def test_a_report_that_is_not_json_names_its_file_and_line(tmp_path: Path) -> No
     assert read_report(report) == {"level": "none"}
 
 
-def test_an_endpoint_url_matters_to_step_functions_only() -> None:
-    assert backend_options("stepfunctions", "http://127.0.0.1:5000") == {"endpoint_url": "http://127.0.0.1:5000"}
-    assert backend_options("stepfunctions", None) == {} == backend_options("local", "http://127.0.0.1:5000")
+def test_an_endpoint_url_matters_to_step_functions_only_the_branch_to_both() -> None:
+    assert backend_options("stepfunctions", "http://127.0.0.1:5000") == {"endpoint_url": "http://127.0.0.1:5000",
+                                                                         "branch": "prod"}
+    assert backend_options("stepfunctions", None) == {"branch": "prod"} == backend_options("local", "http://x:1")
+    assert backend_options("local", None, "test.study") == {"branch": "test.study"}
+    assert LocalBackend(branch="test.study").top_level == {"branch": "study"}  # `--branch study run`
+    assert LocalBackend(branch="prod.canary").top_level == {"branch": "canary", "production": True}
+    assert LocalBackend().top_level == {"production": True} and LocalBackend(branch="user.me").top_level == {}
+    with pytest.raises(ValueError, match="unknown @project branch 'staging'"):
+        LocalBackend(branch="staging")

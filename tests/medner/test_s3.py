@@ -1,0 +1,182 @@
+"""The S3 model repository's mirror against a real S3 endpoint (a moto server on 127.0.0.1): two machines'
+mirrors of one bucket, incremental pulls, metadata-only pulls, conditional serving.json writes, deletions,
+and nothing written when the work in between fails."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from medner.registry import serving_record, versions, write_serving_record
+from medner.s3 import S3Mirror, ServingConflict, opened, split_s3_url, triton_location
+from tests.aws import TEST_CREDENTIALS, aws
+
+URL = "s3://models/prod/ner-repo"
+
+
+@pytest.fixture
+def bucket(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> str:
+    for name, value in TEST_CREDENTIALS.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_endpoint)
+    monkeypatch.setenv("MEDNER_CACHE_DIR", str(tmp_path / "cache"))
+    aws(moto_endpoint, "s3").create_bucket(Bucket="models")
+    return moto_endpoint
+
+
+def write_version(repository: Path, version: int, f1: float) -> None:
+    for model in ("ner", "ner_int8", "ner_encoder"):
+        (repository / model / str(version)).mkdir(parents=True)
+        (repository / model / "config.pbtxt").write_text(f'name: "{model}"\n')
+        (repository / model / str(version) / "model.onnx").write_bytes(b"onnx bytes " * 100 + bytes([version]))
+    (repository / "ner_encoder" / str(version) / "lineage.json").write_text(
+        json.dumps({"metrics_fp32": {"entity_f1": f1}}))
+
+
+def keys(endpoint: str) -> list[str]:
+    listed = aws(endpoint, "s3").list_objects_v2(Bucket="models", Prefix="prod/ner-repo/").get("Contents", [])
+    return sorted(item["Key"].removeprefix("prod/ner-repo/") for item in listed)
+
+
+def serving_on_s3(endpoint: str) -> dict:
+    return json.loads(aws(endpoint, "s3").get_object(Bucket="models", Key="prod/ner-repo/serving.json")["Body"].read())
+
+
+def test_two_mirrors_of_one_bucket(bucket: str, tmp_path: Path) -> None:
+    with opened(URL) as repository:  # machine A exports two versions
+        assert repository.is_dir() and not any(repository.iterdir())  # an empty bucket: an empty mirror
+        write_version(repository, 1, 0.60)
+        write_version(repository, 2, 0.65)
+    models = ("ner", "ner_int8", "ner_encoder")
+    assert keys(bucket) == sorted([f"{m}/config.pbtxt" for m in models] + [f"{m}/{v}/model.onnx" for m in models
+                                  for v in (1, 2)] + [f"ner_encoder/{v}/lineage.json" for v in (1, 2)])
+
+    other = S3Mirror(URL, tmp_path / "machine-b")  # machine B: metadata only, then the whole repository
+    folder = other.pull(full=False)
+    assert [(v.version, v.models, v.lineage["metrics_fp32"]["entity_f1"]) for v in versions(folder)] == [
+        (1, ["ner", "ner_int8"], 0.60), (2, ["ner", "ner_int8"], 0.65)]
+    assert not (folder / "ner" / "1" / "model.onnx").exists()
+    other.pull(full=True)
+    assert (folder / "ner" / "2" / "model.onnx").read_bytes().endswith(bytes([2]))
+
+    downloads = []
+    other.client.download_file = lambda *args, **kwargs: downloads.append(args)
+    other.pull(full=True)
+    assert downloads == []  # nothing changed on S3: nothing is downloaded again
+
+
+def test_serving_json_writes_are_conditional(bucket: str, tmp_path: Path) -> None:
+    with opened(URL) as repository:
+        write_version(repository, 1, 0.60)
+        write_version(repository, 2, 0.65)
+    first, second = S3Mirror(URL, tmp_path / "a"), S3Mirror(URL, tmp_path / "b")
+    for mirror in (first, second):
+        mirror.pull(full=False)  # both read: no serving.json yet
+    write_serving_record(first.root, {"version": 1, "previous": [], "history": []})
+    write_serving_record(second.root, {"version": 2, "previous": [], "history": []})
+    first.push()
+    with pytest.raises(ServingConflict, match="changed since this command read it"):
+        second.push()
+    assert serving_on_s3(bucket)["version"] == 1  # the first writer's record stands
+
+    second.pull(full=False)  # read again, then write: accepted
+    assert serving_record(second.root)["version"] == 1
+    write_serving_record(second.root, {"version": 2, "previous": [1], "history": []})
+    second.push()
+    assert serving_on_s3(bucket) == {"version": 2, "previous": [1], "history": []}
+    with pytest.raises(ServingConflict):  # the first mirror's copy is stale now
+        write_serving_record(first.root, {"version": 1, "previous": [], "history": []})
+        first.push()
+
+
+def test_removed_versions_are_deleted_and_failed_work_is_not_pushed(bucket: str, tmp_path: Path) -> None:
+    with opened(URL) as repository:
+        write_version(repository, 1, 0.60)
+        write_version(repository, 2, 0.65)
+    with opened(URL, full=False) as repository:  # a refused version's folders removed (metadata-only mirror)
+        for folder in repository.glob("*/2"):
+            shutil.rmtree(folder)
+    assert not [k for k in keys(bucket) if "/2/" in k] and "ner/1/model.onnx" in keys(bucket)
+
+    before = keys(bucket)
+    with pytest.raises(RuntimeError, match="gate failed"), opened(URL) as repository:
+        write_version(repository, 3, 0.70)
+        raise RuntimeError("gate failed")
+    assert keys(bucket) == before  # nothing of the failed export reached S3
+    with opened(URL) as repository:  # and the next command's mirror does not carry it either
+        assert [v.version for v in versions(repository)] == [1]
+
+
+def test_s3_locations() -> None:
+    assert split_s3_url("s3://models/prod/ner/") == ("models", "prod/ner")
+    with pytest.raises(ValueError, match="expected s3://bucket/prefix"):
+        split_s3_url("s3:///prefix")
+    assert triton_location("s3://models/prod", "http://127.0.0.1:5000") == "s3://127.0.0.1:5000/models/prod"
+    assert triton_location("s3://models/prod", "https://minio.internal") == "s3://https://minio.internal:443/models/prod"
+
+
+@pytest.mark.slow
+def test_serve_extract_promote_rollback_on_s3(bucket: str, exported_repository: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """The production path on a bucket: `medner serve` reading the bucket itself (loopback only, administrative
+    endpoints closed, SIGTERM stops it), `medner extract`, `medner models promote` and `rollback` moving the
+    champion there and on the server. (`medner export` to a bucket: tests/flows/test_experiment_flow.py.)"""
+    import signal
+    import urllib.request
+
+    from typer.testing import CliRunner
+
+    from clients.local import LocalNerModel
+    from medner.cli import app
+    from medner.registry import loaded_versions
+    from tests.medner.test_promotion import add_version
+    from tests.serve import ADMIN_KEY, assert_admin_endpoints_need_the_key, listening_addresses, start_medner_serve
+
+    monkeypatch.setenv("MEDNER_ADMIN_KEY", ADMIN_KEY)
+    with opened(URL) as repository:  # the session's export as version 1 on the bucket
+        shutil.copytree(exported_repository, repository, dirs_exist_ok=True,
+                        ignore=shutil.ignore_patterns("serving.json"))
+    cli = CliRunner()
+    process, (grpc_port, http_port, metrics_port) = start_medner_serve(URL)
+    url = f"127.0.0.1:{grpc_port}"
+    try:
+        assert f"Triton ready ({URL} v1)" in process.stdout.readline()
+        assert serving_on_s3(bucket)["version"] == 1  # the first champion, recorded on the bucket
+        with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/v2/models/ner/ready", timeout=5) as response:
+            assert response.status == 200
+        for port in (grpc_port, http_port, metrics_port):
+            addresses = listening_addresses(port)
+            assert addresses and addresses <= {"127.0.0.1", "[::ffff:127.0.0.1]"}, (port, addresses)  # loopback only
+        assert_admin_endpoints_need_the_key(url, http_port)
+
+        note = "Patients with breast cancer were treated with tamoxifen."
+        extracted = cli.invoke(app, ["extract", "--url", url], input=note + "\n")
+        assert extracted.exit_code == 0, extracted.output
+        with opened(URL) as repository:
+            assert json.loads(extracted.stdout)["entities"] == LocalNerModel(
+                repository, "ner", threads=1, version=1).extract([note])[0]
+            add_version(repository, 2, +0.05)  # a challenger: version 1's files, claiming a better test F1
+
+        promoted = cli.invoke(app, ["models", "promote", "2", "--repository", URL, "--url", url])
+        assert promoted.exit_code == 0, promoted.output
+        assert loaded_versions(url, ADMIN_KEY) == {"ner": [2], "ner_int8": [2]}
+        assert serving_on_s3(bucket)["version"] == 2 and serving_on_s3(bucket)["previous"] == [1]
+        listed = cli.invoke(app, ["models", "list", "--repository", URL, "--url", url])
+        assert [line.split()[:2] for line in listed.stdout.splitlines()] == [["v2", "ner,ner_int8"],
+                                                                             ["v1", "not"]], listed.output
+
+        rolled_back = cli.invoke(app, ["models", "rollback", "--repository", URL, "--url", url])
+        assert rolled_back.exit_code == 0, rolled_back.output
+        assert loaded_versions(url, ADMIN_KEY) == {"ner": [1], "ner_int8": [1]}
+        record = serving_on_s3(bucket)
+        assert (record["version"], record["previous"], [h["action"] for h in record["history"]]) == (
+            1, [], ["first champion", "promote", "rollback"])
+        process.send_signal(signal.SIGTERM)
+        assert process.wait() == 0  # a hang fails through the suite's per-test timeout
+    finally:
+        if process.poll() is None:
+            process.terminate()  # lets `medner serve` stop tritonserver
+            process.wait(60)

@@ -1,0 +1,59 @@
+"""`medner serve` in a subprocess, and what every served repository must show: loopback only, administrative
+endpoints closed to requests without the admin key."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from medner.registry import loaded_versions
+from medner.triton import ADMIN_KEY_ENV, free_ports
+
+ADMIN_KEY = "test-admin-key"
+
+
+def start_medner_serve(repository: str | Path) -> tuple[subprocess.Popen, list[int]]:
+    """``medner serve`` of a folder or s3:// repository in a subprocess on free ports; returns it and its (gRPC,
+    HTTP, metrics) ports."""
+    ports = free_ports(3)
+    command = [sys.executable, "-m", "medner.cli", "serve", "--repository", str(repository)]
+    for flag, port in zip(("--grpc-port", "--http-port", "--metrics-port"), ports):
+        command += [flag, str(port)]
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env={**os.environ, ADMIN_KEY_ENV: ADMIN_KEY}), ports
+
+
+def assert_admin_endpoints_need_the_key(grpc_url: str, http_port: int) -> None:
+    import tritonclient.grpc as grpcclient
+    from tritonclient.utils import InferenceServerException
+
+    client = grpcclient.InferenceServerClient(grpc_url)
+    assert client.is_model_ready("ner")  # health, metadata and inference stay open
+    for call in (client.get_model_repository_index, lambda: client.unload_model("ner"),
+                 lambda: client.load_model("ner"), client.get_inference_statistics):
+        with pytest.raises(InferenceServerException, match="restricted|[Pp]ermission|admin"):
+            call()
+    assert client.is_model_ready("ner")  # the refused unload did nothing
+    with pytest.raises(urllib.error.HTTPError):
+        urllib.request.urlopen(urllib.request.Request(f"http://127.0.0.1:{http_port}/v2/repository/models/ner/unload",
+                                                      data=b"{}", method="POST"), timeout=5)
+    assert loaded_versions(grpc_url, ADMIN_KEY) == {"ner": [1], "ner_int8": [1]}  # what `medner models list` reads
+
+
+def listening_addresses(port: int) -> set[str]:
+    """The local addresses listening on ``port`` (``ss -ltn``), once something listens there (Triton reports ready
+    on HTTP before its metrics endpoint listens, under load); a port that never opens fails by the timeout."""
+    while True:
+        listening = [line.split()[3] for line in subprocess.run(["ss", "-ltn"], capture_output=True, text=True
+                                                                  ).stdout.splitlines()[1:]]
+        addresses = {a.rsplit(":", 1)[0] for a in listening if a.endswith(f":{port}")}
+        if addresses:
+            return addresses
+        time.sleep(0.2)
