@@ -1,8 +1,14 @@
 """ExperimentFlow: compare candidate taggers on one data version and split; tag the best as challenger."""
 
-from metaflow import FlowSpec, Parameter, card, current, project, resources, step
+import os
 
-from medner.config import PROJECT
+# The publish step exports (Triton config templates: .pbtxt) and promotes (the acceptance notes: .jsonl): the code
+# package must carry those files too, wherever it runs.
+os.environ.setdefault("METAFLOW_DEFAULT_PACKAGE_SUFFIXES", ".py,.pbtxt,.jsonl")
+
+from metaflow import FlowSpec, Parameter, card, current, project, resources, step  # noqa: E402
+
+from medner.config import DEFAULT_UAT_MIN_F1, PROJECT  # noqa: E402
 
 
 @project(name=PROJECT)  # runs and deployments namespaced by branch: prod (--production), user.NAME, test.NAME
@@ -14,6 +20,8 @@ class ExperimentFlow(FlowSpec):
       candidate - train one candidate with one seed (foreach): CRF baseline or transformer; score dev and test
       compare   - comparison table (mean ± sd over seeds) and chart in a card; the best mean dev F1 becomes the
                   challenger (run tag)
+      publish   - with --repository: export the challenger as a new model version (if servable); with
+                  --promote-url too: promote it through the gates (test F1, acceptance notes, smoke test)
       end       - print the ranking
     """
 
@@ -26,6 +34,12 @@ class ExperimentFlow(FlowSpec):
                       "per seed (e.g. 13,14,15; default: each candidate's own seed)")
     overrides = Parameter("overrides", default="{}", help="JSON TrainConfig fields applied to every transformer "
                           "candidate, e.g. '{\"threads\": 1}' or tiny settings for tests")
+    repository = Parameter("repository", default="", help="Triton model repository to export the challenger to "
+                           "(folder or s3://; default: none)")
+    promote_url = Parameter("promote-url", default="", help="gRPC address of `medner serve` to promote on "
+                            "(admin key from $MEDNER_ADMIN_KEY); default: export only")
+    uat_min_f1 = Parameter("uat-min-f1", default=DEFAULT_UAT_MIN_F1,
+                           help="entity F1 on the acceptance notes a promoted model needs")
 
     @step
     def start(self):
@@ -65,7 +79,7 @@ class ExperimentFlow(FlowSpec):
         from medner.experiments import select_challenger
         from medner.report import experiment_card
 
-        self.merge_artifacts(inputs, include=["data_version", "data_source"])
+        self.merge_artifacts(inputs, include=["data_version", "data_source", "train_data", "test_data"])
         results = [branch.result for branch in inputs]
         best = select_challenger(results)
         self.results = [r.row() for r in results]
@@ -73,6 +87,20 @@ class ExperimentFlow(FlowSpec):
         self.challenger_model_files = best.model_files  # empty for the CRF: it cannot be served by Triton
         Run(f"{current.flow_name}/{current.run_id}").add_tags(["challenger", f"challenger:{best.name}"])
         experiment_card(current.card, self.results, self.challenger, self.data_version)
+        self.next(self.publish)
+
+    @step
+    def publish(self):
+        """Export the challenger as a new model version and, if asked, promote it through the gates."""
+        from medner.pipeline import publish
+
+        self.exported_version, self.promotion = None, None
+        if self.challenger_model_files:  # the CRF baseline cannot be served
+            self.exported_version, self.promotion = publish(
+                source=f"{current.flow_name}/{current.run_id}", model_files=self.challenger_model_files,
+                train=self.train_data, test=self.test_data, metrics=self.challenger_row["test"],
+                config=self.challenger_row["params"], data_version=self.data_version, repository=self.repository,
+                promote_url=self.promote_url, uat_min_f1=self.uat_min_f1, candidate=self.challenger)
         self.next(self.end)
 
     @step
@@ -87,6 +115,9 @@ class ExperimentFlow(FlowSpec):
             mark = "  <- challenger" if name == self.challenger else ""
             print(f"{name:<28} dev {mean_sd([r['dev']['entity_f1'] for r in runs], 4)}  "
                   f"test {mean_sd([r['test']['entity_f1'] for r in runs], 4)}  ({len(runs)} runs){mark}")
+        if self.exported_version:
+            verdict = self.promotion["action"] if self.promotion else "not promoted (no --promote-url)"
+            print(f"exported the challenger as version {self.exported_version} of {self.repository}: {verdict}")
 
 
 if __name__ == "__main__":

@@ -17,7 +17,8 @@ class MonitorFlow(FlowSpec):
       check - per-feature Hellinger drift, the level, a card with scores and whylogs' HTML drift report; with
               --review-db, the champion's entity F1 from reviews too
       act   - the policy's action (warning: TrainFlow, critical: ExperimentFlow + alert), started on this run's
-              own @project branch and recorded;
+              own @project branch and recorded; with --promote-url the started flow exports and promotes its
+              model (the loop closes by itself);
               a quality drop from reviews is acted on like critical drift
       end   - print the level and the decision
     """
@@ -40,6 +41,8 @@ class MonitorFlow(FlowSpec):
                                  help="entity F1 drop from reviews that is critical")
     min_reviewed_notes = Parameter("min-reviewed-notes", default=MIN_SENTENCES,
                                    help="fewer random-share reviews: no verdict")
+    promote_url = Parameter("promote-url", default="", help="gRPC address of `medner serve`: the flows this run starts "
+                            "export to --repository and promote there (default: they only train)")
     trigger_parameters = Parameter("trigger-parameters", default="{}",
                                    help='JSON {"TrainFlow": {...}, "ExperimentFlow": {...}} for started flows')
 
@@ -79,16 +82,21 @@ class MonitorFlow(FlowSpec):
     @step
     def act(self):
         """Apply the policy: start the flow the level calls for (or only say which, in a dry run)."""
-        from monitoring.drift import decide
+        import json
 
-        self.decision = decide(self.report, self.trigger_backend, self.decision_log, self.trigger_parameters,
+        from monitoring.drift import decide
+        from monitoring.triggers import closing_the_loop
+
+        parameters = json.dumps(closing_the_loop(json.loads(self.trigger_parameters), self.repository,
+                                                 self.promote_url))
+        self.decision = decide(self.report, self.trigger_backend, self.decision_log, parameters,
                                self.dry_run, branch=current.branch_name)  # start flows on this run's own branch
         self.quality_decision = None
         if self.quality:
             from monitoring.quality import quality_reason
 
             self.quality_decision = decide(self.quality, self.trigger_backend, self.decision_log,
-                                           self.trigger_parameters, self.dry_run, quality_reason(self.quality),
+                                           parameters, self.dry_run, quality_reason(self.quality),
                                            branch=current.branch_name)
         self.next(self.end)
 

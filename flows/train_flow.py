@@ -4,11 +4,11 @@ import os
 
 # The publish step exports, and export copies the Triton config templates and model code of model_repository/
 # (flows/model_repository links to it): the code package must carry the .pbtxt files too, wherever it runs.
-os.environ.setdefault("METAFLOW_DEFAULT_PACKAGE_SUFFIXES", ".py,.pbtxt")
+os.environ.setdefault("METAFLOW_DEFAULT_PACKAGE_SUFFIXES", ".py,.pbtxt,.jsonl")  # .jsonl: the acceptance notes
 
 from metaflow import FlowSpec, Parameter, card, current, project, resources, schedule, step  # noqa: E402
 
-from medner.config import PROJECT, TrainConfig  # noqa: E402
+from medner.config import DEFAULT_UAT_MIN_F1, PROJECT, TrainConfig  # noqa: E402
 
 DEFAULTS = TrainConfig()  # one source for the hyper-parameters' defaults
 
@@ -57,6 +57,8 @@ class TrainFlow(FlowSpec):
     repository = Parameter("repository", default="", help="Triton model repository to export to (default: none)")
     promote_url = Parameter("promote-url", default="", help="gRPC address of `medner serve` to promote on "
                             "(admin key from $MEDNER_ADMIN_KEY); default: export only")
+    uat_min_f1 = Parameter("uat-min-f1", default=DEFAULT_UAT_MIN_F1,
+                           help="entity F1 on the acceptance notes a promoted model needs")
 
     @step
     def start(self):
@@ -115,7 +117,7 @@ class TrainFlow(FlowSpec):
         self.exported_version, self.promotion = publish(
             source=f"{current.flow_name}/{current.run_id}", model_files=self.model_files, train=self.train_data,
             test=self.test_data, metrics=self.metrics, config=self.config, data_version=self.data_version,
-            repository=self.repository, promote_url=self.promote_url)
+            repository=self.repository, promote_url=self.promote_url, uat_min_f1=self.uat_min_f1)
         self.next(self.end)
 
     @step

@@ -13,6 +13,8 @@ DEFAULT_DECISION_LOG = "monitoring/decisions.jsonl"  # $MEDNER_DECISION_LOG over
 DEFAULT_PROMOTION_MARGIN = 0.0  # test entity F1 (0-1) a challenger must gain over the champion
 DEFAULT_RANDOM_SHARE = 0.2  # of notes imported for review: drawn at random, for the unbiased quality estimate
 DEFAULT_PROMOTION_TOLERANCE = 0.002  # |test F1 difference| counted as a tie between versions, settled by speed
+ACCEPTANCE_FILE = Path(__file__).with_name("acceptance.jsonl")  # the UAT notes a challenger must pass
+DEFAULT_UAT_MIN_F1 = 0.5  # entity F1 on the acceptance notes below which promotion refuses: a policy, not a measurement
 PROJECT = "medner"  # every flow's @project: runs and deployments are namespaced by project and branch
 PRODUCTION_BRANCH = "prod"  # the @project branch of `--production` runs and deployments
 

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from medner.config import PRODUCTION_BRANCH, PROJECT
+from medner.config import DEFAULT_UAT_MIN_F1, PRODUCTION_BRANCH, PROJECT
 from medner.data import Sentence
 
 
@@ -143,10 +143,11 @@ def export_run_or_folder(*, run: str = "", branch: str = PRODUCTION_BRANCH, mode
 
 
 def publish(*, source: str, model_files: dict[str, bytes], train: Sequence[Sentence], test: Sequence[Sentence],
-            metrics: dict, config: dict, data_version: str, repository: str, promote_url: str = ""
-            ) -> tuple[int | None, dict | None]:
-    """TrainFlow's last step: export the model as a new version of ``repository`` (a folder or
-    ``s3://bucket/prefix``; nothing without one) and, with ``promote_url``, promote it on that server.
+            metrics: dict, config: dict, data_version: str, repository: str, promote_url: str = "",
+            uat_min_f1: float = DEFAULT_UAT_MIN_F1, candidate: str = "") -> tuple[int | None, dict | None]:
+    """TrainFlow's and ExperimentFlow's last step: export the model (ExperimentFlow's: the ``candidate`` it chose)
+    as a new version of ``repository`` (a folder or ``s3://bucket/prefix``; nothing without one) and, with
+    ``promote_url``, promote it on that server through every gate (acceptance notes: ``uat_min_f1``).
     Returns (version or None, promotion decision or None). A refused export or promotion is reported, not
     raised: the run and the serving champion stay valid."""
     if not repository:
@@ -155,7 +156,8 @@ def publish(*, source: str, model_files: dict[str, bytes], train: Sequence[Sente
     from medner.s3 import opened
     from medner.training import files_to_dir
 
-    lineage = {"source": source, "data_version": data_version, "train_metrics": metrics, "config": config}
+    lineage = {"source": source, "data_version": data_version, "train_metrics": metrics, "config": config,
+               **({"candidate": candidate} if candidate else {})}
     with tempfile.TemporaryDirectory() as tmp, opened(repository, full=False) as folder:
         try:
             version = export_model(files_to_dir(model_files, tmp), folder, test=test, lineage=lineage,
@@ -168,7 +170,7 @@ def publish(*, source: str, model_files: dict[str, bytes], train: Sequence[Sente
     from medner.promotion import promote
     from medner.triton import admin_key
 
-    decision = promote(repository, promote_url, admin_key(create=False) or "", version=version)
+    decision = promote(repository, promote_url, admin_key(create=False) or "", version=version, uat_min_f1=uat_min_f1)
     for gate in decision.gates:
         print(f"{gate.name}: {'pass' if gate.passed else 'FAIL'} {gate.detail}")
     return version, decision.to_dict()

@@ -1,11 +1,13 @@
 """Champion/challenger promotion and rollback for a Triton model repository served by ``medner serve``.
 
-A challenger (an exported version) replaces the champion only when it passes three gates:
+A challenger (an exported version) replaces the champion only when it passes four gates:
 
 1. **export**: its lineage records the export parity gate and the INT8 quality gate as passed;
 2. **quality**: its test entity F1 beats the champion's by ``margin``, or is within ``tolerance`` of it and
    the challenger is faster in-process (median of interleaved timings on the smoke notes);
-3. **smoke**: a throwaway Triton server (free 127.0.0.1 ports) loads the challenger's served models (``ner``,
+3. **uat**: user acceptance: on the acceptance notes (``medner/acceptance.jsonl``: notes with the entities a
+   person expects, versioned with the code and extended by review) its entity F1 reaches ``uat_min_f1``;
+4. **smoke**: a throwaway Triton server (free 127.0.0.1 ports) loads the challenger's served models (``ner``,
    ``ner_int8``, CPU configs) alone and answers a fixed set of notes exactly as the same version does
    in-process: a broken or unloadable model never reaches the live server.
 
@@ -27,7 +29,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from medner.config import DEFAULT_PROMOTION_MARGIN, DEFAULT_PROMOTION_TOLERANCE
+from medner.config import ACCEPTANCE_FILE, DEFAULT_PROMOTION_MARGIN, DEFAULT_PROMOTION_TOLERANCE, DEFAULT_UAT_MIN_F1
 from medner.registry import (
     SERVED_MODELS,
     lineage,
@@ -134,6 +136,25 @@ def quality_gate(repository: Path, challenger: int, champion: int | None, margin
     return Gate("quality", False, f"{versus}: not better by the margin {margin:.4f}")
 
 
+def uat_gate(repository: Path, version: int, min_f1: float, acceptance: Path = ACCEPTANCE_FILE) -> Gate:
+    """User acceptance: ``version`` (fp32, in-process) on the acceptance notes must reach entity F1 ``min_f1``;
+    the detail says how many notes it got exactly right (never their text)."""
+    from clients.local import LocalNerModel
+    from medner.data import read_jsonl
+    from medner.metrics import evaluate
+    from monitoring.quality import predicted_labels
+
+    notes = read_jsonl(acceptance)  # a malformed file names its line
+    try:
+        predictions = predicted_labels(notes, LocalNerModel(repository, "ner", threads=1, version=version).extract)
+    except (RuntimeError, OSError, ValueError) as err:  # onnxruntime's load errors are RuntimeErrors
+        return Gate("uat", False, f"v{version} does not run in-process ({type(err).__name__})")
+    f1 = evaluate([n.labels for n in notes], predictions)["entity_f1"]
+    exact = sum(list(n.labels) == list(p) for n, p in zip(notes, predictions))
+    return Gate("uat", f1 >= min_f1, f"entity F1 {f1:.4f} on {len(notes)} acceptance notes of {acceptance.name} "
+                                     f"({exact} exactly right); {min_f1:.4f} needed")
+
+
 def smoke_gate(repository: Path, version: int, timeout: float = 180.0) -> Gate:
     """Serve ``version`` alone on a throwaway Triton server and compare its answers on the smoke notes with
     the same version run in-process (labels and offsets; scores within 1e-3)."""
@@ -201,18 +222,19 @@ def current_champion(repository: Path, url: str, key: str) -> int | None:
 
 def promote(repository: str | Path, url: str, key: str, *, version: int | None = None,
             margin: float = DEFAULT_PROMOTION_MARGIN, tolerance: float = DEFAULT_PROMOTION_TOLERANCE, gpu: bool = False,
-            keep_refused: bool = False) -> Decision:
+            keep_refused: bool = False, uat_min_f1: float = DEFAULT_UAT_MIN_F1,
+            acceptance: Path = ACCEPTANCE_FILE) -> Decision:
     """Gate ``version`` (default: the newest) of ``repository`` (a folder or ``s3://bucket/prefix``: its mirror,
     see :func:`medner.s3.opened`) against the champion; load it on the server at ``url`` if it passes, else
     leave the champion serving. Every decision is appended to ``serving.json``."""
     from medner.s3 import opened
 
     with opened(repository) as folder:
-        return _promote(folder, url, key, version, margin, tolerance, gpu, keep_refused)
+        return _promote(folder, url, key, version, margin, tolerance, gpu, keep_refused, uat_min_f1, acceptance)
 
 
 def _promote(repository: Path, url: str, key: str, version: int | None, margin: float, tolerance: float, gpu: bool,
-             keep_refused: bool) -> Decision:
+             keep_refused: bool, uat_min_f1: float, acceptance: Path) -> Decision:
     from medner.triton import load_version
 
     found = [v.version for v in versions(repository)]
@@ -227,6 +249,8 @@ def _promote(repository: Path, url: str, key: str, version: int | None, margin: 
     decision.gates.append(export_gate(lineage(repository, version)))
     if decision.gates[-1].passed:
         decision.gates.append(quality_gate(repository, version, champion, margin, tolerance))
+    if decision.gates[-1].passed:
+        decision.gates.append(uat_gate(repository, version, uat_min_f1, acceptance))
     if decision.gates[-1].passed:
         decision.gates.append(smoke_gate(repository, version))
     if all(g.passed for g in decision.gates):

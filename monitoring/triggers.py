@@ -140,6 +140,19 @@ class StepFunctionsBackend:
         return Started(self.name, flow, response["executionArn"], "RUNNING")
 
 
+def closing_the_loop(parameters: Mapping[str, Mapping[str, Any]], repository: str, promote_url: str
+                     ) -> dict[str, dict[str, Any]]:
+    """Flow parameters that close the loop: with ``promote_url``, the TrainFlow and ExperimentFlow a decision starts
+    export their model to ``repository`` and promote it on that server through every gate, so a warning ends
+    with a retrained model serving (or refused, the champion serving on) and a critical drift with the
+    challenger's; parameters given for a flow win. Without ``promote_url``, ``parameters`` unchanged."""
+    closed = {flow: dict(values) for flow, values in parameters.items()}
+    if promote_url:
+        for flow in ("TrainFlow", "ExperimentFlow"):
+            closed[flow] = {"repository": repository, "promote-url": promote_url, **closed.get(flow, {})}
+    return closed
+
+
 def backend_options(backend: str, endpoint_url: str | None, branch: str = PRODUCTION_BRANCH) -> dict[str, Any]:
     """:func:`make_backend` options from the command line: the @project branch the flows start on; an AWS
     endpoint matters to Step Functions only."""

@@ -79,14 +79,15 @@ def sfn_env(url: str, queue: str, bucket: str = "medner-flows") -> dict[str, str
     }
 
 
-def deploy(flow_file: str, url: str, cwd: Path, bucket: str = "medner-flows") -> subprocess.CompletedProcess:
-    """`python flows/<flow_file> --production step-functions create` against the moto server (creates bucket and
-    queue): the production deployment, the state machine monitoring starts by default."""
+def deploy(flow_files: list[str], url: str, cwd: Path, bucket: str = "medner-flows"
+           ) -> list[subprocess.CompletedProcess]:
+    """`python flows/<flow_file> --production step-functions create` for each flow against the moto server
+    (creates bucket and queue first): the production deployments, the state machines monitoring starts."""
     aws(url, "s3").create_bucket(Bucket=bucket)
     env = sfn_env(url, batch_queue(url), bucket)
-    return subprocess.run([sys.executable, str(FLOWS / flow_file), "--no-pylint", "--production", "step-functions",
-                           "create"],
-                          cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+    return [subprocess.run([sys.executable, str(FLOWS / flow_file), "--no-pylint", "--production", "step-functions",
+                            "create"], cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+            for flow_file in flow_files]
 
 
 

@@ -3,7 +3,10 @@ endpoints closed to requests without the admin key."""
 
 from __future__ import annotations
 
+import json
 import os
+import re
+import shutil
 import subprocess
 import sys
 import time
@@ -13,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from medner.registry import loaded_versions
+from medner.registry import loaded_versions, write_serving_record
 from medner.triton import ADMIN_KEY_ENV, free_ports
 
 ADMIN_KEY = "test-admin-key"
@@ -57,3 +60,23 @@ def listening_addresses(port: int) -> set[str]:
         if addresses:
             return addresses
         time.sleep(0.2)
+
+
+def beatable_champion(exported_repository: Path, repository: Path) -> Path:
+    """The session's version 1 as the champion of a new ``repository``, its test F1 claimed to be -1 (any trained
+    model beats it: the quality gate passes); what clients call (ner, ner_int8) and the lineage holder
+    (ner_encoder), one instance each: the GPU ensemble's parts and a second instance would only make every server
+    start and load slower."""
+    shutil.copytree(exported_repository, repository, copy_function=os.link,
+                    ignore=shutil.ignore_patterns("ner_tokenize", "ner_decode", "ner_encoder_int8", "serving.json"))
+    for config in repository.glob("*/config.pbtxt"):
+        text = config.read_text()
+        config.unlink()  # a hard link into the session's repository: write a file of its own
+        config.write_text(re.sub(r"count: \d+", "count: 1", text))
+    lineage_file = repository / "ner_encoder" / "1" / "lineage.json"
+    record = json.loads(lineage_file.read_text())
+    record["metrics_fp32"]["entity_f1"] = -1.0
+    lineage_file.unlink()
+    lineage_file.write_text(json.dumps(record))
+    write_serving_record(repository, {"version": 1, "previous": [], "history": []})
+    return repository

@@ -19,7 +19,13 @@ from medner.cli._app import (
     fail,
     group,
 )
-from medner.config import DEFAULT_GRPC_URL, DEFAULT_PROMOTION_MARGIN, DEFAULT_PROMOTION_TOLERANCE
+from medner.config import (
+    ACCEPTANCE_FILE,
+    DEFAULT_GRPC_URL,
+    DEFAULT_PROMOTION_MARGIN,
+    DEFAULT_PROMOTION_TOLERANCE,
+    DEFAULT_UAT_MIN_F1,
+)
 
 models_app = group("The model registry: versions in a Triton repository and what is serving.")
 app.add_typer(models_app, name="models")
@@ -71,17 +77,23 @@ def models_promote(
     tolerance: Annotated[float, typer.Option(help="F1 difference counted as a tie, settled by speed.")
                          ] = DEFAULT_PROMOTION_TOLERANCE,
     keep_refused: Annotated[bool, typer.Option(help="Keep a refused version's folders.")] = False,
+    uat_min_f1: Annotated[float, typer.Option(help="Entity F1 (0-1) needed on the acceptance notes.")
+                          ] = DEFAULT_UAT_MIN_F1,
+    acceptance: Annotated[Path, typer.Option(help="Acceptance notes (JSONL: text and the expected entities).",
+                                             exists=True, dir_okay=False)] = ACCEPTANCE_FILE,
     gpu: GpuOption = False,
     admin_key_file: AdminKeyFileOption = None,
 ) -> None:
-    """Gate a challenger against the champion (export gates, test F1, smoke test on a throwaway Triton) and, if
-    it passes, serve it with no downtime; the champion stays for `medner models rollback`. Exit 1 if refused."""
+    """Gate a challenger against the champion (export gates, test F1, acceptance notes, smoke test on a throwaway
+    Triton) and, if it passes, serve it with no downtime; the champion stays for `medner models rollback`. Exit 1
+    if refused."""
     from medner.promotion import PromotionError, promote
     from medner.s3 import ServingConflict
 
     try:
         decision = promote(repository, url, _admin_key_or_exit(admin_key_file), version=version, margin=margin,
-                           tolerance=tolerance, gpu=gpu, keep_refused=keep_refused)
+                           tolerance=tolerance, gpu=gpu, keep_refused=keep_refused, uat_min_f1=uat_min_f1,
+                           acceptance=acceptance)
     except PromotionError as err:
         fail(str(err), EXIT_USAGE)
     except ServingConflict as err:

@@ -17,6 +17,7 @@ from medner.cli._app import (
     DecisionLogOption,
     EndpointOption,
     Model,
+    RepositoryLocationOption,
     RepositoryOption,
     fail,
     json_option,
@@ -38,18 +39,22 @@ def monitor_act(
     cooldown_hours: Annotated[float, typer.Option(help="No new run for the same episode within this.")] = 24.0,
     endpoint_url: EndpointOption = None,
     branch: BranchOption = PRODUCTION_BRANCH,
+    promote_url: Annotated[str, typer.Option(help="gRPC address of `medner serve`: the started flow exports its model "
+                                             "to --repository and promotes it there (default: it only trains).")] = "",
+    repository: RepositoryLocationOption = str(DEFAULT_REPOSITORY),
 ) -> None:
     """Act on a drift report: warning -> TrainFlow, critical -> ExperimentFlow + alert; print the decision."""
     from datetime import timedelta
 
-    from monitoring.triggers import TriggerError, act, backend_options, read_report
+    from monitoring.triggers import TriggerError, act, backend_options, closing_the_loop, read_report
 
     try:
         data = read_report(report)
     except ValueError as err:
         fail(str(err), EXIT_USAGE)
-    parameters = {"TrainFlow": json_option(train_params, "--train-params"),
-                  "ExperimentFlow": json_option(experiment_params, "--experiment-params")}
+    parameters = closing_the_loop({"TrainFlow": json_option(train_params, "--train-params"),
+                                   "ExperimentFlow": json_option(experiment_params, "--experiment-params")},
+                                  repository, promote_url)
     try:
         decision = act(data, backend, log, parameters=parameters, cooldown=timedelta(hours=cooldown_hours),
                        backend_options=backend_options(backend, endpoint_url, branch))

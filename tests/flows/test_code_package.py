@@ -71,6 +71,9 @@ def test_every_step_imports_from_the_code_package_alone(flow: str, bare_env: dic
     proc = subprocess.run([sys.executable, "-c", "import sys\n" + script, str(code)], cwd=code, env=bare_env,
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    if "def publish" in (code / flow).read_text():  # exports (config templates) and promotes (acceptance notes)
+        assert (code / "medner" / "acceptance.jsonl").is_file() and (code / "model_repository" / "ner" /
+                                                                     "config.pbtxt").is_file()
 
 
 def test_data_and_train_flows_run_and_export_from_the_unpacked_package(bare_env: dict[str, str], tmp_path: Path

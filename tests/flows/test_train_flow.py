@@ -1,7 +1,4 @@
 import json
-import os
-import re
-import shutil
 
 import pytest
 
@@ -59,37 +56,33 @@ def test_train_flow_uses_the_latest_data_flow_run_of_its_branch(flow_runner) -> 
     assert card.count('"type": "image"') == 2  # learning curve and confusion matrix
 
 
-def test_train_flow_prepares_data_itself_exports_and_promotes(flow_runner, tiny_corpus, exported_repository,
-                                                             tmp_path) -> None:
-    from medner.registry import loaded_versions, serving_record, write_serving_record
+def test_a_warning_retrains_exports_and_promotes_by_itself(flow_runner, tiny_corpus, exported_repository,
+                                                          tmp_path) -> None:
+    """The loop closes by itself: a warning's TrainFlow (production branch; no DataFlow run there, so it prepares
+    the data itself) exports its model and promotes it through every gate on the serving champion's server."""
+    from medner.registry import loaded_versions, serving_record
     from medner.triton import ADMIN_KEY_ENV, TritonServer
+    from monitoring.triggers import LocalBackend, act, closing_the_loop
+    from tests.serve import beatable_champion
 
     key = "train-flow-test-key"
-    repository = tmp_path / "repository"  # the session's version 1 as the champion, its test F1 claimed to be -1
-    # what clients call (ner, ner_int8) and the lineage holder (ner_encoder), one instance each: the GPU
-    # ensemble's parts and a second instance would only make every server start and load slower
-    shutil.copytree(exported_repository, repository, copy_function=os.link,
-                    ignore=shutil.ignore_patterns("ner_tokenize", "ner_decode", "ner_encoder_int8", "serving.json"))
-    for config in repository.glob("*/config.pbtxt"):
-        text = config.read_text()
-        config.unlink()  # a hard link into the session's repository: write a file of its own
-        config.write_text(re.sub(r"count: \d+", "count: 1", text))
-    lineage_file = repository / "ner_encoder" / "1" / "lineage.json"
-    record = json.loads(lineage_file.read_text())
-    record["metrics_fp32"]["entity_f1"] = -1.0  # any trained model beats it: the quality gate passes
-    lineage_file.unlink()  # a hard link into the session's repository: write a file of its own
-    lineage_file.write_text(json.dumps(record))
-    write_serving_record(repository, {"version": 1, "previous": [], "history": []})
+    repository = beatable_champion(exported_repository, tmp_path / "repository")
+    window = {"level": "warning", "window_start": "20261201T110000Z", "window_end": "20261201T120000Z"}
+    tiny = {"epochs": 1, "batch-size": 8, "threads": 1, "max-steps": 4, "uat-min-f1": 0.0}  # untrained: no real UAT
     with TritonServer.on_free_ports(repository, admin_key=key, version=1) as server:
+        before = loaded_versions(server.grpc_url, key)
         flow_runner.env[ADMIN_KEY_ENV] = key
-        proc = flow_runner.run("train_flow.py", *TINY, "--repository", str(repository),
-                               "--promote-url", server.grpc_url)
-        assert loaded_versions(server.grpc_url, key) == {"ner": [2], "ner_int8": [2]}  # the flow's model serves now
-    assert "test entity F1" in proc.stdout + proc.stderr
+        decision = act(window, LocalBackend(env=flow_runner.env, cwd=flow_runner.root), tmp_path / "decisions.jsonl",
+                       parameters=closing_the_loop({"TrainFlow": tiny}, str(repository), server.grpc_url))
+        after = loaded_versions(server.grpc_url, key)
+    assert (before, after) == ({"ner": [1], "ner_int8": [1]}, {"ner": [2], "ner_int8": [2]})  # the flow's model
+    assert decision["status"] == "triggered" and decision["run_status"] == "successful", decision
+    assert decision["parameters"]["promote-url"] == server.grpc_url
     result = flow_runner.client("run = Flow('TrainFlow').latest_successful_run\n"
                                 "result = [run.data.data_source, run.pathspec, run.data.exported_version,"
                                 " run.data.promotion, sorted(run.tags)]")
     data_source, pathspec, version, promotion, tags = result
+    assert pathspec == decision["target"] and "project_branch:prod" in tags
     assert data_source == str(tiny_corpus) and version == 2
     assert promotion["action"] == "promote" and promotion["version"] == 2 and promotion["champion"] == 1
     assert "champion" in tags  # promotion tagged the run whose model now serves

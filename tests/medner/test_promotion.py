@@ -38,8 +38,8 @@ def add_version(repository: Path, version: int, f1_delta: float, corrupt: bool =
     record["metrics_fp32"]["entity_f1"] += f1_delta
     lineage_file.unlink()  # a hard link: write a file of its own
     lineage_file.write_text(json.dumps(record))
-    if corrupt:
-        for onnx in repository.glob(f"*/{version}/model.onnx"):
+    if corrupt:  # the INT8 model only: the fp32 one runs in-process (acceptance notes), Triton cannot load the other
+        for onnx in repository.glob(f"*int8/{version}/model.onnx"):
             onnx.unlink()
             onnx.write_bytes(b"not an onnx graph")
 
@@ -103,17 +103,21 @@ def test_promotion_refusals_success_and_rollback_under_load(repository: Path) ->
 
         with ClientLoad(url, notes, expected) as load:
             worse = cli.invoke(app, ["models", "promote", "4", *where])
-            broken = promote(repository, url, KEY, version=3)
+            broken = promote(repository, url, KEY, version=3, uat_min_f1=0.0)
+            strict = promote(repository, url, KEY, version=2, uat_min_f1=0.99, keep_refused=True)
         assert worse.exit_code == 1 and "refused v4; v1 keeps serving" in worse.stderr
         assert "quality  FAIL" in worse.stdout and "not better" in worse.stdout
         assert not broken.promoted and broken.gates[-1].name == "smoke" and "does not load" in broken.gates[-1].detail
+        assert not strict.promoted and [(g.name, g.passed) for g in strict.gates] == [
+            ("export", True), ("quality", True), ("uat", False)]  # the untrained model fails the acceptance notes
+        assert "acceptance notes of acceptance.jsonl" in strict.gates[-1].detail
         assert not list(repository.glob("*/4")) and not list(repository.glob("*/3"))  # refused: removed
         assert loaded_versions(url, KEY) == {"ner": [1], "ner_int8": [1]}
 
         with ClientLoad(url, notes, expected) as promoting:
-            better = promote(repository, url, KEY)  # the newest left is 2
+            better = promote(repository, url, KEY, uat_min_f1=0.0)  # the newest left is 2 (kept when refused)
         assert better.promoted, better.gates
-        assert [g.name for g in better.gates] == ["export", "quality", "smoke"]
+        assert [g.name for g in better.gates] == ["export", "quality", "uat", "smoke"]
         assert loaded_versions(url, KEY) == {"ner": [2], "ner_int8": [2]}
         assert (repository / "ner" / "1").is_dir()  # the old champion stays for rollback
 
@@ -134,7 +138,7 @@ def test_promotion_refusals_success_and_rollback_under_load(repository: Path) ->
         assert run.sent > 0 and run.failed == 0 and run.wrong == 0, vars(run)
     record = serving_record(repository)
     assert record["version"] == 1 and record["previous"] == []
-    assert [h["action"] for h in record["history"]] == ["refuse", "refuse", "promote", "rollback"]
+    assert [h["action"] for h in record["history"]] == ["refuse", "refuse", "refuse", "promote", "rollback"]
 
 
 def test_listing_and_in_process_extraction_follow_the_champion(repository: Path) -> None:

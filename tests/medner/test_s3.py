@@ -160,7 +160,7 @@ def test_serve_extract_promote_rollback_on_s3(bucket: str, exported_repository: 
                 repository, "ner", threads=1, version=1).extract([note])[0]
             add_version(repository, 2, +0.05)  # a challenger: version 1's files, claiming a better test F1
 
-        promoted = cli.invoke(app, ["models", "promote", "2", "--repository", URL, "--url", url])
+        promoted = cli.invoke(app, ["models", "promote", "2", "--repository", URL, "--url", url, "--uat-min-f1", "0"])
         assert promoted.exit_code == 0, promoted.output
         assert loaded_versions(url, ADMIN_KEY) == {"ner": [2], "ner_int8": [2]}
         assert serving_on_s3(bucket)["version"] == 2 and serving_on_s3(bucket)["previous"] == [1]

@@ -4,7 +4,6 @@ Step Functions executions on a moto server with the input `step-functions trigge
 from __future__ import annotations
 
 import json
-import logging
 import os
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -12,7 +11,15 @@ from pathlib import Path
 import pytest
 
 from monitoring.policy import DecisionLog
-from monitoring.triggers import LocalBackend, StepFunctionsBackend, TriggerError, act, backend_options, read_report
+from monitoring.triggers import (
+    LocalBackend,
+    StepFunctionsBackend,
+    TriggerError,
+    act,
+    backend_options,
+    closing_the_loop,
+    read_report,
+)
 from tests.aws import TEST_CREDENTIALS, aws, deploy, placeholder_state_machine
 from tests.flows.conftest import FlowRunner
 
@@ -56,33 +63,23 @@ def test_warning_starts_one_train_flow_run_per_episode(tmp_path: Path, tiny_corp
 
 
 @pytest.mark.slow
-def test_critical_starts_experiment_flow_and_alerts(tmp_path: Path, tiny_corpus: Path,
-                                                    caplog: pytest.LogCaptureFixture) -> None:
-    env = local_env(tmp_path, tiny_corpus)
-    params = {"ExperimentFlow": {"grid": CRF_GRID, "data-dir": str(tiny_corpus)}}
-    with caplog.at_level(logging.WARNING, logger="medner.monitoring"):
-        decision = act({"level": "critical", **WINDOW}, LocalBackend(env=env, cwd=tmp_path),
-                       tmp_path / "decisions.jsonl", parameters=params, now=NOW)
-    assert decision["status"] == "triggered" and decision["action"] == "reexperiment" and decision["alert"], decision
-    run = client(tmp_path, env).client(
-        f"run = Run('{decision['target']}')\n"
-        "result = dict(ok=run.successful, names=[r['name'] for r in run.data.results], tags=sorted(run.tags))")
-    assert run["ok"] and run["names"] == ["crf-baseline"] and "challenger:crf-baseline" in run["tags"]
-    assert any("ALERT" in r.getMessage() and decision["target"] in r.getMessage() for r in caplog.records)
-
-
-@pytest.mark.slow
 def test_step_functions_executions_of_deployed_state_machines(moto_endpoint: str, tmp_path: Path,
                                                               monkeypatch: pytest.MonkeyPatch) -> None:
     for name, value in TEST_CREDENTIALS.items():
         monkeypatch.setenv(name, value)
-    proc = deploy("train_flow.py", moto_endpoint, tmp_path)  # the real `step-functions create`
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    for proc in deploy(["train_flow.py", "experiment_flow.py"], moto_endpoint, tmp_path):  # `step-functions create`
+        assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     sfn = aws(moto_endpoint, "stepfunctions")
-    # ExperimentFlow's deployment needs the same command; a minimal machine under Metaflow's name keeps it fast
-    placeholder_state_machine(moto_endpoint, "ExperimentFlow")
+    machines = {m["name"]: m["stateMachineArn"] for m in sfn.list_state_machines()["stateMachines"]}
+    assert set(machines) == {"medner.prod.TrainFlow", "medner.prod.ExperimentFlow"}  # Metaflow-generated, both
+    steps = json.loads(sfn.describe_state_machine(stateMachineArn=machines["medner.prod.ExperimentFlow"]
+                                                  )["definition"])["States"]
+    assert "publish" in steps and "compare" in steps  # exports and promotes its challenger
     backend, log = StepFunctionsBackend(endpoint_url=moto_endpoint), DecisionLog(tmp_path / "decisions.jsonl")
-    params = {"TrainFlow": {"max-steps": 4, "data-run": "DataFlow/7"}, "ExperimentFlow": {"grid": CRF_GRID}}
+    params = closing_the_loop({"TrainFlow": {"max-steps": 4, "data-run": "DataFlow/7"},
+                               "ExperimentFlow": {"grid": CRF_GRID}}, "s3://models/ner", "triton.internal:8001")
+    assert params["ExperimentFlow"] == {"repository": "s3://models/ner", "promote-url": "triton.internal:8001",
+                                        "grid": CRF_GRID}  # the loop closes: the started flows export and promote
 
     warning = act({"level": "warning", **WINDOW}, backend, log, parameters=params, now=NOW)
     critical = act({"level": "critical", **WINDOW}, backend, log, parameters=params, now=NOW + timedelta(hours=1))
@@ -147,3 +144,10 @@ def test_an_endpoint_url_matters_to_step_functions_only_the_branch_to_both() -> 
     assert LocalBackend().top_level == {"production": True} and LocalBackend(branch="user.me").top_level == {}
     with pytest.raises(ValueError, match="unknown @project branch 'staging'"):
         LocalBackend(branch="staging")
+
+
+def test_closing_the_loop_adds_export_and_promotion_to_started_flows() -> None:
+    assert closing_the_loop({"TrainFlow": {"epochs": 2}}, "model_repository", "") == {"TrainFlow": {"epochs": 2}}
+    closed = closing_the_loop({"TrainFlow": {"repository": "s3://other/ner"}}, "model_repository", "127.0.0.1:8001")
+    assert closed == {"TrainFlow": {"repository": "s3://other/ner", "promote-url": "127.0.0.1:8001"},  # given wins
+                      "ExperimentFlow": {"repository": "model_repository", "promote-url": "127.0.0.1:8001"}}
