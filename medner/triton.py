@@ -20,6 +20,9 @@ SITE_PACKAGES_ENV = "MEDNER_SITE_PACKAGES"  # read by the python models' model.p
 ADMIN_HEADER = "medner-admin-key"  # the HTTP header that carries the admin key
 GRPC_ADMIN_HEADER = f"triton-grpc-protocol-{ADMIN_HEADER}"  # the same as gRPC metadata (Triton adds the prefix)
 ADMIN_KEY_ENV = "MEDNER_ADMIN_KEY"
+# A Triton installation to run instead of the bundled server: NVIDIA's images have it in /opt/tritonserver, with the
+# onnxruntime and TensorRT backends the GPU configs need and a python backend built for the image's Python.
+TRITON_HOME_ENV = "MEDNER_TRITON_HOME"
 # Administrative endpoints, closed to requests without the admin key: loading and unloading models (and the
 # repository index), shared-memory registration, statistics, tracing and log settings. Inference, health
 # and metadata stay open.
@@ -135,6 +138,10 @@ def _pytriton_root() -> Path:
     return Path(next(iter(spec.submodule_search_locations)))
 
 
+def _triton_home() -> Path | None:
+    return Path(os.environ[TRITON_HOME_ENV]) if os.environ.get(TRITON_HOME_ENV) else None
+
+
 def backend_directory(target: Path) -> Path:
     """A backend folder whose python backend has the stub for this Python next to it."""
     source = _pytriton_root() / "tritonserver" / "backends" / "python"
@@ -204,7 +211,7 @@ class TritonServer:
         return f"{self.host}:{self.grpc_port}"
 
     def command(self, backends: Path) -> list[str]:
-        binary = _pytriton_root() / "tritonserver" / "bin" / "tritonserver"
+        binary = (_triton_home() or _pytriton_root() / "tritonserver") / "bin" / "tritonserver"
         args = [
             str(binary), f"--model-repository={self.source or self.repository.resolve()}",
             f"--backend-directory={backends}",
@@ -224,10 +231,11 @@ class TritonServer:
         return args + self.extra_args
 
     def environment(self) -> dict[str, str]:
-        libs = _pytriton_root().parent / "nvidia_pytriton.libs"
         env = dict(os.environ)
-        env["LD_LIBRARY_PATH"] = os.pathsep.join(p for p in (str(libs), *_libpython_dir(),
-                                                             env.get("LD_LIBRARY_PATH", "")) if p)
+        if not _triton_home():  # the bundled server's own libraries, and this Python's libpython for its stub
+            libs = _pytriton_root().parent / "nvidia_pytriton.libs"
+            env["LD_LIBRARY_PATH"] = os.pathsep.join(p for p in (str(libs), *_libpython_dir(),
+                                                                 env.get("LD_LIBRARY_PATH", "")) if p)
         paths = [sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"],
                  str(Path(__file__).resolve().parents[1])]
         env[SITE_PACKAGES_ENV] = os.pathsep.join(dict.fromkeys(paths))
@@ -241,7 +249,8 @@ class TritonServer:
 
     def start(self, timeout: float = 120.0) -> TritonServer:
         self._backends = tempfile.TemporaryDirectory(prefix="medner-triton-backends-")
-        backends = backend_directory(Path(self._backends.name))
+        home = _triton_home()
+        backends = home / "backends" if home else backend_directory(Path(self._backends.name))
         log = open(self.log_file, "ab") if self.log_file else subprocess.DEVNULL  # noqa: SIM115
         self.process = subprocess.Popen([*parent_death_launcher(), *self.command(backends)],
                                         env=self.environment(), stdout=log, stderr=subprocess.STDOUT,

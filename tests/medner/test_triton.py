@@ -41,3 +41,18 @@ def test_tritonserver_does_not_outlive_a_killed_medner_serve(exported_repository
         if process.poll() is None:
             process.terminate()  # lets `medner serve` stop tritonserver
             process.wait(60)
+
+
+def test_an_installed_triton_replaces_the_bundled_one(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """NVIDIA's images (deploy/Dockerfile) run their own /opt/tritonserver: its binary, its backends (onnxruntime,
+    TensorRT, a python backend for the image's Python), none of the bundled server's libraries."""
+    from medner.triton import TRITON_HOME_ENV, TritonServer
+
+    server = TritonServer(tmp_path, source="s3://models/ner")
+    bundled = server.command(tmp_path / "backends")
+    assert "nvidia_pytriton.libs" in server.environment()["LD_LIBRARY_PATH"]
+    monkeypatch.setenv(TRITON_HOME_ENV, "/opt/tritonserver")
+    command = server.command(Path("/opt/tritonserver/backends"))
+    assert command[0] == "/opt/tritonserver/bin/tritonserver" != bundled[0]
+    assert {"--model-repository=s3://models/ner", "--backend-directory=/opt/tritonserver/backends"} <= set(command)
+    assert "nvidia_pytriton.libs" not in server.environment().get("LD_LIBRARY_PATH", "")
