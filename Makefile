@@ -41,10 +41,11 @@ demo: setup  ## data + training + evaluation, then export to model_repository/
 # The run's output is kept in .pytest.log: a crash dump printed outside any test (a session fixture's server,
 # interpreter shutdown) fails the build too; inside a test, tests/crash_dumps.py fails that test.
 # Debian packages a test needs: a real Chromium and its driver for the review app's browser test
-# (tests/review/test_browser.py). Installed once, as root (as CI runs), with apt-get.
-SYSTEM_PACKAGES := chromium chromium-driver
+# (tests/review/test_browser.py), and a real Prometheus for the alert rules (tests/monitoring/test_metrics.py).
+# Installed once, as root (as CI runs), with apt-get.
+SYSTEM_PACKAGES := chromium chromium-driver prometheus
 system-packages:
-	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || { \
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null && command -v prometheus >/dev/null || { \
 	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
 	  $(SYSTEM_PACKAGES); }
 

@@ -1,4 +1,5 @@
-"""``medner monitor check``: drift of live requests against the served model's reference profile."""
+"""``medner monitor check`` and ``metrics``: drift of live requests against the served model's reference profile,
+and the latest drift and quality as Prometheus gauges."""
 
 from __future__ import annotations
 
@@ -12,12 +13,15 @@ from medner.cli._app import (
     DEFAULT_REPOSITORY,
     EXIT_CRITICAL,
     EXIT_WARNING,
+    DecisionLogOption,
     Model,
     RepositoryOption,
     app,
     fail,
     group,
 )
+from medner.config import DEFAULT_DECISION_LOG
+from monitoring.metrics import DEFAULT_METRICS_PORT
 
 monitor_app = group("Drift of live requests against the served model's reference profile.")
 app.add_typer(monitor_app, name="monitor")
@@ -55,3 +59,29 @@ def monitor_check(
         typer.echo(f"HTML drift report: {html}", err=True)
     if report.level != "none":  # cron and schedulers see the level without parsing the JSON
         raise typer.Exit(EXIT_WARNING if report.level == "warning" else EXIT_CRITICAL)
+
+
+@monitor_app.command("metrics")
+def monitor_metrics(
+    log: DecisionLogOption = DEFAULT_DECISION_LOG,
+    host: Annotated[str, typer.Option(help="Address to bind (default: loopback only).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port of GET /metrics.")] = DEFAULT_METRICS_PORT,
+) -> None:
+    """Serve the latest drift and quality from the decision log as Prometheus gauges (GET /metrics) until
+    SIGINT/SIGTERM; the alert rules and the Grafana dashboard are in deploy/."""
+    import signal
+
+    from monitoring.metrics import metrics_server
+
+    try:
+        server = metrics_server(log, host, port)
+    except OSError as err:
+        fail(f"cannot listen on {host}:{port}: {err.strerror}")
+    signal.signal(signal.SIGTERM, lambda *_: signal.raise_signal(signal.SIGINT))
+    typer.echo(f"metrics on http://{host}:{server.server_port}/metrics (from {log}); Ctrl-C stops it")
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()

@@ -54,3 +54,28 @@ def test_version() -> None:
 
     result = runner.invoke(app, ["--version"])
     assert result.exit_code == 0 and result.stdout == f"medner {__version__}\n"
+
+
+def test_monitor_metrics_serves_the_decision_log_until_sigterm(tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+    import urllib.request
+
+    from medner.triton import free_ports
+
+    log = tmp_path / "decisions.jsonl"
+    log.write_text(json.dumps({"level": "warning", "scores": {"oov_word_rate": 0.2, "combined": 0.2}}) + "\n")
+    [port] = free_ports(1)
+    process = subprocess.Popen([sys.executable, "-m", "medner.cli", "monitor", "metrics", "--log", str(log),
+                                "--port", str(port)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert f"metrics on http://127.0.0.1:{port}/metrics" in process.stdout.readline()  # listening from here on
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+            assert "medner_drift_level 1.0" in response.read().decode()
+        process.send_signal(signal.SIGTERM)
+        assert process.wait() == 0  # a hang fails through the suite's per-test timeout
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
