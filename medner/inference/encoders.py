@@ -75,8 +75,26 @@ def _stack_ragged(windows: list[np.ndarray]) -> np.ndarray:
     return stacked
 
 
-def ort_session(onnx_path: Path, threads: int = 1, spinning: bool = True) -> Any:
-    """An ONNX Runtime CPU session with all graph optimisations and ``threads`` intra-op threads."""
+GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")  # preferred in this order where installed
+
+
+def gpu_providers(device_id: int = 0, fp16: bool = True, cache_dir: str = "") -> list[Any]:
+    """ONNX Runtime's execution providers for a GPU encoder: TensorRT (FP16, an engine cache) and CUDA where this
+    onnxruntime has them (``onnxruntime-gpu``), CPU last (ONNX Runtime places each node on the first that runs
+    it; only CPU where no GPU provider is installed, as with the CPU wheel)."""
+    import onnxruntime as ort
+
+    available = set(ort.get_available_providers())
+    options = {"TensorrtExecutionProvider": {"device_id": device_id, "trt_fp16_enable": fp16,
+                                             "trt_engine_cache_enable": bool(cache_dir),
+                                             "trt_engine_cache_path": cache_dir},
+               "CUDAExecutionProvider": {"device_id": device_id}}
+    return [(name, options[name]) for name in GPU_PROVIDERS if name in available] + ["CPUExecutionProvider"]
+
+
+def ort_session(onnx_path: Path, threads: int = 1, spinning: bool = True, providers: list[Any] | None = None) -> Any:
+    """An ONNX Runtime session (CPU unless ``providers``, e.g. :func:`gpu_providers`) with all graph optimisations
+    and ``threads`` intra-op threads."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -88,12 +106,13 @@ def ort_session(onnx_path: Path, threads: int = 1, spinning: bool = True) -> Any
     # Spin inside a run, not after it: threads left spinning between runs held both cores of a 2-core
     # box against the gRPC server and client (single-note latency suffered; batch throughput did not gain).
     options.add_session_config_entry("session.force_spinning_stop", "1")
-    return ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(str(onnx_path), options, providers=providers or ["CPUExecutionProvider"])
 
 
-def ort_encoder(onnx_path: Path, threads: int = 1, spinning: bool = True) -> Encoder:
+def ort_encoder(onnx_path: Path, threads: int = 1, spinning: bool = True, providers: list[Any] | None = None
+                ) -> Encoder:
     """An encoder function ``(windows, seq) -> (windows, seq, tags)`` over an exported model."""
-    session = ort_session(onnx_path, threads, spinning)
+    session = ort_session(onnx_path, threads, spinning, providers)
 
     def encode(input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
         feeds = {"input_ids": input_ids[:, None, :], "attention_mask": attention_mask[:, None, :]}

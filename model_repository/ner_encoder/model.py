@@ -1,7 +1,10 @@
-"""Triton python model (CPU): word-piece windows -> tag logits with ONNX Runtime.
+"""Triton python model: word-piece windows -> tag logits with ONNX Runtime.
 
 The windows of every request in a dynamic batch are encoded together, in micro-batches of similar
-length (medner.inference.encode_sorted), then handed back request by request.
+length (medner.inference.encode_sorted), then handed back request by request. With the parameter
+``device: gpu`` (configs/gpu.pbtxt) the session runs on ONNX Runtime's TensorRT or CUDA provider where the
+installed onnxruntime has one (medner.inference.gpu_providers), on the instance's GPU; the same code on the CPU
+provider elsewhere.
 """
 
 import os
@@ -13,7 +16,7 @@ sys.path[:0] = [p for p in os.environ.get("MEDNER_SITE_PACKAGES", "").split(os.p
 import numpy as np  # noqa: E402
 import triton_python_backend_utils as pb_utils  # noqa: E402
 
-from medner.inference import DEFAULT_MICRO_BATCH, encode_sorted, ort_encoder  # noqa: E402
+from medner.inference import DEFAULT_MICRO_BATCH, encode_sorted, gpu_providers, ort_encoder  # noqa: E402
 from medner.triton import model_parameters  # noqa: E402
 
 
@@ -21,8 +24,15 @@ class TritonPythonModel:
     def initialize(self, args):
         params = model_parameters(args)
         version_dir = os.path.join(args["model_repository"], args["model_version"])
+        providers = None
+        if params.get("device") == "gpu":
+            providers = gpu_providers(int(args.get("model_instance_device_id") or 0),
+                                      params.get("fp16", "true") == "true", params.get("engine_cache", ""))
+            if len(providers) == 1:  # CPU alone: say so, the operator asked for a GPU
+                pb_utils.Logger.log_warn(f"{args['model_name']}: this onnxruntime has no GPU execution provider "
+                                         "(install onnxruntime-gpu): the encoder runs on the CPU")
         self.encode = ort_encoder(os.path.join(version_dir, params.get("model_file", "model.onnx")),
-                                  int(params.get("threads", 1)), params.get("spinning", "true") == "true")
+                                  int(params.get("threads", 1)), params.get("spinning", "true") == "true", providers)
         self.micro_batch = int(params.get("micro_batch", DEFAULT_MICRO_BATCH))
 
     def execute(self, requests):

@@ -1,0 +1,42 @@
+"""`medner serve --gpu`'s models, served by the bundled Triton on this CPU-only machine: the ensemble (ner_tokenize
+-> ner_encoder -> ner_decode, python models all) with the encoder's session on ONNX Runtime's CPU provider, the code
+a GPU runs with the TensorRT/CUDA provider. Its entities must be the CPU path's, note for note."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+import tritonclient.grpc as grpcclient
+
+from clients.local import LocalNerModel
+from clients.ner_client import NerClient
+from medner.triton import TritonServer
+from tests.notes import NOTES
+
+pytestmark = pytest.mark.slow
+
+
+def test_the_gpu_ensemble_answers_as_the_cpu_path(exported_repository: Path, tmp_path: Path) -> None:
+    repository = tmp_path / "repository"
+    shutil.copytree(exported_repository, repository, copy_function=os.link,
+                    ignore=shutil.ignore_patterns("serving.json"))
+    for config in repository.glob("*/configs/gpu.pbtxt"):  # one instance each: 2 cores here, not a GPU node
+        text = config.read_text()
+        config.unlink()  # a hard link into the session's repository: write a file of its own
+        config.write_text(re.sub(r"count: \d+", "count: 1", text))
+    notes = [*NOTES[:3], "x", " ".join(["Chemotherapy improved survival in metastatic colorectal cancer."] * 12)]
+    with TritonServer.on_free_ports(repository, gpu=True) as server:
+        index = grpcclient.InferenceServerClient(server.grpc_url)
+        for model in ("ner", "ner_int8"):
+            assert index.get_model_config(model).config.platform == "ensemble"  # not the CPU python model
+            with NerClient(server.grpc_url, model=model, timeout=120) as client:
+                served = client.extract(notes)
+            expected = LocalNerModel(repository, model, threads=1).extract(notes)
+            assert [[(e["label"], e["start"], e["end"]) for e in note] for note in served] == [
+                [(e["label"], e["start"], e["end"]) for e in note] for note in expected], model
+            assert all(abs(a["score"] - b["score"]) <= 1e-3 for s, x in zip(served, expected) for a, b in zip(s, x))
+        index.close()
