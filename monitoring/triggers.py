@@ -31,6 +31,7 @@ from typing import Any, Protocol
 
 from medner.config import DEFAULT_DECISION_LOG, PRODUCTION_BRANCH, PROJECT
 from medner.runs import branch_options
+from monitoring.cloudwatch import NAMESPACE_ENV, publish
 from monitoring.policy import (
     DEFAULT_COOLDOWN,
     FLOWS,
@@ -222,8 +223,19 @@ def act(report: Mapping[str, Any], backend: str | Backend = "local", log: str | 
 
     ``parameters`` maps a flow name (TrainFlow, ExperimentFlow) to the parameters it is started with.
     Within ``cooldown`` of a run started for an equally or more severe level the decision is recorded as
-    ``deduplicated`` and nothing starts; ``critical`` also raises an alert.
+    ``deduplicated`` and nothing starts; ``critical`` also raises an alert. With ``$MEDNER_CLOUDWATCH_NAMESPACE``
+    set, the decision's numbers also go to CloudWatch (:mod:`monitoring.cloudwatch`).
     """
+    entry = _act(report, backend, log, parameters=parameters, cooldown=cooldown, reason=reason, now=now,
+                 webhook=webhook, backend_options=backend_options)
+    if os.environ.get(NAMESPACE_ENV):
+        publish(entry, os.environ[NAMESPACE_ENV])
+    return entry
+
+
+def _act(report: Mapping[str, Any], backend: str | Backend, log: str | Path | DecisionLog, *,
+         parameters: Mapping[str, Mapping[str, Any]] | None, cooldown: timedelta, reason: str, now: datetime | None,
+         webhook: str | None, backend_options: Mapping[str, Any] | None) -> dict[str, Any]:
     log = log if isinstance(log, DecisionLog) else DecisionLog(log)
     level = report["level"]
     action = action_for(level)

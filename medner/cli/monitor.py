@@ -1,5 +1,5 @@
-"""``medner monitor check`` and ``metrics``: drift of live requests against the served model's reference profile,
-and the latest drift and quality as Prometheus gauges."""
+"""``medner monitor check``, ``metrics`` and ``alarms``: drift of live requests against the served model's reference
+profile, the latest drift and quality as Prometheus gauges, and CloudWatch alarms on them."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from medner.cli._app import (
     EXIT_CRITICAL,
     EXIT_WARNING,
     DecisionLogOption,
+    EndpointOption,
     Model,
     RepositoryOption,
     app,
@@ -21,6 +22,7 @@ from medner.cli._app import (
     group,
 )
 from medner.config import DEFAULT_DECISION_LOG
+from monitoring.cloudwatch import DEFAULT_NAMESPACE, DEFAULT_TOPIC
 from monitoring.metrics import DEFAULT_METRICS_PORT
 
 monitor_app = group("Drift of live requests against the served model's reference profile.")
@@ -85,3 +87,22 @@ def monitor_metrics(
         pass
     finally:
         server.server_close()
+
+
+@monitor_app.command("alarms")
+def monitor_alarms(
+    namespace: Annotated[str, typer.Option(help="CloudWatch namespace of medner's metrics.")] = DEFAULT_NAMESPACE,
+    topic: Annotated[str, typer.Option(help="SNS topic the alarms notify (created if missing).")] = DEFAULT_TOPIC,
+    endpoint_url: EndpointOption = None,
+) -> None:
+    """Create or update the SNS topic and the CloudWatch alarms on medner's metrics (drift warning, critical drift,
+    quality drop); print their names. Decisions put the metrics when $MEDNER_CLOUDWATCH_NAMESPACE is set."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from monitoring.cloudwatch import ensure_alarms
+
+    try:
+        topic_arn, alarms = ensure_alarms(namespace, topic, endpoint_url)
+    except (BotoCoreError, ClientError) as err:
+        fail(f"cannot create the alarms: {err}")
+    typer.echo(json.dumps({"topic": topic_arn, "alarms": alarms, "namespace": namespace}, indent=2))

@@ -1,0 +1,76 @@
+"""Drift and quality in CloudWatch, where operators on AWS look: every decision's numbers as metrics
+(``put_metric_data``), an alarm per level on them, and an SNS topic the alarms notify.
+
+Metrics (namespace ``medner`` unless told another; numbers only, never note text):
+
+* ``DriftLevel`` (0 none, 1 warning, 2 critical), ``DriftCombined`` and ``DriftScore`` per ``Feature``: each drift
+  decision;
+* ``QualityLevel`` and ``QualityEntityF1``: each quality decision (annotated samples or reviews).
+
+``monitoring.triggers.act`` publishes them for every decision when ``$MEDNER_CLOUDWATCH_NAMESPACE`` is set (MonitorFlow
+and ``medner monitor`` in the cloud); ``medner monitor alarms`` creates the topic and the alarms once.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from monitoring.policy import LEVELS, parse_time
+
+NAMESPACE_ENV = "MEDNER_CLOUDWATCH_NAMESPACE"
+DEFAULT_NAMESPACE = "medner"
+DEFAULT_TOPIC = "medner-alerts"
+# alarm name -> (metric, threshold on the level, what it means)
+ALARMS = {
+    "medner-drift-warning": ("DriftLevel", 1, "drift warning in live notes: TrainFlow retrains"),
+    "medner-drift-critical": ("DriftLevel", 2, "critical drift in live notes: ExperimentFlow re-experiments"),
+    "medner-quality-drop": ("QualityLevel", 2, "entity F1 of the served model dropped below the champion's"),
+}
+
+
+def _client(service: str, endpoint_url: str | None = None) -> Any:
+    import boto3
+
+    return boto3.client(service, endpoint_url=endpoint_url or os.environ.get("AWS_ENDPOINT_URL") or None)
+
+
+def metric_data(record: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """CloudWatch ``MetricData`` of one decision record (none for a record without scores)."""
+    scores = record.get("scores") or {}
+    when = {"Timestamp": parse_time(record["at"])} if record.get("at") else {}
+    level = LEVELS.index(record["level"])
+    if "combined" in scores:
+        return [{"MetricName": "DriftLevel", "Value": level, **when},
+                {"MetricName": "DriftCombined", "Value": float(scores["combined"]), **when},
+                *({"MetricName": "DriftScore", "Dimensions": [{"Name": "Feature", "Value": name}],
+                   "Value": float(value), **when} for name, value in sorted(scores.items()) if name != "combined")]
+    if "entity_f1" in scores:
+        return [{"MetricName": "QualityLevel", "Value": level, **when},
+                {"MetricName": "QualityEntityF1", "Value": float(scores["entity_f1"]), **when}]
+    return []
+
+
+def publish(record: Mapping[str, Any], namespace: str = DEFAULT_NAMESPACE, endpoint_url: str | None = None) -> int:
+    """Put one decision's metrics into CloudWatch; returns how many."""
+    data = metric_data(record)
+    client = _client("cloudwatch", endpoint_url)
+    for first in range(0, len(data), 1000):  # the API's most per call
+        client.put_metric_data(Namespace=namespace, MetricData=data[first: first + 1000])
+    return len(data)
+
+
+def ensure_alarms(namespace: str = DEFAULT_NAMESPACE, topic: str = DEFAULT_TOPIC, endpoint_url: str | None = None
+                  ) -> tuple[str, list[str]]:
+    """The SNS topic ``topic`` and an alarm per level on the metrics, each notifying the topic when it goes to
+    ALARM (and back to OK); idempotent. Returns (topic ARN, alarm names)."""
+    topic_arn = _client("sns", endpoint_url).create_topic(Name=topic)["TopicArn"]
+    cloudwatch = _client("cloudwatch", endpoint_url)
+    for name, (metric, threshold, meaning) in ALARMS.items():
+        cloudwatch.put_metric_alarm(
+            AlarmName=name, AlarmDescription=f"medner: {meaning}", Namespace=namespace, MetricName=metric,
+            Statistic="Maximum", Period=300, EvaluationPeriods=1, Threshold=float(threshold),
+            ComparisonOperator="GreaterThanOrEqualToThreshold", TreatMissingData="notBreaching",
+            AlarmActions=[topic_arn], OKActions=[topic_arn])
+    return topic_arn, list(ALARMS)
