@@ -24,12 +24,14 @@ import shutil
 import statistics
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from medner.config import ACCEPTANCE_FILE, DEFAULT_PROMOTION_MARGIN, DEFAULT_PROMOTION_TOLERANCE, DEFAULT_UAT_MIN_F1
+from medner.data import Sentence
 from medner.registry import (
     SERVED_MODELS,
     lineage,
@@ -38,6 +40,7 @@ from medner.registry import (
     versions,
     write_serving_record,
 )
+from medner.s3 import fetch_versions
 
 CHAMPION_TAG = "champion"
 
@@ -124,6 +127,7 @@ def quality_gate(repository: Path, challenger: int, champion: int | None, margin
     if f1 >= best + margin and f1 - best > tolerance:
         return Gate("quality", True, f"{versus}: better by more than the margin {margin:.4f}")
     if abs(f1 - best) <= tolerance:
+        fetch_versions(repository, [challenger, champion])  # both run in-process (S3 mirror: their files)
         ours, theirs = [], []
         for _ in range(3):  # interleaved: this machine's speed drifts
             ours += in_process_seconds(repository, challenger, 2)
@@ -136,21 +140,31 @@ def quality_gate(repository: Path, challenger: int, champion: int | None, margin
     return Gate("quality", False, f"{versus}: not better by the margin {margin:.4f}")
 
 
-def uat_gate(repository: Path, version: int, min_f1: float, acceptance: Path = ACCEPTANCE_FILE) -> Gate:
-    """User acceptance: ``version`` (fp32, in-process) on the acceptance notes must reach entity F1 ``min_f1``;
-    the detail says how many notes it got exactly right (never their text)."""
+def acceptance_scores(repository: Path, version: int, notes: Sequence[Sentence], model: str = "ner"
+                      ) -> dict[str, Any]:
+    """``version`` of ``model`` (in-process) on the acceptance ``notes`` (``medner.data.read_jsonl`` of the file):
+    the entity metrics, how many notes it got exactly right, and how many notes there are. Raises what loading or
+    running the model raises."""
     from clients.local import LocalNerModel
-    from medner.data import read_jsonl
     from medner.metrics import evaluate
     from monitoring.quality import predicted_labels
 
-    notes = read_jsonl(acceptance)  # a malformed file names its line
+    predictions = predicted_labels(notes, LocalNerModel(repository, model, threads=1, version=version).extract)
+    exact = sum(list(n.labels) == list(p) for n, p in zip(notes, predictions))
+    return {**evaluate([n.labels for n in notes], predictions), "notes": len(notes), "exactly_right": exact}
+
+
+def uat_gate(repository: Path, version: int, min_f1: float, acceptance: Path = ACCEPTANCE_FILE) -> Gate:
+    """User acceptance: ``version`` (fp32, in-process) on the acceptance notes must reach entity F1 ``min_f1``;
+    the detail says how many notes it got exactly right (never their text)."""
+    from medner.data import read_jsonl
+
+    notes = read_jsonl(acceptance)  # a malformed file is an error naming its line, not a refused model
     try:
-        predictions = predicted_labels(notes, LocalNerModel(repository, "ner", threads=1, version=version).extract)
+        scores = acceptance_scores(repository, version, notes)
     except (RuntimeError, OSError, ValueError) as err:  # onnxruntime's load errors are RuntimeErrors
         return Gate("uat", False, f"v{version} does not run in-process ({type(err).__name__})")
-    f1 = evaluate([n.labels for n in notes], predictions)["entity_f1"]
-    exact = sum(list(n.labels) == list(p) for n, p in zip(notes, predictions))
+    f1, exact = scores["entity_f1"], scores["exactly_right"]
     return Gate("uat", f1 >= min_f1, f"entity F1 {f1:.4f} on {len(notes)} acceptance notes of {acceptance.name} "
                                      f"({exact} exactly right); {min_f1:.4f} needed")
 
@@ -229,7 +243,7 @@ def promote(repository: str | Path, url: str, key: str, *, version: int | None =
     leave the champion serving. Every decision is appended to ``serving.json``."""
     from medner.s3 import opened
 
-    with opened(repository) as folder:
+    with opened(repository, full=False) as folder:  # the versions the gates run: fetched when needed
         return _promote(folder, url, key, version, margin, tolerance, gpu, keep_refused, uat_min_f1, acceptance)
 
 
@@ -250,6 +264,7 @@ def _promote(repository: Path, url: str, key: str, version: int | None, margin: 
     if decision.gates[-1].passed:
         decision.gates.append(quality_gate(repository, version, champion, margin, tolerance))
     if decision.gates[-1].passed:
+        fetch_versions(repository, [version])  # an S3 mirror gets the challenger's files: UAT and smoke run them
         decision.gates.append(uat_gate(repository, version, uat_min_f1, acceptance))
     if decision.gates[-1].passed:
         decision.gates.append(smoke_gate(repository, version))

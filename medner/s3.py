@@ -16,7 +16,7 @@ import fcntl
 import json
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -120,13 +120,28 @@ class S3Mirror:
             path = self.root / relative
             if not wanted or (relative in self.manifest and path.exists()):
                 continue
-            path.parent.mkdir(parents=True, exist_ok=True)
-            partial = path.with_name(path.name + ".part")
-            self.client.download_file(self.bucket, self._key(relative), str(partial))
-            partial.replace(path)
-            self.manifest[relative] = {"etag": etag, "stat": self._stat(path)}
+            self._download(relative, etag)
         self._save_manifest()
         return self.root
+
+    def fetch(self, versions: Iterable[int]) -> None:
+        """Download the files of ``versions`` (every model's folder of each) that the mirror does not have yet:
+        a metadata-only mirror made whole where a command needs the model files (promotion's smoke test)."""
+        wanted = {str(v) for v in versions}
+        for relative, etag in sorted(self.listing.items()):
+            folder = _version_folder(relative)
+            path = self.root / relative
+            if folder and folder.split("/")[1] in wanted and not (relative in self.manifest and path.exists()):
+                self._download(relative, etag)
+        self._save_manifest()
+
+    def _download(self, relative: str, etag: str) -> None:
+        path = self.root / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(path.name + ".part")
+        self.client.download_file(self.bucket, self._key(relative), str(partial))
+        partial.replace(path)
+        self.manifest[relative] = {"etag": etag, "stat": self._stat(path)}
 
     def _save_manifest(self) -> None:
         self.manifest = {k: v for k, v in self.manifest.items() if k in self.listing}
@@ -187,11 +202,14 @@ def mirror_folder(url: str) -> Path:
     return cache_dir() / "repositories" / bucket / (prefix or "_root")
 
 
+_OPEN: dict[Path, S3Mirror] = {}  # the mirrors opened() holds now, by folder (for fetch_versions)
+
+
 @contextmanager
 def opened(location: str | Path, *, full: bool = True) -> Iterator[Path]:
     """The repository at ``location`` as a folder: a local one as it is; an S3 one as its mirror (pulled
-    ``full``, or metadata only), locked against other medner processes on this machine, and pushed back
-    when the block ends without an error."""
+    ``full``, or metadata only: :func:`fetch_versions` adds a version's files), locked against other medner
+    processes on this machine, and pushed back when the block ends without an error."""
     if not is_s3(location):
         yield Path(location)
         return
@@ -199,5 +217,16 @@ def opened(location: str | Path, *, full: bool = True) -> Iterator[Path]:
     mirror.root.mkdir(parents=True, exist_ok=True)
     with open(mirror.root.parent / f".{mirror.root.name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # one medner process at a time on this mirror
-        yield mirror.pull(full=full)
-        mirror.push()
+        _OPEN[mirror.root] = mirror
+        try:
+            yield mirror.pull(full=full)
+            mirror.push()
+        finally:
+            del _OPEN[mirror.root]
+
+
+def fetch_versions(folder: Path, versions: Iterable[int]) -> None:
+    """Inside :func:`opened`, download the model files of ``versions`` into an S3 repository's mirror (a local
+    repository has them already: nothing to do)."""
+    if folder in _OPEN:
+        _OPEN[folder].fetch(versions)

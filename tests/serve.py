@@ -62,17 +62,23 @@ def listening_addresses(port: int) -> set[str]:
         time.sleep(0.2)
 
 
-def beatable_champion(exported_repository: Path, repository: Path) -> Path:
-    """The session's version 1 as the champion of a new ``repository``, its test F1 claimed to be -1 (any trained
-    model beats it: the quality gate passes); what clients call (ner, ner_int8) and the lineage holder
-    (ner_encoder), one instance each: the GPU ensemble's parts and a second instance would only make every server
-    start and load slower."""
+def served_parts(exported_repository: Path, repository: Path) -> Path:
+    """The session's version 1 in a new ``repository`` (hard links), with what clients call (ner, ner_int8) and
+    the lineage holder (ner_encoder) only, one instance each: the GPU ensemble's parts and a second instance would
+    only make every server start, load and upload slower."""
     shutil.copytree(exported_repository, repository, copy_function=os.link,
                     ignore=shutil.ignore_patterns("ner_tokenize", "ner_decode", "ner_encoder_int8", "serving.json"))
     for config in repository.glob("*/config.pbtxt"):
         text = config.read_text()
         config.unlink()  # a hard link into the session's repository: write a file of its own
         config.write_text(re.sub(r"count: \d+", "count: 1", text))
+    return repository
+
+
+def beatable_champion(exported_repository: Path, repository: Path) -> Path:
+    """:func:`served_parts` with version 1 the recorded champion, its test F1 claimed to be -1 (any trained model
+    beats it: the quality gate passes)."""
+    served_parts(exported_repository, repository)
     lineage_file = repository / "ner_encoder" / "1" / "lineage.json"
     record = json.loads(lineage_file.read_text())
     record["metrics_fp32"]["entity_f1"] = -1.0

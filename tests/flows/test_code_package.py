@@ -76,15 +76,13 @@ def test_every_step_imports_from_the_code_package_alone(flow: str, bare_env: dic
                                                                      "config.pbtxt").is_file()
 
 
-def test_data_and_train_flows_run_and_export_from_the_unpacked_package(bare_env: dict[str, str], tmp_path: Path
-                                                                      ) -> None:
+def test_data_and_train_flows_run_from_the_unpacked_package(bare_env: dict[str, str], tmp_path: Path) -> None:
+    """Two flows end to end the way Batch runs them (their publish steps' files: the imports test above)."""
     env = {**bare_env, "METAFLOW_DATASTORE_SYSROOT_LOCAL": str(tmp_path)}
-    repository = tmp_path / "model_repository"
     for flow, args in (("data_flow.py", []),
-                       ("train_flow.py", ["--epochs", "1", "--batch-size", "8", "--threads", "1", "--max-steps", "2",
-                                          "--repository", str(repository)])):
+                       ("train_flow.py", ["--epochs", "1", "--batch-size", "8", "--threads", "1", "--max-steps", "2"])):
         code = unpacked(flow, tmp_path / flow.removesuffix(".py"), bare_env)
         proc = subprocess.run([sys.executable, flow, "--no-pylint", "run", *args], cwd=code, env=env,
                               capture_output=True, text=True, timeout=900)
         assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
-    assert (repository / "ner" / "1" / "model.onnx").exists() and "exported version 1" in proc.stdout
+    assert "test entity F1" in proc.stdout

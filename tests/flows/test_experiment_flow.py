@@ -10,7 +10,6 @@ from tests.flows.conftest import card_data
 pytestmark = pytest.mark.slow
 
 GRID = json.dumps([{"name": "crf-baseline", "kind": "crf", "max_iterations": 30},
-                   {"name": "tiny-viterbi", "kind": "transformer"},
                    {"name": "tiny-argmax", "kind": "transformer", "decode": "argmax"}])
 TINY = json.dumps({"epochs": 1, "batch_size": 8, "threads": 1, "max_steps": 3})
 REPOSITORY = "s3://models/ner"
@@ -38,7 +37,7 @@ def test_critical_drift_runs_experiment_flow_which_exports_and_promotes_its_chal
     key = "experiment-flow-test-key"
     env = {**flow_runner.env, **TEST_CREDENTIALS, "AWS_ENDPOINT_URL": moto_endpoint, ADMIN_KEY_ENV: key,
            "MEDNER_CACHE_DIR": str(tmp_path / "flow-cache")}  # the flow's own mirror: another machine's
-    parameters = {"ExperimentFlow": {"grid": GRID, "overrides": TINY, "seeds": "1,2", "max-workers": 1,
+    parameters = {"ExperimentFlow": {"grid": GRID, "overrides": TINY, "seeds": "1,2", "max-workers": 2,
                                      "uat-min-f1": 0.0}}  # untrained models: no real acceptance threshold
     window = {"level": "critical", "window_start": "20261201T110000Z", "window_end": "20261201T120000Z"}
     with TritonServer.on_free_ports(folder, admin_key=key, version=champion, source=source) as server, \
@@ -61,15 +60,14 @@ def test_critical_drift_runs_experiment_flow_which_exports_and_promotes_its_chal
     for row in result["rows"]:  # each transformer once per seed, the CRF once
         runs.setdefault(row["name"], []).append(row)
     assert {name: sorted(r["params"].get("seed", 0) for r in rows) for name, rows in runs.items()} == {
-        "crf-baseline": [0], "tiny-viterbi": [1, 2], "tiny-argmax": [1, 2]}
-    assert result["challenger"] in {"tiny-viterbi", "tiny-argmax"}  # servable, best mean dev F1 over its seeds
-    mean_dev = {n: sum(r["dev"]["entity_f1"] for r in runs[n]) / 2 for n in ("tiny-viterbi", "tiny-argmax")}
-    assert mean_dev[result["challenger"]] == max(mean_dev.values())
+        "crf-baseline": [0], "tiny-argmax": [1, 2]}
+    assert result["challenger"] == "tiny-argmax"  # the servable candidate, whatever the CRF scores (unit-tested:
+    # the best mean dev F1 over seeds among servable ones, tests/medner/test_experiments.py)
     assert {"challenger", f"challenger:{result['challenger']}", "project_branch:prod"} <= set(result["tags"])
     assert {"config.json", "span_edges.json"} <= set(result["files"])
     card = json.dumps(card_data(result["card"]))
     assert f"Challenger: {result['challenger']}" in card and "latency ms/sentence" in card
-    assert "3 candidates (5 runs)" in card and "boundary and type" in card
+    assert "2 candidates (3 runs)" in card and "boundary and type" in card
     assert card.count('"type": "image"') == 1  # the F1 chart
 
     # the publish step exported the challenger to the bucket, with its lineage, and promoted it there
@@ -81,6 +79,6 @@ def test_critical_drift_runs_experiment_flow_which_exports_and_promotes_its_chal
     assert lineage["source"] == result["pathspec"] and lineage["candidate"] == result["challenger"]
     chosen = max(runs[result["challenger"]], key=lambda r: r["dev"]["entity_f1"])  # its seed best on dev
     assert lineage["train_metrics"] == chosen["test"] and lineage["config"] == chosen["params"]
-    assert lineage["decode"] == ("argmax" if result["challenger"] == "tiny-argmax" else "viterbi")
+    assert lineage["decode"] == "argmax"  # the candidate's own decoder, as it was evaluated
     serving = json.loads(s3.get_object(Bucket="models", Key="ner/serving.json")["Body"].read())
     assert (serving["version"], serving["previous"]) == (2, [1])

@@ -10,12 +10,37 @@ TINY = ["--epochs", "1", "--batch-size", "8", "--threads", "1", "--max-steps", "
 METRIC_KEYS = {"entity_f1", "entity_f1_D", "entity_f1_T", "entity_f1_relaxed", "token_weighted_f1", "train_seconds"}
 
 
-def test_train_flow_uses_the_latest_data_flow_run_of_its_branch(flow_runner) -> None:
+def test_production_retrains_on_its_own_data_and_promotes_by_itself(flow_runner, exported_repository,
+                                                                     tmp_path) -> None:
     """Every flow is a @project(name="medner") flow: production runs (`--production`, the prod branch) and a
-    researcher's runs (user.NAME) are apart, and what reads runs for production sees production only."""
+    researcher's runs (user.NAME) are apart, and what reads runs for production sees production only. And the loop
+    closes by itself: a warning starts TrainFlow on the prod branch, which trains on production's latest DataFlow
+    run (not the researcher's newer one), exports its model and promotes it through every gate on the server."""
+    from medner.registry import loaded_versions, serving_record
+    from medner.triton import ADMIN_KEY_ENV, TritonServer
+    from monitoring.triggers import LocalBackend, act, closing_the_loop
+    from tests.serve import beatable_champion
+
     flow_runner.run("data_flow.py", options=["--production"])
     flow_runner.run("data_flow.py", "--dev-fraction", "0.2")  # a researcher's run, newer than production's
-    flow_runner.run("train_flow.py", *TINY, options=["--production"])
+    key = "train-flow-test-key"
+    repository = beatable_champion(exported_repository, tmp_path / "repository")
+    window = {"level": "warning", "window_start": "20261201T110000Z", "window_end": "20261201T120000Z"}
+    tiny = {"epochs": 1, "batch-size": 8, "threads": 1, "max-steps": 4, "uat-min-f1": 0.0}  # untrained: no real UAT
+    with TritonServer.on_free_ports(repository, admin_key=key, version=1) as server:
+        before = loaded_versions(server.grpc_url, key)
+        flow_runner.env[ADMIN_KEY_ENV] = key
+        backend, log = LocalBackend(env=flow_runner.env, cwd=flow_runner.root), tmp_path / "decisions.jsonl"
+        parameters = closing_the_loop({"TrainFlow": tiny}, str(repository), server.grpc_url)
+        decision = act(window, backend, log, parameters=parameters)
+        after = loaded_versions(server.grpc_url, key)
+        again = act({**window, "window_end": "20261201T130000Z"}, backend, log, parameters=parameters)
+    assert (before, after) == ({"ner": [1], "ner_int8": [1]}, {"ner": [2], "ner_int8": [2]})  # the flow's model
+    assert decision["status"] == "triggered" and decision["run_status"] == "successful", decision
+    assert decision["parameters"]["promote-url"] == server.grpc_url
+    # the same drift episode an hour later: within the cooldown, recorded, nothing started
+    assert again["status"] == "deduplicated" and again["deduplicated_by"] == decision["target"]
+
     result = flow_runner.client(
         "from medner.pipeline import model_from_run\n"
         "from medner.runs import latest_successful_run\n"
@@ -32,16 +57,26 @@ def test_train_flow_uses_the_latest_data_flow_run_of_its_branch(flow_runner) -> 
         "result = dict(metrics=run.data.metrics, source=run.data.data_source, version=run.data.data_version,"
         " data_runs=data_runs, data_pathspec=data.pathspec, mine=mine.pathspec, data_version=data.data.data_version,"
         " files=sorted(run.data.model_files), exported_by_default=model_from_run().lineage['source'],"
-        " pathspec=run.pathspec, error=error, config=run.data.config, card=html)"
+        " pathspec=run.pathspec, error=error, config=run.data.config, card=html, tags=sorted(run.tags),"
+        " runs=[r.pathspec for r in Flow('TrainFlow')], exported=run.data.exported_version,"
+        " promotion=run.data.promotion)"
     )
     production, researcher = sorted(result["data_runs"], key=lambda p: int(p.split("/")[1]))
     # the researcher's namespace (user:medner-tests) holds both runs, each tagged with its branch
     assert result["data_runs"] == {production: ["project:medner", "project_branch:prod"],
                                    researcher: ["project:medner", "project_branch:user.medner-tests"]}
     assert (result["data_pathspec"], result["mine"]) == (production, researcher)
+    assert result["runs"] == [result["pathspec"]] == [decision["target"]] and "project_branch:prod" in result["tags"]
     assert result["source"] == production  # the production TrainFlow trained on production data, not the newer run
     assert result["exported_by_default"] == result["pathspec"]  # `medner export` reads the prod branch
     assert "no successful TrainFlow run on branch 'user.medner-tests' of project medner" in result["error"]
+    promotion = result["promotion"]
+    assert result["exported"] == 2 and "champion" in result["tags"]  # promotion tagged the run that now serves
+    assert promotion["action"] == "promote" and promotion["version"] == 2 and promotion["champion"] == 1
+    lineage = json.loads((repository / "ner_encoder" / "2" / "lineage.json").read_text())
+    assert lineage["source"] == result["pathspec"] and lineage["gates"]["parity"]["passed"]
+    assert serving_record(repository)["version"] == 2 and serving_record(repository)["previous"] == [1]
+
     assert METRIC_KEYS <= set(result["metrics"])
     assert all(0.0 <= result["metrics"][k] <= 1.0 for k in METRIC_KEYS - {"train_seconds"})
     assert result["version"] == result["data_version"]
@@ -54,42 +89,6 @@ def test_train_flow_uses_the_latest_data_flow_run_of_its_branch(flow_runner) -> 
     assert sum(result["metrics"][f"errors_{c}_{t}"] for c in gold_categories for t in "DT") == (
         result["metrics"]["support_D"] + result["metrics"]["support_T"])  # each gold entity in one category
     assert card.count('"type": "image"') == 2  # learning curve and confusion matrix
-
-
-def test_a_warning_retrains_exports_and_promotes_by_itself(flow_runner, tiny_corpus, exported_repository,
-                                                          tmp_path) -> None:
-    """The loop closes by itself: a warning's TrainFlow (production branch; no DataFlow run there, so it prepares
-    the data itself) exports its model and promotes it through every gate on the serving champion's server."""
-    from medner.registry import loaded_versions, serving_record
-    from medner.triton import ADMIN_KEY_ENV, TritonServer
-    from monitoring.triggers import LocalBackend, act, closing_the_loop
-    from tests.serve import beatable_champion
-
-    key = "train-flow-test-key"
-    repository = beatable_champion(exported_repository, tmp_path / "repository")
-    window = {"level": "warning", "window_start": "20261201T110000Z", "window_end": "20261201T120000Z"}
-    tiny = {"epochs": 1, "batch-size": 8, "threads": 1, "max-steps": 4, "uat-min-f1": 0.0}  # untrained: no real UAT
-    with TritonServer.on_free_ports(repository, admin_key=key, version=1) as server:
-        before = loaded_versions(server.grpc_url, key)
-        flow_runner.env[ADMIN_KEY_ENV] = key
-        decision = act(window, LocalBackend(env=flow_runner.env, cwd=flow_runner.root), tmp_path / "decisions.jsonl",
-                       parameters=closing_the_loop({"TrainFlow": tiny}, str(repository), server.grpc_url))
-        after = loaded_versions(server.grpc_url, key)
-    assert (before, after) == ({"ner": [1], "ner_int8": [1]}, {"ner": [2], "ner_int8": [2]})  # the flow's model
-    assert decision["status"] == "triggered" and decision["run_status"] == "successful", decision
-    assert decision["parameters"]["promote-url"] == server.grpc_url
-    result = flow_runner.client("run = Flow('TrainFlow').latest_successful_run\n"
-                                "result = [run.data.data_source, run.pathspec, run.data.exported_version,"
-                                " run.data.promotion, sorted(run.tags)]")
-    data_source, pathspec, version, promotion, tags = result
-    assert pathspec == decision["target"] and "project_branch:prod" in tags
-    assert data_source == str(tiny_corpus) and version == 2
-    assert promotion["action"] == "promote" and promotion["version"] == 2 and promotion["champion"] == 1
-    assert "champion" in tags  # promotion tagged the run whose model now serves
-    lineage = json.loads((repository / "ner_encoder" / "2" / "lineage.json").read_text())
-    assert lineage["source"] == pathspec and lineage["gates"]["parity"]["passed"]
-    assert (repository / "ner" / "2" / "model.onnx").exists()
-    assert serving_record(repository)["version"] == 2 and serving_record(repository)["previous"] == [1]
 
 
 def test_a_train_flow_failing_midway_leaves_the_registry_untouched(flow_runner, tmp_path) -> None:

@@ -59,6 +59,8 @@ def test_two_mirrors_of_one_bucket(bucket: str, tmp_path: Path) -> None:
     assert [(v.version, v.models, v.lineage["metrics_fp32"]["entity_f1"]) for v in versions(folder)] == [
         (1, ["ner", "ner_int8"], 0.60), (2, ["ner", "ner_int8"], 0.65)]
     assert not (folder / "ner" / "1" / "model.onnx").exists()
+    other.fetch([2])  # one version's files, as promotion fetches its challenger's
+    assert (folder / "ner_int8" / "2" / "model.onnx").exists() and not (folder / "ner" / "1" / "model.onnx").exists()
     other.pull(full=True)
     assert (folder / "ner" / "2" / "model.onnx").read_bytes().endswith(bytes([2]))
 
@@ -119,11 +121,12 @@ def test_s3_locations() -> None:
 
 
 @pytest.mark.slow
-def test_serve_extract_promote_rollback_on_s3(bucket: str, exported_repository: Path,
+def test_serve_extract_promote_rollback_on_s3(bucket: str, exported_repository: Path, tmp_path: Path,
                                               monkeypatch: pytest.MonkeyPatch) -> None:
-    """The production path on a bucket: `medner serve` reading the bucket itself (loopback only, administrative
-    endpoints closed, SIGTERM stops it), `medner extract`, `medner models promote` and `rollback` moving the
-    champion there and on the server. (`medner export` to a bucket: tests/flows/test_experiment_flow.py.)"""
+    """The production path on a bucket, with the commands: `medner serve` reading the bucket itself (loopback only,
+    administrative endpoints closed, SIGTERM stops it), `medner extract`, `medner models promote` and `rollback`
+    moving the champion there and on the server. (Export to a bucket: ExperimentFlow's publish step in
+    tests/flows/test_experiment_flow.py; `medner export` is the same library call.)"""
     import signal
     import urllib.request
 
@@ -133,12 +136,17 @@ def test_serve_extract_promote_rollback_on_s3(bucket: str, exported_repository: 
     from medner.cli import app
     from medner.registry import loaded_versions
     from tests.medner.test_promotion import add_version
-    from tests.serve import ADMIN_KEY, assert_admin_endpoints_need_the_key, listening_addresses, start_medner_serve
+    from tests.serve import (
+        ADMIN_KEY,
+        assert_admin_endpoints_need_the_key,
+        listening_addresses,
+        served_parts,
+        start_medner_serve,
+    )
 
     monkeypatch.setenv("MEDNER_ADMIN_KEY", ADMIN_KEY)
     with opened(URL) as repository:  # the session's export as version 1 on the bucket
-        shutil.copytree(exported_repository, repository, dirs_exist_ok=True,
-                        ignore=shutil.ignore_patterns("serving.json"))
+        shutil.copytree(served_parts(exported_repository, tmp_path / "v1"), repository, dirs_exist_ok=True)
     cli = CliRunner()
     process, (grpc_port, http_port, metrics_port) = start_medner_serve(URL)
     url = f"127.0.0.1:{grpc_port}"

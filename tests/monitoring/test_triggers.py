@@ -1,5 +1,7 @@
-"""Triggers start real flows: TrainFlow / ExperimentFlow runs with Metaflow's Runner (local backend), and
-Step Functions executions on a moto server with the input `step-functions trigger` builds."""
+"""Triggers start real flows: Step Functions executions of the Metaflow-generated state machines on a moto server
+with the input `step-functions trigger` builds, and the backends' options (branches). Local runs through the
+Runner closing the loop: tests/flows/test_train_flow.py (warning) and tests/flows/test_experiment_flow.py
+(critical); the inbox's: tests/monitoring/test_inbox.py."""
 
 from __future__ import annotations
 
@@ -38,28 +40,6 @@ def local_env(root: Path, corpus: Path) -> dict[str, str]:
 
 def client(root: Path, env: dict[str, str]) -> FlowRunner:
     return FlowRunner(root, {**os.environ, **env})
-
-
-@pytest.mark.slow
-def test_warning_starts_one_train_flow_run_per_episode(tmp_path: Path, tiny_corpus: Path) -> None:
-    env = local_env(tmp_path, tiny_corpus)
-    backend, log = LocalBackend(env=env, cwd=tmp_path), DecisionLog(tmp_path / "decisions.jsonl")
-    params = {"TrainFlow": {**TINY_TRAIN, "data-dir": str(tiny_corpus)}}
-    first = act({"level": "warning", **WINDOW}, backend, log, parameters=params, now=NOW)
-    assert first["status"] == "triggered" and first["run_status"] == "successful", first
-    assert first["flow"] == "TrainFlow" and first["backend"] == "local" and first["target"].startswith("TrainFlow/")
-    run = client(tmp_path, env).client(
-        f"run = Run('{first['target']}')\n"
-        "result = dict(ok=run.successful, config=run.data.config, source=run.data.data_source, tags=sorted(run.tags))")
-    assert run["ok"] and run["config"]["max_steps"] == 4 and run["config"]["batch_size"] == 8
-    assert "project_branch:prod" in run["tags"]  # monitoring acts for production: the run is on the prod branch
-    assert run["source"] == str(tiny_corpus)
-
-    second = act({"level": "warning", **WINDOW}, backend, log, parameters=params, now=NOW + timedelta(hours=1))
-    assert second["status"] == "deduplicated" and second["deduplicated_by"] == first["target"]
-    runs = client(tmp_path, env).client("result = [r.pathspec for r in Flow('TrainFlow')]")
-    assert runs == [first["target"]]  # the second warning started nothing
-    assert [r["status"] for r in log.read()] == ["triggered", "deduplicated"]
 
 
 @pytest.mark.slow
