@@ -12,5 +12,6 @@ NOTES = [
     "Follow-up:\nchronic kidney disease, stage 3.\n\nStarted ACE inhibitors (lisinopril 10 mg).",
     "Ωmega-3 für Diabetes — 😀 ok. 患者 has hepatitis C.",
     "x",
-    " ".join(SENTENCES * 300),  # ~5,000 words: many windows
+    " ".join(SENTENCES * 30),  # ~500 words: several windows
 ]
+LONG_NOTE = " ".join(SENTENCES * 300)  # ~5,000 words: many windows (one test needs it; it slows every other)

@@ -11,7 +11,7 @@ import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
 from clients.local import LocalNerModel
-from tests.notes import NOTES
+from tests.notes import LONG_NOTE, NOTES
 
 pytestmark = pytest.mark.slow
 
@@ -49,7 +49,7 @@ def test_served_entities_equal_in_process_ones(client, exported_repository, mode
 
 
 def test_a_long_note_is_windowed_not_truncated(client) -> None:
-    long_note = NOTES[-1]
+    long_note = LONG_NOTE
     assert len(long_note.split()) >= 5000
     [entities] = infer_text(client, [long_note.encode()])
     assert max(e["end"] for e in entities) > 0.98 * len(long_note)  # tagged to the very end
