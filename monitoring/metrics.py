@@ -28,7 +28,7 @@ DEFAULT_METRICS_PORT = 9108
 def _gauge(name: str, help_text: str, samples: Sequence[tuple[dict[str, str], float]]) -> list[str]:
     lines = [f"# HELP {name} {help_text}", f"# TYPE {name} gauge"]
     for labels, value in samples:
-        rendered = ",".join(f'{key}="{value}"' for key, value in sorted(labels.items()))
+        rendered = ",".join(f'{key}="{text}"' for key, text in sorted(labels.items()))
         lines.append(f"{name}{{{rendered}}} {float(value)!r}" if labels else f"{name} {float(value)!r}")
     return lines
 
