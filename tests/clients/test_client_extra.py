@@ -33,9 +33,10 @@ def client_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
         else:
             shutil.copy2(ROOT / item, source / item)
     venv = work / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    subprocess.run([str(venv / "bin" / "pip"), "install", "--quiet", "--no-index", "--find-links", str(WHEELS),
-                    f"{source}[client]"], check=True)
+    # no pip of its own: this pip installs into it (seconds faster than ensurepip)
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    subprocess.run([sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python"), "install", "--quiet",
+                    "--no-index", "--find-links", str(WHEELS), f"{source}[client]"], check=True)
     return venv
 
 

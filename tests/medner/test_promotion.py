@@ -1,4 +1,5 @@
-"""Promotion and rollback against a real Triton server under client load.
+"""Promotion and rollback against a real Triton server under client load, on a model repository in a bucket (a
+moto server on 127.0.0.1) as in production.
 
 The repository holds version 1 (exported by the fixture) and copies of it as challengers whose lineage
 claims other test F1 scores, one with a corrupt ONNX file: the gates read lineage, the smoke test serves the
@@ -8,10 +9,11 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
+import signal
 import threading
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -21,11 +23,21 @@ from clients.local import LocalNerModel
 from clients.ner_client import NerClient
 from medner.cli import app
 from medner.promotion import PromotionError, promote, rollback
-from medner.registry import loaded_versions, serving_record, write_serving_record
-from medner.triton import ADMIN_KEY_ENV, TritonServer
+from medner.registry import loaded_versions, write_serving_record
+from medner.s3 import opened
+from medner.triton import ADMIN_KEY_ENV
+from tests.aws import TEST_CREDENTIALS, aws
 from tests.notes import NOTES
+from tests.serve import (
+    ADMIN_KEY,
+    assert_admin_endpoints_need_the_key,
+    listening_addresses,
+    served_parts,
+    start_medner_serve,
+)
 
-KEY = "promotion-test-key"
+BUCKET, PREFIX = "models", "prod/ner-repo"
+URL = f"s3://{BUCKET}/{PREFIX}"
 pytestmark = pytest.mark.slow
 
 
@@ -75,15 +87,7 @@ class ClientLoad:
 
 @pytest.fixture
 def repository(exported_repository: Path, tmp_path: Path) -> Path:
-    repository = tmp_path / "repository"
-    # ner, ner_int8 (what clients call) and ner_encoder (holds lineage); the GPU ensemble's parts would only
-    # make every load slower
-    shutil.copytree(exported_repository, repository, copy_function=os.link,
-                    ignore=shutil.ignore_patterns("ner_tokenize", "ner_decode", "ner_encoder_int8", "serving.json"))
-    for config in repository.glob("*/config.pbtxt"):  # one instance per model: half the stubs to start per load
-        text = config.read_text()
-        config.unlink()  # a hard link into the session's repository: write a file of its own
-        config.write_text(re.sub(r"count: \d+", "count: 1", text))
+    repository = served_parts(exported_repository, tmp_path / "repository")
     add_version(repository, 2, +0.05)
     add_version(repository, 3, +0.10, corrupt=True)
     add_version(repository, 4, -0.05)
@@ -91,52 +95,99 @@ def repository(exported_repository: Path, tmp_path: Path) -> Path:
     return repository
 
 
-def test_promotion_refusals_success_and_rollback_under_load(repository: Path) -> None:
+@pytest.fixture
+def bucket(repository: Path, moto_endpoint: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> str:
+    """``repository`` on a bucket of a moto server, the environment pointing there; returns the endpoint."""
+    for name, value in {**TEST_CREDENTIALS, "AWS_ENDPOINT_URL": moto_endpoint,
+                        "MEDNER_CACHE_DIR": str(tmp_path / "cache"), ADMIN_KEY_ENV: ADMIN_KEY}.items():
+        monkeypatch.setenv(name, value)
+    aws(moto_endpoint, "s3").create_bucket(Bucket=BUCKET)
+    with opened(URL) as mirror:
+        shutil.copytree(repository, mirror, dirs_exist_ok=True)
+    return moto_endpoint
+
+
+def on_bucket(endpoint: str) -> tuple[dict, set[str]]:
+    """serving.json on the bucket, and the version folders there (``ner/2``)."""
+    s3 = aws(endpoint, "s3")
+    listed = s3.list_objects_v2(Bucket=BUCKET, Prefix=f"{PREFIX}/")["Contents"]
+    parts = [item["Key"].split("/") for item in listed]
+    folders = {f"{part[2]}/{part[3]}" for part in parts if len(part) > 4 and part[3].isdigit()}
+    return json.loads(s3.get_object(Bucket=BUCKET, Key=f"{PREFIX}/serving.json")["Body"].read()), folders
+
+
+def test_serve_a_bucket_and_promote_and_roll_back_there_under_load(repository: Path, bucket: str) -> None:
+    """The production path on a bucket, with the commands: `medner serve` reading the bucket itself (the recorded
+    champion, not the newest; loopback only; administrative endpoints closed; SIGTERM stops it), `medner extract`,
+    and `medner models promote|list|rollback` there while clients call: each refusal (worse, broken, failing the
+    acceptance notes), a promotion and a rollback, none failing or changing a request. (Export to a bucket:
+    ExperimentFlow's publish step in tests/flows/test_experiment_flow.py; `medner export` is the same call.)"""
     notes = NOTES[:3]
     expected = [[(e["label"], e["start"], e["end"]) for e in a]
                 for a in LocalNerModel(repository, version=1, threads=1).extract(notes)]
-    cli = CliRunner(env={ADMIN_KEY_ENV: KEY})
-    with TritonServer.on_free_ports(repository, admin_key=KEY, version=1) as server:
-        url = server.grpc_url
-        where = ["--repository", str(repository), "--url", url]
-        assert loaded_versions(url, KEY) == {"ner": [1], "ner_int8": [1]}  # started on the champion, not the newest
+    cli = CliRunner()
+    process, (grpc_port, http_port, metrics_port) = start_medner_serve(URL)
+    url = f"127.0.0.1:{grpc_port}"
+    where = ["--repository", URL, "--url", url]
+    try:
+        assert f"Triton ready ({URL} v1)" in process.stdout.readline()
+        with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/v2/models/ner/ready", timeout=5) as response:
+            assert response.status == 200
+        for port in (grpc_port, http_port, metrics_port):
+            addresses = listening_addresses(port)
+            assert addresses and addresses <= {"127.0.0.1", "[::ffff:127.0.0.1]"}, (port, addresses)  # loopback only
+        assert_admin_endpoints_need_the_key(url, http_port)  # and v1 alone is loaded
+        extracted = cli.invoke(app, ["extract", "--url", url], input=NOTES[0] + "\n")
+        assert extracted.exit_code == 0, extracted.output
+        assert [(e["label"], e["start"], e["end"]) for e in json.loads(extracted.stdout)["entities"]] == expected[0]
 
         with ClientLoad(url, notes, expected) as load:
             worse = cli.invoke(app, ["models", "promote", "4", *where])
-            broken = promote(repository, url, KEY, version=3, uat_min_f1=0.0)
-            strict = promote(repository, url, KEY, version=2, uat_min_f1=0.99, keep_refused=True)
+            broken = promote(URL, url, ADMIN_KEY, version=3, uat_min_f1=0.0)
+            strict = promote(URL, url, ADMIN_KEY, version=2, uat_min_f1=0.99, keep_refused=True)
         assert worse.exit_code == 1 and "refused v4; v1 keeps serving" in worse.stderr
         assert "quality  FAIL" in worse.stdout and "not better" in worse.stdout
         assert not broken.promoted and broken.gates[-1].name == "smoke" and "does not load" in broken.gates[-1].detail
         assert not strict.promoted and [(g.name, g.passed) for g in strict.gates] == [
             ("export", True), ("quality", True), ("uat", False)]  # the untrained model fails the acceptance notes
         assert "acceptance notes of acceptance.jsonl" in strict.gates[-1].detail
-        assert not list(repository.glob("*/4")) and not list(repository.glob("*/3"))  # refused: removed
-        assert loaded_versions(url, KEY) == {"ner": [1], "ner_int8": [1]}
+        assert on_bucket(bucket)[1] == {f"{model}/{v}" for model in ("ner", "ner_int8", "ner_encoder")
+                                        for v in (1, 2)}  # refused and not kept: deleted from the bucket
+        assert loaded_versions(url, ADMIN_KEY) == {"ner": [1], "ner_int8": [1]}
 
         with ClientLoad(url, notes, expected) as promoting:
-            better = promote(repository, url, KEY, uat_min_f1=0.0)  # the newest left is 2 (kept when refused)
+            better = promote(URL, url, ADMIN_KEY, uat_min_f1=0.0)  # the newest left is 2 (kept when refused)
         assert better.promoted, better.gates
         assert [g.name for g in better.gates] == ["export", "quality", "uat", "smoke"]
-        assert loaded_versions(url, KEY) == {"ner": [2], "ner_int8": [2]}
-        assert (repository / "ner" / "1").is_dir()  # the old champion stays for rollback
+        assert loaded_versions(url, ADMIN_KEY) == {"ner": [2], "ner_int8": [2]}
+        record = on_bucket(bucket)[0]
+        assert (record["version"], record["previous"]) == (2, [1])  # the old champion stays for rollback
+        listed = cli.invoke(app, ["models", "list", *where])
+        assert [line.split()[:2] for line in listed.stdout.splitlines()] == [["v2", "ner,ner_int8"],
+                                                                             ["v1", "not"]], listed.output
 
         with ClientLoad(url, notes, expected) as rolling_back:
             rolled = cli.invoke(app, ["models", "rollback", "--to", "1", *where])
         assert rolled.exit_code == 0 and "rolled back to v1 (was v2)" in rolled.stdout
-        assert loaded_versions(url, KEY) == {"ner": [1], "ner_int8": [1]}
+        assert loaded_versions(url, ADMIN_KEY) == {"ner": [1], "ner_int8": [1]}
         with pytest.raises(PromotionError, match="nothing to roll back"):
-            rollback(repository, url, KEY)
+            rollback(URL, url, ADMIN_KEY)
         for args, message in ((["--to", "9"], "has no version 9"), (["--to", "1"], "version 1 is already serving")):
             refused = cli.invoke(app, ["models", "rollback", *args, *where])
             assert refused.exit_code == 2 and message in refused.stderr, refused.output
         unkeyed = CliRunner(env={ADMIN_KEY_ENV: ""}).invoke(app, ["models", "rollback", *where, "--admin-key-file",
                                                                   str(repository / "no-key")])
         assert unkeyed.exit_code == 2 and "no admin key" in unkeyed.stderr
+        process.send_signal(signal.SIGTERM)
+        assert process.wait() == 0  # a hang fails through the suite's per-test timeout
+    finally:
+        if process.poll() is None:
+            process.terminate()  # lets `medner serve` stop tritonserver
+            process.wait(60)
 
     for run in (load, promoting, rolling_back):
         assert run.sent > 0 and run.failed == 0 and run.wrong == 0, vars(run)
-    record = serving_record(repository)
+    record = on_bucket(bucket)[0]
     assert record["version"] == 1 and record["previous"] == []
     assert [h["action"] for h in record["history"]] == ["refuse", "refuse", "refuse", "promote", "rollback"]
 

@@ -1,6 +1,7 @@
 """The S3 model repository's mirror against a real S3 endpoint (a moto server on 127.0.0.1): two machines'
 mirrors of one bucket, incremental pulls, metadata-only pulls, conditional serving.json writes, deletions,
-and nothing written when the work in between fails."""
+and nothing written when the work in between fails. (Serving, promotion and rollback on a bucket:
+tests/medner/test_promotion.py.)"""
 
 from __future__ import annotations
 
@@ -118,73 +119,3 @@ def test_s3_locations() -> None:
         split_s3_url("s3:///prefix")
     assert triton_location("s3://models/prod", "http://127.0.0.1:5000") == "s3://127.0.0.1:5000/models/prod"
     assert triton_location("s3://models/prod", "https://minio.internal") == "s3://https://minio.internal:443/models/prod"
-
-
-@pytest.mark.slow
-def test_serve_extract_promote_rollback_on_s3(bucket: str, exported_repository: Path, tmp_path: Path,
-                                              monkeypatch: pytest.MonkeyPatch) -> None:
-    """The production path on a bucket, with the commands: `medner serve` reading the bucket itself (loopback only,
-    administrative endpoints closed, SIGTERM stops it), `medner extract`, `medner models promote` and `rollback`
-    moving the champion there and on the server. (Export to a bucket: ExperimentFlow's publish step in
-    tests/flows/test_experiment_flow.py; `medner export` is the same library call.)"""
-    import signal
-    import urllib.request
-
-    from typer.testing import CliRunner
-
-    from clients.local import LocalNerModel
-    from medner.cli import app
-    from medner.registry import loaded_versions
-    from tests.medner.test_promotion import add_version
-    from tests.serve import (
-        ADMIN_KEY,
-        assert_admin_endpoints_need_the_key,
-        listening_addresses,
-        served_parts,
-        start_medner_serve,
-    )
-
-    monkeypatch.setenv("MEDNER_ADMIN_KEY", ADMIN_KEY)
-    with opened(URL) as repository:  # the session's export as version 1 on the bucket
-        shutil.copytree(served_parts(exported_repository, tmp_path / "v1"), repository, dirs_exist_ok=True)
-    cli = CliRunner()
-    process, (grpc_port, http_port, metrics_port) = start_medner_serve(URL)
-    url = f"127.0.0.1:{grpc_port}"
-    try:
-        assert f"Triton ready ({URL} v1)" in process.stdout.readline()
-        assert serving_on_s3(bucket)["version"] == 1  # the first champion, recorded on the bucket
-        with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/v2/models/ner/ready", timeout=5) as response:
-            assert response.status == 200
-        for port in (grpc_port, http_port, metrics_port):
-            addresses = listening_addresses(port)
-            assert addresses and addresses <= {"127.0.0.1", "[::ffff:127.0.0.1]"}, (port, addresses)  # loopback only
-        assert_admin_endpoints_need_the_key(url, http_port)
-
-        note = "Patients with breast cancer were treated with tamoxifen."
-        extracted = cli.invoke(app, ["extract", "--url", url], input=note + "\n")
-        assert extracted.exit_code == 0, extracted.output
-        with opened(URL) as repository:
-            assert json.loads(extracted.stdout)["entities"] == LocalNerModel(
-                repository, "ner", threads=1, version=1).extract([note])[0]
-            add_version(repository, 2, +0.05)  # a challenger: version 1's files, claiming a better test F1
-
-        promoted = cli.invoke(app, ["models", "promote", "2", "--repository", URL, "--url", url, "--uat-min-f1", "0"])
-        assert promoted.exit_code == 0, promoted.output
-        assert loaded_versions(url, ADMIN_KEY) == {"ner": [2], "ner_int8": [2]}
-        assert serving_on_s3(bucket)["version"] == 2 and serving_on_s3(bucket)["previous"] == [1]
-        listed = cli.invoke(app, ["models", "list", "--repository", URL, "--url", url])
-        assert [line.split()[:2] for line in listed.stdout.splitlines()] == [["v2", "ner,ner_int8"],
-                                                                             ["v1", "not"]], listed.output
-
-        rolled_back = cli.invoke(app, ["models", "rollback", "--repository", URL, "--url", url])
-        assert rolled_back.exit_code == 0, rolled_back.output
-        assert loaded_versions(url, ADMIN_KEY) == {"ner": [1], "ner_int8": [1]}
-        record = serving_on_s3(bucket)
-        assert (record["version"], record["previous"], [h["action"] for h in record["history"]]) == (
-            1, [], ["first champion", "promote", "rollback"])
-        process.send_signal(signal.SIGTERM)
-        assert process.wait() == 0  # a hang fails through the suite's per-test timeout
-    finally:
-        if process.poll() is None:
-            process.terminate()  # lets `medner serve` stop tritonserver
-            process.wait(60)

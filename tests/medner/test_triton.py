@@ -1,5 +1,5 @@
 """`medner serve` as a user runs it: its server does not outlive it (ready, loopback only, administrative endpoints
-closed and SIGTERM: tests/medner/test_s3.py, which serves a bucket)."""
+closed and SIGTERM: tests/medner/test_promotion.py, which serves a bucket)."""
 
 from __future__ import annotations
 
