@@ -49,7 +49,15 @@ system-packages:
 	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
 	  $(SYSTEM_PACKAGES); }
 
-test: setup audit system-packages
+# LocalStack, whose CloudWatch evaluates alarms (moto only stores them), for tests/monitoring/test_cloudwatch.py:
+# a venv of its own (its moto fork would replace moto), locked in requirements-localstack.lock.
+LOCALSTACK_VENV := .venv-localstack
+$(LOCALSTACK_VENV)/.installed: requirements-localstack.lock
+	$(PYTHON) -m venv $(LOCALSTACK_VENV)
+	$(LOCALSTACK_VENV)/bin/pip install --quiet --no-deps -r requirements-localstack.lock
+	touch $@
+
+test: setup audit system-packages $(LOCALSTACK_VENV)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports  # the layers (docs/development.md; contracts in pyproject.toml)
 	set -o pipefail; $(BIN)/python -m pytest 2>&1 | tee .pytest.log
@@ -73,4 +81,4 @@ lint: setup
 	$(BIN)/lint-imports
 
 clean:
-	rm -rf $(VENV) $(AUDIT_VENV) .metaflow .pytest_cache .pytest.log
+	rm -rf $(VENV) $(AUDIT_VENV) $(LOCALSTACK_VENV) .metaflow .pytest_cache .pytest.log

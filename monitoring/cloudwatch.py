@@ -13,7 +13,6 @@ and ``medner monitor`` in the cloud); ``medner monitor alarms`` creates the topi
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -22,6 +21,9 @@ from monitoring.policy import LEVELS, parse_time
 NAMESPACE_ENV = "MEDNER_CLOUDWATCH_NAMESPACE"
 DEFAULT_NAMESPACE = "medner"
 DEFAULT_TOPIC = "medner-alerts"
+# seconds per alarm evaluation: CloudWatch allows 10, 30 or a multiple of 60; decisions come once per monitoring
+# window, so five minutes notifies soon enough without paying for high-resolution metrics
+DEFAULT_ALARM_PERIOD = 300
 # alarm name -> (metric, threshold on the level, what it means)
 ALARMS = {
     "medner-drift-warning": ("DriftLevel", 1, "drift warning in live notes: TrainFlow retrains"),
@@ -31,9 +33,10 @@ ALARMS = {
 
 
 def _client(service: str, endpoint_url: str | None = None) -> Any:
+    """boto3's client; without ``endpoint_url`` it reads ``$AWS_ENDPOINT_URL_<SERVICE>`` or ``$AWS_ENDPOINT_URL``."""
     import boto3
 
-    return boto3.client(service, endpoint_url=endpoint_url or os.environ.get("AWS_ENDPOINT_URL") or None)
+    return boto3.client(service, endpoint_url=endpoint_url or None)
 
 
 def metric_data(record: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -61,8 +64,8 @@ def publish(record: Mapping[str, Any], namespace: str = DEFAULT_NAMESPACE, endpo
     return len(data)
 
 
-def ensure_alarms(namespace: str = DEFAULT_NAMESPACE, topic: str = DEFAULT_TOPIC, endpoint_url: str | None = None
-                  ) -> tuple[str, list[str]]:
+def ensure_alarms(namespace: str = DEFAULT_NAMESPACE, topic: str = DEFAULT_TOPIC, endpoint_url: str | None = None,
+                  period: int = DEFAULT_ALARM_PERIOD) -> tuple[str, list[str]]:
     """The SNS topic ``topic`` and an alarm per level on the metrics, each notifying the topic when it goes to
     ALARM (and back to OK); idempotent. Returns (topic ARN, alarm names)."""
     topic_arn = _client("sns", endpoint_url).create_topic(Name=topic)["TopicArn"]
@@ -70,7 +73,7 @@ def ensure_alarms(namespace: str = DEFAULT_NAMESPACE, topic: str = DEFAULT_TOPIC
     for name, (metric, threshold, meaning) in ALARMS.items():
         cloudwatch.put_metric_alarm(
             AlarmName=name, AlarmDescription=f"medner: {meaning}", Namespace=namespace, MetricName=metric,
-            Statistic="Maximum", Period=300, EvaluationPeriods=1, Threshold=float(threshold),
+            Statistic="Maximum", Period=period, EvaluationPeriods=1, Threshold=float(threshold),
             ComparisonOperator="GreaterThanOrEqualToThreshold", TreatMissingData="notBreaching",
             AlarmActions=[topic_arn], OKActions=[topic_arn])
     return topic_arn, list(ALARMS)

@@ -1,4 +1,5 @@
-"""A moto server on 127.0.0.1 (a real AWS endpoint for boto3 and Metaflow) and what flows need in it."""
+"""A moto server on 127.0.0.1 (a real AWS endpoint for boto3 and Metaflow) and what flows need in it; LocalStack
+where moto only stores (CloudWatch alarms)."""
 
 from __future__ import annotations
 
@@ -7,16 +8,19 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
+from typing import IO
 
 from medner.triton import free_ports
 
 ROLE = "arn:aws:iam::123456789012:role/metaflow"
 TEST_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
                     "AWS_DEFAULT_REGION": "us-east-1"}  # what moto accepts; set in the environment of tests
-FLOWS = Path(__file__).resolve().parents[1] / "flows"
+ROOT = Path(__file__).resolve().parents[1]
+FLOWS = ROOT / "flows"
+LOCALSTACK_PYTHON = ROOT / ".venv-localstack" / "bin" / "python"  # the Makefile installs it
 
 
 @contextmanager
@@ -24,17 +28,44 @@ def moto_server() -> Iterator[str]:
     """A moto server on a free 127.0.0.1 port, once it answers (a server that never does fails by the suite's
     per-test timeout); yields its URL, stops it afterwards."""
     [port] = free_ports(1)
-    server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
+    with _serving([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)], os.environ,
+                  f"http://127.0.0.1:{port}", "/moto-api/", subprocess.DEVNULL) as url:
+        yield url
+
+
+@contextmanager
+def localstack_server(services: str, work: Path) -> Iterator[str]:
+    """LocalStack (``services``, comma-separated) on a free 127.0.0.1 port, its files under ``work``: for what moto
+    only stores, such as CloudWatch alarms, which LocalStack evaluates. Yields its URL once it answers."""
+    if not LOCALSTACK_PYTHON.exists():
+        raise RuntimeError(f"{LOCALSTACK_PYTHON} is missing: `make test` installs LocalStack into .venv-localstack")
+    [port] = free_ports(1)
+    environment = {
+        **os.environ, **TEST_CREDENTIALS, "SERVICES": services, "GATEWAY_LISTEN": f"127.0.0.1:{port}",
+        "GATEWAY_SERVER": "hypercorn",  # its Twisted server needs service_identity, which the lock leaves out
+        "DNS_ADDRESS": "0", "SKIP_SSL_CERT_DOWNLOAD": "1", "DISABLE_EVENTS": "1",  # offline: no DNS, no analytics
+        "LOCALSTACK_VOLUME_DIR": str(work / "volume"), "FILESYSTEM_ROOT": str(work / "filesystem"),
+    }
+    work.mkdir(parents=True, exist_ok=True)
+    with (work / "localstack.log").open("w") as log, _serving(
+            [str(LOCALSTACK_PYTHON), "-m", "localstack.runtime.main"], environment, f"http://127.0.0.1:{port}",
+            "/_localstack/health", log) as url:
+        yield url
+
+
+@contextmanager
+def _serving(command: list[str], environment: Mapping[str, str], url: str, probe: str, log: IO | int
+             ) -> Iterator[str]:
+    server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=environment)
     try:
         while True:
             try:
-                urllib.request.urlopen(f"{url}/moto-api/", timeout=1)
+                urllib.request.urlopen(f"{url}{probe}", timeout=1)
                 break
             except OSError:
                 if server.poll() is not None:
-                    raise RuntimeError(f"moto server exited with code {server.returncode}") from None
+                    where = f" (its log: {log.name})" if hasattr(log, "name") else ""
+                    raise RuntimeError(f"{command[-1]} exited with code {server.returncode}{where}") from None
                 time.sleep(0.3)
         yield url
     finally:

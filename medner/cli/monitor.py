@@ -22,7 +22,7 @@ from medner.cli._app import (
     group,
 )
 from medner.config import DEFAULT_DECISION_LOG
-from monitoring.cloudwatch import DEFAULT_NAMESPACE, DEFAULT_TOPIC
+from monitoring.cloudwatch import DEFAULT_ALARM_PERIOD, DEFAULT_NAMESPACE, DEFAULT_TOPIC
 from monitoring.metrics import DEFAULT_METRICS_PORT
 
 monitor_app = group("Drift of live requests against the served model's reference profile.")
@@ -93,6 +93,8 @@ def monitor_metrics(
 def monitor_alarms(
     namespace: Annotated[str, typer.Option(help="CloudWatch namespace of medner's metrics.")] = DEFAULT_NAMESPACE,
     topic: Annotated[str, typer.Option(help="SNS topic the alarms notify (created if missing).")] = DEFAULT_TOPIC,
+    period: Annotated[int, typer.Option(help="Seconds per alarm evaluation (10, 30 or a multiple of 60).", min=10)
+                      ] = DEFAULT_ALARM_PERIOD,
     endpoint_url: EndpointOption = None,
 ) -> None:
     """Create or update the SNS topic and the CloudWatch alarms on medner's metrics (drift warning, critical drift,
@@ -102,7 +104,7 @@ def monitor_alarms(
     from monitoring.cloudwatch import ensure_alarms
 
     try:
-        topic_arn, alarms = ensure_alarms(namespace, topic, endpoint_url)
+        topic_arn, alarms = ensure_alarms(namespace, topic, endpoint_url, period)
     except (BotoCoreError, ClientError) as err:
         fail(f"cannot create the alarms: {err}")
     typer.echo(json.dumps({"topic": topic_arn, "alarms": alarms, "namespace": namespace}, indent=2))

@@ -1,10 +1,12 @@
-"""Drift and quality in CloudWatch against a real AWS endpoint (a moto server on 127.0.0.1): every decision `act`
-records puts its numbers as metrics, and `medner monitor alarms` creates an alarm per level notifying an SNS topic.
-(moto stores alarms but never evaluates them, so the change to ALARM is not observable here.)"""
+"""Drift and quality in CloudWatch against real AWS endpoints on 127.0.0.1: every decision `act` records puts its
+numbers as metrics, `medner monitor alarms` creates an alarm per level notifying an SNS topic, and a critical
+decision sets off the drift alarms, whose notifications reach a queue subscribed to the topic. CloudWatch and SNS
+run on LocalStack (moto stores alarms but never evaluates them), the state machine on moto."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -14,7 +16,7 @@ from typer.testing import CliRunner
 from medner.cli import app
 from monitoring.cloudwatch import NAMESPACE_ENV, metric_data
 from monitoring.triggers import StepFunctionsBackend, act
-from tests.aws import TEST_CREDENTIALS, aws, placeholder_state_machine
+from tests.aws import TEST_CREDENTIALS, aws, localstack_server, placeholder_state_machine
 
 
 def test_metric_data_of_drift_and_quality_decisions() -> None:
@@ -27,35 +29,57 @@ def test_metric_data_of_drift_and_quality_decisions() -> None:
     assert metric_data({"level": "none", "scores": {}}) == []  # an inbox decision: nothing to put
 
 
-def test_decisions_put_metrics_and_alarms_notify_a_topic(moto_endpoint: str, tmp_path: Path,
-                                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    for name, value in {**TEST_CREDENTIALS, "AWS_ENDPOINT_URL": moto_endpoint, NAMESPACE_ENV: "medner"}.items():
-        monkeypatch.setenv(name, value)
-    placeholder_state_machine(moto_endpoint, "ExperimentFlow")
-    created = CliRunner().invoke(app, ["monitor", "alarms"])
-    assert created.exit_code == 0, created.output
-    topic = json.loads(created.stdout)["topic"]
-    assert topic in [t["TopicArn"] for t in aws(moto_endpoint, "sns").list_topics()["Topics"]]
+def test_a_critical_decision_sets_off_its_alarms_which_notify_the_topic(moto_endpoint: str, tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """CloudWatch and SNS on LocalStack (which evaluates alarms), Step Functions on moto, each service's endpoint
+    from its own ``AWS_ENDPOINT_URL_<SERVICE>`` as in a mixed deployment."""
+    with localstack_server("cloudwatch,sns,sqs", tmp_path / "localstack") as localstack:
+        for name, value in {**TEST_CREDENTIALS, "AWS_ENDPOINT_URL_CLOUDWATCH": localstack,
+                            "AWS_ENDPOINT_URL_SNS": localstack, NAMESPACE_ENV: "medner"}.items():
+            monkeypatch.setenv(name, value)
+        created = CliRunner().invoke(app, ["monitor", "alarms", "--period", "10"])  # CloudWatch's shortest
+        assert created.exit_code == 0, created.output
+        topic = json.loads(created.stdout)["topic"]
+        inbox = subscribed_queue(localstack, topic)
+        cloudwatch = aws(localstack, "cloudwatch")
+        alarms = {a["AlarmName"]: a for a in cloudwatch.describe_alarms()["MetricAlarms"]}
+        assert set(alarms) == {"medner-drift-warning", "medner-drift-critical", "medner-quality-drop"}
+        assert (alarms["medner-drift-critical"]["MetricName"], alarms["medner-drift-critical"]["Threshold"]) == (
+            "DriftLevel", 2.0)
 
-    start = datetime.now(UTC)
-    critical = {"level": "critical", "window_start": "20261201T110000Z", "window_end": "20261201T120000Z",
-                "scores": {"oov_word_rate": 0.41, "sentence_length": 0.22}, "combined": 0.35}
-    decision = act(critical, StepFunctionsBackend(endpoint_url=moto_endpoint), tmp_path / "decisions.jsonl")
-    assert decision["status"] == "triggered"
-
-    cloudwatch = aws(moto_endpoint, "cloudwatch")
-    def maximum(metric: str, **dimensions: str) -> float:
+        placeholder_state_machine(moto_endpoint, "ExperimentFlow")
+        critical = {"level": "critical", "window_start": "20261201T110000Z", "window_end": "20261201T120000Z",
+                    "scores": {"oov_word_rate": 0.41, "sentence_length": 0.22}, "combined": 0.35}
+        decision = act(critical, StepFunctionsBackend(endpoint_url=moto_endpoint), tmp_path / "decisions.jsonl")
+        assert decision["status"] == "triggered"
+        start = datetime.now(UTC) - timedelta(minutes=5)
         points = cloudwatch.get_metric_statistics(
-            Namespace="medner", MetricName=metric, StartTime=start - timedelta(minutes=5),
-            EndTime=datetime.now(UTC) + timedelta(minutes=5), Period=60, Statistics=["Maximum"],
-            Dimensions=[{"Name": k, "Value": v} for k, v in dimensions.items()])["Datapoints"]
-        return max(p["Maximum"] for p in points)
-    assert maximum("DriftLevel") == 2.0 and maximum("DriftCombined") == 0.35
-    assert maximum("DriftScore", Feature="oov_word_rate") == 0.41
+            Namespace="medner", MetricName="DriftScore", Dimensions=[{"Name": "Feature", "Value": "oov_word_rate"}],
+            StartTime=start, EndTime=start + timedelta(minutes=10), Period=60, Statistics=["Maximum"])["Datapoints"]
+        assert [p["Maximum"] for p in points] == [0.41]
 
-    alarms = {a["AlarmName"]: a for a in cloudwatch.describe_alarms()["MetricAlarms"]}
-    assert set(alarms) == {"medner-drift-warning", "medner-drift-critical", "medner-quality-drop"}
-    critical_alarm = alarms["medner-drift-critical"]
-    assert (critical_alarm["MetricName"], critical_alarm["Threshold"], critical_alarm["ComparisonOperator"]) == (
-        "DriftLevel", 2.0, "GreaterThanOrEqualToThreshold")
-    assert critical_alarm["AlarmActions"] == [topic] and critical_alarm["Namespace"] == "medner"
+        alarmed = set()  # the notifications are the event: each alarm's first evaluation after the decision
+        while not {"medner-drift-warning", "medner-drift-critical"} <= alarmed:
+            for message in inbox():  # long polls; a notification that never comes fails by the suite's timeout
+                if message["NewStateValue"] == "ALARM":
+                    alarmed.add(message["AlarmName"])
+                    assert message["Trigger"]["MetricName"] == "DriftLevel" and message["NewStateReason"]
+        assert "medner-quality-drop" not in alarmed  # no quality decision: its metric has no data (not breaching)
+        history = cloudwatch.describe_alarm_history(AlarmName="medner-drift-critical", HistoryItemType="StateUpdate")
+        assert any(json.loads(item["HistoryData"])["newState"]["stateValue"] == "ALARM"
+                   for item in history["AlarmHistoryItems"])
+
+
+def subscribed_queue(endpoint: str, topic: str) -> Callable[[], list[dict]]:
+    """An SQS queue subscribed to ``topic``; returns a function that long-polls it for alarm notifications."""
+    sqs = aws(endpoint, "sqs")
+    queue = sqs.create_queue(QueueName="medner-alerts-inbox")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    aws(endpoint, "sns").subscribe(TopicArn=topic, Protocol="sqs", Endpoint=arn)
+
+    def receive() -> list[dict]:
+        messages = sqs.receive_message(QueueUrl=queue, WaitTimeSeconds=20, MaxNumberOfMessages=10).get("Messages", [])
+        for message in messages:
+            sqs.delete_message(QueueUrl=queue, ReceiptHandle=message["ReceiptHandle"])
+        return [json.loads(json.loads(message["Body"])["Message"]) for message in messages]
+    return receive
