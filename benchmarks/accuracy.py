@@ -5,7 +5,10 @@ dev, test is reported. Each (candidate, seed) run is one file, so the ablation r
     python benchmarks/accuracy.py run [--only NAME ...] [--seeds 13 14 15]   # trains what is missing
     python benchmarks/accuracy.py report                                    # tables from the run files
 
-Writes benchmarks/results/accuracy/<candidate>-s<seed>.json and benchmarks/results/accuracy.{md,json}.
+Writes benchmarks/results/accuracy/<candidate>-s<seed>.json and benchmarks/results/accuracy.{md,json}. Each run
+also keeps its dev and test log-probabilities (benchmarks/results/accuracy/log_probs/, not committed: a megabyte a
+run); once a candidate has two seeds or more there, ``run`` writes <candidate>-ensemble.json: the seeds' models as
+one ensemble (mean probabilities; as many encoder passes per note as seeds).
 """
 
 from __future__ import annotations
@@ -24,13 +27,14 @@ from benchmarks.common import hardware, hardware_info  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 RUNS = RESULTS / "accuracy"
+LOG_PROBS = RUNS / "log_probs"
 SEEDS = (13, 14, 15)
 HEADLINE = ("entity_f1", "entity_f1_D", "entity_f1_T", "entity_precision_D", "entity_recall_D",
             "entity_precision_T", "entity_recall_T", "entity_f1_relaxed", "token_weighted_f1")
 
 
-def run_file(name: str, seed: int) -> Path:
-    return RUNS / f"{name}-s{seed}.json"
+def run_file(name: str, seed: int | str) -> Path:
+    return RUNS / f"{name}-s{seed}.json" if isinstance(seed, int) else RUNS / f"{name}-{seed}.json"
 
 
 def run(names: list[str], seeds: list[int], data_dir: str | None) -> None:
@@ -50,34 +54,71 @@ def run(names: list[str], seeds: list[int], data_dir: str | None) -> None:
             result = run_candidate(candidate, data.train, data.dev, data.test, {"seed": seed})
             row = {**result.row(), "seed": seed, "data_version": data.version, "hardware": hardware_info(),
                    "started": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(started)),
-                   "span_edges": span_edges_metrics(result.model_files, data)}
+                   "span_edges": span_edges_metrics(result.model_files, data, candidate.name, seed)}
             path.write_text(json.dumps(row, indent=1))
             print(f"{candidate.name} seed {seed}: dev {result.dev['entity_f1']:.4f}, "
                   f"test {result.test['entity_f1']:.4f}"
                   f" (D {result.test['entity_f1_D']:.4f}, T {result.test['entity_f1_T']:.4f}), "
                   f"{result.train_seconds:.0f} s", flush=True)
+            ensemble = ensemble_metrics(candidate.name, data)
+            if ensemble:
+                run_file(candidate.name, "ensemble").write_text(json.dumps(ensemble, indent=1))
+                print(f"{candidate.name} ensemble of seeds {ensemble['seeds']}: dev {ensemble['dev']['entity_f1']:.4f}"
+                      f", test {ensemble['test']['entity_f1']:.4f}", flush=True)
 
 
-def span_edges_metrics(model_files: dict[str, bytes], data: object) -> dict[str, dict[str, float]]:
+def span_edges_metrics(model_files: dict[str, bytes], data: object, name: str, seed: int
+                       ) -> dict[str, dict[str, float]]:
     """Dev and test metrics of a trained model decoded with span edges learned from its train split (the
-    decoding lever: it needs no retraining, so every run measures it on its own model)."""
+    decoding lever: it needs no retraining, so every run measures it on its own model); keeps the model's
+    log-probabilities for :func:`ensemble_metrics`."""
     import tempfile
 
-    from medner.decoding import SpanEdges, decode
+    import numpy as np
+
+    from medner.decoding import SpanEdges
     from medner.inference import sentence_log_probs, torch_encoder
-    from medner.metrics import evaluate
     from medner.training import files_to_dir, load_model
 
-    edges = SpanEdges.learn((s.tokens, s.labels) for s in data.train)
     with tempfile.TemporaryDirectory() as tmp:
         tokenizer, model = load_model(files_to_dir(model_files, tmp))
-    scores = {}
+    log_probs = {split: sentence_log_probs([s.tokens for s in getattr(data, split)], tokenizer, torch_encoder(model))
+                 for split in ("dev", "test")}
+    LOG_PROBS.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(LOG_PROBS / f"{name}-s{seed}.npz", **{split: np.concatenate(rows).astype(np.float32)
+                                                               for split, rows in log_probs.items()})
+    edges = SpanEdges.learn((s.tokens, s.labels) for s in data.train)
+    return {split: _scores(rows, getattr(data, split), edges) for split, rows in log_probs.items()}
+
+
+def _scores(log_probs: list, sentences: list, edges: object = None) -> dict[str, float]:
+    from medner.decoding import decode
+    from medner.metrics import evaluate
+
+    return evaluate([s.labels for s in sentences],
+                    [decode(lp, words=s.tokens, edges=edges) for lp, s in zip(log_probs, sentences)])
+
+
+def ensemble_metrics(name: str, data: object) -> dict | None:
+    """Dev and test metrics (plain and with span edges) of the ensemble of ``name``'s seeds whose log-probabilities
+    were kept: the mean of their probabilities, decoded as one model's. None below two seeds."""
+    import numpy as np
+
+    from medner.decoding import SpanEdges
+
+    kept = sorted(LOG_PROBS.glob(f"{name}-s[0-9]*.npz"))
+    if len(kept) < 2:
+        return None
+    edges = SpanEdges.learn((s.tokens, s.labels) for s in data.train)
+    result = {"name": name, "seeds": [int(p.stem.rsplit("-s", 1)[1]) for p in kept], "data_version": data.version,
+              "hardware": hardware_info(), "span_edges": {}}
     for split in ("dev", "test"):
         sentences = getattr(data, split)
-        log_probs = sentence_log_probs([s.tokens for s in sentences], tokenizer, torch_encoder(model))
-        scores[split] = evaluate([s.labels for s in sentences],
-                                 [decode(lp, words=s.tokens, edges=edges) for lp, s in zip(log_probs, sentences)])
-    return scores
+        mean = np.log(np.mean([np.exp(np.load(p)[split]) for p in kept], axis=0))
+        rows = np.split(mean, np.cumsum([len(s.tokens) for s in sentences])[:-1])
+        result[split] = _scores(rows, sentences)
+        result["span_edges"][split] = _scores(rows, sentences, edges)
+    return result
 
 
 def report() -> None:
@@ -102,8 +143,20 @@ def report() -> None:
                                    for c in (*ERROR_CATEGORIES, "spurious_in_empty") for t in ENTITY_TYPES}}
         rows.append(summary)
 
-    def held_out(row: dict, key: str) -> str:
-        return "not held out" if row["params"].get("train_on_dev") else mean_sd(row[key])
+    ensembles = []
+    for row in rows:
+        path = run_file(row["name"], "ensemble")
+        if path.exists():
+            ensemble = json.loads(path.read_text())
+            alone = [f1 for seed, f1 in zip(row["seeds"], row["test_entity_f1"]) if seed in ensemble["seeds"]]
+            ensembles.append({**ensemble, "lever": row["lever"], "params": row["params"],
+                              "test_entity_f1_seeds_alone": alone})
+
+    def held_out(row: dict, value: str | float) -> str:
+        """A dev score (a run row's key, or an ensemble's number), unless the model trained on dev."""
+        if row["params"].get("train_on_dev"):
+            return "not held out"
+        return mean_sd(row[value]) if isinstance(value, str) else f"{value:.3f}"
 
     machines = sorted({hardware(json.loads(p.read_text())["hardware"]) for p in RUNS.glob("*.json")})
     lines = [
@@ -120,6 +173,17 @@ def report() -> None:
           f"{mean_sd(r['test_entity_f1_edges'])} | {mean_sd(r['test_entity_f1_D'])} | "
           f"{mean_sd(r['test_entity_f1_T'])} | {mean_sd(r['test_entity_f1_relaxed'])} | "
           f"{mean_sd(r['test_token_weighted_f1'])} | {max(r['train_seconds']):.0f} |" for r in rows),
+        "", "## Ensembles of a candidate's seeds", "",
+        "The seeds' models as one (mean of their probabilities): as many encoder passes per note as seeds, so an "
+        "option for accuracy at that cost, not a default. *Seeds alone*: the same seeds' mean test F1.", "",
+        "| candidate | seeds | dev F1 | test F1 | dev F1 + edges | test F1 + edges | test F1 D | test F1 T | "
+        "test relaxed F1 | seeds alone: test F1 |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        *(f"| {e['name']} | {', '.join(map(str, e['seeds']))} | {held_out(e, e['dev']['entity_f1'])} | "
+          f"{e['test']['entity_f1']:.3f} | {held_out(e, e['span_edges']['dev']['entity_f1'])} | "
+          f"{e['span_edges']['test']['entity_f1']:.3f} | {e['test']['entity_f1_D']:.3f} | "
+          f"{e['test']['entity_f1_T']:.3f} | {e['test']['entity_f1_relaxed']:.3f} | "
+          f"{statistics.mean(e['test_entity_f1_seeds_alone']):.3f} |" for e in ensembles),
         "", "## Precision and recall per type (test, mean ± sd)", "",
         "| candidate | precision D | recall D | precision T | recall T |", "| --- | ---: | ---: | ---: | ---: |",
         *(f"| {r['name']} | {mean_sd(r['test_entity_precision_D'])} | {mean_sd(r['test_entity_recall_D'])} | "
@@ -138,7 +202,7 @@ def report() -> None:
         "", f"Hardware: {'; '.join(machines)}. Command: `python benchmarks/accuracy.py run && "
         "python benchmarks/accuracy.py report`.",
     ]
-    (RESULTS / "accuracy.json").write_text(json.dumps(rows, indent=1))
+    (RESULTS / "accuracy.json").write_text(json.dumps({"candidates": rows, "ensembles": ensembles}, indent=1))
     (RESULTS / "accuracy.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
