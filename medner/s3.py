@@ -26,6 +26,10 @@ SERVING_KEY = "serving.json"  # medner.registry.SERVING_FILE (the registry impor
 METADATA_FILES = ("lineage.json",)  # the version files a metadata-only mirror downloads
 
 
+class S3Unavailable(OSError):
+    """An S3 repository that cannot be read or written (credentials, endpoint, bucket, permissions)."""
+
+
 class ServingConflict(RuntimeError):
     """serving.json changed on S3 between this command's read and its write (another promotion or rollback)."""
 
@@ -213,14 +217,24 @@ def opened(location: str | Path, *, full: bool = True) -> Iterator[Path]:
     if not is_s3(location):
         yield Path(location)
         return
+    from botocore.exceptions import BotoCoreError, ClientError
+
     mirror = S3Mirror(str(location), mirror_folder(str(location)))
     mirror.root.mkdir(parents=True, exist_ok=True)
     with open(mirror.root.parent / f".{mirror.root.name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # one medner process at a time on this mirror
         _OPEN[mirror.root] = mirror
         try:
-            yield mirror.pull(full=full)
-            mirror.push()
+            try:
+                folder = mirror.pull(full=full)
+            except (BotoCoreError, ClientError) as err:
+                raise S3Unavailable(f"cannot read {location}: {err}") from err
+            yield folder
+            try:
+                mirror.push()
+            except (BotoCoreError, ClientError) as err:
+                raise S3Unavailable(f"cannot write {location} (nothing of this command's changes may have "
+                                    f"reached it): {err}") from err
         finally:
             del _OPEN[mirror.root]
 

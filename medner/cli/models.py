@@ -39,10 +39,11 @@ def models_list(
 ) -> None:
     """Versions of the served models, newest first: metrics, gates, provenance, and which is serving."""
     from medner.registry import version_rows
+    from medner.s3 import S3Unavailable
 
     try:
         rows, warning = version_rows(repository, url)
-    except FileNotFoundError as err:
+    except (FileNotFoundError, S3Unavailable) as err:
         fail(str(err))
     if warning:
         typer.secho(f"warning: {warning}", fg="yellow", err=True)
@@ -88,7 +89,7 @@ def models_promote(
     Triton) and, if it passes, serve it with no downtime; the champion stays for `medner models rollback`. Exit 1
     if refused."""
     from medner.promotion import PromotionError, promote
-    from medner.s3 import ServingConflict
+    from medner.s3 import S3Unavailable, ServingConflict
 
     try:
         decision = promote(repository, url, _admin_key_or_exit(admin_key_file), version=version, margin=margin,
@@ -96,7 +97,7 @@ def models_promote(
                            acceptance=acceptance)
     except PromotionError as err:
         fail(str(err), EXIT_USAGE)
-    except ServingConflict as err:
+    except (ServingConflict, S3Unavailable) as err:
         fail(str(err))
     for gate in decision.gates:
         typer.echo(f"  {gate.name:<8} {'pass' if gate.passed else 'FAIL'}  {gate.detail}")
@@ -118,12 +119,12 @@ def models_rollback(
 ) -> None:
     """Serve the previous champion again, with no downtime."""
     from medner.promotion import PromotionError, rollback
-    from medner.s3 import ServingConflict
+    from medner.s3 import S3Unavailable, ServingConflict
 
     try:
         entry = rollback(repository, url, _admin_key_or_exit(admin_key_file), to=to, gpu=gpu)
     except PromotionError as err:
         fail(str(err), EXIT_USAGE)
-    except ServingConflict as err:
+    except (ServingConflict, S3Unavailable) as err:
         fail(str(err))
     typer.secho(f"rolled back to v{entry['version']} (was v{entry['champion']}); {entry['notes'][0]}", fg="green")

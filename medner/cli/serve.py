@@ -32,9 +32,13 @@ def serve(
     import threading
 
     from medner.registry import serving_folder
+    from medner.s3 import S3Unavailable
     from medner.triton import TritonError, TritonServer, admin_key
 
-    folder, champion, source = serving_folder(repository)  # what serves: the recorded champion
+    try:
+        folder, champion, source = serving_folder(repository)  # what serves: the recorded champion
+    except S3Unavailable as err:
+        fail(str(err))
     server = TritonServer(folder, host, grpc_port, http_port, metrics_port, gpu=gpu, log_file=log_file,
                           admin_key=admin_key(admin_key_file), profile_dir=profile_dir,
                           profile_window_seconds=profile_window, version=champion, source=source)

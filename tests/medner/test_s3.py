@@ -119,3 +119,20 @@ def test_s3_locations() -> None:
         split_s3_url("s3:///prefix")
     assert triton_location("s3://models/prod", "http://127.0.0.1:5000") == "s3://127.0.0.1:5000/models/prod"
     assert triton_location("s3://models/prod", "https://minio.internal") == "s3://https://minio.internal:443/models/prod"
+
+
+@pytest.mark.parametrize("command", [["serve"], ["models", "list"], ["models", "rollback"]])
+def test_an_unreachable_bucket_is_one_line_of_error(command: list[str], tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from medner.cli import app
+    from medner.triton import free_ports
+
+    [closed] = free_ports(1)  # nothing listens there
+    for name, value in {**TEST_CREDENTIALS, "AWS_ENDPOINT_URL": f"http://127.0.0.1:{closed}", "AWS_MAX_ATTEMPTS": "1",
+                        "MEDNER_CACHE_DIR": str(tmp_path), "MEDNER_ADMIN_KEY": "key"}.items():
+        monkeypatch.setenv(name, value)
+    result = CliRunner().invoke(app, [*command, "--repository", URL])
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
+    assert result.stderr.startswith(f"error: cannot read {URL}: Could not connect to the endpoint URL")
