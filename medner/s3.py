@@ -30,6 +30,10 @@ class S3Unavailable(OSError):
     """An S3 repository that cannot be read or written (credentials, endpoint, bucket, permissions)."""
 
 
+class VersionConflict(RuntimeError):
+    """Another export wrote a version of the same number between this command's read and its write."""
+
+
 class ServingConflict(RuntimeError):
     """serving.json changed on S3 between this command's read and its write (another promotion or rollback)."""
 
@@ -153,16 +157,23 @@ class S3Mirror:
 
     def push(self) -> list[str]:
         """Upload new and changed files, then ``serving.json`` (conditionally), then delete the objects of version
-        folders removed here. Returns the keys written or deleted. Raises ServingConflict when serving.json
-        changed on S3 since :meth:`pull` (files uploaded before it stay: new versions are harmless)."""
+        folders removed here. Returns the keys written or deleted. A new version's ``lineage.json`` goes first and
+        only where absent: VersionConflict, before any of its files, when another export took that number since
+        :meth:`pull`. ServingConflict when serving.json changed on S3 since then (files uploaded before it stay:
+        new versions are harmless)."""
         changed = []
         local = self._local_files()
-        for relative, path in sorted(local.items(), key=lambda item: item[0] == SERVING_KEY):
+        on_s3 = {folder for relative in self.listing if (folder := _version_folder(relative))}
+        claims = {relative for relative in local if _version_folder(relative) not in on_s3 | {None}
+                  and relative.rsplit("/", 1)[-1] in METADATA_FILES}  # claim the new version numbers first
+        for relative, path in sorted(local.items(), key=lambda item: (item[0] == SERVING_KEY, item[0] not in claims)):
             known = self.manifest.get(relative)
             if known and known["stat"] == self._stat(path):
                 continue
             if relative == SERVING_KEY:
                 self._put_serving(path)
+            elif relative in claims:
+                self._claim_version(relative, path)
             else:
                 self.client.upload_file(str(path), self.bucket, self._key(relative))
             changed.append(relative)
@@ -181,6 +192,19 @@ class S3Mirror:
             self._save_manifest()
         return changed
 
+    def _claim_version(self, relative: str, path: Path) -> None:
+        from botocore.exceptions import ClientError
+
+        try:
+            self.client.put_object(Bucket=self.bucket, Key=self._key(relative), Body=path.read_bytes(),
+                                   IfNoneMatch="*")
+        except ClientError as err:
+            if _is_precondition_failure(err):
+                raise VersionConflict(
+                    f"{self.url}: another export wrote version {relative.split('/')[1]} since this command read the "
+                    "repository; none of this export's files were uploaded: export again") from None
+            raise
+
     def _put_serving(self, path: Path) -> None:
         from botocore.exceptions import ClientError
 
@@ -190,12 +214,17 @@ class S3Mirror:
             self.client.put_object(Bucket=self.bucket, Key=self._key(SERVING_KEY), Body=path.read_bytes(),
                                    ContentType="application/json", **condition)
         except ClientError as err:
-            if err.response.get("Error", {}).get("Code") in ("PreconditionFailed", "ConditionalRequestConflict"):
+            if _is_precondition_failure(err):
                 raise ServingConflict(
                     f"{self.url}/{SERVING_KEY} changed since this command read it (another promotion or rollback "
                     "at the same time): its record was not written; `medner models list` shows the current state"
                 ) from None
             raise
+
+
+def _is_precondition_failure(err: Exception) -> bool:
+    """A conditional write S3 refused: the object changed (or appeared) since it was read."""
+    return err.response.get("Error", {}).get("Code") in ("PreconditionFailed", "ConditionalRequestConflict")
 
 
 def mirror_folder(url: str) -> Path:

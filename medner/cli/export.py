@@ -25,12 +25,12 @@ def export_command(
     """Export a trained model to ONNX (fp32 + INT8) as a new version in the model repository."""
     from export.onnx_export import ExportRefused
     from medner.pipeline import export_run_or_folder
-    from medner.s3 import S3Unavailable
+    from medner.s3 import S3Unavailable, VersionConflict
 
     try:
         version, record = export_run_or_folder(run=run, branch=branch, model_dir=model_dir, repository=repository,
                                                data_dir=data_dir, threads=threads)
-    except (ValueError, S3Unavailable) as err:
+    except (ValueError, S3Unavailable, VersionConflict) as err:
         fail(str(err))
     except ExportRefused as err:
         fail(f"export refused: {err}")

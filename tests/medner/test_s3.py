@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from medner.registry import serving_record, versions, write_serving_record
-from medner.s3 import S3Mirror, ServingConflict, opened, split_s3_url, triton_location
+from medner.s3 import S3Mirror, ServingConflict, VersionConflict, opened, split_s3_url, triton_location
 from tests.aws import TEST_CREDENTIALS, aws
 
 URL = "s3://models/prod/ner-repo"
@@ -69,6 +69,23 @@ def test_two_mirrors_of_one_bucket(bucket: str, tmp_path: Path) -> None:
     other.client.download_file = lambda *args, **kwargs: downloads.append(args)
     other.pull(full=True)
     assert downloads == []  # nothing changed on S3: nothing is downloaded again
+
+
+def test_two_exports_of_one_version_number_do_not_mix(bucket: str, tmp_path: Path) -> None:
+    first, second = S3Mirror(URL, tmp_path / "a"), S3Mirror(URL, tmp_path / "b")
+    for mirror in (first, second):  # both read an empty repository: both export "version 1"
+        write_version(mirror.pull(), 1, 0.60 if mirror is first else 0.70)
+    first.push()
+    written = {key: aws(bucket, "s3").head_object(Bucket="models", Key=f"prod/ner-repo/{key}")["ETag"]
+               for key in keys(bucket)}
+    with pytest.raises(VersionConflict, match="another export wrote version 1 .* none of this export's files"):
+        second.push()
+    assert {key: aws(bucket, "s3").head_object(Bucket="models", Key=f"prod/ner-repo/{key}")["ETag"]
+            for key in keys(bucket)} == written  # the first export's version, whole and alone
+    assert json.loads(first.pull(full=False).joinpath("ner_encoder/1/lineage.json").read_text()) == {
+        "metrics_fp32": {"entity_f1": 0.60}}
+    folder = second.pull()  # the loser's mirror matches the bucket again
+    assert (folder / "ner" / "1" / "model.onnx").read_bytes() == (first.root / "ner" / "1" / "model.onnx").read_bytes()
 
 
 def test_serving_json_writes_are_conditional(bucket: str, tmp_path: Path) -> None:
