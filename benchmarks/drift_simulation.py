@@ -217,7 +217,7 @@ def run(args: argparse.Namespace) -> dict:
     _, dev = split_dev(corpus["train"], 0.1, 13)  # TrainFlow's split: dev is held out of training
     traffic = Traffic([list(s.tokens) for s in dev])
     reference = default_reference(args.repository, args.model)  # what `medner monitor check` reads
-    if not reference.is_file():
+    if not Path(reference).is_file():
         raise SystemExit(f"no reference profile at {reference}: run `medner export`")
     reference_view = read_profile(reference)
     if not has_sentence_rows(reference_view):

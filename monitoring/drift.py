@@ -202,7 +202,7 @@ def check_window(profile_dir: str, model: str, *, repository: str | Path = "mode
     ``html``, whylogs' HTML drift report (else None). Raises ValueError for a bad window or one with no
     profiles, FileNotFoundError when the reference is missing."""
     window_start, window_end = time_window(window, start, end)
-    location = reference or str(default_reference(repository, model))
+    location = reference or default_reference(repository, model)
     target, reference_view, profiles = window_views(profile_dir, model, location, window_start, window_end)
     if profiles == 0:
         raise ValueError(f"no {model} profiles in {profile_dir} for {window_start:%Y-%m-%dT%H:%M:%SZ} .. "
@@ -222,14 +222,19 @@ def window_views(root: str | Path, model: str, reference: str | Path, start: dat
     return merge_profiles(locations), read_profile(location), len(locations)
 
 
-def default_reference(repository: str | Path, model: str) -> Path:
-    """``reference_profile.bin`` (export writes it) of the version that serves: the registry's champion."""
+def default_reference(repository: str | Path, model: str) -> str:
+    """``reference_profile.bin`` (export writes it) of the version that serves, the registry's champion: a path in
+    a folder repository, an ``s3://`` URI in a bucket (read from there: no model files are downloaded)."""
     from medner.registry import champion
+    from medner.s3 import is_s3, opened
 
-    version = champion(Path(repository))
+    with opened(repository, full=False) as folder:
+        version = champion(folder)
     if version is None:
-        raise FileNotFoundError(f"{Path(repository) / model}: no model version (run `medner export`)")
-    return Path(repository) / model / str(version) / "reference_profile.bin"
+        raise FileNotFoundError(f"{str(repository).rstrip('/')}/{model}: no model version (run `medner export`)")
+    if is_s3(repository):
+        return f"{str(repository).rstrip('/')}/{model}/{version}/reference_profile.bin"
+    return str(Path(repository) / model / str(version) / "reference_profile.bin")
 
 
 def drift_report_html(target_view: DatasetProfileView, reference_view: DatasetProfileView) -> str:
@@ -272,7 +277,7 @@ def read_window(profile_dir: str, model: str, repository: str | Path, reference:
     if not root:
         raise ValueError("no profile store: pass --profile-dir or set MEDNER_PROFILE_DIR")
     start_at, end_at = time_window(window, None, end or None)
-    location = str(reference or default_reference(repository, model))
+    location = reference or default_reference(repository, model)
     target, reference_view, profiles = window_views(root, model, location, start_at, end_at)
     return WindowProfiles(isoformat(start_at), isoformat(end_at), location, profiles,
                           target.serialize() if target is not None else None, reference_view.serialize())

@@ -118,7 +118,11 @@ def read_profile(location: str | Path, s3_client: Any = None) -> Any:
     location = str(location)
     if location.startswith("s3://"):
         bucket, key = split_s3_url(location)
-        data = _s3_client(s3_client).get_object(Bucket=bucket, Key=key)["Body"].read()
+        client = _s3_client(s3_client)
+        try:
+            data = client.get_object(Bucket=bucket, Key=key)["Body"].read()
+        except client.exceptions.NoSuchKey:
+            raise FileNotFoundError(f"no profile at {location}") from None
     else:
         data = Path(location).read_bytes()  # DatasetProfileView.read opens for writing: fails on read-only files
     return DatasetProfileView.deserialize(data)

@@ -16,7 +16,7 @@ from medner.cli._app import (
     DecisionLogOption,
     EndpointOption,
     Model,
-    RepositoryOption,
+    RepositoryLocationOption,
     app,
     fail,
     group,
@@ -33,7 +33,7 @@ app.add_typer(monitor_app, name="monitor")
 def monitor_check(
     profile_dir: Annotated[str, typer.Option(help="Profile store root: a folder or s3://bucket/prefix.")],
     model: Annotated[Model, typer.Option(help="Served model whose profiles to check.")] = Model.ner,
-    repository: RepositoryOption = DEFAULT_REPOSITORY,
+    repository: RepositoryLocationOption = str(DEFAULT_REPOSITORY),
     reference: Annotated[str | None, typer.Option(
         help="Reference profile (default: reference_profile.bin of the champion version).")] = None,
     window: Annotated[str, typer.Option(help="Window length ending now (or at --end): 30m, 1h, 1d.")] = "1h",

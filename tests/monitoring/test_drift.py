@@ -149,6 +149,37 @@ def test_cli_check(tmp_path: Path, reference: Path) -> None:
     assert no_reference.exit_code == 1 and "no reference profile" in no_reference.output
 
 
+def test_cli_check_on_a_bucket(tmp_path: Path, reference: Path, moto_endpoint: str,
+                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """The production layout: profiles and the model repository in a bucket (a moto server); the champion's
+    reference profile is read from there."""
+    from medner.registry import write_serving_record
+    from medner.s3 import opened
+    from tests.aws import TEST_CREDENTIALS, aws
+
+    for name, value in {**TEST_CREDENTIALS, "AWS_ENDPOINT_URL": moto_endpoint,
+                        "MEDNER_CACHE_DIR": str(tmp_path / "cache")}.items():
+        monkeypatch.setenv(name, value)
+    aws(moto_endpoint, "s3").create_bucket(Bucket="ops")
+    with opened("s3://ops/repository") as repository:
+        for version in (1, 2):
+            (repository / "ner" / str(version)).mkdir(parents=True)
+            (repository / "ner" / str(version) / "reference_profile.bin").write_bytes(
+                reference.read_bytes() if version == 1 else b"not a profile")  # v2 would fail: it is not read
+        write_serving_record(repository, {"version": 1, "previous": [], "history": []})  # v1 serves
+    store = tmp_path / "profiles"
+    profile = write_profile(store, "ner", HOUR, feature_rows(300, seed=7, shift=0.8), "1-0")
+    aws(moto_endpoint, "s3").upload_file(str(profile), "ops", f"profiles/ner/{profile.name}")
+    args = ["monitor", "check", "--profile-dir", "s3://ops/profiles", "--repository", "s3://ops/repository",
+            "--start", "2026-01-31T14:00:00Z", "--end", "2026-01-31T15:00:00Z", "--min-notes", "50"]
+    result = CliRunner().invoke(app, [*args, "--critical", "0.6"])
+    assert result.exit_code == 4, result.output
+    assert json.loads(result.stdout)["counts"]["notes"] == 300
+    missing = CliRunner().invoke(app, [*args, "--model", "ner_int8"])  # the champion has no ner_int8 files here
+    assert missing.exit_code == 1, missing.output
+    assert missing.stderr == "error: no profile at s3://ops/repository/ner_int8/1/reference_profile.bin\n"
+
+
 def sentence_rows(frame: pd.DataFrame, sentences_per_note: int) -> np.ndarray:
     """Feature rows as the served models log them: one per sentence, consecutive rows grouped into notes of
     ``sentences_per_note`` (the last note takes what is left), the note column on each note's first row."""
