@@ -2,13 +2,11 @@
 
 import os
 
-# The publish step exports (Triton config templates: .pbtxt) and promotes (the acceptance notes: .jsonl): the code
-# package must carry those files too, wherever it runs.
-os.environ.setdefault("METAFLOW_DEFAULT_PACKAGE_SUFFIXES", ".py,.pbtxt,.jsonl")
+from medner.config import DEFAULT_UAT_MIN_F1, PACKAGE_SUFFIXES, PROJECT
+
+os.environ.setdefault("METAFLOW_DEFAULT_PACKAGE_SUFFIXES", PACKAGE_SUFFIXES)  # before Metaflow reads its config
 
 from metaflow import FlowSpec, Parameter, card, current, project, resources, step  # noqa: E402
-
-from medner.config import DEFAULT_UAT_MIN_F1, PROJECT  # noqa: E402
 
 
 @project(name=PROJECT)  # runs and deployments namespaced by branch: prod (--production), user.NAME, test.NAME

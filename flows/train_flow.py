@@ -2,13 +2,11 @@
 
 import os
 
-# The publish step exports, and export copies the Triton config templates and model code of model_repository/
-# (flows/model_repository links to it): the code package must carry the .pbtxt files too, wherever it runs.
-os.environ.setdefault("METAFLOW_DEFAULT_PACKAGE_SUFFIXES", ".py,.pbtxt,.jsonl")  # .jsonl: the acceptance notes
+from medner.config import DEFAULT_UAT_MIN_F1, PACKAGE_SUFFIXES, PROJECT, TrainConfig
+
+os.environ.setdefault("METAFLOW_DEFAULT_PACKAGE_SUFFIXES", PACKAGE_SUFFIXES)  # before Metaflow reads its config
 
 from metaflow import FlowSpec, Parameter, card, current, project, resources, schedule, step  # noqa: E402
-
-from medner.config import DEFAULT_UAT_MIN_F1, PROJECT, TrainConfig  # noqa: E402
 
 DEFAULTS = TrainConfig()  # one source for the hyper-parameters' defaults
 

@@ -17,6 +17,9 @@ ACCEPTANCE_FILE = Path(__file__).with_name("acceptance.jsonl")  # the UAT notes 
 DEFAULT_UAT_MIN_F1 = 0.5  # entity F1 on the acceptance notes below which promotion refuses: a policy, not a measurement
 PROJECT = "medner"  # every flow's @project: runs and deployments are namespaced by project and branch
 PRODUCTION_BRANCH = "prod"  # the @project branch of `--production` runs and deployments
+# What the code package of a flow that exports and promotes must carry besides code: Triton's config templates
+# (.pbtxt, model_repository/ via flows/model_repository) and the acceptance notes (.jsonl); wherever it runs
+PACKAGE_SUFFIXES = ".py,.pbtxt,.jsonl"
 
 
 def cache_dir() -> Path:
