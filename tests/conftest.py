@@ -56,7 +56,9 @@ def tiny_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def untrained_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The offline MiniLM with a fresh (seeded) classification head, saved as a model folder with the span edges
-    of the tiny corpus's train split: arbitrary but deterministic predictions, enough to compare code paths."""
+    of the tiny corpus's train split: arbitrary but deterministic predictions, enough to compare code paths. Two of
+    its six layers: the same architecture, tokenizer and code paths, a third of the encoder's work in every test
+    that serves it."""
     import torch
 
     from medner.config import default_base_model
@@ -65,6 +67,8 @@ def untrained_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     torch.manual_seed(0)
     tokenizer, model = load_tokenizer_and_model(default_base_model())
+    model.bert.encoder.layer = model.bert.encoder.layer[:2]
+    model.config.num_hidden_layers = 2
     edges = SpanEdges.learn((s.tokens, s.labels) for s in synthetic_sentences(60, seed=1))
     return save_model(model, tokenizer, tmp_path_factory.mktemp("untrained"), edges)
 
