@@ -4,6 +4,7 @@ dev, test is reported. Each (candidate, seed) run is one file, so the ablation r
 
     python benchmarks/accuracy.py run [--only NAME ...] [--seeds 13 14 15]   # trains what is missing
     python benchmarks/accuracy.py report                                    # tables from the run files
+    python benchmarks/accuracy.py ceilings                                  # what a perfect sentence gate would give
 
 Writes benchmarks/results/accuracy/<candidate>-s<seed>.json and benchmarks/results/accuracy.{md,json}. Each run
 also keeps its dev and test log-probabilities (benchmarks/results/accuracy/log_probs/, not committed: a megabyte a
@@ -261,6 +262,52 @@ def report() -> None:
     print("\n".join(lines))
 
 
+def ceilings(data_dir: str | None) -> None:
+    """The ceiling of a sentence-level "has entities" gate: each kept model's dev and test F1 (span edges, the
+    default decoding) with a perfect gate, one that drops every prediction in the sentences without a gold entity
+    and nothing else. A trained "has entities" gate is at best right about every sentence, so this bounds what
+    building one could give."""
+    import numpy as np
+
+    from medner.config import data_dir as resolve_data_dir
+    from medner.data import prepare_data
+    from medner.decoding import SpanEdges, decode
+    from medner.metrics import evaluate
+
+    data = prepare_data(resolve_data_dir(data_dir))
+    edges = SpanEdges.learn((s.tokens, s.labels) for s in data.train)
+    rows = []
+    for path in sorted(LOG_PROBS.glob("*-s[0-9]*.npz")):
+        kept, row = np.load(path), {"run": path.stem}
+        for split in ("dev", "test"):
+            sentences = getattr(data, split)
+            log_probs = np.split(kept[split], np.cumsum([len(s.tokens) for s in sentences])[:-1])
+            gold = [s.labels for s in sentences]
+            predicted = [decode(lp, words=s.tokens, edges=edges) for lp, s in zip(log_probs, sentences)]
+            gated = [p if any(label != "O" for label in g) else ["O"] * len(p) for p, g in zip(predicted, gold)]
+            row[split] = {"edges": evaluate(gold, predicted), "perfect_gate": evaluate(gold, gated)}
+        rows.append(row)
+    if not rows:
+        raise SystemExit(f"no kept log-probabilities in {LOG_PROBS}: `python benchmarks/accuracy.py run` keeps them")
+    lines = [
+        "# The ceiling of a sentence gate", "",
+        "Each kept model decoded with span edges (the default), then with a **perfect** sentence-level gate: every "
+        "prediction in a sentence without a gold entity dropped, nothing else changed. A trained \"has entities\" "
+        "gate is at best right about every sentence, so these columns bound what building one could give.", "",
+        "| run | dev F1 | dev F1, perfect gate | test F1 | test F1, perfect gate | test D, perfect gate | "
+        "test T, perfect gate |", "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        *(f"| {r['run']} | {r['dev']['edges']['entity_f1']:.3f} | {r['dev']['perfect_gate']['entity_f1']:.3f} | "
+          f"{r['test']['edges']['entity_f1']:.3f} | {r['test']['perfect_gate']['entity_f1']:.3f} | "
+          f"{r['test']['perfect_gate']['entity_f1_D']:.3f} | {r['test']['perfect_gate']['entity_f1_T']:.3f} |"
+          for r in rows),
+        "", f"Data version {data.version}. Command: `python benchmarks/accuracy.py ceilings` (reads the log-"
+        "probabilities `python benchmarks/accuracy.py run` keeps).",
+    ]
+    (RESULTS / "accuracy_ceilings.json").write_text(json.dumps(rows, indent=1))
+    (RESULTS / "accuracy_ceilings.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -269,9 +316,14 @@ def main() -> None:
     train.add_argument("--seeds", nargs="*", type=int, default=list(SEEDS))
     train.add_argument("--data-dir", help="the BeHealthy folder (default: medner.config.data_dir())")
     sub.add_parser("report", help="write benchmarks/results/accuracy.{md,json} from the run files")
+    ceiling = sub.add_parser("ceilings", help="write benchmarks/results/accuracy_ceilings.{md,json} from the kept "
+                             "log-probabilities")
+    ceiling.add_argument("--data-dir", help="the BeHealthy folder (default: medner.config.data_dir())")
     args = parser.parse_args()
     if args.command == "run":
         run(args.only, args.seeds, args.data_dir)
+    elif args.command == "ceilings":
+        ceilings(args.data_dir)
     else:
         report()
 
