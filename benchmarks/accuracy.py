@@ -20,6 +20,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -129,6 +130,13 @@ def _scores(log_probs: list, sentences: list, edges: object = None) -> dict[str,
                     [decode(lp, words=s.tokens, edges=edges) for lp, s in zip(log_probs, sentences)])
 
 
+def _per_sentence(log_probs: Any, sentences: list) -> list:
+    """A kept split's word rows (all sentences concatenated, as :func:`decoding_levers` saves them), per sentence."""
+    import numpy as np
+
+    return np.split(log_probs, np.cumsum([len(s.tokens) for s in sentences])[:-1])
+
+
 def ensemble_metrics(name: str, data: object) -> dict | None:
     """Dev and test metrics (plain, with span edges, and dropping unsure entities) of the ensemble of ``name``'s
     seeds whose log-probabilities were kept: the mean of their probabilities, decoded as one model's. None below
@@ -147,7 +155,7 @@ def ensemble_metrics(name: str, data: object) -> dict | None:
     for split in ("dev", "test"):
         sentences = getattr(data, split)
         mean = np.log(np.mean([np.exp(np.load(p)[split]) for p in kept], axis=0))
-        log_probs[split] = np.split(mean, np.cumsum([len(s.tokens) for s in sentences])[:-1])
+        log_probs[split] = _per_sentence(mean, sentences)
         result[split] = _scores(log_probs[split], sentences)
         result["span_edges"][split] = _scores(log_probs[split], sentences, edges)
     return {**result, "min_score": min_score_metrics(log_probs, data, edges)}
@@ -281,7 +289,7 @@ def ceilings(data_dir: str | None) -> None:
         kept, row = np.load(path), {"run": path.stem}
         for split in ("dev", "test"):
             sentences = getattr(data, split)
-            log_probs = np.split(kept[split], np.cumsum([len(s.tokens) for s in sentences])[:-1])
+            log_probs = _per_sentence(kept[split], sentences)
             gold = [s.labels for s in sentences]
             predicted = [decode(lp, words=s.tokens, edges=edges) for lp, s in zip(log_probs, sentences)]
             gated = [p if any(label != "O" for label in g) else ["O"] * len(p) for p, g in zip(predicted, gold)]
