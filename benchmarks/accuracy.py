@@ -209,13 +209,21 @@ def report() -> None:
             return "not held out"
         return mean_sd(row[value]) if isinstance(value, str) else f"{value:.3f}"
 
+    def section(title: str, intro: str, header: list[str], table: list[str]) -> list[str]:
+        """A titled table, or nothing when it has no rows."""
+        return ["", f"## {title}", "", intro, "", *header, *table] if table else []
+
+    if not rows:
+        raise SystemExit(f"no run files in {RUNS}: `python benchmarks/accuracy.py run` writes them")
     machines = sorted({hardware(json.loads(p.read_text())["hardware"]) for p in RUNS.glob("*.json")})
     lines = [
         "# Accuracy ablation on BeHealthy", "",
         "Each row: one candidate of `medner.experiments.LEVER_GRID`, mean ± sd over its seeds; choices are read on "
         "**dev**, test is reported. Strict entity F1 (exact boundaries and type), plain Viterbi decoding; the two "
         "*+ edges* columns decode the same models with the span edges learned from train "
-        "(`medner.decoding.SpanEdges`). A model trained on train + dev has no held-out dev score.", "",
+        "(`medner.decoding.SpanEdges`). A model trained on train + dev has no held-out dev score. *Train s*: the "
+        "longest run's wall seconds in this benchmark, which runs at `nice 19` beside other work (and may be paused "
+        "meanwhile), so an upper bound; the default's clean training times are in default_model.md.", "",
         "| candidate | lever | seeds | dev F1 | test F1 | dev F1 + edges | test F1 + edges | test F1 D | test F1 T | "
         "test relaxed F1 | test token-weighted F1 | train s (max) |",
         "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
@@ -224,28 +232,30 @@ def report() -> None:
           f"{mean_sd(r['test_entity_f1_edges'])} | {mean_sd(r['test_entity_f1_D'])} | "
           f"{mean_sd(r['test_entity_f1_T'])} | {mean_sd(r['test_entity_f1_relaxed'])} | "
           f"{mean_sd(r['test_token_weighted_f1'])} | {max(r['train_seconds']):.0f} |" for r in rows),
-        "", "## Dropping unsure entities", "",
-        "Decoded with span edges, then entities whose score (the served one: mean confidence of their words) is "
-        "below a threshold are dropped; each run's threshold is the one its dev F1 prefers among "
-        f"{', '.join(map(str, MIN_SCORES))} (0: none dropped).", "",
-        "| candidate | runs | thresholds | dev F1 | test F1 | the same runs' test F1 with edges alone |",
-        "| --- | ---: | --- | ---: | ---: | ---: |",
-        *(f"| {t['name']} | {len(t['seeds'])} | {', '.join(map(str, t['thresholds']))} | "
-          f"{mean_sd(t['dev_entity_f1'])} | {mean_sd(t['test_entity_f1'])} | {mean_sd(t['test_entity_f1_edges'])} |"
-          for t in thresholded),
-        "", "## Ensembles of a candidate's seeds", "",
-        "The seeds' models as one (mean of their probabilities): as many encoder passes per note as seeds, so an "
-        "option for accuracy at that cost, not a default. *Seeds alone*: the same seeds' mean test F1.", "",
-        "| candidate | seeds | dev F1 | test F1 | dev F1 + edges | test F1 + edges | test F1 + edges, min score "
-        "(threshold) | test F1 D | test F1 T | test relaxed F1 | seeds alone: test F1 |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
-        *(f"| {e['name']} | {', '.join(map(str, e['seeds']))} | {held_out(e, e['dev']['entity_f1'])} | "
-          f"{e['test']['entity_f1']:.3f} | {held_out(e, e['span_edges']['dev']['entity_f1'])} | "
-          f"{e['span_edges']['test']['entity_f1']:.3f} | "
-          f"{e['min_score']['test']['entity_f1']:.3f} ({e['min_score']['threshold']}) | "
-          f"{e['test']['entity_f1_D']:.3f} | "
-          f"{e['test']['entity_f1_T']:.3f} | {e['test']['entity_f1_relaxed']:.3f} | "
-          f"{statistics.mean(e['test_entity_f1_seeds_alone']):.3f} |" for e in ensembles),
+        *section(
+            "Dropping unsure entities",
+            "Decoded with span edges, then entities whose score (the served one: mean confidence of their words) is "
+            "below a threshold are dropped; each run's threshold is the one its dev F1 prefers among "
+            f"{', '.join(map(str, MIN_SCORES))} (0: none dropped).",
+            ["| candidate | runs | thresholds | dev F1 | test F1 | the same runs' test F1 with edges alone |",
+             "| --- | ---: | --- | ---: | ---: | ---: |"],
+            [f"| {t['name']} | {len(t['seeds'])} | {', '.join(map(str, t['thresholds']))} | "
+             f"{mean_sd(t['dev_entity_f1'])} | {mean_sd(t['test_entity_f1'])} | "
+             f"{mean_sd(t['test_entity_f1_edges'])} |" for t in thresholded]),
+        *section(
+            "Ensembles of a candidate's seeds",
+            "The seeds' models as one (mean of their probabilities): as many encoder passes per note as seeds, so "
+            "an option for accuracy at that cost, not a default. *Seeds alone*: the same seeds' mean test F1.",
+            ["| candidate | seeds | dev F1 | test F1 | dev F1 + edges | test F1 + edges | test F1 + edges, min score "
+             "(threshold) | test F1 D | test F1 T | test relaxed F1 | seeds alone: test F1 |",
+             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"],
+            [f"| {e['name']} | {', '.join(map(str, e['seeds']))} | {held_out(e, e['dev']['entity_f1'])} | "
+             f"{e['test']['entity_f1']:.3f} | {held_out(e, e['span_edges']['dev']['entity_f1'])} | "
+             f"{e['span_edges']['test']['entity_f1']:.3f} | "
+             f"{e['min_score']['test']['entity_f1']:.3f} ({e['min_score']['threshold']}) | "
+             f"{e['test']['entity_f1_D']:.3f} | {e['test']['entity_f1_T']:.3f} | "
+             f"{e['test']['entity_f1_relaxed']:.3f} | {statistics.mean(e['test_entity_f1_seeds_alone']):.3f} |"
+             for e in ensembles]),
         "", "## Precision and recall per type (test, mean ± sd)", "",
         "| candidate | precision D | recall D | precision T | recall T |", "| --- | ---: | ---: | ---: | ---: |",
         *(f"| {r['name']} | {mean_sd(r['test_entity_precision_D'])} | {mean_sd(r['test_entity_recall_D'])} | "

@@ -1,14 +1,15 @@
 """The default TrainFlow over several seeds: accuracy as mean ± sd, not one run's luck.
 
     python benchmarks/default_model.py run [--seeds 13 14 15] [--repository model_repository]
-    python benchmarks/default_model.py report [--before TrainFlow/ID]
+    python benchmarks/default_model.py report [--before TrainFlow/ID | REV:benchmarks/results/default_model.json]
 
 ``run`` starts ``python flows/train_flow.py run --seed N`` for each seed (default configuration otherwise; the
 first seed's run also exports to ``--repository`` when given), tagged ``default-model-seeds``. ``report`` reads the
 latest successful tagged run of each seed (config, metrics, training time, error counts), so every figure comes
-from what the runs recorded; ``--before`` names an older TrainFlow run (the previous default) whose stored model is
-re-scored on its test split with today's evaluation, for the error breakdown before and after. Writes
-benchmarks/results/default_model.{md,json}.
+from what the runs recorded; ``--before`` names the previous default, for the error breakdown before and after:
+an older TrainFlow run, whose stored model is re-scored on its test split with today's evaluation, or a
+default_model.json this script wrote then (its runs' mean), as a path or as ``REV:PATH`` in this git repository
+(``8282dc8:benchmarks/results/default_model.json``). Writes benchmarks/results/default_model.{md,json}.
 """
 
 from __future__ import annotations
@@ -52,13 +53,19 @@ def tagged_runs() -> dict[int, object]:
     return dict(sorted(latest.items()))
 
 
-def rescored(pathspec: str) -> dict:
-    """An older run's stored model scored on its test split with today's evaluation (error counts included)."""
+def before_metrics(before: str) -> dict:
+    """The previous default's test metrics (error counts included): an older TrainFlow run's stored model re-scored
+    on its test split with today's evaluation, or the mean of the runs of an earlier default_model.json."""
+    if before.endswith(".json"):
+        text = (Path(before).read_text() if Path(before).exists() else
+                subprocess.run(["git", "show", before], cwd=ROOT, check=True, capture_output=True, text=True).stdout)
+        runs = json.loads(text)["runs"]
+        return {key: statistics.mean(r["metrics"][key] for r in runs) for key in runs[0]["metrics"]}
     from medner.pipeline import evaluate_test_split
     from medner.runs import all_namespaces, get_run
 
     with all_namespaces():  # the previous default may have been another user's run
-        run = get_run(pathspec)
+        run = get_run(before)
         return evaluate_test_split(run.data.model_files, run.data.test_data, run.data.config["decode"]).metrics
 
 
@@ -83,7 +90,7 @@ def report(before: str) -> None:
     summary = {"hardware": hardware(), "runs": rows, "mean": {m: statistics.mean(v) for m, v in values.items()},
                "sd": {m: statistics.stdev(v) if len(v) > 1 else 0.0 for m, v in values.items()}}
     categories = (*ERROR_CATEGORIES, "spurious_in_empty")
-    previous = rescored(before) if before else None
+    previous = before_metrics(before) if before else None
     summary["before"] = {"run": before, "metrics": previous} if previous else None
     lines = [
         "# The default TrainFlow over seeds", "",
@@ -106,13 +113,15 @@ def report(before: str) -> None:
         "those in sentences without any gold entity).", "",
         "| run | type | " + " | ".join(c.replace("_", " ") for c in categories) + " |",
         "| --- | --- | " + " | ".join("---:" for _ in categories) + " |",
-        *(f"| before: {before} | {t} | " + " | ".join(str(int(previous[f"errors_{c}_{t}"])) for c in categories)
+        *(f"| before: {before} | {t} | " + " | ".join(f"{previous[f'errors_{c}_{t}']:.0f}" for c in categories)
           + " |" for t in ENTITY_TYPES if previous),
         *(f"| these runs (mean) | {t} | "
           + " | ".join(f"{statistics.mean(r['metrics'][f'errors_{c}_{t}'] for r in rows):.0f}" for c in categories)
           + " |" for t in ENTITY_TYPES),
-        *(["", f"Before: {before}, re-scored now on its own test split: entity F1 {previous['entity_f1']:.4f} "
-           f"(D {previous['entity_f1_D']:.4f}, T {previous['entity_f1_T']:.4f})."] if previous else []),
+        *(["", f"Before: {before}, " + ("the mean of its runs" if before.endswith(".json") else
+                                        "re-scored now on its own test split")
+           + f": entity F1 {previous['entity_f1']:.4f} (D {previous['entity_f1_D']:.4f}, T "
+           f"{previous['entity_f1_T']:.4f})."] if previous else []),
         "", f"Written on {summary['hardware']} (Metaflow does not record a run's host). Command: "
         "`python benchmarks/default_model.py run && python benchmarks/default_model.py report"
         + (f" --before {before}" if before else "") + "`.",
@@ -130,7 +139,8 @@ def main() -> None:
     start.add_argument("--seeds", nargs="*", type=int, default=list(SEEDS))
     start.add_argument("--repository", default="", help="the first seed's run exports a version here")
     done = sub.add_parser("report", help="write benchmarks/results/default_model.{md,json} from the tagged runs")
-    done.add_argument("--before", default="", help="an older TrainFlow run to compare the error breakdown with")
+    done.add_argument("--before", default="", help="the previous default, to compare the error breakdown with: "
+                      "a TrainFlow run, or a default_model.json written then (a path, or REV:PATH in git)")
     args = parser.parse_args()
     if args.command == "run":
         run(args.seeds, args.repository)
