@@ -26,8 +26,8 @@ class ExperimentFlow(FlowSpec):
     data_run = Parameter("data-run", default="", help="DataFlow run pathspec (default: latest successful)")
     data_dir = Parameter("data-dir", default="", help="prepare data from this folder instead of a DataFlow run")
     grid = Parameter("grid", default="", help="candidates: a grid name (default, levers: the accuracy ablation), "
-                     "a JSON list or a .json file (default: medner.experiments.DEFAULT_GRID: CRF baseline + 3 "
-                     "MiniLM fine-tunes)")
+                     "a JSON list or a .json file (default: medner.experiments.DEFAULT_GRID: CRF baseline, the "
+                     "default MiniLM fine-tune with Viterbi and argmax decoding, and the previous default)")
     seeds = Parameter("seeds", default="", help="comma-separated seeds, each transformer candidate trained once "
                       "per seed (e.g. 13,14,15; default: each candidate's own seed)")
     overrides = Parameter("overrides", default="{}", help="JSON TrainConfig fields applied to every transformer "

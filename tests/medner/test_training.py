@@ -45,8 +45,8 @@ def test_parameter_groups_give_the_head_its_rate_and_lower_layers_less() -> None
     assert rate_of[id(named["bert.encoder.layer.0.output.dense.weight"])] == (5e-5, 0.01)
     assert rate_of[id(named["bert.embeddings.word_embeddings.weight"])] == (2.5e-5, 0.01)
     assert rate_of[id(named["bert.embeddings.LayerNorm.weight"])] == (2.5e-5, 0.0)
-    default = {g["lr"] for g in parameter_groups(model, TrainConfig(learning_rate=1e-4))}
-    assert default == {1e-4}
+    flat = {g["lr"] for g in parameter_groups(model, TrainConfig(learning_rate=1e-4, layer_decay=1.0))}
+    assert flat == {1e-4}
 
 
 @pytest.mark.slow
