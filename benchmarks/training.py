@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_OUT = ROOT / "benchmarks" / "results" / "training"
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.common import hardware  # noqa: E402
@@ -26,7 +27,7 @@ from benchmarks.common import hardware  # noqa: E402
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run", help="a TrainFlow run pathspec (default: the latest successful run)")
-    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "training")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = parser.parse_args()
 
     from metaflow import Flow, Run
@@ -64,7 +65,8 @@ def main() -> None:
         f"{summary['median_minutes_per_epoch']:.2f} minutes per epoch; whole training "
         f"{(summary['train_seconds'] or 0) / 60:.1f} minutes ({summary['train_seconds'] or 0:.0f} s); "
         f"test entity F1 {summary['test_entity_f1']:.4f}.",
-        "", f"Command: `python benchmarks/training.py{' --run ' + args.run if args.run else ''}`.",
+        "", f"Command: `python benchmarks/training.py{' --run ' + args.run if args.run else ''}"
+        f"{'' if args.out == DEFAULT_OUT else ' --out ' + str(args.out.resolve().relative_to(ROOT))}`.",
     ]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".json").write_text(json.dumps(summary, indent=1, default=str))
