@@ -167,9 +167,11 @@ def report() -> None:
     from medner.metrics import ERROR_CATEGORIES
     from medner.report import mean_sd
 
+    runs_of = {item["name"]: [json.loads(p.read_text()) for p in sorted(RUNS.glob(f"{item['name']}-s[0-9]*.json"))]
+               for item in LEVER_GRID}
     rows = []
     for item in LEVER_GRID:
-        runs = [json.loads(p.read_text()) for p in sorted(RUNS.glob(f"{item['name']}-s[0-9]*.json"))]
+        runs = runs_of[item["name"]]
         if not runs:
             continue
         params = {k: v for k, v in item.items() if k not in ("name", "kind", "lever")}
@@ -185,8 +187,7 @@ def report() -> None:
 
     thresholded = []  # the min-score lever, on the runs that measured it
     for item in LEVER_GRID:
-        runs = [json.loads(p.read_text()) for p in sorted(RUNS.glob(f"{item['name']}-s[0-9]*.json"))]
-        runs = [r for r in runs if "min_score" in r]
+        runs = [r for r in runs_of[item["name"]] if "min_score" in r]
         if runs:
             thresholded.append({"name": item["name"], "seeds": [r["seed"] for r in runs],
                                 "thresholds": [r["min_score"]["threshold"] for r in runs],

@@ -58,7 +58,7 @@ class TrainConfig:
 
     base_model: str = ""  # empty: default_base_model()
     learning_rate: float = 2e-4  # with layer_decay 0.8: dev's choice in benchmarks/results/accuracy.md
-    epochs: int = 5  # within the 10-minute CPU budget; the ablation: benchmarks/results/accuracy.md
+    epochs: int = 5  # the ablation: benchmarks/results/accuracy.md; time per run: default_model.md
     batch_size: int = 16
     warmup_ratio: float = 0.1
     weight_decay: float = 0.01
