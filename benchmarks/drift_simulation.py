@@ -14,16 +14,12 @@ traffic however it is packaged into notes, and catch real shifts?
    * ``shorthand``  dev sentences as hurried clinical shorthand: function words dropped, common clinical
                     abbreviations, interior vowels dropped from long words, lower case (one per line);
    * ``admin``      clinic administration notes with no medical content (scheduling, billing, contact) (prose).
-3. Calibration (thresholds from in-distribution variability only): ``--calibration-windows`` windows of
-   ``min_notes`` one-sentence notes each (the fewest rows a scored window can have, so the noisiest), with
-   their own seeds. Suggested warning = max + 4 std of their combined scores, rounded up to 0.05; critical =
-   2 x warning (at most 0.9). The timeline plays no part in it.
-4. Timeline: ``--in-windows`` in-distribution windows of multi-sentence notes, ``--single-windows`` of
+3. Timeline: ``--in-windows`` in-distribution windows of multi-sentence notes, ``--single-windows`` of
    one-sentence notes, then each shift for ``--shift-windows`` windows followed by ``--recovery-windows``
    in-distribution windows. Each window is profiled (``monitoring.features.FeatureTagger``, the code the served model
    runs, and ``monitoring.profiles``) into a profile store and checked with ``monitoring.drift.check`` and
-   ``DriftThresholds()``, the defaults ``medner monitor check`` uses (``--thresholds calibrated``: this run's
-   suggestion instead).
+   ``DriftThresholds()``, the defaults ``medner monitor check`` uses (their noise curve comes from
+   ``benchmarks/drift_validation.py calibrate``; that script also measures levels on labelled shifts).
 
 Outputs: benchmarks/results/drift_simulation.{md,json,png}; every sentence of the page is computed from the run.
 Passes when: >= 20 multi-sentence in-distribution windows, 0 false alarms on any in-distribution window, each
@@ -183,6 +179,8 @@ class Window:
     sentences: int = 0
     level: str = "none"
     combined: float = 0.0
+    bound: float = 0.0
+    estimated_f1: float | None = None
     scores: dict[str, float] | None = None
 
 
@@ -192,31 +190,23 @@ def profile_window(store: Path, model: str, start: datetime, rows: np.ndarray) -
     write_view(profile_rows(rows, start), store / model / f"{window_name(start.timestamp())}_sim.bin")
 
 
-def calibrate(combined: Sequence[float]) -> tuple[float, float]:
-    """Thresholds from in-distribution combined scores: warning = max + 4 std (up to 0.05), critical = 2x."""
-    warning = max(combined) + 4 * statistics.pstdev(combined)
-    warning = min(0.9, np.ceil(warning * 20) / 20)
-    return float(warning), float(min(0.9, 2 * warning))
-
-
 def run(args: argparse.Namespace) -> dict:
     from medner.config import data_dir as resolve_data_dir
     from medner.data import read_behealthy, split_dev
     from monitoring.drift import (
         DriftThresholds,
         check,
-        compare,
         default_reference,
         has_sentence_rows,
         note_count,
         sentence_count,
     )
-    from monitoring.profiles import profile_rows, read_profile
+    from monitoring.profiles import read_profile
 
     corpus = read_behealthy(resolve_data_dir(args.data_dir))
     _, dev = split_dev(corpus["train"], 0.1, 13)  # TrainFlow's split: dev is held out of training
     traffic = Traffic([list(s.tokens) for s in dev])
-    reference = default_reference(args.repository, args.model)  # what `medner monitor check` reads
+    reference = Path(default_reference(args.repository, args.model))  # what `medner monitor check` reads
     if not Path(reference).is_file():
         raise SystemExit(f"no reference profile at {reference}: run `medner export`")
     reference_view = read_profile(reference)
@@ -227,17 +217,7 @@ def run(args: argparse.Namespace) -> dict:
     timings: dict[str, float] = {}
     try:
         featurize = in_process_featurizer(args.repository, args.model, reference.parent, args.threads)
-        defaults = DriftThresholds()
-
-        began = time.perf_counter()
-        calibration = []
-        for k in range(args.calibration_windows):
-            rows = featurize(traffic.notes("in-1", defaults.min_notes, random.Random(10_000 + k)))
-            calibration.append(compare(profile_rows(rows, EPOCH), reference_view, EPOCH, EPOCH, defaults).combined)
-        warning, critical = calibrate(calibration)
-        timings["calibration_s"] = time.perf_counter() - began
-        thresholds = (DriftThresholds(warning, critical, defaults.min_notes, defaults.top_k)
-                      if args.thresholds == "calibrated" else defaults)
+        thresholds = DriftThresholds()
 
         phases = ["in"] * args.in_windows + ["in-1"] * args.single_windows
         for shift in args.shifts:
@@ -254,7 +234,9 @@ def run(args: argparse.Namespace) -> dict:
             report = check(store, args.model, reference, window.start, window.start + timedelta(hours=1), thresholds)
             window.notes, window.sentences = report.counts["notes"], report.counts.get("sentences", 0)
             window.level, window.combined, window.scores = report.level, report.combined or 0.0, report.scores
-        result = summarise(args, windows, calibration, (warning, critical), thresholds, timings)
+            window.bound = report.warning_bound or 0.0
+            window.estimated_f1 = report.estimate["entity_f1"] if report.estimate else None
+        result = summarise(args, windows, thresholds, timings)
         result["reference"] = {"path": str(reference.relative_to(args.repository.parent))
                                if reference.is_relative_to(args.repository.parent) else str(reference),
                                "notes": note_count(reference_view), "sentences": sentence_count(reference_view)}
@@ -264,10 +246,7 @@ def run(args: argparse.Namespace) -> dict:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def summarise(args: argparse.Namespace, windows: list[Window], calibration: list[float],
-              suggested: tuple[float, float], thresholds, timings: dict[str, float]) -> dict:
-    from monitoring.drift import DriftThresholds
-
+def summarise(args: argparse.Namespace, windows: list[Window], thresholds, timings: dict[str, float]) -> dict:
     in_windows = [w for w in windows if w.phase in ("in", "in-1")]
     false_alarms = [w.index for w in in_windows if w.level != "none"]
     packaging = {}
@@ -292,20 +271,13 @@ def summarise(args: argparse.Namespace, windows: list[Window], calibration: list
         "model": args.model, "mode": "in-process", "window_notes": args.window_notes,
         "sentences_per_note": {"in": list(MULTI), "in-1": [1, 1], **{s: list(MULTI) for s in args.shifts}},
         "packaging": {k: list(v) for k, v in PACKAGING.items()}, "seed": args.seed,
-        "calibration": {"windows": len(calibration), "notes_per_window": thresholds.min_notes,
-                        "sentences_per_note": 1,
-                        "combined_max": round(max(calibration), 4),
-                        "combined_mean": round(statistics.mean(calibration), 4),
-                        "combined_std": round(statistics.pstdev(calibration), 4),
-                        "suggested_warning": suggested[0], "suggested_critical": suggested[1]},
-        "thresholds_source": args.thresholds, "defaults": asdict(DriftThresholds()),
-        "thresholds": {"warning": thresholds.warning, "critical": thresholds.critical,
-                       "min_notes": thresholds.min_notes, "top_k": thresholds.top_k},
+        "thresholds": asdict(thresholds),
         "in_distribution_windows": len(in_windows), "in_distribution": packaging, "false_alarms": false_alarms,
         "in_distribution_combined_max": round(max(w.combined for w in in_windows), 4),
         "detection": detection, "passed": passed, "timings_s": {k: round(v, 1) for k, v in timings.items()},
         "windows": [{"index": w.index, "phase": w.phase, "notes": w.notes, "sentences": w.sentences,
-                     "level": w.level, "combined": round(w.combined, 4), "scores": w.scores} for w in windows],
+                     "level": w.level, "combined": round(w.combined, 4), "bound": round(w.bound, 4),
+                     "estimated_f1": w.estimated_f1, "scores": w.scores} for w in windows],
     }
 
 
@@ -338,9 +310,8 @@ def plot(result: dict, path: Path) -> None:
     bottom.plot(x, [w["combined"] for w in windows], color="black", lw=1)
     bottom.scatter(x, [w["combined"] for w in windows], c=[level_colour[w["level"]] for w in windows], zorder=3,
                    s=30)
-    for name, value in (("warning", result["thresholds"]["warning"]), ("critical", result["thresholds"]["critical"])):
-        bottom.axhline(value, ls="--", color=level_colour[name], lw=1)
-        bottom.text(x[0], value + 0.02, f"{name} {value}", va="bottom", fontsize=8, color=level_colour[name])
+    bottom.step(x, [w["bound"] for w in windows], where="mid", ls="--", color=level_colour["warning"], lw=1,
+                label="warning bound (for each window's size)")
     bottom.set_ylabel("combined score (mean of top 2)")
     bottom.set_xlabel("window")
     bottom.set_ylim(0, 1)
@@ -355,10 +326,8 @@ def plot(result: dict, path: Path) -> None:
 
 
 def markdown(result: dict, image: str) -> str:
-    c, t, d, ref = result["calibration"], result["thresholds"], result["defaults"], result["reference"]
+    t, ref = result["thresholds"], result["reference"]
     multi, single = result["in_distribution"].get("in"), result["in_distribution"].get("in-1")
-    source = "`DriftThresholds()` defaults" if result["thresholds_source"] == "default" else "this run's calibration"
-    agree = (d["warning"], d["critical"]) == (c["suggested_warning"], c["suggested_critical"])
     lines = [
         "# Drift simulation", "",
         f"`python benchmarks/drift_simulation.py` ({result['mode']}, model `{result['model']}` version "
@@ -370,8 +339,9 @@ def markdown(result: dict, image: str) -> str:
         f"(held out of training and of the reference), in notes of {result['sentences_per_note']['in'][0]}-"
         f"{result['sentences_per_note']['in'][1]} sentences (`in`: {', '.join(result['packaging']['in'])}) or of one "
         "sentence (`in-1`).", "",
-        f"**{'PASSED' if result['passed'] else 'FAILED'}** with thresholds warning {t['warning']}, critical "
-        f"{t['critical']} ({source}): {len(result['false_alarms'])} false alarms over "
+        f"**{'PASSED' if result['passed'] else 'FAILED'}** with `DriftThresholds()` (warning bound "
+        f"{t['noise_floor']} + {t['noise_scale']} x sqrt(1/rows + 1/reference rows), critical: an estimated F1 drop "
+        f"over {t['max_drop']}): {len(result['false_alarms'])} false alarms over "
         f"{result['in_distribution_windows']} in-distribution windows (highest combined score "
         f"{result['in_distribution_combined_max']:.3f}); windows to detection: "
         + ", ".join(f"{k} {v['windows_to_detection']}" for k, v in result["detection"].items()) + ".", "",
@@ -386,33 +356,31 @@ def markdown(result: dict, image: str) -> str:
                          f"{row['sentences_per_window']:.0f} | {row['false_alarms']} | {row['combined_mean']:.3f} | "
                          f"{row['combined_max']:.3f} |")
     lines += [
-        "", "## Thresholds", "",
-        f"Used ({result['thresholds_source']}): warning {t['warning']}, critical {t['critical']}, "
+        "", "The noise curve is `benchmarks/drift_validation.py calibrate`'s (results/drift_calibration.md); "
         f"min_notes {t['min_notes']}, combined score = mean of the top {t['top_k']} per-feature Hellinger "
-        "distances.", "",
-        f"Calibration, in-distribution only: {c['windows']} windows of {c['notes_per_window']} notes of "
-        f"{c['sentences_per_note']} sentence (the fewest rows a scored window can have, so the noisiest) against "
-        f"the reference: combined score mean {c['combined_mean']:.3f}, std {c['combined_std']:.3f}, max "
-        f"{c['combined_max']:.3f} -> warning = max + 4 std rounded up to 0.05 = {c['suggested_warning']}, critical "
-        f"= 2 x warning = {c['suggested_critical']}. `DriftThresholds()` defaults: warning {d['warning']}, critical "
-        f"{d['critical']}, min_notes {d['min_notes']}"
-        + (" (the same)." if agree else " (they differ from this run's suggestion)."), "",
+        "distances. These shifts carry no gold labels: the critical level (an estimated accuracy drop) is measured "
+        "against true F1 on labelled shifts in results/drift_validation.md.", "",
         "## Shifts", "",
-        "| shift | windows to detection | levels | combined scores |", "| --- | --- | --- | --- |",
+        "| shift | windows to detection | levels | combined scores | estimated F1 |",
+        "| --- | --- | --- | --- | --- |",
     ]
     for name, det in result["detection"].items():
+        estimated = [w["estimated_f1"] for w in result["windows"] if w["phase"] == name]
         lines.append(f"| {name} | {det['windows_to_detection']} | {' '.join(det['levels'])} | "
-                     f"{' '.join(f'{v:.2f}' for v in det['combined'])} |")
+                     f"{' '.join(f'{v:.2f}' for v in det['combined'])} | "
+                     f"{' '.join('-' if v is None else f'{v:.2f}' for v in estimated)} |")
     features = sorted({f for w in result["windows"] for f in (w["scores"] or {})})
     lines += ["", "## Windows", "",
-              "| window | phase | notes | sentences | level | combined | " + " | ".join(features) + " |",
-              "| " + " | ".join(["---"] * (6 + len(features))) + " |"]
+              "| window | phase | notes | sentences | level | combined | bound | estimated F1 | "
+              + " | ".join(features) + " |",
+              "| " + " | ".join(["---"] * (8 + len(features))) + " |"]
     for w in result["windows"]:
         scores = w["scores"] or {}
         combined = f"{w['combined']:.3f}" if scores else "-"  # not scored: fewer notes than min_notes
+        estimated = "-" if w["estimated_f1"] is None else f"{w['estimated_f1']:.3f}"
         lines.append(f"| {w['index']} | {w['phase']} | {w['notes']} | {w['sentences']} | {w['level']} | "
-                     f"{combined} | " + " | ".join(f"{scores[f]:.3f}" if f in scores else "" for f in features)
-                     + " |")
+                     f"{combined} | {w['bound']:.3f} | {estimated} | "
+                     + " | ".join(f"{scores[f]:.3f}" if f in scores else "" for f in features) + " |")
     lines += ["", f"![drift simulation]({image})", ""]
     return "\n".join(lines)
 
@@ -423,7 +391,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--model", default="ner_int8", help="ner or ner_int8 (faster, same features)")
     parser.add_argument("--data-dir", default=None, help="BeHealthy folder (default: $MEDNER_DATA_DIR)")
     parser.add_argument("--window-notes", type=int, default=100)
-    parser.add_argument("--calibration-windows", type=int, default=20)
     parser.add_argument("--in-windows", type=int, default=20,
                         help="in-distribution windows of multi-sentence notes before the first shift")
     parser.add_argument("--single-windows", type=int, default=5,
@@ -431,8 +398,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--shift-windows", type=int, default=4)
     parser.add_argument("--recovery-windows", type=int, default=3, help="in-distribution windows after each shift")
     parser.add_argument("--shifts", nargs="+", default=["genre", "shorthand", "admin"])
-    parser.add_argument("--thresholds", choices=["default", "calibrated"], default="default",
-                        help="DriftThresholds' defaults (what `medner monitor check` uses) or this run's calibration")
     parser.add_argument("--threads", type=int, default=1, help="ONNX Runtime threads")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--out", type=Path, default=RESULTS)
@@ -443,7 +408,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     (args.out / "drift_simulation.json").write_text(json.dumps(result, indent=1) + "\n")
     (args.out / "drift_simulation.md").write_text(markdown(result, "drift_simulation.png"))
     plot(result, args.out / "drift_simulation.png")
-    print(json.dumps({k: result[k] for k in ("thresholds", "calibration", "in_distribution", "false_alarms",
+    print(json.dumps({k: result[k] for k in ("thresholds", "in_distribution", "false_alarms",
                                              "in_distribution_combined_max", "passed", "timings_s")}))
     for name, d in result["detection"].items():
         print(f"{name}: detected after {d['windows_to_detection']} window(s); levels {d['levels']}")

@@ -18,8 +18,8 @@ libpython first, which the stub needs to import ``ssl`` for whylogs and boto3).
 Notes are the BeHealthy test sentences. Ratios are taken within each round, then the median over rounds.
 Writes benchmarks/results/profiling_overhead.json (``--out``): hardware, date, the ``ner`` version measured,
 the machine's load average at start and end, ``in_process`` and ``triton_cN`` (notes/s per round and the median
-loss of ``on`` and ``off_again`` against ``off``), ``components`` (CPU us per note of the pipeline, the features
-and the whylogs fold, and profiling's share), and the command.
+loss of ``on`` and ``off_again`` against ``off``), ``components`` (CPU us per note of the pipeline, the features with
+and without the accuracy-estimate columns, the whylogs fold, and profiling's share), and the command.
 """
 
 from __future__ import annotations
@@ -99,6 +99,7 @@ def components(repository: Path, notes: list[str], profiles: Path) -> dict:
     """CPU microseconds per note of the profiling parts alone, against the whole pipeline."""
     from medner.inference import NerPipeline, extract_decoded
     from medner.triton import config_parameters
+    from monitoring.estimation import Estimator
     from monitoring.features import batch_features, read_vocabulary
     from monitoring.profiles import RollingProfiler
 
@@ -109,12 +110,16 @@ def components(repository: Path, notes: list[str], profiles: Path) -> dict:
     decoded = [extract_decoded(b, pipeline.tokenizer, pipeline.encode, pipeline.max_length, pipeline.stride,
                                pipeline.micro_batch, pipeline.decoder) for b in batches]
     pipeline_us = 1e6 * (time.process_time() - cpu) / len(notes)
-    cpu = time.process_time()
-    for _ in range(5):
-        rows = [batch_features(b, batch, [d.labels for d in dec], [d.confidence for d in dec],
-                               pipeline.tokenizer.unk_token_id, vocabulary)
-                for b, (batch, dec) in zip(batches, decoded)]
-    features_us = 1e6 * (time.process_time() - cpu) / (5 * len(notes))
+    estimator = Estimator.load(version)
+    spent = {False: 0.0, True: 0.0}  # CPU s of the features without and with the accuracy-estimate columns
+    for _ in range(5):  # alternating, so both see the same machine
+        for estimate in (False, True):
+            cpu = time.process_time()
+            rows = [batch_features(b, batch, [d.labels for d in dec], [d.confidence for d in dec],
+                                   pipeline.tokenizer.unk_token_id, vocabulary, estimator if estimate else None)
+                    for b, (batch, dec) in zip(batches, decoded)]
+            spent[estimate] += time.process_time() - cpu
+    features_us = 1e6 * spent[True] / (5 * len(notes))
     profiler = RollingProfiler(profiles, "ner", 60, background=False)
     cpu = time.process_time()
     for _ in range(5):
@@ -124,6 +129,8 @@ def components(repository: Path, notes: list[str], profiles: Path) -> dict:
     profile_us = 1e6 * (time.process_time() - cpu) / (5 * len(notes))
     profiler.close()
     return {"pipeline_cpu_us_per_note": round(pipeline_us, 1), "features_cpu_us_per_note": round(features_us, 1),
+            "estimator": estimator is not None,
+            "features_without_estimate_cpu_us_per_note": round(1e6 * spent[False] / (5 * len(notes)), 1),
             "whylogs_fold_cpu_us_per_note": round(profile_us, 1),
             "profiling_share_pct": round(100 * (features_us + profile_us) / pipeline_us, 2)}
 

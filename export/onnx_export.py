@@ -196,13 +196,16 @@ def package_versions() -> dict[str, str]:
 def write_monitoring_reference(
     staging: Path, encoders: dict[str, Encoder], sentences: Sequence[Sentence], tokenizer: Any,
     train: Sequence[Sentence] | None, decoder: str, edges: SpanEdges | None = None,
+    calibration: Sequence[Sentence] | None = None,
 ) -> None:
-    """Write ``train_vocabulary.txt`` (when ``train`` is given) and ``reference_profile.bin`` into the served
-    models' folders: the monitoring rows of ``sentences``, each sent as a note (its tokens joined by spaces)
-    through the serving path with that model's encoder (``encoders``: served model -> encoder)."""
+    """Write ``train_vocabulary.txt`` (when ``train`` is given), ``estimation.json`` (the accuracy estimator fitted
+    on the labelled ``calibration`` sentences, when given) and ``reference_profile.bin`` into the served models'
+    folders: the monitoring rows of ``sentences``, each sent as a note (its tokens joined by spaces) through the
+    serving path with that model's encoder (``encoders``: served model -> encoder)."""
     from datetime import UTC, datetime
 
     from medner.spans import join_tokens
+    from monitoring.estimation import calibrate
     from monitoring.features import note_features, read_vocabulary, write_vocabulary
     from monitoring.profiles import profile_rows, write_view
 
@@ -210,8 +213,16 @@ def write_monitoring_reference(
     for model, encoder in encoders.items():
         if train is not None:
             write_vocabulary((w for s in train for w in s.tokens), staging / model)
+        estimator = None
+        if calibration:
+            try:
+                estimator = calibrate(calibration, tokenizer, encoder, decoder, edges,
+                                      source=f"{len(calibration)} held-out sentences")
+                estimator.save(staging / model)
+            except ValueError as err:  # a model that predicts (almost) nothing: served, without an estimate
+                warnings.warn(f"{model}: no accuracy estimate: {err}", stacklevel=2)
         rows = note_features(notes, tokenizer, encoder, read_vocabulary(staging / model), decoder=decoder,
-                             edges=edges)
+                             edges=edges, estimator=estimator)
         write_view(profile_rows(rows, datetime.now(UTC)), staging / model / "reference_profile.bin")
 
 
@@ -224,13 +235,16 @@ def export_model(
     decoder: str = "viterbi",
     threads: int = 1,
     train: Sequence[Sentence] | None = None,
+    calibration: Sequence[Sentence] | None = None,
 ) -> int:
     """Export ``model_dir`` as the next version of every model in the Triton ``repository``.
 
     Raises ExportRefused, leaving the repository untouched, when the parity gate fails; the INT8
     encoder (and the ner_int8 model) is published only when it passes its quality gate. Returns the version.
     ``train``: the training sentences, whose words become the served models' ``train_vocabulary.txt``
-    (without it, live profiles carry no out-of-vocabulary rate).
+    (without it, live profiles carry no out-of-vocabulary rate). ``calibration``: labelled sentences held out of
+    training (TrainFlow's dev split) the accuracy estimate of live windows is calibrated on (without them, live
+    profiles carry no estimate; :mod:`monitoring.estimation`).
     """
     from transformers import AutoTokenizer
 
@@ -262,7 +276,7 @@ def export_model(
         served["ner_int8"] = ort_encoder(int8_dir / FP32_FILE, threads)
         int8, int8_metrics = quality_gate(tokenizer, served["ner_int8"], test, fp32_metrics["entity_f1"], decoder,
                                           edges)
-        write_monitoring_reference(staging, served, test, tokenizer, train, decoder, edges)
+        write_monitoring_reference(staging, served, test, tokenizer, train, decoder, edges, calibration)
         record = {
             **lineage,
             "version": version,

@@ -77,7 +77,7 @@ class ExperimentFlow(FlowSpec):
         from medner.experiments import select_challenger
         from medner.report import experiment_card
 
-        self.merge_artifacts(inputs, include=["data_version", "data_source", "train_data", "test_data"])
+        self.merge_artifacts(inputs, include=["data_version", "data_source", "train_data", "dev_data", "test_data"])
         results = [branch.result for branch in inputs]
         best = select_challenger(results)
         self.results = [r.row() for r in results]
@@ -96,7 +96,8 @@ class ExperimentFlow(FlowSpec):
         if self.challenger_model_files:  # the CRF baseline cannot be served
             self.exported_version, self.promotion = publish(
                 source=f"{current.flow_name}/{current.run_id}", model_files=self.challenger_model_files,
-                train=self.train_data, test=self.test_data, metrics=self.challenger_row["test"],
+                train=self.train_data, test=self.test_data, dev=self.dev_data,
+                metrics=self.challenger_row["test"],
                 config=self.challenger_row["params"], data_version=self.data_version, repository=self.repository,
                 promote_url=self.promote_url, uat_min_f1=self.uat_min_f1, candidate=self.challenger)
         self.next(self.end)

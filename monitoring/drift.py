@@ -6,23 +6,28 @@ KLL sketches in the profiles (a histogram over shared bins). Why Hellinger and n
 a p-value measures how *sure* we are that two samples differ, not *how much* they differ, so with the
 thousands of notes of a busy window it reaches ~0 for shifts of no consequence, and on small windows it
 swings with the sample size (whylogs issue 684). The Hellinger distance is an effect size, bounded in
-[0, 1] (0: same distribution, 1: disjoint), comparable across features and window sizes, so one pair of
-thresholds serves every feature. Its noise floor still grows as windows shrink, hence ``min_notes``.
+[0, 1] (0: same distribution, 1: disjoint), comparable across features. Its noise shrinks as windows grow
+(the distance between two samples of one distribution falls like ``sqrt(1/n + 1/m)``), so the bound a window must
+pass depends on its size: a score that is noise for 100 one-sentence notes is far outside the noise of a window of
+thousands of rows (results/drift_calibration.md). ``min_notes`` still keeps out windows too small to say anything.
 
 Profiles have one row per sentence (:mod:`monitoring.features`), so scores do not depend on how clients
-group sentences into notes. ``min_notes`` still counts notes (the profiles carry a note count): every note
-has at least one sentence, so a window of ``min_notes`` notes has at least that many rows, and the
-calibration uses exactly that noisiest case (one sentence per note).
+group sentences into notes; the rows scored are sentences, ``min_notes`` counts notes (the profiles carry a note
+count).
 
-The window's level: the mean of the ``top_k`` highest feature scores (one noisy feature alone does not
-alarm; a real shift moves several features: out-of-vocabulary words, entity rates, confidences) against
-``warning`` and ``critical``. Default thresholds come from the drift simulation
-(``benchmarks/drift_simulation.py``), set from in-distribution windows only: see its results page.
+The window's level (:class:`DriftThresholds`): **warning** when the mean of the ``top_k`` highest feature scores
+(one noisy feature alone does not alarm; a real shift moves several: out-of-vocabulary words, entity rates,
+confidences) is beyond the noise for the window's size; **critical** when, besides, the served model's accuracy
+estimated from its own confidences (:mod:`monitoring.estimation`) fell more than ``max_drop`` below the
+reference's: the model is now worse here, so re-experiment rather than retrain. The noise curve comes from
+in-distribution windows of every size only (``benchmarks/drift_validation.py calibrate``); how the levels and the
+estimate hold on labelled shifts, ``benchmarks/drift_validation.py validate`` (results/drift_validation.md).
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import warnings
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
@@ -30,37 +35,58 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from medner.config import PRODUCTION_BRANCH
+from monitoring.estimation import window_estimate
 from monitoring.features import FEATURES, NOTE_SENTENCES
-from monitoring.policy import Level, as_utc, isoformat, parse_time, utcnow
+from monitoring.policy import DEFAULT_QUALITY_DROP, Level, as_utc, isoformat, parse_time, utcnow
 from monitoring.profiles import list_profiles, merge_profiles, read_profile
 
 if TYPE_CHECKING:
     from whylogs.core import DatasetProfileView
 
 
+def noise_term(rows: int, reference_rows: int) -> float:
+    """``sqrt(1/rows + 1/reference_rows)``: how the distance between two samples of one distribution shrinks."""
+    return math.sqrt(1 / max(rows, 1) + 1 / max(reference_rows, 1))
+
+
 @dataclass
 class DriftThresholds:
-    """When a window is drifting. ``warning``/``critical``: bounds on the combined score (the mean of the
-    ``top_k`` highest per-feature Hellinger distances); ``min_notes``: fewer notes in the window than this
-    gives level "none" (too little evidence: the distance's noise floor grows as samples shrink; a note is at
-    least one sentence row, so this bounds the rows scored from below)."""
+    """When a window is drifting, and when that drift means the model got worse.
 
-    # From in-distribution variability only (benchmarks/drift_simulation.py, results/drift_simulation.md), against
-    # the reference export writes: 20 windows of min_notes one-sentence dev-split notes (the fewest rows a scored
-    # window can have, so the noisiest) scored 0.263 +- 0.018 (max 0.296); warning = max + 4 std rounded up to
-    # 0.05; critical = 2 x warning (a policy choice: no in-distribution data can say where retraining stops being
-    # enough). Windows of multi-sentence notes have more rows and score lower (~0.13 there). Smaller windows
-    # are noisier: keep min_notes at or above the calibration's window size, or recalibrate.
-    warning: float = 0.4
-    critical: float = 0.8
+    * ``warning``: the combined score (the mean of the ``top_k`` highest per-feature Hellinger distances) is
+      above the noise expected for a window of its size against this reference,
+      ``noise_floor + noise_scale * sqrt(1/rows + 1/reference_rows)`` (rows: the sentences scored on each side;
+      :meth:`warning_bound`); ``warning`` > 0 replaces that with a fixed bound.
+    * ``critical``: at warning, and the window's estimated entity F1 (:mod:`monitoring.estimation`) is more than
+      ``max_drop`` below the reference's (the champion on its test sentences, through the same estimator);
+      ``critical`` > 0 also makes a combined score at or above it critical (a fixed bound; 0: off).
+    * ``min_notes``: fewer notes in the window gives level "none" (too little evidence).
+    """
+
+    # From in-distribution windows of every size only (benchmarks/drift_validation.py calibrate,
+    # results/drift_calibration.md): the noise curve over them all, raised to clear each size's max + 4 std.
+    noise_floor: float = 0.08
+    noise_scale: float = 2.5
+    max_drop: float = DEFAULT_QUALITY_DROP  # entity F1 (0-1), as for quality from reviews
+    warning: float = 0.0
+    critical: float = 0.0
     min_notes: int = 100
     top_k: int = 2
 
     def __post_init__(self) -> None:
-        if not 0 < self.warning <= self.critical <= 1:
-            raise ValueError(f"thresholds need 0 < warning <= critical <= 1, got {self.warning}, {self.critical}")
-        if self.min_notes < 1 or self.top_k < 1:
-            raise ValueError("min_notes and top_k must be positive")
+        if not 0 <= self.warning <= 1 or not 0 <= self.critical <= 1:
+            raise ValueError(f"fixed thresholds must be in [0, 1] (0: unset), got {self.warning}, {self.critical}")
+        if self.warning and self.critical and self.critical < self.warning:
+            raise ValueError(f"thresholds need warning <= critical, got {self.warning}, {self.critical}")
+        if self.min_notes < 1 or self.top_k < 1 or self.noise_scale < 0 or self.noise_floor < 0 or self.max_drop < 0:
+            raise ValueError("min_notes and top_k must be positive; noise_floor, noise_scale and max_drop not negative")
+
+    def warning_bound(self, rows: int, reference_rows: int) -> float:
+        """The combined score from which a window of ``rows`` sentences is at warning against a reference of
+        ``reference_rows``."""
+        if self.warning:
+            return self.warning
+        return self.noise_floor + self.noise_scale * noise_term(rows, reference_rows)
 
     @classmethod
     def overridden(cls, **values: float | int | None) -> DriftThresholds:
@@ -74,7 +100,10 @@ DEFAULT_THRESHOLDS = DriftThresholds()
 @dataclass
 class DriftReport:
     """The drift of one window. ``counts``: notes and profiles in the window, notes in the reference, and,
-    when the profiles have one row per sentence, the sentences (the rows scored) on both sides."""
+    when the profiles have one row per sentence, the sentences (the rows scored) on both sides.
+    ``warning_bound``: the combined score this window's size needed for warning. ``estimate``: the estimated
+    ``entity_f1``, ``precision`` and ``recall`` of the served model on the window, the ``reference_f1`` estimated
+    on the reference and the ``drop`` between them (None when the profiles carry no estimate)."""
 
     level: Level
     scores: dict[str, float]
@@ -84,6 +113,8 @@ class DriftReport:
     combined: float | None = None
     reason: str = ""
     thresholds: dict[str, Any] = field(default_factory=dict)
+    warning_bound: float | None = None
+    estimate: dict[str, float] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serialisable dict."""
@@ -150,11 +181,24 @@ def combine(scores: dict[str, float], top_k: int) -> float:
     return sum(top) / len(top) if top else 0.0
 
 
-def level_of(combined: float, thresholds: DriftThresholds) -> Level:
-    """The level of a combined score."""
-    if combined >= thresholds.critical:
+def estimate_against(target: DatasetProfileView, reference: DatasetProfileView) -> dict[str, float] | None:
+    """The window's accuracy estimate with the reference's F1 estimate and the drop from it; None when either
+    profile carries no estimate."""
+    window, baseline = window_estimate(target), window_estimate(reference)
+    if window is None or baseline is None:
+        return None
+    return {**window, "reference_f1": baseline["entity_f1"],
+            "drop": round(baseline["entity_f1"] - window["entity_f1"], 4)}
+
+
+def level_of(combined: float, bound: float, estimate: dict[str, float] | None, thresholds: DriftThresholds
+             ) -> Level:
+    """The level of a window's combined score, given its warning ``bound`` and accuracy ``estimate``."""
+    if combined < bound:
+        return "none"
+    if thresholds.critical and combined >= thresholds.critical:
         return "critical"
-    return "warning" if combined >= thresholds.warning else "none"
+    return "critical" if estimate is not None and estimate["drop"] > thresholds.max_drop else "warning"
 
 
 def compare(target: DatasetProfileView | None, reference: DatasetProfileView, start: datetime, end: datetime,
@@ -173,16 +217,23 @@ def compare(target: DatasetProfileView | None, reference: DatasetProfileView, st
     if not scores:
         raise ValueError("no feature is shared by the window and the reference profiles")
     combined = round(combine(scores, thresholds.top_k), 6)
-    level = level_of(combined, thresholds)
+    bound = round(thresholds.warning_bound(sentence_count(target), sentence_count(reference)), 6)
+    estimate = estimate_against(target, reference)
+    level = level_of(combined, bound, estimate, thresholds)
     top = ", ".join(f"{name}={scores[name]:.3f}" for name in sorted(scores, key=scores.get, reverse=True)[:3])
-    reason = f"mean of top {thresholds.top_k} Hellinger distances {combined:.3f} (top: {top})"
+    reason = (f"mean of top {thresholds.top_k} Hellinger distances {combined:.3f} "
+              f"{'>=' if combined >= bound else '<'} {bound:.3f} for this window's size (top: {top})")
+    if estimate is not None:
+        reason += (f"; estimated entity F1 {estimate['entity_f1']:.3f} against {estimate['reference_f1']:.3f} on the "
+                   f"reference (drop {estimate['drop']:.3f}, critical above {thresholds.max_drop:.3f})")
     missing = [name for name in FEATURES if name not in scores]
     if missing:  # e.g. oov_word_rate when the model version has no training vocabulary
         reason += f"; not scored (no values on one side): {', '.join(missing)}"
     if has_sentence_rows(target) and not has_sentence_rows(reference):
         reason += ("; the reference has one row per note (exported before per-sentence profiles): multi-sentence "
                    "notes score as drift against it, re-export the model version")
-    return DriftReport(level, scores, combined=combined, reason=reason, **base)
+    return DriftReport(level, scores, combined=combined, reason=reason, warning_bound=bound, estimate=estimate,
+                       **base)
 
 
 def check(root: str | Path, model: str, reference: str | Path, start: datetime, end: datetime,
@@ -284,14 +335,14 @@ def read_window(profile_dir: str, model: str, repository: str | Path, reference:
 
 
 def check_serialized(target: bytes | None, reference: bytes, start: str, end: str, warning: float = 0.0,
-                     critical: float = 0.0, min_notes: int = 0, profiles: int = 1
+                     critical: float = 0.0, min_notes: int = 0, profiles: int = 1, max_drop: float | None = None
                      ) -> tuple[dict[str, Any], str | None]:
     """The drift report (``to_dict()``) of serialized views and whylogs' HTML report (None without a window
-    profile). Zero thresholds take :class:`DriftThresholds`' defaults."""
+    profile). Zero thresholds take :class:`DriftThresholds`' defaults (fixed ``warning``/``critical``: off)."""
     from whylogs.core import DatasetProfileView
 
     thresholds = DriftThresholds.overridden(warning=warning or None, critical=critical or None,
-                                            min_notes=min_notes or None)
+                                            min_notes=min_notes or None, max_drop=max_drop)
     target_view = DatasetProfileView.deserialize(target) if target else None
     reference_view = DatasetProfileView.deserialize(reference)
     report = compare(target_view, reference_view, parse_time(start), parse_time(end), thresholds, profiles)

@@ -10,9 +10,9 @@ from typing import Any
 LEVEL_COLOURS = {"none": "#2e7d32", "warning": "#f9a825", "critical": "#c62828"}
 
 
-def scores_chart(scores: Mapping[str, float], warning: float, critical: float) -> bytes:
-    """A horizontal bar chart (PNG) of per-feature Hellinger distances with the threshold lines: readable
-    offline, unlike whylogs' report (its scripts come from CDNs)."""
+def scores_chart(scores: Mapping[str, float], warning: float, critical: float = 0.0) -> bytes:
+    """A horizontal bar chart (PNG) of per-feature Hellinger distances with the window's warning bound (and a fixed
+    critical bound, when set): readable offline, unlike whylogs' report (its scripts come from CDNs)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -21,12 +21,14 @@ def scores_chart(scores: Mapping[str, float], warning: float, critical: float) -
     names = sorted(scores, key=scores.get)
     fig, axis = plt.subplots(figsize=(7, 0.35 * len(names) + 1.2))
     axis.barh(names, [scores[n] for n in names],
-              color=[LEVEL_COLOURS["critical" if scores[n] >= critical else "warning" if scores[n] >= warning
-                                   else "none"] for n in names])
+              color=[LEVEL_COLOURS["critical" if critical and scores[n] >= critical else "warning"
+                                   if scores[n] >= warning else "none"] for n in names])
     for name, value in (("warning", warning), ("critical", critical)):
-        axis.axvline(value, ls="--", lw=1, color=LEVEL_COLOURS[name])
+        if value:
+            axis.axvline(value, ls="--", lw=1, color=LEVEL_COLOURS[name], label=f"{name} bound (combined score)")
     axis.set_xlim(0, 1)
     axis.set_xlabel("Hellinger distance to the reference")
+    axis.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=90)
@@ -53,13 +55,18 @@ def drift_card(card: Any, report: Mapping[str, Any], page: str | None) -> None:
         f"Window {report['window_start']} .. {report['window_end']}: {counts.get('notes', 0)} notes in "
         f"{counts.get('profiles', 0)} profile(s); reference {counts.get('reference_notes', 0)} notes. "
         f"Combined score {report.get('combined') if report.get('combined') is not None else '-'} "
-        f"(warning >= {thresholds.get('warning')}, critical >= {thresholds.get('critical')}). "
-        f"{report.get('reason', '')}"))
+        f"(warning from {report.get('warning_bound') or '-'} at this window's size). {report.get('reason', '')}"))
+    estimate = report.get("estimate")
+    if estimate:
+        card.append(Table([[f"{estimate[k]:.3f}" for k in ("entity_f1", "precision", "recall", "reference_f1",
+                                                          "drop")] + [thresholds.get("max_drop", "-")]],
+                          headers=["estimated entity F1", "precision", "recall", "on the reference", "drop",
+                                   "critical drop"]))
     scores = report.get("scores") or {}
     if scores:
         rows = [[name, f"{value:.3f}"] for name, value in sorted(scores.items(), key=lambda item: -item[1])]
         card.append(Table(rows, headers=["feature", "Hellinger distance"]))
-        card.append(Image(scores_chart(scores, thresholds.get("warning", 1.0), thresholds.get("critical", 1.0)),
+        card.append(Image(scores_chart(scores, report.get("warning_bound") or 1.0, thresholds.get("critical", 0.0)),
                           label="per-feature drift"))
     if page:
         card.append(Markdown("## whylogs drift report (loads its scripts from public CDNs)"))

@@ -17,12 +17,16 @@ Columns of :data:`FEATURES` (scored for drift), per sentence:
 * ``unknown_wordpiece_rate``: share of those word-pieces the tokenizer maps to its unknown token.
 * ``oov_word_rate``: share of the words (lower-cased) absent from the training vocabulary
   (``<version_dir>/train_vocabulary.txt``); NaN when the model version has no vocabulary.
+* ``entity_oov_rate``: the same share among the words tagged D or T (NaN without such words): new drug and
+  disease names, and misspelt ones, show here long before they move the rate over all words.
 * ``disease_per_100_words``, ``treatment_per_100_words``: entities (maximal runs of one label) per 100 words.
 * ``confidence_mean``, ``confidence_min``, ``low_confidence_rate``: the decoded tag's probability per word,
   and the share of words below :data:`LOW_CONFIDENCE`.
 
 And :data:`NOTE_SENTENCES` (packaging, not scored): on a note's first sentence the note's sentence count, NaN
 on its other sentences, so a profile still counts notes (the column's non-null values) and how long they are.
+Last, :data:`~monitoring.estimation.ESTIMATE_COLUMNS` (not scored): what the estimate of the model's accuracy on
+a window is summed from (:mod:`monitoring.estimation`); NaN when the model version has no estimator.
 
 Rates over zero words are NaN (whylogs counts NaNs apart from the distribution).
 """
@@ -48,14 +52,17 @@ from medner.inference import (
     TokenizedBatch,
     extract_decoded,
 )
+from medner.labels import OUTSIDE
 from medner.spans import split_sentences
+from monitoring.estimation import ESTIMATE_COLUMNS, Estimator, sentence_estimates
 
 FEATURES: tuple[str, ...] = (
     "chars", "wordpieces", "windows", "unknown_wordpiece_rate", "oov_word_rate", "disease_per_100_words",
-    "treatment_per_100_words", "confidence_mean", "confidence_min", "low_confidence_rate",
+    "treatment_per_100_words", "confidence_mean", "confidence_min", "low_confidence_rate", "entity_oov_rate",
 )
 NOTE_SENTENCES = "note_sentences"
-PROFILE_COLUMNS: tuple[str, ...] = (*FEATURES, NOTE_SENTENCES)  # the columns of batch_features' rows
+PROFILE_COLUMNS: tuple[str, ...] = (*FEATURES, NOTE_SENTENCES, *ESTIMATE_COLUMNS)  # batch_features' rows
+COLUMN = {name: index for index, name in enumerate(PROFILE_COLUMNS)}
 LOW_CONFIDENCE = 0.9  # a word whose decoded-tag probability is below this counts as low-confidence
 VOCABULARY_FILE = "train_vocabulary.txt"
 
@@ -89,10 +96,12 @@ def batch_features(
     confidences: Sequence[np.ndarray],
     unk_id: int | None,
     vocabulary: AbstractSet[str] | None,
+    estimator: Estimator | None = None,
 ) -> np.ndarray:
     """Profile rows ``(sentences, len(PROFILE_COLUMNS))`` (float64) of the notes of ``batch``, note after note
     and sentence after sentence: ``texts`` are the notes the batch was tokenized from, ``labels`` and
-    ``confidences`` each note's decoded word labels and confidences. A note without words is one row."""
+    ``confidences`` each note's decoded word labels and confidences. A note without words is one row. Without an
+    ``estimator`` the estimate columns are NaN."""
     if not texts:
         return np.zeros((0, len(PROFILE_COLUMNS)))
     # Python per note only for what needs the text (sentence breaks, vocabulary look-ups); the arithmetic is
@@ -113,52 +122,85 @@ def batch_features(
             oov += [text[s:e].lower() not in vocabulary for s, e in words]
         offset += len(words)
     first, end = np.asarray(first_word, dtype=np.int64), np.asarray(end_word, dtype=np.int64)
-    n_words = end - first
-    has_words = n_words > 0
     rows = np.full((len(first), len(PROFILE_COLUMNS)), np.nan)
-    rows[:, 0] = chars
-
-    # windows: each sentence owns the windows from its first word's window up to the next sentence's first
-    # window (or its note's end); words without a word-piece (window -1) say nothing
-    none = np.iinfo(np.int64).max
+    rows[:, COLUMN["chars"]] = chars
+    _window_columns(rows, batch, first, end, np.asarray(note_end_window, dtype=np.int64), unk_id)
     if offset:
+        tags = np.asarray(list(chain.from_iterable(labels)))
+        confidence = np.concatenate([np.asarray(c, dtype=np.float64) for c in confidences])
+        _word_columns(rows, tags, confidence, np.asarray(oov, dtype=bool) if vocabulary is not None else None,
+                      first, end, estimator)
+    rows[end == first, COLUMN["oov_word_rate"]:COLUMN[NOTE_SENTENCES]] = np.nan  # rates over no words
+    rows[np.cumsum(note_rows) - note_rows, COLUMN[NOTE_SENTENCES]] = note_rows  # a note's first sentence
+    if estimator is not None and not offset:
+        rows[:, COLUMN["entities"]:] = 0.0  # no words: nothing predicted, nothing to find
+    return rows
+
+
+def _window_columns(rows: np.ndarray, batch: TokenizedBatch, first: np.ndarray, end: np.ndarray,
+                    note_end_window: np.ndarray, unk_id: int | None) -> None:
+    """``wordpieces``, ``windows`` and ``unknown_wordpiece_rate``: each sentence owns the windows from its first
+    word's window up to the next sentence's first window (or its note's end); words without a word-piece
+    (window -1) say nothing."""
+    none = np.iinfo(np.int64).max
+    has_words = end > first
+    starts = np.full(len(first), none, dtype=np.int64)
+    if has_words.any():
         window = np.concatenate([np.where(n.word_window >= 0, n.word_window + n.first_row, none)
                                  for n in batch.notes]).astype(np.int64)
-        starts = np.full(len(first), none, dtype=np.int64)
         starts[has_words] = np.minimum.reduceat(window, first[has_words])
-    else:
-        window, starts = np.zeros(0, dtype=np.int64), np.full(len(first), none, dtype=np.int64)
     following = np.append(np.minimum.accumulate(starts[::-1])[::-1][1:], none)  # earliest later start
     owned = starts < none
-    window_end = np.minimum(following, np.asarray(note_end_window, dtype=np.int64))
-    n_windows = np.where(owned, window_end - np.where(owned, starts, 0), 0)
+    window_end = np.minimum(following, note_end_window)
     # real pieces (without [CLS]/[SEP]) and unknown pieces per window, then per sentence by prefix sums
     real = batch.attention_mask.sum(axis=1) - 2
     unknown = (batch.input_ids == unk_id).sum(axis=1) if unk_id is not None else np.zeros(len(real), np.int64)
     lo, hi = np.where(owned, starts, 0), np.where(owned, window_end, 0)
     pieces, unknown_pieces = _segment_sums(real, lo, hi), _segment_sums(unknown, lo, hi)
-    rows[:, 1], rows[:, 2] = pieces, n_windows
+    rows[:, COLUMN["wordpieces"]] = pieces
+    rows[:, COLUMN["windows"]] = np.where(owned, window_end - lo, 0)
     with np.errstate(invalid="ignore", divide="ignore"):
-        rows[:, 3] = np.where(pieces > 0, unknown_pieces / pieces, np.nan)
+        rows[:, COLUMN["unknown_wordpiece_rate"]] = np.where(pieces > 0, unknown_pieces / pieces, np.nan)
 
-    if offset:
-        tags = np.asarray(list(chain.from_iterable(labels)))
-        confidence = np.concatenate([np.asarray(c, dtype=np.float64) for c in confidences])
-        sentence_start = np.zeros(offset, dtype=bool)
-        sentence_start[first[has_words]] = True
-        words = np.maximum(n_words, 1)  # NaN rows are set below; this only avoids dividing by zero
-        if vocabulary is not None:
-            rows[:, 4] = _segment_sums(np.asarray(oov, dtype=np.float64), first, end) / words
-        for column, label in ((5, "D"), (6, "T")):  # an entity starts where its run starts (or a sentence does)
-            inside = tags == label
-            run_start = inside & (sentence_start | ~np.concatenate(([False], inside[:-1])))
-            rows[:, column] = 100.0 * _segment_sums(run_start, first, end) / words
-        rows[:, 7] = _segment_sums(confidence, first, end) / words
-        rows[has_words, 8] = np.minimum.reduceat(confidence, first[has_words])
-        rows[:, 9] = _segment_sums(confidence < LOW_CONFIDENCE, first, end) / words
-    rows[~has_words, 4:10] = np.nan
-    rows[np.cumsum(note_rows) - note_rows, len(FEATURES)] = note_rows  # a note's first sentence
-    return rows
+
+def _word_columns(rows: np.ndarray, tags: np.ndarray, confidence: np.ndarray, oov: np.ndarray | None,
+                  first: np.ndarray, end: np.ndarray, estimator: Estimator | None) -> None:
+    """The columns computed from the batch's flat per-word tags, confidences and out-of-vocabulary flags (None:
+    no vocabulary), sentence by sentence (``first``/``end`` words)."""
+    has_words = end > first
+    sentence_start = np.zeros(len(tags), dtype=bool)
+    sentence_start[first[has_words]] = True
+    words = np.maximum(end - first, 1)  # rows over no words are NaN (the caller); this only avoids dividing by 0
+    entity = tags != OUTSIDE
+    if oov is not None:
+        rows[:, COLUMN["oov_word_rate"]] = _segment_sums(oov, first, end) / words
+        entity_words = _segment_sums(entity, first, end)
+        with np.errstate(invalid="ignore", divide="ignore"):  # no entity word: NaN, no value
+            rows[:, COLUMN["entity_oov_rate"]] = _segment_sums(oov & entity, first, end) / entity_words
+    for column, label in (("disease_per_100_words", "D"), ("treatment_per_100_words", "T")):
+        inside = tags == label  # an entity starts where its run starts (or a sentence does)
+        run_start = inside & (sentence_start | ~np.concatenate(([False], inside[:-1])))
+        rows[:, COLUMN[column]] = 100.0 * _segment_sums(run_start, first, end) / words
+    rows[:, COLUMN["confidence_mean"]] = _segment_sums(confidence, first, end) / words
+    rows[has_words, COLUMN["confidence_min"]] = np.minimum.reduceat(confidence, first[has_words])
+    rows[:, COLUMN["low_confidence_rate"]] = _segment_sums(confidence < LOW_CONFIDENCE, first, end) / words
+    if estimator is not None:
+        rows[:, COLUMN["entities"]:] = _estimates(estimator, tags, confidence, sentence_start, first, end)
+
+
+def _estimates(estimator: Estimator, tags: np.ndarray, confidence: np.ndarray, sentence_start: np.ndarray,
+               first: np.ndarray, end: np.ndarray) -> np.ndarray:
+    """The estimate columns of each sentence from the batch's flat per-word tags and confidences: entities are
+    runs of one label (cut at sentence starts), scored by their words' mean confidence as served entities are."""
+    entity = tags != OUTSIDE
+    run_start = entity & (sentence_start | np.concatenate(([True], tags[1:] != tags[:-1])))
+    run = np.cumsum(run_start) - 1  # the entity each entity word belongs to
+    runs = int(run_start.sum())
+    scores = (np.bincount(run[entity], weights=confidence[entity], minlength=runs)
+              / np.maximum(np.bincount(run[entity], minlength=runs), 1))
+    sentence_of_run = np.searchsorted(first, np.flatnonzero(run_start), side="right") - 1
+    outside_mass = _segment_sums(np.where(entity, 0.0, 1.0 - confidence), first, end)
+    return sentence_estimates(estimator, scores, sentence_of_run, outside_mass)
 
 
 def note_features(
@@ -171,12 +213,13 @@ def note_features(
     micro_batch: int = DEFAULT_MICRO_BATCH,
     decoder: str = "viterbi",
     edges: SpanEdges | None = None,
+    estimator: Estimator | None = None,
 ) -> np.ndarray:
     """Profile rows of ``notes`` through the serving path (tokenize, encode, decode, :func:`batch_features`):
     what a served model logs for them; export builds the reference profile with it."""
     batch, decoded = extract_decoded(notes, tokenizer, encoder, max_length, stride, micro_batch, decoder, edges)
     return batch_features(notes, batch, [d.labels for d in decoded], [d.confidence for d in decoded],
-                          getattr(tokenizer, "unk_token_id", None), vocabulary)
+                          getattr(tokenizer, "unk_token_id", None), vocabulary, estimator)
 
 
 class FeatureTagger:
@@ -186,23 +229,24 @@ class FeatureTagger:
     def __init__(self, pipeline: NerPipeline):
         self.pipeline = pipeline
         self.vocabulary = read_vocabulary(pipeline.version_dir)
+        self.estimator = Estimator.load(pipeline.version_dir)
 
     def __call__(self, notes: Sequence[str]) -> tuple[list[list[Entity]], np.ndarray]:
         batch, decoded = self.pipeline.decoded(notes)
         rows = batch_features(notes, batch, [d.labels for d in decoded], [d.confidence for d in decoded],
-                              self.pipeline.tokenizer.unk_token_id, self.vocabulary)
+                              self.pipeline.tokenizer.unk_token_id, self.vocabulary, self.estimator)
         return [d.entities for d in decoded], rows
 
 
 def profile_columns(rows: np.ndarray) -> tuple[str, ...]:
-    """The column names of feature rows: :data:`PROFILE_COLUMNS`, or :data:`FEATURES` alone for rows made
-    without the note column (each row is then one note of one sentence)."""
+    """The column names of feature rows: :data:`PROFILE_COLUMNS`; without the estimate columns (rows written
+    before them); or :data:`FEATURES` alone for rows made without the note column (each row is then one note of
+    one sentence)."""
     width = np.shape(rows)[-1] if np.ndim(rows) == 2 else len(PROFILE_COLUMNS)
-    if width == len(PROFILE_COLUMNS):
-        return PROFILE_COLUMNS
-    if width == len(FEATURES):
-        return FEATURES
-    raise ValueError(f"feature rows need {len(PROFILE_COLUMNS)} or {len(FEATURES)} columns, got {width}")
+    known = {len(columns): columns for columns in (PROFILE_COLUMNS, PROFILE_COLUMNS[:COLUMN["entities"]], FEATURES)}
+    if width not in known:
+        raise ValueError(f"feature rows need {' or '.join(map(str, sorted(known)))} columns, got {width}")
+    return known[width]
 
 
 def features_frame(rows: np.ndarray):  # -> pandas.DataFrame (pandas imported lazily: not on the hot path)

@@ -6,7 +6,8 @@ can scrape it (``medner monitor metrics``), beside Triton's own ``/metrics``. Th
 Gauges (numbers only, never note text), each from the latest record of its kind in the log:
 
 * ``medner_drift_level`` (0 none, 1 warning, 2 critical), ``medner_drift_combined`` and ``medner_drift_score``
-  per feature, ``medner_drift_window_end_seconds``: the latest drift check;
+  per feature, ``medner_drift_window_end_seconds``, and ``medner_estimated_entity_f1`` (the served model's F1
+  estimated from its confidences, :mod:`monitoring.estimation`): the latest drift check;
 * ``medner_quality_level`` and ``medner_quality_entity_f1``: the latest quality check (annotated samples or
   reviews).
 """
@@ -21,6 +22,7 @@ from typing import Any
 
 from monitoring.policy import LEVELS, DecisionLog, parse_time
 
+NOT_FEATURES = ("combined", "estimated_entity_f1")  # a drift record's scores that are not a feature's distance
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"  # Prometheus' text exposition format
 DEFAULT_METRICS_PORT = 9108
 
@@ -46,7 +48,10 @@ def metrics_text(records: Sequence[dict[str, Any]]) -> str:
         lines += _gauge("medner_drift_combined", "Combined drift score of the latest window (mean of the top "
                         "per-feature Hellinger distances).", [({}, scores["combined"])])
         lines += _gauge("medner_drift_score", "Hellinger distance of one feature in the latest window.",
-                        [({"feature": k}, v) for k, v in sorted(scores.items()) if k != "combined"])
+                        [({"feature": k}, v) for k, v in sorted(scores.items()) if k not in NOT_FEATURES])
+        if "estimated_entity_f1" in scores:
+            lines += _gauge("medner_estimated_entity_f1", "Entity F1 of the served model on the latest window, "
+                            "estimated from its confidences (no labels).", [({}, scores["estimated_entity_f1"])])
         if drift.get("window_end"):
             end = parse_time(drift["window_end"])
             lines += _gauge("medner_drift_window_end_seconds", "End of the latest drift window (Unix time).",

@@ -248,6 +248,8 @@ def _act(report: Mapping[str, Any], backend: str | Backend, log: str | Path | De
         scores["combined"] = report["combined"]
     if report.get("counts"):
         window["counts"] = dict(report["counts"])
+    if report.get("estimate"):  # the served model's accuracy estimated on the window (numbers only)
+        scores["estimated_entity_f1"] = report["estimate"]["entity_f1"]
     if action == "none":
         entry = record(level, action, backend.name, reason, status="none", window=window, now=now, scores=scores)
         log.append(entry)

@@ -76,14 +76,15 @@ def untrained_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def exported_repository(untrained_model_dir: Path, tiny_corpus: Path, tmp_path_factory: pytest.TempPathFactory
                         ) -> Path:
-    """A Triton model repository with version 1 of the untrained model."""
+    """A Triton model repository with version 1 of the untrained model (its accuracy estimate calibrated on train
+    sentences: the untrained model has seen none)."""
     from export.onnx_export import export_model
     from medner.data import read_behealthy
 
     repository = tmp_path_factory.mktemp("model_repository")
     splits = read_behealthy(tiny_corpus)
     export_model(untrained_model_dir, repository, test=splits["test"], lineage={"source": "tests"},
-                 train=splits["train"])
+                 train=splits["train"], calibration=splits["train"][:30])
     return repository
 
 

@@ -39,8 +39,12 @@ def monitor_check(
     window: Annotated[str, typer.Option(help="Window length ending now (or at --end): 30m, 1h, 1d.")] = "1h",
     start: Annotated[str | None, typer.Option(help="Window start, ISO 8601 (UTC unless an offset is given).")] = None,
     end: Annotated[str | None, typer.Option(help="Window end, ISO 8601 (default: now).")] = None,
-    warning: Annotated[float | None, typer.Option(help="Warning threshold on the combined score.")] = None,
-    critical: Annotated[float | None, typer.Option(help="Critical threshold on the combined score.")] = None,
+    warning: Annotated[float | None, typer.Option(
+        help="A fixed warning bound on the combined score (default: the noise for the window's size).")] = None,
+    critical: Annotated[float | None, typer.Option(
+        help="A fixed critical bound on the combined score (default: none, critical is an accuracy drop).")] = None,
+    max_drop: Annotated[float | None, typer.Option(
+        help="Estimated entity F1 drop below the reference's that makes a drifting window critical.")] = None,
     min_notes: Annotated[int | None, typer.Option(help="Fewer notes than this: level none.")] = None,
     html: Annotated[Path | None, typer.Option(help="Also write whylogs' HTML drift report here.")] = None,
 ) -> None:
@@ -52,7 +56,7 @@ def monitor_check(
         report, page = check_window(profile_dir, model, repository=repository, reference=reference, window=window,
                                     start=start, end=end, html=html is not None,
                                     thresholds=DriftThresholds.overridden(warning=warning, critical=critical,
-                                                                          min_notes=min_notes))
+                                                                          min_notes=min_notes, max_drop=max_drop))
     except (ValueError, FileNotFoundError) as err:
         fail(str(err))
     typer.echo(json.dumps(report.to_dict(), indent=2))

@@ -36,6 +36,7 @@ def test_export_writes_a_gated_version_of_every_model(untrained_model_dir: Path,
     parity = lineage["gates"]["parity"]
     assert parity["passed"] and parity["max_abs_logit_diff"] <= 1e-3 and parity["sentences_with_different_labels"] == 0
     assert "entity_f1" in lineage["metrics_fp32"] and "onnxruntime" in lineage["package_versions"]
+    assert not (repository / "ner" / "1" / "estimation.json").exists()  # no held-out sentences given: no estimate
 
     # a failing parity gate refuses the export and leaves the repository as it was
     with pytest.MonkeyPatch.context() as patch:
@@ -53,3 +54,19 @@ def test_export_writes_a_gated_version_of_every_model(untrained_model_dir: Path,
         assert (repository / model / "2").is_dir() == (model not in ("ner_encoder_int8", "ner_int8")), model
     int8_gate = json.loads((repository / "ner_encoder/2/lineage.json").read_text())["gates"]["int8_quality"]
     assert not int8_gate["passed"] and not int8_gate["published"] and int8_gate["max_drop"] == -1.0
+
+
+def test_each_served_model_gets_its_accuracy_estimator(exported_repository: Path) -> None:
+    """Export calibrates the estimate on the held-out sentences it is given, per served model, and the reference
+    profile carries the estimate on the test sentences (the baseline a window's estimate is compared with)."""
+    from monitoring.estimation import ESTIMATION_FILE, Estimator, window_estimate
+    from monitoring.profiles import read_profile
+
+    for model in ("ner", "ner_int8"):
+        version = exported_repository / model / "1"
+        estimator = Estimator.load(version)
+        assert estimator is not None and estimator.calibration["notes"] == 30
+        assert list(estimator.knots) == sorted(estimator.knots) and all(0 <= p <= 1 for p in estimator.exact)
+        assert 0 <= window_estimate(read_profile(version / "reference_profile.bin"))["entity_f1"] <= 1
+    assert not (exported_repository / "ner_encoder" / "1" / ESTIMATION_FILE).exists()  # only what profiles
+

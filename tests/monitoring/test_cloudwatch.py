@@ -24,6 +24,11 @@ def test_metric_data_of_drift_and_quality_decisions() -> None:
     assert metric_data(drift) == [
         {"MetricName": "DriftLevel", "Value": 2}, {"MetricName": "DriftCombined", "Value": 0.3},
         {"MetricName": "DriftScore", "Dimensions": [{"Name": "Feature", "Value": "oov_word_rate"}], "Value": 0.4}]
+    estimated = {"level": "warning", "scores": {"oov_word_rate": 0.4, "combined": 0.3, "estimated_entity_f1": 0.6}}
+    assert metric_data(estimated)[1:] == [
+        {"MetricName": "DriftCombined", "Value": 0.3},
+        {"MetricName": "DriftScore", "Dimensions": [{"Name": "Feature", "Value": "oov_word_rate"}], "Value": 0.4},
+        {"MetricName": "EstimatedEntityF1", "Value": 0.6}]
     assert metric_data({"level": "none", "scores": {"entity_f1": 0.66}}) == [
         {"MetricName": "QualityLevel", "Value": 0}, {"MetricName": "QualityEntityF1", "Value": 0.66}]
     assert metric_data({"level": "none", "scores": {}}) == []  # an inbox decision: nothing to put
@@ -49,7 +54,9 @@ def test_a_critical_decision_sets_off_its_alarms_which_notify_the_topic(moto_end
 
         placeholder_state_machine(moto_endpoint, "ExperimentFlow")
         critical = {"level": "critical", "window_start": "20261201T110000Z", "window_end": "20261201T120000Z",
-                    "scores": {"oov_word_rate": 0.41, "sentence_length": 0.22}, "combined": 0.35}
+                    "scores": {"oov_word_rate": 0.41, "sentence_length": 0.22}, "combined": 0.35,
+                    "estimate": {"entity_f1": 0.58, "precision": 0.6, "recall": 0.56, "entities": 900,
+                                 "reference_f1": 0.7, "drop": 0.12}}
         decision = act(critical, StepFunctionsBackend(endpoint_url=moto_endpoint), tmp_path / "decisions.jsonl")
         assert decision["status"] == "triggered"
         start = datetime.now(UTC) - timedelta(minutes=5)
@@ -57,6 +64,10 @@ def test_a_critical_decision_sets_off_its_alarms_which_notify_the_topic(moto_end
             Namespace="medner", MetricName="DriftScore", Dimensions=[{"Name": "Feature", "Value": "oov_word_rate"}],
             StartTime=start, EndTime=start + timedelta(minutes=10), Period=60, Statistics=["Maximum"])["Datapoints"]
         assert [p["Maximum"] for p in points] == [0.41]
+        estimated = cloudwatch.get_metric_statistics(
+            Namespace="medner", MetricName="EstimatedEntityF1", StartTime=start, EndTime=start + timedelta(minutes=10),
+            Period=60, Statistics=["Maximum"])["Datapoints"]
+        assert [p["Maximum"] for p in estimated] == [0.58]  # the window's F1 estimated without labels
 
         alarmed = set()  # the notifications are the event: each alarm's first evaluation after the decision
         while not {"medner-drift-warning", "medner-drift-critical"} <= alarmed:

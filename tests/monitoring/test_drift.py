@@ -25,10 +25,10 @@ from monitoring.drift import (
     sentence_count,
     time_window,
 )
-from monitoring.features import FEATURES, NOTE_SENTENCES
+from monitoring.features import FEATURES, NOTE_SENTENCES, PROFILE_COLUMNS
 from monitoring.profiles import profile_rows, write_view
 
-RESULTS = Path(__file__).resolve().parents[2] / "benchmarks" / "results" / "drift_simulation.json"
+CALIBRATION = Path(__file__).resolve().parents[2] / "benchmarks" / "results" / "drift_calibration.json"
 
 THRESHOLDS = DriftThresholds(warning=0.3, critical=0.6, min_notes=50)
 HOUR = datetime(2026, 1, 31, 14, tzinfo=UTC)
@@ -46,6 +46,7 @@ def feature_rows(n: int, seed: int, shift: float = 0.0) -> pd.DataFrame:
         "treatment_per_100_words": rng.poisson(5 * (1 - 0.8 * shift), n),
         "confidence_mean": 1 - rng.beta(1, 30, n) * (1 + 3 * shift),
         "confidence_min": 1 - rng.beta(2, 5, n) * (1 + shift), "low_confidence_rate": rng.beta(1, 15 - 10 * shift, n),
+        "entity_oov_rate": rng.beta(1 + 4 * shift, 12, n),
     })
 
 
@@ -223,18 +224,58 @@ def test_sentence_and_note_counts_of_profiles() -> None:
 
 
 def test_defaults_are_the_published_calibration() -> None:
-    """The defaults are what benchmarks/drift_simulation.py suggested, with the exported reference and
-    multi-sentence traffic: change one without rerunning the other and this fails."""
-    import json
+    """The noise curve is what benchmarks/drift_validation.py calibrate suggested from in-distribution windows of
+    every size: change one without rerunning the other and this fails."""
+    result = json.loads(CALIBRATION.read_text())
+    assert result["defaults_match"] and (DEFAULT_THRESHOLDS.noise_floor, DEFAULT_THRESHOLDS.noise_scale) == (
+        result["fit"]["noise_floor"], result["fit"]["noise_scale"])
+    sizes = result["fit"]["sizes"]
+    assert len(sizes) >= 4 and all(size["windows"] >= 20 for size in sizes.values())
+    assert min(s["rows_mean"] for s in sizes.values()) < 150 and max(s["rows_mean"] for s in sizes.values()) > 3000
+    for size in sizes.values():  # every in-distribution window of every size below its bound
+        assert size["combined_max"] < size["bound"]
 
-    result = json.loads(RESULTS.read_text())
-    calibration = result["calibration"]
-    assert (DEFAULT_THRESHOLDS.warning, DEFAULT_THRESHOLDS.critical) == (calibration["suggested_warning"],
-                                                                         calibration["suggested_critical"])
-    assert calibration["notes_per_window"] == DEFAULT_THRESHOLDS.min_notes and calibration["sentences_per_note"] == 1
-    assert result["defaults"] == {k: getattr(DEFAULT_THRESHOLDS, k) for k in result["defaults"]}
-    assert result["thresholds_source"] == "default" and result["passed"]
-    assert result["reference"]["path"].endswith("reference_profile.bin")
-    assert result["in_distribution"]["in"]["windows"] >= 20 and not result["false_alarms"]
-    assert result["in_distribution"]["in"]["sentences_per_window"] > 3 * result["in_distribution"]["in"][
-        "notes_per_window"]
+
+def test_the_bound_follows_the_window_size(reference: Path) -> None:
+    """A mild shift scores higher in a small window (noise) than in a large one, yet only the large one is beyond
+    its own noise: one fixed threshold would either alarm on small windows or miss large ones."""
+    from monitoring.profiles import read_profile
+
+    thresholds = DriftThresholds(noise_floor=0.07, noise_scale=2.3, min_notes=50)
+    view = read_profile(reference)
+    small = compare(why.log(feature_rows(100, seed=115, shift=0.1)).view(), view, HOUR, HOUR, thresholds)
+    large = compare(why.log(feature_rows(3000, seed=3015, shift=0.1)).view(), view, HOUR, HOUR, thresholds)
+    calm = compare(why.log(feature_rows(3000, seed=3000)).view(), view, HOUR, HOUR, thresholds)
+    assert small.combined > large.combined > calm.combined
+    assert (small.level, large.level, calm.level) == ("none", "warning", "none")
+    assert small.warning_bound > small.combined and large.warning_bound < large.combined
+    assert large.warning_bound == pytest.approx(0.07 + 2.3 * (1 / 3000 + 1 / 3000) ** 0.5, abs=1e-6)
+    assert DriftThresholds(warning=0.5).warning_bound(100, 3000) == 0.5  # a fixed bound when one is given
+
+
+def estimated_rows(frame: pd.DataFrame, correct_share: float) -> np.ndarray:
+    """Sentence rows with the estimate columns: 2 entities a sentence, ``correct_share`` of them expected correct,
+    2.2 gold entities expected (an estimated F1 of 2 x 2 x share / 4.2)."""
+    rows = np.full((len(frame), len(PROFILE_COLUMNS)), np.nan)
+    rows[:, : len(FEATURES)] = frame[list(FEATURES)].to_numpy()
+    rows[:, PROFILE_COLUMNS.index(NOTE_SENTENCES)] = 1
+    rows[:, PROFILE_COLUMNS.index("entities"):] = [2.0, 2.0 * correct_share, 2.2]
+    return rows
+
+
+@pytest.mark.parametrize(("shift", "share", "level"), [
+    (0.0, 0.5, "none"),  # the estimate fell, the distribution did not move: no verdict on noise
+    (0.3, 0.72, "warning"),  # moved, the model as good as on the reference: retrain
+    (0.3, 0.6, "critical"),  # moved, and 0.14 F1 below the reference's estimate: re-experiment
+])
+def test_critical_means_the_model_got_worse(shift: float, share: float, level: str) -> None:
+    reference = profile_rows(estimated_rows(feature_rows(3000, seed=1), 0.75), HOUR)
+    window = profile_rows(estimated_rows(feature_rows(500, seed=20, shift=shift), share), HOUR)
+    report = compare(window, reference, HOUR, HOUR, DriftThresholds(noise_floor=0.07, noise_scale=2.3,
+                                                                    min_notes=50))
+    assert report.level == level, report.reason
+    expected = round(2 * 2 * share / 4.2, 4)
+    assert report.estimate == {"entity_f1": expected, "precision": share, "recall": round(2 * share / 2.2, 4),
+                               "entities": 1000, "reference_f1": round(2 * 2 * 0.75 / 4.2, 4),
+                               "drop": round(round(2 * 2 * 0.75 / 4.2, 4) - expected, 4)}
+    assert f"estimated entity F1 {expected:.3f}" in report.reason

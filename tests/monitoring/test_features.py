@@ -50,8 +50,8 @@ def as_dicts(rows: np.ndarray) -> list[dict[str, float]]:
 def test_features_of_a_known_sentence(tokenizer) -> None:
     assert FEATURES == ("chars", "wordpieces", "windows", "unknown_wordpiece_rate", "oov_word_rate",
                         "disease_per_100_words", "treatment_per_100_words", "confidence_mean", "confidence_min",
-                        "low_confidence_rate")
-    assert PROFILE_COLUMNS == (*FEATURES, NOTE_SENTENCES)
+                        "low_confidence_rate", "entity_oov_rate")
+    assert PROFILE_COLUMNS == (*FEATURES, NOTE_SENTENCES, "entities", "expected_correct", "expected_gold")
     note = "Asthma 🙂 treated with Metformin and beta blockers ."  # 🙂 is [UNK]; metformin is 3 pieces
     labels = ["D", "O", "O", "O", "T", "O", "T", "T", "O"]
     confidence = [0.95, 0.5, 0.99, 0.8, 0.97, 1.0, 0.91, 0.89, 1.0]
@@ -66,7 +66,10 @@ def test_features_of_a_known_sentence(tokenizer) -> None:
     assert row["confidence_mean"] == pytest.approx(np.mean(confidence))
     assert row["confidence_min"] == pytest.approx(0.5)
     assert row["low_confidence_rate"] == pytest.approx(sum(c < LOW_CONFIDENCE for c in confidence) / 9)
+    assert row["entity_oov_rate"] == pytest.approx(3 / 4)  # of asthma, metformin, beta, blockers: all but asthma
     assert row[NOTE_SENTENCES] == 1
+    _, unknown = features_of(tokenizer, [note], [labels], [confidence], None)  # no vocabulary: no OOV rates
+    assert np.isnan(as_dicts(unknown)[0]["oov_word_rate"]) and np.isnan(as_dicts(unknown)[0]["entity_oov_rate"])
 
 
 def test_one_row_per_sentence_with_its_own_numbers(tokenizer) -> None:
@@ -157,6 +160,7 @@ def test_a_note_without_words_is_one_row_and_no_notes_no_rows(tokenizer) -> None
 def test_profile_columns() -> None:
     assert profile_columns(np.zeros((2, len(PROFILE_COLUMNS)))) == PROFILE_COLUMNS
     assert profile_columns(np.zeros((2, len(FEATURES)))) == FEATURES  # rows without the note column
+    assert profile_columns(np.zeros((2, len(FEATURES) + 1))) == (*FEATURES, NOTE_SENTENCES)  # nor the estimate
     with pytest.raises(ValueError, match="columns"):
         profile_columns(np.zeros((2, 3)))
 

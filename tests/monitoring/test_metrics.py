@@ -20,7 +20,7 @@ from monitoring.policy import DecisionLog
 from monitoring.triggers import record
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
-DRIFTED = {"oov_word_rate": 0.41, "sentence_length": 0.22, "combined": 0.35}
+DRIFTED = {"oov_word_rate": 0.41, "sentence_length": 0.22, "combined": 0.35, "estimated_entity_f1": 0.58}
 
 
 def test_gauges_of_the_latest_drift_and_quality_records() -> None:
@@ -34,7 +34,7 @@ def test_gauges_of_the_latest_drift_and_quality_records() -> None:
     assert samples == {"medner_drift_level": "2.0", "medner_drift_combined": "0.35",
                        'medner_drift_score{feature="oov_word_rate"}': "0.41",
                        'medner_drift_score{feature="sentence_length"}': "0.22",
-                       "medner_drift_window_end_seconds": "1796126400.0",
+                       "medner_drift_window_end_seconds": "1796126400.0", "medner_estimated_entity_f1": "0.58",
                        "medner_quality_level": "0.0", "medner_quality_entity_f1": "0.64"}
     assert "# TYPE medner_drift_level gauge" in text
     assert metrics_text([]) == "\n"  # nothing measured yet: no gauge
@@ -104,6 +104,7 @@ def test_prometheus_scrapes_triton_and_the_gauges_and_the_rule_fires_on_drift(tr
             firing = wait_for(port, f'ALERTS{{alertname="{alert}",alertstate="firing"}}', lambda r: r)
             assert firing[0]["metric"]["severity"] == "critical"
         assert prometheus_api(port, "query", query="medner_drift_combined")["result"][0]["value"][1] == "0.35"
+        assert prometheus_api(port, "query", query="medner_estimated_entity_f1")["result"][0]["value"][1] == "0.58"
 
         dashboard = json.loads((DEPLOY / "grafana" / "medner.json").read_text())
         for panel in dashboard["panels"]:

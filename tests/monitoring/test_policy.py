@@ -47,6 +47,16 @@ def test_none_starts_nothing_but_is_recorded(tmp_path: Path) -> None:
     assert DecisionLog(tmp_path / "log.jsonl").read() == [decision]
 
 
+def test_the_decision_carries_the_estimated_accuracy(tmp_path: Path) -> None:
+    estimate = {"entity_f1": 0.61, "precision": 0.6, "recall": 0.62, "entities": 480, "reference_f1": 0.7,
+                "drop": 0.09}
+    decision = act({**REPORT, "level": "critical", "estimate": estimate}, RecordingBackend(), tmp_path / "log.jsonl",
+                   now=NOW)
+    assert decision["scores"] == {"oov_word_rate": 0.31, "chars": 0.12, "combined": 0.31, "estimated_entity_f1": 0.61}
+    assert act(REPORT, RecordingBackend(), tmp_path / "other.jsonl", now=NOW)["scores"] == {
+        "oov_word_rate": 0.31, "chars": 0.12, "combined": 0.31}  # profiles without an estimate
+
+
 def test_one_episode_triggers_one_run_and_escalation_still_triggers(tmp_path: Path) -> None:
     backend, log = RecordingBackend(), DecisionLog(tmp_path / "log.jsonl")
     params = {"TrainFlow": {"max-steps": 4}, "ExperimentFlow": {"grid": "[]"}}

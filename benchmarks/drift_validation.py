@@ -1,0 +1,585 @@
+"""Drift calibration and validation: the size-aware warning bound, and whether a level means what it says.
+
+    python benchmarks/drift_validation.py calibrate [--model ner_int8]   -> results/drift_calibration.{md,json,png}
+    python benchmarks/drift_validation.py validate  [--model ner_int8]   -> results/drift_validation.{md,json,png}
+
+Both send notes through the served model's own pass (``monitoring.features.FeatureTagger``: tokenize, encode,
+decode, profile rows and entities) and score each window with ``monitoring.drift.compare`` against the reference
+profile ``medner export`` wrote (the champion's, as ``medner monitor check`` reads it).
+
+**calibrate** (in-distribution only): windows of dev-split sentences (held out of training and of the reference),
+as notes of one sentence or of 3-20, of 100 to 1,000 notes. The combined score of such windows falls as
+``s = sqrt(1/rows + 1/reference_rows)`` falls (rows: the sentences scored); the script fits
+``mean = floor + scale * s`` and ``std = tau * s`` over the sizes, and suggests
+``noise_floor = floor`` (raised, if need be, until each size's max + 4 std clears it) and
+``noise_scale = scale + 4 tau``: :class:`monitoring.drift.DriftThresholds`' defaults, which must equal them.
+
+**validate**: windows with gold labels, from the dev split (held out of the reference: the honest drift check)
+and from the test split (held out of the accuracy estimate's calibration, which export fits on dev: the honest
+estimate check), unchanged and under shifts made from them: ``typos``, ``shorthand`` (abbreviations, function
+words and vowels dropped, lower case), ``uppercase``, ``long-notes`` (notes of 20-40 sentences),
+``headers-vitals`` (section headers and vitals lines between sentences) and ``drug-swaps`` (treatments replaced
+by other names from the drug dictionary). Per window: the level, the combined score and its bound, the
+estimated entity F1 and the true one (strict, against the gold spans). Sizes: 100 one-sentence notes, 100 and
+300 notes of 3-20 sentences (about 100, 1,200 and 3,600 rows).
+
+The goals it checks (numbers from this run): 0 false alarms on in-distribution windows; every shift whose true
+F1 is >= 3 points below in-distribution's at least at warning in every dev window; every shift more than
+``max_drop`` below it critical in every dev window; the estimate's mean absolute error <= 0.03 in distribution
+and <= 0.05 under each shift (test windows). Test windows are made of the reference's own sentences, so they sit
+closer to it than fresh text does: their levels are shown, not judged.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import random
+import statistics
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("WHYLOGS_NO_ANALYTICS", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from benchmarks.common import hardware  # noqa: E402
+from benchmarks.drift_simulation import _ABBREVIATIONS, _STOP, MULTI  # noqa: E402
+
+RESULTS = ROOT / "benchmarks" / "results"
+EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
+SIZES = {"1x100": (1, 100), "1x300": (1, 300), "1x1000": (1, 1000), "multix100": (0, 100), "multix300": (0, 300)}
+VALIDATION_SIZES = ("1x100", "multix100", "multix300")
+LONG_NOTE = (20, 40)  # sentences per note of the long-notes shift
+HEADERS = ["HISTORY OF PRESENT ILLNESS :", "ASSESSMENT AND PLAN :", "PAST MEDICAL HISTORY :", "MEDICATIONS :",
+           "REVIEW OF SYSTEMS :", "PHYSICAL EXAMINATION :", "IMPRESSION :", "FOLLOW-UP :"]
+VITALS = "BP {a}/{b} mmHg , HR {hr} , RR {rr} , T {t} C , SpO2 {o2} % on room air ."
+
+
+# --- labelled notes ------------------------------------------------------------------------------------------
+
+@dataclass
+class Note:
+    text: str
+    gold: list[tuple[int, int, str]]
+
+
+def labelled_note(sentences: Sequence, separator: str) -> Note:
+    """Sentences (``medner.data.Sentence``) as one note, joined by ``separator``, with their gold character spans."""
+    from monitoring.estimation import gold_entities
+
+    parts, gold, position = [], [], 0
+    for sentence in sentences:
+        text, spans = gold_entities(sentence)
+        if separator == " " and text and text[-1] not in ".!?:":
+            text += " ."  # prose: each sentence ends, as the corpus' spacing writes it
+        gold += [(start + position, end + position, label) for start, end, label in spans]
+        parts.append(text)
+        position += len(text) + len(separator)
+    return Note(separator.join(parts), gold)
+
+
+def typos(sentence, rng: random.Random):
+    """Each word of 4+ letters, at 15%, with a letter dropped, doubled, swapped with the next or replaced."""
+    from medner.data import Sentence
+
+    tokens = []
+    for token in sentence.tokens:
+        if len(token) >= 4 and token.isalpha() and rng.random() < 0.15:
+            i = rng.randrange(1, len(token) - 1)
+            token = rng.choice([token[:i] + token[i + 1:], token[:i] + token[i] + token[i:],
+                                token[:i] + token[i + 1] + token[i] + token[i + 2:],
+                                token[:i] + rng.choice("aeiounrst") + token[i + 1:]])
+        tokens.append(token)
+    return Sentence(tuple(tokens), sentence.labels)
+
+
+def shorthand(sentence, rng: random.Random):
+    """Hurried shorthand: function words outside entities dropped, clinical abbreviations, vowels dropped from
+    long words, lower case (labels kept on every word that stays)."""
+    from medner.data import Sentence
+
+    kept = []
+    for token, label in zip(sentence.tokens, sentence.labels):
+        low = token.lower()
+        if label == "O" and (low in _STOP or (len(low) == 1 and not low.isalnum())):
+            continue
+        if low in _ABBREVIATIONS:
+            low = _ABBREVIATIONS[low]
+        elif len(low) > 5 and low.isalpha() and rng.random() < 0.7:
+            low = low[0] + "".join(c for c in low[1:-1] if c not in "aeiou") + low[-1]
+        kept.append((low, label))
+    if not kept:
+        return Sentence(("nad",), ("O",))
+    return Sentence(tuple(t for t, _ in kept), tuple(label for _, label in kept))
+
+
+def uppercase(sentence, rng: random.Random):
+    from medner.data import Sentence
+
+    return Sentence(tuple(t.upper() for t in sentence.tokens), sentence.labels)
+
+
+def drug_swaps(sentence, rng: random.Random):
+    """Each treatment, at 80%, replaced by a random name from the drug dictionary (all of it labelled T)."""
+    from medner.augment import dictionary_names
+    from medner.data import Sentence
+    from medner.spans import labels_to_spans
+
+    names = dictionary_names("T")
+    tokens, labels, last = [], [], 0
+    for start, end, label in labels_to_spans(sentence.labels):
+        if label != "T" or rng.random() >= 0.8:
+            continue
+        name = rng.choice(names)
+        tokens += [*sentence.tokens[last:start], *name]
+        labels += [*sentence.labels[last:start], *["T"] * len(name)]
+        last = end
+    return Sentence(tuple(tokens + list(sentence.tokens[last:])), tuple(labels + list(sentence.labels[last:])))
+
+
+def unlabelled(text: str):
+    """A line without entities (a header, vitals) as an all-O sentence."""
+    from medner.data import Sentence
+    from medner.spans import split_words
+
+    words = tuple(text[s:e] for s, e in split_words(text))
+    return Sentence(words, ("O",) * len(words))
+
+
+def vitals(rng: random.Random) -> str:
+    return VITALS.format(a=rng.randint(100, 160), b=rng.randint(60, 95), hr=rng.randint(55, 110),
+                         rr=rng.randint(12, 24), t=f"{rng.uniform(36.2, 38.6):.1f}", o2=rng.randint(90, 100))
+
+
+SENTENCE_SHIFTS: dict[str, Callable] = {"typos": typos, "shorthand": shorthand, "uppercase": uppercase,
+                                        "drug-swaps": drug_swaps}
+SHIFTS = ("none", "typos", "shorthand", "uppercase", "long-notes", "headers-vitals", "drug-swaps")
+
+
+def make_notes(pool: Sequence, shift: str, size: str, rng: random.Random) -> list[Note]:
+    """The notes of one window: ``size`` (:data:`SIZES`) notes of ``pool`` sentences under ``shift``."""
+    per_note, count = SIZES[size]
+    notes = []
+    for _ in range(count):
+        low, high = LONG_NOTE if shift == "long-notes" else MULTI
+        sentences = [rng.choice(pool) for _ in range(per_note or rng.randint(low, high))]
+        if shift in SENTENCE_SHIFTS:
+            sentences = [SENTENCE_SHIFTS[shift](s, rng) for s in sentences]
+        separator = "\n" if shift in ("shorthand", "headers-vitals") else rng.choice([" ", "\n"])
+        if shift == "headers-vitals":
+            lines = [unlabelled(rng.choice(HEADERS))]
+            for sentence in sentences:
+                lines.append(sentence)
+                if rng.random() < 0.5:
+                    lines.append(unlabelled(rng.choice([vitals(rng), rng.choice(HEADERS)])))
+            sentences = lines
+        notes.append(labelled_note(sentences, separator))
+    return notes
+
+
+def true_scores(notes: Sequence[Note], predicted: Sequence[Sequence[dict]]) -> dict[str, float]:
+    """Strict entity precision, recall and F1 of the predictions (exact character span and type)."""
+    tp = n_pred = n_gold = 0
+    for note, entities in zip(notes, predicted, strict=True):
+        spans = {(e["start"], e["end"], e["label"]) for e in entities}
+        gold = set(note.gold)
+        tp, n_pred, n_gold = tp + len(spans & gold), n_pred + len(spans), n_gold + len(gold)
+    precision = tp / n_pred if n_pred else 1.0
+    recall = tp / n_gold if n_gold else 1.0
+    f1 = 2 * tp / (n_pred + n_gold) if n_pred + n_gold else 1.0
+    return {"entity_f1": round(f1, 4), "precision": round(precision, 4), "recall": round(recall, 4),
+            "gold": n_gold}
+
+
+# --- windows -------------------------------------------------------------------------------------------------
+
+@dataclass
+class Window:
+    pool: str
+    shift: str
+    size: str
+    seed: int
+    notes: int = 0
+    rows: int = 0
+    level: str = "none"
+    combined: float = 0.0
+    bound: float = 0.0
+    estimate: dict | None = None
+    truth: dict = field(default_factory=dict)
+    scores: dict = field(default_factory=dict)
+
+
+class Scorer:
+    """The served model's pass over a window's notes and the drift report against the exported reference."""
+
+    def __init__(self, repository: Path, model: str, threads: int):
+        from medner.inference import NerPipeline
+        from medner.registry import champion
+        from medner.triton import config_parameters
+        from monitoring.features import FeatureTagger
+        from monitoring.profiles import read_profile
+
+        self.version = champion(repository)
+        version_dir = repository / model / str(self.version)
+        self.reference_path = version_dir / "reference_profile.bin"
+        self.reference = read_profile(self.reference_path)
+        pipeline = NerPipeline(version_dir, config_parameters(repository / model / "config.pbtxt"), threads)
+        self.tagger = FeatureTagger(pipeline)
+        if self.tagger.estimator is None:
+            raise SystemExit(f"{version_dir} has no estimation.json: re-export the model (medner export)")
+
+    def score(self, window: Window, notes: Sequence[Note], thresholds) -> Window:
+        from monitoring.drift import compare, sentence_count
+        from monitoring.profiles import profile_rows
+
+        entities, rows = self.tagger([n.text for n in notes])
+        view = profile_rows(rows, EPOCH)
+        report = compare(view, self.reference, EPOCH, EPOCH, thresholds)
+        window.notes, window.rows = len(notes), sentence_count(view)
+        window.level, window.combined = report.level, report.combined or 0.0
+        window.bound, window.estimate, window.scores = report.warning_bound or 0.0, report.estimate, report.scores
+        window.truth = true_scores(notes, entities)
+        return window
+
+
+def pools(data_dir: str | None) -> dict[str, list]:
+    from medner.config import data_dir as resolve_data_dir
+    from medner.data import read_behealthy, split_dev
+
+    corpus = read_behealthy(resolve_data_dir(data_dir))
+    _, dev = split_dev(corpus["train"], 0.1, 13)  # TrainFlow's split: held out of training and of the reference
+    return {"dev": dev, "test": corpus["test"]}
+
+
+def progress(done: int, total: int, began: float, label: str) -> None:
+    rate = done / max(time.perf_counter() - began, 1e-9)
+    print(f"\r{label}: {done}/{total} windows ({rate:.2f}/s)", end="" if done < total else "\n", file=sys.stderr,
+          flush=True)
+
+
+# --- calibrate -----------------------------------------------------------------------------------------------
+
+def curve(s: np.ndarray, values: list[list[float]]) -> dict:
+    """Least-squares ``mean = floor + scale s`` and ``std = tau s`` over the sizes (``values``: the scores of each
+    size's windows), and the suggested bound: scale + 4 tau, and the fitted floor raised until every size's max and
+    mean + 4 std fall below it; rounded up (scale to 0.1, floor to 0.01): cautious, and steady across runs."""
+    mean = np.array([statistics.mean(v) for v in values])
+    std = np.array([statistics.pstdev(v) for v in values])
+    high = np.array([max(v) for v in values])
+    scale, floor = np.polyfit(s, mean, 1)
+    floor = max(float(floor), 0.0)
+    tau = float(np.dot(s, std) / np.dot(s, s))
+    suggested_scale = max(math.ceil((scale + 4 * tau) * 10) / 10, 0.0)
+    needed = max(float(np.max(np.maximum(high, mean + 4 * std) - suggested_scale * s)), floor)
+    return {"floor_fit": round(floor, 4), "scale_fit": round(float(scale), 4), "tau": round(tau, 4),
+            "floor": math.ceil(round(needed * 100, 6)) / 100, "scale": suggested_scale,
+            "mean": mean.round(4).tolist(), "std": std.round(4).tolist(), "max": high.round(4).tolist()}
+
+
+def fit_noise(groups: dict[str, list[Window]], reference_rows: int) -> dict:
+    """The combined score's noise curve and each feature's, over the sizes."""
+    from monitoring.drift import noise_term
+
+    s = np.array([statistics.mean(noise_term(w.rows, reference_rows) for w in ws) for ws in groups.values()])
+    combined = curve(s, [[w.combined for w in ws] for ws in groups.values()])
+    features = sorted({name for ws in groups.values() for w in ws for name in w.scores})
+    per_feature = {name: curve(s, [[w.scores.get(name, 0.0) for w in ws] for ws in groups.values()])
+                   for name in features}
+    return {"floor_fit": combined["floor_fit"], "scale_fit": combined["scale_fit"], "tau": combined["tau"],
+            "noise_floor": combined["floor"], "noise_scale": combined["scale"],
+            "features": per_feature,
+            "sizes": {name: {"windows": len(ws), "rows_mean": round(statistics.mean(w.rows for w in ws), 1),
+                             "s": round(float(si), 5), "combined_mean": m, "combined_std": sd, "combined_max": h,
+                             "bound": round(combined["floor"] + combined["scale"] * float(si), 4)}
+                      for (name, ws), si, m, sd, h in zip(groups.items(), s, combined["mean"], combined["std"],
+                                                          combined["max"])}}
+
+
+def calibrate(args: argparse.Namespace) -> dict:
+    from monitoring.drift import DriftThresholds, sentence_count
+
+    scorer = Scorer(args.repository, args.model, args.threads)
+    dev = pools(args.data_dir)["dev"]
+    thresholds = DriftThresholds(min_notes=1)
+    groups: dict[str, list[Window]] = {}
+    began, total = time.perf_counter(), len(SIZES) * args.windows
+    for size in SIZES:
+        for k in range(args.windows):
+            seed = args.seed + 1000 * list(SIZES).index(size) + k
+            notes = make_notes(dev, "none", size, random.Random(seed))
+            groups.setdefault(size, []).append(scorer.score(Window("dev", "none", size, seed), notes, thresholds))
+            progress(sum(map(len, groups.values())), total, began, "calibrate")
+    reference_rows = sentence_count(scorer.reference)
+    fit = fit_noise(groups, reference_rows)
+    defaults = DriftThresholds()
+    return {"command": "python benchmarks/drift_validation.py calibrate", "hardware": hardware(),
+            "model": args.model, "version": scorer.version, "reference_rows": reference_rows,
+            "seed": args.seed, "fit": fit, "seconds": round(time.perf_counter() - began, 1),
+            "defaults": {"noise_floor": defaults.noise_floor, "noise_scale": defaults.noise_scale},
+            "defaults_match": (defaults.noise_floor, defaults.noise_scale) == (fit["noise_floor"], fit["noise_scale"]),
+            "windows": [asdict(w) for ws in groups.values() for w in ws]}
+
+
+def calibration_markdown(result: dict, image: str) -> str:
+    fit = result["fit"]
+    smallest = max(fit["sizes"].values(), key=lambda size: size["s"])  # fewest rows: the largest s
+    largest = min(fit["sizes"].values(), key=lambda size: size["s"])
+    lines = [
+        "# Drift calibration: the warning bound for a window of any size", "",
+        f"`{result['command']}` (model `{result['model']}` version {result['version']}, seed {result['seed']}, "
+        f"{result['seconds']:.0f} s on {result['hardware']}).", "",
+        "In-distribution windows only: dev-split sentences (held out of training and of the reference), as notes of "
+        "one sentence (`1x`) or of 3-20 (`multix`), against the exported reference "
+        f"({result['reference_rows']} sentence rows); `s = sqrt(1/rows + 1/reference rows)`. The dev split has 260 "
+        "sentences, so windows of more rows repeat them (in other notes, as other rows): its larger windows look "
+        "more like the dev split itself than fresh traffic would, which raises the fitted floor (a cautious "
+        "bound).", "",
+        "| size | windows | rows | s | combined mean | std | max | bound |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for name, row in fit["sizes"].items():
+        lines.append(f"| {name} | {row['windows']} | {row['rows_mean']:.0f} | {row['s']:.4f} | "
+                     f"{row['combined_mean']:.3f} | {row['combined_std']:.3f} | "
+                     f"{row['combined_max']:.3f} | {row['bound']:.3f} |")
+    lines += [
+        "", f"Fit over the sizes: mean = {fit['floor_fit']:.3f} + {fit['scale_fit']:.3f} s, std = {fit['tau']:.3f} s. "
+        f"Suggested: noise_scale = scale + 4 tau = **{fit['noise_scale']}**, noise_floor = **{fit['noise_floor']}** "
+        "(the fitted floor, raised until every size's max and mean + 4 std fall below the bound; both rounded up, "
+        "to 0.1 and 0.01).", "",
+        "Each feature's own curve, fitted the same way over the same windows: measured, not used (a rule that any "
+        "one feature beyond its own bound is a warning; each feature's spread makes its bound wide, see "
+        "docs/monitoring.md):", "",
+        f"| feature | mean fit | std | in-distribution max | suggested floor | suggested scale | bound at "
+        f"{smallest['rows_mean']:.0f} rows | at {largest['rows_mean']:.0f} rows |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        *[f"| {name} | {f['floor_fit']:.3f} + {f['scale_fit']:.3f} s | {f['tau']:.3f} s | {max(f['max']):.3f} | "
+          f"{f['floor']} | {f['scale']} | {max(0.05, f['floor'] + f['scale'] * smallest['s']):.3f} | "
+          f"{max(0.05, f['floor'] + f['scale'] * largest['s']):.3f} |" for name, f in fit["features"].items()], "",
+        f"`DriftThresholds()` defaults: noise_floor {result['defaults']['noise_floor']}, noise_scale "
+        f"{result['defaults']['noise_scale']}: "
+        + ("the same as this run's suggestion." if result["defaults_match"]
+           else "**they differ from this run's suggestion**."), "",
+        f"![calibration]({image})", ""]
+    return "\n".join(lines)
+
+
+def calibration_plot(result: dict, path: Path) -> None:
+    import matplotlib
+
+    from monitoring.drift import noise_term
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    reference_rows = result["reference_rows"]
+    fig, axis = plt.subplots(figsize=(8, 4.5))
+    for name in SIZES:
+        ws = [w for w in result["windows"] if w["size"] == name]
+        axis.scatter([noise_term(w["rows"], reference_rows) for w in ws], [w["combined"] for w in ws],
+                     s=12, label=name)
+    grid = np.linspace(0.02, 0.11, 50)  # s
+    fit = result["fit"]
+    axis.plot(grid, fit["floor_fit"] + fit["scale_fit"] * grid, color="grey", lw=1, label="mean fit")
+    axis.plot(grid, fit["noise_floor"] + fit["noise_scale"] * grid, color="#f9a825", ls="--", label="warning bound")
+    axis.set_xlabel("s = sqrt(1/rows + 1/reference rows)")
+    axis.set_ylabel("combined score (in distribution)")
+    axis.legend(fontsize=8)
+    axis.set_title("In-distribution windows: combined drift score against window size")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+# --- validate ------------------------------------------------------------------------------------------------
+
+def validate(args: argparse.Namespace) -> dict:
+    from monitoring.drift import DriftThresholds
+
+    scorer = Scorer(args.repository, args.model, args.threads)
+    sentence_pools = pools(args.data_dir)
+    thresholds = DriftThresholds()
+    plan = []
+    for pool in ("dev", "test"):
+        for size in VALIDATION_SIZES:
+            for shift in SHIFTS:
+                count = (args.in_windows if pool == "dev" else args.test_in_windows) if shift == "none" \
+                    else args.shift_windows
+                plan += [(pool, shift, size, k) for k in range(count)]
+    windows, began = [], time.perf_counter()
+    for pool, shift, size, k in plan:
+        seed = (args.seed + 100_000 * (pool == "test") + 1000 * SHIFTS.index(shift)
+                + 100 * VALIDATION_SIZES.index(size) + k)
+        notes = make_notes(sentence_pools[pool], shift, size, random.Random(seed))
+        windows.append(scorer.score(Window(pool, shift, size, seed), notes, thresholds))
+        progress(len(windows), len(plan), began, "validate")
+    summary = summarise(windows, thresholds)
+    return {"command": "python benchmarks/drift_validation.py validate", "hardware": hardware(), "model": args.model,
+            "version": scorer.version, "seed": args.seed, "thresholds": asdict(thresholds),
+            "seconds": round(time.perf_counter() - began, 1), **summary,
+            "windows": [asdict(w) for w in windows]}
+
+
+def summarise(windows: list[Window], thresholds) -> dict:
+    cells: dict = {}
+    for pool in ("dev", "test"):
+        for size in VALIDATION_SIZES:
+            base = [w for w in windows if (w.pool, w.size, w.shift) == (pool, size, "none")]
+            base_f1 = statistics.mean(w.truth["entity_f1"] for w in base)
+            for shift in SHIFTS:
+                own = [w for w in windows if (w.pool, w.size, w.shift) == (pool, size, shift)]
+                true_f1 = statistics.mean(w.truth["entity_f1"] for w in own)
+                errors = [w.estimate["entity_f1"] - w.truth["entity_f1"] for w in own if w.estimate]
+                cells[f"{pool}/{size}/{shift}"] = {
+                    "pool": pool, "size": size, "shift": shift, "windows": len(own),
+                    "rows_mean": round(statistics.mean(w.rows for w in own)),
+                    "levels": {lv: sum(w.level == lv for w in own) for lv in ("none", "warning", "critical")},
+                    "combined_mean": round(statistics.mean(w.combined for w in own), 4),
+                    "combined_max": round(max(w.combined for w in own), 4),
+                    "bound_mean": round(statistics.mean(w.bound for w in own), 4),
+                    "true_f1": round(true_f1, 4), "true_drop": round(base_f1 - true_f1, 4),
+                    "estimated_f1": round(statistics.mean(w.estimate["entity_f1"] for w in own if w.estimate), 4),
+                    "estimate_mae": round(statistics.mean(abs(e) for e in errors), 4),
+                    "estimate_bias": round(statistics.mean(errors), 4),
+                }
+    in_windows = [w for w in windows if w.shift == "none"]
+    false_alarms = [f"{w.pool}/{w.size}#{w.seed}" for w in in_windows if w.level != "none"]
+    goals = {"false_alarms": {"windows": len(in_windows), "false_alarms": len(false_alarms), "which": false_alarms,
+                              "passed": not false_alarms}}
+    warn_misses, critical_misses = [], []
+    for cell in cells.values():  # levels: dev windows (test windows are made of the reference's own sentences)
+        if cell["shift"] == "none" or cell["pool"] != "dev":
+            continue
+        if cell["true_drop"] >= 0.03 and cell["levels"]["none"]:
+            warn_misses.append(f"{cell['pool']}/{cell['size']}/{cell['shift']}")
+        if cell["true_drop"] > thresholds.max_drop and cell["levels"]["critical"] < cell["windows"]:
+            critical_misses.append(f"{cell['pool']}/{cell['size']}/{cell['shift']}")
+    goals["warning_on_3_points"] = {"missed": warn_misses, "passed": not warn_misses}
+    goals["critical_beyond_max_drop"] = {"missed": critical_misses, "passed": not critical_misses}
+    test_cells = [c for c in cells.values() if c["pool"] == "test"]
+    in_mae = statistics.mean(c["estimate_mae"] for c in test_cells if c["shift"] == "none")
+    shift_mae = {shift: round(statistics.mean(c["estimate_mae"] for c in test_cells if c["shift"] == shift), 4)
+                 for shift in SHIFTS if shift != "none"}
+    goals["estimate_in_distribution"] = {"mae": round(in_mae, 4), "passed": in_mae <= 0.03}
+    goals["estimate_shifted"] = {"mae": shift_mae, "passed": all(v <= 0.05 for v in shift_mae.values())}
+    return {"cells": cells, "goals": goals}
+
+
+def validation_markdown(result: dict, image: str) -> str:
+    goals, t = result["goals"], result["thresholds"]
+    mark = {True: "met", False: "**not met**"}
+    lines = [
+        "# Drift validation: levels and the accuracy estimate on labelled shifts", "",
+        f"`{result['command']}` (model `{result['model']}` version {result['version']}, seed {result['seed']}, "
+        f"{result['seconds']:.0f} s on {result['hardware']}). Thresholds: `DriftThresholds()` (warning bound "
+        f"{t['noise_floor']} + {t['noise_scale']} s, critical when the estimated F1 drops more than {t['max_drop']} "
+        f"below the reference's, min_notes {t['min_notes']}).", "",
+        "Windows from the dev split (held out of training and of the reference: the honest drift check, which the "
+        "level goals read) and from the test split (held out of the estimate's calibration, which export fits on dev: "
+        "the honest estimate check, which the estimate goals read; being the reference's own sentences, test windows "
+        "sit closer to it than fresh text does, so their levels understate drift). "
+        "Sizes: `1x100` = 100 one-sentence notes, `multix100`/`multix300` = 100/300 notes of 3-20 sentences "
+        "(`long-notes`: 20-40). True F1: strict entity F1 against the gold spans; drop: below the same pool and "
+        "size unshifted.", "",
+        "## Goals", "",
+        f"- False alarms: {goals['false_alarms']['false_alarms']} over {goals['false_alarms']['windows']} "
+        f"in-distribution windows: {mark[goals['false_alarms']['passed']]}.",
+        "- Every shift >= 3 points of true F1 below in-distribution at warning or above in every dev window: "
+        f"{mark[goals['warning_on_3_points']['passed']]}"
+        + (f" (missed: {', '.join(goals['warning_on_3_points']['missed'])})." if goals['warning_on_3_points']['missed']
+           else "."),
+        f"- Every shift more than {t['max_drop']} below it critical in every dev window: "
+        f"{mark[goals['critical_beyond_max_drop']['passed']]}"
+        + (f" (missed: {', '.join(goals['critical_beyond_max_drop']['missed'])})."
+           if goals['critical_beyond_max_drop']['missed'] else "."),
+        "- Estimate, in distribution (test windows): mean absolute error "
+        f"{goals['estimate_in_distribution']['mae']:.3f} (goal <= 0.03): "
+        f"{mark[goals['estimate_in_distribution']['passed']]}.",
+        "- Estimate under each shift (test windows), mean absolute error: "
+        + ", ".join(f"{k} {v:.3f}" for k, v in goals["estimate_shifted"]["mae"].items())
+        + f" (goal <= 0.05 each): {mark[goals['estimate_shifted']['passed']]}.", "",
+        "## Every cell", "",
+        "| pool | size | shift | windows | rows | levels (none/warn/crit) | combined (mean, max) | bound | true F1 | "
+        "true drop | estimated F1 | estimate MAE | bias |",
+        "| --- | --- | --- | ---: | ---: | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for c in result["cells"].values():
+        lv = c["levels"]
+        lines.append(f"| {c['pool']} | {c['size']} | {c['shift']} | {c['windows']} | {c['rows_mean']} | "
+                     f"{lv['none']}/{lv['warning']}/{lv['critical']} | {c['combined_mean']:.3f}, "
+                     f"{c['combined_max']:.3f} | {c['bound_mean']:.3f} | {c['true_f1']:.3f} | {c['true_drop']:+.3f} | "
+                     f"{c['estimated_f1']:.3f} | {c['estimate_mae']:.3f} | {c['estimate_bias']:+.3f} |")
+    lines += ["", f"![estimate against truth]({image})", ""]
+    return "\n".join(lines)
+
+
+def validation_plot(result: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    colours = dict(zip(SHIFTS, plt.get_cmap("tab10").colors))
+    markers = {"none": "o", "warning": "^", "critical": "X"}
+    fig, axes = plt.subplots(1, 2, figsize=(13, 5.5))
+    for axis, pool in zip(axes, ("dev", "test")):
+        for w in (w for w in result["windows"] if w["pool"] == pool and w["estimate"]):
+            axis.scatter(w["truth"]["entity_f1"], w["estimate"]["entity_f1"], color=colours[w["shift"]],
+                         marker=markers[w["level"]], s=28, alpha=0.8)
+        axis.plot([0, 1], [0, 1], color="grey", lw=1)
+        axis.set_xlim(0.2, 0.8)
+        axis.set_ylim(0.2, 0.8)
+        axis.set_xlabel("true entity F1 of the window")
+        axis.set_ylabel("estimated entity F1 (no labels)")
+        axis.set_title(f"{pool} windows (marker: level reached)")
+    for shift, colour in colours.items():
+        axes[1].scatter([], [], color=colour, label=shift)
+    for level, marker in markers.items():
+        axes[1].scatter([], [], color="black", marker=marker, label=f"level {level}")
+    axes[1].legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("command", choices=["calibrate", "validate"])
+    parser.add_argument("--repository", type=Path, default=ROOT / "model_repository")
+    parser.add_argument("--model", default="ner_int8", help="ner or ner_int8 (faster; each has its own estimator)")
+    parser.add_argument("--data-dir", default=None, help="BeHealthy folder (default: $MEDNER_DATA_DIR)")
+    parser.add_argument("--windows", type=int, default=20, help="calibrate: windows per size")
+    parser.add_argument("--in-windows", type=int, default=30, help="validate: unshifted dev windows per size")
+    parser.add_argument("--test-in-windows", type=int, default=5, help="validate: unshifted test windows per size")
+    parser.add_argument("--shift-windows", type=int, default=3, help="validate: windows per shift, size and pool")
+    parser.add_argument("--threads", type=int, default=1, help="ONNX Runtime threads")
+    parser.add_argument("--seed", type=int, default=11)
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args(argv)
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    if args.command == "calibrate":
+        result = calibrate(args)
+        name, markdown, plot = "drift_calibration", calibration_markdown, calibration_plot
+        print(json.dumps({k: result[k] for k in ("fit", "defaults", "defaults_match")}))
+    else:
+        result = validate(args)
+        name, markdown, plot = "drift_validation", validation_markdown, validation_plot
+        print(json.dumps(result["goals"]))
+    (args.out / f"{name}.json").write_text(json.dumps(result, indent=1) + "\n")
+    (args.out / f"{name}.md").write_text(markdown(result, f"{name}.png"))
+    plot(result, args.out / f"{name}.png")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,176 @@
+"""The served model's accuracy on live notes, estimated without labels from its own confidences
+(confidence-based performance estimation, as NannyML's CBPE does for classifiers).
+
+**Calibration** (export, on labelled sentences held out of training: TrainFlow's dev split), per served model:
+
+* ``exact``: an entity's score (the mean confidence of its words, what clients see) -> the probability that it is
+  exactly a gold entity (same type, same boundaries), an isotonic (monotone) fit;
+* ``overlap``: the same score -> the probability that it overlaps a gold entity of its type (the prediction then
+  stands for one gold entity, found or not);
+* ``missed_per_mass``: gold entities that no prediction overlaps, per unit of the probability mass the model put
+  on D and T over the words it tagged O (one minus the confidence of those words).
+
+**Per sentence** the served model logs :data:`ESTIMATE_COLUMNS` beside the drift features (numbers only):
+``entities`` (predicted), ``expected_correct`` (the sum of their ``exact`` probabilities) and ``expected_gold``
+(the sum of their ``overlap`` probabilities plus ``missed_per_mass`` times the O words' D/T mass).
+
+**A window** (a merged whylogs profile): sums are read back as mean x count of each column, and
+
+    precision = sum(expected_correct) / sum(entities)
+    recall    = sum(expected_correct) / sum(expected_gold)
+    F1        = 2 sum(expected_correct) / (sum(entities) + sum(expected_gold))
+
+CBPE assumes the calibration still holds on the window: shifted text whose errors the model is confident about is
+underestimated as a drop. ``benchmarks/drift_validation.py`` measures the estimate against the true F1 on
+labelled shifted windows (results/drift_validation.md).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from medner.data import Sentence
+from medner.decoding import SpanEdges
+from medner.inference import DecodedNote, Encoder, extract_decoded
+from medner.labels import OUTSIDE
+from medner.spans import join_tokens, labels_to_spans, token_spans_to_char_spans
+
+if TYPE_CHECKING:
+    from whylogs.core import DatasetProfileView
+
+ESTIMATION_FILE = "estimation.json"
+ESTIMATE_COLUMNS: tuple[str, ...] = ("entities", "expected_correct", "expected_gold")
+MIN_CALIBRATION_ENTITIES = 20  # fewer predicted entities on the calibration sentences: no estimator
+
+
+@dataclass(frozen=True)
+class Estimator:
+    """The calibration of one served model (see the module docstring); ``calibration``: what it was fitted on."""
+
+    knots: tuple[float, ...]  # entity scores, increasing
+    exact: tuple[float, ...]  # P(exact match) at each knot
+    overlap: tuple[float, ...]  # P(overlaps a gold entity of its type) at each knot
+    missed_per_mass: float
+    calibration: dict[str, Any] = field(default_factory=dict)
+
+    def save(self, version_dir: Path | str) -> Path:
+        path = Path(version_dir) / ESTIMATION_FILE
+        path.write_text(json.dumps(asdict(self), indent=1) + "\n", encoding="utf-8")
+        return path
+
+    @classmethod
+    def load(cls, version_dir: Path | str) -> Estimator | None:
+        """The estimator published with a model version, or None when it has none."""
+        path = Path(version_dir) / ESTIMATION_FILE
+        if not path.exists():
+            return None
+        values = json.loads(path.read_text(encoding="utf-8"))
+        return cls(**{**values, **{k: tuple(values[k]) for k in ("knots", "exact", "overlap")}})
+
+    def probabilities(self, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(P(exact), P(overlap)) of entities with these scores (flat beyond the fitted range)."""
+        return np.interp(scores, self.knots, self.exact), np.interp(scores, self.knots, self.overlap)
+
+
+def sentence_estimates(estimator: Estimator, entity_scores: np.ndarray, entity_sentence: np.ndarray,
+                       outside_mass: np.ndarray) -> np.ndarray:
+    """:data:`ESTIMATE_COLUMNS` per sentence, ``(sentences, 3)``: ``entity_scores`` and ``entity_sentence`` (the
+    sentence index of each predicted entity), ``outside_mass`` per sentence (sum of one minus the confidence of
+    the words tagged O)."""
+    sentences = len(outside_mass)
+    exact, overlap = estimator.probabilities(entity_scores)
+    columns = np.empty((sentences, len(ESTIMATE_COLUMNS)))
+    columns[:, 0] = np.bincount(entity_sentence, minlength=sentences)
+    columns[:, 1] = np.bincount(entity_sentence, weights=exact, minlength=sentences)
+    columns[:, 2] = (np.bincount(entity_sentence, weights=overlap, minlength=sentences)
+                     + estimator.missed_per_mass * outside_mass)
+    return columns
+
+
+# --- calibration ----------------------------------------------------------------------------------------------
+
+def _isotonic(scores: np.ndarray, outcomes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    from sklearn.isotonic import IsotonicRegression  # the train extra: export fits, serving only interpolates
+
+    fit = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(scores, outcomes)
+    return fit.X_thresholds_, fit.y_thresholds_
+
+
+def fit_estimator(decoded: Sequence[DecodedNote], gold: Sequence[Sequence[tuple[int, int, str]]],
+                  source: str = "") -> Estimator:
+    """Fit an :class:`Estimator` on notes the served model decoded (``decoded``) and their gold entities (character
+    spans ``(start, end, label)`` per note). Raises ValueError with fewer than :data:`MIN_CALIBRATION_ENTITIES`
+    predicted entities."""
+    scores, exact, overlap = [], [], []
+    missed, mass = 0, 0.0
+    for note, truth in zip(decoded, gold, strict=True):
+        spans = {(start, end, label) for start, end, label in truth}
+        touched = set()
+        for entity in note.entities:
+            hits = {g for g in spans if g[2] == entity["label"] and g[0] < entity["end"] and entity["start"] < g[1]}
+            touched |= hits
+            scores.append(entity["score"])
+            exact.append((entity["start"], entity["end"], entity["label"]) in spans)
+            overlap.append(bool(hits))
+        missed += len(spans - touched)
+        outside = np.asarray([label == OUTSIDE for label in note.labels], dtype=bool)
+        mass += float((1.0 - np.asarray(note.confidence, dtype=np.float64))[outside].sum())
+    if len(scores) < MIN_CALIBRATION_ENTITIES:
+        raise ValueError(f"{len(scores)} predicted entities on the calibration sentences: need at least "
+                         f"{MIN_CALIBRATION_ENTITIES} to calibrate the accuracy estimate")
+    x = np.asarray(scores, dtype=np.float64)
+    knots, exact_at = _isotonic(x, np.asarray(exact, dtype=np.float64))
+    overlap_at = np.interp(knots, *_isotonic(x, np.asarray(overlap, dtype=np.float64)))
+    return Estimator(
+        knots=tuple(round(float(v), 6) for v in knots), exact=tuple(round(float(v), 6) for v in exact_at),
+        overlap=tuple(round(float(v), 6) for v in overlap_at),
+        missed_per_mass=round(missed / mass, 6) if mass > 0 else 0.0,
+        calibration={"source": source, "notes": len(decoded), "entities": len(scores),
+                     "gold_entities": sum(len(g) for g in gold), "missed": missed},
+    )
+
+
+def gold_entities(sentence: Sentence) -> tuple[str, list[tuple[int, int, str]]]:
+    """A labelled sentence as a note (its tokens joined by spaces, as export and evaluation send them) and its gold
+    entities as character spans."""
+    text, offsets = join_tokens(sentence.tokens)
+    return text, [tuple(span) for span in token_spans_to_char_spans(labels_to_spans(sentence.labels), offsets)]
+
+
+def calibrate(sentences: Sequence[Sentence], tokenizer: Any, encoder: Encoder, decoder: str = "viterbi",
+              edges: SpanEdges | None = None, source: str = "") -> Estimator:
+    """:func:`fit_estimator` on labelled ``sentences`` sent through the serving path (each one a note)."""
+    notes, gold = zip(*(gold_entities(s) for s in sentences), strict=True) if sentences else ((), ())
+    _, decoded = extract_decoded(list(notes), tokenizer, encoder, decoder=decoder, edges=edges)
+    return fit_estimator(decoded, gold, source)
+
+
+# --- a window ---------------------------------------------------------------------------------------------------
+
+def _column_sum(view: DatasetProfileView, column: str) -> float | None:
+    found = view.get_column(column)
+    metric = found.get_metric("distribution") if found is not None else None
+    if metric is None or metric.n == 0:
+        return None
+    return float(metric.mean.value) * float(metric.n)
+
+
+def window_estimate(view: DatasetProfileView | None) -> dict[str, float] | None:
+    """The estimated ``entity_f1``, ``precision`` and ``recall`` of a (merged) profile, and the ``entities`` they
+    rest on; None when the profile carries no estimate (a model version exported without an estimator)."""
+    if view is None:
+        return None
+    sums = [_column_sum(view, column) for column in ESTIMATE_COLUMNS]
+    if any(value is None for value in sums):
+        return None
+    entities, correct, gold = sums
+    return {"entity_f1": round(2 * correct / (entities + gold), 4) if entities + gold > 0 else 1.0,
+            "precision": round(correct / entities, 4) if entities > 0 else 1.0,
+            "recall": round(correct / gold, 4) if gold > 0 else 1.0,
+            "entities": round(entities)}

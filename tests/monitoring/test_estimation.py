@@ -1,0 +1,127 @@
+"""The accuracy estimate without labels: the calibration's fit, the per-sentence columns, a window's sums read back
+from whylogs profiles, and the served model's rows agreeing with its entities."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from medner.inference import DecodedNote, Entity
+from monitoring.estimation import (
+    ESTIMATE_COLUMNS,
+    ESTIMATION_FILE,
+    Estimator,
+    fit_estimator,
+    sentence_estimates,
+    window_estimate,
+)
+from monitoring.features import COLUMN, FEATURES, PROFILE_COLUMNS, FeatureTagger
+from monitoring.profiles import profile_rows
+
+ESTIMATOR = Estimator(knots=(0.5, 0.9), exact=(0.2, 0.8), overlap=(0.6, 1.0), missed_per_mass=0.5)
+
+
+def entity(start: int, end: int, label: str, score: float) -> Entity:
+    return Entity(label=label, start=start, end=end, text="x" * (end - start), score=score)
+
+
+def calibration_notes(n: int) -> tuple[list[DecodedNote], list[list[tuple[int, int, str]]]]:
+    """Notes whose confident entities are right and whose unsure ones are wrong, and one gold entity each that no
+    prediction touches (missed), with 0.4 of D/T mass on their O words."""
+    decoded, gold = [], []
+    for k in range(n):
+        sure, unsure = entity(0, 5, "D", 0.95 - k * 0.001), entity(10, 15, "T", 0.55 + k * 0.001)
+        # the unsure one overlaps a gold T but with other boundaries on even notes, nothing on odd ones
+        truth = [(0, 5, "D"), (30, 40, "D")] + ([(10, 17, "T")] if k % 2 == 0 else [])
+        decoded.append(DecodedNote(["D", "O", "T", "O", "O"], np.array([0.95, 0.8, 0.55, 0.9, 0.9]), [sure, unsure]))
+        gold.append(truth)
+    return decoded, gold
+
+
+def test_fit_puts_confident_right_entities_high_and_counts_misses() -> None:
+    decoded, gold = calibration_notes(30)
+    estimator = fit_estimator(decoded, gold, source="synthetic")
+    exact, overlap = estimator.probabilities(np.array([0.95, 0.55]))
+    assert exact.tolist() == pytest.approx([1.0, 0.0]) and overlap.tolist() == pytest.approx([1.0, 0.5])
+    # 30 missed gold D entities over 30 notes x (0.2 + 0.1 + 0.1) of D/T mass on the O words
+    assert estimator.missed_per_mass == pytest.approx(30 / (30 * 0.4), rel=1e-4)
+    assert estimator.calibration == {"source": "synthetic", "notes": 30, "entities": 60, "gold_entities": 75,
+                                     "missed": 30}
+    with pytest.raises(ValueError, match="need at least 20"):
+        fit_estimator(*calibration_notes(5))
+
+
+def test_on_its_calibration_notes_the_estimate_is_the_truth() -> None:
+    """Isotonic fits keep sums: on the notes it was fitted on, the expected correct entities are the correct ones,
+    and the expected gold entities are the gold ones when each gold entity has at most one prediction on it."""
+    decoded, gold = calibration_notes(30)
+    estimator = fit_estimator(decoded, gold)
+    scores = np.array([e["score"] for note in decoded for e in note.entities])
+    which = np.repeat(np.arange(len(decoded)), 2)
+    mass = np.array([0.4] * len(decoded))
+    columns = sentence_estimates(estimator, scores, which, mass)
+    entities, correct, expected_gold = columns.sum(axis=0)
+    assert (entities, correct) == (60, pytest.approx(30))
+    assert expected_gold == pytest.approx(sum(map(len, gold)))
+
+
+def test_sentence_estimates_by_sentence() -> None:
+    columns = sentence_estimates(ESTIMATOR, np.array([0.9, 0.5, 0.7]), np.array([0, 0, 2]), np.array([0.2, 1.0, 0.0]))
+    assert columns.shape == (3, len(ESTIMATE_COLUMNS))
+    np.testing.assert_allclose(columns, [[2, 0.8 + 0.2, 1.0 + 0.6 + 0.1], [0, 0, 0.5], [1, 0.5, 0.8]])
+
+
+def test_window_estimate_sums_merged_profiles() -> None:
+    from datetime import UTC, datetime
+
+    rng = np.random.default_rng(0)
+    parts = []
+    for n in (40, 70):
+        rows = np.full((n, len(PROFILE_COLUMNS)), np.nan)
+        rows[:, : len(FEATURES)] = rng.random((n, len(FEATURES)))
+        rows[:, COLUMN["entities"]] = rng.integers(0, 4, n)
+        rows[:, COLUMN["expected_correct"]] = rows[:, COLUMN["entities"]] * rng.random(n)
+        rows[:, COLUMN["expected_gold"]] = rows[:, COLUMN["entities"]] * rng.random(n) + rng.random(n)
+        parts.append(rows)
+    when = datetime(2026, 1, 1, tzinfo=UTC)
+    merged = profile_rows(parts[0], when).merge(profile_rows(parts[1], when))
+    entities, correct, gold = np.concatenate(parts)[:, COLUMN["entities"]:].sum(axis=0)
+    estimate = window_estimate(merged)
+    assert estimate["entity_f1"] == pytest.approx(2 * correct / (entities + gold), abs=1e-4)
+    assert (estimate["precision"], estimate["recall"]) == (pytest.approx(correct / entities, abs=1e-4),
+                                                           pytest.approx(correct / gold, abs=1e-4))
+    assert estimate["entities"] == entities
+    assert window_estimate(profile_rows(parts[0][:, :COLUMN["entities"]], when)) is None  # exported before it
+    assert window_estimate(None) is None
+
+
+def test_estimator_round_trip(tmp_path: Path) -> None:
+    assert Estimator.load(tmp_path) is None
+    ESTIMATOR.save(tmp_path)
+    assert (tmp_path / ESTIMATION_FILE).exists() and Estimator.load(tmp_path) == ESTIMATOR
+
+
+def test_served_rows_count_the_entities_it_returns(exported_repository: Path) -> None:
+    """The estimate columns of a served model agree with the entities it answers: one row per sentence (each note
+    here is one sentence), each entity scored as the client sees it."""
+    from clients.local import LocalNerModel
+    from tests import notes as samples
+
+    pipeline = LocalNerModel(exported_repository, "ner", threads=1).pipeline
+    tagger = FeatureTagger(pipeline)
+    assert tagger.estimator is not None  # export calibrated it on held-out sentences
+    notes = [*samples.SENTENCES, "Follow-up for chronic kidney disease and hepatitis C", ""]
+    entities, rows = tagger(notes)
+    assert len(rows) == len(notes)
+    assert rows[:, COLUMN["entities"]].tolist() == [len(e) for e in entities] and any(entities)
+    knots = np.array(tagger.estimator.knots)
+    steepest = max(np.max(np.abs(np.diff(values)) / np.maximum(np.diff(knots), 1e-12), initial=0.0)
+                   for values in (tagger.estimator.exact, tagger.estimator.overlap))
+    for row, found in zip(rows, entities):
+        exact, overlap = tagger.estimator.probabilities(np.array([e["score"] for e in found]))
+        rounding = len(found) * steepest * 5e-5 + 1e-9  # clients see scores rounded to 4 places
+        assert row[COLUMN["expected_correct"]] == pytest.approx(exact.sum(), abs=rounding)
+        assert row[COLUMN["expected_gold"]] >= overlap.sum() - rounding  # plus the misses expected on O words
+    assert rows[-1, COLUMN["entities"]:].tolist() == [0.0, 0.0, 0.0]  # the empty note: nothing to find
