@@ -256,8 +256,7 @@ def export_model(
     shutil.rmtree(staging, ignore_errors=True)
     for model in MODELS:
         (staging / model).mkdir(parents=True)
-        if model in MODEL_CODE:
-            shutil.copy2(TEMPLATE_REPOSITORY / MODEL_CODE[model] / "model.py", staging / model / "model.py")
+        shutil.copy2(TEMPLATE_REPOSITORY / MODEL_CODE[model] / "model.py", staging / model / "model.py")
     try:
         encoder_dir, int8_dir = staging / "ner_encoder", staging / "ner_encoder_int8"
         tokenizer, edges = AutoTokenizer.from_pretrained(model_dir), SpanEdges.load(model_dir)

@@ -1,6 +1,8 @@
-"""medner: shared domain logic for disease (D) and treatment (T) extraction from clinical notes.
+"""medner: disease (D) and treatment (T) extraction from clinical notes.
 
-Flows, export, clients and monitoring import from here; nothing below re-implements it.
+The package holds the domain core every other folder imports (labels, data, spans, decoding, metrics, inference,
+configuration), and above it training, the orchestration flows call (``pipeline``, ``promotion``) and the command
+line (``cli``); the layers are in docs/development.md.
 """
 
 __version__ = "0.1.0"

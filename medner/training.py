@@ -243,13 +243,11 @@ def train(
             on_epoch(row)
         if config.average_epochs:
             last_states.append({k: v.detach().clone() for k, v in model.state_dict().items()})
-        if keep_last:
-            pass
-        elif dev_metrics["entity_f1"] > best_f1:
+        if not keep_last and dev_metrics["entity_f1"] > best_f1:
             best_f1, stale = dev_metrics["entity_f1"], 0
             best_state = copy.deepcopy(model.state_dict())
             result.best_epoch, result.dev_metrics = epoch, dev_metrics
-        else:
+        elif not keep_last:
             stale += 1
             if stale >= config.patience:
                 log.info("early stop: dev entity F1 has not improved for %d epochs", stale)

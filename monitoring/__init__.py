@@ -1,2 +1,3 @@
-"""Monitoring of the served models: per-note features (:mod:`monitoring.features`), rolling whylogs profiles
-of live requests (:mod:`monitoring.profiles`), drift against the reference profile, policy and triggers."""
+"""Monitoring of the served models: per-sentence features (:mod:`monitoring.features`), rolling whylogs profiles
+of live requests (:mod:`monitoring.profiles`), drift against the reference profile (:mod:`monitoring.drift`), the
+accuracy estimated without labels (:mod:`monitoring.estimation`), policy and triggers."""

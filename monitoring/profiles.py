@@ -140,7 +140,7 @@ class RollingProfiler:
     """Buffer feature rows in memory and write one whylogs profile per time window.
 
     :meth:`log` (the serving thread) only appends the rows to a list under a lock; a background thread
-    folds them into the window's whylogs profile in bulk (per-row whylogs logging costs ~100x more), every
+    folds them into the window's whylogs profile in bulk (one DataFrame per fold, not a whylogs call per row), every
     ``tick`` seconds or once ``flush_rows`` rows are waiting, and writes each window once it has closed.
     :meth:`close` writes everything, the open window included.
 
