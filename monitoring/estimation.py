@@ -39,7 +39,7 @@ from medner.data import Sentence
 from medner.decoding import SpanEdges
 from medner.inference import DecodedNote, Encoder, extract_decoded
 from medner.labels import OUTSIDE
-from medner.spans import join_tokens, labels_to_spans, token_spans_to_char_spans
+from medner.spans import join_tokens, token_spans_to_char_spans
 
 if TYPE_CHECKING:
     from whylogs.core import DatasetProfileView
@@ -140,7 +140,7 @@ def gold_entities(sentence: Sentence) -> tuple[str, list[tuple[int, int, str]]]:
     """A labelled sentence as a note (its tokens joined by spaces, as export and evaluation send them) and its gold
     entities as character spans."""
     text, offsets = join_tokens(sentence.tokens)
-    return text, [tuple(span) for span in token_spans_to_char_spans(labels_to_spans(sentence.labels), offsets)]
+    return text, [tuple(span) for span in token_spans_to_char_spans(sentence.spans, offsets)]
 
 
 def calibrate(sentences: Sequence[Sentence], tokenizer: Any, encoder: Encoder, decoder: str = "viterbi",

@@ -177,23 +177,22 @@ def _word_columns(rows: np.ndarray, tags: np.ndarray, confidence: np.ndarray, oo
         entity_words = _segment_sums(entity, first, end)
         with np.errstate(invalid="ignore", divide="ignore"):  # no entity word: NaN, no value
             rows[:, COLUMN["entity_oov_rate"]] = _segment_sums(oov & entity, first, end) / entity_words
+    # an entity starts where a run of one label starts, or where a sentence does
+    run_start = entity & (sentence_start | np.concatenate(([True], tags[1:] != tags[:-1])))
     for column, label in (("disease_per_100_words", "D"), ("treatment_per_100_words", "T")):
-        inside = tags == label  # an entity starts where its run starts (or a sentence does)
-        run_start = inside & (sentence_start | ~np.concatenate(([False], inside[:-1])))
-        rows[:, COLUMN[column]] = 100.0 * _segment_sums(run_start, first, end) / words
+        rows[:, COLUMN[column]] = 100.0 * _segment_sums(run_start & (tags == label), first, end) / words
     rows[:, COLUMN["confidence_mean"]] = _segment_sums(confidence, first, end) / words
     rows[has_words, COLUMN["confidence_min"]] = np.minimum.reduceat(confidence, first[has_words])
     rows[:, COLUMN["low_confidence_rate"]] = _segment_sums(confidence < LOW_CONFIDENCE, first, end) / words
     if estimator is not None:
-        rows[:, COLUMN["entities"]:] = _estimates(estimator, tags, confidence, sentence_start, first, end)
+        rows[:, COLUMN["entities"]:] = _estimates(estimator, entity, run_start, confidence, first, end)
 
 
-def _estimates(estimator: Estimator, tags: np.ndarray, confidence: np.ndarray, sentence_start: np.ndarray,
+def _estimates(estimator: Estimator, entity: np.ndarray, run_start: np.ndarray, confidence: np.ndarray,
                first: np.ndarray, end: np.ndarray) -> np.ndarray:
-    """The estimate columns of each sentence from the batch's flat per-word tags and confidences: entities are
-    runs of one label (cut at sentence starts), scored by their words' mean confidence as served entities are."""
-    entity = tags != OUTSIDE
-    run_start = entity & (sentence_start | np.concatenate(([True], tags[1:] != tags[:-1])))
+    """The estimate columns of each sentence from the batch's flat per-word entity flags, entity starts (runs of
+    one label, cut at sentence starts) and confidences; each entity scored by its words' mean confidence, as served
+    entities are."""
     run = np.cumsum(run_start) - 1  # the entity each entity word belongs to
     runs = int(run_start.sum())
     scores = (np.bincount(run[entity], weights=confidence[entity], minlength=runs)
