@@ -3,6 +3,7 @@ through the same code as ExperimentFlow's candidates (``medner.experiments.run_c
 dev, test is reported. Each (candidate, seed) run is one file, so the ablation resumes where it stopped.
 
     python benchmarks/accuracy.py run [--only NAME ...] [--seeds 13 14 15]   # trains what is missing
+    python benchmarks/accuracy.py run --only distill-... --teacher TrainFlow/ID  # students of a trained teacher
     python benchmarks/accuracy.py report                                    # tables from the run files
     python benchmarks/accuracy.py ceilings                                  # what a perfect sentence gate would give
 
@@ -39,12 +40,17 @@ def run_file(name: str, seed: int | str) -> Path:
     return RUNS / f"{name}-s{seed}.json" if isinstance(seed, int) else RUNS / f"{name}-{seed}.json"
 
 
-def run(names: list[str], seeds: list[int], data_dir: str | None) -> None:
+def run(names: list[str], seeds: list[int], data_dir: str | None, teacher: str = "") -> None:
     from medner.config import data_dir as resolve_data_dir
     from medner.data import prepare_data
     from medner.experiments import LEVER_GRID, parse_grid, run_candidate
+    from medner.steps import teacher_folder
 
     candidates = [c for c in parse_grid(LEVER_GRID) if not names or c.name in names]
+    students = [c.name for c in candidates if "distill_weight" in c.params]
+    if students and not teacher:
+        sys.exit(f"{', '.join(students)} distil from a teacher: pass --teacher (a TrainFlow run or a model folder)")
+    distill = {"teacher": str(teacher_folder(teacher))} if students else {}
     data = prepare_data(resolve_data_dir(data_dir))
     RUNS.mkdir(parents=True, exist_ok=True)
     for candidate in candidates:
@@ -53,8 +59,11 @@ def run(names: list[str], seeds: list[int], data_dir: str | None) -> None:
             if path.exists():
                 continue
             started = time.time()
-            result = run_candidate(candidate, data.train, data.dev, data.test, {"seed": seed})
+            student = candidate.name in students
+            result = run_candidate(candidate, data.train, data.dev, data.test,
+                                   {"seed": seed, **(distill if student else {})})
             row = {**result.row(), "seed": seed, "data_version": data.version, "hardware": hardware_info(),
+                   **({"teacher": teacher} if student else {}),
                    "started": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(started)),
                    **decoding_levers(result.model_files, data, candidate.name, seed)}
             path.write_text(json.dumps(row, indent=1))
@@ -334,13 +343,15 @@ def main() -> None:
     train.add_argument("--only", nargs="*", default=[], help="candidate names (default: all of LEVER_GRID)")
     train.add_argument("--seeds", nargs="*", type=int, default=list(SEEDS))
     train.add_argument("--data-dir", help="the BeHealthy folder (default: medner.config.data_dir())")
+    train.add_argument("--teacher", default="", help="the distillation candidates' teacher: a TrainFlow run "
+                       "(FlowName/run-id) or a model folder")
     sub.add_parser("report", help="write benchmarks/results/accuracy.{md,json} from the run files")
     ceiling = sub.add_parser("ceilings", help="write benchmarks/results/accuracy_ceilings.{md,json} from the kept "
                              "log-probabilities")
     ceiling.add_argument("--data-dir", help="the BeHealthy folder (default: medner.config.data_dir())")
     args = parser.parse_args()
     if args.command == "run":
-        run(args.only, args.seeds, args.data_dir)
+        run(args.only, args.seeds, args.data_dir, args.teacher)
     elif args.command == "ceilings":
         ceilings(args.data_dir)
     else:

@@ -61,8 +61,8 @@ def before_metrics(before: str) -> dict:
                 subprocess.run(["git", "show", before], cwd=ROOT, check=True, capture_output=True, text=True).stdout)
         runs = json.loads(text)["runs"]
         return {key: statistics.mean(r["metrics"][key] for r in runs) for key in runs[0]["metrics"]}
-    from medner.pipeline import evaluate_test_split
     from medner.runs import all_namespaces, get_run
+    from medner.steps import evaluate_test_split
 
     with all_namespaces():  # the previous default may have been another user's run
         run = get_run(before)

@@ -243,7 +243,8 @@ class Scorer:
         from monitoring.drift import compare, sentence_count
         from monitoring.profiles import profile_rows
 
-        entities, rows = self.tagger([n.text for n in notes])
+        decoded, rows = self.tagger([n.text for n in notes])
+        entities = [d.entities for d in decoded]
         view = profile_rows(rows, EPOCH)
         report = compare(view, self.reference, EPOCH, EPOCH, thresholds)
         window.notes, window.rows = len(notes), sentence_count(view)

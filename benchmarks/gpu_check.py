@@ -72,7 +72,8 @@ def end_to_end(encode, tokenizer, texts: list[str], micro_batch: int) -> tuple[f
     """Seconds spent tokenizing, encoding and decoding ``texts`` (the ``ner`` model's hot path)."""
     batch, t_tok = timed(tokenize_notes, tokenizer, texts)
     logits, t_enc = timed(encode_sorted, batch.input_ids, batch.attention_mask, encode, micro_batch)
-    _, t_dec = timed(lambda: [decode_note(n, lay, note_rows(logits, lay)) for n, lay in zip(texts, batch.notes)])
+    _, t_dec = timed(lambda: [decode_note(n, lay, note_rows(logits, lay)).entities
+                              for n, lay in zip(texts, batch.notes)])
     return t_tok, t_enc, t_dec
 
 

@@ -65,9 +65,9 @@ def in_process(repository: Path, notes: list[str], rounds: int, profiles: Path) 
     batches = chunks(notes, 64)
 
     def on(batch: list[str]) -> list:
-        found, rows = tag_with_features(batch)
+        decoded, rows = tag_with_features(batch)
         profiler.log(rows)
-        return found
+        return [d.entities for d in decoded]
 
     variants = {"off": pipeline, "off_again": pipeline, "on": on}  # off twice: the A/A noise floor
     assert [pipeline(b) for b in batches] == [on(b) for b in batches], "profiling changed the entities"  # warm-up

@@ -7,11 +7,10 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from medner.inference import Entity, NerPipeline, NoteError, validate_note
+from medner.config import SERVED_MODELS
+from medner.inference import Entity, NerPipeline, NoteError, TaggedNote, validate_note
 from medner.registry import champion
 from medner.triton import config_parameters
-
-MODELS = ("ner", "ner_int8")
 
 
 class LocalNerModel:
@@ -21,8 +20,8 @@ class LocalNerModel:
     the config's count is per Triton instance)."""
 
     def __init__(self, repository: Path, model: str = "ner", threads: int | None = None, version: int | None = None):
-        if model not in MODELS:
-            raise ValueError(f"unknown model {model!r}; expected one of {', '.join(MODELS)}")
+        if model not in SERVED_MODELS:
+            raise ValueError(f"unknown model {model!r}; expected one of {', '.join(SERVED_MODELS)}")
         version = version if version is not None else champion(repository)
         version_dir = repository / model / str(version)
         if version is None or not version_dir.is_dir():
@@ -31,9 +30,11 @@ class LocalNerModel:
         self.pipeline = NerPipeline(version_dir, parameters, threads or os.cpu_count())
         self.max_note_chars = self.pipeline.max_note_chars
 
-    def extract(self, notes: Sequence[str | bytes], return_exceptions: bool = False) -> list[list[Entity] | NoteError]:
-        """Entities of each note; invalid notes raise NoteError (or yield it with ``return_exceptions``)."""
-        results: list[list[Entity] | NoteError] = []
+    def extract(self, notes: Sequence[str | bytes], return_exceptions: bool = False, with_uncertainty: bool = False
+                ) -> list[list[Entity] | TaggedNote | NoteError]:
+        """Entities of each note (``with_uncertainty``: its :class:`~medner.inference.TaggedNote`); invalid notes
+        raise NoteError (or yield it with ``return_exceptions``)."""
+        results: list[list[Entity] | TaggedNote | NoteError] = []
         valid: list[tuple[int, str]] = []
         for index, note in enumerate(notes):
             try:
@@ -44,6 +45,10 @@ class LocalNerModel:
                     raise NoteError(f"note {index}: {err}") from None
                 results.append(NoteError(f"note {index}: {err}"))
         texts = [text for _, text in valid]
-        for (index, _), entities in zip(valid, self.pipeline(texts)):
-            results[index] = entities
+        if not with_uncertainty:
+            for (index, _), entities in zip(valid, self.pipeline(texts)):
+                results[index] = entities
+            return results
+        for (index, _), note in zip(valid, self.pipeline.decoded(texts)[1]):
+            results[index] = TaggedNote(note.entities, note.uncertainty)
         return results

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from medner.config import DEFAULT_GRPC_URL
-from medner.inference import Entity
+from medner.inference import Entity, TaggedNote
 
 RETRYABLE = {"StatusCode.UNAVAILABLE"}
 # gRPC's own reconnect backoff grows to 120 s by default: after a server restart the channel would sit out
@@ -64,10 +64,12 @@ class AsyncNerClient:
         """The monotonic time a call started now must end by (None: no deadline)."""
         return None if self.deadline is None else time.monotonic() + self.deadline
 
-    async def infer(self, payloads: list[bytes], index: int = 0, until: float | None = None) -> list[list[Entity]]:
-        """Entities of each note in ``payloads`` (UTF-8), sent as one request; retried on UNAVAILABLE;
-        raises NerRequestError (``index``: the first note's position, for the message). ``until``: the
-        call's deadline (monotonic time; default: ``deadline`` seconds from now, when set)."""
+    async def infer(self, payloads: list[bytes], index: int = 0, until: float | None = None,
+                    with_uncertainty: bool = False) -> list[list[Entity]] | list[TaggedNote]:
+        """Entities of each note in ``payloads`` (UTF-8), sent as one request (``with_uncertainty``: each note's
+        :class:`~medner.inference.TaggedNote`); retried on UNAVAILABLE; raises NerRequestError (``index``: the
+        first note's position, for the message). ``until``: the call's deadline (monotonic time; default:
+        ``deadline`` seconds from now, when set)."""
         from tritonclient.utils import InferenceServerException
 
         started = time.monotonic()
@@ -79,7 +81,12 @@ class AsyncNerClient:
             timeout = self.timeout if until is None else max(min(self.timeout, until - time.monotonic()), 0.001)
             try:
                 result = await self.client.infer(self.model, [text], client_timeout=timeout)
-                return [json.loads(row[0]) for row in result.as_numpy("ENTITIES")]
+                entities = [json.loads(row[0]) for row in result.as_numpy("ENTITIES")]
+                if not with_uncertainty:
+                    return entities
+                uncertainty = result.as_numpy("UNCERTAINTY")  # None: a model exported before it
+                return [TaggedNote(e, None if uncertainty is None else float(uncertainty[i, 0]))
+                        for i, e in enumerate(entities)]
             except InferenceServerException as err:
                 status = str(err.status())
                 if until is None:
@@ -102,13 +109,14 @@ class AsyncNerClient:
         """Entities of one note; raises NerRequestError."""
         return (await self.infer([_payload(note)], index))[0]
 
-    async def extract(self, notes: Sequence[str | bytes], return_exceptions: bool = False
-                      ) -> list[list[Entity] | NerRequestError]:
+    async def extract(self, notes: Sequence[str | bytes], return_exceptions: bool = False,
+                      with_uncertainty: bool = False) -> list[list[Entity] | TaggedNote | NerRequestError]:
         """Entities of each note, in order, ``batch_size`` notes per request. A request refused for a
         bad note is retried note by note, so only the bad note fails; a request the server could not answer
         (UNAVAILABLE past the retries or the deadline) fails every note it carried. With ``return_exceptions``
         each failed note has its own NerRequestError in its place, so every note ends with entities or an
-        error; otherwise the first failure is raised."""
+        error; otherwise the first failure is raised. ``with_uncertainty``: each note's
+        :class:`~medner.inference.TaggedNote` in place of its entities."""
         gate = asyncio.Semaphore(self.concurrency)
         results: list = [None] * len(notes)
         until = self._until()  # one deadline for the whole call
@@ -117,7 +125,7 @@ class AsyncNerClient:
             part = [_payload(n) for n in notes[first: first + self.batch_size]]
             async with gate:
                 try:
-                    results[first: first + len(part)] = await self.infer(part, first, until)
+                    results[first: first + len(part)] = await self.infer(part, first, until, with_uncertainty)
                     return
                 except NerRequestError as err:
                     if len(part) == 1 or err.status in RETRYABLE:  # the server, not a note: every note fails
@@ -130,7 +138,8 @@ class AsyncNerClient:
             for offset, payload in enumerate(part):  # isolate the bad note(s)
                 async with gate:
                     try:
-                        results[first + offset] = (await self.infer([payload], first + offset, until))[0]
+                        results[first + offset] = (await self.infer([payload], first + offset, until,
+                                                                    with_uncertainty))[0]
                     except NerRequestError as err:
                         if not return_exceptions:
                             raise
@@ -157,9 +166,9 @@ class NerClient:
     async def _open(url: str, options: dict) -> AsyncNerClient:
         return AsyncNerClient(url, **options)  # the gRPC channel binds to the running loop
 
-    def extract(self, notes: Sequence[str | bytes], return_exceptions: bool = False
-                ) -> list[list[Entity] | NerRequestError]:
-        return self._loop.run_until_complete(self._client.extract(notes, return_exceptions))
+    def extract(self, notes: Sequence[str | bytes], return_exceptions: bool = False, with_uncertainty: bool = False
+                ) -> list[list[Entity] | TaggedNote | NerRequestError]:
+        return self._loop.run_until_complete(self._client.extract(notes, return_exceptions, with_uncertainty))
 
     def close(self) -> None:
         if not self._loop.is_closed():

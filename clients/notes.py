@@ -26,14 +26,16 @@ def read_notes(inputs: Sequence[Path]) -> list[tuple[str, bytes]]:
 
 
 def extract_notes(notes: Sequence[bytes | str], *, url: str = DEFAULT_GRPC_URL, local: Path | None = None,
-                  model: str = "ner", timeout: float = 60.0, concurrency: int = 16) -> list:
-    """Entities of each note, or its own exception: through the Triton server at ``url``, or in-process on
-    the model repository ``local`` when given."""
+                  model: str = "ner", timeout: float = 60.0, concurrency: int = 16, with_uncertainty: bool = False
+                  ) -> list:
+    """Entities of each note (``with_uncertainty``: its ``medner.inference.TaggedNote``), or its own exception:
+    through the Triton server at ``url``, or in-process on the model repository ``local`` when given."""
     if local is not None:
         from clients.local import LocalNerModel
 
-        return LocalNerModel(local, model).extract(list(notes), return_exceptions=True)
+        return LocalNerModel(local, model).extract(list(notes), return_exceptions=True,
+                                                   with_uncertainty=with_uncertainty)
     from clients.ner_client import NerClient
 
     with NerClient(url, model=model, timeout=timeout, concurrency=concurrency) as client:
-        return client.extract(list(notes), return_exceptions=True)
+        return client.extract(list(notes), return_exceptions=True, with_uncertainty=with_uncertainty)

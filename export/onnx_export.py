@@ -132,7 +132,7 @@ def parity_gate(
     return GateReport(max_diff <= PARITY_TOLERANCE and mismatched == 0, details), metrics
 
 
-def quality_gate(
+def int8_gate(
     tokenizer: Any, encoder: Encoder, sentences: Sequence[Sentence], baseline_f1: float, decoder: str = "viterbi",
     edges: SpanEdges | None = None,
 ) -> tuple[GateReport, dict[str, float]]:
@@ -273,7 +273,7 @@ def export_model(
             raise ExportRefused(f"parity gate failed: {json.dumps(parity.details)}")
         quantize_int8(encoder_dir / FP32_FILE, int8_dir / FP32_FILE)
         served["ner_int8"] = ort_encoder(int8_dir / FP32_FILE, threads)
-        int8, int8_metrics = quality_gate(tokenizer, served["ner_int8"], test, fp32_metrics["entity_f1"], decoder,
+        int8, int8_metrics = int8_gate(tokenizer, served["ner_int8"], test, fp32_metrics["entity_f1"], decoder,
                                           edges)
         write_monitoring_reference(staging, served, test, tokenizer, train, decoder, edges, calibration)
         record = {

@@ -3,6 +3,7 @@
 import os
 
 from medner.config import DEFAULT_UAT_MIN_F1, PACKAGE_SUFFIXES, PROJECT
+from medner.experiments import DEFAULT_MAX_COST_RATIO
 
 os.environ.setdefault("METAFLOW_DEFAULT_PACKAGE_SUFFIXES", PACKAGE_SUFFIXES)  # before Metaflow reads its config
 
@@ -14,10 +15,11 @@ class ExperimentFlow(FlowSpec):
     """Train every candidate of a grid (each transformer once per seed) on the same data and compare them.
 
     Steps:
-      start     - load the data (latest DataFlow run, or prepare it) and parse the candidate grid and seeds
+      start     - load the data (latest DataFlow run, or prepare it) and parse the candidate grid and seeds (a
+                  candidate whose base model is not installed is skipped, and said so)
       candidate - train one candidate with one seed (foreach): CRF baseline or transformer; score dev and test
-      compare   - comparison table (mean ± sd over seeds) and chart in a card; the best mean dev F1 becomes the
-                  challenger (run tag)
+      compare   - comparison table (mean ± sd over seeds) and chart in a card; the best mean dev F1 within the
+                  serving budget (--max-cost-ratio) becomes the challenger (run tag)
       publish   - with --repository: export the challenger as a new model version (if servable); with
                   --promote-url too: promote it through the gates (test F1, acceptance notes, smoke test)
       end       - print the ranking
@@ -27,7 +29,8 @@ class ExperimentFlow(FlowSpec):
     data_dir = Parameter("data-dir", default="", help="prepare data from this folder instead of a DataFlow run")
     grid = Parameter("grid", default="", help="candidates: a grid name (default, levers: the accuracy ablation), "
                      "a JSON list or a .json file (default: medner.experiments.DEFAULT_GRID: CRF baseline, the "
-                     "default MiniLM fine-tune with Viterbi and argmax decoding, and the previous default)")
+                     "default MiniLM fine-tune with Viterbi and argmax decoding, the previous default, and MPNet "
+                     "where installed)")
     seeds = Parameter("seeds", default="", help="comma-separated seeds, each transformer candidate trained once "
                       "per seed (e.g. 13,14,15; default: each candidate's own seed)")
     overrides = Parameter("overrides", default="{}", help="JSON TrainConfig fields applied to every transformer "
@@ -36,6 +39,9 @@ class ExperimentFlow(FlowSpec):
                            "(folder or s3://; default: none)")
     promote_url = Parameter("promote-url", default="", help="gRPC address of `medner serve` to promote on "
                             "(admin key from $MEDNER_ADMIN_KEY); default: export only")
+    max_cost_ratio = Parameter("max-cost-ratio", default=DEFAULT_MAX_COST_RATIO,
+                               help="the challenger's serving budget: at most this times the latency of the "
+                               "cheapest servable candidate (0: no budget)")
     uat_min_f1 = Parameter("uat-min-f1", default=DEFAULT_UAT_MIN_F1,
                            help="entity F1 on the acceptance notes a promoted model needs")
 
@@ -44,13 +50,16 @@ class ExperimentFlow(FlowSpec):
         """Load the data and the candidates; fan out one branch per candidate."""
         import json
 
-        from medner.experiments import DEFAULT_GRID, parse_grid, parse_seeds, with_seeds
-        from medner.pipeline import load_data
+        from medner.experiments import DEFAULT_GRID, parse_grid, parse_seeds, runnable, with_seeds
+        from medner.steps import load_data
 
         data = load_data(data_run=self.data_run, data_dir=self.data_dir, branch=current.branch_name)
         self.train_data, self.dev_data, self.test_data = data.train, data.dev, data.test
         self.data_version, self.data_source = data.version, data.source
-        self.candidates = with_seeds(parse_grid(self.grid or DEFAULT_GRID), parse_seeds(self.seeds))
+        candidates, self.skipped = runnable(parse_grid(self.grid or DEFAULT_GRID))
+        for name, reason in self.skipped.items():
+            print(f"skipped {name}: {reason}")
+        self.candidates = with_seeds(candidates, parse_seeds(self.seeds))
         self.train_overrides = json.loads(self.overrides)
         print(f"data {self.data_version}: {len(self.candidates)} candidates: "
               + ", ".join(c.name for c in self.candidates))
@@ -77,20 +86,22 @@ class ExperimentFlow(FlowSpec):
         from medner.experiments import select_challenger
         from medner.report import experiment_card
 
-        self.merge_artifacts(inputs, include=["data_version", "data_source", "train_data", "dev_data", "test_data"])
+        self.merge_artifacts(inputs, include=["data_version", "data_source", "train_data", "dev_data", "test_data",
+                                              "skipped"])
         results = [branch.result for branch in inputs]
-        best = select_challenger(results)
+        best = select_challenger(results, self.max_cost_ratio)
         self.results = [r.row() for r in results]
         self.challenger, self.challenger_row = best.name, best.row()  # the row: which seed's model is exported
         self.challenger_model_files = best.model_files  # empty for the CRF: it cannot be served by Triton
         Run(f"{current.flow_name}/{current.run_id}").add_tags(["challenger", f"challenger:{best.name}"])
-        experiment_card(current.card, self.results, self.challenger, self.data_version)
+        experiment_card(current.card, self.results, self.challenger, self.data_version, self.max_cost_ratio,
+                        self.skipped)
         self.next(self.publish)
 
     @step
     def publish(self):
         """Export the challenger as a new model version and, if asked, promote it through the gates."""
-        from medner.pipeline import publish
+        from medner.steps import publish
 
         self.exported_version, self.promotion = None, None
         if self.challenger_model_files:  # the CRF baseline cannot be served

@@ -2,7 +2,7 @@
 
 from metaflow import FlowSpec, Parameter, card, current, project, schedule, step
 
-from medner.config import PROJECT
+from medner.config import DEFAULT_REPOSITORY, PROJECT
 from monitoring.policy import DEFAULT_QUALITY_DROP
 from monitoring.quality import MIN_SENTENCES
 
@@ -26,7 +26,7 @@ class MonitorFlow(FlowSpec):
     profile_dir = Parameter("profile-dir", default="", help="profile store root, folder or s3:// "
                                                             "(default: $MEDNER_PROFILE_DIR)")
     model = Parameter("model", default="ner", help="served model whose profiles are checked")
-    repository = Parameter("repository", default="model_repository", help="Triton model repository")
+    repository = Parameter("repository", default=DEFAULT_REPOSITORY, help="Triton model repository")
     reference = Parameter("reference", default="", help="reference profile (default: the champion's)")
     window = Parameter("window", default="1h", help="window length ending at --until: 30m, 1h, 1d")
     until = Parameter("until", default="", help="window end, ISO 8601 (default: now)")

@@ -18,7 +18,8 @@ class TrainFlow(FlowSpec):
 
     Steps:
       start    - take the data of a DataFlow run (default: the latest), or prepare it here if none
-      train    - fine-tune on train, keep the epoch with the best dev entity F1 (GPU with --with batch)
+      train    - fine-tune on train (with --teacher: also on a trained tagger's tag distributions), keep the
+                 epoch with the best dev entity F1 (GPU with --with batch)
       evaluate - decode the test split (BIO-constrained Viterbi) and report metrics in a card
       publish  - with --repository: export a new model version (parity + INT8 gates); with --promote-url too:
                  promote it on that server if it beats the champion (medner.promotion)
@@ -50,6 +51,15 @@ class TrainFlow(FlowSpec):
                              help="train on train + dev for --epochs epochs and keep the last")
     span_edges = Parameter("span-edges", default=DEFAULTS.span_edges,
                            help="decode with the span edges learned from train")
+    teacher = Parameter("teacher", default="", help="distil from this tagger: a TrainFlow run (FlowName/run-id) or "
+                        "a model folder; the model learns its word tag distributions beside the gold labels")
+    distill_weight = Parameter("distill-weight", default=DEFAULTS.distill_weight,
+                               help="with --teacher: the teacher's share of the loss (0-1)")
+    distill_temperature = Parameter("distill-temperature", default=DEFAULTS.distill_temperature,
+                                    help="with --teacher: the softmax temperature of both distributions")
+    distill_copies = Parameter("distill-copies", default=DEFAULTS.distill_copies,
+                               help="with --teacher: copies of each training sentence, entities swapped for "
+                               "dictionary names, labelled by the teacher alone")
     max_train_sentences = Parameter("max-train-sentences", default=DEFAULTS.max_train_sentences,
                                     help="0: all (small values for tests)")
     max_steps = Parameter("max-steps", default=DEFAULTS.max_steps, help="0: no limit (small values for tests)")
@@ -62,7 +72,7 @@ class TrainFlow(FlowSpec):
     @step
     def start(self):
         """Load the prepared data of a DataFlow run, or prepare it from the data folder."""
-        from medner.pipeline import load_data
+        from medner.steps import load_data
 
         data = load_data(data_run=self.data_run, data_dir=self.data_dir, branch=current.branch_name)
         self.train_data, self.dev_data, self.test_data = data.train, data.dev, data.test
@@ -75,6 +85,7 @@ class TrainFlow(FlowSpec):
     @step
     def train(self):
         """Fine-tune; select the epoch on the dev split only."""
+        from medner.steps import teacher_folder
         from medner.training import model_to_files, train
 
         self.config = TrainConfig(
@@ -83,9 +94,13 @@ class TrainFlow(FlowSpec):
             threads=self.threads, bf16=self.bf16, head_learning_rate=self.head_learning_rate,
             layer_decay=self.layer_decay, average_epochs=self.average_epochs, swap_entities=self.swap_entities,
             train_on_dev=self.train_on_dev, span_edges=self.span_edges,
-            max_train_sentences=self.max_train_sentences, max_steps=self.max_steps,
-        ).to_dict()
-        result = train(TrainConfig(**self.config), self.train_data, self.dev_data, on_epoch=_print_epoch)
+            max_train_sentences=self.max_train_sentences, max_steps=self.max_steps, teacher=self.teacher,
+            distill_weight=self.distill_weight, distill_temperature=self.distill_temperature,
+            distill_copies=self.distill_copies,
+        ).to_dict()  # the lineage names the teacher as given (a run); training reads its folder
+        teacher = {"teacher": str(teacher_folder(self.teacher))} if self.teacher else {}
+        result = train(TrainConfig(**{**self.config, **teacher}), self.train_data, self.dev_data,
+                       on_epoch=_print_epoch)
         self.history, self.best_epoch, self.dev_metrics = result.history, result.best_epoch, result.dev_metrics
         self.train_seconds, self.train_device, self.train_threads = result.train_seconds, result.device, result.threads
         self.model_files = model_to_files(result.model, result.tokenizer, result.span_edges)
@@ -95,8 +110,8 @@ class TrainFlow(FlowSpec):
     @step
     def evaluate(self):
         """Evaluate the selected model on the untouched test split."""
-        from medner.pipeline import evaluate_test_split
         from medner.report import training_card
+        from medner.steps import evaluate_test_split
 
         evaluation = evaluate_test_split(self.model_files, self.test_data, self.config["decode"])
         self.metrics = {**evaluation.metrics, "train_seconds": self.train_seconds}
@@ -111,7 +126,7 @@ class TrainFlow(FlowSpec):
     @step
     def publish(self):
         """Export a new model version and, if asked, promote it through the gates."""
-        from medner.pipeline import publish
+        from medner.steps import publish
 
         self.exported_version, self.promotion = publish(
             source=f"{current.flow_name}/{current.run_id}", model_files=self.model_files, train=self.train_data,

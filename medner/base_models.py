@@ -56,6 +56,18 @@ def resolve_base_model(name: str) -> str:
     return name
 
 
+def missing_base_model(name: str) -> str | None:
+    """Why the base model ``name`` cannot be loaded here (``mpnet`` neither cached nor installed: the install
+    command), or None. Ids and folders are not checked: loading them says what is wrong."""
+    if name != "mpnet" or (cache_dir() / "base-models" / MPNET.name / "config.json").is_file():
+        return None
+    try:
+        part_files(MPNET)
+    except RuntimeError as err:
+        return str(err)
+    return None
+
+
 def part_files(split: SplitZip) -> list[Path]:
     """The installed part files, in order. Raises RuntimeError naming the missing packages and the install
     command."""

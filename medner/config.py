@@ -10,6 +10,12 @@ DATA_DIR_ENV = "MEDNER_DATA_DIR"
 CACHE_DIR_ENV = "MEDNER_CACHE_DIR"
 DEFAULT_GRPC_URL = "127.0.0.1:8001"  # `medner serve`'s gRPC address: loopback unless told otherwise
 DEFAULT_DECISION_LOG = "monitoring/decisions.jsonl"  # $MEDNER_DECISION_LOG overrides; s3://bucket/prefix in the cloud
+DECISION_LOG_ENV = "MEDNER_DECISION_LOG"
+PROFILE_DIR_ENV = "MEDNER_PROFILE_DIR"  # the profile store (folder or s3://); the served models profile when it is set
+PROFILE_WINDOW_ENV = "MEDNER_PROFILE_WINDOW_SECONDS"
+DEFAULT_PROFILE_WINDOW_SECONDS = 300.0  # one profile per model per window
+DEFAULT_REPOSITORY = "model_repository"  # the Triton model repository, relative to the working directory
+SERVED_MODELS = ("ner", "ner_int8")  # what clients call (fp32, INT8); every other model is a part of these
 DEFAULT_PROMOTION_MARGIN = 0.0  # test entity F1 (0-1) a challenger must gain over the champion
 DEFAULT_RANDOM_SHARE = 0.2  # of notes imported for review: drawn at random, for the unbiased quality estimate
 DEFAULT_PROMOTION_TOLERANCE = 0.002  # |test F1 difference| counted as a tie between versions, settled by speed
@@ -28,6 +34,17 @@ def cache_dir() -> Path:
         return Path(os.environ[CACHE_DIR_ENV])
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(base) / "medner"
+
+
+def decision_log(explicit: str | Path | None = None) -> str:
+    """Where decisions are recorded: ``explicit``, else ``$MEDNER_DECISION_LOG`` (read now, not at import), else
+    :data:`DEFAULT_DECISION_LOG`."""
+    return str(explicit or os.environ.get(DECISION_LOG_ENV) or DEFAULT_DECISION_LOG)
+
+
+def profile_dir(explicit: str | Path | None = None) -> str:
+    """The profile store: ``explicit``, else ``$MEDNER_PROFILE_DIR`` (read now), else empty (none)."""
+    return str(explicit or os.environ.get(PROFILE_DIR_ENV) or "")
 
 
 def data_dir(explicit: str | Path | None = None) -> Path:
@@ -74,6 +91,12 @@ class TrainConfig:
     swap_entities: float = 0.0  # chance that a training entity is swapped for a dictionary name of its type
     train_on_dev: bool = False  # train on train + dev for `epochs` epochs, keep the last (nothing held out)
     span_edges: bool = True  # decode with the span edges learned from train (medner.decoding.SpanEdges)
+    teacher: str = ""  # distillation: a trained tagger's folder (training.save_model) whose word tag distributions
+    #                    the model also learns; TrainFlow's --teacher resolves a TrainFlow run to one
+    distill_weight: float = 0.5  # with a teacher: loss = (1 - w) * gold cross-entropy + w * T^2 * KL(teacher || model)
+    distill_temperature: float = 2.0  # T: softens both distributions, so the teacher's second choices count
+    distill_copies: int = 0  # with a teacher: copies of each training sentence, entities swapped for dictionary
+    #                          names (medner.augment), that the model learns from the teacher alone (no gold loss)
     max_train_sentences: int = 0  # 0: all; small values make tiny test runs
     max_steps: int = 0  # 0: no limit
     extra: dict = field(default_factory=dict)

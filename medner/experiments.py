@@ -28,6 +28,10 @@ DEFAULT_GRID = [
     {"name": "minilm-default", "kind": "transformer"},  # TrainConfig's defaults: TrainFlow's model
     {"name": "minilm-default-argmax", "kind": "transformer", "decode": "argmax"},
     {"name": "minilm-lr1e-4", "kind": "transformer", "learning_rate": 1e-4, "layer_decay": 1.0},  # until 2026-12
+    # the larger encoder, its schedule chosen on dev (accuracy.md); skipped where its parts are not installed, and
+    # chosen only within the serving budget (--max-cost-ratio): frontier.md says what it costs
+    {"name": "mpnet", "kind": "transformer", "base_model": "mpnet", "learning_rate": 1e-4, "layer_decay": 1.0,
+     "span_edges": False, "bf16": True},
 ]
 #: The accuracy ablation (benchmarks/accuracy.py; ``--grid levers`` in ExperimentFlow): the default until 2026-12,
 #: then one training lever at a time on top of 5 epochs. Each is decoded with plain Viterbi; the decoding lever
@@ -37,6 +41,7 @@ DEFAULT_GRID = [
 _PLAIN = {"kind": "transformer", "span_edges": False, "learning_rate": 1e-4, "layer_decay": 1.0}
 _FIVE_EPOCHS = {**_PLAIN, "epochs": 5, "patience": 5}
 _MPNET = {**_FIVE_EPOCHS, "base_model": "mpnet", "learning_rate": 5e-5}
+_DEFAULT_SCHEDULE = {"learning_rate": 2e-4, "layer_decay": 0.8}  # TrainConfig's, spelled out
 LEVER_GRID = [
     {"name": "default-4ep", **_PLAIN, "lever": "the default until 2026-12: 4 epochs, best on dev",
      "epochs": 4, "patience": 2},
@@ -57,9 +62,27 @@ LEVER_GRID = [
      "learning_rate": 3e-5},
     {"name": "mpnet-lr1e-4-bf16", **_MPNET, "lever": "MPNet-base, lr 1e-4, bf16 autocast", "bf16": True,
      "learning_rate": 1e-4},
+    # distillation (TrainFlow --teacher; the ablation's --teacher): MiniLM with the default schedule, learning the
+    # gold labels and the teacher's word tag distributions; weight and temperature chosen on dev
+    {"name": "distill-w0.5-t2", **_FIVE_EPOCHS, **_DEFAULT_SCHEDULE, "lever": "MiniLM student, weight 0.5, T 2",
+     "distill_weight": 0.5, "distill_temperature": 2.0},
+    {"name": "distill-w0.5-t1", **_FIVE_EPOCHS, **_DEFAULT_SCHEDULE, "lever": "MiniLM student, weight 0.5, T 1",
+     "distill_weight": 0.5, "distill_temperature": 1.0},
+    {"name": "distill-w0.9-t2", **_FIVE_EPOCHS, **_DEFAULT_SCHEDULE, "lever": "MiniLM student, weight 0.9, T 2",
+     "distill_weight": 0.9, "distill_temperature": 2.0},
+    # + one teacher-labelled copy of each training sentence, entities swapped for dictionary names
+    {"name": "distill-w0.5-t1-c1", **_FIVE_EPOCHS, **_DEFAULT_SCHEDULE,
+     "lever": "MiniLM student, weight 0.5, T 1, + 1 teacher-labelled swapped copy", "distill_weight": 0.5,
+     "distill_temperature": 1.0, "distill_copies": 1},
+    {"name": "distill-w0.5-t2-c1", **_FIVE_EPOCHS, **_DEFAULT_SCHEDULE,
+     "lever": "MiniLM student, weight 0.5, T 2, + 1 teacher-labelled swapped copy", "distill_weight": 0.5,
+     "distill_temperature": 2.0, "distill_copies": 1},
 ]
 GRIDS = {"default": DEFAULT_GRID, "levers": LEVER_GRID}  # names ExperimentFlow's --grid accepts
 LATENCY_SAMPLE = 100  # test sentences timed one by one for the latency column
+#: The serving budget of the challenger: at most this times the latency of the cheapest servable candidate, so a
+#: larger encoder (MPNet: benchmarks/results/frontier.md) is chosen only when someone allowed its cost.
+DEFAULT_MAX_COST_RATIO = 2.0
 
 
 class GridError(ValueError):
@@ -203,6 +226,20 @@ def run_candidate(candidate: Candidate, train: Sequence[Sentence], dev: Sequence
         files, candidate.lever)
 
 
+def runnable(candidates: Sequence[Candidate]) -> tuple[list[Candidate], dict[str, str]]:
+    """The candidates this machine can train, and why each other one cannot (its base model is not installed)."""
+    from medner.base_models import missing_base_model
+
+    kept, skipped = [], {}
+    for candidate in candidates:
+        reason = missing_base_model(candidate.params.get("base_model", "")) if candidate.kind != "crf" else None
+        if reason:
+            skipped[candidate.name] = reason
+        else:
+            kept.append(candidate)
+    return kept, skipped
+
+
 def with_seeds(candidates: Sequence[Candidate], seeds: Sequence[int]) -> list[Candidate]:
     """Each transformer candidate once per seed (same name: its runs are read together); the CRF, which has no
     randomness, once. No seeds: the candidates as they are."""
@@ -232,12 +269,18 @@ def mean_dev_f1(results: Sequence[CandidateResult]) -> float:
     return statistics.mean(r.dev["entity_f1"] for r in results)
 
 
-def select_challenger(results: Sequence[CandidateResult]) -> CandidateResult:
+def select_challenger(results: Sequence[CandidateResult], max_cost_ratio: float = DEFAULT_MAX_COST_RATIO
+                      ) -> CandidateResult:
     """The best servable candidate (one with model files: a transformer) on mean dev entity F1 over its seeds,
-    ties going to the faster one; of that candidate, the seed best on dev. The CRF is a baseline to beat, not
+    ties going to the faster one, among those whose serving cost (median latency per sentence, the same
+    process and sentences for every candidate) is at most ``max_cost_ratio`` times the cheapest servable
+    candidate's (0: no budget); of that candidate, the seed best on dev. The CRF is a baseline to beat, not
     something Triton serves. Test scores are never read."""
     pool = [r for r in results if r.model_files] or list(results)
     groups = by_candidate(pool)
-    best = max(groups.values(), key=lambda runs: (round(mean_dev_f1(runs), 6),
-                                                  -statistics.mean(r.latency_ms for r in runs)))
+    cost = {name: statistics.mean(r.latency_ms for r in runs) for name, runs in groups.items()}
+    if max_cost_ratio:
+        cheapest = min(cost.values())
+        groups = {name: runs for name, runs in groups.items() if cost[name] <= max_cost_ratio * cheapest}
+    best = max(groups.values(), key=lambda runs: (round(mean_dev_f1(runs), 6), -cost[runs[0].name]))
     return max(best, key=lambda r: r.dev["entity_f1"])

@@ -19,6 +19,7 @@ FILE_LABELS: tuple[str, ...] = (OUTSIDE, *ENTITY_TYPES)
 BIO_TAGS: tuple[str, ...] = (OUTSIDE, *(f"{p}-{t}" for t in ENTITY_TYPES for p in ("B", "I")))
 TAG2ID: dict[str, int] = {tag: i for i, tag in enumerate(BIO_TAGS)}
 ID2TAG: dict[int, str] = dict(enumerate(BIO_TAGS))
+IGNORE_INDEX = -100  # a training target no loss reads: continuation word-pieces, special tokens, teacher-only rows
 
 
 def to_bio(labels: Sequence[str]) -> list[str]:

@@ -30,10 +30,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from medner.config import ACCEPTANCE_FILE, DEFAULT_PROMOTION_MARGIN, DEFAULT_PROMOTION_TOLERANCE, DEFAULT_UAT_MIN_F1
+from medner.config import (
+    ACCEPTANCE_FILE,
+    DEFAULT_PROMOTION_MARGIN,
+    DEFAULT_PROMOTION_TOLERANCE,
+    DEFAULT_UAT_MIN_F1,
+    SERVED_MODELS,
+)
 from medner.data import Sentence
 from medner.registry import (
-    SERVED_MODELS,
     lineage,
     loaded_versions,
     serving_record,
@@ -147,9 +152,10 @@ def acceptance_scores(repository: Path, version: int, notes: Sequence[Sentence],
     running the model raises."""
     from clients.local import LocalNerModel
     from medner.metrics import evaluate
-    from monitoring.quality import predicted_labels
+    from medner.spans import predicted_labels
 
-    predictions = predicted_labels(notes, LocalNerModel(repository, model, threads=1, version=version).extract)
+    predictions = predicted_labels([n.tokens for n in notes],
+                                   LocalNerModel(repository, model, threads=1, version=version).extract)
     exact = sum(list(n.labels) == list(p) for n, p in zip(notes, predictions))
     return {**evaluate([n.labels for n in notes], predictions), "notes": len(notes), "exactly_right": exact}
 

@@ -11,8 +11,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from medner.config import SERVED_MODELS
+
 SERVING_FILE = "serving.json"  # the champion version, the ones it replaced, and every promotion decision
-SERVED_MODELS = ("ner", "ner_int8")  # what clients call; every other model is a part of these
 LINEAGE_MODEL = "ner_encoder"  # whose version folders hold lineage.json
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import statistics
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -140,8 +141,6 @@ def training_card(
 
 def mean_sd(values: Sequence[float], digits: int = 3) -> str:
     """``mean ± sd`` of several runs' values (just the value for one run)."""
-    import statistics
-
     if len(values) < 2:
         return f"{values[0]:.{digits}f}" if values else "-"
     return f"{statistics.mean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}"
@@ -173,11 +172,11 @@ def experiment_chart(groups: Mapping[str, Sequence[Mapping[str, Any]]]) -> Any:
     return fig
 
 
-def experiment_card(card: Any, rows: Sequence[Mapping[str, Any]], challenger: str, data_version: str) -> None:
+def experiment_card(card: Any, rows: Sequence[Mapping[str, Any]], challenger: str, data_version: str,
+                    max_cost_ratio: float = 0.0, skipped: Mapping[str, str] | None = None) -> None:
     """Fill a Metaflow card with an experiment's comparison table (mean ± sd over each candidate's seeds) and
-    chart."""
-    import statistics
-
+    chart; ``max_cost_ratio``: the serving budget the challenger was chosen within; ``skipped``: candidates not
+    run, and why."""
     from metaflow.cards import Image, Markdown, Table
 
     groups = dict(sorted(group_rows(rows).items(),
@@ -189,7 +188,10 @@ def experiment_card(card: Any, rows: Sequence[Mapping[str, Any]], challenger: st
     card.append(Markdown(
         f"# Challenger: {challenger}\n\n{len(groups)} candidates ({len(rows)} runs) on data `{data_version}`, "
         "ranked by mean dev entity F1 over their seeds (the selection criterion); test scores are reported, "
-        "never used to choose."))
+        "never used to choose."
+        + (f" The challenger is the best within the serving budget: at most {max_cost_ratio:g}x the latency of "
+           "the fastest servable candidate." if max_cost_ratio else "")
+        + "".join(f"\n\nNot run: **{name}**: {reason}" for name, reason in (skipped or {}).items())))
     card.append(Table([[
         name + (" (challenger)" if name == challenger else ""), runs[0]["kind"], str(len(runs)),
         cell(runs, "dev", "entity_f1"), cell(runs, "test", "entity_f1"), cell(runs, "test", "entity_f1_D"),

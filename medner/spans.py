@@ -8,7 +8,7 @@ is ``(start, end, label)`` into a text, ``end`` exclusive. Raw text is split int
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
 from medner.labels import OUTSIDE
@@ -113,3 +113,16 @@ def char_spans_to_token_spans(
             raise ValueError(f"entity [{start}, {end}) does not start and end on word boundaries")
         token_spans.append(Span(starts[start], ends[end], label))
     return token_spans
+
+
+def predicted_labels(sentences: Sequence[Sequence[str]], extract: Callable[[list[str]], list], batch: int = 32
+                     ) -> list[list[str]]:
+    """O/D/T labels per token of pre-split ``sentences`` from a served model's ``extract`` (notes in, each note's
+    entities out): each sentence is sent as a note (tokens joined by spaces) and each entity's characters label the
+    tokens they overlap. How live quality and the acceptance gate score a model the way clients see it."""
+    predictions: list[list[str]] = []
+    for first in range(0, len(sentences), batch):
+        joined = [join_tokens(tokens) for tokens in sentences[first: first + batch]]
+        for (_, offsets), entities in zip(joined, extract([text for text, _ in joined])):
+            predictions.append(overlapped_labels([Span(e["start"], e["end"], e["label"]) for e in entities], offsets))
+    return predictions

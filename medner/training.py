@@ -11,6 +11,7 @@ import logging
 import os
 import random
 import re
+import tempfile
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -25,13 +26,13 @@ from medner.base_models import resolve_base_model
 from medner.config import TrainConfig
 from medner.data import Sentence
 from medner.decoding import SPAN_EDGES_FILE, SpanEdges
-from medner.labels import BIO_TAGS, ID2TAG, TAG2ID, to_bio
+from medner.distill import student_loss, teacher_log_probs, with_teacher_copies
+from medner.labels import BIO_TAGS, ID2TAG, IGNORE_INDEX, TAG2ID, to_bio
 from medner.metrics import evaluate
 from medner.progress import progress as progress_bar
 
 log = logging.getLogger(__name__)
 
-IGNORE_INDEX = -100  # loss ignores continuation word-pieces and special tokens
 
 
 def set_threads(threads: int) -> int:
@@ -168,6 +169,8 @@ def train(
     import torch
     from transformers import get_linear_schedule_with_warmup
 
+    if config.teacher and config.swap_entities:
+        raise ValueError("distillation scores the training sentences once: set swap_entities to 0 with a teacher")
     random.seed(config.seed)
     np.random.seed(config.seed)
     torch.manual_seed(config.seed)
@@ -180,6 +183,12 @@ def train(
     if config.train_on_dev:
         train_sentences = [*train_sentences, *dev_sentences]
     keep_last = config.train_on_dev or config.average_epochs > 0  # no epoch chosen on dev
+    edges = SpanEdges.learn((s.tokens, s.labels) for s in train_sentences) if config.span_edges else None
+    started = time.perf_counter()  # a student's training time includes its teacher's labelling
+    gold_sentences = len(train_sentences)  # the copies after them are the teacher's alone
+    if config.teacher:
+        train_sentences = with_teacher_copies(train_sentences, config.distill_copies, config.seed)
+    teacher = teacher_log_probs(config.teacher, train_sentences) if config.teacher else None
     rng = random.Random(config.seed)
     lengths = [len(s.tokens) for s in train_sentences]
     steps_per_epoch = -(-len(train_sentences) // config.batch_size)
@@ -193,12 +202,10 @@ def train(
     )
     autocast = torch.autocast(device, dtype=torch.bfloat16, enabled=config.bf16)
 
-    edges = SpanEdges.learn((s.tokens, s.labels) for s in train_sentences) if config.span_edges else None
     result = TrainResult(model, tokenizer, device=device, threads=threads, span_edges=edges)
     best_f1, best_state, stale, step = -1.0, None, 0, 0
     last_states: deque[dict[str, Any]] = deque(maxlen=config.average_epochs or 1)
     swap = entity_swapper(config.seed) if config.swap_entities else None
-    started = time.perf_counter()
     for epoch in range(1, config.epochs + 1):
         model.train()
         epoch_started, losses = time.perf_counter(), []
@@ -210,16 +217,21 @@ def train(
                 sentences = [swap(s, config.swap_entities) for s in sentences]
             inputs, word_ids = encode_words(tokenizer, [s.tokens for s in sentences], config.max_length)
             targets = torch.tensor(
-                [first_piece_targets(w, to_bio(s.labels)) for w, s in zip(word_ids, sentences)]
-            )
+                [first_piece_targets(w, to_bio(s.labels)) if i < gold_sentences else [IGNORE_INDEX] * len(w)
+                 for i, w, s in zip(batch, word_ids, sentences)]
+            ).to(device)
             with autocast:
-                out = model(**{k: v.to(device) for k, v in inputs.items()}, labels=targets.to(device))
-            out.loss.backward()
+                out = model(**{k: v.to(device) for k, v in inputs.items()},
+                            labels=targets if teacher is None else None)
+            loss = out.loss if teacher is None else student_loss(
+                out.logits, targets, word_ids, [teacher[i] for i in batch], config.distill_weight,
+                config.distill_temperature)
+            loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
-            losses.append(out.loss.item())
+            losses.append(loss.item())
             bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}", refresh=False)
             step += 1
             if config.max_steps and step >= config.max_steps:
@@ -287,8 +299,6 @@ def load_model(path: Path | str, device: str = "cpu") -> tuple[Any, Any]:
 def model_to_files(model: Any, tokenizer: Any, edges: SpanEdges | None = None) -> dict[str, bytes]:
     """The saved model folder (:func:`save_model`) as ``{relative path: bytes}``, to store as a Metaflow artifact
     (works unchanged with the local and the S3 datastore)."""
-    import tempfile
-
     with tempfile.TemporaryDirectory() as tmp:
         save_model(model, tokenizer, tmp, edges)
         return {str(p.relative_to(tmp)): p.read_bytes() for p in sorted(Path(tmp).rglob("*")) if p.is_file()}

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -15,6 +16,8 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from medner.config import PROFILE_DIR_ENV, PROFILE_WINDOW_ENV
 
 SITE_PACKAGES_ENV = "MEDNER_SITE_PACKAGES"  # read by the python models' model.py (the stub ignores PYTHONPATH)
 ADMIN_HEADER = "medner-admin-key"  # the HTTP header that carries the admin key
@@ -48,8 +51,6 @@ def config_parameters(path: Path) -> dict[str, str]:
 
 def model_parameters(args: dict) -> dict[str, str]:
     """The ``parameters`` of a python-backend model's config, from ``initialize(args)``."""
-    import json
-
     config = json.loads(args["model_config"])
     return {key: value["string_value"] for key, value in config.get("parameters", {}).items()}
 
@@ -196,7 +197,7 @@ class TritonServer:
     extra_args: list[str] = field(default_factory=list)
     process: subprocess.Popen | None = None
     profile_dir: str | None = None  # set: the ner models write rolling whylogs profiles there (folder or s3://)
-    profile_window_seconds: float | None = None  # profile window length (default 300 s)
+    profile_window_seconds: float | None = None  # profile window length (default DEFAULT_PROFILE_WINDOW_SECONDS)
     source: str = ""  # Triton's --model-repository when not the folder: s3://... (the folder is its mirror)
 
     @classmethod
@@ -241,10 +242,10 @@ class TritonServer:
         env[SITE_PACKAGES_ENV] = os.pathsep.join(dict.fromkeys(paths))
         env.setdefault("TOKENIZERS_PARALLELISM", "false")
         if self.profile_dir:  # read by model_repository/ner/model.py (monitoring.profiles.profiler_from_env)
-            env["MEDNER_PROFILE_DIR"] = (self.profile_dir if str(self.profile_dir).startswith("s3://")
+            env[PROFILE_DIR_ENV] = (self.profile_dir if str(self.profile_dir).startswith("s3://")
                                          else str(Path(self.profile_dir).resolve()))
         if self.profile_window_seconds:
-            env["MEDNER_PROFILE_WINDOW_SECONDS"] = str(self.profile_window_seconds)
+            env[PROFILE_WINDOW_ENV] = str(self.profile_window_seconds)
         return env
 
     def start(self, timeout: float = 120.0) -> TritonServer:

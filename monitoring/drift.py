@@ -26,6 +26,7 @@ estimate hold on labelled shifts, ``benchmarks/drift_validation.py validate`` (r
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import warnings
@@ -34,7 +35,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from medner.config import PRODUCTION_BRANCH
+from medner.config import DEFAULT_REPOSITORY, PRODUCTION_BRANCH
 from monitoring.estimation import window_estimate
 from monitoring.features import FEATURES, NOTE_SENTENCES
 from monitoring.policy import DEFAULT_QUALITY_DROP, Level, as_utc, isoformat, parse_time, utcnow
@@ -244,7 +245,7 @@ def check(root: str | Path, model: str, reference: str | Path, start: datetime, 
     return compare(target, reference_view, start, end, thresholds, profiles=profiles)
 
 
-def check_window(profile_dir: str, model: str, *, repository: str | Path = "model_repository",
+def check_window(profile_dir: str, model: str, *, repository: str | Path = DEFAULT_REPOSITORY,
                  reference: str | None = None, window: str = "1h", start: str | None = None, end: str | None = None,
                  thresholds: DriftThresholds = DEFAULT_THRESHOLDS, html: bool = False
                  ) -> tuple[DriftReport, str | None]:
@@ -322,9 +323,9 @@ def read_window(profile_dir: str, model: str, repository: str | Path, reference:
                 end: str = "") -> WindowProfiles:
     """Merge the profiles of the ``window`` ending at ``end`` (default now) and read the reference profile
     (default: the champion's in ``repository``). ``profile_dir`` defaults to ``$MEDNER_PROFILE_DIR``."""
-    import os
+    from medner.config import profile_dir as resolve_profile_dir
 
-    root = profile_dir or os.environ.get("MEDNER_PROFILE_DIR", "")
+    root = resolve_profile_dir(profile_dir)
     if not root:
         raise ValueError("no profile store: pass --profile-dir or set MEDNER_PROFILE_DIR")
     start_at, end_at = time_window(window, None, end or None)
@@ -355,10 +356,8 @@ def decide(report: dict[str, Any], backend: str = "local", log: str = "", flow_p
     """The policy's decision on ``report`` (``monitoring.triggers.act``: start the flow on the @project ``branch``,
     record it, with ``reason`` or one made from the drift scores); in a ``dry_run`` only the action it would
     take, nothing started or recorded."""
-    import json
-
     from monitoring.policy import FLOWS, action_for
-    from monitoring.triggers import DEFAULT_LOG, act, backend_options
+    from monitoring.triggers import act, backend_options
 
     parameters = json.loads(flow_parameters or "{}")
     if not isinstance(parameters, dict):
@@ -368,7 +367,7 @@ def decide(report: dict[str, Any], backend: str = "local", log: str = "", flow_p
         return {"level": report["level"], "action": action, "flow": FLOWS.get(action, ""), "backend": backend,
                 "status": "dry-run", "target": "", "window_start": report.get("window_start"),
                 "window_end": report.get("window_end")}
-    return act(report, backend, log or DEFAULT_LOG, parameters=parameters, reason=reason,
+    return act(report, backend, log, parameters=parameters, reason=reason,
                backend_options=backend_options(backend, None, branch))
 
 

@@ -46,8 +46,8 @@ from medner.inference import (
     DEFAULT_MAX_LENGTH,
     DEFAULT_MICRO_BATCH,
     DEFAULT_STRIDE,
+    DecodedNote,
     Encoder,
-    Entity,
     NerPipeline,
     TokenizedBatch,
     extract_decoded,
@@ -222,19 +222,20 @@ def note_features(
 
 
 class FeatureTagger:
-    """A served model's pass: each note's entities and the notes' profile rows (:func:`batch_features`: one row
-    per sentence, note after note), from one tokenized batch and decoding of ``pipeline``."""
+    """A served model's pass: each note's decoding (entities, uncertainty) and the notes' profile rows
+    (:func:`batch_features`: one row per sentence, note after note), from one tokenized batch and decoding of
+    ``pipeline``."""
 
     def __init__(self, pipeline: NerPipeline):
         self.pipeline = pipeline
         self.vocabulary = read_vocabulary(pipeline.version_dir)
         self.estimator = Estimator.load(pipeline.version_dir)
 
-    def __call__(self, notes: Sequence[str]) -> tuple[list[list[Entity]], np.ndarray]:
+    def __call__(self, notes: Sequence[str]) -> tuple[list[DecodedNote], np.ndarray]:
         batch, decoded = self.pipeline.decoded(notes)
         rows = batch_features(notes, batch, [d.labels for d in decoded], [d.confidence for d in decoded],
                               self.pipeline.tokenizer.unk_token_id, self.vocabulary, self.estimator)
-        return [d.entities for d in decoded], rows
+        return decoded, rows
 
 
 def profile_columns(rows: np.ndarray) -> tuple[str, ...]:

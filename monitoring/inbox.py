@@ -28,8 +28,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from monitoring.policy import DecisionLog, isoformat, utcnow
-from monitoring.triggers import DEFAULT_LOG, Backend, make_backend, record, start_and_record
+from monitoring.policy import DecisionLog, isoformat, open_log, utcnow
+from monitoring.triggers import Backend, make_backend, record, start_and_record
 
 MANIFEST = ".manifest.json"
 LABEL_SUFFIX, SENT_SUFFIX = "_label", "_sent"
@@ -78,7 +78,7 @@ def _save_manifest(inbox: Path, manifest: dict[str, Any]) -> None:
     tmp.replace(inbox / MANIFEST)  # atomic: a crash never leaves half a manifest
 
 
-def process_inbox(inbox: str | Path, backend: str | Backend = "local", log: str | Path | DecisionLog = DEFAULT_LOG,
+def process_inbox(inbox: str | Path, backend: str | Backend = "local", log: str | Path | DecisionLog | None = None,
                   *, accepted_dir: str | Path | None = None, data_parameters: Mapping[str, Any] | None = None,
                   train_parameters: Mapping[str, Any] | None = None, now: datetime | None = None,
                   backend_options: Mapping[str, Any] | None = None) -> InboxResult:
@@ -91,7 +91,7 @@ def process_inbox(inbox: str | Path, backend: str | Backend = "local", log: str 
         raise FileNotFoundError(f"inbox {inbox} is not a folder")
     accepted_dir = Path(accepted_dir) if accepted_dir else inbox / "accepted"
     rejected_dir = inbox / "rejected"
-    log = log if isinstance(log, DecisionLog) else DecisionLog(log)
+    log = open_log(log)
     backend = make_backend(backend, **dict(backend_options or {}))
     now = now or utcnow()
     manifest = _load_manifest(inbox)

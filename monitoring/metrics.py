@@ -20,7 +20,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from monitoring.policy import LEVELS, DecisionLog, parse_time
+from monitoring.policy import LEVELS, DecisionLog, open_log, parse_time
 
 NOT_FEATURES = ("combined", "estimated_entity_f1")  # a drift record's scores that are not a feature's distance
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"  # Prometheus' text exposition format
@@ -86,7 +86,7 @@ def metrics_server(log: str | Path | DecisionLog, host: str = "127.0.0.1", port:
                    ) -> ThreadingHTTPServer:
     """An HTTP server (not started: ``serve_forever``) answering ``GET /metrics`` with :func:`metrics_text` of
     the decision log ``log`` (a file or ``s3://``)."""
-    handler = type("MetricsHandler", (_Handler,), {"log": log if isinstance(log, DecisionLog) else DecisionLog(log)})
+    handler = type("MetricsHandler", (_Handler,), {"log": open_log(log)})
     return ThreadingHTTPServer((host, port), handler)
 
 

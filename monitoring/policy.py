@@ -22,6 +22,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
+from medner.config import decision_log
 from medner.s3 import is_s3, s3_client, split_s3_url
 
 Level = Literal["none", "warning", "critical"]
@@ -132,6 +133,11 @@ class DecisionLog:
 
 
 # --- cooldown ------------------------------------------------------------------------------------
+
+def open_log(log: str | Path | DecisionLog | None) -> DecisionLog:
+    """``log`` as a DecisionLog; None: :func:`medner.config.decision_log` (``$MEDNER_DECISION_LOG`` or the default)."""
+    return log if isinstance(log, DecisionLog) else DecisionLog(decision_log(log))
+
 
 def recent_trigger(records: Sequence[dict[str, Any]], level: str, now: datetime,
                    cooldown: timedelta = DEFAULT_COOLDOWN) -> dict[str, Any] | None:

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from medner.config import DEFAULT_PROFILE_WINDOW_SECONDS, PROFILE_WINDOW_ENV, profile_dir
 from medner.s3 import s3_client, split_s3_url
 from monitoring.features import FEATURES, features_frame
 from monitoring.policy import as_utc
@@ -32,10 +33,7 @@ log = logging.getLogger(__name__)
 os.environ.setdefault("WHYLOGS_NO_ANALYTICS", "1")  # whylogs otherwise calls its analytics host on import
 
 WINDOW_FORMAT = "%Y%m%dT%H%M%SZ"
-DEFAULT_WINDOW_SECONDS = 300.0
 PROFILE_NAME = re.compile(r"^(\d{8}T\d{6}Z)_([A-Za-z0-9.-]+)\.bin$")
-PROFILE_DIR_ENV = "MEDNER_PROFILE_DIR"  # read by the served models: profiling is on when set
-WINDOW_SECONDS_ENV = "MEDNER_PROFILE_WINDOW_SECONDS"
 
 
 def window_name(start: float) -> str:
@@ -153,7 +151,7 @@ class RollingProfiler:
         self,
         root: str | Path,
         model: str,
-        window_seconds: float = DEFAULT_WINDOW_SECONDS,
+        window_seconds: float = DEFAULT_PROFILE_WINDOW_SECONDS,
         writer: str | None = None,
         flush_rows: int = 5_000,
         max_pending_windows: int = 48,
@@ -285,10 +283,10 @@ class RollingProfiler:
 def profiler_from_env(model: str, writer: str | None = None) -> RollingProfiler | None:
     """The profiler the served models run: on when ``$MEDNER_PROFILE_DIR`` is set (a folder or ``s3://``
     root), window ``$MEDNER_PROFILE_WINDOW_SECONDS`` (default 300)."""
-    root = os.environ.get(PROFILE_DIR_ENV)
+    root = profile_dir()
     if not root:
         return None
-    window = float(os.environ.get(WINDOW_SECONDS_ENV) or DEFAULT_WINDOW_SECONDS)
+    window = float(os.environ.get(PROFILE_WINDOW_ENV) or DEFAULT_PROFILE_WINDOW_SECONDS)
     return RollingProfiler(root, model, window, writer)
 
 

@@ -15,16 +15,15 @@ threshold, so reviews are a live accuracy measure without separate annotation wo
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from medner.config import PRODUCTION_BRANCH
-from medner.data import Sentence
+from medner.config import DEFAULT_REPOSITORY, PRODUCTION_BRANCH
+from medner.spans import predicted_labels
 from monitoring.policy import DEFAULT_QUALITY_DROP, quality_level
 
-Extract = Callable[[Sequence[str]], list]
 # Small samples swing: entity F1 on the first couple of hundred BeHealthy test sentences differs by points from
 # F1 on the whole split, so a verdict needs a sample of a few hundred sentences at least.
 MIN_SENTENCES = 300
@@ -43,20 +42,7 @@ def champion_f1(repository: Path) -> tuple[int, float]:
     return version, float(f1)
 
 
-def predicted_labels(sentences: Sequence[Sentence], extract: Extract, batch: int = 32) -> list[list[str]]:
-    """O/D/T labels per token from a served model: each sentence is sent as a note (tokens joined by
-    spaces) and each entity's characters label the tokens they overlap."""
-    from medner.spans import Span, join_tokens, overlapped_labels
-
-    predictions: list[list[str]] = []
-    for first in range(0, len(sentences), batch):
-        joined = [join_tokens(s.tokens) for s in sentences[first: first + batch]]
-        for (_, offsets), entities in zip(joined, extract([text for text, _ in joined])):
-            predictions.append(overlapped_labels([Span(e["start"], e["end"], e["label"]) for e in entities], offsets))
-    return predictions
-
-
-def check_quality(paths: Sequence[str | Path], repository: Path = Path("model_repository"), *, url: str | None = None,
+def check_quality(paths: Sequence[str | Path], repository: Path = Path(DEFAULT_REPOSITORY), *, url: str | None = None,
                   model: str = "ner", max_drop: float = DEFAULT_QUALITY_DROP, min_sentences: int = MIN_SENTENCES
                   ) -> dict[str, Any]:
     """Score the served model on annotated files; ``level`` is ``critical`` when entity F1 is more than
@@ -71,11 +57,12 @@ def check_quality(paths: Sequence[str | Path], repository: Path = Path("model_re
         from clients.ner_client import NerClient
 
         with NerClient(url, model=model) as client:
-            predictions = predicted_labels(sentences, client.extract)
+            predictions = predicted_labels([s.tokens for s in sentences], client.extract)
     else:
         from clients.local import LocalNerModel
 
-        predictions = predicted_labels(sentences, LocalNerModel(Path(repository), model, version=version).extract)
+        predictions = predicted_labels([s.tokens for s in sentences],
+                                       LocalNerModel(Path(repository), model, version=version).extract)
     metrics = evaluate([s.labels for s in sentences], predictions)
     f1 = metrics["entity_f1"]
     too_few = len(sentences) < min_sentences
@@ -88,7 +75,7 @@ def check_quality(paths: Sequence[str | Path], repository: Path = Path("model_re
     }
 
 
-def review_quality(db: str | None, repository: Path = Path("model_repository"), *, model: str = "ner",
+def review_quality(db: str | None, repository: Path = Path(DEFAULT_REPOSITORY), *, model: str = "ner",
                    max_drop: float = DEFAULT_QUALITY_DROP, min_sentences: int = MIN_SENTENCES,
                    since: datetime | None = None) -> dict[str, Any]:
     """Precision, recall and entity F1 of the champion version against reviewers' final spans (random-share
@@ -117,7 +104,7 @@ def review_quality(db: str | None, repository: Path = Path("model_repository"), 
     }
 
 
-def check_quality_and_act(paths: Sequence[str | Path], *, repository: Path = Path("model_repository"),
+def check_quality_and_act(paths: Sequence[str | Path], *, repository: Path = Path(DEFAULT_REPOSITORY),
                           url: str | None = None, model: str = "ner", max_drop: float = DEFAULT_QUALITY_DROP,
                           min_sentences: int = MIN_SENTENCES, trigger: bool = False, backend: str = "local",
                           log: str = "", parameters: dict[str, dict] | None = None,
@@ -126,7 +113,7 @@ def check_quality_and_act(paths: Sequence[str | Path], *, repository: Path = Pat
     """:func:`check_quality` of annotated files, or with ``reviews`` (a review database URL)
     :func:`review_quality`; with ``trigger``, act on the report (a drop starts ExperimentFlow and alerts, see
     :func:`monitoring.triggers.act`, on the @project ``branch``) and add the decision to it under ``decision``."""
-    from monitoring.triggers import DEFAULT_LOG, act, backend_options
+    from monitoring.triggers import act, backend_options
 
     if (reviews is None) == (not paths):
         raise ValueError("give annotated files or a review database (--reviews), one of the two")
@@ -136,7 +123,7 @@ def check_quality_and_act(paths: Sequence[str | Path], *, repository: Path = Pat
         report = check_quality(paths, repository=repository, url=url, model=model, max_drop=max_drop,
                                min_sentences=min_sentences)
     if trigger:
-        report["decision"] = act(report, backend, log or DEFAULT_LOG, reason=quality_reason(report),
+        report["decision"] = act(report, backend, log, reason=quality_reason(report),
                                  parameters=parameters or {},
                                  backend_options=backend_options(backend, endpoint_url, branch))
     return report

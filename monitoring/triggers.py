@@ -23,13 +23,14 @@ import base64
 import hashlib
 import json
 import os
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
-from medner.config import DEFAULT_DECISION_LOG, PRODUCTION_BRANCH, PROJECT
+from medner.config import PRODUCTION_BRANCH, PROJECT
 from medner.runs import branch_options
 from monitoring.cloudwatch import NAMESPACE_ENV, publish
 from monitoring.policy import (
@@ -39,12 +40,12 @@ from monitoring.policy import (
     action_for,
     alert,
     isoformat,
+    open_log,
     recent_trigger,
     utcnow,
 )
 
 FLOW_FILES = {"DataFlow": "data_flow.py", "TrainFlow": "train_flow.py", "ExperimentFlow": "experiment_flow.py"}
-DEFAULT_LOG = os.environ.get("MEDNER_DECISION_LOG", DEFAULT_DECISION_LOG)
 
 
 class TriggerError(RuntimeError):
@@ -164,8 +165,6 @@ def backend_options(backend: str, endpoint_url: str | None, branch: str = PRODUC
 def read_report(path: Path) -> dict[str, Any]:
     """A drift report (``medner monitor check``'s JSON) from ``path``, or standard input for ``-``. Raises
     ValueError naming the source and line when it is not JSON."""
-    import sys
-
     source = "stdin" if str(path) == "-" else str(path)
     try:
         return json.loads(sys.stdin.read() if str(path) == "-" else Path(path).read_text())
@@ -214,12 +213,13 @@ def start_and_record(flow: str, parameters: Mapping[str, Any], backend: Backend,
     return entry
 
 
-def act(report: Mapping[str, Any], backend: str | Backend = "local", log: str | Path | DecisionLog = DEFAULT_LOG,
+def act(report: Mapping[str, Any], backend: str | Backend = "local", log: str | Path | DecisionLog | None = None,
         *, parameters: Mapping[str, Mapping[str, Any]] | None = None, cooldown: timedelta = DEFAULT_COOLDOWN,
         reason: str = "", now: datetime | None = None, webhook: str | None = None,
         backend_options: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Decide and act on a drift report (a DriftReport's ``to_dict()``: level, scores, window_start,
-    window_end, counts) and return the decision record, also appended to ``log``.
+    window_end, counts) and return the decision record, also appended to ``log`` (default:
+    ``$MEDNER_DECISION_LOG``, read now, else ``medner.config.DEFAULT_DECISION_LOG``).
 
     ``parameters`` maps a flow name (TrainFlow, ExperimentFlow) to the parameters it is started with.
     Within ``cooldown`` of a run started for an equally or more severe level the decision is recorded as
@@ -233,10 +233,10 @@ def act(report: Mapping[str, Any], backend: str | Backend = "local", log: str | 
     return entry
 
 
-def _act(report: Mapping[str, Any], backend: str | Backend, log: str | Path | DecisionLog, *,
+def _act(report: Mapping[str, Any], backend: str | Backend, log: str | Path | DecisionLog | None, *,
          parameters: Mapping[str, Mapping[str, Any]] | None, cooldown: timedelta, reason: str, now: datetime | None,
          webhook: str | None, backend_options: Mapping[str, Any] | None) -> dict[str, Any]:
-    log = log if isinstance(log, DecisionLog) else DecisionLog(log)
+    log = open_log(log)
     level = report["level"]
     action = action_for(level)
     now = now or utcnow()

@@ -33,7 +33,8 @@ def import_notes(notes: Sequence[tuple[str, str]], store: Store, *, url: str = D
         with store.session() as session:
             batch, known = new_notes(session, batch)
         total.duplicates += known
-        extractions = extract_notes([text for _, text in batch], url=url, local=local, model=model) if batch else []
+        extractions = extract_notes([text for _, text in batch], url=url, local=local, model=model,
+                                    with_uncertainty=True) if batch else []
         with store.session() as session:
             result = add_notes(session, batch, extractions, model=model, model_version=model_version,
                                random_share=random_share)

@@ -1,7 +1,9 @@
 """Filling the review queue and choosing the next note: least certain first, with a share of random notes.
 
-A note's uncertainty is its extraction's lowest entity confidence (the served model's ``score``: the mean
-probability of the best tag over the entity's words); a note without entities counts as certain (1.0). Each
+A note's confidence is the served model's: the lowest best-tag probability over all its words (1 -
+``medner.inference.DecodedNote.uncertainty``), so a note where the model nearly tagged a disease it then left out
+comes early, not only one with a doubtful entity. From a server whose model does not send it, the extraction's
+lowest entity ``score`` stands in (1.0 without entities). Each
 imported note is drawn into the **random** sample with probability ``random_share``, by its content hash (so
 the draw does not depend on import order or on the model); the queue then hands out random notes at that
 rate and otherwise the least certain **queue** note. Precision and recall are estimated from the random
@@ -18,6 +20,7 @@ from sqlalchemy import exists, func, select
 from sqlalchemy.orm import Session
 
 from medner.config import DEFAULT_RANDOM_SHARE
+from medner.inference import TaggedNote
 from review.store import (
     QUEUE,
     QUEUED,
@@ -29,8 +32,8 @@ from review.store import (
     Review,
     Reviewer,
     audit,
+    naive_utcnow,
     text_sha256,
-    utcnow,
 )
 
 
@@ -39,8 +42,10 @@ def in_random_sample(sha256: str, random_share: float) -> bool:
     return int(sha256[:8], 16) / 0x1_0000_0000 < random_share
 
 
-def note_confidence(entities: Sequence[dict[str, Any]]) -> float:
-    """The lowest entity confidence of one extraction; 1.0 without entities."""
+def note_confidence(entities: Sequence[dict[str, Any]], uncertainty: float | None = None) -> float:
+    """1 - the model's ``uncertainty`` of the note; without one, the lowest entity score (1.0 without entities)."""
+    if uncertainty is not None:
+        return 1.0 - uncertainty
     return min((float(e["score"]) for e in entities), default=1.0)
 
 
@@ -67,18 +72,20 @@ def new_notes(session: Session, notes: Sequence[tuple[str, str]]) -> tuple[list[
 def add_notes(session: Session, notes: Sequence[tuple[str, str]], extractions: Sequence[Any], *, model: str,
               model_version: int | None, random_share: float = DEFAULT_RANDOM_SHARE, actor: str = "cli"
               ) -> ImportResult:
-    """Queue ``(source, text)`` notes with their extractions (a list of entities, or the exception the model
-    raised for that note: recorded under ``failed``, not queued). A note already stored is not added again."""
+    """Queue ``(source, text)`` notes with their extractions (a ``medner.inference.TaggedNote``, a list of
+    entities, or the exception the model raised for that note: recorded under ``failed``, not queued). A note
+    already stored is not added again."""
     if not 0 <= random_share <= 1:
         raise ValueError(f"random share must be in [0, 1], got {random_share}")
     result = ImportResult()
     digests = [text_sha256(text) for _, text in notes]
     known = _stored(session, digests)
-    now = utcnow()
-    for (source, text), digest, entities in zip(notes, digests, extractions):
-        if isinstance(entities, BaseException):
-            result.failed[source] = str(entities)
+    now = naive_utcnow()
+    for (source, text), digest, extraction in zip(notes, digests, extractions):
+        if isinstance(extraction, BaseException):
+            result.failed[source] = str(extraction)
             continue
+        entities, uncertainty = extraction if isinstance(extraction, TaggedNote) else (extraction, None)
         if digest in known:
             result.duplicates += 1
             continue
@@ -86,7 +93,7 @@ def add_notes(session: Session, notes: Sequence[tuple[str, str]], extractions: S
         spans = [{"start": e["start"], "end": e["end"], "label": e["label"], "score": e["score"]} for e in entities]
         note = Note(sha256=digest, text=text, source=source[:500], imported_at=now,
                     sample=RANDOM if in_random_sample(digest, random_share) else QUEUE,
-                    confidence=note_confidence(spans), status=QUEUED, revision=0)
+                    confidence=note_confidence(spans, uncertainty), status=QUEUED, revision=0)
         session.add(note)
         session.flush()
         session.add(Extraction(note_id=note.id, model=model, model_version=model_version, entities=spans,

@@ -28,8 +28,8 @@ from review.store import (
     Review,
     Reviewer,
     audit,
+    naive_utcnow,
     text_sha256,
-    utcnow,
 )
 
 
@@ -51,7 +51,7 @@ def add_reviewer(session: Session, name: str, actor: str = "cli") -> str:
     if session.scalars(select(Reviewer).where(Reviewer.name == name)).first():
         raise ReviewError(f"reviewer {name!r} exists already")
     token = secrets.token_urlsafe(24)
-    session.add(Reviewer(name=name, token_sha256=text_sha256(token), created_at=utcnow()))
+    session.add(Reviewer(name=name, token_sha256=text_sha256(token), created_at=naive_utcnow()))
     audit(session, actor, "add-reviewer", reviewer=name)
     return token
 
@@ -119,7 +119,7 @@ def submit_review(session: Session, note_id: int, reviewer: Reviewer, revision: 
         session.rollback()
         raise StaleReview(_stale_message(session, note))
     review = Review(note_id=note.id, extraction_id=extraction.id, reviewer_id=reviewer.id, decision=decision,
-                    entities=spans, created_at=utcnow())
+                    entities=spans, created_at=naive_utcnow())
     session.add(review)
     audit(session, reviewer.name, "review", note.id, decision=decision,
           removed=sorted(predicted - final), added=sorted(final - predicted))
@@ -132,7 +132,7 @@ def skip_note(session: Session, note_id: int, reviewer: Reviewer) -> None:
     if note is None:
         raise ReviewError(f"no note {note_id}")
     session.add(Review(note_id=note.id, extraction_id=latest_extraction(session, note.id).id,
-                       reviewer_id=reviewer.id, decision=SKIPPED, entities=None, created_at=utcnow()))
+                       reviewer_id=reviewer.id, decision=SKIPPED, entities=None, created_at=naive_utcnow()))
     audit(session, reviewer.name, "skip", note.id)
 
 
@@ -157,7 +157,7 @@ def export_reviews(session: Session, out_dir: Path, since: datetime | None = Non
     and the number of notes."""
     from medner.data import read_jsonl
 
-    now = now or utcnow()
+    now = now or naive_utcnow()
     rows = [(note, review) for note, review, _ in final_reviews(session, since)
             if note.text is not None and (since is not None or note.exported_at is None)]
     if not rows:
@@ -180,7 +180,7 @@ def redact_exported(session: Session, older_than_days: float, actor: str = "cli"
                     now: datetime | None = None) -> int:
     """Retention: drop the text of notes exported more than ``older_than_days`` ago (their spans, hashes and
     reviews stay for the quality record). Returns how many notes were redacted."""
-    now = now or utcnow()
+    now = now or naive_utcnow()
     notes = session.scalars(select(Note).where(Note.text.is_not(None), Note.exported_at.is_not(None),
                                                Note.exported_at < now - timedelta(days=older_than_days))).all()
     for note in notes:

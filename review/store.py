@@ -39,7 +39,7 @@ def database_url(url: str | None = None) -> str:
     return "postgresql+psycopg://" + url.removeprefix("postgresql://") if url.startswith("postgresql://") else url
 
 
-def utcnow() -> datetime:
+def naive_utcnow() -> datetime:
     """Now, UTC, without tzinfo: how every timestamp is stored (SQLite keeps no zone)."""
     return datetime.now(UTC).replace(tzinfo=None)
 
@@ -113,7 +113,7 @@ class AuditEvent(Base):
 
 def audit(session: Session, actor: str, action: str, note_id: int | None = None, **detail: Any) -> None:
     """Add one audit-log row to ``session`` (committed with the change it records)."""
-    session.add(AuditEvent(at=utcnow(), actor=actor, action=action, note_id=note_id, detail=detail))
+    session.add(AuditEvent(at=naive_utcnow(), actor=actor, action=action, note_id=note_id, detail=detail))
 
 
 def _sqlite_foreign_keys(dbapi_connection: Any, _record: Any) -> None:

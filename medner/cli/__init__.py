@@ -3,7 +3,7 @@ is laid out), each command parsing its arguments, calling one library function a
 :mod:`medner.cli._app` holds the app, the exit codes, the one error helper and the shared options."""
 
 # imported in the order `medner --help` lists the commands
-from medner.cli import data, export, models, serve, extract, monitor, triggers, review  # noqa: F401, I001 - registers them
+from medner.cli import data, export, models, serve, extract, monitor, review  # noqa: F401, I001 - registers them
 from medner.cli._app import app
 
 __all__ = ["app"]

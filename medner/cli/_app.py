@@ -10,6 +10,8 @@ from typing import Annotated, NoReturn
 
 import typer
 
+from medner import config
+
 # Exit codes, the same for every command (docs/serving.md, "Exit codes").
 EXIT_FAILED = 1  # the command ran and its work failed or was refused (failed notes, refused export or promotion)
 EXIT_USAGE = 2  # the command was called wrongly: unknown option, bad choice, missing file (click's own code)
@@ -27,11 +29,7 @@ def group(help: str) -> typer.Typer:  # noqa: A002 - typer's own name
     return typer.Typer(help=help, no_args_is_help=True, rich_markup_mode=None)
 
 
-class Model(StrEnum):
-    """A served model: fp32 or INT8."""
-
-    ner = "ner"
-    ner_int8 = "ner_int8"
+Model = StrEnum("Model", [(name, name) for name in config.SERVED_MODELS])  # a served model: fp32 or INT8
 
 
 def json_option(text: str, name: str) -> dict:
@@ -79,10 +77,10 @@ AdminKeyFileOption = Annotated[Path | None, typer.Option(
 GpuOption = Annotated[bool, typer.Option(help="The server runs the GPU configurations (`medner serve --gpu`).")]
 BackendOption = Annotated[str, typer.Option(help="Where flows start: local (Metaflow Runner) or stepfunctions.")]
 DecisionLogOption = Annotated[str, typer.Option(
-    "--log", envvar="MEDNER_DECISION_LOG",
+    "--log", envvar=config.DECISION_LOG_ENV,
     help="Decision log: a JSONL file or s3://bucket/prefix (an object per record).")]
 BranchOption = Annotated[str, typer.Option(
     help="@project branch of the flow runs read or started: prod (--production runs and deployments), user (your own "
          "runs), user.NAME, test.NAME or prod.NAME.")]
 EndpointOption = Annotated[str | None, typer.Option(help="AWS endpoint URL for stepfunctions (default: boto3's).")]
-DEFAULT_REPOSITORY = Path("model_repository")
+DEFAULT_REPOSITORY = Path(config.DEFAULT_REPOSITORY)

@@ -24,8 +24,8 @@ def export_command(
 ) -> None:
     """Export a trained model to ONNX (fp32 + INT8) as a new version in the model repository."""
     from export.onnx_export import ExportRefused
-    from medner.pipeline import export_run_or_folder
     from medner.s3 import S3Unavailable, VersionConflict
+    from medner.steps import export_run_or_folder
 
     try:
         version, record = export_run_or_folder(run=run, branch=branch, model_dir=model_dir, repository=repository,

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from medner import config
 from medner.cli._app import DEFAULT_REPOSITORY, RepositoryLocationOption, app, fail
 
 
@@ -23,9 +24,10 @@ def serve(
         help="File holding the admin key (default: $MEDNER_ADMIN_KEY, else ~/.cache/medner/admin-key, created "
              "with a random key). Loading/unloading models and other administrative endpoints need it.")] = None,
     profile_dir: Annotated[str | None, typer.Option(
-        envvar="MEDNER_PROFILE_DIR", help="Write rolling whylogs profiles of every note's features (no text) "
+        envvar=config.PROFILE_DIR_ENV, help="Write rolling whylogs profiles of every note's features (no text) "
         "to this folder or s3://bucket/prefix (default: off).")] = None,
-    profile_window: Annotated[float, typer.Option(help="Profile window length in seconds.")] = 300.0,
+    profile_window: Annotated[float, typer.Option(help="Profile window length in seconds.")
+                              ] = config.DEFAULT_PROFILE_WINDOW_SECONDS,
 ) -> None:
     """Run Triton Inference Server on the repository until SIGINT/SIGTERM."""
     import signal

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TypedDict
+from typing import NamedTuple, TypedDict
 
 import numpy as np
 
@@ -22,6 +22,13 @@ class Entity(TypedDict):
     end: int
     text: str
     score: float
+
+
+class TaggedNote(NamedTuple):
+    """What a client answers for one note when asked for more than its entities."""
+
+    entities: list[Entity]
+    uncertainty: float | None  # DecodedNote.uncertainty; None from a server whose model does not send it
 
 
 def log_softmax(logits: np.ndarray) -> np.ndarray:
@@ -42,6 +49,22 @@ def note_word_log_probs(layout: NoteWindows, window_logits: np.ndarray) -> np.nd
     return scores
 
 
+@dataclass
+class DecodedNote:
+    """What decoding saw of one note (monitoring features are computed from it, not from a second pass)."""
+
+    labels: list[str]  # per word
+    confidence: np.ndarray  # per word: probability of its best tag
+    entities: list[Entity]
+
+    @property
+    def uncertainty(self) -> float:
+        """How unsure the model is of the note: 1 - the lowest best-tag probability over all its words, so a word
+        left O with much probability on D/T (a disease the model may have missed) counts as much as a doubtful
+        entity; 0 for a note without words. What the review queue orders notes by."""
+        return float(1.0 - self.confidence.min()) if len(self.confidence) else 0.0
+
+
 def note_labels(
     layout: NoteWindows, window_logits: np.ndarray, decoder: str = "viterbi", words: Sequence[str] | None = None,
     edges: SpanEdges | None = None,
@@ -59,12 +82,13 @@ def note_words(text: str, layout: NoteWindows) -> list[str]:
 
 
 def decode_note(text: str, layout: NoteWindows, window_logits: np.ndarray, decoder: str = "viterbi",
-                edges: SpanEdges | None = None) -> list[Entity]:
-    """Entities of one note, with character offsets into ``text``."""
+                edges: SpanEdges | None = None) -> DecodedNote:
+    """One note decoded: word labels and confidences, entities with character offsets into ``text``."""
     words = note_words(text, layout) if edges else None
     if edges and layout.sentences is None:  # a layout sent between Triton models carries no sentences
         layout.sentences = split_sentences(text, layout.words)
-    return note_entities(text, layout, *note_labels(layout, window_logits, decoder, words, edges))
+    labels, confidence = note_labels(layout, window_logits, decoder, words, edges)
+    return DecodedNote(labels, confidence, note_entities(text, layout, labels, confidence))
 
 
 def note_entities(text: str, layout: NoteWindows, labels: Sequence[str], confidence: np.ndarray) -> list[Entity]:
@@ -74,12 +98,3 @@ def note_entities(text: str, layout: NoteWindows, labels: Sequence[str], confide
                    score=round(float(confidence[first:last].mean()), 4))
             for (first, last, _), (start, end, label) in zip(word_spans,
                                                              token_spans_to_char_spans(word_spans, layout.words))]
-
-
-@dataclass
-class DecodedNote:
-    """What decoding saw of one note (monitoring features are computed from it, not from a second pass)."""
-
-    labels: list[str]  # per word
-    confidence: np.ndarray  # per word: probability of its best tag
-    entities: list[Entity]

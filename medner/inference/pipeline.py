@@ -13,14 +13,7 @@ import numpy as np
 
 from medner.decoding import SpanEdges
 from medner.inference.encoders import DEFAULT_MICRO_BATCH, Encoder, SoloCores, encode_sorted, ort_encoder
-from medner.inference.entities import (
-    DecodedNote,
-    Entity,
-    note_entities,
-    note_labels,
-    note_word_log_probs,
-    note_words,
-)
+from medner.inference.entities import DecodedNote, Entity, decode_note, note_labels, note_word_log_probs
 from medner.inference.notes import DEFAULT_MAX_NOTE_CHARS
 from medner.inference.windows import (
     DEFAULT_MAX_LENGTH,
@@ -62,12 +55,8 @@ def extract_decoded(
     """:func:`extract` that also returns the tokenized batch and each note's word labels and confidences."""
     batch = tokenize_notes(tokenizer, notes, max_length, stride)
     logits = encode_sorted(batch.input_ids, batch.attention_mask, encoder, batch_size)
-    decoded = []
-    for note, layout in zip(notes, batch.notes):
-        words = note_words(note, layout) if edges else None
-        labels, confidence = note_labels(layout, note_rows(logits, layout), decoder, words, edges)
-        decoded.append(DecodedNote(labels, confidence, note_entities(note, layout, labels, confidence)))
-    return batch, decoded
+    return batch, [decode_note(note, layout, note_rows(logits, layout), decoder, edges)
+                   for note, layout in zip(notes, batch.notes)]
 
 
 def encode_sentences(

@@ -1,4 +1,5 @@
-"""Triton python model (CPU): raw notes -> entities, one JSON list per note, in one process.
+"""Triton python model (CPU): raw notes -> entities, one JSON list per note, and each note's uncertainty
+(medner.inference.DecodedNote.uncertainty, what the review queue orders by), in one process.
 
 Tokenize, encode (ONNX Runtime) and decode run here together (medner.inference.NerPipeline, the code
 `medner extract --local` runs): each python-model hop of the three-model ensemble costs a stub round trip,
@@ -39,28 +40,31 @@ class TritonPythonModel:
             responses[index] = pb_utils.InferenceResponse(error=error)
         if batch.notes:
             try:
-                entities = self._tag(batch.notes)  # one call for every note of every request
+                decoded = self._tag(batch.notes)  # one call for every note of every request
             except Exception:  # a note broke the pipeline: tag each request alone, so only its own fails
-                entities = None
+                decoded = None
             for index, first, count in batch.slices:
                 try:
                     own = batch.notes[first: first + count]
-                    notes = self._tag(own) if entities is None else entities[first: first + count]
+                    notes = self._tag(own) if decoded is None else decoded[first: first + count]
                 except Exception as err:  # the type only: an exception's message may quote the note
                     error = pb_utils.TritonError(f"the model failed on this request ({type(err).__name__})")
                     responses[index] = pb_utils.InferenceResponse(error=error)
                     continue
-                documents = [[json.dumps(note, ensure_ascii=False).encode("utf-8")] for note in notes]
+                documents = [[json.dumps(note.entities, ensure_ascii=False).encode("utf-8")] for note in notes]
+                uncertainty = np.array([[note.uncertainty] for note in notes], dtype=np.float32)
                 responses[index] = pb_utils.InferenceResponse(
-                    [pb_utils.Tensor("ENTITIES", np.array(documents, dtype=np.object_))])
+                    [pb_utils.Tensor("ENTITIES", np.array(documents, dtype=np.object_)),
+                     pb_utils.Tensor("UNCERTAINTY", uncertainty)])
         return responses
 
     def _tag(self, notes):
+        """Each note's decoding (medner.inference.DecodedNote: entities, uncertainty); profiled when profiling."""
         if self.profiler is None:
-            return self.pipeline(notes)
-        entities, features = self.tag_with_features(notes)
+            return self.pipeline.decoded(notes)[1]
+        decoded, features = self.tag_with_features(notes)
         self.profiler.log(features)
-        return entities
+        return decoded
 
     def finalize(self):
         if self.profiler is not None:  # write the open window too: nothing profiled is lost on shutdown

@@ -1,4 +1,5 @@
-"""Triton python model: tag logits -> entities with character offsets, one JSON list per note
+"""Triton python model: tag logits -> entities with character offsets, one JSON list per note, and each note's
+uncertainty
 (medner.inference.decode_note: the BIO-constrained Viterbi decoder training is evaluated with, keeping to the
 span edges exported beside this file)."""
 
@@ -29,11 +30,11 @@ class TritonPythonModel:
             texts = pb_utils.get_input_tensor_by_name(request, "TEXT").as_numpy().reshape(-1)
             logits = pb_utils.get_input_tensor_by_name(request, "logits").as_numpy()
             word_index = pb_utils.get_input_tensor_by_name(request, "word_index").as_numpy()
-            documents = []
-            for text, note_logits, note_index in zip(texts, logits, word_index):
-                entities = decode_note(text.decode("utf-8"), unpack_note(note_index), note_logits, self.decoder,
-                                       self.edges)
-                documents.append([json.dumps(entities, ensure_ascii=False).encode("utf-8")])
+            notes = [decode_note(text.decode("utf-8"), unpack_note(note_index), note_logits, self.decoder, self.edges)
+                     for text, note_logits, note_index in zip(texts, logits, word_index)]
+            documents = [[json.dumps(note.entities, ensure_ascii=False).encode("utf-8")] for note in notes]
+            uncertainty = np.array([[note.uncertainty] for note in notes], dtype=np.float32)
             responses.append(pb_utils.InferenceResponse(
-                [pb_utils.Tensor("ENTITIES", np.array(documents, dtype=np.object_))]))
+                [pb_utils.Tensor("ENTITIES", np.array(documents, dtype=np.object_)),
+                 pb_utils.Tensor("UNCERTAINTY", uncertainty)]))
         return responses

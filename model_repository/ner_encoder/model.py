@@ -7,6 +7,7 @@ installed onnxruntime has one (medner.inference.gpu_providers), on the instance'
 provider elsewhere.
 """
 
+import json
 import os
 import sys
 
@@ -34,6 +35,8 @@ class TritonPythonModel:
         self.encode = ort_encoder(os.path.join(version_dir, params.get("model_file", "model.onnx")),
                                   int(params.get("threads", 1)), params.get("spinning", "true") == "true", providers)
         self.micro_batch = int(params.get("micro_batch", DEFAULT_MICRO_BATCH))
+        logits = pb_utils.get_output_config_by_name(json.loads(args["model_config"]), "logits")
+        self.tags = int(logits["dims"][-1])  # the tag set the config declares (medner.labels.BIO_TAGS)
 
     def execute(self, requests):
         responses = [None] * len(requests)
@@ -54,14 +57,14 @@ class TritonPythonModel:
         all_ids = np.concatenate([np.pad(r, ((0, 0), (0, width - r.shape[1]))) for r in ids_rows])
         all_mask = np.concatenate([np.pad(r, ((0, 0), (0, width - r.shape[1]))) for r in mask_rows])
         real = np.flatnonzero(all_mask.sum(axis=1) > 0)  # padded windows are all zero: skip them
-        logits = np.zeros((len(all_ids), width, 5), dtype=np.float32)
+        logits = np.zeros((len(all_ids), width, self.tags), dtype=np.float32)
         if len(real):
             encoded = encode_sorted(all_ids[real], all_mask[real], self.encode, self.micro_batch)
             logits[real, : encoded.shape[1]] = encoded
         start = 0
         for index, shape in shapes:
             count = shape[0] * shape[1]
-            block = logits[start: start + count, : shape[2]].reshape(*shape, 5)
+            block = logits[start: start + count, : shape[2]].reshape(*shape, self.tags)
             responses[index] = pb_utils.InferenceResponse([pb_utils.Tensor("logits", block)])
             start += count
         return responses

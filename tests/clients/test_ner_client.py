@@ -23,6 +23,16 @@ def test_sync_client_matches_in_process(triton_server, exported_repository) -> N
         assert client.extract(NOTES) == LocalNerModel(exported_repository).extract(NOTES)
 
 
+def test_clients_answer_each_note_s_uncertainty_when_asked(triton_server, exported_repository) -> None:
+    local = LocalNerModel(exported_repository).extract(NOTES, with_uncertainty=True)
+    with NerClient(triton_server.grpc_url) as client:
+        served = client.extract([*NOTES, ""], return_exceptions=True, with_uncertainty=True)
+    assert isinstance(served[-1], NerRequestError)  # a bad note still fails alone
+    assert [s.entities for s in served[:-1]] == [n.entities for n in local] == LocalNerModel(
+        exported_repository).extract(NOTES)
+    assert [s.uncertainty for s in served[:-1]] == pytest.approx([n.uncertainty for n in local], abs=1e-6)
+
+
 def test_bad_notes_fail_alone(triton_server) -> None:
     notes = [NOTES[0], "", NOTES[1], b"\xc3\x28"]
     results = NerClient(triton_server.grpc_url).extract(notes, return_exceptions=True)

@@ -42,7 +42,7 @@ def test_production_retrains_on_its_own_data_and_promotes_by_itself(flow_runner,
     assert again["status"] == "deduplicated" and again["deduplicated_by"] == decision["target"]
 
     result = flow_runner.client(
-        "from medner.pipeline import model_from_run\n"
+        "from medner.steps import model_from_run\n"
         "from medner.runs import latest_successful_run\n"
         "data_runs = {r.pathspec: sorted(t for t in r.tags if t.startswith('project')) for r in Flow('DataFlow')}\n"
         "data, mine = latest_successful_run('DataFlow', 'prod'), latest_successful_run('DataFlow', 'user')\n"

@@ -15,6 +15,7 @@ from medner.experiments import (
     parse_grid,
     parse_seeds,
     run_candidate,
+    runnable,
     select_challenger,
     with_seeds,
     word_features,
@@ -68,8 +69,18 @@ def _result(name: str, dev_f1: float, latency: float, servable: bool = True) -> 
 def test_challenger_is_chosen_on_dev_among_servable_candidates() -> None:
     results = [_result("crf", 0.9, 1.0, servable=False), _result("slow", 0.7, 20.0), _result("fast", 0.7, 5.0),
                _result("worse", 0.6, 1.0)]
-    assert select_challenger(results).name == "fast"  # best dev F1, tie broken by speed; test F1 ignored
+    # best dev F1, the tie broken by speed, test F1 ignored (no budget: that is the next test)
+    assert select_challenger(results, max_cost_ratio=0).name == "fast"
     assert select_challenger(results[:1]).name == "crf"  # nothing servable: the best there is
+
+
+def test_a_candidate_over_the_serving_budget_is_not_chosen_unless_allowed() -> None:
+    results = [_result("large", 0.75, 30.0), _result("large", 0.73, 34.0), _result("small", 0.66, 5.0),
+               _result("medium", 0.65, 9.0), _result("crf", 0.9, 0.1, servable=False)]  # the CRF sets no budget
+    assert select_challenger(results).name == "small"  # large costs 6.4x the cheapest servable one
+    assert select_challenger(results, max_cost_ratio=7).name == "large"
+    assert select_challenger(results, max_cost_ratio=0).name == "large"  # no budget
+    assert select_challenger(results[2:]).name == "small"  # medium is within budget but worse on dev
 
 
 def test_with_several_seeds_the_best_mean_on_dev_wins_and_its_best_seed_is_kept() -> None:
@@ -93,3 +104,18 @@ def test_named_grids_include_the_accuracy_levers() -> None:
     levers = parse_grid("levers")
     assert levers[0].name == "default-4ep" and all(c.lever for c in levers)
     assert {c.name for c in levers} == {item["name"] for item in LEVER_GRID}
+
+
+def test_a_candidate_whose_base_model_is_not_installed_is_skipped_with_the_install_command(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import medner.base_models as base_models
+
+    monkeypatch.setenv("MEDNER_CACHE_DIR", str(tmp_path))  # nothing unpacked in this cache
+    absent = base_models.SplitZip("all-mpnet-base-v2", ("medner-test-absent-part-001",), "x.zip", 1, "0")
+    monkeypatch.setattr(base_models, "MPNET", absent)
+    kept, skipped = runnable(parse_grid(DEFAULT_GRID))
+    assert [c.name for c in kept] == [c["name"] for c in DEFAULT_GRID if c.get("base_model") != "mpnet"]
+    assert list(skipped) == ["mpnet"] and "pip install 'medner[mpnet]'" in skipped["mpnet"]
+    (tmp_path / "base-models" / "all-mpnet-base-v2").mkdir(parents=True)
+    (tmp_path / "base-models" / "all-mpnet-base-v2" / "config.json").write_text("{}")  # unpacked once: enough
+    assert runnable(parse_grid(DEFAULT_GRID)) == (parse_grid(DEFAULT_GRID), {})

@@ -206,3 +206,11 @@ def test_a_served_version_decodes_with_its_span_edges(exported_repository: Path)
     assert pipeline(notes) == [[], []]
     _, decoded = pipeline.decoded(notes)
     assert [d.entities for d in decoded] == [[], []]
+
+
+def test_a_note_s_uncertainty_is_its_least_sure_word_tagged_or_not() -> None:
+    from medner.inference import DecodedNote
+
+    confident_entity_doubtful_o = DecodedNote(["D", "O", "O"], np.array([0.97, 0.55, 0.99]), [])
+    assert confident_entity_doubtful_o.uncertainty == pytest.approx(0.45)
+    assert DecodedNote([], np.array([]), []).uncertainty == 0.0

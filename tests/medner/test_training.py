@@ -10,8 +10,8 @@ import torch
 from medner.config import TrainConfig
 from medner.data import read_behealthy, split_dev
 from medner.decoding import SpanEdges
+from medner.labels import IGNORE_INDEX
 from medner.training import (
-    IGNORE_INDEX,
     average_state_dicts,
     evaluate_model,
     files_to_dir,

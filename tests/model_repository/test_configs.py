@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from tritonclient.grpc import model_config_pb2
 
+from medner.labels import BIO_TAGS
 from medner.triton import read_model_config
 
 REPOSITORY = Path(__file__).resolve().parents[2] / "model_repository"
@@ -53,3 +54,15 @@ def test_gpu_cpu_stages_differ_from_cpu_config_only_in_instances(model: str) -> 
     assert gpu.instance_group[0].count > cpu.instance_group[0].count  # the CPU stages bound GPU throughput
     del cpu.instance_group[:], gpu.instance_group[:]
     assert gpu == cpu
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: str(p.relative_to(REPOSITORY)))
+def test_tag_dimensions_are_the_tag_set_and_every_answer_carries_its_uncertainty(path: Path) -> None:
+    """The encoder python model sizes its logits from the config, so the config must say the tag set's size."""
+    config = read_model_config(path)
+    for tensor in (*config.input, *config.output):
+        if tensor.name == "logits":
+            assert tensor.dims[-1] == len(BIO_TAGS), f"{tensor.name} of {config.name}"
+    if any(o.name == "ENTITIES" for o in config.output):  # text out: the note's uncertainty beside it
+        uncertainty = next(o for o in config.output if o.name == "UNCERTAINTY")
+        assert uncertainty.data_type == model_config_pb2.TYPE_FP32 and list(uncertainty.dims) == [1]

@@ -48,6 +48,17 @@ def test_served_entities_equal_in_process_ones(client, exported_repository, mode
             assert note[e["start"]:e["end"]] == e["text"]
 
 
+@pytest.mark.parametrize("model", ["ner", "ner_int8"])
+def test_each_note_s_uncertainty_is_served_beside_its_entities(client, exported_repository, model) -> None:
+    text = grpcclient.InferInput("TEXT", [len(NOTES), 1], "BYTES")
+    text.set_data_from_numpy(np.array([[n.encode()] for n in NOTES], dtype=np.object_))
+    served = client.infer(model, [text]).as_numpy("UNCERTAINTY")
+    local = LocalNerModel(exported_repository, model).extract(NOTES, with_uncertainty=True)
+    assert served.shape == (len(NOTES), 1) and served.dtype == np.float32
+    assert served[:, 0] == pytest.approx([note.uncertainty for note in local], abs=1e-6)
+    assert 0 < served.min() and served.max() < 1 and len(set(served[:, 0].tolist())) > 1
+
+
 def test_a_long_note_is_windowed_not_truncated(client) -> None:
     long_note = LONG_NOTE
     assert len(long_note.split()) >= 5000

@@ -113,7 +113,8 @@ def test_served_rows_count_the_entities_it_returns(exported_repository: Path) ->
     tagger = FeatureTagger(pipeline)
     assert tagger.estimator is not None  # export calibrated it on held-out sentences
     notes = [*samples.SENTENCES, "Follow-up for chronic kidney disease and hepatitis C", ""]
-    entities, rows = tagger(notes)
+    decoded, rows = tagger(notes)
+    entities = [d.entities for d in decoded]
     assert len(rows) == len(notes)
     assert rows[:, COLUMN["entities"]].tolist() == [len(e) for e in entities] and any(entities)
     knots = np.array(tagger.estimator.knots)

@@ -204,7 +204,8 @@ def test_pipeline_features_match_its_entities(exported_repository: Path) -> None
 
     notes = [*samples.NOTES[:4], " ".join(samples.SENTENCES * 3)]
     pipeline = LocalNerModel(exported_repository, "ner", threads=1).pipeline
-    entities, rows = FeatureTagger(pipeline)(notes)
+    decoded, rows = FeatureTagger(pipeline)(notes)
+    entities = [d.entities for d in decoded]
     sentences = [split_sentences(n, split_words(n)) for n in notes]
     assert rows.shape == (sum(map(len, sentences)), len(PROFILE_COLUMNS))
     firsts = ~np.isnan(rows[:, NOTE_COLUMN])
@@ -217,11 +218,11 @@ def test_pipeline_features_match_its_entities(exported_repository: Path) -> None
         own = rows[note_of_row == k]
         words, offsets = np.array([e - f for f, e in sentences[k]]), split_words(note)
         extents = [(offsets[f][0], offsets[e - 1][1]) for f, e in sentences[k]]
-        for column, label in ((5, "D"), (6, "T")):  # an entity across a sentence break counts in each sentence
+        for column, label in (("disease_per_100_words", "D"), ("treatment_per_100_words", "T")):  # an entity
             expected = [sum(e["label"] == label and e["start"] < end and start < e["end"] for e in note_entities)
-                        for start, end in extents]
-            assert list(own[:, column] * words / 100) == pytest.approx(expected)
-        assert own[:, 0].sum() <= len(note)  # each sentence's extent, never the text between them
+                        for start, end in extents]  # across a sentence break counts in each sentence
+            assert list(own[:, FEATURES.index(column)] * words / 100) == pytest.approx(expected)
+        assert own[:, FEATURES.index("chars")].sum() <= len(note)  # each sentence's extent, not the text between
 
 
 def test_pipeline_rows_do_not_depend_on_how_sentences_are_grouped(exported_repository: Path) -> None:

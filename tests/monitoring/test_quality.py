@@ -12,7 +12,8 @@ from typer.testing import CliRunner
 
 from medner.cli import app
 from medner.data import read_behealthy
-from monitoring.quality import check_quality, predicted_labels
+from medner.spans import predicted_labels
+from monitoring.quality import check_quality
 from tests.aws import TEST_CREDENTIALS, aws, placeholder_state_machine
 
 runner = CliRunner()
@@ -35,7 +36,7 @@ def test_quality_is_scored_against_the_annotation(exported_repository: Path, tin
     from medner.data import Sentence, write_behealthy
 
     sentences = read_behealthy(tiny_corpus)["test"]
-    predicted = predicted_labels(sentences, LocalNerModel(exported_repository).extract)
+    predicted = predicted_labels([s.tokens for s in sentences], LocalNerModel(exported_repository).extract)
     assert any(label != "O" for labels in predicted for label in labels)  # the (untrained) model tags something
     swap = {"D": "T", "T": "D", "O": "O"}
     write_behealthy([Sentence(s.tokens, tuple(p)) for s, p in zip(sentences, predicted)], tmp_path, "agrees")
@@ -60,8 +61,8 @@ def test_live_server_and_in_process_agree(triton_server, exported_repository: Pa
 
     sentences = read_behealthy(tiny_corpus)["test"]
     with NerClient(triton_server.grpc_url) as client:
-        served = predicted_labels(sentences, client.extract)
-    assert served == predicted_labels(sentences, LocalNerModel(exported_repository).extract)
+        served = predicted_labels([s.tokens for s in sentences], client.extract)
+    assert served == predicted_labels([s.tokens for s in sentences], LocalNerModel(exported_repository).extract)
 
 
 def test_quality_drop_triggers_experiment_flow_on_step_functions(

@@ -131,3 +131,12 @@ def test_closing_the_loop_adds_export_and_promotion_to_started_flows() -> None:
     closed = closing_the_loop({"TrainFlow": {"repository": "s3://other/ner"}}, "model_repository", "127.0.0.1:8001")
     assert closed == {"TrainFlow": {"repository": "s3://other/ner", "promote-url": "127.0.0.1:8001"},  # given wins
                       "ExperimentFlow": {"repository": "model_repository", "promote-url": "127.0.0.1:8001"}}
+
+
+def test_the_decision_log_named_after_import_is_the_one_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                                                ) -> None:
+    """$MEDNER_DECISION_LOG is read when a decision is recorded, not when monitoring is imported."""
+    log = tmp_path / "decisions.jsonl"
+    monkeypatch.setenv("MEDNER_DECISION_LOG", str(log))  # monitoring.triggers was imported long before
+    entry = act({"level": "none", **WINDOW}, "local", now=NOW)
+    assert [r["action"] for r in DecisionLog(log).read()] == ["none"] and entry["action"] == "none"

@@ -6,9 +6,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from sqlalchemy import select
 from typer.testing import CliRunner
 
+from clients.local import LocalNerModel
 from medner.cli import app
 from medner.data import read_annotations
 from review.store import Extraction, Note, Reviewer, Store
@@ -32,8 +34,10 @@ def test_import_tags_and_queues_each_note_once(exported_repository: Path, tmp_pa
     store.close()
     assert [n.source for n in stored] == [f"{notes}:1", f"{notes}:3"]
     assert {e.model_version for e in extractions} == {1}  # the repository's champion
-    for note, extraction in zip(stored, extractions):
-        assert note.confidence == min((e["score"] for e in extraction.entities), default=1.0)
+    served = LocalNerModel(exported_repository).extract([note.text for note in stored], with_uncertainty=True)
+    for note, extraction, tagged in zip(stored, extractions, served):
+        assert note.confidence == pytest.approx(1 - tagged.uncertainty)  # the least sure word, tagged or not
+        assert note.confidence <= min((e["score"] for e in extraction.entities), default=1.0)
         assert all(set(e) == {"start", "end", "label", "score"} for e in extraction.entities)  # no text copies
 
 

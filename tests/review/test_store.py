@@ -25,7 +25,7 @@ from review.service import (
     skip_note,
     submit_review,
 )
-from review.store import RANDOM, AuditEvent, Base, Note, Review, Reviewer, Store, text_sha256, utcnow
+from review.store import RANDOM, AuditEvent, Base, Note, Review, Reviewer, Store, naive_utcnow, text_sha256
 
 MARKER = "Zqxmarker7731"
 
@@ -94,6 +94,24 @@ def test_queue_serves_least_certain_first_and_skips_stay_for_others(store: Store
         assert next_note(session, ann.id, 0.0).text == NOTES[0][1]  # 0.91, then the note without entities
         bob = reviewer_for_token(session, bob_token)
         assert next_note(session, bob.id, 0.0).id == first.id  # ann's skip is not bob's
+
+
+def test_the_served_uncertainty_orders_the_queue_and_a_note_without_entities_can_come_first(store: Store) -> None:
+    from medner.inference import TaggedNote
+
+    served = [TaggedNote(extractions()[0], 0.30), TaggedNote(extractions()[1], 0.58),
+              TaggedNote([], 0.71)]  # no entity, but a word the model nearly tagged: the least certain note
+    with store.session() as session:
+        add_notes(session, NOTES, served, model="ner", model_version=3, random_share=0.0)
+        ann = reviewer_for_token(session, add_reviewer(session, "ann"))
+        assert [n.confidence for n in session.scalars(select(Note).order_by(Note.id))] == pytest.approx(
+            [0.70, 0.42, 0.29])
+        order = []
+        for _ in NOTES:
+            note = next_note(session, ann.id, 0.0)
+            order.append(note.text)
+            skip_note(session, note.id, ann)
+    assert order == [NOTES[2][1], NOTES[1][1], NOTES[0][1]]
 
 
 def test_random_share_is_drawn_by_content_and_served_at_its_rate(store: Store) -> None:
@@ -187,7 +205,7 @@ def test_redaction_after_retention_and_an_audit_log_without_text(store: Store, t
     with store.session() as session:
         note = next_note(session, ann.id, 0.0)
         submit_review(session, note.id, ann, note.revision, [final(note.text, "asthma", "D")])
-        export_reviews(session, tmp_path, now=utcnow() - timedelta(days=40))
+        export_reviews(session, tmp_path, now=naive_utcnow() - timedelta(days=40))
     with store.session() as session:
         assert redact_exported(session, older_than_days=30) == 1
         assert redact_exported(session, older_than_days=30) == 0

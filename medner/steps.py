@@ -115,6 +115,22 @@ def _model_from_run(pathspec: str, branch: str) -> StoredModel:
                        run.data.config["decode"], run.data.dev_data)
 
 
+def teacher_folder(teacher: str) -> Path:
+    """A distillation teacher (TrainFlow's ``--teacher``) as a model folder: a folder as it is, or the model of a
+    TrainFlow run / the challenger of an ExperimentFlow run (``FlowName/run-id``), written once into the cache."""
+    from medner.config import cache_dir
+    from medner.training import files_to_dir
+
+    if Path(teacher).is_dir():
+        return Path(teacher)
+    if teacher.count("/") != 1:
+        raise ValueError(f"--teacher {teacher!r}: neither a model folder nor a run pathspec (FlowName/run-id)")
+    folder = cache_dir() / "teachers" / teacher.replace("/", "-")
+    if not (folder / "config.json").is_file():
+        files_to_dir(model_from_run(teacher).model_files, folder)
+    return folder
+
+
 def export_run_or_folder(*, run: str = "", branch: str = PRODUCTION_BRANCH, model_dir: Path | None = None,
                          repository: str | Path, data_dir: str | Path | None = None, threads: int = 1
                          ) -> tuple[int, dict]:

@@ -1,0 +1,201 @@
+"""The accuracy/cost frontier: each model family beside the others, on one machine, in one run.
+
+    python benchmarks/frontier.py run --model minilm=TrainFlow/ID --model mpnet=TrainFlow/ID \
+        --model student=TrainFlow/ID [--rounds 3]
+    python benchmarks/frontier.py report
+
+``run`` takes one trained model per family (a TrainFlow run or a model folder), exports it to ONNX as `medner
+export` does, quantizes it two ways (dynamic INT8 as export publishes it: every supported op, per-channel; and
+MatMul only, per-channel: the embeddings, attention softmax and classifier stay fp32), scores every variant's test
+entity F1 through the serving path (the run's own decoder and span edges) and times it in-process: every test
+sentence as a note through tokenize -> ONNX Runtime -> decode, ``--threads`` threads, variants interleaved round
+after round, the median of ``--rounds``. ``report`` joins those figures with the families' accuracy over seeds and
+their seed ensembles from benchmarks/results/accuracy.json (the ablation); an ensemble's notes/s is its single
+model's divided by its seeds (one encoder pass per seed: computed, not timed). Cost per million notes prices the
+measured rate as the CPU instance of benchmarks/serving.py with this machine's core count.
+
+Writes benchmarks/results/frontier.{md,json}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.common import hardware, hardware_info, load_notes  # noqa: E402
+
+RESULTS = ROOT / "benchmarks" / "results"
+OUT = RESULTS / "frontier"
+#: family -> (its ablation candidate in benchmarks/results/accuracy.json, the decoding its runs are served with)
+FAMILIES = {
+    "minilm": ("5ep-lr2e-4-ld0.8", "span edges"),  # TrainConfig's defaults: what TrainFlow trains
+    "mpnet": ("mpnet-lr1e-4-bf16", "plain"),  # span edges cost MPNet accuracy (accuracy.md)
+    "student": ("distill-w0.5-t2", "span edges"),
+}
+VARIANTS = ("fp32", "int8", "int8-matmul")
+
+
+def quantize(onnx_path: Path, target: Path, variant: str) -> Path:
+    """``int8``: export's own quantization; ``int8-matmul``: the same on MatMul nodes only."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    from export.onnx_export import quantize_int8
+
+    if variant == "int8":
+        return quantize_int8(onnx_path, target)
+    quantize_dynamic(str(onnx_path), str(target), per_channel=True, weight_type=QuantType.QInt8,
+                     op_types_to_quantize=["MatMul"])
+    return target
+
+
+def run(models: dict[str, str], rounds: int, threads: int, data_dir: str | None) -> None:
+    from export.onnx_export import export_onnx
+    from medner.config import data_dir as resolve_data_dir
+    from medner.data import read_behealthy
+    from medner.decoding import SpanEdges
+    from medner.inference import WordPieceTokenizer, extract, ort_encoder, predict_sentences
+    from medner.metrics import evaluate
+    from medner.steps import teacher_folder
+
+    test = read_behealthy(resolve_data_dir(data_dir))["test"]
+    notes = load_notes(data_dir)
+    variants: dict[str, dict] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for family, source in models.items():
+            folder = teacher_folder(source)  # a run's model, written once into the cache, or a folder as it is
+            decoding = FAMILIES[family][1]
+            edges = SpanEdges.load(folder) if decoding == "span edges" else None
+            tokenizer = WordPieceTokenizer.from_dir(folder)
+            onnx = export_onnx(folder, Path(tmp) / f"{family}.onnx")
+            for variant in VARIANTS:
+                path = onnx if variant == "fp32" else quantize(onnx, Path(tmp) / f"{family}-{variant}.onnx", variant)
+                encoder = ort_encoder(path, threads)
+                predicted = predict_sentences([s.tokens for s in test], tokenizer, encoder, edges=edges)
+                metrics = evaluate([s.labels for s in test], predicted)
+                variants[f"{family}/{variant}"] = {
+                    "family": family, "variant": variant, "source": source, "decoding": decoding,
+                    "onnx_mb": path.stat().st_size / 2**20, "test": metrics, "seconds": [],
+                    "extract": lambda n, t=tokenizer, e=encoder, d=edges: extract(n, t, e, edges=d)}
+                print(f"{family}/{variant}: test entity F1 {metrics['entity_f1']:.4f}", flush=True)
+        for name in variants:  # warm-up: the first call of a session pays for its allocations
+            variants[name]["extract"](notes[:64])
+        for round_ in range(rounds):
+            for name, variant in variants.items():
+                started = time.perf_counter()
+                variant["extract"](notes)
+                variant["seconds"].append(time.perf_counter() - started)
+                print(f"round {round_ + 1}: {name} {len(notes) / variant['seconds'][-1]:.0f} notes/s", flush=True)
+    for variant in variants.values():
+        del variant["extract"]
+        variant["notes_per_s"] = len(notes) / statistics.median(variant["seconds"])
+    saved = {"date": time.strftime("%Y-%m-%d"), "hardware": hardware_info(), "threads": threads, "rounds": rounds,
+             "notes": len(notes), "variants": variants}
+    OUT.with_suffix(".json").write_text(json.dumps(saved, indent=1))
+    report()
+
+
+def _seeds_row(candidate: dict, decoding: str) -> tuple[list[float], list[float], list[float]]:
+    key = "test_entity_f1_edges" if decoding == "span edges" else "test_entity_f1"
+    return candidate[key], candidate["test_entity_f1_D"], candidate["test_entity_f1_T"]
+
+
+def report() -> None:
+    from benchmarks.serving import PRICE_SOURCE, PRICES
+    from medner.report import mean_sd
+
+    saved = json.loads(OUT.with_suffix(".json").read_text())
+    accuracy = json.loads((RESULTS / "accuracy.json").read_text())
+    candidates = {c["name"]: c for c in accuracy["candidates"]}
+    ensembles = {e["name"]: e for e in accuracy["ensembles"]}
+    cores = saved["hardware"]["cores"]
+    instance = next(((name, price) for name, (price, vcpus, gpu) in PRICES.items() if gpu is None and vcpus == cores),
+                    None)
+    variants = saved["variants"]
+    baseline = variants["minilm/fp32"]["notes_per_s"] if "minilm/fp32" in variants else None
+
+    def cost(rate: float) -> str:
+        return f"{instance[1] / (rate * 3600) * 1e6:.3f}" if instance else "–"
+
+    def ratio(rate: float) -> str:
+        return f"{rate / baseline:.2f}x" if baseline else "–"
+
+    rows, table = [], []
+    for family, (candidate_name, decoding) in FAMILIES.items():
+        candidate = candidates.get(candidate_name)
+        for variant in VARIANTS:
+            measured = variants.get(f"{family}/{variant}")
+            if measured is None:
+                continue
+            rate = measured["notes_per_s"]
+            seeds = (mean_sd(_seeds_row(candidate, decoding)[0]) + f" ({len(candidate['seeds'])})"
+                     if candidate and variant == "fp32" else "–")
+            test = measured["test"]
+            rows.append({"model": f"{family} {variant}", "seeds_f1": seeds, **measured})
+            table.append(f"| {family} {variant} | {seeds} | {test['entity_f1']:.4f} | {test['entity_f1_D']:.3f} / "
+                         f"{test['entity_f1_T']:.3f} | {rate:.0f} | {ratio(rate)} | {cost(rate)} |")
+        ensemble = ensembles.get(candidate_name)
+        single = variants.get(f"{family}/fp32")
+        if ensemble and single:
+            test = ensemble["span_edges" if decoding == "span edges" else "plain"]["test"]
+            rate = single["notes_per_s"] / len(ensemble["seeds"])
+            table.append(f"| {family} fp32, {len(ensemble['seeds'])}-seed ensemble | – | {test['entity_f1']:.4f} | "
+                         f"{test['entity_f1_D']:.3f} / {test['entity_f1_T']:.3f} | {rate:.0f} (computed) | "
+                         f"{ratio(rate)} | {cost(rate)} |")
+    sources = "; ".join(f"{family}: {source}" for family, source in
+                        {v["family"]: v["source"] for v in variants.values()}.items())
+    lines = [
+        f"# The accuracy/cost frontier ({saved['date']})", "",
+        f"Hardware: {hardware(saved['hardware'])}. In-process serving path (tokenize -> ONNX Runtime, "
+        f"{saved['threads']} threads -> decode), {saved['notes']} BeHealthy test sentences as notes, median of "
+        f"{saved['rounds']} interleaved rounds. Models: {sources}.", "",
+        "| model | test F1 over seeds (ablation, fp32 PyTorch) | test F1, this model | D / T | notes/s | vs minilm "
+        "fp32 | $ per million notes |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |", *table, "",
+        "Test F1 over seeds: mean ± sd over the ablation's runs of the family's candidate "
+        f"({', '.join(f'{f}: `{c}`' for f, (c, _) in FAMILIES.items())}; benchmarks/results/accuracy.md), decoded as "
+        "the family is served (" + ", ".join(f"{f}: {d}" for f, (_, d) in FAMILIES.items()) + "). The other "
+        "columns are this run's: the one model named above per family, exported to ONNX and quantized here. "
+        "Ensembles: the mean probabilities of the ablation's seeds (accuracy.md); their rate is the single model's "
+        "divided by the number of seeds, computed.", "",
+        (f"Cost: the measured notes/s priced as a {instance[0]} ({cores} vCPU) at ${instance[1]:.4f}/hour "
+         f"({PRICE_SOURCE}; constants in benchmarks/serving.py)." if instance else
+         f"No cost column: no priced CPU instance has this machine's {cores} cores."), "",
+        "Command: `python benchmarks/frontier.py run "
+        + " ".join(f"--model {v['family']}={v['source']}" for v in variants.values() if v["variant"] == "fp32")
+        + " && python benchmarks/frontier.py report`.",
+    ]
+    OUT.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    start = sub.add_parser("run", help="export, quantize, score and time each model")
+    start.add_argument("--model", action="append", default=[], metavar="FAMILY=RUN_OR_FOLDER",
+                       help=f"one per family ({', '.join(FAMILIES)})")
+    start.add_argument("--rounds", type=int, default=3)
+    start.add_argument("--threads", type=int, default=2, help="ONNX Runtime intra-op threads")
+    start.add_argument("--data-dir", default=None)
+    sub.add_parser("report", help="rewrite benchmarks/results/frontier.md from frontier.json and accuracy.json")
+    args = parser.parse_args()
+    if args.command == "report":
+        report()
+        return
+    models = dict(item.split("=", 1) for item in args.model)
+    if unknown := sorted(set(models) - set(FAMILIES)):
+        parser.error(f"unknown famil{'ies' if len(unknown) > 1 else 'y'} {', '.join(unknown)}: "
+                     f"expected {', '.join(FAMILIES)}")
+    run(models, args.rounds, args.threads, args.data_dir)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,79 @@
+"""Distillation: a small tagger (the student) learns a larger trained one's word tag distributions (the teacher's)
+beside the gold labels, optionally on copies of the training sentences that only the teacher labels.
+
+:func:`medner.training.train` calls these when ``TrainConfig.teacher`` names a saved tagger folder; TrainFlow's
+``--teacher`` resolves a run to one (:func:`medner.steps.teacher_folder`). What it gave:
+benchmarks/results/accuracy.md (the ``distill-*`` candidates).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from medner.augment import entity_swapper
+from medner.data import Sentence
+from medner.labels import BIO_TAGS, IGNORE_INDEX
+
+COPY_SWAP_CHANCE = 0.5  # of each entity in a teacher-labelled copy
+
+
+def teacher_log_probs(teacher: Path | str, sentences: Sequence[Sentence]) -> list[np.ndarray]:
+    """Each sentence's per-word tag log-probabilities (words x BIO_TAGS) by the tagger saved in ``teacher``
+    (``medner.training.save_model``), through the serving path: the soft targets."""
+    import torch
+    from transformers import AutoModelForTokenClassification, AutoTokenizer
+
+    from medner.inference import sentence_log_probs, torch_encoder
+
+    if not Path(teacher, "config.json").is_file():
+        raise FileNotFoundError(f"teacher {teacher}: not a saved tagger folder (no config.json)")
+    model = AutoModelForTokenClassification.from_pretrained(teacher)
+    if model.config.num_labels != len(BIO_TAGS):
+        raise ValueError(f"teacher {teacher}: {model.config.num_labels} tags, expected {len(BIO_TAGS)} ({BIO_TAGS})")
+    model.to("cuda" if torch.cuda.is_available() else "cpu")
+    return sentence_log_probs([s.tokens for s in sentences], AutoTokenizer.from_pretrained(teacher),
+                              torch_encoder(model))
+
+
+def with_teacher_copies(sentences: Sequence[Sentence], copies: int, seed: int) -> list[Sentence]:
+    """``sentences``, then ``copies`` copies of each with entities swapped for dictionary names of their type
+    (:mod:`medner.augment`): new words in known contexts, which the teacher alone labels."""
+    swap = entity_swapper(seed + 1)  # not the gold swap's stream (TrainConfig.swap_entities)
+    return [*sentences, *(swap(s, COPY_SWAP_CHANCE) for _ in range(copies) for s in sentences)]
+
+
+def distillation_loss(logits: Any, word_ids: Sequence[Sequence[int | None]], teacher: Sequence[np.ndarray],
+                      temperature: float) -> Any:
+    """T^2 * KL(teacher || model) at temperature T, averaged over the words scored: each word's first word-piece
+    (a truncated sentence's words past the window are not scored). ``teacher``: each row's per-word
+    log-probabilities (:func:`teacher_log_probs`)."""
+    import torch
+
+    positions, rows = [], []
+    for row, (ids, log_probs) in enumerate(zip(word_ids, teacher)):
+        previous = None
+        for position, word in enumerate(ids):
+            if word is not None and word != previous:
+                positions.append((row, position))
+                rows.append(log_probs[word])
+            previous = word
+    index = torch.tensor(positions, device=logits.device)
+    student = torch.log_softmax(logits[index[:, 0], index[:, 1]].float() / temperature, dim=-1)
+    target = torch.log_softmax(torch.from_numpy(np.stack(rows)).to(logits.device) / temperature, dim=-1)
+    return torch.nn.functional.kl_div(student, target, log_target=True, reduction="batchmean") * temperature**2
+
+
+def student_loss(logits: Any, targets: Any, word_ids: Sequence[Sequence[int | None]], teacher: Sequence[np.ndarray],
+                 weight: float, temperature: float) -> Any:
+    """``(1 - weight) *`` the gold cross-entropy over the rows that have gold tags (``targets`` not IGNORE_INDEX;
+    a batch of teacher-labelled copies has none) ``+ weight *`` :func:`distillation_loss`."""
+    import torch
+
+    gold = targets != IGNORE_INDEX
+    hard = (torch.nn.functional.cross_entropy(logits[gold].float(), targets[gold]) if gold.any()
+            else torch.zeros((), device=logits.device))
+    return (1 - weight) * hard + weight * distillation_loss(logits, word_ids, teacher, temperature)

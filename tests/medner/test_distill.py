@@ -1,0 +1,70 @@
+"""Distillation: the soft loss reads each word's own teacher row, a student learns its teacher's tags, and a
+teacher must be a saved tagger."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from medner.config import TrainConfig
+from medner.data import read_behealthy, split_dev
+from medner.distill import distillation_loss, teacher_log_probs
+from medner.training import load_model, predict, save_model, train
+
+
+def test_distillation_loss_compares_each_word_s_first_piece_with_its_own_teacher_row() -> None:
+    logits = torch.randn(2, 6, 5)
+    # row 0: word 0 has two pieces, word 1 none (a character the tokenizer drops), word 2 one; row 1: words 0-1
+    word_ids = [[None, 0, 0, 2, None, None], [None, 0, 1, None, None, None]]
+    own = torch.log_softmax(logits, dim=-1).numpy()
+    unused = np.full(5, np.log(0.2), dtype=np.float32)  # word 1 of row 0: never scored
+    teacher = [np.stack([own[0, 1], unused, own[0, 3]]), np.stack([own[1, 1], own[1, 2]])]
+    for temperature in (1.0, 2.0):
+        assert float(distillation_loss(logits, word_ids, teacher, temperature)) == pytest.approx(0, abs=1e-6)
+    shifted = [np.stack([own[0, 3], unused, own[0, 1]]), teacher[1]]  # rows swapped between words 0 and 2
+    assert float(distillation_loss(logits, word_ids, shifted, 1.0)) > 1e-3
+
+
+def test_distillation_reaches_the_scored_pieces_only() -> None:
+    logits = torch.randn(2, 4, 5, requires_grad=True)
+    word_ids = [[None, 0, 1, None], [None, 0, 1, None]]
+    teacher = [torch.log_softmax(torch.randn(2, 5), -1).numpy() for _ in range(2)]
+    soft = distillation_loss(logits, word_ids, teacher, 1.0)
+    soft.backward()
+    assert torch.isfinite(soft) and logits.grad[:, 1:3].abs().sum() > 0 and logits.grad[:, [0, 3]].abs().sum() == 0
+
+
+def test_a_teacher_must_be_a_saved_tagger_and_rules_out_entity_swaps(tiny_corpus: Path, tmp_path: Path) -> None:
+    splits = read_behealthy(tiny_corpus)
+    with pytest.raises(FileNotFoundError, match="not a saved tagger folder"):
+        teacher_log_probs(tmp_path, splits["train"][:2])
+    with pytest.raises(ValueError, match="swap_entities"):
+        train(TrainConfig(teacher=str(tmp_path), swap_entities=0.3, max_train_sentences=2), splits["train"],
+              splits["train"][:2], progress=False)
+
+
+@pytest.mark.slow
+def test_a_student_learns_its_teacher_s_tags(tiny_corpus: Path, untrained_model_dir: Path, tmp_path: Path) -> None:
+    """With the whole weight on the teacher (an untrained head made confident: tags unrelated to the gold labels),
+    the student tags the training sentences as the teacher does, not as the gold labels say; the teacher-labelled
+    copies (entities swapped for dictionary names) join the training set."""
+    tokenizer, teacher = load_model(untrained_model_dir)
+    with torch.no_grad():
+        teacher.classifier.weight *= 30
+    save_model(teacher, tokenizer, tmp_path)
+    splits = read_behealthy(tiny_corpus)
+    train_set, dev_set = split_dev(splits["train"], 0.2)
+    config = TrainConfig(learning_rate=3e-4, epochs=3, batch_size=8, threads=1, patience=3, span_edges=False,
+                         teacher=str(tmp_path), distill_weight=1.0, distill_temperature=1.0, distill_copies=1)
+    student = train(config, train_set, dev_set, progress=False)
+    assert [row["train_sentences"] for row in student.history] == [2 * len(train_set)] * 3
+    assert all(np.isfinite(row["train_loss"]) for row in student.history)
+    sentences = [s.tokens for s in train_set]
+    taught = [w for s in predict(teacher, tokenizer, sentences, decoder="argmax") for w in s]
+    learned = [w for s in predict(student.model, student.tokenizer, sentences, decoder="argmax") for w in s]
+    gold = [w for s in train_set for w in s.labels]
+    agreement = np.mean(np.array(learned) == np.array(taught))
+    assert agreement > 0.75 and agreement > np.mean(np.array(learned) == np.array(gold)) + 0.4
