@@ -44,13 +44,13 @@ def run(names: list[str], seeds: list[int], data_dir: str | None, teacher: str =
     from medner.config import data_dir as resolve_data_dir
     from medner.data import prepare_data
     from medner.experiments import LEVER_GRID, parse_grid, run_candidate
-    from medner.steps import teacher_folder
+    from medner.steps import model_folder
 
     candidates = [c for c in parse_grid(LEVER_GRID) if not names or c.name in names]
     students = [c.name for c in candidates if "distill_weight" in c.params]
     if students and not teacher:
         sys.exit(f"{', '.join(students)} distil from a teacher: pass --teacher (a TrainFlow run or a model folder)")
-    distill = {"teacher": str(teacher_folder(teacher))} if students else {}
+    distill = {"teacher": str(model_folder(teacher))} if students else {}
     data = prepare_data(resolve_data_dir(data_dir))
     RUNS.mkdir(parents=True, exist_ok=True)
     for candidate in candidates:
@@ -63,7 +63,7 @@ def run(names: list[str], seeds: list[int], data_dir: str | None, teacher: str =
             result = run_candidate(candidate, data.train, data.dev, data.test,
                                    {"seed": seed, **(distill if student else {})})
             row = {**result.row(), "seed": seed, "data_version": data.version, "hardware": hardware_info(),
-                   **({"teacher": teacher} if student else {}),
+                   **({"teacher": teacher, "train_seconds_include_teacher": True} if student else {}),
                    "started": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(started)),
                    **decoding_levers(result.model_files, data, candidate.name, seed)}
             path.write_text(json.dumps(row, indent=1))
@@ -186,6 +186,13 @@ def report() -> None:
         params = {k: v for k, v in item.items() if k not in ("name", "kind", "lever")}
         summary = {"name": item["name"], "lever": item.get("lever", ""), "params": params,
                    "seeds": [r["seed"] for r in runs],
+                   **({"teacher": sorted({r["teacher"] for r in runs}),
+                       # runs made before the flag existed: the first ones, without copies, ran before training
+                       # counted the teacher's pass; those with copies came after
+                       "train_seconds_exclude_teacher": [
+                           r["seed"] for r in runs
+                           if not r.get("train_seconds_include_teacher", bool(r["params"].get("distill_copies")))]}
+                      if "teacher" in runs[0] else {}),
                    "train_seconds": [r["train_seconds"] for r in runs],
                    **{f"{split}_{k}": [r[split][k] for r in runs] for split in ("dev", "test") for k in HEADLINE},
                    **{f"{split}_entity_f1_edges": [r["span_edges"][split]["entity_f1"] for r in runs]
@@ -226,6 +233,8 @@ def report() -> None:
     if not rows:
         raise SystemExit(f"no run files in {RUNS}: `python benchmarks/accuracy.py run` writes them")
     machines = sorted({hardware(json.loads(p.read_text())["hardware"]) for p in RUNS.glob("*.json")})
+    excluded = [f"{r['name']} (seeds {', '.join(map(str, r['train_seconds_exclude_teacher']))})"
+                for r in rows if r.get("train_seconds_exclude_teacher")]
     lines = [
         "# Accuracy ablation on BeHealthy", "",
         "Each row: one candidate of `medner.experiments.LEVER_GRID`, mean ± sd over its seeds; choices are read on "
@@ -280,9 +289,14 @@ def report() -> None:
           for r in rows for t in ENTITY_TYPES),
         "", "## Parameters", "",
         *(f"- **{r['name']}**: " + (", ".join(f"`{k}={v}`" for k, v in r["params"].items()) or "defaults")
-          for r in rows),
+          + (f"; teacher {', '.join(r['teacher'])}" if "teacher" in r else "") for r in rows),
         "", f"Hardware: {'; '.join(machines)}. Command: `python benchmarks/accuracy.py run && "
-        "python benchmarks/accuracy.py report`.",
+        "python benchmarks/accuracy.py report` (the distill-* candidates: `run --only NAME --teacher TEACHER`, the "
+        "teacher their Parameters name; its run is `python flows/train_flow.py run --base-model mpnet "
+        "--learning-rate 1e-4 --layer-decay 1.0 --span-edges false --bf16 true --seed 13`, the mpnet-lr1e-4-bf16 "
+        "candidate's schedule).",
+        *([f"Train s of {'; '.join(excluded)}: without the teacher's pass over the training sentences (run before "
+           "training counted it)."] if excluded else []),
     ]
     everything = {"candidates": rows, "min_score": thresholded, "ensembles": ensembles}
     (RESULTS / "accuracy.json").write_text(json.dumps(everything, indent=1))

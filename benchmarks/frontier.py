@@ -38,7 +38,7 @@ OUT = RESULTS / "frontier"
 FAMILIES = {
     "minilm": ("5ep-lr2e-4-ld0.8", "span edges"),  # TrainConfig's defaults: what TrainFlow trains
     "mpnet": ("mpnet-lr1e-4-bf16", "plain"),  # span edges cost MPNet accuracy (accuracy.md)
-    "student": ("distill-w0.5-t2", "span edges"),
+    "student": ("distill-w0.5-t2-c1", "span edges"),  # TrainConfig's distillation defaults
 }
 VARIANTS = ("fp32", "int8", "int8-matmul")
 
@@ -63,14 +63,14 @@ def run(models: dict[str, str], rounds: int, threads: int, data_dir: str | None)
     from medner.decoding import SpanEdges
     from medner.inference import WordPieceTokenizer, extract, ort_encoder, predict_sentences
     from medner.metrics import evaluate
-    from medner.steps import teacher_folder
+    from medner.steps import model_folder
 
     test = read_behealthy(resolve_data_dir(data_dir))["test"]
     notes = load_notes(data_dir)
     variants: dict[str, dict] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for family, source in models.items():
-            folder = teacher_folder(source)  # a run's model, written once into the cache, or a folder as it is
+            folder = model_folder(source)  # a run's model, written once into the cache, or a folder as it is
             decoding = FAMILIES[family][1]
             edges = SpanEdges.load(folder) if decoding == "span edges" else None
             tokenizer = WordPieceTokenizer.from_dir(folder)

@@ -206,7 +206,8 @@ def int8_quality(repository: Path, version: int) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repository", type=Path, default=ROOT / "model_repository")
-    parser.add_argument("--model-dir", type=Path, help="PyTorch model for the HF pipeline (default: latest TrainFlow)")
+    parser.add_argument("--model-dir", type=Path, help="PyTorch model for the HF pipeline (default: the run or folder "
+                        "the benchmarked version was exported from, its lineage's source)")
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--notes", type=int, default=0, help="use the first N test sentences (0: all)")
     parser.add_argument("--rounds", type=int, default=3)
@@ -230,22 +231,23 @@ def main() -> None:
 
     from clients.local import LocalNerModel
     from export.onnx_export import package_versions
-    from medner.registry import champion, versions
+    from medner.registry import champion, lineage, versions
     from medner.triton import TritonServer
 
     torch.set_num_threads(args.threads)
     notes = load_notes(args.data_dir, args.notes)
     sample = notes[:: max(1, len(notes) // args.latency_sample)][: args.latency_sample]
     with tempfile.TemporaryDirectory() as tmp:
-        model_dir = args.model_dir
-        if model_dir is None:
-            from metaflow import Flow
-
-            from medner.training import files_to_dir
-
-            model_dir = files_to_dir(Flow("TrainFlow").latest_successful_run.data.model_files, tmp)
-        hf = pipeline("token-classification", model=str(model_dir), aggregation_strategy="simple", device=-1)
         version = versions(args.repository)[-1].version  # the newest: what a server with no pinning loads
+        source = lineage(args.repository, version).get("source", "")
+        hf_model = str(args.model_dir or source)  # the served model itself, not whatever trained last
+        if args.model_dir is None:
+            from medner.steps import model_folder  # a run's model, or a folder as it is
+
+            if not source:
+                raise SystemExit(f"version {version} has no lineage source: pass --model-dir")
+            hf_model = str(model_folder(source))
+        hf = pipeline("token-classification", model=hf_model, aggregation_strategy="simple", device=-1)
         local = {m: LocalNerModel(args.repository, m, threads=args.threads, version=version)
                  for m in ("ner", "ner_int8")}
         tokenizer = AutoTokenizer.from_pretrained(args.repository / "ner" / str(version))
@@ -289,6 +291,8 @@ def main() -> None:
             "server": args.url or "started here on --repository", "f1": int8_quality(args.repository, version),
             "version_choice": "the newest version in --repository (in-process variants and the F1 above)",
             "served_versions": served, "champion": champion(args.repository),
+            "models": {"benchmarked_version": version, "its_source": source,
+                       "hf_pipeline": str(args.model_dir) if args.model_dir else source},
             "triton_threads": {m: _config_threads(args.repository, m) for m in ("ner", "ner_int8")},
             "triton_instances": {m: _config_instances(args.repository, m) for m in ("ner", "ner_int8")},
             "command": "python benchmarks/serving.py " + " ".join(sys.argv[1:])}

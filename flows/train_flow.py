@@ -85,7 +85,7 @@ class TrainFlow(FlowSpec):
     @step
     def train(self):
         """Fine-tune; select the epoch on the dev split only."""
-        from medner.steps import teacher_folder
+        from medner.steps import model_folder
         from medner.training import model_to_files, train
 
         self.config = TrainConfig(
@@ -98,7 +98,7 @@ class TrainFlow(FlowSpec):
             distill_weight=self.distill_weight, distill_temperature=self.distill_temperature,
             distill_copies=self.distill_copies,
         ).to_dict()  # the lineage names the teacher as given (a run); training reads its folder
-        teacher = {"teacher": str(teacher_folder(self.teacher))} if self.teacher else {}
+        teacher = {"teacher": str(model_folder(self.teacher))} if self.teacher else {}
         result = train(TrainConfig(**{**self.config, **teacher}), self.train_data, self.dev_data,
                        on_epoch=_print_epoch)
         self.history, self.best_epoch, self.dev_metrics = result.history, result.best_epoch, result.dev_metrics

@@ -93,10 +93,13 @@ class TrainConfig:
     span_edges: bool = True  # decode with the span edges learned from train (medner.decoding.SpanEdges)
     teacher: str = ""  # distillation: a trained tagger's folder (training.save_model) whose word tag distributions
     #                    the model also learns; TrainFlow's --teacher resolves a TrainFlow run to one
-    distill_weight: float = 0.5  # with a teacher: loss = (1 - w) * gold cross-entropy + w * T^2 * KL(teacher || model)
-    distill_temperature: float = 2.0  # T: softens both distributions, so the teacher's second choices count
-    distill_copies: int = 0  # with a teacher: copies of each training sentence, entities swapped for dictionary
-    #                          names (medner.augment), that the model learns from the teacher alone (no gold loss)
+    # with a teacher: loss = (1 - w) * gold cross-entropy + w * T^2 * KL(teacher || model) at temperature T (softer
+    # distributions: the teacher's second choices count), over the training sentences and `distill_copies` copies of
+    # each with entities swapped for dictionary names (medner.augment) that the teacher alone labels. The defaults
+    # are dev's choice among the distill-* candidates: benchmarks/results/accuracy.md
+    distill_weight: float = 0.5
+    distill_temperature: float = 2.0
+    distill_copies: int = 1
     max_train_sentences: int = 0  # 0: all; small values make tiny test runs
     max_steps: int = 0  # 0: no limit
     extra: dict = field(default_factory=dict)

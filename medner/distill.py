@@ -2,7 +2,7 @@
 beside the gold labels, optionally on copies of the training sentences that only the teacher labels.
 
 :func:`medner.training.train` calls these when ``TrainConfig.teacher`` names a saved tagger folder; TrainFlow's
-``--teacher`` resolves a run to one (:func:`medner.steps.teacher_folder`). What it gave:
+``--teacher`` resolves a run to one (:func:`medner.steps.model_folder`). What it gave:
 benchmarks/results/accuracy.md (the ``distill-*`` candidates).
 """
 

@@ -115,19 +115,20 @@ def _model_from_run(pathspec: str, branch: str) -> StoredModel:
                        run.data.config["decode"], run.data.dev_data)
 
 
-def teacher_folder(teacher: str) -> Path:
-    """A distillation teacher (TrainFlow's ``--teacher``) as a model folder: a folder as it is, or the model of a
-    TrainFlow run / the challenger of an ExperimentFlow run (``FlowName/run-id``), written once into the cache."""
+def model_folder(source: str) -> Path:
+    """A trained model as a folder: a folder as it is, or the model of a TrainFlow run / the challenger of an
+    ExperimentFlow run (``FlowName/run-id``), written once into ``$MEDNER_CACHE_DIR/models/``. A distillation
+    teacher (TrainFlow's ``--teacher``) and the benchmarks' models are named this way."""
     from medner.config import cache_dir
     from medner.training import files_to_dir
 
-    if Path(teacher).is_dir():
-        return Path(teacher)
-    if teacher.count("/") != 1:
-        raise ValueError(f"--teacher {teacher!r}: neither a model folder nor a run pathspec (FlowName/run-id)")
-    folder = cache_dir() / "teachers" / teacher.replace("/", "-")
+    if Path(source).is_dir():
+        return Path(source)
+    if source.count("/") != 1:
+        raise ValueError(f"{source!r}: neither a model folder nor a run pathspec (FlowName/run-id)")
+    folder = cache_dir() / "models" / source.replace("/", "-")
     if not (folder / "config.json").is_file():
-        files_to_dir(model_from_run(teacher).model_files, folder)
+        files_to_dir(model_from_run(source).model_files, folder)
     return folder
 
 
@@ -148,14 +149,14 @@ def export_run_or_folder(*, run: str = "", branch: str = PRODUCTION_BRANCH, mode
     with tempfile.TemporaryDirectory() as tmp, opened(repository, full=False) as folder:
         if model_dir is None:
             source = model_from_run(run, branch)
-            model_folder = files_to_dir(source.model_files, tmp)
+            trained = files_to_dir(source.model_files, tmp)
             test, train, record, decoder = source.test, source.train, source.lineage, source.decoder
             dev = source.dev
         else:  # a folder's training data is unknown: no sentence is known to be held out of it
             splits = read_behealthy(resolve_data_dir(data_dir))
-            model_folder, test, train, dev = model_dir, splits["test"], splits["train"], None
+            trained, test, train, dev = model_dir, splits["test"], splits["train"], None
             record, decoder = {"source": str(model_dir.resolve())}, "viterbi"
-        version = export_model(model_folder, folder, test=test, lineage=record, decoder=decoder, threads=threads,
+        version = export_model(trained, folder, test=test, lineage=record, decoder=decoder, threads=threads,
                                train=train, calibration=dev)
         return version, lineage(folder, version)
 

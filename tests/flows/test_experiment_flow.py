@@ -67,6 +67,7 @@ def test_critical_drift_runs_experiment_flow_which_exports_and_promotes_its_chal
     assert {"config.json", "span_edges.json"} <= set(result["files"])
     card = json.dumps(card_data(result["card"]))
     assert f"Challenger: {result['challenger']}" in card and "latency ms/sentence" in card
+    assert "within the serving budget: at most 2x the latency" in card  # the default --max-cost-ratio
     assert "2 candidates (3 runs)" in card and "boundary and type" in card
     assert card.count('"type": "image"') == 1  # the F1 chart
 

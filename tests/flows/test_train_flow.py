@@ -100,3 +100,23 @@ def test_a_train_flow_failing_midway_leaves_the_registry_untouched(flow_runner, 
                            "--repository", str(repository), check=False)
     assert proc.returncode != 0 and "train" in proc.stdout + proc.stderr
     assert sorted((str(p), p.stat().st_mtime_ns) for p in repository.rglob("*")) == before
+
+
+def test_a_student_distils_from_a_train_flow_run(flow_runner, tmp_path) -> None:
+    """--teacher names a TrainFlow run: its model is written once into the cache, the student learns from it on
+    the training sentences and their teacher-labelled copies, and the config names the teacher as given."""
+    cache = tmp_path / "cache"
+    flow_runner.env["MEDNER_CACHE_DIR"] = str(cache)
+    flow_runner.run("train_flow.py", *TINY)
+    teacher = flow_runner.client("result = Flow('TrainFlow').latest_successful_run.pathspec")
+    flow_runner.run("train_flow.py", *TINY, "--teacher", teacher, "--distill-copies", "1")
+    student = flow_runner.client(
+        "run = Flow('TrainFlow').latest_successful_run\n"
+        "result = dict(pathspec=run.pathspec, config=run.data.config, history=run.data.history,"
+        " train=len(run.data.train_data))")
+    assert student["pathspec"] != teacher
+    assert student["config"]["teacher"] == teacher and student["config"]["distill_copies"] == 1
+    assert student["history"][0]["train_sentences"] == 2 * student["train"]  # + one copy of each
+    assert (cache / "models" / teacher.replace("/", "-") / "config.json").is_file()
+    proc = flow_runner.run("train_flow.py", *TINY, "--teacher", "no-such-run", check=False)
+    assert proc.returncode != 0 and "neither a model folder nor a run pathspec" in proc.stdout + proc.stderr
