@@ -26,7 +26,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.common import hardware, hardware_info  # noqa: E402
+from benchmarks.common import hardware, hardware_info, write_results  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 RUNS = RESULTS / "accuracy"
@@ -88,7 +88,7 @@ def decoding_levers(model_files: dict[str, bytes], data: object, name: str, seed
 
     from medner.decoding import SpanEdges
     from medner.inference import sentence_log_probs, torch_encoder
-    from medner.training import files_to_dir, load_model
+    from medner.model_io import files_to_dir, load_model
 
     with tempfile.TemporaryDirectory() as tmp:
         tokenizer, model = load_model(files_to_dir(model_files, tmp))
@@ -299,9 +299,7 @@ def report() -> None:
            "training counted it)."] if excluded else []),
     ]
     everything = {"candidates": rows, "min_score": thresholded, "ensembles": ensembles}
-    (RESULTS / "accuracy.json").write_text(json.dumps(everything, indent=1))
-    (RESULTS / "accuracy.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    write_results(RESULTS / "accuracy", lines, everything)
 
 
 def ceilings(data_dir: str | None) -> None:
@@ -345,9 +343,7 @@ def ceilings(data_dir: str | None) -> None:
         "", f"Data version {data.version}. Command: `python benchmarks/accuracy.py ceilings` (reads the log-"
         "probabilities `python benchmarks/accuracy.py run` keeps).",
     ]
-    (RESULTS / "accuracy_ceilings.json").write_text(json.dumps(rows, indent=1))
-    (RESULTS / "accuracy_ceilings.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    write_results(RESULTS / "accuracy_ceilings", lines, rows)
 
 
 def main() -> None:

@@ -93,3 +93,14 @@ def process_rss_mb(pid: int | None) -> float | None:
         except psutil.NoSuchProcess:
             pass
     return total / 2**20
+
+
+def write_results(out: Path, lines: Sequence[str], data: object = None) -> None:
+    """A benchmark's results: ``out``.md (the lines), ``out``.json (``data``, when given), and the lines printed."""
+    import json
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if data is not None:
+        out.with_suffix(".json").write_text(json.dumps(data, indent=1, default=str) + "\n")
+    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))

@@ -25,7 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.common import hardware  # noqa: E402
+from benchmarks.common import hardware, write_results  # noqa: E402
 
 TAG = "default-model-seeds"
 SEEDS = (13, 14, 15)
@@ -127,9 +127,7 @@ def report(before: str) -> None:
         + (f" --before {before}" if before else "") + "`.",
     ]
     out = ROOT / "benchmarks" / "results" / "default_model"
-    out.with_suffix(".json").write_text(json.dumps(summary, indent=1, default=str))
-    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    write_results(out, lines, summary)
 
 
 def main() -> None:

@@ -4,7 +4,7 @@ traffic however it is packaged into notes, and catch real shifts?
     python benchmarks/drift_simulation.py [--model ner_int8] [--window-notes 100]
 
 1. Reference: the one ``medner monitor check`` uses by default, ``reference_profile.bin`` of the serving
-   version (``monitoring.drift.default_reference``), as ``medner export`` wrote it; nothing is built here.
+   version (``monitoring.service.default_reference``), as ``medner export`` wrote it; nothing is built here.
 2. Traffic: in-distribution notes are dev-split sentences (held out of training, seed-13 10% of train as
    TrainFlow carves it, and not in the reference, which export builds from the test split), as notes of 3-20
    sentences (``in``) or of one sentence (``in-1``). A multi-sentence note is written as prose (each sentence
@@ -17,7 +17,7 @@ traffic however it is packaged into notes, and catch real shifts?
 3. Timeline: ``--in-windows`` in-distribution windows of multi-sentence notes, ``--single-windows`` of
    one-sentence notes, then each shift for ``--shift-windows`` windows followed by ``--recovery-windows``
    in-distribution windows. Each window is profiled (``monitoring.features.FeatureTagger``, the code the served model
-   runs, and ``monitoring.profiles``) into a profile store and checked with ``monitoring.drift.check`` and
+   runs, and ``monitoring.profiles``) into a profile store and checked with ``monitoring.service.assess`` and
    ``DriftThresholds()``, the defaults ``medner monitor check`` uses (their noise curve comes from
    ``benchmarks/drift_validation.py calibrate``; that script also measures levels on labelled shifts).
 
@@ -193,15 +193,10 @@ def profile_window(store: Path, model: str, start: datetime, rows: np.ndarray) -
 def run(args: argparse.Namespace) -> dict:
     from medner.config import data_dir as resolve_data_dir
     from medner.data import read_behealthy, split_dev
-    from monitoring.drift import (
-        DriftThresholds,
-        check,
-        default_reference,
-        has_sentence_rows,
-        note_count,
-        sentence_count,
-    )
+    from monitoring.drift import DriftThresholds, has_sentence_rows, note_count, sentence_count
+    from monitoring.policy import isoformat
     from monitoring.profiles import read_profile
+    from monitoring.service import assess, default_reference, read_window
 
     corpus = read_behealthy(resolve_data_dir(args.data_dir))
     _, dev = split_dev(corpus["train"], 0.1, 13)  # TrainFlow's split: dev is held out of training
@@ -231,7 +226,9 @@ def run(args: argparse.Namespace) -> dict:
         timings["traffic_s"] = time.perf_counter() - began
 
         for window in windows:  # exactly as `medner monitor check` does: merge the window's profiles, compare
-            report = check(store, args.model, reference, window.start, window.start + timedelta(hours=1), thresholds)
+            read = read_window(str(store), args.model, reference=str(reference), start=isoformat(window.start),
+                               end=isoformat(window.start + timedelta(hours=1)))
+            report = assess(read, thresholds)
             window.notes, window.sentences = report.counts["notes"], report.counts.get("sentences", 0)
             window.level, window.combined, window.scores = report.level, report.combined or 0.0, report.scores
             window.bound = report.warning_bound or 0.0

@@ -30,7 +30,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.common import hardware, hardware_info, load_notes  # noqa: E402
+from benchmarks.common import hardware, hardware_info, load_notes, write_results  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 OUT = RESULTS / "frontier"
@@ -172,8 +172,7 @@ def report() -> None:
         + " ".join(f"--model {v['family']}={v['source']}" for v in variants.values() if v["variant"] == "fp32")
         + " && python benchmarks/frontier.py report`.",
     ]
-    OUT.with_suffix(".md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    write_results(OUT, lines)
 
 
 def main() -> None:

@@ -3,7 +3,7 @@
     python benchmarks/gpu_check.py --model MODEL_DIR --data DATA_DIR [--rounds 3] [--out FILE.md]
     python benchmarks/gpu_check.py --from-json FILE.json [--out FILE.md]   # re-render a saved run
 
-MODEL_DIR is a saved token classifier (``medner.training.save_model``; a TrainFlow run's ``model_files``),
+MODEL_DIR is a saved token classifier (``medner.model_io.save_model``; a TrainFlow run's ``model_files``),
 DATA_DIR a BeHealthy folder with ``test_sent``/``test_label``. Measured, interleaved round by round:
 
 * encoder only: the test split's windows (pre-tokenized), length-sorted micro-batches -> windows/s;

@@ -32,7 +32,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.common import hardware, latest_version, load_notes, one_model_repository  # noqa: E402
+from benchmarks.common import hardware, latest_version, load_notes, one_model_repository, write_results  # noqa: E402
 
 # Run inside each tree (its medner, clients and model.py): only APIs both trees have.
 IN_PROCESS = """
@@ -136,8 +136,7 @@ def main() -> None:
         "",
         f"Command: `{report['command']}`.",
     ]
-    args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    write_results(args.out, lines)
 
 
 if __name__ == "__main__":

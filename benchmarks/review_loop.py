@@ -36,7 +36,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.common import hardware  # noqa: E402
+from benchmarks.common import hardware, write_results  # noqa: E402
 
 TAG = "review-loop"
 ARMS = ("half", "half+random", "half+queue")
@@ -257,9 +257,7 @@ def report(args: argparse.Namespace) -> None:
         "Command: `python benchmarks/review_loop.py run && python benchmarks/review_loop.py report`.",
     ]
     out = ROOT / "benchmarks" / "results" / "review_loop"
-    out.with_suffix(".json").write_text(json.dumps(summary, indent=1, default=str))
-    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    write_results(out, lines, summary)
 
 
 def main() -> None:

@@ -35,7 +35,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.common import hardware, hardware_info, load_notes, percentiles  # noqa: E402
+from benchmarks.common import hardware, hardware_info, load_notes, percentiles, write_results  # noqa: E402
 
 NOTES_PER_REQUEST = 8  # AsyncNerClient's default batch
 # On-demand Linux prices, AWS us-east-1, as published in AWS's price list (2024; not re-checked here:
@@ -365,8 +365,7 @@ def report(saved: dict, out: Path) -> None:
               f"in-process {ratio('ort_local_int8', 'ort_local'):.2f}x. {version_sentence(meta)}", "",
               "## Cost per million notes", "", *cost_table(meta, summary)]
     lines += ["", f"Command: `{meta['command']}`. Plots: serving_throughput.png, serving_latency.png."]
-    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    write_results(out, lines)
     plot(summary, pairs, meta, out)
 
 

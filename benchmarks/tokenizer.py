@@ -29,7 +29,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.common import chunks, hardware, latest_version, load_notes  # noqa: E402
+from benchmarks.common import chunks, hardware, latest_version, load_notes, write_results  # noqa: E402
 from medner.inference import TokenizedBatch  # noqa: E402
 
 LOADERS = {
@@ -119,8 +119,7 @@ def main() -> None:
         "",
         f"Command: `{report['command']}`.",
     ]
-    args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    write_results(args.out, lines)
 
 
 if __name__ == "__main__":

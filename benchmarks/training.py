@@ -11,7 +11,6 @@ Writes benchmarks/results/training.{md,json}.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import time
@@ -21,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = ROOT / "benchmarks" / "results" / "training"
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.common import hardware  # noqa: E402
+from benchmarks.common import hardware, write_results  # noqa: E402
 
 
 def main() -> None:
@@ -69,9 +68,7 @@ def main() -> None:
         f"{'' if args.out == DEFAULT_OUT else ' --out ' + str(args.out.resolve().relative_to(ROOT))}`.",
     ]
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.with_suffix(".json").write_text(json.dumps(summary, indent=1, default=str))
-    args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    write_results(args.out, lines, summary)
 
 
 if __name__ == "__main__":

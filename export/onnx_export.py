@@ -8,7 +8,7 @@ Gates, both on the test split through the serving path (:mod:`medner.inference`)
 * parity: max |logit difference| between PyTorch and ONNX Runtime <= ``PARITY_TOLERANCE`` and
   identical decoded labels, else the export is refused;
 * INT8 (onnxruntime dynamic quantisation, per-channel): entity F1 within ``INT8_MAX_F1_DROP`` of fp32,
-  else the INT8 model is not published.
+  else the INT8 model is not published (both in :mod:`export.gates`).
 
 Each served model's version folder also gets what monitoring compares live traffic with: the training
 vocabulary (``train_vocabulary.txt``, for the out-of-vocabulary feature) and ``reference_profile.bin``, the
@@ -28,31 +28,16 @@ import shutil
 import time
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
+from export.gates import ExportRefused, int8_gate, parity_gate, torch_reference
 from medner.data import Sentence
 from medner.decoding import SPAN_EDGES_FILE, SpanEdges
-from medner.inference import (
-    Encoder,
-    decode_sentences,
-    encode_sentences,
-    ort_encoder,
-    torch_encoder,
-)
-from medner.metrics import evaluate
+from medner.inference import Encoder, ort_encoder
 
-PARITY_TOLERANCE = 1e-3
-INT8_MAX_F1_DROP = 0.01  # 1.0 entity-F1 point
 ONNX_OPSET = 17
 FP32_FILE = "model.onnx"  # the INT8 encoder has the same file name in its own model folder
-
-
-class ExportRefused(RuntimeError):
-    """A gate failed; the message is the report."""
 
 
 def export_onnx(model_dir: Path, onnx_path: Path) -> Path:
@@ -97,54 +82,6 @@ def quantize_int8(onnx_path: Path, int8_path: Path) -> Path:
 
     quantize_dynamic(str(onnx_path), str(int8_path), per_channel=True, weight_type=QuantType.QInt8)
     return int8_path
-
-
-def torch_reference(model_dir: Path) -> Encoder:
-    """The PyTorch model in ``model_dir`` as an encoder function (the reference for parity)."""
-    from transformers import AutoModelForTokenClassification
-
-    return torch_encoder(AutoModelForTokenClassification.from_pretrained(model_dir))
-
-
-@dataclass
-class GateReport:
-    passed: bool
-    details: dict[str, Any] = field(default_factory=dict)
-
-
-def parity_gate(
-    tokenizer: Any, reference: Encoder, candidate: Encoder, sentences: Sequence[Sentence], decoder: str = "viterbi",
-    edges: SpanEdges | None = None,
-) -> tuple[GateReport, dict[str, float]]:
-    """Compare two encoders on ``sentences``: max |logit diff| over real tokens, and decoded labels.
-    Returns the report and the candidate's metrics."""
-    tokens = [s.tokens for s in sentences]
-    batch, ref = encode_sentences(tokens, tokenizer, reference)
-    _, cand = encode_sentences(tokens, tokenizer, candidate)
-    real = batch.attention_mask[:, : ref.shape[1]].astype(bool)
-    max_diff = float(np.abs(ref - cand)[real].max())
-    ref_labels = decode_sentences(batch, ref, decoder, tokens, edges)
-    cand_labels = decode_sentences(batch, cand, decoder, tokens, edges)
-    mismatched = sum(a != b for a, b in zip(ref_labels, cand_labels))
-    details = {"max_abs_logit_diff": max_diff, "tolerance": PARITY_TOLERANCE,
-               "sentences": len(sentences), "sentences_with_different_labels": mismatched}
-    metrics = evaluate([s.labels for s in sentences], cand_labels)
-    return GateReport(max_diff <= PARITY_TOLERANCE and mismatched == 0, details), metrics
-
-
-def int8_gate(
-    tokenizer: Any, encoder: Encoder, sentences: Sequence[Sentence], baseline_f1: float, decoder: str = "viterbi",
-    edges: SpanEdges | None = None,
-) -> tuple[GateReport, dict[str, float]]:
-    """Entity F1 of ``encoder`` on ``sentences`` must be within INT8_MAX_F1_DROP of ``baseline_f1``."""
-    tokens = [s.tokens for s in sentences]
-    batch, logits = encode_sentences(tokens, tokenizer, encoder)
-    predictions = decode_sentences(batch, logits, decoder, tokens, edges)
-    metrics = evaluate([s.labels for s in sentences], predictions)
-    drop = baseline_f1 - metrics["entity_f1"]
-    details = {"entity_f1": metrics["entity_f1"], "baseline_entity_f1": baseline_f1, "drop": drop,
-               "max_drop": INT8_MAX_F1_DROP}
-    return GateReport(drop <= INT8_MAX_F1_DROP, details), metrics
 
 
 TEMPLATE_REPOSITORY = Path(__file__).resolve().parents[1] / "model_repository"
@@ -226,6 +163,34 @@ def write_monitoring_reference(
         write_view(profile_rows(rows, datetime.now(UTC)), staging / model / "reference_profile.bin")
 
 
+def _stage(staging: Path, model_dir: Path) -> tuple[Any, SpanEdges | None]:
+    """A version's folders in ``staging``: each model's code, the tokenizer where text is tokenized and the span
+    edges where tags are decoded. Returns the tokenizer and the span edges."""
+    from transformers import AutoTokenizer
+
+    shutil.rmtree(staging, ignore_errors=True)
+    for model in MODELS:
+        (staging / model).mkdir(parents=True)
+        shutil.copy2(TEMPLATE_REPOSITORY / MODEL_CODE[model] / "model.py", staging / model / "model.py")
+    tokenizer, edges = AutoTokenizer.from_pretrained(model_dir), SpanEdges.load(model_dir)
+    for model in ("ner_tokenize", *PIPELINE_ENCODERS):
+        tokenizer.save_pretrained(staging / model)
+    if edges is not None:  # the models that decode
+        for model in ("ner_decode", *PIPELINE_ENCODERS):
+            shutil.copy2(model_dir / SPAN_EDGES_FILE, staging / model / SPAN_EDGES_FILE)
+    return tokenizer, edges
+
+
+def _publish(staging: Path, repository: Path, version: int, int8_passed: bool) -> None:
+    """Move the staged version into the repository (the INT8 models only when they passed their gate)."""
+    for pipeline, encoder in PIPELINE_ENCODERS.items():
+        link_or_copy(staging / encoder / FP32_FILE, staging / pipeline / FP32_FILE)
+    install_configs(repository)
+    for model in MODELS:
+        if int8_passed or model not in ("ner_encoder_int8", "ner_int8"):
+            (staging / model).rename(repository / model / str(version))
+
+
 def export_model(
     model_dir: Path,
     repository: Path,
@@ -246,25 +211,14 @@ def export_model(
     training (TrainFlow's dev split) the accuracy estimate of live windows is calibrated on (without them, live
     profiles carry no estimate; :mod:`monitoring.estimation`).
     """
-    from transformers import AutoTokenizer
-
     from medner.registry import code_version
 
     repository.mkdir(parents=True, exist_ok=True)
     version = next_version(repository)
     staging = repository / f".staging-{version}"
-    shutil.rmtree(staging, ignore_errors=True)
-    for model in MODELS:
-        (staging / model).mkdir(parents=True)
-        shutil.copy2(TEMPLATE_REPOSITORY / MODEL_CODE[model] / "model.py", staging / model / "model.py")
     try:
+        tokenizer, edges = _stage(staging, model_dir)
         encoder_dir, int8_dir = staging / "ner_encoder", staging / "ner_encoder_int8"
-        tokenizer, edges = AutoTokenizer.from_pretrained(model_dir), SpanEdges.load(model_dir)
-        for model in ("ner_tokenize", *PIPELINE_ENCODERS):
-            tokenizer.save_pretrained(staging / model)
-        if edges is not None:  # the models that decode
-            for model in ("ner_decode", *PIPELINE_ENCODERS):
-                shutil.copy2(model_dir / SPAN_EDGES_FILE, staging / model / SPAN_EDGES_FILE)
         export_onnx(model_dir, encoder_dir / FP32_FILE)
         served = {"ner": ort_encoder(encoder_dir / FP32_FILE, threads)}  # served model -> its encoder
         parity, fp32_metrics = parity_gate(tokenizer, torch_reference(model_dir), served["ner"], test, decoder,
@@ -273,30 +227,18 @@ def export_model(
             raise ExportRefused(f"parity gate failed: {json.dumps(parity.details)}")
         quantize_int8(encoder_dir / FP32_FILE, int8_dir / FP32_FILE)
         served["ner_int8"] = ort_encoder(int8_dir / FP32_FILE, threads)
-        int8, int8_metrics = int8_gate(tokenizer, served["ner_int8"], test, fp32_metrics["entity_f1"], decoder,
-                                          edges)
+        int8, int8_metrics = int8_gate(tokenizer, served["ner_int8"], test, fp32_metrics["entity_f1"], decoder, edges)
         write_monitoring_reference(staging, served, test, tokenizer, train, decoder, edges, calibration)
         record = {
-            **lineage,
-            "version": version,
-            "exported_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "exporter": f"torch.onnx.export (TorchScript), opset {ONNX_OPSET}",
-            "decode": decoder,
-            "span_edges": edges is not None,
-            "metrics_fp32": fp32_metrics,
-            "metrics_int8": int8_metrics,
+            **lineage, "version": version, "exported_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "exporter": f"torch.onnx.export (TorchScript), opset {ONNX_OPSET}", "decode": decoder,
+            "span_edges": edges is not None, "metrics_fp32": fp32_metrics, "metrics_int8": int8_metrics,
             "gates": {"parity": {"passed": parity.passed, **parity.details},
                       "int8_quality": {"passed": int8.passed, "published": int8.passed, **int8.details}},
-            "package_versions": package_versions(),
-            "code_version": code_version(),
+            "package_versions": package_versions(), "code_version": code_version(),
         }
         (encoder_dir / "lineage.json").write_text(json.dumps(record, indent=2))
-        for pipeline, encoder in PIPELINE_ENCODERS.items():
-            link_or_copy(staging / encoder / FP32_FILE, staging / pipeline / FP32_FILE)
-        install_configs(repository)
-        for model in MODELS:
-            if int8.passed or model not in ("ner_encoder_int8", "ner_int8"):
-                (staging / model).rename(repository / model / str(version))
+        _publish(staging, repository, version, int8.passed)
         return version
     finally:
         shutil.rmtree(staging, ignore_errors=True)

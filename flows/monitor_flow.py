@@ -49,13 +49,15 @@ class MonitorFlow(FlowSpec):
     @step
     def start(self):
         """Merge the window's profiles and read the reference profile."""
-        from monitoring.drift import read_window
+        from monitoring.policy import isoformat
+        from monitoring.service import read_window
 
-        window = read_window(self.profile_dir, self.model, self.repository, self.reference, self.window, self.until)
-        self.window_start, self.window_end = window.start, window.end
+        window = read_window(self.profile_dir, self.model, repository=self.repository, reference=self.reference,
+                             window=self.window, end=self.until)
+        self.window_start, self.window_end = isoformat(window.start), isoformat(window.end)
         self.reference_location, self.profiles = window.reference, window.profiles
         # serialized whylogs views: small (sketches), and readable with DatasetProfileView.deserialize
-        self.window_profile, self.reference_profile = window.target_bytes, window.reference_bytes
+        self.window_profile, self.reference_profile = window.serialized()
         print(f"{self.model}: {self.profiles} profile(s) in {self.window_start} .. {self.window_end}, "
               f"reference {self.reference_location}")
         self.next(self.check)
@@ -64,8 +66,8 @@ class MonitorFlow(FlowSpec):
     @step
     def check(self):
         """Score drift per feature, set the level and fill the card."""
-        from monitoring.drift import check_serialized
         from monitoring.drift_card import drift_card
+        from monitoring.service import check_serialized
 
         self.report, self.drift_html = check_serialized(
             self.window_profile, self.reference_profile, self.window_start, self.window_end,
@@ -84,7 +86,7 @@ class MonitorFlow(FlowSpec):
         """Apply the policy: start the flow the level calls for (or only say which, in a dry run)."""
         import json
 
-        from monitoring.drift import decide
+        from monitoring.service import decide
         from monitoring.triggers import closing_the_loop
 
         parameters = json.dumps(closing_the_loop(json.loads(self.trigger_parameters), self.repository,

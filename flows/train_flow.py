@@ -85,19 +85,16 @@ class TrainFlow(FlowSpec):
     @step
     def train(self):
         """Fine-tune; select the epoch on the dev split only."""
-        from medner.steps import model_folder
-        from medner.training import model_to_files, train
+        from dataclasses import fields
 
-        self.config = TrainConfig(
-            base_model=self.base_model, learning_rate=self.learning_rate, epochs=self.epochs,
-            batch_size=self.batch_size, patience=self.patience, decode=self.decode, seed=self.seed,
-            threads=self.threads, bf16=self.bf16, head_learning_rate=self.head_learning_rate,
-            layer_decay=self.layer_decay, average_epochs=self.average_epochs, swap_entities=self.swap_entities,
-            train_on_dev=self.train_on_dev, span_edges=self.span_edges,
-            max_train_sentences=self.max_train_sentences, max_steps=self.max_steps, teacher=self.teacher,
-            distill_weight=self.distill_weight, distill_temperature=self.distill_temperature,
-            distill_copies=self.distill_copies,
-        ).to_dict()  # the lineage names the teacher as given (a run); training reads its folder
+        from medner.model_io import model_to_files
+        from medner.steps import model_folder
+        from medner.training import train
+
+        # every TrainConfig field this flow has a Parameter for, by name; the rest keep TrainConfig's defaults
+        self.config = TrainConfig(**{f.name: getattr(self, f.name) for f in fields(TrainConfig)
+                                     if f.name in current.parameter_names}).to_dict()
+        # the lineage names the teacher as given (a run); training reads its folder
         teacher = {"teacher": str(model_folder(self.teacher))} if self.teacher else {}
         result = train(TrainConfig(**{**self.config, **teacher}), self.train_data, self.dev_data,
                        on_epoch=_print_epoch)

@@ -91,7 +91,7 @@ class TrainConfig:
     swap_entities: float = 0.0  # chance that a training entity is swapped for a dictionary name of its type
     train_on_dev: bool = False  # train on train + dev for `epochs` epochs, keep the last (nothing held out)
     span_edges: bool = True  # decode with the span edges learned from train (medner.decoding.SpanEdges)
-    teacher: str = ""  # distillation: a trained tagger's folder (training.save_model) whose word tag distributions
+    teacher: str = ""  # distillation: a trained tagger's folder (model_io.save_model) whose word tag distributions
     #                    the model also learns; TrainFlow's --teacher resolves a TrainFlow run to one
     # with a teacher: loss = (1 - w) * gold cross-entropy + w * T^2 * KL(teacher || model) at temperature T (softer
     # distributions: the teacher's second choices count), over the training sentences and `distill_copies` copies of

@@ -17,26 +17,22 @@ import numpy as np
 from medner.augment import entity_swapper
 from medner.data import Sentence
 from medner.labels import BIO_TAGS, IGNORE_INDEX
+from medner.model_io import load_model, pick_device
 
 COPY_SWAP_CHANCE = 0.5  # of each entity in a teacher-labelled copy
 
 
 def teacher_log_probs(teacher: Path | str, sentences: Sequence[Sentence]) -> list[np.ndarray]:
     """Each sentence's per-word tag log-probabilities (words x BIO_TAGS) by the tagger saved in ``teacher``
-    (``medner.training.save_model``), through the serving path: the soft targets."""
-    import torch
-    from transformers import AutoModelForTokenClassification, AutoTokenizer
-
+    (``medner.model_io.save_model``), through the serving path: the soft targets."""
     from medner.inference import sentence_log_probs, torch_encoder
 
     if not Path(teacher, "config.json").is_file():
         raise FileNotFoundError(f"teacher {teacher}: not a saved tagger folder (no config.json)")
-    model = AutoModelForTokenClassification.from_pretrained(teacher)
+    tokenizer, model = load_model(teacher, pick_device())
     if model.config.num_labels != len(BIO_TAGS):
         raise ValueError(f"teacher {teacher}: {model.config.num_labels} tags, expected {len(BIO_TAGS)} ({BIO_TAGS})")
-    model.to("cuda" if torch.cuda.is_available() else "cpu")
-    return sentence_log_probs([s.tokens for s in sentences], AutoTokenizer.from_pretrained(teacher),
-                              torch_encoder(model))
+    return sentence_log_probs([s.tokens for s in sentences], tokenizer, torch_encoder(model))
 
 
 def with_teacher_copies(sentences: Sequence[Sentence], copies: int, seed: int) -> list[Sentence]:

@@ -210,7 +210,8 @@ def run_candidate(candidate: Candidate, train: Sequence[Sentence], dev: Sequence
             train_seconds, len(pickle.dumps(crf)) / 2**20,
             _median_latency_ms(lambda tokens: crf_predict(crf, [tokens]), test), lever=candidate.lever)
 
-    from medner.training import evaluate_model, model_to_files, predict
+    from medner.model_io import model_to_files
+    from medner.training import evaluate_model, predict
     from medner.training import train as train_transformer
 
     config = TrainConfig(**{**candidate.params, **(overrides or {})})

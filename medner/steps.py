@@ -55,7 +55,7 @@ def evaluate_test_split(model_files: dict[str, bytes], test: Sequence[Sentence],
     from medner.decoding import SpanEdges, decode
     from medner.inference import sentence_log_probs, torch_encoder
     from medner.metrics import confusion_matrix, evaluate
-    from medner.training import files_to_dir, load_model
+    from medner.model_io import files_to_dir, load_model
 
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = files_to_dir(model_files, tmp)
@@ -120,7 +120,7 @@ def model_folder(source: str) -> Path:
     ExperimentFlow run (``FlowName/run-id``), written once into ``$MEDNER_CACHE_DIR/models/``. A distillation
     teacher (TrainFlow's ``--teacher``) and the benchmarks' models are named this way."""
     from medner.config import cache_dir
-    from medner.training import files_to_dir
+    from medner.model_io import files_to_dir
 
     if Path(source).is_dir():
         return Path(source)
@@ -142,9 +142,9 @@ def export_run_or_folder(*, run: str = "", branch: str = PRODUCTION_BRANCH, mode
     from export.onnx_export import export_model
     from medner.config import data_dir as resolve_data_dir
     from medner.data import read_behealthy
+    from medner.model_io import files_to_dir
     from medner.registry import lineage
     from medner.s3 import opened
-    from medner.training import files_to_dir
 
     with tempfile.TemporaryDirectory() as tmp, opened(repository, full=False) as folder:
         if model_dir is None:
@@ -174,8 +174,8 @@ def publish(*, source: str, model_files: dict[str, bytes], train: Sequence[Sente
     if not repository:
         return None, None  # before importing export: a run that exports nothing needs none of it
     from export.onnx_export import ExportRefused, export_model
+    from medner.model_io import files_to_dir
     from medner.s3 import opened
-    from medner.training import files_to_dir
 
     lineage = {"source": source, "data_version": data_version, "train_metrics": metrics, "config": config,
                **({"candidate": candidate} if candidate else {})}

@@ -11,12 +11,10 @@ import logging
 import os
 import random
 import re
-import tempfile
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -25,14 +23,14 @@ from medner.augment import entity_swapper
 from medner.base_models import resolve_base_model
 from medner.config import TrainConfig
 from medner.data import Sentence
-from medner.decoding import SPAN_EDGES_FILE, SpanEdges
+from medner.decoding import SpanEdges
 from medner.distill import student_loss, teacher_log_probs, with_teacher_copies
 from medner.labels import BIO_TAGS, ID2TAG, IGNORE_INDEX, TAG2ID, to_bio
 from medner.metrics import evaluate
+from medner.model_io import pick_device
 from medner.progress import progress as progress_bar
 
 log = logging.getLogger(__name__)
-
 
 
 def set_threads(threads: int) -> int:
@@ -42,12 +40,6 @@ def set_threads(threads: int) -> int:
     threads = threads or os.cpu_count() or 1
     torch.set_num_threads(threads)
     return threads
-
-
-def pick_device() -> str:
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def load_tokenizer_and_model(base_model: str, device: str = "cpu") -> tuple[Any, Any]:
@@ -156,6 +148,93 @@ def _length_bucketed_batches(lengths: Sequence[int], batch_size: int, rng: rando
     return batches
 
 
+class _Selection:
+    """Which weights training keeps: the epoch best on dev (stopping once ``patience`` epochs bring no gain), the
+    mean of the last ``average_epochs`` epochs' weights, or, training on dev too, the last epoch's."""
+
+    def __init__(self, config: TrainConfig):
+        self.config = config
+        self.keep_last = config.train_on_dev or config.average_epochs > 0  # no epoch chosen on dev
+        self.best_f1, self.best_state, self.best_epoch, self.stale = -1.0, None, 0, 0
+        self.dev_metrics: dict[str, float] = {}
+        self.last_states: deque[dict[str, Any]] = deque(maxlen=config.average_epochs or 1)
+
+    def after_epoch(self, epoch: int, model: Any, dev_metrics: dict[str, float]) -> bool:
+        """Note the epoch's weights and dev scores; True to stop early."""
+        if self.config.average_epochs:
+            self.last_states.append({k: v.detach().clone() for k, v in model.state_dict().items()})
+        if self.keep_last:
+            return False
+        if dev_metrics["entity_f1"] > self.best_f1:
+            self.best_f1, self.stale, self.best_epoch = dev_metrics["entity_f1"], 0, epoch
+            self.dev_metrics, self.best_state = dev_metrics, copy.deepcopy(model.state_dict())
+            return False
+        self.stale += 1
+        if self.stale >= self.config.patience:
+            log.info("early stop: dev entity F1 has not improved for %d epochs", self.stale)
+            return True
+        return False
+
+    def load_into(self, model: Any) -> None:
+        if self.config.average_epochs:  # the mean of the last epochs' weights, in place of the best epoch's
+            model.load_state_dict(average_state_dicts(list(self.last_states)))
+        elif self.best_state is not None:
+            model.load_state_dict(self.best_state)
+
+
+def _dev_metrics(model: Any, tokenizer: Any, config: TrainConfig, dev: Sequence[Sentence], edges: SpanEdges | None
+                 ) -> dict[str, float]:
+    if config.train_on_dev:  # nothing is held out
+        return dict.fromkeys(("entity_f1", "entity_f1_D", "entity_f1_T"), float("nan"))
+    return evaluate_model(model, tokenizer, dev, config.decode, edges)[0]
+
+
+def _loss_of_batch(model: Any, tokenizer: Any, config: TrainConfig, sentences: Sequence[Sentence], gold: int,
+                   teacher: Sequence[np.ndarray] | None, device: str) -> Callable[[list[int]], Any]:
+    """``loss(batch)``: the training loss of a batch of sentence indices (the gold cross-entropy; with a teacher,
+    :func:`medner.distill.student_loss`; sentences from index ``gold`` on are teacher-labelled copies)."""
+    import torch
+
+    autocast = torch.autocast(device, dtype=torch.bfloat16, enabled=config.bf16)
+    swap = entity_swapper(config.seed) if config.swap_entities else None
+
+    def loss(batch: list[int]) -> Any:
+        chosen = [sentences[i] for i in batch]
+        if swap:
+            chosen = [swap(s, config.swap_entities) for s in chosen]
+        inputs, word_ids = encode_words(tokenizer, [s.tokens for s in chosen], config.max_length)
+        targets = torch.tensor([first_piece_targets(w, to_bio(s.labels)) if i < gold else [IGNORE_INDEX] * len(w)
+                                for i, w, s in zip(batch, word_ids, chosen)]).to(device)
+        with autocast:
+            out = model(**{k: v.to(device) for k, v in inputs.items()}, labels=targets if teacher is None else None)
+        return out.loss if teacher is None else student_loss(
+            out.logits, targets, word_ids, [teacher[i] for i in batch], config.distill_weight,
+            config.distill_temperature)
+
+    return loss
+
+
+def _run_epoch(model: Any, batches: Sequence[list[int]], loss_of: Callable[[list[int]], Any], optimizer: Any,
+               scheduler: Any, steps_left: int | None, bar: Any) -> list[float]:
+    """One pass over ``batches`` (at most ``steps_left`` steps); the batches' losses."""
+    import torch
+
+    model.train()
+    losses: list[float] = []
+    for batch in bar:
+        loss = loss_of(batch)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        losses.append(loss.item())
+        bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}", refresh=False)
+        if steps_left is not None and len(losses) >= steps_left:
+            break
+    return losses
+
+
 def train(
     config: TrainConfig,
     train_sentences: Sequence[Sentence],
@@ -165,7 +244,8 @@ def train(
 ) -> TrainResult:
     """Fine-tune ``config.base_model`` (a name, id or folder: :func:`medner.base_models.resolve_base_model`); keep
     the epoch with the best dev entity F1 (or, with ``average_epochs``, the mean of the last epochs; with
-    ``train_on_dev``, train on train + dev and keep the last epoch: the dev scores are then not held out)."""
+    ``train_on_dev``, train on train + dev and keep the last epoch: the dev scores are then not held out). With a
+    ``teacher``, the model also learns its word tag distributions (:mod:`medner.distill`)."""
     import torch
     from transformers import get_linear_schedule_with_warmup
 
@@ -174,140 +254,44 @@ def train(
     random.seed(config.seed)
     np.random.seed(config.seed)
     torch.manual_seed(config.seed)
-    threads = set_threads(config.threads)
-    device = pick_device()
+    threads, device = set_threads(config.threads), pick_device()
     tokenizer, model = load_tokenizer_and_model(resolve_base_model(config.base_model), device)
-
-    if config.max_train_sentences:
-        train_sentences = train_sentences[: config.max_train_sentences]
+    train_sentences = train_sentences[: config.max_train_sentences or None]
     if config.train_on_dev:
         train_sentences = [*train_sentences, *dev_sentences]
-    keep_last = config.train_on_dev or config.average_epochs > 0  # no epoch chosen on dev
     edges = SpanEdges.learn((s.tokens, s.labels) for s in train_sentences) if config.span_edges else None
     started = time.perf_counter()  # a student's training time includes its teacher's labelling
-    gold_sentences = len(train_sentences)  # the copies after them are the teacher's alone
+    gold = len(train_sentences)  # the copies after them are the teacher's alone
     if config.teacher:
         train_sentences = with_teacher_copies(train_sentences, config.distill_copies, config.seed)
     teacher = teacher_log_probs(config.teacher, train_sentences) if config.teacher else None
-    rng = random.Random(config.seed)
-    lengths = [len(s.tokens) for s in train_sentences]
-    steps_per_epoch = -(-len(train_sentences) // config.batch_size)
-    total_steps = steps_per_epoch * config.epochs
-    if config.max_steps:
-        total_steps = min(total_steps, config.max_steps)
-
+    rng, lengths = random.Random(config.seed), [len(s.tokens) for s in train_sentences]
+    total_steps = min(-(-len(train_sentences) // config.batch_size) * config.epochs, config.max_steps or 2**62)
     optimizer = torch.optim.AdamW(parameter_groups(model, config), lr=config.learning_rate, fused=True)  # one kernel
-    scheduler = get_linear_schedule_with_warmup(
-        optimizer, int(config.warmup_ratio * total_steps), total_steps
-    )
-    autocast = torch.autocast(device, dtype=torch.bfloat16, enabled=config.bf16)
-
+    scheduler = get_linear_schedule_with_warmup(optimizer, int(config.warmup_ratio * total_steps), total_steps)
+    loss_of = _loss_of_batch(model, tokenizer, config, train_sentences, gold, teacher, device)
     result = TrainResult(model, tokenizer, device=device, threads=threads, span_edges=edges)
-    best_f1, best_state, stale, step = -1.0, None, 0, 0
-    last_states: deque[dict[str, Any]] = deque(maxlen=config.average_epochs or 1)
-    swap = entity_swapper(config.seed) if config.swap_entities else None
+    selection, step = _Selection(config), 0
     for epoch in range(1, config.epochs + 1):
-        model.train()
-        epoch_started, losses = time.perf_counter(), []
-        batches = _length_bucketed_batches(lengths, config.batch_size, rng)
+        epoch_started, batches = time.perf_counter(), _length_bucketed_batches(lengths, config.batch_size, rng)
         bar = progress_bar(batches, desc=f"epoch {epoch}/{config.epochs}", unit="batch", disable=not progress)
-        for batch in bar:
-            sentences = [train_sentences[i] for i in batch]
-            if swap:
-                sentences = [swap(s, config.swap_entities) for s in sentences]
-            inputs, word_ids = encode_words(tokenizer, [s.tokens for s in sentences], config.max_length)
-            targets = torch.tensor(
-                [first_piece_targets(w, to_bio(s.labels)) if i < gold_sentences else [IGNORE_INDEX] * len(w)
-                 for i, w, s in zip(batch, word_ids, sentences)]
-            ).to(device)
-            with autocast:
-                out = model(**{k: v.to(device) for k, v in inputs.items()},
-                            labels=targets if teacher is None else None)
-            loss = out.loss if teacher is None else student_loss(
-                out.logits, targets, word_ids, [teacher[i] for i in batch], config.distill_weight,
-                config.distill_temperature)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            losses.append(loss.item())
-            bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}", refresh=False)
-            step += 1
-            if config.max_steps and step >= config.max_steps:
-                break
-        epoch_seconds = time.perf_counter() - epoch_started
-        dev_metrics = (dict.fromkeys(("entity_f1", "entity_f1_D", "entity_f1_T"), float("nan")) if config.train_on_dev
-                       else evaluate_model(model, tokenizer, dev_sentences, config.decode, edges)[0])
-        row = {
-            "epoch": epoch,
-            "train_loss": float(np.mean(losses)) if losses else float("nan"),
-            "dev_entity_f1": dev_metrics["entity_f1"],
-            "dev_entity_f1_D": dev_metrics["entity_f1_D"],
-            "dev_entity_f1_T": dev_metrics["entity_f1_T"],
-            "train_sentences": len(train_sentences),
-            "epoch_seconds": epoch_seconds,
-            "train_sentences_per_second": sum(map(len, batches[: len(losses)])) / epoch_seconds,
-        }
+        losses = _run_epoch(model, batches, loss_of, optimizer, scheduler,
+                            config.max_steps - step if config.max_steps else None, bar)
+        step, epoch_seconds = step + len(losses), time.perf_counter() - epoch_started
+        dev_metrics = _dev_metrics(model, tokenizer, config, dev_sentences, edges)
+        row = {"epoch": epoch, "train_loss": float(np.mean(losses)) if losses else float("nan"),
+               **{f"dev_{k}": dev_metrics[k] for k in ("entity_f1", "entity_f1_D", "entity_f1_T")},
+               "train_sentences": len(train_sentences), "epoch_seconds": epoch_seconds,
+               "train_sentences_per_second": sum(map(len, batches[: len(losses)])) / epoch_seconds}
         result.history.append(row)
         log.info("epoch %d: loss %.4f, dev entity F1 %.4f", epoch, row["train_loss"], row["dev_entity_f1"])
         if on_epoch:
             on_epoch(row)
-        if config.average_epochs:
-            last_states.append({k: v.detach().clone() for k, v in model.state_dict().items()})
-        if not keep_last and dev_metrics["entity_f1"] > best_f1:
-            best_f1, stale = dev_metrics["entity_f1"], 0
-            best_state = copy.deepcopy(model.state_dict())
-            result.best_epoch, result.dev_metrics = epoch, dev_metrics
-        elif not keep_last:
-            stale += 1
-            if stale >= config.patience:
-                log.info("early stop: dev entity F1 has not improved for %d epochs", stale)
-                break
-        if config.max_steps and step >= config.max_steps:
+        if selection.after_epoch(epoch, model, dev_metrics) or (config.max_steps and step >= config.max_steps):
             break
-    if config.average_epochs:  # the mean of the last epochs' weights, in place of the best epoch's
-        model.load_state_dict(average_state_dicts(list(last_states)))
-    elif best_state is not None:
-        model.load_state_dict(best_state)
-    if keep_last:
-        result.best_epoch = len(result.history)
-        result.dev_metrics, _ = evaluate_model(model, tokenizer, dev_sentences, config.decode, edges)
+    selection.load_into(model)
+    result.best_epoch, result.dev_metrics = (
+        (len(result.history), evaluate_model(model, tokenizer, dev_sentences, config.decode, edges)[0])
+        if selection.keep_last else (selection.best_epoch, selection.dev_metrics))
     result.train_seconds = time.perf_counter() - started
     return result
-
-
-def save_model(model: Any, tokenizer: Any, path: Path | str, edges: SpanEdges | None = None) -> Path:
-    """Save model and tokenizer in Hugging Face format (what export loads), and the span edges the model is
-    decoded with (``SpanEdges.load(path)`` reads them back)."""
-    path = Path(path)
-    path.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    if edges is not None:
-        (path / SPAN_EDGES_FILE).write_text(edges.to_json())
-    return path
-
-
-def load_model(path: Path | str, device: str = "cpu") -> tuple[Any, Any]:
-    """Load a model saved by :func:`save_model`."""
-    from transformers import AutoModelForTokenClassification, AutoTokenizer
-
-    return AutoTokenizer.from_pretrained(path), AutoModelForTokenClassification.from_pretrained(path).to(device)
-
-
-def model_to_files(model: Any, tokenizer: Any, edges: SpanEdges | None = None) -> dict[str, bytes]:
-    """The saved model folder (:func:`save_model`) as ``{relative path: bytes}``, to store as a Metaflow artifact
-    (works unchanged with the local and the S3 datastore)."""
-    with tempfile.TemporaryDirectory() as tmp:
-        save_model(model, tokenizer, tmp, edges)
-        return {str(p.relative_to(tmp)): p.read_bytes() for p in sorted(Path(tmp).rglob("*")) if p.is_file()}
-
-
-def files_to_dir(files: dict[str, bytes], path: Path | str) -> Path:
-    """Write a model stored by :func:`model_to_files` into ``path`` (then :func:`load_model` it)."""
-    path = Path(path)
-    for name, payload in files.items():
-        (path / name).parent.mkdir(parents=True, exist_ok=True)
-        (path / name).write_bytes(payload)
-    return path

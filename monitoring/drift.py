@@ -26,20 +26,16 @@ estimate hold on labelled shifts, ``benchmarks/drift_validation.py validate`` (r
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import warnings
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timedelta
-from pathlib import Path
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from medner.config import DEFAULT_REPOSITORY, PRODUCTION_BRANCH
 from monitoring.estimation import window_estimate
 from monitoring.features import FEATURES, NOTE_SENTENCES
-from monitoring.policy import DEFAULT_QUALITY_DROP, Level, as_utc, isoformat, parse_time, utcnow
-from monitoring.profiles import list_profiles, merge_profiles, read_profile
+from monitoring.policy import DEFAULT_QUALITY_DROP, Level, isoformat
 
 if TYPE_CHECKING:
     from whylogs.core import DatasetProfileView
@@ -235,160 +231,3 @@ def compare(target: DatasetProfileView | None, reference: DatasetProfileView, st
                    "notes score as drift against it, re-export the model version")
     return DriftReport(level, scores, combined=combined, reason=reason, warning_bound=bound, estimate=estimate,
                        **base)
-
-
-def check(root: str | Path, model: str, reference: str | Path, start: datetime, end: datetime,
-          thresholds: DriftThresholds = DEFAULT_THRESHOLDS) -> DriftReport:
-    """Merge the profiles of ``model`` whose window starts in [start, end) under ``root`` and compare them
-    with the ``reference`` profile. Raises FileNotFoundError when the reference is missing."""
-    target, reference_view, profiles = window_views(root, model, reference, start, end)
-    return compare(target, reference_view, start, end, thresholds, profiles=profiles)
-
-
-def check_window(profile_dir: str, model: str, *, repository: str | Path = DEFAULT_REPOSITORY,
-                 reference: str | None = None, window: str = "1h", start: str | None = None, end: str | None = None,
-                 thresholds: DriftThresholds = DEFAULT_THRESHOLDS, html: bool = False
-                 ) -> tuple[DriftReport, str | None]:
-    """``medner monitor check``: the drift report of ``model``'s profiles in the window (``window`` ending at
-    ``end``, or from ``start``) against ``reference`` (default: the champion's reference profile), and, with
-    ``html``, whylogs' HTML drift report (else None). Raises ValueError for a bad window or one with no
-    profiles, FileNotFoundError when the reference is missing."""
-    window_start, window_end = time_window(window, start, end)
-    location = reference or default_reference(repository, model)
-    target, reference_view, profiles = window_views(profile_dir, model, location, window_start, window_end)
-    if profiles == 0:
-        raise ValueError(f"no {model} profiles in {profile_dir} for {window_start:%Y-%m-%dT%H:%M:%SZ} .. "
-                         f"{window_end:%Y-%m-%dT%H:%M:%SZ}")
-    report = compare(target, reference_view, window_start, window_end, thresholds, profiles)
-    return report, drift_report_html(target, reference_view) if html else None
-
-
-def window_views(root: str | Path, model: str, reference: str | Path, start: datetime, end: datetime
-                 ) -> tuple[DatasetProfileView | None, DatasetProfileView, int]:
-    """The merged window profile (None when empty), the reference profile and the window's profile count.
-    Raises FileNotFoundError when the reference is missing."""
-    location = str(reference)
-    if "://" not in location and not Path(location).is_file():
-        raise FileNotFoundError(f"no reference profile at {location}")
-    locations = list_profiles(root, model, start, end)
-    return merge_profiles(locations), read_profile(location), len(locations)
-
-
-def default_reference(repository: str | Path, model: str) -> str:
-    """``reference_profile.bin`` (export writes it) of the version that serves, the registry's champion: a path in
-    a folder repository, an ``s3://`` URI in a bucket (read from there: no model files are downloaded)."""
-    from medner.registry import champion
-    from medner.s3 import is_s3, opened
-
-    with opened(repository, full=False) as folder:
-        version = champion(folder)
-    if version is None:
-        raise FileNotFoundError(f"{str(repository).rstrip('/')}/{model}: no model version (run `medner export`)")
-    if is_s3(repository):
-        return f"{str(repository).rstrip('/')}/{model}/{version}/reference_profile.bin"
-    return str(Path(repository) / model / str(version) / "reference_profile.bin")
-
-
-def drift_report_html(target_view: DatasetProfileView, reference_view: DatasetProfileView) -> str:
-    """whylogs' summary drift report (Hellinger per feature) as a standalone HTML page. The page loads
-    d3/handlebars/jQuery from public CDNs, as whylogs' templates do: a browser offline shows no charts."""
-    from whylogs.viz import NotebookProfileVisualizer
-    from whylogs.viz.drift.column_drift_algorithms import Hellinger
-
-    visualizer = NotebookProfileVisualizer()
-    visualizer.set_profiles(target_profile_view=target_view, reference_profile_view=reference_view)
-    shared = [c for c in FEATURES if c in target_view.get_columns() and c in reference_view.get_columns()]
-    if shared:
-        visualizer.add_drift_config(column_names=shared, algorithm=Hellinger())
-    report = visualizer.summary_drift_report(height="1100px").data
-    return ("<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>medner drift report</title></head>"
-            f"<body>{report}</body></html>\n")
-
-
-# --- MonitorFlow's steps, as functions -------------------------------------------------------------------
-
-@dataclass
-class WindowProfiles:
-    """A window read from the store: its bounds (ISO), the serialized merged and reference views."""
-
-    start: str
-    end: str
-    reference: str
-    profiles: int
-    target_bytes: bytes | None
-    reference_bytes: bytes
-
-
-def read_window(profile_dir: str, model: str, repository: str | Path, reference: str = "", window: str = "1h",
-                end: str = "") -> WindowProfiles:
-    """Merge the profiles of the ``window`` ending at ``end`` (default now) and read the reference profile
-    (default: the champion's in ``repository``). ``profile_dir`` defaults to ``$MEDNER_PROFILE_DIR``."""
-    from medner.config import profile_dir as resolve_profile_dir
-
-    root = resolve_profile_dir(profile_dir)
-    if not root:
-        raise ValueError("no profile store: pass --profile-dir or set MEDNER_PROFILE_DIR")
-    start_at, end_at = time_window(window, None, end or None)
-    location = reference or default_reference(repository, model)
-    target, reference_view, profiles = window_views(root, model, location, start_at, end_at)
-    return WindowProfiles(isoformat(start_at), isoformat(end_at), location, profiles,
-                          target.serialize() if target is not None else None, reference_view.serialize())
-
-
-def check_serialized(target: bytes | None, reference: bytes, start: str, end: str, warning: float = 0.0,
-                     critical: float = 0.0, min_notes: int = 0, profiles: int = 1, max_drop: float | None = None
-                     ) -> tuple[dict[str, Any], str | None]:
-    """The drift report (``to_dict()``) of serialized views and whylogs' HTML report (None without a window
-    profile). Zero thresholds take :class:`DriftThresholds`' defaults (fixed ``warning``/``critical``: off)."""
-    from whylogs.core import DatasetProfileView
-
-    thresholds = DriftThresholds.overridden(warning=warning or None, critical=critical or None,
-                                            min_notes=min_notes or None, max_drop=max_drop)
-    target_view = DatasetProfileView.deserialize(target) if target else None
-    reference_view = DatasetProfileView.deserialize(reference)
-    report = compare(target_view, reference_view, parse_time(start), parse_time(end), thresholds, profiles)
-    page = drift_report_html(target_view, reference_view) if target_view is not None else None
-    return report.to_dict(), page
-
-
-def decide(report: dict[str, Any], backend: str = "local", log: str = "", flow_parameters: str = "{}",
-           dry_run: bool = False, reason: str = "", branch: str = PRODUCTION_BRANCH) -> dict[str, Any]:
-    """The policy's decision on ``report`` (``monitoring.triggers.act``: start the flow on the @project ``branch``,
-    record it, with ``reason`` or one made from the drift scores); in a ``dry_run`` only the action it would
-    take, nothing started or recorded."""
-    from monitoring.policy import FLOWS, action_for
-    from monitoring.triggers import act, backend_options
-
-    parameters = json.loads(flow_parameters or "{}")
-    if not isinstance(parameters, dict):
-        raise ValueError("trigger parameters must be a JSON object: {flow name: {parameter: value}}")
-    if dry_run:
-        action = action_for(report["level"])
-        return {"level": report["level"], "action": action, "flow": FLOWS.get(action, ""), "backend": backend,
-                "status": "dry-run", "target": "", "window_start": report.get("window_start"),
-                "window_end": report.get("window_end")}
-    return act(report, backend, log, parameters=parameters, reason=reason,
-               backend_options=backend_options(backend, None, branch))
-
-
-def parse_window(text: str) -> float:
-    """Seconds in a window length such as ``90s``, ``15m``, ``1h``, ``2d``."""
-    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-    try:
-        value, unit = float(text[:-1]), units[text[-1].lower()]
-    except (ValueError, KeyError, IndexError):
-        raise ValueError(f"bad window {text!r}: expected a number and a unit s/m/h/d, like 1h") from None
-    if value <= 0:
-        raise ValueError(f"bad window {text!r}: must be positive")
-    return value * unit
-
-
-def time_window(window: str = "1h", start: str | None = None, end: str | None = None,
-                now: datetime | None = None) -> tuple[datetime, datetime]:
-    """The [start, end) of a check in UTC: ``start``/``end`` as ISO 8601 (naive means UTC); a missing end is
-    ``now``, a missing start is ``window`` (:func:`parse_window`) before the end."""
-    stop = parse_time(end) if end else as_utc(now or utcnow())
-    begin = parse_time(start) if start else stop - timedelta(seconds=parse_window(window))
-    if begin >= stop:
-        raise ValueError(f"empty window: start {isoformat(begin)} is not before end {isoformat(stop)}")
-    return begin, stop

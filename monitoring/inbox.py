@@ -28,8 +28,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from monitoring.policy import DecisionLog, isoformat, open_log, utcnow
-from monitoring.triggers import Backend, make_backend, record, start_and_record
+from monitoring.policy import DecisionLog, isoformat, open_log, record, utcnow
+from monitoring.triggers import Backend, make_backend, start_and_record
 
 MANIFEST = ".manifest.json"
 LABEL_SUFFIX, SENT_SUFFIX = "_label", "_sent"

@@ -17,7 +17,7 @@ import json
 import logging
 import os
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
@@ -137,6 +137,19 @@ class DecisionLog:
 def open_log(log: str | Path | DecisionLog | None) -> DecisionLog:
     """``log`` as a DecisionLog; None: :func:`medner.config.decision_log` (``$MEDNER_DECISION_LOG`` or the default)."""
     return log if isinstance(log, DecisionLog) else DecisionLog(decision_log(log))
+
+
+def record(level: str, action: str, backend: str, reason: str, *, status: str, flow: str = "",
+           target: str = "", window: Mapping[str, Any] | None = None, parameters: Mapping[str, Any] | None = None,
+           now: datetime | None = None, **extra: Any) -> dict[str, Any]:
+    """A decision record, as :class:`DecisionLog` keeps them: identifiers and statistics only (never note text)."""
+    window = window or {}
+    entry = {"at": isoformat(now or utcnow()), "level": level, "action": action, "flow": flow, "backend": backend,
+             "target": target, "status": status, "reason": reason, "window_start": window.get("window_start"),
+             "window_end": window.get("window_end"), "parameters": dict(parameters or {}), **extra}
+    if window.get("counts"):
+        entry["counts"] = window["counts"]
+    return entry
 
 
 def recent_trigger(records: Sequence[dict[str, Any]], level: str, now: datetime,

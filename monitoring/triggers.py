@@ -39,9 +39,9 @@ from monitoring.policy import (
     DecisionLog,
     action_for,
     alert,
-    isoformat,
     open_log,
     recent_trigger,
+    record,
     utcnow,
 )
 
@@ -181,19 +181,6 @@ def make_backend(name: str | Backend, **options: Any) -> Backend:
     if name == "stepfunctions":
         return StepFunctionsBackend(**options)
     raise ValueError(f"unknown backend {name!r}; expected local or stepfunctions")
-
-
-def record(level: str, action: str, backend: str, reason: str, *, status: str, flow: str = "",
-           target: str = "", window: Mapping[str, Any] | None = None, parameters: Mapping[str, Any] | None = None,
-           now: datetime | None = None, **extra: Any) -> dict[str, Any]:
-    """A decision record: identifiers and statistics only (never note text)."""
-    window = window or {}
-    entry = {"at": isoformat(now or utcnow()), "level": level, "action": action, "flow": flow, "backend": backend,
-             "target": target, "status": status, "reason": reason, "window_start": window.get("window_start"),
-             "window_end": window.get("window_end"), "parameters": dict(parameters or {}), **extra}
-    if window.get("counts"):
-        entry["counts"] = window["counts"]
-    return entry
 
 
 def start_and_record(flow: str, parameters: Mapping[str, Any], backend: Backend, log: DecisionLog, *, level: str,

@@ -63,7 +63,8 @@ def untrained_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     from medner.config import default_base_model
     from medner.decoding import SpanEdges
-    from medner.training import load_tokenizer_and_model, save_model
+    from medner.model_io import save_model
+    from medner.training import load_tokenizer_and_model
 
     torch.manual_seed(0)
     tokenizer, model = load_tokenizer_and_model(default_base_model())

@@ -61,7 +61,8 @@ def monitor_check(
 ) -> None:
     """Compare a window of request profiles with the reference profile; print the drift report as JSON.
     Exit 0 when the level is none, 3 on warning, 4 on critical, 1 when there is nothing to compare."""
-    from monitoring.drift import DriftThresholds, check_window
+    from monitoring.drift import DriftThresholds
+    from monitoring.service import check_window
 
     try:
         report, page = check_window(profile_dir, model, repository=repository, reference=reference, window=window,

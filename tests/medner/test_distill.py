@@ -12,7 +12,8 @@ import torch
 from medner.config import TrainConfig
 from medner.data import read_behealthy, split_dev
 from medner.distill import distillation_loss, teacher_log_probs
-from medner.training import load_model, predict, save_model, train
+from medner.model_io import load_model, save_model
+from medner.training import predict, train
 
 
 def test_distillation_loss_compares_each_word_s_first_piece_with_its_own_teacher_row() -> None:

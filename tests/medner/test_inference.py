@@ -20,7 +20,7 @@ from medner.inference import (
     tokenize_notes,
     torch_encoder,
 )
-from medner.training import load_model
+from medner.model_io import load_model
 
 
 @pytest.fixture(scope="module")

@@ -11,17 +11,8 @@ from medner.config import TrainConfig
 from medner.data import read_behealthy, split_dev
 from medner.decoding import SpanEdges
 from medner.labels import IGNORE_INDEX
-from medner.training import (
-    average_state_dicts,
-    evaluate_model,
-    files_to_dir,
-    first_piece_targets,
-    load_model,
-    model_to_files,
-    parameter_groups,
-    predict,
-    train,
-)
+from medner.model_io import files_to_dir, load_model, model_to_files
+from medner.training import average_state_dicts, evaluate_model, first_piece_targets, parameter_groups, predict, train
 
 
 def test_first_piece_targets() -> None:

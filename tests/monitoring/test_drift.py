@@ -13,20 +13,11 @@ import whylogs as why
 from typer.testing import CliRunner
 
 from medner.cli import app
-from monitoring.drift import (
-    DEFAULT_THRESHOLDS,
-    DriftReport,
-    DriftThresholds,
-    check,
-    compare,
-    drift_report_html,
-    note_count,
-    parse_window,
-    sentence_count,
-    time_window,
-)
+from monitoring.drift import DEFAULT_THRESHOLDS, DriftReport, DriftThresholds, compare, note_count, sentence_count
 from monitoring.features import FEATURES, NOTE_SENTENCES, PROFILE_COLUMNS
+from monitoring.policy import isoformat
 from monitoring.profiles import profile_rows, write_view
+from monitoring.service import assess, drift_report_html, parse_window, read_window, time_window
 
 CALIBRATION = Path(__file__).resolve().parents[2] / "benchmarks" / "results" / "drift_calibration.json"
 
@@ -104,6 +95,13 @@ def test_command_line_thresholds_override_only_what_is_given() -> None:
     assert DriftThresholds.overridden(warning=0.5, min_notes=None) == DriftThresholds(warning=0.5)
     with pytest.raises(ValueError, match="warning <= critical"):
         DriftThresholds.overridden(warning=0.9, critical=0.5)
+
+
+def check(root: Path, model: str, reference: Path, start: datetime, end: datetime,
+          thresholds: DriftThresholds = DEFAULT_THRESHOLDS) -> DriftReport:
+    """The drift report of a store's window: the way MonitorFlow and `medner monitor check` read and assess one."""
+    window = read_window(str(root), model, reference=str(reference), start=isoformat(start), end=isoformat(end))
+    return assess(window, thresholds)
 
 
 def test_time_window() -> None:

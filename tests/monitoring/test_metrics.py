@@ -16,8 +16,7 @@ import pytest
 
 from medner.triton import free_ports
 from monitoring.metrics import metrics_text, serve_metrics_in_background
-from monitoring.policy import DecisionLog
-from monitoring.triggers import record
+from monitoring.policy import DecisionLog, record
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 DRIFTED = {"oov_word_rate": 0.41, "sentence_length": 0.22, "combined": 0.35, "estimated_entity_f1": 0.58}
