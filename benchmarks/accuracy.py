@@ -42,8 +42,8 @@ def run_file(name: str, seed: int | str) -> Path:
 
 def run(names: list[str], seeds: list[int], data_dir: str | None, teacher: str = "") -> None:
     from medner.config import data_dir as resolve_data_dir
-    from medner.data import prepare_data
     from medner.experiments import LEVER_GRID, parse_grid, run_candidate
+    from medner.prepare import prepare_data
     from medner.steps import model_folder
 
     candidates = [c for c in parse_grid(LEVER_GRID) if not names or c.name in names]
@@ -310,9 +310,9 @@ def ceilings(data_dir: str | None) -> None:
     import numpy as np
 
     from medner.config import data_dir as resolve_data_dir
-    from medner.data import prepare_data
     from medner.decoding import SpanEdges, decode
     from medner.metrics import evaluate
+    from medner.prepare import prepare_data
 
     data = prepare_data(resolve_data_dir(data_dir))
     edges = SpanEdges.learn((s.tokens, s.labels) for s in data.train)

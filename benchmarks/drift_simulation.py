@@ -160,7 +160,7 @@ class Traffic:
 def in_process_featurizer(repository: Path, model: str, version_dir: Path, threads: int
                           ) -> Callable[[list[str]], np.ndarray]:
     from medner.inference import NerPipeline
-    from medner.triton import config_parameters
+    from medner.triton_control import config_parameters
     from monitoring.features import FeatureTagger
 
     pipeline = NerPipeline(version_dir, config_parameters(repository / model / "config.pbtxt"), threads)

@@ -226,7 +226,7 @@ class Scorer:
     def __init__(self, repository: Path, model: str, threads: int):
         from medner.inference import NerPipeline
         from medner.registry import champion
-        from medner.triton import config_parameters
+        from medner.triton_control import config_parameters
         from monitoring.features import FeatureTagger
         from monitoring.profiles import read_profile
 

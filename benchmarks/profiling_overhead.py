@@ -55,7 +55,7 @@ def served_copy(repository: Path, work: Path, data_dir: str | None) -> Path:
 
 def in_process(repository: Path, notes: list[str], rounds: int, profiles: Path) -> dict:
     from medner.inference import NerPipeline
-    from medner.triton import config_parameters
+    from medner.triton_control import config_parameters
     from monitoring.features import FeatureTagger
     from monitoring.profiles import RollingProfiler
 
@@ -98,7 +98,7 @@ def in_process(repository: Path, notes: list[str], rounds: int, profiles: Path) 
 def components(repository: Path, notes: list[str], profiles: Path) -> dict:
     """CPU microseconds per note of the profiling parts alone, against the whole pipeline."""
     from medner.inference import NerPipeline, extract_decoded
-    from medner.triton import config_parameters
+    from medner.triton_control import config_parameters
     from monitoring.estimation import Estimator
     from monitoring.features import batch_features, read_vocabulary
     from monitoring.profiles import RollingProfiler

@@ -303,13 +303,13 @@ def main() -> None:
 
 
 def _config_instances(repository: Path, model: str) -> int:
-    from medner.triton import read_model_config
+    from medner.triton_control import read_model_config
 
     return sum(group.count for group in read_model_config(repository / model / "config.pbtxt").instance_group) or 1
 
 
 def _config_threads(repository: Path, model: str) -> str:
-    from medner.triton import config_parameters
+    from medner.triton_control import config_parameters
 
     return config_parameters(repository / model / "config.pbtxt").get("threads", "1")
 

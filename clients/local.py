@@ -10,7 +10,7 @@ from pathlib import Path
 from medner.config import SERVED_MODELS
 from medner.inference import Entity, NerPipeline, NoteError, TaggedNote, validate_note
 from medner.registry import champion
-from medner.triton import config_parameters
+from medner.triton_control import config_parameters
 
 
 class LocalNerModel:

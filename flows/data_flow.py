@@ -37,7 +37,7 @@ class DataFlow(FlowSpec):
     @step
     def split(self):
         """Read, validate, split, version, check leakage and describe the corpus."""
-        from medner.data import prepare_data
+        from medner.prepare import prepare_data
 
         prepared = prepare_data(self.source_dir, self.extra_paths, self.dev_fraction, self.seed)
         self.train, self.dev, self.test = prepared.train, prepared.dev, prepared.test

@@ -11,7 +11,7 @@ A challenger (an exported version) replaces the champion only when it passes fou
    ``ner_int8``, CPU configs) alone and answers a fixed set of notes exactly as the same version does
    in-process: a broken or unloadable model never reaches the live server.
 
-Then the live server loads the challenger with explicit model control (:func:`medner.triton.load_version`:
+Then the live server loads the challenger with explicit model control (:func:`medner.triton_control.load_version`:
 the old version answers until the new one is ready and finishes its in-flight requests), ``serving.json``
 records the champion and the version it replaced (for :func:`rollback`), and the source runs' Metaflow tags
 move (``champion``). A refused challenger's folders are removed (never served, so nothing can load it by
@@ -21,10 +21,6 @@ mistake; its run still holds the model) and the champion keeps serving; every de
 from __future__ import annotations
 
 import shutil
-import statistics
-import tempfile
-import time
-from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -35,9 +31,8 @@ from medner.config import (
     DEFAULT_PROMOTION_MARGIN,
     DEFAULT_PROMOTION_TOLERANCE,
     DEFAULT_UAT_MIN_F1,
-    SERVED_MODELS,
 )
-from medner.data import Sentence
+from medner.promotion_gates import Gate, export_gate, quality_gate, smoke_gate, uat_gate
 from medner.registry import (
     lineage,
     loaded_versions,
@@ -49,28 +44,8 @@ from medner.s3 import fetch_versions
 
 CHAMPION_TAG = "champion"
 
-# The smoke test's fixed notes (synthetic, no patient data): sentences, a multi-line note, non-Latin text,
-# a one-character note and a long note of many windows.
-SMOKE_NOTES = [
-    "Patients with breast cancer were treated with tamoxifen and radiotherapy.",
-    "Inhaled steroids reduced asthma exacerbations in children.",
-    "Type 2 diabetes was managed with metformin; hypertension with beta blockers.",
-    "Follow-up:\nchronic kidney disease, stage 3.\n\nStarted ACE inhibitors (lisinopril 10 mg).",
-    "Ωmega-3 für Diabetes — 😀 ok. 患者 has hepatitis C.",
-    "x",
-    " ".join(["Chemotherapy improved survival in metastatic colorectal cancer."] * 60),
-]
-
-
 class PromotionError(RuntimeError):
     """Promotion or rollback cannot start (no such version, nothing to roll back to, no server)."""
-
-
-@dataclass
-class Gate:
-    name: str
-    passed: bool
-    detail: str
 
 
 @dataclass
@@ -90,145 +65,6 @@ class Decision:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def export_gate(record: dict[str, Any]) -> Gate:
-    """The challenger's export gates (parity; INT8 quality) as its lineage records them."""
-    gates = record.get("gates", {})
-    failed = [name for name in ("parity", "int8_quality") if not gates.get(name, {}).get("passed")]
-    if failed:
-        return Gate("export", False, f"lineage has no passed {' / '.join(failed)} gate")
-    parity = gates["parity"]
-    return Gate("export", True, f"parity max |logit diff| {parity.get('max_abs_logit_diff', float('nan')):.1e}, "
-                                f"INT8 F1 drop {gates['int8_quality'].get('drop', float('nan')):+.4f}")
-
-
-def in_process_seconds(repository: Path, version: int, rounds: int = 5) -> list[float]:
-    """Seconds to tag the smoke notes in-process (1 thread), ``rounds`` times, after a warm-up."""
-    from clients.local import LocalNerModel
-
-    model = LocalNerModel(repository, "ner", threads=1, version=version)
-    model.extract(SMOKE_NOTES)
-    timings = []
-    for _ in range(rounds):
-        start = time.perf_counter()
-        model.extract(SMOKE_NOTES)
-        timings.append(time.perf_counter() - start)
-    return timings
-
-
-def quality_gate(repository: Path, challenger: int, champion: int | None, margin: float, tolerance: float) -> Gate:
-    """Test entity F1 against the champion's: better by ``margin``, or a tie within ``tolerance`` and faster."""
-    f1 = (lineage(repository, challenger).get("metrics_fp32") or {}).get("entity_f1")
-    if f1 is None:
-        return Gate("quality", False, f"version {challenger} has no test entity F1 in its lineage")
-    if champion is None:
-        return Gate("quality", True, f"test entity F1 {f1:.4f}; no champion to beat")
-    champion_record = lineage(repository, champion)
-    best = (champion_record.get("metrics_fp32") or {}).get("entity_f1", 0.0)
-    same_data = champion_record.get("data_version") == lineage(repository, challenger).get("data_version")
-    versus = f"test entity F1 {f1:.4f} vs champion v{champion} {best:.4f}" + ("" if same_data else
-                                                                             " (different data versions)")
-    if f1 >= best + margin and f1 - best > tolerance:
-        return Gate("quality", True, f"{versus}: better by more than the margin {margin:.4f}")
-    if abs(f1 - best) <= tolerance:
-        fetch_versions(repository, [challenger, champion])  # both run in-process (S3 mirror: their files)
-        ours, theirs = [], []
-        for _ in range(3):  # interleaved: this machine's speed drifts
-            ours += in_process_seconds(repository, challenger, 2)
-            theirs += in_process_seconds(repository, champion, 2)
-        ms_ours, ms_theirs = 1000 * statistics.median(ours), 1000 * statistics.median(theirs)
-        faster = ms_ours < ms_theirs
-        verdict = "faster" if faster else "not faster"
-        return Gate("quality", faster, f"{versus}: a tie within {tolerance:.4f}; in-process {ms_ours:.1f} vs "
-                                       f"{ms_theirs:.1f} ms for the smoke notes ({verdict})")
-    return Gate("quality", False, f"{versus}: not better by the margin {margin:.4f}")
-
-
-def acceptance_scores(repository: Path, version: int, notes: Sequence[Sentence], model: str = "ner"
-                      ) -> dict[str, Any]:
-    """``version`` of ``model`` (in-process) on the acceptance ``notes`` (``medner.data.read_jsonl`` of the file):
-    the entity metrics, how many notes it got exactly right, and how many notes there are. Raises what loading or
-    running the model raises."""
-    from clients.local import LocalNerModel
-    from medner.metrics import evaluate
-    from medner.spans import predicted_labels
-
-    predictions = predicted_labels([n.tokens for n in notes],
-                                   LocalNerModel(repository, model, threads=1, version=version).extract)
-    exact = sum(list(n.labels) == list(p) for n, p in zip(notes, predictions))
-    return {**evaluate([n.labels for n in notes], predictions), "notes": len(notes), "exactly_right": exact}
-
-
-def uat_gate(repository: Path, version: int, min_f1: float, acceptance: Path = ACCEPTANCE_FILE) -> Gate:
-    """User acceptance: ``version`` (fp32, in-process) on the acceptance notes must reach entity F1 ``min_f1``;
-    the detail says how many notes it got exactly right (never their text)."""
-    from medner.data import read_jsonl
-
-    notes = read_jsonl(acceptance)  # a malformed file is an error naming its line, not a refused model
-    try:
-        scores = acceptance_scores(repository, version, notes)
-    except (RuntimeError, OSError, ValueError) as err:  # onnxruntime's load errors are RuntimeErrors
-        return Gate("uat", False, f"v{version} does not run in-process ({type(err).__name__})")
-    f1, exact = scores["entity_f1"], scores["exactly_right"]
-    return Gate("uat", f1 >= min_f1, f"entity F1 {f1:.4f} on {len(notes)} acceptance notes of {acceptance.name} "
-                                     f"({exact} exactly right); {min_f1:.4f} needed")
-
-
-def smoke_gate(repository: Path, version: int, timeout: float = 180.0) -> Gate:
-    """Serve ``version`` alone on a throwaway Triton server and compare its answers on the smoke notes with
-    the same version run in-process (labels and offsets; scores within 1e-3)."""
-    from clients.local import LocalNerModel
-    from clients.ner_client import NerClient
-    from medner.triton import TritonError, TritonServer
-
-    with tempfile.TemporaryDirectory(prefix="medner-smoke-") as tmp:
-        staging = Path(tmp) / "repository"
-        served = []
-        for model in SERVED_MODELS:  # on CPU each is whole (tokenize + encode + decode): no parts to stage
-            config = repository / model / "config.pbtxt"
-            if not (config.parent / str(version)).is_dir():
-                continue
-            (staging / model).mkdir(parents=True)  # its configs, and the one version as a link
-            for item in [config, *config.parent.glob("configs/*.pbtxt")]:
-                target = staging / model / item.relative_to(config.parent)
-                target.parent.mkdir(exist_ok=True)
-                shutil.copy2(item, target)
-            (staging / model / str(version)).symlink_to((config.parent / str(version)).resolve())
-            served.append(model)
-        log = Path(tmp) / "server.log"
-        try:
-            with TritonServer.on_free_ports(staging, log_file=log) as server:
-                for model in served:
-                    with NerClient(server.grpc_url, model=model, timeout=timeout) as client:
-                        answers = client.extract(SMOKE_NOTES, return_exceptions=True)
-                    expected = LocalNerModel(repository, model, threads=1, version=version).extract(SMOKE_NOTES)
-                    for index, (got, want) in enumerate(zip(answers, expected)):
-                        if isinstance(got, Exception):
-                            return Gate("smoke", False, f"{model} v{version}: smoke note {index} failed: {got}")
-                        if not _same_entities(got, want):
-                            return Gate("smoke", False, f"{model} v{version}: smoke note {index} answered "
-                                                        "differently through Triton than in-process")
-        except TritonError as err:
-            return Gate("smoke", False, f"v{version} does not load in Triton ({type(err).__name__}): "
-                                        f"{_load_failure(log)}")
-        return Gate("smoke", True, f"{', '.join(served)} v{version} answered {len(SMOKE_NOTES)} notes through "
-                                   "Triton as in-process")
-
-
-def _same_entities(got: list[dict], want: list[dict]) -> bool:
-    key = lambda e: (e["label"], e["start"], e["end"])  # noqa: E731
-    return [key(e) for e in got] == [key(e) for e in want] and all(
-        abs(a["score"] - b["score"]) <= 1e-3 for a, b in zip(got, want))
-
-
-def _load_failure(log: Path) -> str:
-    """The server log's first line saying why a model failed to load (the log holds no note text)."""
-    if log.exists():
-        for line in log.read_text(errors="replace").splitlines():
-            if "failed to load" in line or "Invalid argument" in line:
-                return line.strip()[:400]
-    return "see the server log"
 
 
 def current_champion(repository: Path, url: str, key: str) -> int | None:
@@ -255,7 +91,7 @@ def promote(repository: str | Path, url: str, key: str, *, version: int | None =
 
 def _promote(repository: Path, url: str, key: str, version: int | None, margin: float, tolerance: float, gpu: bool,
              keep_refused: bool, uat_min_f1: float, acceptance: Path) -> Decision:
-    from medner.triton import load_version
+    from medner.triton_control import load_version
 
     found = [v.version for v in versions(repository)]
     version = version if version is not None else (found[-1] if found else None)
@@ -299,7 +135,7 @@ def rollback(repository: str | Path, url: str, key: str, *, to: int | None = Non
 
 
 def _rollback(repository: Path, url: str, key: str, to: int | None, gpu: bool) -> dict[str, Any]:
-    from medner.triton import load_version
+    from medner.triton_control import load_version
 
     record = serving_record(repository)
     current = record["version"]

@@ -122,7 +122,7 @@ def version_rows(location: str | Path, url: str | None = None) -> tuple[list[dic
     recorded champion; and a warning when that server cannot be read (the repository is still listed). Raises
     FileNotFoundError when the repository has no version."""
     from medner.s3 import opened
-    from medner.triton import admin_key
+    from medner.triton_control import admin_key
 
     with opened(location, full=False) as repository:
         found, recorded = versions(repository), champion(repository)
@@ -142,7 +142,7 @@ def loaded_versions(url: str, admin_key: str | None = None, timeout: float = 10.
     index is an administrative endpoint where the server was started by ``medner serve``."""
     import tritonclient.grpc as grpcclient
 
-    from medner.triton import GRPC_ADMIN_HEADER
+    from medner.triton_control import GRPC_ADMIN_HEADER
 
     client = grpcclient.InferenceServerClient(url)
     headers = {GRPC_ADMIN_HEADER: admin_key} if admin_key else None

@@ -25,7 +25,7 @@ def load_data(data_run: str = "", data_dir: str = "", branch: str | None = None)
     successful DataFlow run on the @project ``branch`` (a flow passes its own: production trains on production
     data; None: the current namespace); else the corpus prepared here (same code as DataFlow)."""
     from medner.config import data_dir as resolve_data_dir
-    from medner.data import prepare_data
+    from medner.prepare import prepare_data
     from medner.runs import all_namespaces, get_run, latest_successful_run
 
     if data_run:
@@ -189,7 +189,7 @@ def publish(*, source: str, model_files: dict[str, bytes], train: Sequence[Sente
     if not promote_url:
         return version, None
     from medner.promotion import promote
-    from medner.triton import admin_key
+    from medner.triton_control import admin_key
 
     decision = promote(repository, promote_url, admin_key(create=False) or "", version=version, uat_min_f1=uat_min_f1)
     for gate in decision.gates:

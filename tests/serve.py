@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 
 from medner.registry import loaded_versions, write_serving_record
-from medner.triton import ADMIN_KEY_ENV, free_ports
+from medner.triton import free_ports
+from medner.triton_control import ADMIN_KEY_ENV
 
 ADMIN_KEY = "test-admin-key"
 

@@ -38,7 +38,8 @@ def data_check(
     data_dir: DataDirOption = None,
 ) -> None:
     """Validate annotated data and print corpus statistics as JSON."""
-    from medner.data import DataFormatError, check_data
+    from medner.data import DataFormatError
+    from medner.prepare import check_data
 
     try:
         stats = check_data(paths or [], data_dir)

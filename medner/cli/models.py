@@ -59,7 +59,7 @@ def models_list(
 
 
 def _admin_key_or_exit(key_file: Path | None) -> str:
-    from medner.triton import admin_key
+    from medner.triton_control import admin_key
 
     key = admin_key(key_file, create=False)
     if not key:

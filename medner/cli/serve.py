@@ -35,7 +35,8 @@ def serve(
 
     from medner.registry import serving_folder
     from medner.s3 import S3Unavailable
-    from medner.triton import TritonError, TritonServer, admin_key
+    from medner.triton import TritonError, TritonServer
+    from medner.triton_control import admin_key
 
     try:
         folder, champion, source = serving_folder(repository)  # what serves: the recorded champion

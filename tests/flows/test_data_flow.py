@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from medner.data import prepare_data
+from medner.prepare import prepare_data
 from tests.flows.conftest import card_data
 
 pytestmark = pytest.mark.slow

@@ -22,7 +22,8 @@ def test_critical_drift_runs_experiment_flow_which_exports_and_promotes_its_chal
     repository on S3 (a moto server) and promoting it through every gate on the server reading that bucket."""
     from medner.registry import loaded_versions, serving_folder
     from medner.s3 import opened
-    from medner.triton import ADMIN_KEY_ENV, TritonServer
+    from medner.triton import TritonServer
+    from medner.triton_control import ADMIN_KEY_ENV
     from monitoring.triggers import LocalBackend, act, closing_the_loop
     from tests.serve import beatable_champion
 

@@ -17,7 +17,8 @@ def test_production_retrains_on_its_own_data_and_promotes_by_itself(flow_runner,
     closes by itself: a warning starts TrainFlow on the prod branch, which trains on production's latest DataFlow
     run (not the researcher's newer one), exports its model and promotes it through every gate on the server."""
     from medner.registry import loaded_versions, serving_record
-    from medner.triton import ADMIN_KEY_ENV, TritonServer
+    from medner.triton import TritonServer
+    from medner.triton_control import ADMIN_KEY_ENV
     from monitoring.triggers import LocalBackend, act, closing_the_loop
     from tests.serve import beatable_champion
 

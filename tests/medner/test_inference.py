@@ -151,7 +151,7 @@ def test_a_small_call_runs_solo_only_while_no_other_instance_runs(tmp_path: Path
 
 
 def test_solo_runs_tag_like_narrow_ones(exported_repository: Path) -> None:
-    from medner.triton import config_parameters
+    from medner.triton_control import config_parameters
     from tests.notes import NOTES
 
     parameters = config_parameters(exported_repository / "ner" / "config.pbtxt")
@@ -194,7 +194,7 @@ def test_word_piece_tokenizer_needs_cls_and_sep(untrained_model_dir: Path, tmp_p
 def test_a_served_version_decodes_with_its_span_edges(exported_repository: Path) -> None:
     from medner.decoding import SpanEdges
     from medner.spans import split_words
-    from medner.triton import config_parameters
+    from medner.triton_control import config_parameters
 
     version = exported_repository / "ner" / "1"
     pipeline = NerPipeline(version, config_parameters(exported_repository / "ner" / "config.pbtxt"))

@@ -25,7 +25,7 @@ from medner.cli import app
 from medner.promotion import PromotionError, promote, rollback
 from medner.registry import loaded_versions, write_serving_record
 from medner.s3 import opened
-from medner.triton import ADMIN_KEY_ENV
+from medner.triton_control import ADMIN_KEY_ENV
 from tests.aws import TEST_CREDENTIALS, aws
 from tests.notes import NOTES
 from tests.serve import (

@@ -9,7 +9,7 @@ import pytest
 from tritonclient.grpc import model_config_pb2
 
 from medner.labels import BIO_TAGS
-from medner.triton import read_model_config
+from medner.triton_control import read_model_config
 
 REPOSITORY = Path(__file__).resolve().parents[2] / "model_repository"
 CONFIGS = sorted(REPOSITORY.glob("*/config.pbtxt")) + sorted(REPOSITORY.glob("*/configs/*.pbtxt"))

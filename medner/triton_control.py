@@ -1,0 +1,90 @@
+"""Triton's model control, as medner uses it: model configs read as Triton parses them, the admin key that guards
+the administrative endpoints, and loading one version of every model on a live server (explicit model control).
+:mod:`medner.triton` starts and stops servers."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+ADMIN_HEADER = "medner-admin-key"  # the HTTP header that carries the admin key
+GRPC_ADMIN_HEADER = f"triton-grpc-protocol-{ADMIN_HEADER}"  # the same as gRPC metadata (Triton adds the prefix)
+ADMIN_KEY_ENV = "MEDNER_ADMIN_KEY"
+
+
+def read_model_config(path: Path) -> Any:  # -> tritonclient's model_config_pb2.ModelConfig
+    """A Triton ``config.pbtxt`` (protobuf text format, comments allowed) as Triton itself parses it."""
+    from google.protobuf import text_format
+    from tritonclient.grpc import model_config_pb2
+
+    return text_format.Parse(Path(path).read_text(), model_config_pb2.ModelConfig())
+
+
+def config_parameters(path: Path) -> dict[str, str]:
+    """The ``parameters`` of a ``config.pbtxt`` (string values), as a python model sees them at load."""
+    return {key: value.string_value for key, value in read_model_config(path).parameters.items()}
+
+
+def admin_key(key_file: Path | None = None, create: bool = True) -> str | None:
+    """The admin key: ``$MEDNER_ADMIN_KEY``, else the key file (default ``~/.cache/medner/admin-key``),
+    created with a random key (mode 0600) when missing and ``create``; None when missing otherwise."""
+    import secrets
+
+    from medner.config import cache_dir
+
+    if os.environ.get(ADMIN_KEY_ENV):
+        return os.environ[ADMIN_KEY_ENV]
+    key_file = key_file or cache_dir() / "admin-key"
+    if not key_file.exists():
+        if not create:
+            return None
+        key_file.parent.mkdir(parents=True, exist_ok=True)
+        descriptor = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "w") as handle:
+            handle.write(secrets.token_urlsafe(32))
+    return key_file.read_text().strip()
+
+
+def model_config_file(model_dir: Path, gpu: bool = False) -> Path:
+    """The config Triton reads for a model: ``configs/gpu.pbtxt`` under ``--model-config-name=gpu`` where the
+    model has one, else ``config.pbtxt``."""
+    custom = model_dir / "configs" / "gpu.pbtxt"
+    return custom if gpu and custom.exists() else model_dir / "config.pbtxt"
+
+
+def load_version(url: str, key: str, repository: Path, version: int, gpu: bool = False,
+                 timeout: float = 300.0) -> dict[str, int | None]:
+    """Make every model of ``repository`` serve ``version`` alone, on the server at ``url`` (explicit model
+    control, admin key ``key``): each model is loaded with its config pinned to that version
+    (``version_policy: specific``). Triton keeps serving the version it had until the new one is ready, and
+    retires it once its in-flight requests finish, so clients see no gap. A model without that version
+    (``ner_int8`` when the INT8 gate failed) is unloaded. Ensembles load after their parts. Returns
+    model -> version now served (None: unloaded). Raises InferenceServerException when a load fails; the
+    models before it have moved, the rest have not (promotion smoke-tests a version before calling this)."""
+    import tritonclient.grpc as grpcclient
+    from google.protobuf import json_format
+
+    configs = {}
+    for config_file in sorted(repository.glob("*/config.pbtxt")):
+        configs[config_file.parent.name] = read_model_config(model_config_file(config_file.parent, gpu))
+    headers = {GRPC_ADMIN_HEADER: key}
+    client = grpcclient.InferenceServerClient(url)
+    served: dict[str, int | None] = {}
+    try:
+        for name in sorted(configs, key=lambda m: (configs[m].platform == "ensemble", m)):
+            config = configs[name]
+            if not (repository / name / str(version)).is_dir():
+                if client.is_model_ready(name):
+                    client.unload_model(name, headers=headers, client_timeout=timeout)
+                served[name] = None
+                continue
+            config.version_policy.specific.versions[:] = [version]
+            client.load_model(name, headers=headers, config=json_format.MessageToJson(config),
+                              client_timeout=timeout)
+            served[name] = version
+    finally:
+        client.close()
+    return served
+
+
