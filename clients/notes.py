@@ -8,6 +8,9 @@ from pathlib import Path
 
 from medner.config import DEFAULT_GRPC_URL
 
+# Heavy or optional modules (torch, transformers, whylogs, Triton's clients, boto3, Metaflow) and the layers that
+# import them are imported inside the functions that use them: importing this module stays cheap.
+
 
 def read_notes(inputs: Sequence[Path]) -> list[tuple[str, bytes]]:
     """(id, note) pairs: lines of text files (``file:line``), .txt files of folders (one note each,

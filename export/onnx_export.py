@@ -35,6 +35,11 @@ from export.gates import ExportRefused, int8_gate, parity_gate, torch_reference
 from medner.data import Sentence
 from medner.decoding import SPAN_EDGES_FILE, SpanEdges
 from medner.inference import Encoder, ort_encoder
+from medner.registry import code_version
+from medner.spans import join_tokens
+
+# Heavy or optional modules (torch, transformers, whylogs, Triton's clients, boto3, Metaflow) and the layers that
+# import them are imported inside the functions that use them: importing this module stays cheap.
 
 ONNX_OPSET = 17
 FP32_FILE = "model.onnx"  # the INT8 encoder has the same file name in its own model folder
@@ -141,7 +146,6 @@ def write_monitoring_reference(
     serving path with that model's encoder (``encoders``: served model -> encoder)."""
     from datetime import UTC, datetime
 
-    from medner.spans import join_tokens
     from monitoring.estimation import calibrate
     from monitoring.features import note_features, read_vocabulary, write_vocabulary
     from monitoring.profiles import profile_rows, write_view
@@ -211,7 +215,6 @@ def export_model(
     training (TrainFlow's dev split) the accuracy estimate of live windows is calibrated on (without them, live
     profiles carry no estimate; :mod:`monitoring.estimation`).
     """
-    from medner.registry import code_version
 
     repository.mkdir(parents=True, exist_ok=True)
     version = next_version(repository)

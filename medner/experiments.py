@@ -21,6 +21,9 @@ from medner.data import Sentence
 from medner.labels import from_bio, to_bio
 from medner.metrics import evaluate
 
+# Heavy or optional modules (torch, transformers, whylogs, Triton's clients, boto3, Metaflow) and the layers that
+# import them are imported inside the functions that use them: importing this module stays cheap.
+
 KINDS = ("crf", "transformer")
 CRF_PARAMS = {"c1": 0.1, "c2": 0.1, "max_iterations": 100}
 DEFAULT_GRID = [

@@ -40,7 +40,11 @@ from medner.registry import (
     versions,
     write_serving_record,
 )
+from medner.runs import all_namespaces, set_tag
 from medner.s3 import fetch_versions
+
+# Heavy or optional modules (torch, transformers, whylogs, Triton's clients, boto3, Metaflow) and the layers that
+# import them are imported inside the functions that use them: importing this module stays cheap.
 
 CHAMPION_TAG = "champion"
 
@@ -162,7 +166,6 @@ def move_champion_tag(repository: Path, new: int, old: int | None) -> str:
     run may live in a datastore this process cannot reach)."""
     from metaflow.exception import MetaflowException
 
-    from medner.runs import all_namespaces, set_tag
 
     try:
         moved = []

@@ -14,9 +14,13 @@ from pathlib import Path
 from typing import Any
 
 from medner.config import ACCEPTANCE_FILE, SERVED_MODELS
-from medner.data import Sentence
+from medner.data import Sentence, read_jsonl
 from medner.registry import lineage
 from medner.s3 import fetch_versions
+from medner.spans import predicted_labels
+
+# Heavy or optional modules (torch, transformers, whylogs, Triton's clients, boto3, Metaflow) and the layers that
+# import them are imported inside the functions that use them: importing this module stays cheap.
 
 # The smoke test's fixed notes (synthetic, no patient data): sentences, a multi-line note, non-Latin text,
 # a one-character note and a long note of many windows.
@@ -99,7 +103,6 @@ def acceptance_scores(repository: Path, version: int, notes: Sequence[Sentence],
     running the model raises."""
     from clients.local import LocalNerModel
     from medner.metrics import evaluate
-    from medner.spans import predicted_labels
 
     predictions = predicted_labels([n.tokens for n in notes],
                                    LocalNerModel(repository, model, threads=1, version=version).extract)
@@ -110,7 +113,6 @@ def acceptance_scores(repository: Path, version: int, notes: Sequence[Sentence],
 def uat_gate(repository: Path, version: int, min_f1: float, acceptance: Path = ACCEPTANCE_FILE) -> Gate:
     """User acceptance: ``version`` (fp32, in-process) on the acceptance notes must reach entity F1 ``min_f1``;
     the detail says how many notes it got exactly right (never their text)."""
-    from medner.data import read_jsonl
 
     notes = read_jsonl(acceptance)  # a malformed file is an error naming its line, not a refused model
     try:

@@ -13,6 +13,9 @@ from typing import Any
 
 from medner.config import SERVED_MODELS
 
+# Heavy or optional modules (torch, transformers, whylogs, Triton's clients, boto3, Metaflow) and the layers that
+# import them are imported inside the functions that use them: importing this module stays cheap.
+
 SERVING_FILE = "serving.json"  # the champion version, the ones it replaced, and every promotion decision
 LINEAGE_MODEL = "ner_encoder"  # whose version folders hold lineage.json
 

@@ -22,6 +22,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from medner.config import cache_dir
+
 SERVING_KEY = "serving.json"  # medner.registry.SERVING_FILE (the registry imports this module, not the reverse)
 METADATA_FILES = ("lineage.json",)  # the version files a metadata-only mirror downloads
 
@@ -229,7 +231,6 @@ def _is_precondition_failure(err: Exception) -> bool:
 
 def mirror_folder(url: str) -> Path:
     """Where the mirror of ``url`` lives: medner's cache folder, by bucket and prefix."""
-    from medner.config import cache_dir
 
     bucket, prefix = split_s3_url(url)
     return cache_dir() / "repositories" / bucket / (prefix or "_root")

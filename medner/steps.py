@@ -7,8 +7,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from medner.config import DEFAULT_UAT_MIN_F1, PRODUCTION_BRANCH, PROJECT
-from medner.data import Sentence
+from medner.config import DEFAULT_UAT_MIN_F1, PRODUCTION_BRANCH, PROJECT, cache_dir
+from medner.config import data_dir as resolve_data_dir
+from medner.data import Sentence, read_behealthy
+from medner.prepare import prepare_data
+from medner.registry import lineage
+from medner.runs import all_namespaces, get_run, latest_successful_run, resolve_branch
+
+# Heavy or optional modules (torch, transformers, whylogs, Triton's clients, boto3, Metaflow) and the layers that
+# import them are imported inside the functions that use them: importing this module stays cheap.
 
 
 @dataclass
@@ -24,9 +31,6 @@ def load_data(data_run: str = "", data_dir: str = "", branch: str | None = None)
     """Data for training: the DataFlow run ``data_run``; else, unless ``data_dir`` is given, the latest
     successful DataFlow run on the @project ``branch`` (a flow passes its own: production trains on production
     data; None: the current namespace); else the corpus prepared here (same code as DataFlow)."""
-    from medner.config import data_dir as resolve_data_dir
-    from medner.prepare import prepare_data
-    from medner.runs import all_namespaces, get_run, latest_successful_run
 
     if data_run:
         with all_namespaces():  # a run named by pathspec is the caller's explicit choice, whoever ran it
@@ -86,14 +90,12 @@ class StoredModel:
 def model_from_run(pathspec: str = "", branch: str = PRODUCTION_BRANCH) -> StoredModel:
     """The model of a TrainFlow run, or the challenger of an ExperimentFlow run (``FlowName/run-id``;
     default: the latest successful TrainFlow run on the @project ``branch``, production unless told another)."""
-    from medner.runs import all_namespaces
 
     with all_namespaces():  # the run may be another user's (a scheduler's)
         return _model_from_run(pathspec, branch)
 
 
 def _model_from_run(pathspec: str, branch: str) -> StoredModel:
-    from medner.runs import get_run, latest_successful_run, resolve_branch
 
     run = get_run(pathspec) if pathspec else latest_successful_run("TrainFlow", branch)
     if run is None:
@@ -119,7 +121,6 @@ def model_folder(source: str) -> Path:
     """A trained model as a folder: a folder as it is, or the model of a TrainFlow run / the challenger of an
     ExperimentFlow run (``FlowName/run-id``), written once into ``$MEDNER_CACHE_DIR/models/``. A distillation
     teacher (TrainFlow's ``--teacher``) and the benchmarks' models are named this way."""
-    from medner.config import cache_dir
     from medner.model_io import files_to_dir
 
     if Path(source).is_dir():
@@ -140,10 +141,7 @@ def export_run_or_folder(*, run: str = "", branch: str = PRODUCTION_BRANCH, mode
     version of ``repository`` (a folder or ``s3://bucket/prefix``). Returns (version, its lineage record).
     Raises ValueError when there is no such run, ExportRefused when a gate refuses the model."""
     from export.onnx_export import export_model
-    from medner.config import data_dir as resolve_data_dir
-    from medner.data import read_behealthy
     from medner.model_io import files_to_dir
-    from medner.registry import lineage
     from medner.s3 import opened
 
     with tempfile.TemporaryDirectory() as tmp, opened(repository, full=False) as folder:

@@ -8,6 +8,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from medner.config import cache_dir
+
 ADMIN_HEADER = "medner-admin-key"  # the HTTP header that carries the admin key
 GRPC_ADMIN_HEADER = f"triton-grpc-protocol-{ADMIN_HEADER}"  # the same as gRPC metadata (Triton adds the prefix)
 ADMIN_KEY_ENV = "MEDNER_ADMIN_KEY"
@@ -31,7 +33,6 @@ def admin_key(key_file: Path | None = None, create: bool = True) -> str | None:
     created with a random key (mode 0600) when missing and ``create``; None when missing otherwise."""
     import secrets
 
-    from medner.config import cache_dir
 
     if os.environ.get(ADMIN_KEY_ENV):
         return os.environ[ADMIN_KEY_ENV]

@@ -28,6 +28,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from medner.data import DataFormatError, read_annotations
 from monitoring.policy import DecisionLog, isoformat, open_log, record, utcnow
 from monitoring.triggers import Backend, make_backend, start_and_record
 
@@ -84,7 +85,6 @@ def process_inbox(inbox: str | Path, backend: str | Backend = "local", log: str 
                   backend_options: Mapping[str, Any] | None = None) -> InboxResult:
     """Validate the inbox's new files, file them as accepted or rejected, and trigger the pipeline once
     for all newly accepted files (DataFlow, then TrainFlow on the local backend)."""
-    from medner.data import DataFormatError, read_annotations
 
     inbox = Path(inbox)
     if not inbox.is_dir():

@@ -21,8 +21,13 @@ from pathlib import Path
 from typing import Any
 
 from medner.config import DEFAULT_REPOSITORY, PRODUCTION_BRANCH
+from medner.data import read_annotations
+from medner.registry import champion, lineage
 from medner.spans import predicted_labels
 from monitoring.policy import DEFAULT_QUALITY_DROP, quality_level
+
+# Heavy or optional modules (torch, transformers, whylogs, Triton's clients, boto3, Metaflow) and the layers that
+# import them are imported inside the functions that use them: importing this module stays cheap.
 
 # Small samples swing: entity F1 on the first couple of hundred BeHealthy test sentences differs by points from
 # F1 on the whole split, so a verdict needs a sample of a few hundred sentences at least.
@@ -31,7 +36,6 @@ MIN_SENTENCES = 300
 
 def champion_f1(repository: Path) -> tuple[int, float]:
     """The champion version (:func:`medner.registry.champion`) and its test entity F1 (fp32) from lineage."""
-    from medner.registry import champion, lineage
 
     version = champion(Path(repository))
     if version is None:
@@ -48,7 +52,6 @@ def check_quality(paths: Sequence[str | Path], repository: Path = Path(DEFAULT_R
     """Score the served model on annotated files; ``level`` is ``critical`` when entity F1 is more than
     ``max_drop`` below the champion's, ``none`` (with ``too_few``) under ``min_sentences`` sentences.
     Without ``url`` the champion version runs in-process."""
-    from medner.data import read_annotations
     from medner.metrics import evaluate
 
     sentences = [s for path in paths for s in read_annotations(path)]

@@ -13,10 +13,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from medner.config import DEFAULT_REPOSITORY, PRODUCTION_BRANCH
+from medner.config import profile_dir as resolve_profile_dir
+from medner.registry import champion
 from monitoring.drift import DEFAULT_THRESHOLDS, DriftReport, DriftThresholds, compare
 from monitoring.features import FEATURES
-from monitoring.policy import as_utc, isoformat, parse_time, utcnow
+from monitoring.policy import FLOWS, action_for, as_utc, isoformat, parse_time, utcnow
 from monitoring.profiles import list_profiles, merge_profiles, read_profile
+
+# Heavy or optional modules (torch, transformers, whylogs, Triton's clients, boto3, Metaflow) and the layers that
+# import them are imported inside the functions that use them: importing this module stays cheap.
 
 if TYPE_CHECKING:
     from whylogs.core import DatasetProfileView
@@ -44,7 +49,6 @@ def read_window(profile_dir: str, model: str, *, repository: str | Path = DEFAUL
     store ``profile_dir`` (default ``$MEDNER_PROFILE_DIR``) and read the reference profile (default: the champion's
     in ``repository``). Raises ValueError for a bad window or no store, FileNotFoundError when the reference is
     missing."""
-    from medner.config import profile_dir as resolve_profile_dir
 
     root = resolve_profile_dir(profile_dir)
     if not root:
@@ -107,7 +111,6 @@ def window_views(root: str | Path, model: str, reference: str | Path, start: dat
 def default_reference(repository: str | Path, model: str) -> str:
     """``reference_profile.bin`` (export writes it) of the version that serves, the registry's champion: a path in
     a folder repository, an ``s3://`` URI in a bucket (read from there: no model files are downloaded)."""
-    from medner.registry import champion
     from medner.s3 import is_s3, opened
 
     with opened(repository, full=False) as folder:
@@ -140,7 +143,6 @@ def decide(report: dict[str, Any], backend: str = "local", log: str = "", flow_p
     """The policy's decision on ``report`` (``monitoring.triggers.act``: start the flow on the @project ``branch``,
     record it, with ``reason`` or one made from the drift scores); in a ``dry_run`` only the action it would
     take, nothing started or recorded."""
-    from monitoring.policy import FLOWS, action_for
     from monitoring.triggers import act, backend_options
 
     parameters = json.loads(flow_parameters or "{}")

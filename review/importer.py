@@ -7,8 +7,12 @@ from pathlib import Path
 from typing import Any
 
 from medner.config import DEFAULT_GRPC_URL
+from medner.registry import champion
 from review.queue import DEFAULT_RANDOM_SHARE, ImportResult, add_notes, new_notes
 from review.store import Store
+
+# Heavy or optional modules (torch, transformers, whylogs, Triton's clients, boto3, Metaflow) and the layers that
+# import them are imported inside the functions that use them: importing this module stays cheap.
 
 IMPORT_BATCH = 256  # notes tagged and committed together: an interrupted import keeps what was committed
 
@@ -23,7 +27,6 @@ def import_notes(notes: Sequence[tuple[str, str]], store: Store, *, url: str = D
     from medner.progress import progress
 
     if local is not None and model_version is None:
-        from medner.registry import champion
 
         model_version = champion(local)
     total = ImportResult()

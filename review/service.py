@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from medner.data import parse_annotation, read_jsonl
 from review.queue import latest_extraction
 from review.store import (
     ACCEPTED,
@@ -69,7 +70,6 @@ def validate_entities(text: str, entities: Any) -> list[dict[str, Any]]:
     the note, a known label, word boundaries, no overlaps: :func:`medner.data.parse_annotation`), and each sent
     entity must carry the ``text`` its offsets slice from the stored note, so a page showing stale or shifted text
     cannot save wrong offsets."""
-    from medner.data import parse_annotation
 
     if not isinstance(entities, list) or not all(isinstance(e, dict) for e in entities):
         raise ReviewError("entities must be a list of objects")
@@ -155,7 +155,6 @@ def export_reviews(session: Session, out_dir: Path, since: datetime | None = Non
     inbox): those reviewed since ``since``, else those not exported yet. The file is read back with the
     project's annotation reader before it is moved into place. Returns the file (None: nothing to export)
     and the number of notes."""
-    from medner.data import read_jsonl
 
     now = now or naive_utcnow()
     rows = [(note, review) for note, review, _ in final_reviews(session, since)
