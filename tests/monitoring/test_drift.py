@@ -146,6 +146,8 @@ def test_cli_check(tmp_path: Path, reference: Path) -> None:
     assert nothing.exit_code == 1 and "no ner profiles" in nothing.output
     no_reference = runner.invoke(app, [*args, "--model", "ner_int8"])
     assert no_reference.exit_code == 1 and "no reference profile" in no_reference.output
+    from_env = runner.invoke(app, [*args[:2], *args[4:], "--critical", "0.6"], env={"MEDNER_PROFILE_DIR": str(store)})
+    assert from_env.exit_code == 4 and json.loads(from_env.stdout) == report  # the store named by the environment
 
 
 def test_cli_check_on_a_bucket(tmp_path: Path, reference: Path, moto_endpoint: str,
