@@ -2,16 +2,17 @@
 
 import os
 
-from medner.config import DEFAULT_UAT_MIN_F1, PACKAGE_SUFFIXES, PROJECT
+from medner.config import PACKAGE_SUFFIXES, PROJECT
 from medner.experiments import DEFAULT_MAX_COST_RATIO
 
 os.environ.setdefault("METAFLOW_DEFAULT_PACKAGE_SUFFIXES", PACKAGE_SUFFIXES)  # before Metaflow reads its config
 
-from metaflow import FlowSpec, Parameter, card, current, project, resources, step  # noqa: E402
+from metaflow import Parameter, card, current, project, resources, step  # noqa: E402
+from publishing import PublishingFlow  # noqa: E402
 
 
 @project(name=PROJECT)  # runs and deployments namespaced by branch: prod (--production), user.NAME, test.NAME
-class ExperimentFlow(FlowSpec):
+class ExperimentFlow(PublishingFlow):
     """Train every candidate of a grid (each transformer once per seed) on the same data and compare them.
 
     Steps:
@@ -25,8 +26,6 @@ class ExperimentFlow(FlowSpec):
       end       - print the ranking
     """
 
-    data_run = Parameter("data-run", default="", help="DataFlow run pathspec (default: latest successful)")
-    data_dir = Parameter("data-dir", default="", help="prepare data from this folder instead of a DataFlow run")
     grid = Parameter("grid", default="", help="candidates: a grid name (default, levers: the accuracy ablation), "
                      "a JSON list or a .json file (default: medner.experiments.DEFAULT_GRID: CRF baseline, the "
                      "default MiniLM fine-tune with Viterbi and argmax decoding, the previous default, and MPNet "
@@ -35,15 +34,9 @@ class ExperimentFlow(FlowSpec):
                       "per seed (e.g. 13,14,15; default: each candidate's own seed)")
     overrides = Parameter("overrides", default="{}", help="JSON TrainConfig fields applied to every transformer "
                           "candidate, e.g. '{\"threads\": 1}' or tiny settings for tests")
-    repository = Parameter("repository", default="", help="Triton model repository to export the challenger to "
-                           "(folder or s3://; default: none)")
-    promote_url = Parameter("promote-url", default="", help="gRPC address of `medner serve` to promote on "
-                            "(admin key from $MEDNER_ADMIN_KEY); default: export only")
     max_cost_ratio = Parameter("max-cost-ratio", default=DEFAULT_MAX_COST_RATIO,
                                help="the challenger's serving budget: at most this times the latency of the "
                                "cheapest servable candidate (0: no budget)")
-    uat_min_f1 = Parameter("uat-min-f1", default=DEFAULT_UAT_MIN_F1,
-                           help="entity F1 on the acceptance notes a promoted model needs")
 
     @step
     def start(self):
@@ -51,11 +44,8 @@ class ExperimentFlow(FlowSpec):
         import json
 
         from medner.experiments import DEFAULT_GRID, parse_grid, parse_seeds, runnable, with_seeds
-        from medner.steps import load_data
 
-        data = load_data(data_run=self.data_run, data_dir=self.data_dir, branch=current.branch_name)
-        self.train_data, self.dev_data, self.test_data = data.train, data.dev, data.test
-        self.data_version, self.data_source = data.version, data.source
+        self.load_splits()
         candidates, self.skipped = runnable(parse_grid(self.grid or DEFAULT_GRID))
         for name, reason in self.skipped.items():
             print(f"skipped {name}: {reason}")

