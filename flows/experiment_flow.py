@@ -33,7 +33,8 @@ class ExperimentFlow(PublishingFlow):
     seeds = Parameter("seeds", default="", help="comma-separated seeds, each transformer candidate trained once "
                       "per seed (e.g. 13,14,15; default: each candidate's own seed)")
     overrides = Parameter("overrides", default="{}", help="JSON TrainConfig fields applied to every transformer "
-                          "candidate, e.g. '{\"threads\": 1}' or tiny settings for tests")
+                          "candidate, e.g. '{\"threads\": 1}', tiny settings for tests, or the distillation "
+                          "candidates' '{\"teacher\": \"TrainFlow/ID\"}'")
     max_cost_ratio = Parameter("max-cost-ratio", default=DEFAULT_MAX_COST_RATIO,
                                help="the challenger's serving budget: at most this times the latency of the "
                                "cheapest servable candidate (0: no budget)")
@@ -46,11 +47,11 @@ class ExperimentFlow(PublishingFlow):
         from medner.experiments import DEFAULT_GRID, parse_grid, parse_seeds, runnable, with_seeds
 
         self.load_splits()
-        candidates, self.skipped = runnable(parse_grid(self.grid or DEFAULT_GRID))
+        self.train_overrides = json.loads(self.overrides)
+        candidates, self.skipped = runnable(parse_grid(self.grid or DEFAULT_GRID), self.train_overrides)
         for name, reason in self.skipped.items():
             print(f"skipped {name}: {reason}")
         self.candidates = with_seeds(candidates, parse_seeds(self.seeds))
-        self.train_overrides = json.loads(self.overrides)
         print(f"data {self.data_version}: {len(self.candidates)} candidates: "
               + ", ".join(c.name for c in self.candidates))
         self.next(self.candidate, foreach="candidates")
@@ -60,8 +61,12 @@ class ExperimentFlow(PublishingFlow):
     def candidate(self):
         """Train one candidate on train; score it on dev (selection) and test (report)."""
         from medner.experiments import run_candidate
+        from medner.steps import model_folder
 
-        self.result = run_candidate(self.input, self.train_data, self.dev_data, self.test_data, self.train_overrides)
+        overrides = self.train_overrides  # the distillation candidates' teacher, named by run: its model folder
+        if overrides.get("teacher"):
+            overrides = {**overrides, "teacher": str(model_folder(overrides["teacher"]))}
+        self.result = run_candidate(self.input, self.train_data, self.dev_data, self.test_data, overrides)
         seed = self.result.params.get("seed", "default")
         print(f"{self.result.name} (seed {seed}): dev entity F1 {self.result.dev['entity_f1']:.4f}, "
               f"test {self.result.test['entity_f1']:.4f}, {self.result.train_seconds:.0f}s")

@@ -197,10 +197,20 @@ def _median_latency_ms(predict_one: Any, sentences: Sequence[Sentence]) -> float
     return statistics.median(timings) if timings else float("nan")
 
 
+DISTILL_FIELDS = ("distill_weight", "distill_temperature", "distill_copies")
+
+
+def distils(candidate: Candidate) -> bool:
+    """Whether a candidate learns from a teacher (it sets a distillation field); only those take a ``teacher``
+    override."""
+    return candidate.kind == "transformer" and any(k in candidate.params for k in DISTILL_FIELDS)
+
+
 def run_candidate(candidate: Candidate, train: Sequence[Sentence], dev: Sequence[Sentence],
                   test: Sequence[Sentence], overrides: dict[str, Any] | None = None) -> CandidateResult:
     """Train ``candidate`` on train, score it on dev and test. ``overrides`` (transformer candidates
-    only) apply on top of the candidate's parameters: tiny settings for tests, threads."""
+    only) apply on top of the candidate's parameters: tiny settings for tests, threads; a ``teacher`` (a model folder)
+    reaches the distillation candidates only (:func:`distils`)."""
     started = time.perf_counter()
     if candidate.kind == "crf":
         crf = train_crf(train, **candidate.params)
@@ -217,7 +227,8 @@ def run_candidate(candidate: Candidate, train: Sequence[Sentence], dev: Sequence
     from medner.training import evaluate_model, predict
     from medner.training import train as train_transformer
 
-    config = TrainConfig(**{**candidate.params, **(overrides or {})})
+    overrides = {k: v for k, v in (overrides or {}).items() if k != "teacher" or distils(candidate)}
+    config = TrainConfig(**{**candidate.params, **overrides})
     result = train_transformer(config, train, dev)
     edges = result.span_edges
     files = model_to_files(result.model, result.tokenizer, edges)
@@ -230,13 +241,21 @@ def run_candidate(candidate: Candidate, train: Sequence[Sentence], dev: Sequence
         files, candidate.lever)
 
 
-def runnable(candidates: Sequence[Candidate]) -> tuple[list[Candidate], dict[str, str]]:
-    """The candidates this machine can train, and why each other one cannot (its base model is not installed)."""
+def runnable(candidates: Sequence[Candidate], overrides: dict[str, Any] | None = None
+             ) -> tuple[list[Candidate], dict[str, str]]:
+    """The candidates this machine can train (with ``overrides`` applied), and why each other one cannot: its base
+    model is not installed, or it distils without a teacher (it would train as a plain fine-tune)."""
     from medner.base_models import missing_base_model
 
     kept, skipped = [], {}
     for candidate in candidates:
-        reason = missing_base_model(candidate.params.get("base_model", "")) if candidate.kind != "crf" else None
+        params = {**candidate.params, **(overrides or {})}
+        reason = None
+        if candidate.kind != "crf":
+            reason = missing_base_model(params.get("base_model", ""))
+            if not reason and distils(candidate) and not params.get("teacher"):
+                reason = ("a distillation candidate needs a teacher: a saved model folder as its \"teacher\" "
+                          "(or --overrides '{\"teacher\": ...}')")
         if reason:
             skipped[candidate.name] = reason
         else:

@@ -102,18 +102,18 @@ def _model_from_run(pathspec: str, branch: str) -> StoredModel:
         raise ValueError(f"no successful TrainFlow run on branch {resolve_branch(branch)!r} of project {PROJECT}: "
                          "production runs come from `python flows/train_flow.py --production run` or a --production "
                          "deployment; --branch user exports your own latest run, --run a given one")
-    lineage = {"source": run.pathspec, "data_version": run.data.data_version}
+    record = {"source": run.pathspec, "data_version": run.data.data_version}
     if run.pathspec.startswith("ExperimentFlow/"):
         if not run.data.challenger_model_files:
             raise ValueError(f"{run.pathspec}: its challenger ({run.data.challenger}) is not a servable model")
         row = (run.data.challenger_row if "challenger_row" in run.data  # the chosen seed's run
                else next(r for r in run.data.results if r["name"] == run.data.challenger))
         start = run["start"].task.data
-        lineage.update(candidate=row["name"], train_metrics=row["test"], config=row["params"])
-        return StoredModel(run.data.challenger_model_files, start.train_data, start.test_data, lineage,
+        record.update(candidate=row["name"], train_metrics=row["test"], config=row["params"])
+        return StoredModel(run.data.challenger_model_files, start.train_data, start.test_data, record,
                            row["params"].get("decode", "viterbi"), start.dev_data)
-    lineage.update(train_metrics=run.data.metrics, config=run.data.config)
-    return StoredModel(run.data.model_files, run.data.train_data, run.data.test_data, lineage,
+    record.update(train_metrics=run.data.metrics, config=run.data.config)
+    return StoredModel(run.data.model_files, run.data.train_data, run.data.test_data, record,
                        run.data.config["decode"], run.data.dev_data)
 
 
@@ -175,11 +175,11 @@ def publish(*, source: str, model_files: dict[str, bytes], train: Sequence[Sente
     from medner.model_io import files_to_dir
     from medner.s3 import opened
 
-    lineage = {"source": source, "data_version": data_version, "train_metrics": metrics, "config": config,
+    record = {"source": source, "data_version": data_version, "train_metrics": metrics, "config": config,
                **({"candidate": candidate} if candidate else {})}
     with tempfile.TemporaryDirectory() as tmp, opened(repository, full=False) as folder:
         try:
-            version = export_model(files_to_dir(model_files, tmp), folder, test=test, lineage=lineage,
+            version = export_model(files_to_dir(model_files, tmp), folder, test=test, lineage=record,
                                    decoder=config.get("decode", "viterbi"), train=train, calibration=dev)
         except ExportRefused as err:
             print(f"export refused: {err}")

@@ -1,7 +1,8 @@
 """Fine-tuning and prediction for the word-level transformer tagger.
 
-Each word is scored by its first word-piece; word scores are decoded by :mod:`medner.decoding`.
-Flows call :func:`train` and :func:`predict`; tests call them directly on tiny data.
+Each word is scored by its first word-piece; word scores are decoded by :mod:`medner.decoding`. TrainFlow and
+ExperimentFlow's candidates call :func:`train`; with a teacher it distils (:mod:`medner.distill`). The trained model
+is saved and stored by :mod:`medner.model_io`.
 """
 
 from __future__ import annotations

@@ -119,3 +119,26 @@ def test_a_candidate_whose_base_model_is_not_installed_is_skipped_with_the_insta
     (tmp_path / "base-models" / "all-mpnet-base-v2").mkdir(parents=True)
     (tmp_path / "base-models" / "all-mpnet-base-v2" / "config.json").write_text("{}")  # unpacked once: enough
     assert runnable(parse_grid(DEFAULT_GRID)) == (parse_grid(DEFAULT_GRID), {})
+
+
+def test_a_distillation_candidate_without_a_teacher_is_skipped_not_trained_plain() -> None:
+    levers = parse_grid("levers")
+    students = {c.name for c in levers if "distill_weight" in c.params}
+    kept, skipped = runnable([c for c in levers if c.name in students])
+    assert students and kept == [] and set(skipped) == students and "needs a teacher" in next(iter(skipped.values()))
+    kept, skipped = runnable([c for c in levers if c.name in students], {"teacher": "/models/mpnet"})
+    assert {c.name for c in kept} == students and skipped == {}
+
+
+@pytest.mark.slow
+def test_a_teacher_override_reaches_the_distillation_candidates_only(tiny_corpus: Path, tmp_path: Path) -> None:
+    data = read_behealthy(tiny_corpus)
+    tiny = {"epochs": 1, "batch_size": 8, "threads": 1, "max_steps": 1, "max_train_sentences": 8}
+    plain = Candidate("plain", "transformer", {})
+    result = run_candidate(plain, data["train"][:8], data["test"][:4], data["test"][:4],
+                           {**tiny, "teacher": str(tmp_path / "no-such-teacher")})  # ignored: plain has no teacher
+    assert result.model_files
+    student = Candidate("student", "transformer", {"distill_weight": 0.5})
+    with pytest.raises(FileNotFoundError, match="no-such-teacher"):  # the student does read it
+        run_candidate(student, data["train"][:8], data["test"][:4], data["test"][:4],
+                      {**tiny, "teacher": str(tmp_path / "no-such-teacher")})
