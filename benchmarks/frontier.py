@@ -104,6 +104,7 @@ def _seeds_row(candidate: dict, decoding: str) -> tuple[list[float], list[float]
 
 def report() -> None:
     from benchmarks.serving import PRICE_SOURCE, PRICES
+    from export.gates import INT8_MAX_F1_DROP
     from medner.report import mean_sd
 
     saved = json.loads(OUT.with_suffix(".json").read_text())
@@ -134,15 +135,17 @@ def report() -> None:
                      if candidate and variant == "fp32" else "–")
             test = measured["test"]
             rows.append({"model": f"{family} {variant}", "seeds_f1": seeds, **measured})
+            drop = variants[f"{family}/fp32"]["test"]["entity_f1"] - test["entity_f1"]
+            gate = "–" if variant == "fp32" else f"{'pass' if drop <= INT8_MAX_F1_DROP else 'FAIL'} ({-drop:+.4f})"
             table.append(f"| {family} {variant} | {seeds} | {test['entity_f1']:.4f} | {test['entity_f1_D']:.3f} / "
-                         f"{test['entity_f1_T']:.3f} | {rate:.0f} | {ratio(rate)} | {cost(rate)} |")
+                         f"{test['entity_f1_T']:.3f} | {gate} | {rate:.0f} | {ratio(rate)} | {cost(rate)} |")
         ensemble = ensembles.get(candidate_name)
         single = variants.get(f"{family}/fp32")
         if ensemble and single:
             test = ensemble["span_edges"]["test"] if decoding == "span edges" else ensemble["test"]
             rate = single["notes_per_s"] / len(ensemble["seeds"])
             table.append(f"| {family} fp32, {len(ensemble['seeds'])}-seed ensemble | – | {test['entity_f1']:.4f} | "
-                         f"{test['entity_f1_D']:.3f} / {test['entity_f1_T']:.3f} | {rate:.0f} (computed) | "
+                         f"{test['entity_f1_D']:.3f} / {test['entity_f1_T']:.3f} | – | {rate:.0f} (computed) | "
                          f"{ratio(rate)} | {cost(rate)} |")
     sources = "; ".join(f"{family}: {source}" for family, source in
                         {v["family"]: v["source"] for v in variants.values()}.items())
@@ -151,9 +154,12 @@ def report() -> None:
         f"Hardware: {hardware(saved['hardware'])}. In-process serving path (tokenize -> ONNX Runtime, "
         f"{saved['threads']} threads -> decode), {saved['notes']} BeHealthy test sentences as notes, median of "
         f"{saved['rounds']} interleaved rounds. Models: {sources}.", "",
-        "| model | test F1 over seeds (ablation, fp32 PyTorch) | test F1, this model | D / T | notes/s | vs minilm "
-        "fp32 | $ per million notes |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |", *table, "",
+        "| model | test F1 over seeds (ablation, fp32 PyTorch) | test F1, this model | D / T | INT8 gate (vs fp32) | "
+        "notes/s | vs minilm fp32 | $ per million notes |",
+        "| --- | ---: | ---: | ---: | --- | ---: | ---: | ---: |", *table, "",
+        f"INT8 gate: export publishes an INT8 model within {INT8_MAX_F1_DROP:.2f} entity F1 of its fp32 one "
+        "(`export.gates.int8_gate`); export quantizes as `int8-matmul` does (`export.onnx_export.INT8_OP_TYPES`).",
+        "",
         "Test F1 over seeds: mean ± sd over the ablation's runs of the family's candidate "
         f"({', '.join(f'{f}: `{c}`' for f, (c, _) in FAMILIES.items())}; benchmarks/results/accuracy.md), decoded as "
         "the family is served (" + ", ".join(f"{f}: {d}" for f, (_, d) in FAMILIES.items()) + "). The other "
