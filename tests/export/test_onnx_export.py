@@ -3,9 +3,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import onnx
 import pytest
 
-from export import onnx_export
+from export import gates
 from export.onnx_export import MODELS, ExportRefused, export_model
 from medner.data import read_behealthy
 from medner.decoding import SpanEdges
@@ -22,8 +23,10 @@ def test_export_writes_a_gated_version_of_every_model(untrained_model_dir: Path,
         assert (repository / model / "config.pbtxt").exists() and (repository / model / "1").is_dir()
     assert (repository / "ner_encoder" / "configs" / "gpu.pbtxt").exists()
     assert {"model.onnx", "model.py", "lineage.json"} <= {p.name for p in (repository / "ner_encoder/1").iterdir()}
-    assert (repository / "ner_encoder_int8/1/model.onnx").stat().st_size < (
-        repository / "ner_encoder/1/model.onnx").stat().st_size / 2
+    int8 = onnx.load(repository / "ner_encoder_int8/1/model.onnx")
+    int8_weights = {t.name for t in int8.graph.initializer if t.data_type == onnx.TensorProto.INT8}
+    assert "MatMulInteger" in {n.op_type for n in int8.graph.node} and int8_weights  # the matrix products: INT8
+    assert all(n.input[0] not in int8_weights for n in int8.graph.node if n.op_type == "Gather")  # embeddings: fp32
     assert (repository / "ner_tokenize/1/tokenizer.json").exists()
     for pipeline, encoder in (("ner", "ner_encoder"), ("ner_int8", "ner_encoder_int8")):  # self-contained
         assert {"model.onnx", "model.py", "tokenizer.json"} <= {p.name for p in (repository / pipeline / "1").iterdir()}
@@ -40,7 +43,7 @@ def test_export_writes_a_gated_version_of_every_model(untrained_model_dir: Path,
 
     # a failing parity gate refuses the export and leaves the repository as it was
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(onnx_export, "PARITY_TOLERANCE", -1.0)
+        patch.setattr(gates, "PARITY_TOLERANCE", -1.0)
         with pytest.raises(ExportRefused, match="parity gate failed"):
             export_model(untrained_model_dir, repository, test=test, lineage={"source": "unit-test"})
     assert sorted(p.name for p in repository.iterdir()) == sorted(MODELS)
@@ -48,7 +51,7 @@ def test_export_writes_a_gated_version_of_every_model(untrained_model_dir: Path,
 
     # an INT8 model that fails its quality gate is not published; fp32 still is, and lineage says why
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(onnx_export, "INT8_MAX_F1_DROP", -1.0)  # no INT8 model can pass: F1 would have to rise by 1
+        patch.setattr(gates, "INT8_MAX_F1_DROP", -1.0)  # no INT8 model can pass: F1 would have to rise by 1
         assert export_model(untrained_model_dir, repository, test=test, lineage={"source": "unit-test"}) == 2
     for model in MODELS:
         assert (repository / model / "2").is_dir() == (model not in ("ner_encoder_int8", "ner_int8")), model
