@@ -35,7 +35,7 @@ from export.gates import ExportRefused, int8_gate, parity_gate, torch_reference
 from medner.data import Sentence
 from medner.decoding import SPAN_EDGES_FILE, SpanEdges
 from medner.inference import Encoder, ort_encoder
-from medner.registry import code_version
+from medner.registry import code_version, serving_record
 from medner.spans import join_tokens
 
 # Heavy or optional modules (torch, transformers, whylogs, Triton's clients, boto3, Metaflow) and the layers that
@@ -102,8 +102,13 @@ PIPELINE_ENCODERS = {"ner": "ner_encoder", "ner_int8": "ner_encoder_int8"}  # CP
 
 
 def next_version(repository: Path) -> int:
-    """The next version number, one above the highest of any model in the repository."""
+    """The next version number: one above the highest any model's folder or ``serving.json`` (its champion, the
+    versions it replaced, every promotion decision) has held, so a number refused and removed is never given to
+    another model."""
     numbers = [int(p.name) for m in MODELS for p in (repository / m).glob("*") if p.is_dir() and p.name.isdigit()]
+    record = serving_record(repository)
+    numbers += [v for v in (record["version"], *record["previous"], *(d.get("version") for d in record["history"]))
+                if isinstance(v, int)]
     return max(numbers, default=0) + 1
 
 

@@ -11,7 +11,7 @@ from medner.config import DEFAULT_UAT_MIN_F1, PRODUCTION_BRANCH, PROJECT, cache_
 from medner.config import data_dir as resolve_data_dir
 from medner.data import Sentence, read_behealthy
 from medner.prepare import prepare_data
-from medner.registry import lineage
+from medner.registry import lineage, serving_record, versions
 from medner.runs import all_namespaces, get_run, latest_successful_run, resolve_branch
 
 # Heavy or optional modules (torch, transformers, whylogs, Triton's clients, boto3, Metaflow) and the layers that
@@ -168,7 +168,8 @@ def publish(*, source: str, model_files: dict[str, bytes], train: Sequence[Sente
     ``promote_url``, promote it on that server through every gate (acceptance notes: ``uat_min_f1``). ``dev``: the
     sentences held out of training, which the served models' accuracy estimate is calibrated on
     (:mod:`monitoring.estimation`). Returns (version or None, promotion decision or None). A refused export or
-    promotion is reported, not raised: the run and the serving champion stay valid."""
+    promotion is reported, not raised: the run and the serving champion stay valid. Idempotent per ``source``: a
+    retried step finds the version its run exported (by lineage) and neither exports nor promotes it again."""
     if not repository:
         return None, None  # before importing export: a run that exports nothing needs none of it
     from export.onnx_export import ExportRefused, export_model
@@ -178,12 +179,19 @@ def publish(*, source: str, model_files: dict[str, bytes], train: Sequence[Sente
     record = {"source": source, "data_version": data_version, "train_metrics": metrics, "config": config,
                **({"candidate": candidate} if candidate else {})}
     with tempfile.TemporaryDirectory() as tmp, opened(repository, full=False) as folder:
-        try:
-            version = export_model(files_to_dir(model_files, tmp), folder, test=test, lineage=record,
-                                   decoder=config.get("decode", "viterbi"), train=train, calibration=dev)
-        except ExportRefused as err:
-            print(f"export refused: {err}")
-            return None, None
+        done = [v.version for v in versions(folder) if v.lineage.get("source") == source]
+        if done:  # a retried or resumed step: this run's model is a version already
+            version, serving = done[-1], serving_record(folder)["version"]
+            print(f"version {version} was exported from {source} already: not exported again")
+            if serving == version:
+                return version, None
+        else:
+            try:
+                version = export_model(files_to_dir(model_files, tmp), folder, test=test, lineage=record,
+                                       decoder=config.get("decode", "viterbi"), train=train, calibration=dev)
+            except ExportRefused as err:
+                print(f"export refused: {err}")
+                return None, None
     if not promote_url:
         return version, None
     from medner.promotion import promote

@@ -6,7 +6,7 @@ from pathlib import Path
 import onnx
 import pytest
 
-from export import gates
+from export import gates, onnx_export
 from export.onnx_export import MODELS, ExportRefused, export_model
 from medner.data import read_behealthy
 from medner.decoding import SpanEdges
@@ -73,3 +73,18 @@ def test_each_served_model_gets_its_accuracy_estimator(exported_repository: Path
         assert 0 <= window_estimate(read_profile(version / "reference_profile.bin"))["entity_f1"] <= 1
     assert not (exported_repository / "ner_encoder" / "1" / ESTIMATION_FILE).exists()  # only what profiles
 
+
+
+def test_a_refused_version_number_is_never_given_again(tmp_path: Path) -> None:
+    """Promotion removes a refused version's folders and records the decision: the number stays taken."""
+    from medner.promotion import Decision
+    from medner.registry import write_serving_record
+
+    (tmp_path / "ner" / "1").mkdir(parents=True)
+    (tmp_path / "ner_encoder" / "2").mkdir(parents=True)
+    assert onnx_export.next_version(tmp_path) == 3
+    refused = Decision("refuse", 3, champion=1).to_dict()  # v3 was exported, refused and its folders removed
+    write_serving_record(tmp_path, {"version": 1, "previous": [], "history": [refused]})
+    assert onnx_export.next_version(tmp_path) == 4
+    write_serving_record(tmp_path, {"version": 7, "previous": [5], "history": []})  # a record from elsewhere
+    assert onnx_export.next_version(tmp_path) == 8

@@ -21,6 +21,7 @@ from typer.testing import CliRunner
 
 from clients.local import LocalNerModel
 from clients.ner_client import NerClient
+from export.onnx_export import next_version
 from medner.cli import app
 from medner.promotion import PromotionError, promote, rollback
 from medner.registry import loaded_versions, write_serving_record
@@ -153,6 +154,8 @@ def test_serve_a_bucket_and_promote_and_roll_back_there_under_load(repository: P
         assert "acceptance notes of acceptance.jsonl" in strict.gates[-1].detail
         assert on_bucket(bucket)[1] == {f"{model}/{v}" for model in ("ner", "ner_int8", "ner_encoder")
                                         for v in (1, 2)}  # refused and not kept: deleted from the bucket
+        with opened(URL, full=False) as mirror:  # their numbers stay taken: the next export is v5, never v3 or v4
+            assert next_version(mirror) == 5
         assert loaded_versions(url, ADMIN_KEY) == {"ner": [1], "ner_int8": [1]}
 
         with ClientLoad(url, notes, expected) as promoting:
