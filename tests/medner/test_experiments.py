@@ -18,7 +18,6 @@ from medner.experiments import (
     runnable,
     select_challenger,
     with_seeds,
-    word_features,
 )
 
 
@@ -46,12 +45,6 @@ def test_grid_from_inline_json_or_a_file(tmp_path: Path) -> None:
 def test_bad_grids_say_what_is_wrong(grid: str, message: str) -> None:
     with pytest.raises(GridError, match=message):
         parse_grid(grid)
-
-
-def test_word_features_see_neighbours_and_sentence_edges() -> None:
-    first = word_features(["Aspirin", "for", "pain"], 0)
-    assert first["lower"] == "aspirin" and first["istitle"] and first["BOS"] and first["+1:lower"] == "for"
-    assert "-1:lower" not in first and word_features(["Aspirin", "for", "pain"], 2)["EOS"]
 
 
 def test_crf_candidate_learns_the_tiny_corpus(tiny_corpus: Path) -> None:
