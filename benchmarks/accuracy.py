@@ -42,12 +42,12 @@ def run_file(name: str, seed: int | str) -> Path:
 
 def run(names: list[str], seeds: list[int], data_dir: str | None, teacher: str = "") -> None:
     from medner.config import data_dir as resolve_data_dir
-    from medner.experiments import LEVER_GRID, parse_grid, run_candidate
+    from medner.experiments import LEVER_GRID, distils, parse_grid, run_candidate
     from medner.prepare import prepare_data
     from medner.steps import model_folder
 
     candidates = [c for c in parse_grid(LEVER_GRID) if not names or c.name in names]
-    students = [c.name for c in candidates if "distill_weight" in c.params]
+    students = [c.name for c in candidates if distils(c)]
     if students and not teacher:
         sys.exit(f"{', '.join(students)} distil from a teacher: pass --teacher (a TrainFlow run or a model folder)")
     distill = {"teacher": str(model_folder(teacher))} if students else {}

@@ -46,9 +46,9 @@ VARIANTS = ("fp32", "int8-all-ops", "int8-matmul")  # int8-matmul: what export p
 def quantize(onnx_path: Path, target: Path, variant: str) -> Path:
     """``int8-matmul``: export's own quantization (the MatMul weights); ``int8-all-ops``: every op ONNX Runtime can
     quantize, the embedding lookup included."""
-    from export.onnx_export import quantize_int8
+    from export.onnx_export import INT8_OP_TYPES, quantize_int8
 
-    return quantize_int8(onnx_path, target, None if variant == "int8-all-ops" else ("MatMul",))
+    return quantize_int8(onnx_path, target, None if variant == "int8-all-ops" else INT8_OP_TYPES)
 
 
 def run(models: dict[str, str], rounds: int, threads: int, data_dir: str | None) -> None:

@@ -44,11 +44,6 @@ class LocalNerModel:
                 if not return_exceptions:
                     raise NoteError(f"note {index}: {err}") from None
                 results.append(NoteError(f"note {index}: {err}"))
-        texts = [text for _, text in valid]
-        if not with_uncertainty:
-            for (index, _), entities in zip(valid, self.pipeline(texts)):
-                results[index] = entities
-            return results
-        for (index, _), note in zip(valid, self.pipeline.decoded(texts)[1]):
-            results[index] = TaggedNote(note.entities, note.uncertainty)
+        for (index, _), note in zip(valid, self.pipeline.decoded([text for _, text in valid])[1]):
+            results[index] = TaggedNote(note.entities, note.uncertainty) if with_uncertainty else note.entities
         return results
