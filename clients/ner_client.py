@@ -105,6 +105,11 @@ class AsyncNerClient:
                 await asyncio.sleep(delay)
                 attempt += 1
 
+    async def model_version(self) -> int:
+        """The newest version of ``model`` the server has loaded (what a record of its answers names)."""
+        metadata = await self.client.get_model_metadata(self.model, as_json=True, client_timeout=self.timeout)
+        return max(int(v) for v in metadata["versions"])
+
     async def extract_one(self, note: str | bytes, index: int = 0) -> list[Entity]:
         """Entities of one note; raises NerRequestError."""
         return (await self.infer([_payload(note)], index))[0]
@@ -169,6 +174,9 @@ class NerClient:
     def extract(self, notes: Sequence[str | bytes], return_exceptions: bool = False, with_uncertainty: bool = False
                 ) -> list[list[Entity] | TaggedNote | NerRequestError]:
         return self._loop.run_until_complete(self._client.extract(notes, return_exceptions, with_uncertainty))
+
+    def model_version(self) -> int:
+        return self._loop.run_until_complete(self._client.model_version())
 
     def close(self) -> None:
         if not self._loop.is_closed():

@@ -11,7 +11,7 @@ from medner.labels import ENTITY_NAMES, ENTITY_TYPES, FILE_LABELS
 from medner.metrics import ERROR_CATEGORIES, error_breakdown
 
 
-def _figure(width: float = 6, height: float = 3.5) -> tuple[Any, Any]:
+def new_figure(width: float = 6, height: float = 3.5) -> tuple[Any, Any]:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -22,7 +22,7 @@ def _figure(width: float = 6, height: float = 3.5) -> tuple[Any, Any]:
 
 def entity_length_histogram(entity_lengths: Mapping[str, Mapping[int, int]]) -> Any:
     """Bars of entity length (tokens) per type."""
-    fig, ax = _figure()
+    fig, ax = new_figure()
     width = 0.4
     for k, label in enumerate(ENTITY_TYPES):
         counts = entity_lengths.get(label, {})
@@ -37,7 +37,7 @@ def entity_length_histogram(entity_lengths: Mapping[str, Mapping[int, int]]) -> 
 
 def learning_curve(history: Sequence[Mapping[str, float]]) -> Any:
     """Training loss and dev entity F1 per epoch."""
-    fig, ax = _figure()
+    fig, ax = new_figure()
     epochs = [row["epoch"] for row in history]
     ax.plot(epochs, [row["train_loss"] for row in history], "o-", color="tab:gray", label="train loss")
     ax.set_xlabel("epoch")
@@ -60,7 +60,7 @@ def confusion_plot(matrix: Mapping[str, Mapping[str, int]]) -> Any:
 
     counts = np.array([[matrix[g][p] for p in FILE_LABELS] for g in FILE_LABELS], dtype=float)
     shares = counts / counts.sum(axis=1, keepdims=True).clip(min=1)
-    fig, ax = _figure(4, 3.5)
+    fig, ax = new_figure(4, 3.5)
     ax.imshow(shares, cmap="Blues", vmin=0, vmax=1)
     for i in range(len(FILE_LABELS)):
         for j in range(len(FILE_LABELS)):
@@ -158,7 +158,7 @@ def experiment_chart(groups: Mapping[str, Sequence[Mapping[str, Any]]]) -> Any:
     """Dev and test entity F1 per candidate (mean over seeds, the bars' whiskers one sd), side by side."""
     import numpy as np
 
-    fig, ax = _figure(max(6, 1.4 * len(groups)), 3.5)
+    fig, ax = new_figure(max(6, 1.4 * len(groups)), 3.5)
     x = np.arange(len(groups))
     for offset, split, color in ((-0.2, "dev", "tab:gray"), (0.2, "test", "tab:blue")):
         values = [[r[split]["entity_f1"] for r in runs] for runs in groups.values()]

@@ -9,16 +9,15 @@ team's PostgreSQL (``postgresql+psycopg://...``) is upgraded in place. Note text
 from __future__ import annotations
 
 import hashlib
-import os
-from collections.abc import Iterator
-from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Float, ForeignKey, Integer, String, Text, create_engine, event
-from sqlalchemy.engine import Engine
-from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+from sqlalchemy import JSON, DateTime, Float, ForeignKey, Integer, String, Text
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+
+from medner import database
+from medner.database import naive_utcnow
 
 DEFAULT_URL = "sqlite:///review.db"
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -33,15 +32,9 @@ ACCEPTED, CORRECTED, SKIPPED = "accepted", "corrected", "skipped"
 
 
 def database_url(url: str | None = None) -> str:
-    """``url``, else ``$MEDNER_REVIEW_DB``, else a SQLite file ``review.db`` in the working directory; a plain
-    ``postgresql://`` URL gets the driver medner installs (psycopg 3) instead of SQLAlchemy's default psycopg2."""
-    url = url or os.environ.get("MEDNER_REVIEW_DB") or DEFAULT_URL
-    return "postgresql+psycopg://" + url.removeprefix("postgresql://") if url.startswith("postgresql://") else url
-
-
-def naive_utcnow() -> datetime:
-    """Now, UTC, without tzinfo: how every timestamp is stored (SQLite keeps no zone)."""
-    return datetime.now(UTC).replace(tzinfo=None)
+    """``url``, else ``$MEDNER_REVIEW_DB``, else a SQLite file ``review.db`` in the working directory
+    (:func:`medner.database.database_url`)."""
+    return database.database_url(url, "MEDNER_REVIEW_DB", DEFAULT_URL)
 
 
 def text_sha256(text: str) -> str:
@@ -116,46 +109,7 @@ def audit(session: Session, actor: str, action: str, note_id: int | None = None,
     session.add(AuditEvent(at=naive_utcnow(), actor=actor, action=action, note_id=note_id, detail=detail))
 
 
-def _sqlite_foreign_keys(dbapi_connection: Any, _record: Any) -> None:
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.close()
-
-
-def make_engine(url: str | None = None) -> Engine:
-    """An engine for ``url`` (:func:`database_url`); SQLite enforces foreign keys like PostgreSQL does."""
-    engine = create_engine(database_url(url))
-    if engine.dialect.name == "sqlite":
-        event.listen(engine, "connect", _sqlite_foreign_keys)
-    return engine
-
-
-def migrate(engine: Engine) -> None:
-    """Create or upgrade the schema to the newest Alembic revision."""
-    from alembic import command
-    from alembic.config import Config
-
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS))
-    with engine.begin() as connection:
-        config.attributes["connection"] = connection
-        command.upgrade(config, "head")
-
-
-class Store:
+class Store(database.Database):
     """An opened, migrated review database: ``with store.session() as s: ...`` commits on success."""
 
-    def __init__(self, url: str | None = None, *, upgrade: bool = True):
-        self.url = database_url(url)
-        self.engine = make_engine(self.url)
-        if upgrade:
-            migrate(self.engine)
-        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
-
-    @contextmanager
-    def session(self) -> Iterator[Session]:
-        with self._sessions.begin() as session:
-            yield session
-
-    def close(self) -> None:
-        self.engine.dispose()
+    migrations, env, default_url = MIGRATIONS, "MEDNER_REVIEW_DB", DEFAULT_URL

@@ -11,7 +11,7 @@ from hypothesis import settings
 
 from medner.data import Sentence, write_behealthy
 
-pytest_plugins = ["tests.crash_dumps"]
+pytest_plugins = ["tests.crash_dumps", "tests.databases"]  # fixtures every folder shares
 
 # No per-example time limit in property tests: on a shared 2-core machine a slow example is not a failure.
 settings.register_profile("medner", deadline=None)

@@ -4,7 +4,7 @@ is laid out), each command parsing its arguments, calling one library function a
 imports what it runs inside its function, so `medner --help` starts without loading torch, whylogs or Metaflow."""
 
 # imported in the order `medner --help` lists the commands
-from medner.cli import data, export, models, serve, extract, monitor, review  # noqa: F401, I001 - registers them
+from medner.cli import data, export, models, serve, extract, monitor, review, kb  # noqa: F401, I001 - registers them
 from medner.cli._app import app
 
 __all__ = ["app"]

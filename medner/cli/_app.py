@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated, Any, NoReturn
 
 import typer
 
@@ -22,6 +22,17 @@ def fail(message: str, code: int = EXIT_FAILED) -> NoReturn:
     """Print ``error: message`` in red on stderr and exit with ``code``."""
     typer.secho(f"error: {message}", fg="red", err=True)
     raise typer.Exit(code)
+
+
+def open_database(store_class: type, db: str | None, what: str) -> Any:
+    """``store_class(db)`` (a :class:`medner.database.Database`), or a clear error naming ``what`` (the URL itself
+    is not echoed: it may hold a password)."""
+    from sqlalchemy.exc import ArgumentError, OperationalError
+
+    try:
+        return store_class(db)
+    except (ArgumentError, OperationalError) as err:
+        fail(f"cannot open the {what} database: {type(err).__name__}: {str(err).splitlines()[0]}")
 
 
 def group(help: str) -> typer.Typer:  # noqa: A002 - typer's own name

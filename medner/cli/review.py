@@ -10,22 +10,17 @@ from typing import Annotated, Any
 
 import typer
 
-from medner.cli._app import Model, ModelOption, app, fail, group
+from medner.cli._app import Model, ModelOption, app, fail, group, open_database
 from medner.config import DEFAULT_GRPC_URL, DEFAULT_RANDOM_SHARE
 
 review_app = group("People check the model's least certain extractions; their corrections become training data.")
 app.add_typer(review_app, name="review")
 
 def _store(db: str | None) -> Any:
-    """The review store at ``db``, or a clear error (the URL itself is not echoed: it may hold a password)."""
-    from sqlalchemy.exc import ArgumentError, OperationalError
-
+    """The review store at ``db``, or a clear error."""
     from review.store import Store
 
-    try:
-        return Store(db)
-    except (ArgumentError, OperationalError) as err:
-        fail(f"cannot open the review database: {type(err).__name__}: {str(err).splitlines()[0]}")
+    return open_database(Store, db, "review")
 
 
 DbOption = Annotated[str | None, typer.Option(

@@ -20,12 +20,15 @@ class FlowRunner:
     root: Path
     env: dict[str, str]
 
-    def run(self, flow: str, *args: str, check: bool = True, options: Sequence[str] = ()
+    def command(self, flow: str, *args: str, options: Sequence[str] = (), verb: str = "run") -> list[str]:
+        return [sys.executable, str(FLOWS / flow), "--no-pylint", *options, verb, *args]
+
+    def run(self, flow: str, *args: str, check: bool = True, options: Sequence[str] = (), verb: str = "run"
             ) -> subprocess.CompletedProcess:
-        """``python flows/<flow> OPTIONS run ARGS`` with the datastore under ``root`` (OPTIONS: top-level, such
-        as ``--production``)."""
+        """``python flows/<flow> OPTIONS run ARGS`` (``verb``: or ``resume``) with the datastore under ``root``
+        (OPTIONS: top-level, such as ``--production``)."""
         proc = subprocess.run(
-            [sys.executable, str(FLOWS / flow), "--no-pylint", *options, "run", *args],
+            self.command(flow, *args, options=options, verb=verb),
             cwd=self.root, env=self.env, capture_output=True, text=True, timeout=900,
         )
         if check and proc.returncode != 0:

@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy import select
 
 from medner.data import read_annotations
+from medner.database import naive_utcnow
 from review.queue import add_notes, in_random_sample, next_note, progress
 from review.service import (
     ReviewError,
@@ -25,7 +26,7 @@ from review.service import (
     skip_note,
     submit_review,
 )
-from review.store import RANDOM, AuditEvent, Base, Note, Review, Reviewer, Store, naive_utcnow, text_sha256
+from review.store import RANDOM, AuditEvent, Base, Note, Review, Reviewer, Store, text_sha256
 
 MARKER = "Zqxmarker7731"
 

@@ -1,0 +1,86 @@
+"""ExtractFlow: an archive of notes into the records database, shard by shard, resumable."""
+
+from metaflow import FlowSpec, Parameter, card, current, project, resources, step
+
+from medner.config import DEFAULT_REPOSITORY, PROJECT
+from records.extract import DEFAULT_BATCH
+from records.sources import DEFAULT_SHARD_BYTES, DEFAULT_SHARD_NOTES
+
+
+@project(name=PROJECT)  # runs and deployments namespaced by branch: prod (--production), user.NAME, test.NAME
+class ExtractFlow(FlowSpec):
+    """Read every note of an archive into the records store (docs/records.md).
+
+    Steps:
+      start   - list the notes (a folder of .txt, JSONL, or an s3:// prefix of either), cut them into shards,
+                bring the store's schema up to date and fix the model version every shard uses
+      extract - one shard per task (run --max-workers N: N at once): notes this model version already extracted
+                are skipped, the rest tagged through Triton (--url) or in-process, a transaction per batch;
+                a refused note is an error row, a server that cannot answer fails the task (resume re-runs it)
+      join    - gather the shards' counts
+      end     - a card: notes, entities per type, errors, throughput per shard, the model version
+    """
+
+    notes = Parameter("notes", required=True, help="folder of .txt notes, a .jsonl file of {id, text}, or s3://")
+    db = Parameter("db", default="", help="records database URL (default: $MEDNER_RECORDS_DB, else "
+                                          "sqlite:///records.db; a password belongs in the variable)")
+    url = Parameter("url", default="", help="Triton gRPC address: tag through the server (default: in-process)")
+    repository = Parameter("repository", default=DEFAULT_REPOSITORY, help="model repository for in-process tagging")
+    model = Parameter("model", default="", help="served model (default: ner_int8 where the champion passed its "
+                                                "INT8 gate, else ner; through --url: ner)")
+    shard_notes = Parameter("shard-notes", default=DEFAULT_SHARD_NOTES, help="notes per shard at most")
+    shard_mb = Parameter("shard-mb", default=DEFAULT_SHARD_BYTES // 2**20, help="megabytes of notes per shard at most")
+    batch_size = Parameter("batch-size", default=DEFAULT_BATCH, help="notes per call and per transaction")
+    threads = Parameter("threads", default=0, help="ONNX Runtime threads per in-process worker (0: every core)")
+
+    @step
+    def start(self):
+        """List and shard the notes, migrate the store, fix the model version."""
+        from pathlib import Path
+
+        from records.extract import plan_extraction
+
+        plan = plan_extraction(notes=self.notes, db=self.db or None, url=self.url, repository=Path(self.repository),
+                               model=self.model, shard_notes=self.shard_notes, shard_bytes=self.shard_mb * 2**20)
+        self.model_name, self.model_version, self.note_count = plan.model, plan.version, plan.notes
+        self.shards = list(enumerate(plan.shards))
+        print(f"{plan.notes} notes in {len(plan.shards)} shards; model {plan.model} version {plan.version}")
+        self.next(self.extract, foreach="shards")
+
+    @resources(cpu=2, memory=4096)  # a worker: a Triton client (or ONNX Runtime on CPU); --with batch in the cloud
+    @step
+    def extract(self):
+        """Extract one shard into the store."""
+        from pathlib import Path
+
+        from records.extract import run_shard
+
+        number, refs = self.input
+        self.stats = run_shard(refs=refs, db=self.db or None, url=self.url, repository=Path(self.repository),
+                               model=self.model_name, version=self.model_version, run=current.pathspec,
+                               shard=number, batch_size=self.batch_size, threads=self.threads or None).as_dict()
+        print(f"shard {number}: {self.stats['extracted']} extracted, {self.stats['skipped']} skipped, "
+              f"{self.stats['errors']} errors, {self.stats['notes_per_second']} notes/s")
+        self.next(self.join)
+
+    @step
+    def join(self, inputs):
+        """Gather the shards' counts."""
+        self.merge_artifacts(inputs, include=["model_name", "model_version", "note_count"])
+        self.shard_stats = sorted((i.stats for i in inputs), key=lambda s: s["shard"])
+        self.next(self.end)
+
+    @card(type="blank")
+    @step
+    def end(self):
+        """Summarise the run in a card."""
+        from records.report import extraction_card, totals
+
+        self.totals = totals(self.shard_stats)
+        extraction_card(current.card, self.shard_stats, self.model_name, self.model_version)
+        print(f"{self.totals['notes']} notes: {self.totals['extracted']} extracted, {self.totals['skipped']} "
+              f"skipped, {self.totals['errors']} errors; entities {self.totals['entities']}")
+
+
+if __name__ == "__main__":
+    ExtractFlow()
