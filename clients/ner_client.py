@@ -18,6 +18,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from medner.config import DEFAULT_GRPC_URL
+from medner.groups import GROUP_PARAMETER, validate_group
 from medner.inference import Entity, TaggedNote
 
 RETRYABLE = {"StatusCode.UNAVAILABLE"}
@@ -65,11 +66,12 @@ class AsyncNerClient:
         return None if self.deadline is None else time.monotonic() + self.deadline
 
     async def infer(self, payloads: list[bytes], index: int = 0, until: float | None = None,
-                    with_uncertainty: bool = False) -> list[list[Entity]] | list[TaggedNote]:
+                    with_uncertainty: bool = False, group: str | None = None) -> list[list[Entity]] | list[TaggedNote]:
         """Entities of each note in ``payloads`` (UTF-8), sent as one request (``with_uncertainty``: each note's
         :class:`~medner.inference.TaggedNote`); retried on UNAVAILABLE; raises NerRequestError (``index``: the
         first note's position, for the message). ``until``: the call's deadline (monotonic time; default:
-        ``deadline`` seconds from now, when set)."""
+        ``deadline`` seconds from now, when set). ``group``: the notes' group (:mod:`medner.groups`), a request
+        parameter the server profiles by."""
         from tritonclient.utils import InferenceServerException
 
         started = time.monotonic()
@@ -80,7 +82,8 @@ class AsyncNerClient:
         while True:
             timeout = self.timeout if until is None else max(min(self.timeout, until - time.monotonic()), 0.001)
             try:
-                result = await self.client.infer(self.model, [text], client_timeout=timeout)
+                result = await self.client.infer(self.model, [text], client_timeout=timeout,
+                                                 parameters={GROUP_PARAMETER: group} if group else None)
                 entities = [json.loads(row[0]) for row in result.as_numpy("ENTITIES")]
                 if not with_uncertainty:
                     return entities
@@ -115,13 +118,16 @@ class AsyncNerClient:
         return (await self.infer([_payload(note)], index))[0]
 
     async def extract(self, notes: Sequence[str | bytes], return_exceptions: bool = False,
-                      with_uncertainty: bool = False) -> list[list[Entity] | TaggedNote | NerRequestError]:
+                      with_uncertainty: bool = False, group: str | None = None
+                      ) -> list[list[Entity] | TaggedNote | NerRequestError]:
         """Entities of each note, in order, ``batch_size`` notes per request. A request refused for a
         bad note is retried note by note, so only the bad note fails; a request the server could not answer
         (UNAVAILABLE past the retries or the deadline) fails every note it carried. With ``return_exceptions``
         each failed note has its own NerRequestError in its place, so every note ends with entities or an
         error; otherwise the first failure is raised. ``with_uncertainty``: each note's
-        :class:`~medner.inference.TaggedNote` in place of its entities."""
+        :class:`~medner.inference.TaggedNote` in place of its entities. ``group``: every note's group
+        (:func:`medner.groups.validate_group`; GroupError, before anything is sent, when it is not a label)."""
+        group = validate_group(group)
         gate = asyncio.Semaphore(self.concurrency)
         results: list = [None] * len(notes)
         until = self._until()  # one deadline for the whole call
@@ -130,7 +136,7 @@ class AsyncNerClient:
             part = [_payload(n) for n in notes[first: first + self.batch_size]]
             async with gate:
                 try:
-                    results[first: first + len(part)] = await self.infer(part, first, until, with_uncertainty)
+                    results[first: first + len(part)] = await self.infer(part, first, until, with_uncertainty, group)
                     return
                 except NerRequestError as err:
                     if len(part) == 1 or err.status in RETRYABLE:  # the server, not a note: every note fails
@@ -144,7 +150,7 @@ class AsyncNerClient:
                 async with gate:
                     try:
                         results[first + offset] = (await self.infer([payload], first + offset, until,
-                                                                    with_uncertainty))[0]
+                                                                    with_uncertainty, group))[0]
                     except NerRequestError as err:
                         if not return_exceptions:
                             raise
@@ -171,9 +177,9 @@ class NerClient:
     async def _open(url: str, options: dict) -> AsyncNerClient:
         return AsyncNerClient(url, **options)  # the gRPC channel binds to the running loop
 
-    def extract(self, notes: Sequence[str | bytes], return_exceptions: bool = False, with_uncertainty: bool = False
-                ) -> list[list[Entity] | TaggedNote | NerRequestError]:
-        return self._loop.run_until_complete(self._client.extract(notes, return_exceptions, with_uncertainty))
+    def extract(self, notes: Sequence[str | bytes], return_exceptions: bool = False, with_uncertainty: bool = False,
+                group: str | None = None) -> list[list[Entity] | TaggedNote | NerRequestError]:
+        return self._loop.run_until_complete(self._client.extract(notes, return_exceptions, with_uncertainty, group))
 
     def model_version(self) -> int:
         return self._loop.run_until_complete(self._client.model_version())

@@ -29,10 +29,14 @@ def read_notes(inputs: Sequence[Path]) -> list[tuple[str, bytes]]:
 
 
 def extract_notes(notes: Sequence[bytes | str], *, url: str = DEFAULT_GRPC_URL, local: Path | None = None,
-                  model: str = "ner", timeout: float = 60.0, concurrency: int = 16, with_uncertainty: bool = False
-                  ) -> list:
+                  model: str = "ner", timeout: float = 60.0, concurrency: int = 16, with_uncertainty: bool = False,
+                  group: str | None = None) -> list:
     """Entities of each note (``with_uncertainty``: its ``medner.inference.TaggedNote``), or its own exception:
-    through the Triton server at ``url``, or in-process on the model repository ``local`` when given."""
+    through the Triton server at ``url``, or in-process on the model repository ``local`` when given. ``group``:
+    the notes' group, which the server's profiles are segmented by (in-process: validated, nothing profiles)."""
+    from medner.groups import validate_group
+
+    group = validate_group(group)
     if local is not None:
         from clients.local import LocalNerModel
 
@@ -41,4 +45,4 @@ def extract_notes(notes: Sequence[bytes | str], *, url: str = DEFAULT_GRPC_URL, 
     from clients.ner_client import NerClient
 
     with NerClient(url, model=model, timeout=timeout, concurrency=concurrency) as client:
-        return client.extract(list(notes), return_exceptions=True, with_uncertainty=with_uncertainty)
+        return client.extract(list(notes), return_exceptions=True, with_uncertainty=with_uncertainty, group=group)

@@ -15,8 +15,10 @@ class MonitorFlow(FlowSpec):
     Steps:
       start - merge the window's whylogs profiles and read the reference profile
       check - per-feature Hellinger drift, the level, a card with scores and whylogs' HTML drift report; with
-              --review-db, the champion's entity F1 from reviews too
-      act   - the policy's action (warning: TrainFlow, critical: ExperimentFlow + alert), started on this run's
+              --review-db, the champion's entity F1 from reviews too; with --by-group, each group of notes
+              against the others (bias: a table and small multiples)
+      act   - the group verdicts recorded (--by-group: gauges and CloudWatch metrics per group), then the policy's
+              action (warning: TrainFlow, critical: ExperimentFlow + alert), started on this run's
               own @project branch and recorded; with --promote-url the started flow exports and promotes its
               model (the loop closes by itself);
               a quality drop from reviews is acted on like critical drift
@@ -43,6 +45,8 @@ class MonitorFlow(FlowSpec):
                                    help="fewer random-share reviews: no verdict")
     promote_url = Parameter("promote-url", default="", help="gRPC address of `medner serve`: the flows this run starts "
                             "export to --repository and promote there (default: they only train)")
+    by_group = Parameter("by-group", default=False, help="also judge each group of notes against the other groups "
+                                                         "(bias): a table, small multiples and gauges per group")
     trigger_parameters = Parameter("trigger-parameters", default="{}",
                                    help='JSON {"TrainFlow": {...}, "ExperimentFlow": {...}} for started flows')
 
@@ -79,6 +83,17 @@ class MonitorFlow(FlowSpec):
 
             self.quality = review_quality(self.review_db, self.repository, model=self.model,
                                           max_drop=self.max_quality_drop, min_sentences=self.min_reviewed_notes)
+        self.groups = None
+        if self.by_group:
+            from monitoring.bias import check_groups_serialized
+
+            self.groups = check_groups_serialized(self.profile_dir, self.model, self.reference_profile,
+                                                  self.window_start, self.window_end, self.review_db, self.repository,
+                                                  min_notes=self.min_notes, max_drop=self.max_quality_drop)
+            if self.groups is not None:
+                from monitoring.drift_card import groups_card
+
+                groups_card(current.card, self.groups["report"])
         self.next(self.act)
 
     @step
@@ -93,6 +108,10 @@ class MonitorFlow(FlowSpec):
                                                  self.promote_url))
         self.decision = decide(self.report, self.trigger_backend, self.decision_log, parameters,
                                self.dry_run, branch=current.branch_name)  # start flows on this run's own branch
+        if self.groups is not None and not self.dry_run:
+            from monitoring.bias import record_groups
+
+            record_groups(self.groups["record"], self.decision_log or None)
         self.quality_decision = None
         if self.quality:
             from monitoring.quality import quality_reason

@@ -5,7 +5,9 @@ Metrics (namespace ``medner`` unless told another; numbers only, never note text
 
 * ``DriftLevel`` (0 none, 1 warning, 2 critical), ``DriftCombined``, ``DriftScore`` per ``Feature`` and
   ``EstimatedEntityF1`` (the served model's F1 estimated from its confidences): each drift decision;
-* ``QualityLevel`` and ``QualityEntityF1``: each quality decision (annotated samples or reviews).
+* ``QualityLevel`` and ``QualityEntityF1``: each quality decision (annotated samples or reviews);
+* ``GroupLevel``, ``GroupDriftCombined`` (dimension ``Against``: rest or reference), ``GroupEstimatedEntityF1`` and
+  ``GroupReviewedEntityF1``, each with the dimension ``Group``: each group check (:mod:`monitoring.bias`).
 
 ``monitoring.triggers.act`` publishes them for every decision when ``$MEDNER_CLOUDWATCH_NAMESPACE`` is set (MonitorFlow
 and ``medner monitor`` in the cloud); ``medner monitor alarms`` creates the topic and the alarms once.
@@ -17,7 +19,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from monitoring.metrics import NOT_FEATURES
-from monitoring.policy import LEVELS, parse_time
+from monitoring.policy import LEVELS, NO_VERDICT, parse_time
 
 NAMESPACE_ENV = "MEDNER_CLOUDWATCH_NAMESPACE"
 DEFAULT_NAMESPACE = "medner"
@@ -54,10 +56,27 @@ def metric_data(record: Mapping[str, Any]) -> list[dict[str, Any]]:
         if "estimated_entity_f1" in scores:
             data.append({"MetricName": "EstimatedEntityF1", "Value": float(scores["estimated_entity_f1"]), **when})
         return data
+    if record.get("kind") == "groups":
+        return _group_data(record["groups"], when)
     if "entity_f1" in scores:
         return [{"MetricName": "QualityLevel", "Value": level, **when},
                 {"MetricName": "QualityEntityF1", "Value": float(scores["entity_f1"]), **when}]
     return []
+
+
+def _group_data(groups: Mapping[str, Mapping[str, Any]], when: dict[str, Any]) -> list[dict[str, Any]]:
+    data = []
+    for name, g in sorted(groups.items()):
+        group = [{"Name": "Group", "Value": name}]
+        if g["verdict"] != NO_VERDICT:
+            data.append({"MetricName": "GroupLevel", "Dimensions": group, "Value": LEVELS.index(g["level"]), **when})
+        data += [{"MetricName": "GroupDriftCombined", "Value": float(g[f"combined_vs_{against}"]), **when,
+                  "Dimensions": [*group, {"Name": "Against", "Value": against}]}
+                 for against in ("rest", "reference") if g.get(f"combined_vs_{against}") is not None]
+        data += [{"MetricName": f"Group{kind.title()}EntityF1", "Dimensions": group,
+                  "Value": float(g[f"{kind}_entity_f1"]), **when}
+                 for kind in ("estimated", "reviewed") if g.get(f"{kind}_entity_f1") is not None]
+    return data
 
 
 def publish(record: Mapping[str, Any], namespace: str = DEFAULT_NAMESPACE, endpoint_url: str | None = None) -> int:

@@ -1,4 +1,5 @@
-"""The MonitorFlow card: the drift level, per-feature scores (table and bar chart) and whylogs' HTML report."""
+"""The MonitorFlow card: the drift level, per-feature scores (table and bar chart) and whylogs' HTML report; with
+--by-group, each group against the others (a table and small multiples)."""
 
 from __future__ import annotations
 
@@ -71,3 +72,42 @@ def drift_card(card: Any, report: Mapping[str, Any], page: str | None) -> None:
     if page:
         card.append(Markdown("## whylogs drift report (loads its scripts from public CDNs)"))
         card.append(Markdown(embedded_html(page)))
+
+
+def groups_chart(groups: list[Mapping[str, Any]]) -> bytes:
+    """Small multiples (PNG): per group with a verdict, its per-feature distances to the other groups and its bound."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    judged = [g for g in groups if g["against_rest"].get("scores")]
+    fig, axes = plt.subplots(1, max(len(judged), 1), figsize=(2.6 * max(len(judged), 1), 3.6), sharey=True,
+                             squeeze=False)
+    names = sorted({name for g in judged for name in g["against_rest"]["scores"]})
+    for axis, g in zip(axes[0], judged):
+        scores, bound = g["against_rest"]["scores"], g["against_rest"]["bound"]
+        axis.barh(names, [scores.get(n, 0.0) for n in names], color=LEVEL_COLOURS.get(g["level"], "grey"))
+        axis.axvline(bound, ls="--", lw=1, color="black")
+        axis.set_title(f"{g['group']} ({g['notes']} notes)", fontsize=8)
+        axis.set_xlim(0, 1)
+        axis.tick_params(labelsize=7)
+    fig.supxlabel("Hellinger distance to the other groups (dashed: the combined score's bound)", fontsize=8)
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=90)
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+def groups_card(card: Any, report: Mapping[str, Any]) -> None:
+    """Append a group check (``GroupsReport.to_dict()``) to a card: a row per group, then the small multiples."""
+    from metaflow.cards import Image, Markdown, Table
+
+    card.append(Markdown(f"## Groups of notes against each other: {report['level'].upper()}"))
+    card.append(Table([[g["group"], g["notes"], g["verdict"], g["level"], g["against_rest"].get("combined", "-"),
+                        g["against_rest"].get("bound", "-"), (g["estimate"] or {}).get("entity_f1", "-"),
+                        (g["quality"] or {}).get("entity_f1", "-")] for g in report["groups"]],
+                      headers=["group", "notes", "verdict", "level", "vs rest", "bound", "estimated F1",
+                               "reviewed F1"]))
+    card.append(Image(groups_chart(report["groups"]), label="each group against the others"))

@@ -9,7 +9,11 @@ Gauges (numbers only, never note text), each from the latest record of its kind 
   per feature, ``medner_drift_window_end_seconds``, and ``medner_estimated_entity_f1`` (the served model's F1
   estimated from its confidences, :mod:`monitoring.estimation`): the latest drift check;
 * ``medner_quality_level`` and ``medner_quality_entity_f1``: the latest quality check (annotated samples or
-  reviews).
+  reviews);
+* per ``group`` (:mod:`monitoring.bias`, the latest group check): ``medner_group_level`` (0 in line, 1 diverging from
+  the other groups, 2 diverging and estimated worse; no sample without a verdict), ``medner_group_notes``,
+  ``medner_group_drift_combined`` ``against`` the ``rest`` of the window or the ``reference``,
+  ``medner_group_estimated_entity_f1`` and ``medner_group_reviewed_entity_f1`` (from reviews, with ``--review-db``).
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from monitoring.policy import LEVELS, DecisionLog, open_log, parse_time
+from monitoring.policy import LEVELS, NO_VERDICT, DecisionLog, open_log, parse_time
 
 NOT_FEATURES = ("combined", "estimated_entity_f1")  # a drift record's scores that are not a feature's distance
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"  # Prometheus' text exposition format
@@ -56,12 +60,34 @@ def metrics_text(records: Sequence[dict[str, Any]]) -> str:
             end = parse_time(drift["window_end"])
             lines += _gauge("medner_drift_window_end_seconds", "End of the latest drift window (Unix time).",
                             [({}, end.timestamp())])
+    groups = next((r["groups"] for r in reversed(records) if r.get("kind") == "groups"), None)
+    if groups is not None:
+        lines += _group_gauges(groups)
     if quality is not None:
         lines += _gauge("medner_quality_level", "Quality level of the latest check: 0 none, 2 critical (a drop "
                         "below the champion's test F1).", [({}, LEVELS.index(quality["level"]))])
         lines += _gauge("medner_quality_entity_f1", "Entity F1 of the served model in the latest quality check.",
                         [({}, quality["scores"]["entity_f1"])])
     return "\n".join(lines) + "\n"
+
+
+def _group_gauges(groups: dict[str, dict[str, Any]]) -> list[str]:
+    judged = {name: g for name, g in sorted(groups.items()) if g["verdict"] != NO_VERDICT}
+    lines = _gauge("medner_group_level", "A group of notes against the other groups of the latest window: 0 in line, "
+                   "1 diverging, 2 diverging and estimated worse.",
+                   [({"group": name}, LEVELS.index(g["level"])) for name, g in judged.items()])
+    lines += _gauge("medner_group_notes", "Notes of a group in the latest group check.",
+                    [({"group": name}, g["notes"]) for name, g in sorted(groups.items())])
+    lines += _gauge("medner_group_drift_combined", "Combined drift score of a group against the rest of the window "
+                    "or the reference.",
+                    [({"group": name, "against": against}, g[f"combined_vs_{against}"])
+                     for name, g in judged.items() for against in ("rest", "reference")
+                     if g.get(f"combined_vs_{against}") is not None])
+    for kind, how in (("estimated", "estimated from its confidences"), ("reviewed", "from reviews (random share)")):
+        lines += _gauge(f"medner_group_{kind}_entity_f1", f"Entity F1 of the served model on a group's notes, {how}.",
+                        [({"group": name}, g[f"{kind}_entity_f1"]) for name, g in sorted(groups.items())
+                         if g.get(f"{kind}_entity_f1") is not None])
+    return lines
 
 
 class _Handler(BaseHTTPRequestHandler):

@@ -33,6 +33,8 @@ SEVERITY = {level: rank for rank, level in enumerate(LEVELS)}
 ACTIONS: dict[str, Action] = {"none": "none", "warning": "retrain", "critical": "reexperiment"}
 FLOWS = {"retrain": "TrainFlow", "reexperiment": "ExperimentFlow", "ingest": "DataFlow"}
 DEFAULT_COOLDOWN = timedelta(hours=24)
+# a group's verdict against the other groups of its window (monitoring.bias)
+DIVERGING, IN_LINE, NO_VERDICT = "diverging", "in line", "no verdict"
 DEFAULT_QUALITY_DROP = 0.05  # entity F1 points (0.05 = 5 points) below the champion's test F1
 ALERT_WEBHOOK_ENV = "MEDNER_ALERT_WEBHOOK"
 

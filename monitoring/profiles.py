@@ -25,14 +25,17 @@ from typing import Any
 import numpy as np
 
 from medner.config import DEFAULT_PROFILE_WINDOW_SECONDS, PROFILE_WINDOW_ENV, profile_dir
+from medner.groups import MAX_GROUPS, pooled
 from medner.s3 import s3_client, split_s3_url
-from monitoring.features import FEATURES, features_frame
+from monitoring.features import FEATURES, NOTE_SENTENCES, features_frame
 from monitoring.policy import as_utc
 
 log = logging.getLogger(__name__)
 os.environ.setdefault("WHYLOGS_NO_ANALYTICS", "1")  # whylogs otherwise calls its analytics host on import
 
 WINDOW_FORMAT = "%Y%m%dT%H%M%SZ"
+GROUPS_FOLDER = "groups"  # <root>/<model>/groups/<group>/<window>_<writer>.bin: the model's profiles by group
+SEGMENT_KEY = ("group", "model")
 PROFILE_NAME = re.compile(r"^(\d{8}T\d{6}Z)_([A-Za-z0-9.-]+)\.bin$")
 
 
@@ -95,7 +98,8 @@ def list_profiles(root: str | Path, model: str, start: datetime, end: datetime, 
     if root.startswith("s3://"):
         bucket, prefix = split_s3_url(root)
         folder = _join(prefix, model) + "/"
-        pages = _s3_client(s3_client).get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=folder)
+        pages = _s3_client(s3_client).get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=folder,
+                                                                                 Delimiter="/")  # not groups/
         names = [(o["Key"].rsplit("/", 1)[-1], f"s3://{bucket}/{o['Key']}") for page in pages
                  for o in page.get("Contents", [])]
     else:
@@ -107,6 +111,19 @@ def list_profiles(root: str | Path, model: str, start: datetime, end: datetime, 
         if match and low <= match.group(1) < high:  # the fixed-width format sorts as time does
             found.append((match.group(1), location))
     return [location for _, location in sorted(found)]
+
+
+def list_groups(root: str | Path, model: str, s3_client: Any = None) -> list[str]:
+    """The groups ``model`` has profiles of in the store (:func:`group_folder`), sorted."""
+    root = str(root)
+    if root.startswith("s3://"):
+        bucket, prefix = split_s3_url(root)
+        folder = _join(prefix, model, GROUPS_FOLDER) + "/"
+        pages = _s3_client(s3_client).get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=folder,
+                                                                                 Delimiter="/")
+        return sorted(p["Prefix"][len(folder):].rstrip("/") for page in pages for p in page.get("CommonPrefixes", []))
+    folder_path = Path(root) / model / GROUPS_FOLDER
+    return sorted(p.name for p in folder_path.iterdir() if p.is_dir()) if folder_path.is_dir() else []
 
 
 def read_profile(location: str | Path, s3_client: Any = None) -> Any:
@@ -124,6 +141,34 @@ def read_profile(location: str | Path, s3_client: Any = None) -> Any:
     else:
         data = Path(location).read_bytes()  # DatasetProfileView.read opens for writing: fails on read-only files
     return DatasetProfileView.deserialize(data)
+
+
+def group_folder(model: str, group: str) -> str:
+    """Where the profiles of ``group``'s notes lie under a store root, beside the model's own (all notes)."""
+    return f"{model}/{GROUPS_FOLDER}/{group}"
+
+
+def segment_views(rows: np.ndarray, note_groups: Sequence[str | None], model: str) -> dict[str, Any]:
+    """whylogs profiles of feature ``rows`` segmented by the group of each row's note (``note_groups``, one per
+    note; rows of notes without a group are left out): group -> ``DatasetProfileView``."""
+    import whylogs as why
+    from whylogs.core.schema import DatasetSchema
+    from whylogs.core.segmentation_partition import ColumnMapperFunction, SegmentationPartition
+
+    frame = features_frame(rows)
+    if NOTE_SENTENCES in frame:  # a row per sentence; a note's first sentence carries the note column
+        note_of_row = np.cumsum(frame[NOTE_SENTENCES].notna().to_numpy()) - 1
+    else:
+        note_of_row = np.arange(len(frame))
+    frame["group"] = np.asarray(list(note_groups), dtype=object)[note_of_row]
+    frame = frame[frame["group"].notna()].assign(model=model)
+    if frame.empty:
+        return {}
+    # whylogs 1.6.4 with pandas 3 cannot segment on one column (its groupby().get_group() gets a scalar key): the
+    # key is (group, model), the model constant
+    partition = SegmentationPartition(name="group", mapper=ColumnMapperFunction(col_names=list(SEGMENT_KEY)))
+    result = why.log(pandas=frame, schema=DatasetSchema(segments={partition.name: partition}))
+    return {segment.key[0]: result.view(segment) for segment in result.segments()}
 
 
 def merge_profiles(locations: Sequence[str | Path], s3_client: Any = None) -> Any:
@@ -167,9 +212,11 @@ class RollingProfiler:
         self.clock, self.s3_client = clock, s3_client
         self._lock = threading.Lock()  # guards the buffers (taken by log and by the folding thread)
         self._flush_lock = threading.Lock()  # one flush at a time (background thread, close)
-        self._buffers: dict[float, list[np.ndarray]] = {}
+        self._buffers: dict[float, list[tuple[np.ndarray, list[str | None] | None]]] = {}
         self._buffered = 0
         self._profiles: dict[float, Any] = {}  # window start -> its whylogs DatasetProfile (not yet written)
+        self._group_views: dict[float, dict[str, Any]] = {}  # window start -> group -> its DatasetProfileView
+        self._groups_seen: dict[float, set[str]] = {}  # window start -> its first MAX_GROUPS groups
         self._failing = False
         self.written: list[str] = []  # locations written, for callers and tests
         self.dropped_windows = 0
@@ -187,14 +234,14 @@ class RollingProfiler:
     def window_start(self, moment: float) -> float:
         return moment - moment % self.window_seconds
 
-    def log(self, rows: np.ndarray) -> None:
+    def log(self, rows: np.ndarray, note_groups: list[str | None] | None = None) -> None:
         """Add feature rows (``batch_features``' rows: one per sentence) to the current window (cheap: no
-        whylogs here)."""
+        whylogs here); ``note_groups``: each note's group (None: the notes have none), for the profiles by group."""
         if len(rows) == 0:
             return
         window = self.window_start(self.clock())
         with self._lock:
-            self._buffers.setdefault(window, []).append(rows)
+            self._buffers.setdefault(window, []).append((rows, note_groups))
             self._buffered += len(rows)
             wake = self._buffered >= self.flush_rows
         if wake:
@@ -208,25 +255,22 @@ class RollingProfiler:
         with self._flush_lock:
             with self._lock:
                 buffers, self._buffers, self._buffered = self._buffers, {}, 0
-            for window, arrays in sorted(buffers.items()):
+            for window, logged in sorted(buffers.items()):
                 profile = self._profiles.get(window)
                 if profile is None:
                     moment = datetime.fromtimestamp(window, UTC)
                     profile = self._profiles[window] = DatasetProfile(dataset_timestamp=moment)
-                profile.track(pandas=features_frame(np.concatenate(arrays)))
+                profile.track(pandas=features_frame(np.concatenate([rows for rows, _ in logged])))
+                self._fold_groups(window, [(rows, groups) for rows, groups in logged if groups is not None])
             now = self.clock()
             due = [w for w in sorted(self._profiles) if final or w + self.window_seconds <= now]
             written = []
             for window in due:
-                name = f"{window_name(window)}_{self.writer}.bin"
                 try:
-                    location = store_put(self.root, self.model, name, self._profiles[window].view().serialize(),
-                                         self.s3_client)
+                    written += self._write_window(window)
                 except Exception as err:  # noqa: BLE001 - any store failure: keep serving, keep the data
                     self._store_failed(err)
                     break
-                del self._profiles[window]
-                written.append(location)
             else:
                 if due and self._failing:
                     log.warning("profile store %s is writable again; pending windows written", self._where())
@@ -234,6 +278,33 @@ class RollingProfiler:
             self._drop_excess()
             self.written += written
             return written
+
+    def _fold_groups(self, window: float, logged: list[tuple[np.ndarray, list[str | None]]]) -> None:
+        """Fold rows whose notes have groups into the window's profiles by group (whylogs segments); groups past
+        the window's first MAX_GROUPS are pooled as ``other``."""
+        if not logged:
+            return
+        seen = self._groups_seen.setdefault(window, set())
+        notes = [pooled(groups, seen, MAX_GROUPS) for _, groups in logged]
+        views = self._group_views.setdefault(window, {})
+        for group, view in segment_views(np.concatenate([rows for rows, _ in logged]),
+                                         [g for groups in notes for g in groups], self.model).items():
+            views[group] = views[group].merge(view) if group in views else view
+
+    def _write_window(self, window: float) -> list[str]:
+        """Write a closed window: its profiles by group, then the model's own (the file readers wait for)."""
+        name = f"{window_name(window)}_{self.writer}.bin"
+        written = []
+        for group, view in sorted(self._group_views.get(window, {}).items()):
+            written.append(store_put(self.root, group_folder(self.model, group), name, view.serialize(),
+                                     self.s3_client))
+            del self._group_views[window][group]  # written: a retry after a failure does not write it twice
+        written.append(store_put(self.root, self.model, name, self._profiles[window].view().serialize(),
+                                 self.s3_client))
+        del self._profiles[window]
+        self._group_views.pop(window, None)
+        self._groups_seen.pop(window, None)
+        return written
 
     def _where(self) -> str:
         return _join(self.root.rstrip("/"), self.model)
@@ -250,6 +321,8 @@ class RollingProfiler:
         closed = sorted(w for w in self._profiles if w + self.window_seconds <= self.clock())
         for window in closed[: max(0, len(closed) - self.max_pending_windows)]:
             del self._profiles[window]
+            self._group_views.pop(window, None)
+            self._groups_seen.pop(window, None)
             self.dropped_windows += 1
             log.warning("profile window %s of %s dropped: store unwritable and %d windows already pending",
                         window_name(window), self.model, self.max_pending_windows)

@@ -107,6 +107,24 @@ def review_quality(db: str | None, repository: Path = Path(DEFAULT_REPOSITORY), 
     }
 
 
+def review_quality_by_group(db: str | None, repository: Path = Path(DEFAULT_REPOSITORY), *,
+                            min_sentences: int = MIN_SENTENCES) -> dict[str, dict[str, Any]]:
+    """The champion's entity F1 from reviews per group of notes (:func:`review.service.quality_by_group`, random
+    share); ``too_few`` (no verdict on it) under ``min_sentences`` reviewed notes."""
+    from review.service import quality_by_group
+    from review.store import Store
+
+    version, _ = champion_f1(repository)
+    store = Store(db)
+    try:
+        with store.session() as session:
+            rows = quality_by_group(session, model_version=version)
+    finally:
+        store.close()
+    return {r["group"]: {"entity_f1": r["entity_f1"], "notes": r["notes"], "version": version,
+                         "too_few": r["notes"] < min_sentences or r["entity_f1"] is None} for r in rows}
+
+
 def check_quality_and_act(paths: Sequence[str | Path], *, repository: Path = Path(DEFAULT_REPOSITORY),
                           url: str | None = None, model: str = "ner", max_drop: float = DEFAULT_QUALITY_DROP,
                           min_sentences: int = MIN_SENTENCES, trigger: bool = False, backend: str = "local",

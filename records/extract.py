@@ -44,11 +44,12 @@ SERVER_FAILURES = ("StatusCode.UNAVAILABLE", "StatusCode.DEADLINE_EXCEEDED")
 @dataclass
 class Extractor:
     """A served model that tags notes: ``model`` and ``version`` name it in every record; ``extract`` takes
-    valid notes and returns, for each, its entities or its own exception."""
+    valid notes (and their group, which a server profiles them by) and returns, for each, its entities or its own
+    exception."""
 
     model: str
     version: int
-    extract: Any  # Callable[[list[str]], list[list[Entity] | Exception]]
+    extract: Any  # Callable[[list[str], str | None], list[list[Entity] | Exception]]
     max_note_chars: int = DEFAULT_MAX_NOTE_CHARS
     close: Any = lambda: None
 
@@ -70,7 +71,7 @@ def local_extractor(repository: Path, model: str, version: int, threads: int | N
     from clients.local import LocalNerModel
 
     local = LocalNerModel(repository, model, threads=threads, version=version)
-    return Extractor(model, version, lambda notes: local.extract(notes, return_exceptions=True),
+    return Extractor(model, version, lambda notes, group=None: local.extract(notes, return_exceptions=True),
                      local.max_note_chars)
 
 
@@ -84,7 +85,8 @@ def triton_extractor(url: str, model: str = "ner", concurrency: int = 16, timeou
     except Exception:
         client.close()
         raise
-    return Extractor(model, version, lambda notes: client.extract(notes, return_exceptions=True),
+    return Extractor(model, version,
+                     lambda notes, group=None: client.extract(notes, return_exceptions=True, group=group),
                      close=client.close)
 
 
@@ -201,10 +203,12 @@ def _extract_batch(batch: list[tuple[NoteRef, bytes | NoteInputError]], store: R
             texts.append((position, validate_note(payload, extractor.max_note_chars)))
         except (NoteError, NoteInputError) as err:
             results[position] = err
-    for (position, _), result in zip(texts, extractor.extract([text for _, text in texts]), strict=True):
-        if isinstance(result, Exception) and str(getattr(result, "status", "")) in SERVER_FAILURES:
-            raise RuntimeError(f"the server could not tag notes of shard {stats.shard}: {result}") from result
-        results[position] = result
+    for group in dict.fromkeys(todo[position][0].group for position, _ in texts):  # a call per group, in order
+        same = [(position, text) for position, text in texts if todo[position][0].group == group]
+        for (position, _), result in zip(same, extractor.extract([text for _, text in same], group), strict=True):
+            if isinstance(result, Exception) and str(getattr(result, "status", "")) in SERVER_FAILURES:
+                raise RuntimeError(f"the server could not tag notes of shard {stats.shard}: {result}") from result
+            results[position] = result
     text_of = dict(texts)
     written = time.perf_counter()
     with store.session() as session:
@@ -218,7 +222,7 @@ def _extract_batch(batch: list[tuple[NoteRef, bytes | NoteInputError]], store: R
 def _add_row(session: Any, ref: NoteRef, digest: str, text: str | None, result: list[Entity] | Exception,
              extractor: Extractor, run: str, stats: ShardStats) -> None:
     key = {"source": ref.source, "note_id": ref.note_id, "sha256": digest, "model": extractor.model,
-           "model_version": extractor.version, "run": run}
+           "model_version": extractor.version, "run": run, "note_group": ref.group}
     if isinstance(result, Exception):
         reason = getattr(result, "reason", result)  # a server's refusal without the client's "note N:" prefix
         message = str(result) if isinstance(result, NoteInputError) else f"{ref.where}: {reason}"

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from itertools import groupby
 from pathlib import Path
 
+from medner.groups import GROUP_RULE, GroupError, validate_group
 from medner.s3 import is_s3, s3_client, split_s3_url
 
 SUFFIXES = (".txt", ".jsonl")
@@ -43,6 +44,7 @@ class NoteRef:
     length: int = -1
     line: int = 0
     problem: str = ""
+    group: str | None = None
 
     @property
     def size(self) -> int:
@@ -59,10 +61,20 @@ def list_notes(source: str) -> list[NoteRef]:
     refs: list[NoteRef] = []
     for location, name, size in objects:
         if name.endswith(".jsonl"):
-            refs += _jsonl_refs(source, location, _read(location, 0, -1))
+            refs += _jsonl_refs(source, location, _read(location, 0, -1), _folder_group(name))
         else:
-            refs.append(NoteRef(source, name, location, 0, size))
+            refs.append(NoteRef(source, name, location, 0, size, group=_folder_group(name)))
     return refs
+
+
+def _folder_group(name: str) -> str | None:
+    """The group of a file at ``name`` (its path in the input): its first folder, when that is a group label
+    (a folder named otherwise is no group: its notes are extracted all the same)."""
+    folder = name.split("/")[0] if "/" in name else None
+    try:
+        return validate_group(folder)
+    except GroupError:
+        return None
 
 
 def _local_files(source: str) -> list[tuple[str, str, int]]:
@@ -93,28 +105,40 @@ def _s3_objects(source: str) -> list[tuple[str, str, int]]:
     return sorted(found)
 
 
-def _jsonl_refs(source: str, location: str, content: bytes) -> list[NoteRef]:
-    """A ref per non-blank line; the id is the line's ``id``, else ``FILE:LINE``."""
+def _jsonl_refs(source: str, location: str, content: bytes, folder_group: str | None) -> list[NoteRef]:
+    """A ref per non-blank line; the id is the line's ``id``, else ``FILE:LINE``; the group its ``group`` (a value
+    that is not a group label makes the line an error), else ``folder_group``."""
     refs: list[NoteRef] = []
     first_line: dict[str, int] = {}
     offset = 0
     for number, line in enumerate(content.splitlines(keepends=True), 1):
         if line.strip():
-            note_id = _line_id(line) or f"{Path(location).name}:{number}"
-            problem = (f"repeats the id of line {first_line[note_id]}" if note_id in first_line else "")
+            record = _line_record(line)
+            note_id = _field(record, "id") or f"{Path(location).name}:{number}"
+            group, problem = _field(record, "group"), ""
+            try:
+                group = validate_group(group) if group is not None else folder_group
+            except GroupError:
+                group, problem = None, f'its "group" is not a group label: {GROUP_RULE}'
+            if note_id in first_line:
+                problem = f"repeats the id of line {first_line[note_id]}"
             first_line.setdefault(note_id, number)
-            refs.append(NoteRef(source, note_id, location, offset, len(line), number, problem))
+            refs.append(NoteRef(source, note_id, location, offset, len(line), number, problem, group))
         offset += len(line)
     return refs
 
 
-def _line_id(line: bytes) -> str | None:
+def _line_record(line: bytes) -> dict:
     try:
         record = json.loads(line)
     except ValueError:
-        return None
-    note_id = record.get("id") if isinstance(record, dict) else None
-    return str(note_id) if isinstance(note_id, str | int) and str(note_id) else None
+        return {}
+    return record if isinstance(record, dict) else {}
+
+
+def _field(record: dict, name: str) -> str | None:
+    value = record.get(name)
+    return str(value) if isinstance(value, str | int) and str(value) else None
 
 
 def cut_shards(refs: Sequence[NoteRef], max_notes: int = DEFAULT_SHARD_NOTES, max_bytes: int = DEFAULT_SHARD_BYTES
@@ -137,21 +161,20 @@ def cut_shards(refs: Sequence[NoteRef], max_notes: int = DEFAULT_SHARD_NOTES, ma
 def read_notes(refs: Iterable[NoteRef]) -> Iterator[tuple[NoteRef, bytes | NoteInputError]]:
     """Each ref with its note (UTF-8 bytes as stored, not yet validated) or why it cannot be read. The refs of
     one file are read with one request."""
-    for location, group in groupby(refs, key=lambda ref: ref.location):
-        group = list(group)
-        if group[0].length < 0 or not group[0].line:  # a whole .txt file
-            for ref in group:
+    for location, same_file in groupby(refs, key=lambda ref: ref.location):
+        same_file = list(same_file)
+        if same_file[0].length < 0 or not same_file[0].line:  # a whole .txt file
+            for ref in same_file:
                 yield ref, _read(location, 0, -1)
             continue
-        start = min(ref.offset for ref in group)
-        block = _read(location, start, max(ref.offset + ref.length for ref in group) - start)
-        for ref in group:
-            yield ref, _jsonl_text(ref, block[ref.offset - start: ref.offset - start + ref.length])
+        start = min(ref.offset for ref in same_file)
+        block = _read(location, start, max(ref.offset + ref.length for ref in same_file) - start)
+        for ref in same_file:
+            yield ref, (NoteInputError(f"{ref.where}: {ref.problem}") if ref.problem
+                        else _jsonl_text(ref, block[ref.offset - start: ref.offset - start + ref.length]))
 
 
 def _jsonl_text(ref: NoteRef, line: bytes) -> bytes | NoteInputError:
-    if ref.problem:
-        return NoteInputError(f"{ref.where}: {ref.problem}")
     try:
         record = json.loads(line)
     except ValueError as err:

@@ -40,6 +40,7 @@ class RecordNote(Base):
     model: Mapped[str] = mapped_column(String(100))
     model_version: Mapped[int] = mapped_column(Integer)
     run: Mapped[str] = mapped_column(String(300))  # the Metaflow task (or caller) that wrote it
+    note_group: Mapped[str | None] = mapped_column(String(32))  # a clinic, a specialty (medner.groups)
     extracted_at: Mapped[datetime] = mapped_column(DateTime)
     entity_count: Mapped[int] = mapped_column(Integer)
 
@@ -68,6 +69,7 @@ class RecordError(Base):
     model: Mapped[str] = mapped_column(String(100))
     model_version: Mapped[int] = mapped_column(Integer)
     run: Mapped[str] = mapped_column(String(300))
+    note_group: Mapped[str | None] = mapped_column(String(32))
     at: Mapped[datetime] = mapped_column(DateTime)
     error: Mapped[str] = mapped_column(String(500))  # why; never the note's text
 

@@ -25,7 +25,15 @@ from starlette.routing import Route
 from starlette.templating import Jinja2Templates
 
 from review.queue import DEFAULT_RANDOM_SHARE, latest_extraction, next_note, progress
-from review.service import ReviewError, StaleReview, quality_by_version, reviewer_for_token, skip_note, submit_review
+from review.service import (
+    ReviewError,
+    StaleReview,
+    quality_by_group,
+    quality_by_version,
+    reviewer_for_token,
+    skip_note,
+    submit_review,
+)
 from review.store import Note, Reviewer, Store
 
 TEMPLATES = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
@@ -124,7 +132,7 @@ class ReviewApp:
             data = note_payload(note, latest_extraction(session, note.id).entities) if note else None
             return _page(request, "review.html", status_code, reviewer=reviewer.name, note=data,
                          progress=progress(session), csrf=self._csrf(request), message=message,
-                         chart=quality_chart(quality_by_version(session)))
+                         chart=quality_chart(quality_by_version(session)), groups=quality_by_group(session))
 
     async def submit(self, request: Request) -> Response:
         form = await request.form()
@@ -190,7 +198,8 @@ class ReviewApp:
         with self.store.session() as session:
             if self._bearer_reviewer(request, session) is None:
                 return _json({"error": "unauthorized"}, 401)
-            return _json({**progress(session), "quality": quality_by_version(session)})
+            return _json({**progress(session), "quality": quality_by_version(session),
+                          "quality_by_group": quality_by_group(session)})
 
     async def healthz(self, request: Request) -> Response:
         return Response("ok", headers=SECURITY_HEADERS)

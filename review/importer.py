@@ -19,10 +19,11 @@ IMPORT_BATCH = 256  # notes tagged and committed together: an interrupted import
 
 def import_notes(notes: Sequence[tuple[str, str]], store: Store, *, url: str = DEFAULT_GRPC_URL,
                  local: Path | None = None, model: str = "ner", model_version: int | None = None,
-                 random_share: float = DEFAULT_RANDOM_SHARE) -> ImportResult:
+                 random_share: float = DEFAULT_RANDOM_SHARE, group: str | None = None) -> ImportResult:
     """Tag ``(source, text)`` notes (Triton at ``url``, or the champion of repository ``local`` in-process)
     and queue them in ``store``, with a progress bar; ``model_version`` defaults to the local repository's
-    champion (for a server, say which version serves). Notes already stored are not tagged again."""
+    champion (for a server, say which version serves). Notes already stored are not tagged again. ``group``:
+    the notes' group (:mod:`medner.groups`), kept with each note and sent to the server, which profiles by it."""
     from clients.notes import extract_notes
     from medner.progress import progress
 
@@ -37,10 +38,10 @@ def import_notes(notes: Sequence[tuple[str, str]], store: Store, *, url: str = D
             batch, known = new_notes(session, batch)
         total.duplicates += known
         extractions = extract_notes([text for _, text in batch], url=url, local=local, model=model,
-                                    with_uncertainty=True) if batch else []
+                                    with_uncertainty=True, group=group) if batch else []
         with store.session() as session:
             result = add_notes(session, batch, extractions, model=model, model_version=model_version,
-                               random_share=random_share)
+                               random_share=random_share, group=group)
         total.imported += result.imported
         total.duplicates += result.duplicates
         total.failed.update(result.failed)

@@ -70,11 +70,11 @@ def new_notes(session: Session, notes: Sequence[tuple[str, str]]) -> tuple[list[
 
 
 def add_notes(session: Session, notes: Sequence[tuple[str, str]], extractions: Sequence[Any], *, model: str,
-              model_version: int | None, random_share: float = DEFAULT_RANDOM_SHARE, actor: str = "cli"
-              ) -> ImportResult:
+              model_version: int | None, random_share: float = DEFAULT_RANDOM_SHARE, actor: str = "cli",
+              group: str | None = None) -> ImportResult:
     """Queue ``(source, text)`` notes with their extractions (a ``medner.inference.TaggedNote``, a list of
     entities, or the exception the model raised for that note: recorded under ``failed``, not queued). A note
-    already stored is not added again."""
+    already stored is not added again. ``group``: the notes' group (quality by group)."""
     if not 0 <= random_share <= 1:
         raise ValueError(f"random share must be in [0, 1], got {random_share}")
     result = ImportResult()
@@ -91,7 +91,7 @@ def add_notes(session: Session, notes: Sequence[tuple[str, str]], extractions: S
             continue
         known.add(digest)
         spans = [{"start": e["start"], "end": e["end"], "label": e["label"], "score": e["score"]} for e in entities]
-        note = Note(sha256=digest, text=text, source=source[:500], imported_at=now,
+        note = Note(sha256=digest, text=text, source=source[:500], note_group=group, imported_at=now,
                     sample=RANDOM if in_random_sample(digest, random_share) else QUEUE,
                     confidence=note_confidence(spans, uncertainty), status=QUEUED, revision=0)
         session.add(note)

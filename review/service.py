@@ -229,6 +229,25 @@ def quality_by_version(session: Session, since: datetime | None = None, sample: 
                                                                   key=lambda kv: (kv[0][2], str(kv[0])))]
 
 
+def quality_by_group(session: Session, model_version: int | None = None, sample: str | None = RANDOM
+                     ) -> list[dict[str, Any]]:
+    """:func:`quality_by_version`'s scores per group of notes (notes imported without one are left out), for one
+    model version when given, added up over time."""
+    counts: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0, 0])
+    for note, review, extraction in final_reviews(session):
+        if note.note_group is None or (sample is not None and note.sample != sample):
+            continue
+        if model_version is not None and extraction.model_version != model_version:
+            continue
+        row = counts[note.note_group]
+        for k, value in enumerate(agreement(extraction.entities, review.entities)):
+            row[k] += value
+        row[3] += 1
+    return [{"group": group, "notes": n, "tp": tp, "fp": fp, "fn": fn,
+             **{k: (round(v, 4) if v is not None else None) for k, v in scores(tp, fp, fn).items()}}
+            for group, (tp, fp, fn, n) in sorted(counts.items())]
+
+
 def quality_totals(rows: Sequence[dict[str, Any]], model_version: int | None = None) -> dict[str, Any]:
     """The weekly rows of :func:`quality_by_version` added up (for one model version, when given)."""
     rows = [r for r in rows if model_version is None or r["model_version"] == model_version]

@@ -52,6 +52,7 @@ class Note(Base):
     sha256: Mapped[str] = mapped_column(String(64), unique=True)  # of the text: a note is imported once
     text: Mapped[str | None] = mapped_column(Text)  # None once redacted (retention)
     source: Mapped[str] = mapped_column(String(500))  # file:line or file name: where it came from
+    note_group: Mapped[str | None] = mapped_column(String(32))  # a clinic, a specialty (medner.groups)
     imported_at: Mapped[datetime] = mapped_column(DateTime)
     sample: Mapped[str] = mapped_column(String(8))  # QUEUE or RANDOM
     confidence: Mapped[float] = mapped_column(Float)  # lowest entity confidence of its extraction (1: none)

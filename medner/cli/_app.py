@@ -83,6 +83,9 @@ RepositoryLocationOption = Annotated[str, typer.Option(
                                      "credentials from the AWS_* environment).")]
 UrlOption = Annotated[str, typer.Option(help="gRPC address of the Triton server started by `medner serve`.")]
 ModelOption = Annotated[Model, typer.Option(help="Served model: fp32 or INT8.")]
+GroupOption = Annotated[str | None, typer.Option(
+    help="The notes' group (a clinic, a specialty: 1-32 letters, digits, . _ -): live profiles and quality by "
+         "group.")]
 AdminKeyFileOption = Annotated[Path | None, typer.Option(
     help="File holding the admin key (default: $MEDNER_ADMIN_KEY, else ~/.cache/medner/admin-key).")]
 GpuOption = Annotated[bool, typer.Option(help="The server runs the GPU configurations (`medner serve --gpu`).")]

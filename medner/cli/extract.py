@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from medner.cli._app import Model, ModelOption, app, fail
+from medner.cli._app import GroupOption, Model, ModelOption, app, fail
 from medner.config import DEFAULT_GRPC_URL
 
 
@@ -31,14 +31,20 @@ def extract(
                       ] = OutputFormat.jsonl,
     concurrency: int = 16,
     timeout: Annotated[float, typer.Option(help="Seconds per request (each retry gets its own).")] = 60.0,
+    group: GroupOption = None,
 ) -> None:
     """Extract diseases and treatments from notes, through Triton (--url) or in-process (--local). Every note
     gets a line: its entities or its error. Exit 1 when any note failed (their ids are listed on stderr)."""
     from clients.notes import extract_notes, read_notes
+    from medner.groups import GroupError, validate_group
 
+    try:
+        validate_group(group)
+    except GroupError as err:
+        raise typer.BadParameter(str(err), param_hint="--group") from None
     notes = read_notes(inputs or [])
     results = extract_notes([note for _, note in notes], url=url, local=local, model=model, timeout=timeout,
-                            concurrency=concurrency)
+                            concurrency=concurrency, group=group)
     failed: list[str] = []
     for (note_id, _), result in zip(notes, results, strict=True):
         if isinstance(result, Exception):

@@ -58,17 +58,27 @@ def monitor_check(
         help="Estimated entity F1 drop below the reference's that makes a drifting window critical.")] = None,
     min_notes: Annotated[int | None, typer.Option(help="Fewer notes than this: level none.")] = None,
     html: Annotated[Path | None, typer.Option(help="Also write whylogs' HTML drift report here.")] = None,
+    by_group: Annotated[bool, typer.Option(
+        "--by-group", help="Check each group of notes against the other groups of the window (bias), not the "
+                           "window against the reference.")] = False,
+    output: Annotated[str, typer.Option("--format", help="--by-group: a table, or the report as JSON.")] = "table",
+    review_db: Annotated[str | None, typer.Option(
+        help="--by-group: also each group's entity F1 from this review database (random share).")] = None,
 ) -> None:
-    """Compare a window of request profiles with the reference profile; print the drift report as JSON.
-    Exit 0 when the level is none, 3 on warning, 4 on critical, 1 when there is nothing to compare."""
+    """Compare a window of request profiles with the reference profile; print the drift report as JSON. With
+    --by-group, each group's verdict against the rest of the window. Exit 0 when the level is none, 3 on warning,
+    4 on critical, 1 when there is nothing to compare."""
     from monitoring.drift import DriftThresholds
     from monitoring.service import check_window
 
+    thresholds = DriftThresholds.overridden(warning=warning, critical=critical, min_notes=min_notes,
+                                            max_drop=max_drop)
+    if by_group:
+        _check_groups(profile_dir, model, repository, reference, window, start, end, thresholds, output, review_db)
+        return
     try:
         report, page = check_window(profile_dir, model, repository=repository, reference=reference, window=window,
-                                    start=start, end=end, html=html is not None,
-                                    thresholds=DriftThresholds.overridden(warning=warning, critical=critical,
-                                                                          min_notes=min_notes, max_drop=max_drop))
+                                    start=start, end=end, html=html is not None, thresholds=thresholds)
     except (ValueError, FileNotFoundError) as err:
         fail(str(err))
     typer.echo(json.dumps(report.to_dict(), indent=2))
@@ -76,6 +86,22 @@ def monitor_check(
         html.write_text(page)
         typer.echo(f"HTML drift report: {html}", err=True)
     if report.level != "none":  # cron and schedulers see the level without parsing the JSON
+        raise typer.Exit(EXIT_WARNING if report.level == "warning" else EXIT_CRITICAL)
+
+
+def _check_groups(profile_dir: str, model: str, repository: str, reference: str | None, window: str,
+                  start: str | None, end: str | None, thresholds: object, output: str, review_db: str | None) -> None:
+    from monitoring.bias import check_groups, groups_table
+
+    if output not in ("table", "json"):
+        raise typer.BadParameter("table or json", param_hint="--format")
+    try:
+        report = check_groups(profile_dir, model, repository=repository, reference=reference or "", window=window,
+                              start=start, end=end, thresholds=thresholds, review_db=review_db)
+    except (ValueError, FileNotFoundError) as err:
+        fail(str(err))
+    typer.echo(json.dumps(report.to_dict(), indent=2) if output == "json" else "\n".join(groups_table(report)))
+    if report.level != "none":
         raise typer.Exit(EXIT_WARNING if report.level == "warning" else EXIT_CRITICAL)
 
 

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
-from medner.cli._app import Model, ModelOption, app, fail, group, open_database
+from medner.cli._app import GroupOption, Model, ModelOption, app, fail, group, open_database
 from medner.config import DEFAULT_GRPC_URL, DEFAULT_RANDOM_SHARE
 
 review_app = group("People check the model's least certain extractions; their corrections become training data.")
@@ -41,6 +41,7 @@ def review_import(
     random_share: Annotated[float, typer.Option(
         help="Share of notes drawn uniformly at random (the unbiased quality sample); the rest are queued least "
              "certain first.", min=0.0, max=1.0)] = DEFAULT_RANDOM_SHARE,
+    group: GroupOption = None,
     db: DbOption = None,
 ) -> None:
     """Tag notes with the model and queue them for review (a note already in the queue is not added again)."""
@@ -48,7 +49,7 @@ def review_import(
 
     try:
         result = import_files(inputs, _store(db), url=url, local=local, model=model, model_version=model_version,
-                              random_share=random_share)
+                              random_share=random_share, group=group)
     except (ValueError, FileNotFoundError) as err:
         fail(str(err))
     typer.echo(json.dumps({"imported": result.imported, "duplicates": result.duplicates, "failed": result.failed},

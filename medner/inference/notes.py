@@ -3,7 +3,7 @@ requests gathered for one call, each bad request refused alone."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 DEFAULT_MAX_NOTE_CHARS = 100_000  # ~15,000 words: tagging time grows with a note's length, so a bound keeps one note
@@ -37,10 +37,14 @@ class RequestNotes:
     errors: dict[int, str]  # request index -> why it was refused (a request with one bad note fails whole)
 
 
-def gather_notes(requests: Sequence[Sequence[str | bytes]], max_chars: int = DEFAULT_MAX_NOTE_CHARS) -> RequestNotes:
-    """Validate the notes of each request (:func:`validate_note`) and gather the valid requests' notes."""
-    gathered = RequestNotes([], [], {})
+def gather_notes(requests: Sequence[Sequence[str | bytes]], max_chars: int = DEFAULT_MAX_NOTE_CHARS,
+                 refused: Mapping[int, str] | None = None) -> RequestNotes:
+    """Validate the notes of each request (:func:`validate_note`) and gather the valid requests' notes;
+    ``refused``: requests already refused for another reason (index -> why), whose notes are not read."""
+    gathered = RequestNotes([], [], dict(refused or {}))
     for index, raw in enumerate(requests):
+        if index in gathered.errors:
+            continue
         try:
             texts = [validate_note(note, max_chars) for note in raw]
         except NoteError as err:

@@ -17,6 +17,7 @@ sys.path[:0] = [p for p in os.environ.get("MEDNER_SITE_PACKAGES", "").split(os.p
 import numpy as np  # noqa: E402
 import triton_python_backend_utils as pb_utils  # noqa: E402
 
+from medner.groups import request_groups  # noqa: E402
 from medner.inference import NerPipeline, gather_notes  # noqa: E402
 from medner.triton import model_parameters  # noqa: E402
 from monitoring.features import FeatureTagger  # noqa: E402
@@ -33,20 +34,22 @@ class TritonPythonModel:
 
     def execute(self, requests):
         texts = [pb_utils.get_input_tensor_by_name(r, "TEXT").as_numpy().reshape(-1) for r in requests]
-        batch = gather_notes(texts, self.pipeline.max_note_chars)
+        groups, refused = request_groups([r.parameters() for r in requests])  # a bad group fails its own request
+        batch = gather_notes(texts, self.pipeline.max_note_chars, refused)
         responses = [None] * len(requests)
         for index, message in batch.errors.items():  # a bad note fails its own request, not the batch
             error = pb_utils.TritonError(message, pb_utils.TritonError.INVALID_ARG)
             responses[index] = pb_utils.InferenceResponse(error=error)
         if batch.notes:
+            note_groups = [groups[index] for index, _, count in batch.slices for _ in range(count)]
             try:
-                decoded = self._tag(batch.notes)  # one call for every note of every request
+                decoded = self._tag(batch.notes, note_groups)  # one call for every note of every request
             except Exception:  # a note broke the pipeline: tag each request alone, so only its own fails
                 decoded = None
             for index, first, count in batch.slices:
                 try:
-                    own = batch.notes[first: first + count]
-                    notes = self._tag(own) if decoded is None else decoded[first: first + count]
+                    own, own_groups = batch.notes[first: first + count], [groups[index]] * count
+                    notes = self._tag(own, own_groups) if decoded is None else decoded[first: first + count]
                 except Exception as err:  # the type only: an exception's message may quote the note
                     error = pb_utils.TritonError(f"the model failed on this request ({type(err).__name__})")
                     responses[index] = pb_utils.InferenceResponse(error=error)
@@ -58,12 +61,13 @@ class TritonPythonModel:
                      pb_utils.Tensor("UNCERTAINTY", uncertainty)])
         return responses
 
-    def _tag(self, notes):
-        """Each note's decoding (medner.inference.DecodedNote: entities, uncertainty); profiled when profiling."""
+    def _tag(self, notes, note_groups):
+        """Each note's decoding (medner.inference.DecodedNote: entities, uncertainty); profiled when profiling, by
+        group where the requests named one."""
         if self.profiler is None:
             return self.pipeline.decoded(notes)[1]
         decoded, features = self.tag_with_features(notes)
-        self.profiler.log(features)
+        self.profiler.log(features, note_groups if any(note_groups) else None)
         return decoded
 
     def finalize(self):

@@ -52,3 +52,30 @@ def test_train_flow_deploys_to_step_functions_with_schedule_and_gpu(moto_endpoin
     names = archive.getnames()
     assert any(n.endswith("medner/inference/__init__.py") for n in names)
     assert any(n.endswith("train_flow.py") for n in names)
+
+
+def test_extract_flow_deploys_with_a_parallel_extract_step(moto_endpoint: str, tmp_path: Path) -> None:
+    aws(moto_endpoint, "s3").create_bucket(Bucket="medner-flows")
+    env = sfn_env(moto_endpoint, batch_queue(moto_endpoint))
+    command = [sys.executable, str(FLOWS / "extract_flow.py"), "--no-pylint", "--production", "step-functions",
+               "create", "--max-workers", "8"]
+    proc = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+
+    sfn = aws(moto_endpoint, "stepfunctions")
+    [machine] = sfn.list_state_machines()["stateMachines"]
+    definition = json.loads(sfn.describe_state_machine(stateMachineArn=machine["stateMachineArn"])["definition"])
+    assert machine["name"] == "medner.prod.ExtractFlow"
+    # the foreach: the shard count read back (#extract), then a Map state running the shards, 8 at a time
+    assert list(definition["States"]) == ["start", "#extract", "*extract", "join", "end"]
+    shards = definition["States"]["*extract"]
+    assert shards["Type"] == "Map" and shards["MaxConcurrency"] == 8 and shards["Next"] == "join"
+    [task] = shards["Iterator"]["States"].values()
+    requirements = {r["Type"]: r["Value"] for r in
+                    task["Parameters"]["ContainerOverrides"]["ResourceRequirements"]}
+    assert requirements == {"VCPU": "2", "MEMORY": "4096"}  # @resources on the extract step
+    s3 = aws(moto_endpoint, "s3")
+    [package] = [o["Key"] for o in s3.list_objects_v2(Bucket="medner-flows")["Contents"] if "/data/" in o["Key"]]
+    names = tarfile.open(fileobj=io.BytesIO(s3.get_object(Bucket="medner-flows", Key=package)["Body"].read())
+                         ).getnames()
+    assert any(n.endswith("records/migrations/versions/0001_records.py") for n in names)  # the worker migrates

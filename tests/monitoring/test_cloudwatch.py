@@ -14,7 +14,8 @@ import pytest
 from typer.testing import CliRunner
 
 from medner.cli import app
-from monitoring.cloudwatch import NAMESPACE_ENV, metric_data
+from monitoring.cloudwatch import NAMESPACE_ENV, metric_data, publish
+from monitoring.policy import record
 from monitoring.triggers import StepFunctionsBackend, act
 from tests.aws import TEST_CREDENTIALS, aws, localstack_server, placeholder_state_machine
 
@@ -68,6 +69,16 @@ def test_a_critical_decision_sets_off_its_alarms_which_notify_the_topic(moto_end
             Namespace="medner", MetricName="EstimatedEntityF1", StartTime=start, EndTime=start + timedelta(minutes=10),
             Period=60, Statistics=["Maximum"])["Datapoints"]
         assert [p["Maximum"] for p in estimated] == [0.58]  # the window's F1 estimated without labels
+        publish(record("warning", "none", "-", "groups", status="observed", kind="groups", groups={
+            "clinic_a": {"level": "none", "verdict": "in line", "notes": 150, "combined_vs_rest": 0.1},
+            "clinic_d": {"level": "warning", "verdict": "diverging", "notes": 150, "combined_vs_rest": 0.5}}),
+                "medner")
+        by_group = {group: cloudwatch.get_metric_statistics(
+            Namespace="medner", MetricName="GroupLevel", Dimensions=[{"Name": "Group", "Value": group}],
+            StartTime=start, EndTime=start + timedelta(minutes=10), Period=60, Statistics=["Maximum"])["Datapoints"]
+            for group in ("clinic_a", "clinic_d")}
+        assert {g: [p["Maximum"] for p in points] for g, points in by_group.items()} == {
+            "clinic_a": [0.0], "clinic_d": [1.0]}  # one metric, a dimension per group
 
         alarmed = set()  # the notifications are the event: each alarm's first evaluation after the decision
         while not {"medner-drift-warning", "medner-drift-critical"} <= alarmed:

@@ -19,6 +19,12 @@ from monitoring.metrics import metrics_text, serve_metrics_in_background
 from monitoring.policy import DecisionLog, record
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
+GROUPS = {name: {"level": level, "verdict": verdict, "notes": 120, "combined_vs_rest": rest,
+                 "combined_vs_reference": 0.2, "estimated_entity_f1": 0.6}
+          for name, level, verdict, rest in [("clinic_a", "none", "in line", 0.1),
+                                             ("clinic_b", "none", "in line", 0.12),
+                                             ("clinic_d", "warning", "diverging", 0.5),
+                                             ("tiny", "none", "no verdict", None)]}
 DRIFTED = {"oov_word_rate": 0.41, "sentence_length": 0.22, "combined": 0.35, "estimated_entity_f1": 0.58}
 
 
@@ -99,9 +105,12 @@ def test_prometheus_scrapes_triton_and_the_gauges_and_the_rule_fires_on_drift(tr
                           window={"window_end": "20261201T120000Z"}))  # a drifted window, as MonitorFlow records it
         log.append(record("critical", "reexperiment", "local", "quality", status="triggered",
                           scores={"entity_f1": 0.52}))  # and a quality drop measured from reviews
+        log.append(record("warning", "none", "-", "groups", status="observed", kind="groups", groups=GROUPS))
         for alert in ("MednerDriftCritical", "MednerQualityDrop"):
             firing = wait_for(port, f'ALERTS{{alertname="{alert}",alertstate="firing"}}', lambda r: r)
             assert firing[0]["metric"]["severity"] == "critical"
+        diverging = wait_for(port, 'ALERTS{alertname="MednerGroupDiverging",alertstate="firing"}', lambda r: r)
+        assert [a["metric"]["group"] for a in diverging] == ["clinic_d"]  # the one group, not the others
         assert prometheus_api(port, "query", query="medner_drift_combined")["result"][0]["value"][1] == "0.35"
         assert prometheus_api(port, "query", query="medner_estimated_entity_f1")["result"][0]["value"][1] == "0.58"
 

@@ -18,7 +18,7 @@ from clients.ner_client import NerClient
 from medner.spans import split_sentences, split_words
 from medner.triton import TritonServer
 from monitoring.drift import note_count, sentence_count
-from monitoring.profiles import list_profiles, merge_profiles, read_profile
+from monitoring.profiles import group_folder, list_groups, list_profiles, merge_profiles, read_profile
 
 pytestmark = pytest.mark.slow
 MARKER = "Zqxmarker7731"
@@ -100,6 +100,30 @@ def test_marker_appears_in_no_profile_log_metric_or_error(profiled_server) -> No
     log = Path(profiled_server.log_file).read_bytes()
     for blob in [*(p.read_bytes() for p in files), log, metrics, *(m.encode() for m in messages)]:
         assert MARKER.encode() not in blob and MARKER.lower().encode() not in blob.lower()
+
+
+def test_requests_with_a_group_are_profiled_by_group_and_a_bad_group_fails_alone(profiled_server) -> None:
+    root = Path(profiled_server.profile_dir)
+    since = datetime.fromtimestamp(time.time() - 2.0, UTC)
+    with NerClient(profiled_server.grpc_url) as client:
+        assert all(isinstance(r, list) for r in client.extract(NOTES * 4, group="clinic_a"))
+        assert all(isinstance(r, list) for r in client.extract(NOTES * 2, group="clinic_b"))
+        client.extract(NOTES * 2)  # no group: profiled with all notes only, as before groups existed
+    grpc = grpcclient.InferenceServerClient(profiled_server.grpc_url)
+    text = grpcclient.InferInput("TEXT", [1, 1], "BYTES")
+    text.set_data_from_numpy(np.array([[NOTES[1].encode()]], dtype=np.object_))
+    with pytest.raises(InferenceServerException) as refused:  # note text as a group: refused, not echoed
+        grpc.infer("ner", [text], parameters={"group": NOTES[0]})
+    assert "bad group parameter" in str(refused.value) and MARKER not in str(refused.value)
+    assert grpc.infer("ner", [text], parameters={"group": "clinic_b"}).as_numpy("ENTITIES").shape == (1, 1)
+    grpc.close()
+
+    assert wait_for_notes(root, group_folder("ner", "clinic_a"), since, len(NOTES) * 4) >= len(NOTES) * 4
+    assert wait_for_notes(root, group_folder("ner", "clinic_b"), since, len(NOTES) * 2 + 1) >= len(NOTES) * 2 + 1
+    assert wait_for_notes(root, "ner", since, len(NOTES) * 8 + 1) >= len(NOTES) * 8 + 1  # every note, grouped or not
+    assert set(list_groups(root, "ner")) >= {"clinic_a", "clinic_b"}
+    for path in (root / "ner" / "groups").rglob("*.bin"):
+        assert MARKER.encode() not in path.read_bytes() and MARKER.lower().encode() not in path.read_bytes().lower()
 
 
 def ner_only_server(exported_repository: Path, tmp_path: Path, **options: object):

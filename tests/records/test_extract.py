@@ -92,7 +92,7 @@ def test_a_server_that_cannot_answer_fails_the_shard_and_records_none_of_its_not
     refs = list_notes(str(_notes(tmp_path / "notes", count=20)))
     calls = []
 
-    def flaky(notes: list[str]) -> list:
+    def flaky(notes: list[str], group: str | None = None) -> list:
         calls.append(len(notes))
         if len(calls) == 2:  # the second batch: the server went away
             return [NerRequestError(i, "StatusCode.UNAVAILABLE", "server unavailable after 60.0s") for i in notes]
@@ -102,8 +102,8 @@ def test_a_server_that_cannot_answer_fails_the_shard_and_records_none_of_its_not
         extract_shard(refs, store=records, extractor=Extractor("ner", 1, flaky), run="r", batch_size=10,
                       show_progress=False)
     assert sum(_counts(records)[:2]) == 10  # the first batch only; the others are read again on resume
-    resumed = extract_shard(refs, store=records, extractor=Extractor("ner", 1, lambda n: [[] for _ in n]), run="r2",
-                            batch_size=10, show_progress=False)
+    healthy = Extractor("ner", 1, lambda n, group=None: [[] for _ in n])
+    resumed = extract_shard(refs, store=records, extractor=healthy, run="r2", batch_size=10, show_progress=False)
     assert (resumed.skipped, resumed.extracted + resumed.errors) == (10, 15)
     assert sum(_counts(records)[:2]) == 25
 

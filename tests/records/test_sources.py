@@ -85,3 +85,23 @@ def test_an_s3_prefix_is_listed_and_read_like_a_folder(moto_endpoint: str, monke
         list_notes("s3://archive/1999")
     with pytest.raises(InputError, match="NoSuchBucket"):
         list_notes("s3://no-such-bucket/notes")
+
+
+def test_a_note_s_group_is_its_line_s_group_else_its_folder(tmp_path: Path) -> None:
+    folder = tmp_path / "in"
+    (folder / "cardiology").mkdir(parents=True)
+    (folder / "Not A Label").mkdir()
+    (folder / "cardiology" / "a.txt").write_text("Angina.")
+    (folder / "Not A Label" / "b.txt").write_text("Asthma.")  # extracted all the same, without a group
+    (folder / "top.txt").write_text("Gout.")
+    (folder / "cardiology" / "more.jsonl").write_text(
+        json.dumps({"id": "1", "text": "Migraine.", "group": "neurology"}) + "\n"
+        + json.dumps({"id": "2", "text": "Angina."}) + "\n"
+        + json.dumps({"id": "3", "text": "Gout.", "group": SECRET}) + "\n")
+    refs = {r.note_id: r for r in list_notes(str(folder))}
+    assert {k: r.group for k, r in refs.items()} == {
+        "Not A Label/b.txt": None, "cardiology/a.txt": "cardiology", "1": "neurology", "2": "cardiology", "3": None,
+        "top.txt": None}
+    read = {ref.note_id: payload for ref, payload in read_notes(list(refs.values()))}
+    assert isinstance(read["3"], NoteInputError) and 'its "group" is not a group label' in str(read["3"])
+    assert SECRET not in str(read["3"]) and read["Not A Label/b.txt"] == b"Asthma."

@@ -216,3 +216,25 @@ def test_redaction_after_retention_and_an_audit_log_without_text(store: Store, t
         audit = [json.dumps([e.actor, e.action, e.detail]) for e in session.scalars(select(AuditEvent))]
     assert [json.loads(a)[1] for a in audit] == ["import", "add-reviewer", "review", "export", "redact", "redact"]
     assert not any(MARKER in a or "asthma" in a for a in audit)
+
+
+def test_quality_by_group_counts_each_group_s_random_share(store: Store) -> None:
+    from review.service import quality_by_group
+
+    with store.session() as session:
+        add_notes(session, [("a:1", "Asthma was treated.")], [[{"start": 0, "end": 6, "label": "D", "score": 0.9}]],
+                  model="ner", model_version=1, random_share=1.0, group="clinic_a")
+        add_notes(session, [("b:1", "Gout was treated.")], [[{"start": 0, "end": 4, "label": "D", "score": 0.9}]],
+                  model="ner", model_version=1, random_share=1.0, group="clinic_b")
+        add_notes(session, [("c:1", "No group here.")], [[]], model="ner", model_version=1, random_share=1.0)
+    finals = {"clinic_a": [{"start": 0, "end": 6, "label": "D", "text": "Asthma"}],
+              "clinic_b": [{"start": 9, "end": 16, "label": "T", "text": "treated"}], None: []}
+    with store.session() as session:
+        reviewer = reviewer_for_token(session, add_reviewer(session, "ann"))
+        for note in session.scalars(select(Note).order_by(Note.id)).all():
+            submit_review(session, note.id, reviewer, note.revision, finals[note.note_group])
+    with store.session() as session:
+        rows = {r["group"]: r for r in quality_by_group(session)}
+        assert {g: (r["notes"], r["entity_f1"]) for g, r in rows.items()} == {
+            "clinic_a": (1, 1.0), "clinic_b": (1, 0.0)}  # clinic_b: its one entity was wrong
+        assert quality_by_group(session, model_version=2) == []

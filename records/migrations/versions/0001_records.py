@@ -25,6 +25,7 @@ def _extraction_columns() -> list[sa.Column]:
         sa.Column("model", sa.String(100), nullable=False),
         sa.Column("model_version", sa.Integer(), nullable=False),
         sa.Column("run", sa.String(300), nullable=False),
+        sa.Column("note_group", sa.String(32), nullable=True),
     ]
 
 
