@@ -185,7 +185,8 @@ class Window:
 
 
 def profile_window(store: Path, model: str, start: datetime, rows: np.ndarray) -> None:
-    from monitoring.profiles import profile_rows, window_name, write_view
+    from monitoring.profile_store import window_name, write_view
+    from monitoring.profiles import profile_rows
 
     write_view(profile_rows(rows, start), store / model / f"{window_name(start.timestamp())}_sim.bin")
 
@@ -195,7 +196,7 @@ def run(args: argparse.Namespace) -> dict:
     from medner.data import read_behealthy, split_dev
     from monitoring.drift import DriftThresholds, has_sentence_rows, note_count, sentence_count
     from monitoring.policy import isoformat
-    from monitoring.profiles import read_profile
+    from monitoring.profile_store import read_profile
     from monitoring.service import assess, default_reference, read_window
 
     corpus = read_behealthy(resolve_data_dir(args.data_dir))

@@ -228,7 +228,7 @@ class Scorer:
         from medner.registry import champion
         from medner.triton_control import config_parameters
         from monitoring.features import FeatureTagger
-        from monitoring.profiles import read_profile
+        from monitoring.profile_store import read_profile
 
         self.version = champion(repository)
         version_dir = repository / model / str(self.version)

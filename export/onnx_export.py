@@ -158,7 +158,8 @@ def write_monitoring_reference(
 
     from monitoring.estimation import calibrate
     from monitoring.features import note_features, read_vocabulary, write_vocabulary
-    from monitoring.profiles import profile_rows, write_view
+    from monitoring.profile_store import write_view
+    from monitoring.profiles import profile_rows
 
     notes = [join_tokens(s.tokens)[0] for s in sentences]
     for model, encoder in encoders.items():

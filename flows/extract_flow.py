@@ -38,10 +38,17 @@ class ExtractFlow(FlowSpec):
         """List and shard the notes, migrate the store, fix the model version."""
         from pathlib import Path
 
-        from records.extract import plan_extraction
+        from metaflow.exception import MetaflowException
 
-        plan = plan_extraction(notes=self.notes, db=self.db or None, url=self.url, repository=Path(self.repository),
-                               model=self.model, shard_notes=self.shard_notes, shard_bytes=self.shard_mb * 2**20)
+        from records.extract import plan_extraction
+        from records.sources import InputError
+
+        try:
+            plan = plan_extraction(notes=self.notes, db=self.db or None, url=self.url,
+                                   repository=Path(self.repository), model=self.model,
+                                   shard_notes=self.shard_notes, shard_bytes=self.shard_mb * 2**20)
+        except InputError as err:  # the input as a whole: one line, not a traceback
+            raise MetaflowException(str(err)) from None
         self.model_name, self.model_version, self.note_count = plan.model, plan.version, plan.notes
         self.shards = list(enumerate(plan.shards))
         print(f"{plan.notes} notes in {len(plan.shards)} shards; model {plan.model} version {plan.version}")

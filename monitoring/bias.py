@@ -29,7 +29,7 @@ from medner.config import DEFAULT_REPOSITORY
 from medner.config import profile_dir as resolve_profile_dir
 from monitoring.drift import DEFAULT_THRESHOLDS, DriftThresholds, compare, note_count, sentence_count
 from monitoring.policy import DIVERGING, IN_LINE, NO_VERDICT, SEVERITY, DecisionLog, isoformat, open_log, record
-from monitoring.profiles import group_folder, list_groups, list_profiles, merge_profiles
+from monitoring.profile_store import group_folder, list_groups, list_profiles, merge_profiles
 
 if TYPE_CHECKING:
     from whylogs.core import DatasetProfileView
@@ -131,7 +131,7 @@ def check_groups(profile_dir: str, model: str, *, repository: str | Path = DEFAU
                  thresholds: DriftThresholds = DEFAULT_THRESHOLDS, review_db: str | None = None) -> GroupsReport:
     """``medner monitor check --by-group``: :func:`assess_groups` of a window of the store, with each group's
     quality from reviews when ``review_db`` is given. Raises ValueError when the window has no profiles by group."""
-    from monitoring.profiles import read_profile
+    from monitoring.profile_store import read_profile
     from monitoring.service import default_reference, time_window
 
     start_at, end_at = time_window(window, start, end)

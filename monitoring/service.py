@@ -18,7 +18,7 @@ from medner.registry import champion
 from monitoring.drift import DEFAULT_THRESHOLDS, DriftReport, DriftThresholds, compare
 from monitoring.features import FEATURES
 from monitoring.policy import FLOWS, action_for, as_utc, isoformat, parse_time, utcnow
-from monitoring.profiles import list_profiles, merge_profiles, read_profile
+from monitoring.profile_store import list_profiles, merge_profiles, read_profile
 
 # Heavy or optional modules (torch, transformers, whylogs, Triton's clients, boto3, Metaflow) and the layers that
 # import them are imported inside the functions that use them: importing this module stays cheap.

@@ -63,7 +63,7 @@ def test_each_served_model_gets_its_accuracy_estimator(exported_repository: Path
     """Export calibrates the estimate on the held-out sentences it is given, per served model, and the reference
     profile carries the estimate on the test sentences (the baseline a window's estimate is compared with)."""
     from monitoring.estimation import ESTIMATION_FILE, Estimator, window_estimate
-    from monitoring.profiles import read_profile
+    from monitoring.profile_store import read_profile
 
     for model in ("ner", "ner_int8"):
         version = exported_repository / model / "1"

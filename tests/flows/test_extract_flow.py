@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy import func, select
 
 from records.store import RecordError, RecordNote, RecordsStore
+from tests.aws import TEST_CREDENTIALS, aws
 from tests.conftest import synthetic_sentences
 from tests.flows.conftest import card_data
 
@@ -116,3 +117,14 @@ def test_through_triton_with_url(flow_runner, triton_server, tmp_path: Path) -> 
         assert set(s.scalars(select(RecordNote.model)).all()) == {"ner"}
         assert s.scalar(select(func.max(RecordNote.model_version))) == 1
     store.close()
+
+
+def test_an_s3_prefix_without_notes_is_one_line_not_a_traceback(flow_runner, moto_endpoint: str, tmp_path: Path
+                                                                 ) -> None:
+    aws(moto_endpoint, "s3").create_bucket(Bucket="archive")
+    flow_runner.env.update({**TEST_CREDENTIALS, "AWS_ENDPOINT_URL": moto_endpoint})
+    proc = flow_runner.run("extract_flow.py", "--notes", "s3://archive/2026/notes", "--db",
+                           f"sqlite:///{tmp_path / 'records.db'}", check=False)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode != 0 and "s3://archive/2026/notes: no .txt or .jsonl objects under this prefix" in output
+    assert "Traceback" not in output

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from monitoring.profiles import profile_rows, window_name, write_view
+from monitoring.profile_store import window_name, write_view
+from monitoring.profiles import profile_rows
 from tests.flows.conftest import card_data
 from tests.monitoring.test_drift import feature_rows
 

@@ -17,7 +17,8 @@ from monitoring.bias import assess_groups, check_groups, groups_record, record_g
 from monitoring.cloudwatch import metric_data
 from monitoring.metrics import metrics_text
 from monitoring.policy import DecisionLog
-from monitoring.profiles import RollingProfiler, group_folder, list_groups, list_profiles, segment_views, write_view
+from monitoring.profile_store import group_folder, list_groups, list_profiles, write_view
+from monitoring.profiles import RollingProfiler, segment_views
 from tests.aws import TEST_CREDENTIALS, aws
 from tests.monitoring.test_drift import feature_rows
 
@@ -68,7 +69,7 @@ def test_the_rolling_writer_profiles_each_group_beside_all_notes(tmp_path: Path)
     everything = list_profiles(tmp_path, "ner", NOW - timedelta(hours=1), NOW + timedelta(hours=1))
     assert len(everything) == 1  # the model's own profile only: the groups' lie in their own folders
     from monitoring.drift import note_count
-    from monitoring.profiles import merge_profiles
+    from monitoring.profile_store import merge_profiles
 
     def notes(model: str) -> int:
         return note_count(merge_profiles(list_profiles(tmp_path, model, NOW - timedelta(hours=1),

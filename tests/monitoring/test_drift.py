@@ -16,7 +16,8 @@ from medner.cli import app
 from monitoring.drift import DEFAULT_THRESHOLDS, DriftReport, DriftThresholds, compare, note_count, sentence_count
 from monitoring.features import FEATURES, NOTE_SENTENCES, PROFILE_COLUMNS
 from monitoring.policy import isoformat
-from monitoring.profiles import profile_rows, write_view
+from monitoring.profile_store import write_view
+from monitoring.profiles import profile_rows
 from monitoring.service import assess, drift_report_html, parse_window, read_window, time_window
 
 CALIBRATION = Path(__file__).resolve().parents[2] / "benchmarks" / "results" / "drift_calibration.json"
@@ -192,7 +193,7 @@ def sentence_rows(frame: pd.DataFrame, sentences_per_note: int) -> np.ndarray:
 
 
 def test_packaging_changes_counts_never_scores(reference: Path) -> None:
-    from monitoring.profiles import read_profile
+    from monitoring.profile_store import read_profile
 
     sentences = feature_rows(600, seed=8, shift=0.3)
     reference_view = read_profile(reference)  # rows without the note column: one note of one sentence each
@@ -239,7 +240,7 @@ def test_defaults_are_the_published_calibration() -> None:
 def test_the_bound_follows_the_window_size(reference: Path) -> None:
     """A mild shift scores higher in a small window (noise) than in a large one, yet only the large one is beyond
     its own noise: one fixed threshold would either alarm on small windows or miss large ones."""
-    from monitoring.profiles import read_profile
+    from monitoring.profile_store import read_profile
 
     thresholds = DriftThresholds(noise_floor=0.07, noise_scale=2.3, min_notes=50)
     view = read_profile(reference)

@@ -177,7 +177,7 @@ def test_export_publishes_vocabulary_and_reference_profile(exported_repository: 
     from clients.local import LocalNerModel
     from medner.spans import join_tokens
     from monitoring.drift import note_count, sentence_count
-    from monitoring.profiles import read_profile
+    from monitoring.profile_store import read_profile
 
     splits = read_behealthy(tiny_corpus)
     expected = {w.lower() for s in splits["train"] for w in s.tokens}

@@ -13,7 +13,8 @@ import pytest
 
 from monitoring.drift import note_count, sentence_count
 from monitoring.features import FEATURES, PROFILE_COLUMNS, batch_features
-from monitoring.profiles import RollingProfiler, list_profiles, merge_profiles, read_profile, window_name
+from monitoring.profile_store import list_profiles, merge_profiles, read_profile, window_name
+from monitoring.profiles import RollingProfiler
 from tests.aws import TEST_CREDENTIALS, aws
 
 T0 = 300.0 * 5_800_000  # a window start: 2025-02-19T21:20:00Z

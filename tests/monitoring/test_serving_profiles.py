@@ -18,7 +18,7 @@ from clients.ner_client import NerClient
 from medner.spans import split_sentences, split_words
 from medner.triton import TritonServer
 from monitoring.drift import note_count, sentence_count
-from monitoring.profiles import group_folder, list_groups, list_profiles, merge_profiles, read_profile
+from monitoring.profile_store import group_folder, list_groups, list_profiles, merge_profiles, read_profile
 
 pytestmark = pytest.mark.slow
 MARKER = "Zqxmarker7731"
