@@ -4,6 +4,7 @@ import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from monitoring.profile_store import window_name, write_view
@@ -82,3 +83,28 @@ def test_a_quality_drop_from_reviews_calls_for_reexperiment(flow_runner, tmp_pat
     assert (result["quality"]["level"], result["quality"]["entity_f1"], result["quality"]["sentences"]) == (
         "critical", 0.6, 10)
     assert (result["decision"]["action"], result["decision"]["flow"]) == ("reexperiment", "ExperimentFlow")
+
+
+def test_by_group_judges_each_group_in_the_card_and_records_the_verdicts(flow_runner, tmp_path: Path) -> None:
+    from monitoring.profile_store import group_folder
+    from monitoring.profiles import segment_views
+
+    repository, store = profile_store(tmp_path, shift=0.0)
+    start = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(minutes=10)
+    rows = np.concatenate([feature_rows(150, seed=20 + k, shift=0.8 if k == 2 else 0.0).to_numpy() for k in range(3)])
+    groups = [group for group in ("clinic_a", "clinic_b", "clinic_c") for _ in range(150)]
+    for group, view in segment_views(rows, groups, "ner").items():
+        write_view(view, store / group_folder("ner", group) / f"{window_name(start.timestamp())}_11-a.bin")
+    log = tmp_path / "decisions.jsonl"
+    flow_runner.run("monitor_flow.py", "--profile-dir", str(store), "--repository", str(repository), *THRESHOLDS,
+                    "--by-group", "True", "--decision-log", str(log))
+    result = flow_runner.client(
+        "run = Flow('MonitorFlow').latest_successful_run\n"
+        "from metaflow.cards import get_cards\n"
+        "result = dict(groups=run.data.groups, card=get_cards(run['check'].task)[0].get())")
+    verdicts = {g["group"]: g["verdict"] for g in result["groups"]["report"]["groups"]}
+    assert verdicts == {"clinic_a": "in line", "clinic_b": "in line", "clinic_c": "diverging"}
+    card = json.dumps(card_data(result["card"]))
+    assert "Groups of notes against each other" in card and card.count('"type": "image"') == 2  # + small multiples
+    kinds = [json.loads(line).get("kind") for line in log.read_text().splitlines()]
+    assert kinds.count("groups") == 1  # beside the drift decision: the gauges read it

@@ -135,3 +135,32 @@ def test_note_text_reaches_no_log_of_the_server(tmp_path: Path) -> None:
         assert client.request(f"/api/notes/{note['id']}", json_body={"revision": note["revision"], "entities": []},
                               token=token)[0] == 200
     assert log and MARKER not in "".join(log)
+
+
+def test_the_quality_panel_shows_each_group_s_f1_from_reviews(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'review.db'}"
+    store = Store(db)
+    with store.session() as session:
+        for group, text in (("clinic_a", "Asthma was treated ."), ("clinic_b", "Gout was treated .")):
+            add_notes(session, [(f"{group}:1", text)], [[{"start": 0, "end": 4, "label": "D", "score": 0.9}]],
+                      model="ner", model_version=1, random_share=1.0, group=group)
+    store.close()
+    token = medner("review", "add-reviewer", "ann", "--db", db)
+    with review_server(db) as address:
+        browser = Browser(address)
+        login = browser.request("/login")[2]
+        _, _, page = browser.request("/login", form={"token": token, "csrf": browser.csrf(login)})
+        assert 'id="groups"' not in page  # nothing reviewed yet: no panel
+        for _ in range(2):  # the model's span: wrong on "Asthma" (ends early), right on "Gout"
+            note = json.loads(re.search(r'id="note-data">(.*?)</script>', page, re.S).group(1))
+            final = [{"start": 0, "end": 4, "label": "D", "text": note["text"][:4]}] if note["text"].startswith(
+                "Gout") else [{"start": 0, "end": 6, "label": "D", "text": "Asthma"}]
+            status, _, answer = browser.request(f"/api/notes/{note['id']}", token=token,
+                                                json_body={"revision": note["revision"], "entities": final})
+            assert status == 200, answer
+            _, _, page = browser.request("/")
+        panel = re.search(r'<table id="groups">(.*?)</table>', page, re.S).group(1)
+        rows = re.findall(r"<tr><td>(.*?)</td><td>(\d+)</td><td>(.*?)</td></tr>", panel)
+        assert rows == [("clinic_a", "1", "0.000"), ("clinic_b", "1", "1.000")]
+        _, _, answer = browser.request("/api/progress", token=token)
+        assert [g["group"] for g in json.loads(answer)["quality_by_group"]] == ["clinic_a", "clinic_b"]
