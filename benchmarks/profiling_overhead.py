@@ -49,7 +49,7 @@ def served_copy(repository: Path, work: Path, data_dir: str | None) -> Path:
 
     copy = one_model_repository(repository, work / "repository", ROOT)
     if not (copy / "ner" / "1" / VOCABULARY_FILE).exists():
-        write_vocabulary((w for s in read_behealthy(resolve(data_dir))["train"] for w in s.tokens), copy / "ner" / "1")
+        write_vocabulary((s.tokens for s in read_behealthy(resolve(data_dir))["train"]), copy / "ner" / "1")
     return copy
 
 

@@ -164,7 +164,7 @@ def write_monitoring_reference(
     notes = [join_tokens(s.tokens)[0] for s in sentences]
     for model, encoder in encoders.items():
         if train is not None:
-            write_vocabulary((w for s in train for w in s.tokens), staging / model)
+            write_vocabulary((s.tokens for s in train), staging / model)
         estimator = None
         if calibration:
             try:

@@ -33,12 +33,24 @@ def _sqlite_foreign_keys(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def _private_sqlite_file(url: str) -> None:
+    """Create a SQLite database file readable by its owner only (0600), before SQLite creates it with the umask's
+    mode: the stores hold note text (review) and mentions (records)."""
+    from sqlalchemy.engine import make_url
+
+    path = make_url(url).database
+    if path and path != ":memory:" and not Path(path).exists() and Path(path).parent.is_dir():
+        os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))  # (a missing folder stays SQLite's clear error)
+
+
 def make_engine(url: str) -> Any:
     """An engine for ``url``; SQLite enforces foreign keys like PostgreSQL does, and a writer waits up to
     ``SQLITE_BUSY_SECONDS`` for another process's transaction (parallel ExtractFlow workers) instead of failing."""
     from sqlalchemy import create_engine, event
 
     sqlite = url.startswith("sqlite")
+    if sqlite:
+        _private_sqlite_file(url)
     engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_SECONDS} if sqlite else {})
     if sqlite:
         event.listen(engine, "connect", _sqlite_foreign_keys)

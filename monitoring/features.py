@@ -15,8 +15,10 @@ Columns of :data:`FEATURES` (scored for drift), per sentence:
   encoder windows, and ``windows`` > 1 means a sentence longer than the encoder's window (whose overlapping
   pieces count once per window, as the encoder reads them).
 * ``unknown_wordpiece_rate``: share of those word-pieces the tokenizer maps to its unknown token.
-* ``oov_word_rate``: share of the words (lower-cased) absent from the training vocabulary
-  (``<version_dir>/train_vocabulary.txt``); NaN when the model version has no vocabulary.
+* ``oov_word_rate``: share of the words (lower-cased, every digit as 0: :func:`vocabulary_key`) absent from the
+  training vocabulary published with the version (``<version_dir>/train_vocabulary.txt``: only words of at least
+  :data:`VOCABULARY_MIN_SENTENCES` distinct training sentences, so no rare word of a patient's note leaves in a model
+  artifact); NaN when the model version has no vocabulary.
 * ``entity_oov_rate``: the same share among the words tagged D or T (NaN without such words): new drug and
   disease names, and misspelt ones, show here long before they move the rate over all words.
 * ``disease_per_100_words``, ``treatment_per_100_words``: entities (maximal runs of one label) per 100 words.
@@ -33,6 +35,7 @@ Rates over zero words are NaN (whylogs counts NaNs apart from the distribution).
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from collections.abc import Set as AbstractSet
 from itertools import chain
@@ -65,6 +68,15 @@ PROFILE_COLUMNS: tuple[str, ...] = (*FEATURES, NOTE_SENTENCES, *ESTIMATE_COLUMNS
 COLUMN = {name: index for index, name in enumerate(PROFILE_COLUMNS)}
 LOW_CONFIDENCE = 0.9  # a word whose decoded-tag probability is below this counts as low-confidence
 VOCABULARY_FILE = "train_vocabulary.txt"
+# A word is published in a version's vocabulary only once this many distinct training sentences hold it: reviewed
+# live notes feed training, and a name or record number in a few of them must not reach the model repository
+VOCABULARY_MIN_SENTENCES = 5
+_DIGITS_AS_ZERO = str.maketrans("123456789", "000000000")
+
+
+def vocabulary_key(word: str) -> str:
+    """A word as the training vocabulary holds it: lower case, every digit 0 (a number's shape, not its value)."""
+    return word.lower().translate(_DIGITS_AS_ZERO)
 
 
 def read_vocabulary(version_dir: Path | str) -> frozenset[str] | None:
@@ -75,10 +87,14 @@ def read_vocabulary(version_dir: Path | str) -> frozenset[str] | None:
     return frozenset(line for line in path.read_text(encoding="utf-8").splitlines() if line)
 
 
-def write_vocabulary(words: Iterable[str], version_dir: Path | str) -> Path:
-    """Write the lower-cased, sorted, distinct ``words`` as ``<version_dir>/train_vocabulary.txt``."""
+def write_vocabulary(sentences: Iterable[Sequence[str]], version_dir: Path | str,
+                     min_sentences: int = VOCABULARY_MIN_SENTENCES) -> Path:
+    """Write ``<version_dir>/train_vocabulary.txt``: the :func:`vocabulary_key` of every word found in at least
+    ``min_sentences`` distinct ``sentences`` (token lists), sorted."""
+    found = Counter(key for tokens in sentences for key in {vocabulary_key(t) for t in tokens if t.strip()})
     path = Path(version_dir) / VOCABULARY_FILE
-    path.write_text("".join(f"{w}\n" for w in sorted({w.lower() for w in words if w.strip()})), encoding="utf-8")
+    path.write_text("".join(f"{w}\n" for w in sorted(w for w, n in found.items() if n >= min_sentences)),
+                    encoding="utf-8")
     return path
 
 
@@ -119,7 +135,7 @@ def batch_features(
             chars.append(words[end - 1][1] - words[first][0] if end > first else len(text))
         note_end_window += [layout.first_row + layout.n_windows] * len(sentences)
         if vocabulary is not None:
-            oov += [text[s:e].lower() not in vocabulary for s, e in words]
+            oov += [vocabulary_key(text[s:e]) not in vocabulary for s, e in words]
         offset += len(words)
     first, end = np.asarray(first_word, dtype=np.int64), np.asarray(end_word, dtype=np.int64)
     rows = np.full((len(first), len(PROFILE_COLUMNS)), np.nan)

@@ -34,7 +34,7 @@ from review.service import (
     skip_note,
     submit_review,
 )
-from review.store import Note, Reviewer, Store
+from review.store import Note, Reviewer, Store, audit
 
 TEMPLATES = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 SECURITY_HEADERS = {"Cache-Control": "no-store", "X-Frame-Options": "DENY", "X-Content-Type-Options": "nosniff",
@@ -111,8 +111,10 @@ class ReviewApp:
             return _page(request, "login.html", 403, csrf=self._csrf(request), message="Your form expired: try again.")
         with self.store.session() as session:
             reviewer = reviewer_for_token(session, str(form.get("token", "")).strip())
-            if reviewer is None:
+            if reviewer is None:  # who tried is unknown: the address, never the token
+                audit(session, "unknown", "sign-in-failed", client=request.client.host if request.client else None)
                 return _page(request, "login.html", 401, csrf=self._csrf(request), message="Unknown token.")
+            audit(session, reviewer.name, "sign-in")
             request.session.clear()  # a new session on sign-in: no fixation
             request.session.update(reviewer_id=reviewer.id, csrf=secrets.token_urlsafe(24))
         return RedirectResponse("/", status_code=303, headers=SECURITY_HEADERS)
@@ -130,6 +132,8 @@ class ReviewApp:
                 return RedirectResponse("/login", status_code=303, headers=SECURITY_HEADERS)
             note = next_note(session, reviewer.id, self.random_share)
             data = note_payload(note, latest_extraction(session, note.id).entities) if note else None
+            if note is not None:  # who read which note, and when (ids only)
+                audit(session, reviewer.name, "view", note.id)
             return _page(request, "review.html", status_code, reviewer=reviewer.name, note=data,
                          progress=progress(session), csrf=self._csrf(request), message=message,
                          chart=quality_chart(quality_by_version(session)), groups=quality_by_group(session))
@@ -167,6 +171,7 @@ class ReviewApp:
             note = next_note(session, reviewer.id, self.random_share)
             if note is None:
                 return Response(status_code=204, headers=SECURITY_HEADERS)
+            audit(session, reviewer.name, "view", note.id)
             return _json(note_payload(note, latest_extraction(session, note.id).entities))
 
     async def api_review(self, request: Request) -> Response:

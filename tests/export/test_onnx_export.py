@@ -88,3 +88,37 @@ def test_a_refused_version_number_is_never_given_again(tmp_path: Path) -> None:
     assert onnx_export.next_version(tmp_path) == 4
     write_serving_record(tmp_path, {"version": 7, "previous": [5], "history": []})  # a record from elsewhere
     assert onnx_export.next_version(tmp_path) == 8
+
+
+@pytest.mark.slow
+def test_no_word_of_a_few_notes_reaches_any_file_of_the_version_local_or_on_s3(
+        untrained_model_dir: Path, tiny_corpus: Path, moto_endpoint: str, monkeypatch: pytest.MonkeyPatch,
+        tmp_path: Path) -> None:
+    """A patient's name and record number in three reviewed notes (in training and in the calibration split) appear
+    in no file export writes, in the mirror or in the bucket: the vocabulary publishes words of five sentences
+    or more, with digits masked."""
+    from medner.data import Sentence
+    from medner.s3 import opened
+    from tests.aws import TEST_CREDENTIALS, aws
+
+    for name, value in {**TEST_CREDENTIALS, "AWS_ENDPOINT_URL": moto_endpoint,
+                        "MEDNER_CACHE_DIR": str(tmp_path / "cache")}.items():
+        monkeypatch.setenv(name, value)
+    aws(moto_endpoint, "s3").create_bucket(Bucket="models")
+    splits = read_behealthy(tiny_corpus)
+    markers = ("Zqxmarker7731", "99887766")
+    noted = [Sentence(("Mr", markers[0], "MRN", markers[1], "had", "asthma", "."), ("O", "O", "O", "O", "O", "D", "O"))
+             for _ in range(3)]
+    with opened("s3://models/ner") as folder:
+        version = export_model(untrained_model_dir, folder, test=splits["test"], lineage={"source": "unit-test"},
+                               train=[*splits["train"], *noted], calibration=[*splits["train"][:30], *noted])
+    files = [p for p in folder.rglob("*") if p.is_file() and f"/{version}/" in p.as_posix()]
+    assert any(p.name == "train_vocabulary.txt" for p in files) and any(p.name == "model.onnx" for p in files)
+    s3 = aws(moto_endpoint, "s3")
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket="models", Prefix="ner/")["Contents"]]
+    blobs = [p.read_bytes() for p in files] + [s3.get_object(Bucket="models", Key=k)["Body"].read() for k in keys]
+    assert len(keys) >= len(files)
+    for marker in markers:
+        assert not any(marker.lower().encode() in blob.lower() for blob in blobs), marker
+    vocabulary = (folder / "ner" / str(version) / "train_vocabulary.txt").read_text().split()
+    assert "asthma" in vocabulary and "00000000" not in vocabulary  # frequent words stay; three notes' do not

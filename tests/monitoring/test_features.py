@@ -4,6 +4,7 @@ same sentences as one note or as many give the same rows), and what export publi
 from __future__ import annotations
 
 import math
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -17,10 +18,12 @@ from monitoring.features import (
     LOW_CONFIDENCE,
     NOTE_SENTENCES,
     PROFILE_COLUMNS,
+    VOCABULARY_MIN_SENTENCES,
     FeatureTagger,
     batch_features,
     profile_columns,
     read_vocabulary,
+    vocabulary_key,
     write_vocabulary,
 )
 
@@ -165,10 +168,14 @@ def test_profile_columns() -> None:
         profile_columns(np.zeros((2, 3)))
 
 
-def test_vocabulary_round_trip(tmp_path: Path) -> None:
-    write_vocabulary(["Asthma", "asthma", "Tamoxifen", " ", "."], tmp_path)
-    assert (tmp_path / "train_vocabulary.txt").read_text() == ".\nasthma\ntamoxifen\n"
-    assert read_vocabulary(tmp_path) == {".", "asthma", "tamoxifen"}
+def test_the_vocabulary_holds_words_of_enough_sentences_with_digits_masked(tmp_path: Path) -> None:
+    sentences = [["Asthma", "asthma", "treated", "."], ["asthma", "MRN", "4711", "."], ["Tamoxifen", "9", "."],
+                 ["asthma", "2", "."], ["ASTHMA", "3", " ", "."], ["asthma", "Zqxmarker7731", "."]]
+    write_vocabulary(sentences, tmp_path, min_sentences=5)
+    assert (tmp_path / "train_vocabulary.txt").read_text() == ".\nasthma\n"  # in 5 of the 6 sentences
+    write_vocabulary(sentences, tmp_path, min_sentences=3)  # the digits: 9, 2 and 3 are one shape, 0
+    assert read_vocabulary(tmp_path) == {".", "asthma", "0"}
+    assert vocabulary_key("MRN-4711") == "mrn-0000" and vocabulary_key("Asthma") == "asthma"
     assert read_vocabulary(tmp_path / "missing") is None
 
 
@@ -180,7 +187,8 @@ def test_export_publishes_vocabulary_and_reference_profile(exported_repository: 
     from monitoring.profile_store import read_profile
 
     splits = read_behealthy(tiny_corpus)
-    expected = {w.lower() for s in splits["train"] for w in s.tokens}
+    seen = Counter(key for s in splits["train"] for key in {vocabulary_key(w) for w in s.tokens})
+    expected = {key for key, n in seen.items() if n >= VOCABULARY_MIN_SENTENCES}
     for model in ("ner", "ner_int8"):
         version = exported_repository / model / "1"
         assert read_vocabulary(version) == expected

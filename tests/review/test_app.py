@@ -164,3 +164,22 @@ def test_the_quality_panel_shows_each_group_s_f1_from_reviews(tmp_path: Path) ->
         assert rows == [("clinic_a", "1", "0.000"), ("clinic_b", "1", "1.000")]
         _, _, answer = browser.request("/api/progress", token=token)
         assert [g["group"] for g in json.loads(answer)["quality_by_group"]] == ["clinic_a", "clinic_b"]
+
+
+def test_sign_ins_failed_sign_ins_and_note_views_are_audited_without_tokens(served) -> None:
+    from review.store import AuditEvent
+
+    address, token, db = served
+    browser = Browser(address)
+    browser.request("/login", form={"token": "not-a-token-Zq", "csrf": browser.csrf(browser.request("/login")[2])})
+    browser.request("/login", form={"token": token, "csrf": browser.csrf(browser.request("/login")[2])})
+    status, _, _ = browser.request("/api/next", token=token)
+    assert status == 200
+    store = Store(db)
+    with store.session() as session:
+        events = [(e.actor, e.action, e.note_id is not None, json.dumps(e.detail)) for e in
+                  session.query(AuditEvent).order_by(AuditEvent.id) if e.action not in ("import", "add-reviewer")]
+    store.close()
+    assert [e[:3] for e in events] == [("unknown", "sign-in-failed", False), ("ann", "sign-in", False),
+                                       ("ann", "view", True), ("ann", "view", True)]  # the page, then the API
+    assert not any(token in e[3] or "not-a-token-Zq" in e[3] for e in events)

@@ -238,3 +238,11 @@ def test_quality_by_group_counts_each_group_s_random_share(store: Store) -> None
         assert {g: (r["notes"], r["entity_f1"]) for g, r in rows.items()} == {
             "clinic_a": (1, 1.0), "clinic_b": (1, 0.0)}  # clinic_b: its one entity was wrong
         assert quality_by_group(session, model_version=2) == []
+
+
+def test_a_new_sqlite_store_is_readable_by_its_owner_only(tmp_path: Path) -> None:
+    from records.store import RecordsStore
+
+    for store in (Store(f"sqlite:///{tmp_path / 'review.db'}"), RecordsStore(f"sqlite:///{tmp_path / 'r.db'}")):
+        store.close()
+    assert {oct((tmp_path / name).stat().st_mode & 0o777) for name in ("review.db", "r.db")} == {"0o600"}
