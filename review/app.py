@@ -228,10 +228,22 @@ def create_app(store: Store, secret_key: str | None = None, random_share: float 
     return Starlette(routes=routes, middleware=middleware)
 
 
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` is this machine only (the default bind): there the session cookie may go without TLS."""
+    import ipaddress
+
+    try:
+        return host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def serve(store: Store, host: str = "127.0.0.1", port: int = 8080, secret_key: str | None = None,
-          random_share: float = DEFAULT_RANDOM_SHARE, on_ready: Any = None) -> None:
+          random_share: float = DEFAULT_RANDOM_SHARE, on_ready: Any = None, https_only: bool | None = None) -> None:
     """Run the app with uvicorn until interrupted; ``port`` 0 takes a free one. ``on_ready(url)`` is called
-    once the socket listens (the CLI prints the address: scripts and tests wait for that line)."""
+    once the socket listens (the CLI prints the address: scripts and tests wait for that line). ``https_only``
+    (default: unless ``host`` is loopback) marks the session cookie Secure: browsers send it over HTTPS only (a TLS
+    proxy in front)."""
     import socket
 
     import uvicorn
@@ -240,7 +252,9 @@ def serve(store: Store, host: str = "127.0.0.1", port: int = 8080, secret_key: s
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
     sock.listen(128)  # connections wait in the backlog from here on, so on_ready's caller may connect at once
-    config = uvicorn.Config(create_app(store, secret_key, random_share), log_level="warning", access_log=False)
+    secure = not is_loopback(host) if https_only is None else https_only
+    config = uvicorn.Config(create_app(store, secret_key, random_share, https_only=secure), log_level="warning",
+                            access_log=False)
     server = uvicorn.Server(config)
     if on_ready is not None:
         bound = sock.getsockname()[1]

@@ -83,13 +83,17 @@ def review_serve(
     secret_key_file: Annotated[Path | None, typer.Option(
         help="File holding the key that signs sessions (default: a random one: sessions end at restart).",
         exists=True, dir_okay=False)] = None,
+    https_only: Annotated[bool | None, typer.Option(
+        "--https-only/--no-https-only",
+        help="Mark the session cookie Secure (sent over HTTPS only: a TLS proxy in front). Default: on unless --host "
+             "is loopback.")] = None,
 ) -> None:
     """Serve the review web app (and its JSON API) until interrupted."""
     from review.app import serve
 
     secret = secret_key_file.read_text().strip() if secret_key_file else None
     serve(_store(db), host, port, secret, random_share,
-          on_ready=lambda address: typer.echo(f"review app on {address}", err=True))
+          on_ready=lambda address: typer.echo(f"review app on {address}", err=True), https_only=https_only)
 
 
 @review_app.command("export")

@@ -183,3 +183,16 @@ def test_sign_ins_failed_sign_ins_and_note_views_are_audited_without_tokens(serv
     assert [e[:3] for e in events] == [("unknown", "sign-in-failed", False), ("ann", "sign-in", False),
                                        ("ann", "view", True), ("ann", "view", True)]  # the page, then the API
     assert not any(token in e[3] or "not-a-token-Zq" in e[3] for e in events)
+
+
+def test_the_session_cookie_is_secure_unless_the_app_is_on_loopback(tmp_path: Path) -> None:
+    from review.app import is_loopback
+
+    assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost")
+    assert not is_loopback("0.0.0.0") and not is_loopback("10.0.0.5") and not is_loopback("review.internal")
+    db = f"sqlite:///{tmp_path / 'review.db'}"
+    for options, secure in (((), False), (("--https-only",), True)):
+        with review_server(db, *options) as address:
+            with urllib.request.urlopen(address + "/login") as answer:
+                cookie = answer.headers["Set-Cookie"]
+        assert cookie.startswith("medner_review=") and ("; secure" in cookie.lower()) == secure, cookie
