@@ -34,6 +34,7 @@ from monitoring.profile_store import group_folder, list_groups, list_profiles, m
 if TYPE_CHECKING:
     from whylogs.core import DatasetProfileView
 
+
 @dataclass
 class GroupVerdict:
     """One group of a window: ``level`` against the rest of the window (none, warning: diverging, critical:
