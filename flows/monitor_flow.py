@@ -2,7 +2,15 @@
 
 from metaflow import FlowSpec, Parameter, card, current, project, schedule, step
 
-from medner.config import DEFAULT_REPOSITORY, PROJECT
+from medner.config import (
+    DECISION_LOG_ENV,
+    DEFAULT_REPOSITORY,
+    PROFILE_DIR_ENV,
+    PROJECT,
+    REPOSITORY_ENV,
+    TRIGGER_BACKEND_ENV,
+    from_environment,
+)
 from monitoring.policy import DEFAULT_QUALITY_DROP
 from monitoring.quality import MIN_SENTENCES
 
@@ -25,19 +33,23 @@ class MonitorFlow(FlowSpec):
       end   - print the level and the decision
     """
 
-    profile_dir = Parameter("profile-dir", default="", help="profile store root, folder or s3:// "
-                                                            "(default: $MEDNER_PROFILE_DIR)")
+    # Where things are: from the environment when the run starts or, deployed, at `step-functions create`
+    profile_dir = Parameter("profile-dir", default=from_environment(PROFILE_DIR_ENV, ""),
+                            help="profile store root, folder or s3:// (default: $MEDNER_PROFILE_DIR)")
     model = Parameter("model", default="ner", help="served model whose profiles are checked")
-    repository = Parameter("repository", default=DEFAULT_REPOSITORY, help="Triton model repository")
+    repository = Parameter("repository", default=from_environment(REPOSITORY_ENV, DEFAULT_REPOSITORY),
+                           help="Triton model repository (default: $MEDNER_REPOSITORY, else model_repository)")
     reference = Parameter("reference", default="", help="reference profile (default: the champion's)")
     window = Parameter("window", default="1h", help="window length ending at --until: 30m, 1h, 1d")
     until = Parameter("until", default="", help="window end, ISO 8601 (default: now)")
     warning = Parameter("warning", default=0.0, help="fixed warning bound (0: the noise for the window's size)")
     critical = Parameter("critical", default=0.0, help="fixed critical bound (0: none, an estimated F1 drop)")
     min_notes = Parameter("min-notes", default=0, help="fewer notes: level none (0: DriftThresholds' default)")
-    trigger_backend = Parameter("trigger-backend", default="local", help="local or stepfunctions")
+    trigger_backend = Parameter("trigger-backend", default=from_environment(TRIGGER_BACKEND_ENV, "local"),
+                                help="local or stepfunctions (default: $MEDNER_TRIGGER_BACKEND, else local)")
     dry_run = Parameter("dry-run", default=False, help="decide, but start nothing and record nothing")
-    decision_log = Parameter("decision-log", default="", help="decision log JSONL (default: triggers' default)")
+    decision_log = Parameter("decision-log", default=from_environment(DECISION_LOG_ENV, ""),
+                             help="decision log JSONL or s3:// (default: $MEDNER_DECISION_LOG, else triggers' default)")
     review_db = Parameter("review-db", default="", help="review database URL: also check quality from reviews")
     max_quality_drop = Parameter("max-quality-drop", default=DEFAULT_QUALITY_DROP,
                                  help="entity F1 drop that is critical: from reviews, or estimated in a drift")

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 DATA_DIR_ENV = "MEDNER_DATA_DIR"
 CACHE_DIR_ENV = "MEDNER_CACHE_DIR"
@@ -15,6 +17,8 @@ PROFILE_DIR_ENV = "MEDNER_PROFILE_DIR"  # the profile store (folder or s3://); t
 PROFILE_WINDOW_ENV = "MEDNER_PROFILE_WINDOW_SECONDS"
 DEFAULT_PROFILE_WINDOW_SECONDS = 300.0  # one profile per model per window
 DEFAULT_REPOSITORY = "model_repository"  # the Triton model repository, relative to the working directory
+REPOSITORY_ENV = "MEDNER_REPOSITORY"  # overrides it (commands; MonitorFlow when it starts or is deployed)
+TRIGGER_BACKEND_ENV = "MEDNER_TRIGGER_BACKEND"  # where MonitorFlow starts flows: local or stepfunctions
 SERVED_MODELS = ("ner", "ner_int8")  # what clients call (fp32, INT8); every other model is a part of these
 DEFAULT_PROMOTION_MARGIN = 0.0  # test entity F1 (0-1) a challenger must gain over the champion
 DEFAULT_RANDOM_SHARE = 0.2  # of notes imported for review: drawn at random, for the unbiased quality estimate
@@ -26,6 +30,16 @@ PRODUCTION_BRANCH = "prod"  # the @project branch of `--production` runs and dep
 # What the code package of a flow that exports and promotes must carry besides code: Triton's config templates
 # (.pbtxt, model_repository/ via flows/model_repository) and the acceptance notes (.jsonl); wherever it runs
 PACKAGE_SUFFIXES = ".py,.pbtxt,.jsonl"
+
+
+def from_environment(name: str, default: str) -> Callable[..., str]:
+    """A flow Parameter's default read from ``$name`` (else ``default``) when a run starts and, for a deployment,
+    at ``step-functions create``: Metaflow evaluates a callable default then and deploys its value, so a scheduled
+    run in a container gets the deployer's settings, not the code's defaults."""
+    def read(*_context: Any) -> str:
+        return os.environ.get(name) or default
+
+    return read
 
 
 def cache_dir() -> Path:

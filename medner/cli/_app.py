@@ -77,9 +77,9 @@ def main(
 
 DataDirOption = Annotated[
     Path | None, typer.Option("--data-dir", help="BeHealthy folder (default: $MEDNER_DATA_DIR, else the cache).")]
-RepositoryOption = Annotated[Path, typer.Option(envvar="MEDNER_REPOSITORY", help="Triton model repository.")]
+RepositoryOption = Annotated[Path, typer.Option(envvar=config.REPOSITORY_ENV, help="Triton model repository.")]
 RepositoryLocationOption = Annotated[str, typer.Option(
-    envvar="MEDNER_REPOSITORY", help="Triton model repository: a folder, or s3://BUCKET/PREFIX (endpoint and "
+    envvar=config.REPOSITORY_ENV, help="Triton model repository: a folder, or s3://BUCKET/PREFIX (endpoint and "
                                      "credentials from the AWS_* environment).")]
 UrlOption = Annotated[str, typer.Option(help="gRPC address of the Triton server started by `medner serve`.")]
 ModelOption = Annotated[Model, typer.Option(help="Served model: fp32 or INT8.")]

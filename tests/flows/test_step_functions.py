@@ -79,3 +79,31 @@ def test_extract_flow_deploys_with_a_parallel_extract_step(moto_endpoint: str, t
     names = tarfile.open(fileobj=io.BytesIO(s3.get_object(Bucket="medner-flows", Key=package)["Body"].read())
                          ).getnames()
     assert any(n.endswith("records/migrations/versions/0001_records.py") for n in names)  # the worker migrates
+
+
+def test_monitor_flow_deploys_hourly_with_the_deployer_s_settings(moto_endpoint: str, tmp_path: Path) -> None:
+    """Deployed, MonitorFlow runs in a container with none of the deployer's files: where the profiles, the model
+    repository and the decision log are, and that flows start on Step Functions, are read from the deployer's
+    environment at `step-functions create` and travel with the state machine."""
+    aws(moto_endpoint, "s3").create_bucket(Bucket="medner-flows")
+    settings = {"MEDNER_PROFILE_DIR": "s3://ops/profiles", "MEDNER_REPOSITORY": "s3://models/ner",
+                "MEDNER_DECISION_LOG": "s3://ops/decisions", "MEDNER_TRIGGER_BACKEND": "stepfunctions"}
+    env = {**sfn_env(moto_endpoint, batch_queue(moto_endpoint)), **settings}
+    command = [sys.executable, str(FLOWS / "monitor_flow.py"), "--no-pylint", "--production", "step-functions",
+               "create"]
+    proc = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+
+    sfn = aws(moto_endpoint, "stepfunctions")
+    [machine] = sfn.list_state_machines()["stateMachines"]
+    definition = json.loads(sfn.describe_state_machine(stateMachineArn=machine["stateMachineArn"])["definition"])
+    assert machine["name"] == "medner.prod.MonitorFlow" and list(definition["States"]) == ["start", "check", "act",
+                                                                                           "end"]
+    environment = {e["Name"]: e.get("Value") for e in
+                   definition["States"]["start"]["Parameters"]["ContainerOverrides"]["Environment"]}
+    defaults = json.loads(environment["METAFLOW_DEFAULT_PARAMETERS"])  # what a scheduled execution runs with
+    assert {name: defaults[name] for name in ("profile-dir", "repository", "decision-log", "trigger-backend")} == {
+        "profile-dir": "s3://ops/profiles", "repository": "s3://models/ner", "decision-log": "s3://ops/decisions",
+        "trigger-backend": "stepfunctions"}
+    [rule] = aws(moto_endpoint, "events").list_rules()["Rules"]
+    assert rule["ScheduleExpression"] == "cron(0 * * * ? *)"  # @schedule(hourly=True)
