@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
 from medner.data import parse_annotation, read_jsonl
@@ -175,16 +175,23 @@ def export_reviews(session: Session, out_dir: Path, since: datetime | None = Non
     return path, len(rows)
 
 
-def redact_exported(session: Session, older_than_days: float, actor: str = "cli",
-                    now: datetime | None = None) -> int:
-    """Retention: drop the text of notes exported more than ``older_than_days`` ago (their spans, hashes and
-    reviews stay for the quality record). Returns how many notes were redacted."""
+def redact_notes(session: Session, *, exported_days: float | None = None, max_age_days: float | None = None,
+                 actor: str = "cli", now: datetime | None = None) -> int:
+    """Retention: drop the text of notes exported more than ``exported_days`` ago and of every note imported more
+    than ``max_age_days`` ago, exported or not, reviewed or not (their spans, hashes and reviews stay for the
+    quality record). Returns how many notes were redacted."""
+    if exported_days is None and max_age_days is None:
+        raise ValueError("say how old a note may get: exported_days, max_age_days or both")
     now = now or naive_utcnow()
-    notes = session.scalars(select(Note).where(Note.text.is_not(None), Note.exported_at.is_not(None),
-                                               Note.exported_at < now - timedelta(days=older_than_days))).all()
+    due = []
+    if exported_days is not None:
+        due.append(Note.exported_at.is_not(None) & (Note.exported_at < now - timedelta(days=exported_days)))
+    if max_age_days is not None:
+        due.append(Note.imported_at < now - timedelta(days=max_age_days))
+    notes = session.scalars(select(Note).where(Note.text.is_not(None), or_(*due))).all()
     for note in notes:
         note.text, note.redacted_at = None, now
-    audit(session, actor, "redact", notes=len(notes), older_than_days=older_than_days)
+    audit(session, actor, "redact", notes=len(notes), exported_days=exported_days, max_age_days=max_age_days)
     return len(notes)
 
 

@@ -114,12 +114,18 @@ def review_export(
 
 @review_app.command("redact")
 def review_redact(
-    older_than_days: Annotated[float, typer.Option(help="Drop the text of notes exported this many days ago.",
-                                                   min=0.0)],
+    older_than_days: Annotated[float | None, typer.Option(
+        help="Drop the text of notes exported this many days ago.", min=0.0)] = None,
+    max_age_days: Annotated[float | None, typer.Option(
+        help="Drop the text of every note imported this many days ago, exported or not.", min=0.0)] = None,
     db: DbOption = None,
 ) -> None:
-    """Retention: remove the text of exported notes after N days (spans and reviews stay)."""
-    from review.service import redact_exported
+    """Retention: remove the text of exported notes after N days and of every note after M days (spans and reviews
+    stay). Give one of the two or both."""
+    from review.service import redact_notes
 
+    if older_than_days is None and max_age_days is None:
+        raise typer.BadParameter("give --older-than-days, --max-age-days or both", param_hint="--max-age-days")
     with _store(db).session() as session:
-        typer.echo(json.dumps({"redacted": redact_exported(session, older_than_days)}))
+        typer.echo(json.dumps({"redacted": redact_notes(session, exported_days=older_than_days,
+                                                        max_age_days=max_age_days)}))

@@ -74,6 +74,7 @@ def test_export_and_redact_from_the_command_line(tmp_path: Path) -> None:
     text = "Asthma was treated with steroids ."
     with store.session() as session:
         add_notes(session, [("a:1", text)], [[]], model="ner", model_version=1)
+        add_notes(session, [("a:2", "Gout ward note .")], [[]], model="ner", model_version=1)  # never reviewed
         token = add_reviewer(session, "ann")
     with store.session() as session:
         ann = reviewer_for_token(session, token)
@@ -87,7 +88,10 @@ def test_export_and_redact_from_the_command_line(tmp_path: Path) -> None:
     kept = runner.invoke(app, ["review", "redact", "--older-than-days", "1", "--db", db])
     assert json.loads(kept.stdout) == {"redacted": 0}  # exported just now: kept
     gone = runner.invoke(app, ["review", "redact", "--older-than-days", "0", "--db", db])
-    assert json.loads(gone.stdout) == {"redacted": 1}
+    assert json.loads(gone.stdout) == {"redacted": 1}  # the exported note; the unreviewed one keeps its text
+    assert runner.invoke(app, ["review", "redact", "--db", db]).exit_code == 2  # how old a note may get: required
+    ceiling = runner.invoke(app, ["review", "redact", "--max-age-days", "0", "--db", db])
+    assert json.loads(ceiling.stdout) == {"redacted": 1}  # every note, exported or not
 
 
 def test_import_through_triton_stores_what_in_process_import_stores(triton_server, exported_repository: Path,

@@ -21,7 +21,7 @@ from review.service import (
     export_reviews,
     quality_by_version,
     quality_totals,
-    redact_exported,
+    redact_notes,
     reviewer_for_token,
     skip_note,
     submit_review,
@@ -208,8 +208,8 @@ def test_redaction_after_retention_and_an_audit_log_without_text(store: Store, t
         submit_review(session, note.id, ann, note.revision, [final(note.text, "asthma", "D")])
         export_reviews(session, tmp_path, now=naive_utcnow() - timedelta(days=40))
     with store.session() as session:
-        assert redact_exported(session, older_than_days=30) == 1
-        assert redact_exported(session, older_than_days=30) == 0
+        assert redact_notes(session, exported_days=30) == 1
+        assert redact_notes(session, exported_days=30) == 0
         redacted = session.get(Note, note.id)
         assert redacted.text is None and redacted.sha256 == text_sha256(NOTES[1][1])
         assert next_note(session, ann.id, 0.0).id != note.id
@@ -246,3 +246,16 @@ def test_a_new_sqlite_store_is_readable_by_its_owner_only(tmp_path: Path) -> Non
     for store in (Store(f"sqlite:///{tmp_path / 'review.db'}"), RecordsStore(f"sqlite:///{tmp_path / 'r.db'}")):
         store.close()
     assert {oct((tmp_path / name).stat().st_mode & 0o777) for name in ("review.db", "r.db")} == {"0o600"}
+
+
+def test_a_retention_ceiling_redacts_every_old_note_exported_or_not(store: Store) -> None:
+    fill(store)
+    with store.session() as session:
+        old, recent = session.scalars(select(Note).order_by(Note.id)).all()[:2]
+        old.imported_at = naive_utcnow() - timedelta(days=400)  # never reviewed, never exported
+        old_id, recent_id = old.id, recent.id
+    with store.session() as session:
+        assert redact_notes(session, exported_days=30, max_age_days=365) == 1
+        assert session.get(Note, old_id).text is None and session.get(Note, recent_id).text is not None
+        with pytest.raises(ValueError, match="how old"):
+            redact_notes(session)
