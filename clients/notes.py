@@ -34,12 +34,11 @@ def extract_notes(notes: Sequence[bytes | str], *, url: str = DEFAULT_GRPC_URL, 
     """Entities of each note (``with_uncertainty``: its ``medner.inference.TaggedNote``), or its own exception:
     through the Triton server at ``url``, or in-process on the model repository ``local`` when given. ``group``:
     the notes' group, which the server's profiles are segmented by (in-process: validated, nothing profiles)."""
-    from medner.groups import validate_group
-
-    group = validate_group(group)
     if local is not None:
         from clients.local import LocalNerModel
+        from medner.groups import validate_group
 
+        validate_group(group)  # (NerClient checks it itself)
         return LocalNerModel(local, model).extract(list(notes), return_exceptions=True,
                                                    with_uncertainty=with_uncertainty)
     from clients.ner_client import NerClient

@@ -20,6 +20,7 @@ from sqlalchemy import exists, func, select
 from sqlalchemy.orm import Session
 
 from medner.config import DEFAULT_RANDOM_SHARE
+from medner.database import naive_utcnow
 from medner.inference import TaggedNote
 from review.store import (
     QUEUE,
@@ -32,7 +33,6 @@ from review.store import (
     Review,
     Reviewer,
     audit,
-    naive_utcnow,
     text_sha256,
 )
 

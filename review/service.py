@@ -16,6 +16,7 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
 from medner.data import parse_annotation, read_jsonl
+from medner.database import naive_utcnow
 from review.queue import latest_extraction
 from review.store import (
     ACCEPTED,
@@ -29,7 +30,6 @@ from review.store import (
     Review,
     Reviewer,
     audit,
-    naive_utcnow,
     text_sha256,
 )
 

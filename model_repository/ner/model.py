@@ -41,7 +41,8 @@ class TritonPythonModel:
             error = pb_utils.TritonError(message, pb_utils.TritonError.INVALID_ARG)
             responses[index] = pb_utils.InferenceResponse(error=error)
         if batch.notes:
-            note_groups = [groups[index] for index, _, count in batch.slices for _ in range(count)]
+            note_groups = ([groups[index] for index, _, count in batch.slices for _ in range(count)]
+                           if self.profiler is not None else None)  # groups only matter to the profiles
             try:
                 decoded = self._tag(batch.notes, note_groups)  # one call for every note of every request
             except Exception:  # a note broke the pipeline: tag each request alone, so only its own fails
