@@ -42,6 +42,7 @@ def run_file(name: str, seed: int | str) -> Path:
 
 def run(names: list[str], seeds: list[int], data_dir: str | None, teacher: str = "") -> None:
     from medner.config import data_dir as resolve_data_dir
+    from medner.distill import teacher_names
     from medner.experiments import LEVER_GRID, distils, parse_grid, run_candidate
     from medner.prepare import prepare_data
     from medner.steps import model_folder
@@ -50,7 +51,8 @@ def run(names: list[str], seeds: list[int], data_dir: str | None, teacher: str =
     students = [c.name for c in candidates if distils(c)]
     if students and not teacher:
         sys.exit(f"{', '.join(students)} distil from a teacher: pass --teacher (a TrainFlow run or a model folder)")
-    distill = {"teacher": str(model_folder(teacher))} if students else {}
+    distill = ({"teacher": ",".join(str(model_folder(name)) for name in teacher_names(teacher))}
+               if students else {})
     data = prepare_data(resolve_data_dir(data_dir))
     RUNS.mkdir(parents=True, exist_ok=True)
     for candidate in candidates:
@@ -354,7 +356,7 @@ def main() -> None:
     train.add_argument("--seeds", nargs="*", type=int, default=list(SEEDS))
     train.add_argument("--data-dir", help="the BeHealthy folder (default: medner.config.data_dir())")
     train.add_argument("--teacher", default="", help="the distillation candidates' teacher: a TrainFlow run "
-                       "(FlowName/run-id) or a model folder")
+                       "(FlowName/run-id) or a model folder, or several separated by commas (a seed ensemble)")
     sub.add_parser("report", help="write benchmarks/results/accuracy.{md,json} from the run files")
     ceiling = sub.add_parser("ceilings", help="write benchmarks/results/accuracy_ceilings.{md,json} from the kept "
                              "log-probabilities")

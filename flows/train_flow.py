@@ -51,7 +51,8 @@ class TrainFlow(PublishingFlow):
     span_edges = Parameter("span-edges", default=DEFAULTS.span_edges,
                            help="decode with the span edges learned from train")
     teacher = Parameter("teacher", default="", help="distil from this tagger: a TrainFlow run (FlowName/run-id) or "
-                        "a model folder; the model learns its word tag distributions beside the gold labels")
+                        "a model folder, or several separated by commas (their mean probabilities teach); the model "
+                        "learns its word tag distributions beside the gold labels")
     distill_weight = Parameter("distill-weight", default=DEFAULTS.distill_weight,
                                help="with --teacher: the teacher's share of the loss (0-1)")
     distill_temperature = Parameter("distill-temperature", default=DEFAULTS.distill_temperature,
@@ -77,6 +78,7 @@ class TrainFlow(PublishingFlow):
         """Fine-tune; select the epoch on the dev split only."""
         from dataclasses import fields
 
+        from medner.distill import teacher_names
         from medner.model_io import model_to_files
         from medner.steps import model_folder
         from medner.training import train
@@ -85,7 +87,8 @@ class TrainFlow(PublishingFlow):
         self.config = TrainConfig(**{f.name: getattr(self, f.name) for f in fields(TrainConfig)
                                      if f.name in current.parameter_names}).to_dict()
         # the lineage names the teacher as given (a run); training reads its folder
-        teacher = {"teacher": str(model_folder(self.teacher))} if self.teacher else {}
+        teacher = ({"teacher": ",".join(str(model_folder(name)) for name in teacher_names(self.teacher))}
+                   if self.teacher else {})
         result = train(TrainConfig(**{**self.config, **teacher}), self.train_data, self.dev_data,
                        on_epoch=_print_epoch)
         self.history, self.best_epoch, self.dev_metrics = result.history, result.best_epoch, result.dev_metrics

@@ -106,7 +106,8 @@ class TrainConfig:
     train_on_dev: bool = False  # train on train + dev for `epochs` epochs, keep the last (nothing held out)
     span_edges: bool = True  # decode with the span edges learned from train (medner.decoding.SpanEdges)
     teacher: str = ""  # distillation: a trained tagger's folder (model_io.save_model) whose word tag distributions
-    #                    the model also learns; TrainFlow's --teacher resolves a TrainFlow run to one
+    #                    the model also learns, or several separated by commas (a seed ensemble: their mean
+    #                    probabilities); TrainFlow's --teacher resolves TrainFlow runs to folders
     # with a teacher: loss = (1 - w) * gold cross-entropy + w * T^2 * KL(teacher || model) at temperature T (softer
     # distributions: the teacher's second choices count), over the training sentences and `distill_copies` copies of
     # each with entities swapped for dictionary names (medner.augment) that the teacher alone labels. The defaults

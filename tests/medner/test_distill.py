@@ -11,7 +11,7 @@ import torch
 
 from medner.config import TrainConfig
 from medner.data import read_behealthy, split_dev
-from medner.distill import distillation_loss, teacher_log_probs
+from medner.distill import distillation_loss, teacher_log_probs, teacher_names
 from medner.model_io import load_model, save_model
 from medner.training import predict, train
 
@@ -45,6 +45,25 @@ def test_a_teacher_must_be_a_saved_tagger_and_rules_out_entity_swaps(tiny_corpus
     with pytest.raises(ValueError, match="swap_entities"):
         train(TrainConfig(teacher=str(tmp_path), swap_entities=0.3, max_train_sentences=2), splits["train"],
               splits["train"][:2], progress=False)
+
+
+def test_a_seed_ensemble_teaches_its_mean_probabilities(tiny_corpus: Path, untrained_model_dir: Path,
+                                                       tmp_path: Path) -> None:
+    """Two confident teachers that disagree teach, per word, the mean of their probabilities: where each puts
+    ~all of a word's mass on a different tag, the ensemble puts about half on each."""
+    for name, scale in (("a", 30), ("b", -30)):
+        tokenizer, model = load_model(untrained_model_dir)
+        with torch.no_grad():
+            model.classifier.weight *= scale
+        save_model(model, tokenizer, tmp_path / name)
+    sentences = read_behealthy(tiny_corpus)["train"][:3]
+    one, other = (teacher_log_probs(tmp_path / name, sentences) for name in ("a", "b"))
+    both = teacher_log_probs(f"{tmp_path / 'a'}, {tmp_path / 'b'}", sentences)
+    assert teacher_names(f"{tmp_path / 'a'}, {tmp_path / 'b'}") == [str(tmp_path / "a"), str(tmp_path / "b")]
+    for a, b, mean in zip(one, other, both):
+        assert (a.argmax(1) != b.argmax(1)).any()  # the two teachers disagree on some words
+        np.testing.assert_allclose(np.exp(mean), (np.exp(a) + np.exp(b)) / 2, atol=1e-5)
+        np.testing.assert_allclose(np.exp(mean).sum(1), 1, atol=1e-5)
 
 
 @pytest.mark.slow
