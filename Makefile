@@ -32,11 +32,12 @@ $(STAMP): pyproject.toml requirements.lock
 	$(BIN)/pip download --quiet --dest $(CLIENT_WHEELS) -c requirements.lock numpy typer 'tritonclient[grpc]' setuptools==84.2.1
 	touch $@
 
-demo: setup  ## data + training + evaluation, then export to model_repository/
+demo: setup  ## data + training + evaluation, then export to model_repository/ and promote it (gated)
 	@test -f "$${MEDNER_DATA_DIR:-$$HOME/.cache/medner/behealthy}/train_sent" || $(BIN)/medner data fetch
 	$(BIN)/python flows/data_flow.py run
 	$(BIN)/python flows/train_flow.py run
 	$(BIN)/medner export --branch user  # your own runs (user.$$USERNAME); production: --production runs
+	$(BIN)/medner models promote || [ $$? -eq 1 ]  # gated: the first champion, or a better one (exit 1: refused, the old stays)
 
 # The run's output is kept in .pytest.log: a crash dump printed outside any test (a session fixture's server,
 # interpreter shutdown) fails the build too; inside a test, tests/crash_dumps.py fails that test.

@@ -1,6 +1,6 @@
 """DataFlow: the annotated corpus, validated, split, versioned and described."""
 
-from metaflow import FlowSpec, Parameter, card, current, project, step
+from metaflow import FlowSpec, Parameter, card, current, project, retry, step, timeout
 
 from medner.config import PROJECT
 
@@ -24,6 +24,9 @@ class DataFlow(FlowSpec):
     dev_fraction = Parameter("dev-fraction", default=0.1, help="share of train held out as dev")
     seed = Parameter("seed", default=13, help="seed of the dev split")
 
+    # Every step only reads the corpus and writes artifacts of its own attempt: a retry (a lost container, a
+    # storage hiccup) redoes it. A malformed file fails every attempt the same way, naming file and line.
+    @retry(times=2)
     @step
     def start(self):
         """Locate the corpus folder and the extra annotation files."""
@@ -33,6 +36,8 @@ class DataFlow(FlowSpec):
         self.extra_paths = [p.strip() for p in self.extra_annotations.split(",") if p.strip()]
         self.next(self.split)
 
+    @retry(times=2)
+    @timeout(hours=1)  # seconds for BeHealthy; the inbox's reviews grow the extra annotations
     @card(type="blank")
     @step
     def split(self):
@@ -48,6 +53,7 @@ class DataFlow(FlowSpec):
         _corpus_card(self.stats, self.data_version, self.leaked_test_sentences, self.extra_sentences)
         self.next(self.end)
 
+    @retry(times=2)
     @step
     def end(self):
         """Report the data version."""

@@ -1,6 +1,6 @@
 """ExtractFlow: an archive of notes into the records database, shard by shard, resumable."""
 
-from metaflow import FlowSpec, Parameter, card, current, project, resources, step
+from metaflow import FlowSpec, Parameter, card, current, project, resources, retry, step, timeout
 
 from medner.config import DEFAULT_REPOSITORY, PROJECT
 from records.extract import DEFAULT_BATCH
@@ -16,7 +16,8 @@ class ExtractFlow(FlowSpec):
                 bring the store's schema up to date and fix the model version every shard uses
       extract - one shard per task (run --max-workers N: N at once): notes this model version already extracted
                 are skipped, the rest tagged through Triton (--url) or in-process, a transaction per batch;
-                a refused note is an error row, a server that cannot answer fails the task (resume re-runs it)
+                a refused note is an error row, a server that cannot answer fails the attempt (retried 3 times,
+                each going on where the last stopped; then resume re-runs it)
       join    - gather the shards' counts
       end     - a card: notes, entities per type, errors, throughput per shard, the model version
     """
@@ -33,6 +34,11 @@ class ExtractFlow(FlowSpec):
     batch_size = Parameter("batch-size", default=DEFAULT_BATCH, help="notes per call and per transaction")
     threads = Parameter("threads", default=0, help="ONNX Runtime threads per in-process worker (0: every core)")
 
+    # Retries: listing and migrating again is harmless (migrations to the head are a no-op), and a shard is the unit
+    # of retry: a retried worker skips the notes its model version already stored (a transaction per batch), so a
+    # lost worker or a server that stopped answering costs a retry, not a resume. Timeouts bound a hung worker.
+    @retry(times=2)
+    @timeout(hours=1)  # listing a large S3 prefix
     @step
     def start(self):
         """List and shard the notes, migrate the store, fix the model version."""
@@ -54,6 +60,8 @@ class ExtractFlow(FlowSpec):
         print(f"{plan.notes} notes in {len(plan.shards)} shards; model {plan.model} version {plan.version}")
         self.next(self.extract, foreach="shards")
 
+    @retry(times=3)
+    @timeout(hours=3)  # a shard: 10,000 notes at most (--shard-notes); the retry goes on where it stopped
     @resources(cpu=2, memory=4096)  # a worker: a Triton client (or ONNX Runtime on CPU); --with batch in the cloud
     @step
     def extract(self):
@@ -70,6 +78,7 @@ class ExtractFlow(FlowSpec):
               f"{self.stats['errors']} errors, {self.stats['notes_per_second']} notes/s")
         self.next(self.join)
 
+    @retry(times=2)
     @step
     def join(self, inputs):
         """Gather the shards' counts."""
@@ -77,6 +86,7 @@ class ExtractFlow(FlowSpec):
         self.shard_stats = sorted((i.stats for i in inputs), key=lambda s: s["shard"])
         self.next(self.end)
 
+    @retry(times=2)
     @card(type="blank")
     @step
     def end(self):

@@ -1,6 +1,6 @@
 """MonitorFlow: hourly drift check of live request profiles, and the action it calls for."""
 
-from metaflow import FlowSpec, Parameter, card, current, project, schedule, step
+from metaflow import FlowSpec, Parameter, card, current, project, retry, schedule, step, timeout
 
 from medner.config import (
     DECISION_LOG_ENV,
@@ -62,6 +62,12 @@ class MonitorFlow(FlowSpec):
     trigger_parameters = Parameter("trigger-parameters", default="{}",
                                    help='JSON {"TrainFlow": {...}, "ExperimentFlow": {...}} for started flows')
 
+    # Retries: every step but act only reads and computes (a retry redoes it); act starts flows under the decision's
+    # name, so a retry finds the execution (or tagged local run) an earlier attempt started, and the cooldown the
+    # start it recorded. Timeouts keep an hourly flow from piling up behind a hung step; act has none: on the local
+    # backend it runs the started flow to its end (deployed: `--with timeout:minutes=15`, docs/data-and-flows.md).
+    @retry(times=2)
+    @timeout(minutes=20)
     @step
     def start(self):
         """Merge the window's profiles and read the reference profile."""
@@ -78,6 +84,8 @@ class MonitorFlow(FlowSpec):
               f"reference {self.reference_location}")
         self.next(self.check)
 
+    @retry(times=2)
+    @timeout(minutes=30)
     @card(type="blank")
     @step
     def check(self):
@@ -108,6 +116,7 @@ class MonitorFlow(FlowSpec):
                 groups_card(current.card, self.groups["report"])
         self.next(self.act)
 
+    @retry(times=1)
     @step
     def act(self):
         """Apply the policy: start the flow the level calls for (or only say which, in a dry run)."""
@@ -130,9 +139,12 @@ class MonitorFlow(FlowSpec):
 
             self.quality_decision = decide(self.quality, self.trigger_backend, self.decision_log,
                                            parameters, self.dry_run, quality_reason(self.quality),
-                                           branch=current.branch_name)
+                                           branch=current.branch_name, window={"window_start": self.window_start,
+                                                                               "window_end": self.window_end})
         self.next(self.end)
 
+    @retry(times=2)
+    @timeout(minutes=10)
     @step
     def end(self):
         """Print the level and the decision."""

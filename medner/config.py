@@ -16,6 +16,8 @@ DECISION_LOG_ENV = "MEDNER_DECISION_LOG"
 PROFILE_DIR_ENV = "MEDNER_PROFILE_DIR"  # the profile store (folder or s3://); the served models profile when it is set
 PROFILE_WINDOW_ENV = "MEDNER_PROFILE_WINDOW_SECONDS"
 DEFAULT_PROFILE_WINDOW_SECONDS = 300.0  # one profile per model per window
+DEFAULT_FOLLOW_SECONDS = 10.0  # how often `medner serve` reads serving.json: promotions reach every replica this fast
+SERVED_VERSION_METRIC = "medner_served_version"  # the served models' gauge on Triton's metrics endpoint
 DEFAULT_REPOSITORY = "model_repository"  # the Triton model repository, relative to the working directory
 REPOSITORY_ENV = "MEDNER_REPOSITORY"  # overrides it (commands; MonitorFlow when it starts or is deployed)
 TRIGGER_BACKEND_ENV = "MEDNER_TRIGGER_BACKEND"  # where MonitorFlow starts flows: local or stepfunctions
@@ -30,6 +32,9 @@ PRODUCTION_BRANCH = "prod"  # the @project branch of `--production` runs and dep
 # What the code package of a flow that exports and promotes must carry besides code: Triton's config templates
 # (.pbtxt, model_repository/ via flows/model_repository) and the acceptance notes (.jsonl); wherever it runs
 PACKAGE_SUFFIXES = ".py,.pbtxt,.jsonl"
+# The admin key of the steps that promote, deployed: an AWS Secrets Manager secret (its id or ARN, in this variable at
+# `step-functions create`) whose string is the key; Metaflow's @secrets sets it as $MEDNER_ADMIN_KEY in the task
+ADMIN_KEY_SECRET_ENV = "MEDNER_ADMIN_KEY_SECRET"
 
 
 def from_environment(name: str, default: str) -> Callable[..., str]:
@@ -40,6 +45,23 @@ def from_environment(name: str, default: str) -> Callable[..., str]:
         return os.environ.get(name) or default
 
     return read
+
+
+def admin_key_secrets() -> list[dict[str, Any]]:
+    """``@secrets(sources=...)`` of a step that promotes: the secret ``$MEDNER_ADMIN_KEY_SECRET`` names, its string
+    set as ``$MEDNER_ADMIN_KEY`` while the step runs; none when unset (the key is ``$MEDNER_ADMIN_KEY`` or the key
+    file, as for any command). Read when the flow file is imported: at ``step-functions create`` and, in the
+    container, from what :func:`admin_key_secret_environment` put there."""
+    secret = os.environ.get(ADMIN_KEY_SECRET_ENV, "")
+    options = {"json": False, "env_var_name": "MEDNER_ADMIN_KEY"}  # the secret's string is the key itself
+    return [{"type": "aws-secrets-manager", "id": secret, "options": options}] if secret else []
+
+
+def admin_key_secret_environment() -> dict[str, str]:
+    """``@environment(vars=...)`` of a step that promotes: the secret's id (never the key), so the deployed task
+    imports the flow with the sources the deployer had; empty when no secret is configured."""
+    secret = os.environ.get(ADMIN_KEY_SECRET_ENV, "")
+    return {ADMIN_KEY_SECRET_ENV: secret} if secret else {}
 
 
 def cache_dir() -> Path:

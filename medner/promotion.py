@@ -11,11 +11,13 @@ A challenger (an exported version) replaces the champion only when it passes fou
    ``ner_int8``, CPU configs) alone and answers a fixed set of notes exactly as the same version does
    in-process: a broken or unloadable model never reaches the live server.
 
-Then the live server loads the challenger with explicit model control (:func:`medner.triton_control.load_version`:
-the old version answers until the new one is ready and finishes its in-flight requests), ``serving.json``
-records the champion and the version it replaced (for :func:`rollback`), and the source runs' Metaflow tags
-move (``champion``). A refused challenger's folders are removed (never served, so nothing can load it by
-mistake; its run still holds the model) and the champion keeps serving; every decision is recorded.
+Then ``serving.json``, the desired state every server follows (:mod:`medner.follow`), records the champion and
+the version it replaced (for :func:`rollback`), written conditionally on S3 (a promotion that raced another
+fails before any server moved), and the source runs' Metaflow tags move (``champion``). Only then does a server
+move: the one at ``url``, when given, at once (:func:`medner.triton_control.switch_version`: the old version answers
+until the new one is ready, a failed load goes back to it), every other within its poll period. A rollback is a
+record write too. A refused challenger's folders are removed (never served, so nothing can load it by mistake;
+its run still holds the model) and the champion keeps serving; every decision is recorded.
 """
 
 from __future__ import annotations
@@ -35,7 +37,6 @@ from medner.config import (
 from medner.promotion_gates import Gate, export_gate, quality_gate, smoke_gate, uat_gate
 from medner.registry import (
     lineage,
-    loaded_versions,
     serving_record,
     versions,
     write_serving_record,
@@ -71,40 +72,34 @@ class Decision:
         return asdict(self)
 
 
-def current_champion(repository: Path, url: str, key: str) -> int | None:
-    """The recorded champion; before the first promotion, the version the server has loaded (if any)."""
-    recorded = serving_record(repository)["version"]
-    if recorded is not None:
-        return int(recorded)
-    loaded = loaded_versions(url, key).get("ner", [])
-    return max(loaded) if loaded else None
-
-
-def promote(repository: str | Path, url: str, key: str, *, version: int | None = None,
-            margin: float = DEFAULT_PROMOTION_MARGIN, tolerance: float = DEFAULT_PROMOTION_TOLERANCE, gpu: bool = False,
-            keep_refused: bool = False, uat_min_f1: float = DEFAULT_UAT_MIN_F1,
+def promote(repository: str | Path, url: str | None = None, key: str | None = None, *, version: int | None = None,
+            margin: float = DEFAULT_PROMOTION_MARGIN, tolerance: float = DEFAULT_PROMOTION_TOLERANCE,
+            gpu: bool | None = None, keep_refused: bool = False, uat_min_f1: float = DEFAULT_UAT_MIN_F1,
             acceptance: Path = ACCEPTANCE_FILE) -> Decision:
     """Gate ``version`` (default: the newest) of ``repository`` (a folder or ``s3://bucket/prefix``: its mirror,
-    see :func:`medner.s3.opened`) against the champion; load it on the server at ``url`` if it passes, else
-    leave the champion serving. Every decision is appended to ``serving.json``."""
+    see :func:`medner.s3.opened`) against the recorded champion (none: the first champion, still gated); if it
+    passes, record it as the champion, then switch the server at ``url`` (admin key ``key``; ``gpu``: its configs,
+    None: those it runs) to it at once. Every decision is appended to ``serving.json``. Raises VersionLoadError
+    when the recorded champion did not load on that server (it went back; followers retry on the next record)."""
     from medner.s3 import opened
 
     with opened(repository, full=False) as folder:  # the versions the gates run: fetched when needed
-        return _promote(folder, url, key, version, margin, tolerance, gpu, keep_refused, uat_min_f1, acceptance)
+        decision = _decide(folder, version, margin, tolerance, keep_refused, uat_min_f1, acceptance)
+    if decision.promoted and url:  # the record is written (and pushed): now the server the command talks to
+        _converge(folder, url, key, decision.version, decision.champion, gpu)
+    return decision
 
 
-def _promote(repository: Path, url: str, key: str, version: int | None, margin: float, tolerance: float, gpu: bool,
-             keep_refused: bool, uat_min_f1: float, acceptance: Path) -> Decision:
-    from medner.triton_control import load_version
-
+def _decide(repository: Path, version: int | None, margin: float, tolerance: float, keep_refused: bool,
+            uat_min_f1: float, acceptance: Path) -> Decision:
     found = [v.version for v in versions(repository)]
     version = version if version is not None else (found[-1] if found else None)
     if version is None or version not in found:
         raise PromotionError(f"{repository} has no version {version if version is not None else ''} to promote")
-    champion = current_champion(repository, url, key)
+    record = serving_record(repository)
+    champion = record["version"]
     if version == champion:
         raise PromotionError(f"version {version} is already the champion")
-    record = serving_record(repository)
     decision = Decision("refuse", version, champion)
     decision.gates.append(export_gate(lineage(repository, version)))
     if decision.gates[-1].passed:
@@ -115,7 +110,6 @@ def _promote(repository: Path, url: str, key: str, version: int | None, margin: 
     if decision.gates[-1].passed:
         decision.gates.append(smoke_gate(repository, version))
     if all(g.passed for g in decision.gates):
-        load_version(url, key, repository, version, gpu)
         decision.action = "promote"
         record["previous"] = [v for v in record["previous"] if v != version] + ([champion] if champion else [])
         record["version"] = version
@@ -129,18 +123,30 @@ def _promote(repository: Path, url: str, key: str, version: int | None, margin: 
     return decision
 
 
-def rollback(repository: str | Path, url: str, key: str, *, to: int | None = None, gpu: bool = False
-             ) -> dict[str, Any]:
-    """Serve the version the champion replaced (or ``to``) again; recorded in ``serving.json``."""
+def _converge(folder: Path, url: str, key: str | None, version: int, previous: int | None, gpu: bool | None) -> None:
+    """Switch the server at ``url`` to the version just recorded (the mirror ``folder`` has its configs)."""
+    from medner.triton_control import switch_version
+
+    if not key:
+        raise PromotionError(f"no admin key to switch the server at {url}: the record is written; servers "
+                             "following the registry converge by themselves")
+    switch_version(url, key, folder, version, previous, gpu)
+
+
+def rollback(repository: str | Path, url: str | None = None, key: str | None = None, *, to: int | None = None,
+             gpu: bool | None = None) -> dict[str, Any]:
+    """Record the version the champion replaced (or ``to``) as the champion again, then switch the server at
+    ``url`` to it at once (the others follow the record); recorded in ``serving.json``."""
     from medner.s3 import opened
 
     with opened(repository, full=False) as folder:  # the server reads the version's files itself
-        return _rollback(folder, url, key, to, gpu)
+        entry = _record_rollback(folder, to)
+    if url:
+        _converge(folder, url, key, entry["version"], entry["champion"], gpu)
+    return entry
 
 
-def _rollback(repository: Path, url: str, key: str, to: int | None, gpu: bool) -> dict[str, Any]:
-    from medner.triton_control import load_version
-
+def _record_rollback(repository: Path, to: int | None) -> dict[str, Any]:
     record = serving_record(repository)
     current = record["version"]
     target = to if to is not None else (record["previous"][-1] if record["previous"] else None)
@@ -150,7 +156,6 @@ def _rollback(repository: Path, url: str, key: str, to: int | None, gpu: bool) -
         raise PromotionError(f"version {target} is already serving")
     if not (repository / "ner" / str(target)).is_dir():
         raise PromotionError(f"{repository} has no version {target}")
-    load_version(url, key, repository, target, gpu)
     entry = {"action": "rollback", "version": target, "champion": current,
              "at": datetime.now(UTC).isoformat(timespec="seconds"),
              "notes": [move_champion_tag(repository, target, current)]}

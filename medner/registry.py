@@ -63,32 +63,26 @@ def champion(repository: Path) -> int | None:
     return found[-1].version if found else None
 
 
-def record_first_champion(repository: Path) -> int | None:
-    """Before the first promotion, make the newest version the recorded champion (``medner serve`` does this
-    when it starts), so that versions exported later serve only once promoted. Returns the champion."""
-    from datetime import UTC, datetime
-
-    record = serving_record(repository)
-    if record["version"] is None:
-        found = versions(repository)
-        if not found:
-            return None
-        record["version"] = found[-1].version
-        record["history"].append({"action": "first champion", "version": record["version"],
-                                  "at": datetime.now(UTC).isoformat(timespec="seconds")})
-        write_serving_record(repository, record)
-    return int(record["version"])
+class NoChampion(LookupError):
+    """The repository has no recorded champion: a server does not guess one."""
 
 
-def serving_folder(location: str | Path) -> tuple[Path, int | None, str]:
+def serving_folder(location: str | Path) -> tuple[Path, int, str]:
     """What ``medner serve`` starts Triton with: the repository's folder (an S3 repository's metadata mirror:
-    configs, lineage and a folder per version), its champion (:func:`record_first_champion`), and the
-    ``--model-repository`` Triton reads (the folder, or the bucket itself: :func:`medner.s3.triton_location`)."""
+    configs, lineage and a folder per version), its recorded champion, and the ``--model-repository`` Triton
+    reads (the folder, or the bucket itself: :func:`medner.s3.triton_location`). Read only: a server never
+    writes the registry. Raises NoChampion before the first promotion (the newest version is not served
+    ungated)."""
     from medner.s3 import is_s3, opened, triton_location
 
-    with opened(location, full=False) as folder:
-        version = record_first_champion(folder)
-    return folder, version, triton_location(str(location)) if is_s3(location) else str(folder.resolve())
+    with opened(location, full=False, read_only=True) as folder:
+        version = serving_record(folder)["version"]
+        if version is None:
+            newest = versions(folder)
+            raise NoChampion(f"{location} has no champion recorded in {SERVING_FILE}: promote one (gated) with "
+                             f"`medner models promote {newest[-1].version if newest else 'VERSION'} --repository "
+                             f"{location}`")
+    return folder, int(version), triton_location(str(location)) if is_s3(location) else str(folder.resolve())
 
 
 def lineage(repository: Path, version: int) -> dict[str, Any]:

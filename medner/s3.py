@@ -240,10 +240,11 @@ _OPEN: dict[Path, S3Mirror] = {}  # the mirrors opened() holds now, by folder (f
 
 
 @contextmanager
-def opened(location: str | Path, *, full: bool = True) -> Iterator[Path]:
+def opened(location: str | Path, *, full: bool = True, read_only: bool = False) -> Iterator[Path]:
     """The repository at ``location`` as a folder: a local one as it is; an S3 one as its mirror (pulled
     ``full``, or metadata only: :func:`fetch_versions` adds a version's files), locked against other medner
-    processes on this machine, and pushed back when the block ends without an error."""
+    processes on this machine, and pushed back when the block ends without an error (never ``read_only``: a
+    server's role, which may not write the bucket)."""
     if not is_s3(location):
         yield Path(location)
         return
@@ -260,6 +261,8 @@ def opened(location: str | Path, *, full: bool = True) -> Iterator[Path]:
             except (BotoCoreError, ClientError) as err:
                 raise S3Unavailable(f"cannot read {location}: {err}") from err
             yield folder
+            if read_only:
+                return
             try:
                 mirror.push()
             except (BotoCoreError, ClientError) as err:

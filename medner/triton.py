@@ -115,7 +115,7 @@ class TritonServer:
     admin_key: str | None = None  # set: explicit model control, administrative endpoints need this key
     version: int | None = None  # with admin_key: serve this version of every model (load_version), not the newest
     log_verbose: int = 0
-    log_file: Path | None = None
+    log_file: Path | str | None = None  # None: discarded; "-": this process's standard output (medner serve)
     extra_args: list[str] = field(default_factory=list)
     process: subprocess.Popen | None = None
     profile_dir: str | None = None  # set: the ner models write rolling whylogs profiles there (folder or s3://)
@@ -174,7 +174,8 @@ class TritonServer:
         self._backends = tempfile.TemporaryDirectory(prefix="medner-triton-backends-")
         home = _triton_home()
         backends = home / "backends" if home else backend_directory(Path(self._backends.name))
-        log = open(self.log_file, "ab") if self.log_file else subprocess.DEVNULL  # noqa: SIM115
+        log = (None if str(self.log_file) == "-" else open(self.log_file, "ab")  # noqa: SIM115
+               if self.log_file else subprocess.DEVNULL)
         self.process = subprocess.Popen([*parent_death_launcher(), *self.command(backends)],
                                         env=self.environment(), stdout=log, stderr=subprocess.STDOUT,
                                         start_new_session=True)
@@ -199,7 +200,8 @@ class TritonServer:
         while time.monotonic() < deadline:
             if self.process is not None and self.process.poll() is not None:
                 raise TritonError(f"tritonserver exited with code {self.process.returncode}"
-                                  + (f"; see {self.log_file}" if self.log_file else ""))
+                                  + (f"; see {self.log_file}" if self.log_file and str(self.log_file) != "-"
+                                     else ""))
             if self.ready():
                 return
             time.sleep(0.5)

@@ -33,7 +33,6 @@ def admin_key(key_file: Path | None = None, create: bool = True) -> str | None:
     created with a random key (mode 0600) when missing and ``create``; None when missing otherwise."""
     import secrets
 
-
     if os.environ.get(ADMIN_KEY_ENV):
         return os.environ[ADMIN_KEY_ENV]
     key_file = key_file or cache_dir() / "admin-key"
@@ -54,18 +53,40 @@ def model_config_file(model_dir: Path, gpu: bool = False) -> Path:
     return custom if gpu and custom.exists() else model_dir / "config.pbtxt"
 
 
-def load_version(url: str, key: str, repository: Path, version: int, gpu: bool = False,
+class VersionLoadError(RuntimeError):
+    """A version did not load on a server; the message says whether the server went back to the one before."""
+
+
+def serves_gpu_configs(url: str) -> bool:
+    """Whether the server at ``url`` runs the GPU configs (``ner`` is then an ensemble: configs/gpu.pbtxt); False
+    when it has no ``ner`` loaded (model configs are metadata: no admin key needed)."""
+    import tritonclient.grpc as grpcclient
+    from tritonclient.utils import InferenceServerException
+
+    client = grpcclient.InferenceServerClient(url)
+    try:
+        return client.get_model_config("ner", as_json=True)["config"].get("platform") == "ensemble"
+    except InferenceServerException:
+        return False
+    finally:
+        client.close()
+
+
+def load_version(url: str, key: str, repository: Path, version: int, gpu: bool | None = None,
                  timeout: float = 300.0) -> dict[str, int | None]:
     """Make every model of ``repository`` serve ``version`` alone, on the server at ``url`` (explicit model
-    control, admin key ``key``): each model is loaded with its config pinned to that version
-    (``version_policy: specific``). Triton keeps serving the version it had until the new one is ready, and
-    retires it once its in-flight requests finish, so clients see no gap. A model without that version
+    control, admin key ``key``), with the GPU configs or the CPU ones (``gpu``; None: those the server runs now,
+    :func:`serves_gpu_configs`). Each model is loaded with its config pinned to that version
+    (``version_policy: specific``), and an ensemble's steps pinned to it too, so a GPU ensemble never pairs one
+    version's tokenizer with another's encoder. Triton keeps serving the version it had until the new one is
+    ready, and retires it once its in-flight requests finish, so clients see no gap. A model without that version
     (``ner_int8`` when the INT8 gate failed) is unloaded. Ensembles load after their parts. Returns
     model -> version now served (None: unloaded). Raises InferenceServerException when a load fails; the
-    models before it have moved, the rest have not (promotion smoke-tests a version before calling this)."""
+    models before it have moved, the rest have not (:func:`switch_version` goes back)."""
     import tritonclient.grpc as grpcclient
     from google.protobuf import json_format
 
+    gpu = serves_gpu_configs(url) if gpu is None else gpu
     configs = {}
     for config_file in sorted(repository.glob("*/config.pbtxt")):
         configs[config_file.parent.name] = read_model_config(model_config_file(config_file.parent, gpu))
@@ -81,6 +102,8 @@ def load_version(url: str, key: str, repository: Path, version: int, gpu: bool =
                 served[name] = None
                 continue
             config.version_policy.specific.versions[:] = [version]
+            for ensemble_step in config.ensemble_scheduling.step:
+                ensemble_step.model_version = version
             client.load_model(name, headers=headers, config=json_format.MessageToJson(config),
                               client_timeout=timeout)
             served[name] = version
@@ -89,3 +112,24 @@ def load_version(url: str, key: str, repository: Path, version: int, gpu: bool =
     return served
 
 
+def switch_version(url: str, key: str, repository: Path, version: int, previous: int | None,
+                   gpu: bool | None = None, timeout: float = 300.0) -> dict[str, int | None]:
+    """:func:`load_version` as one step: when any model fails to load ``version``, the server is put back on
+    ``previous`` (every model, so no mix of versions stays) and VersionLoadError says so."""
+    gpu = serves_gpu_configs(url) if gpu is None else gpu
+    try:
+        return load_version(url, key, repository, version, gpu, timeout)
+    except Exception as err:
+        if previous is None:
+            raise VersionLoadError(f"v{version} did not load ({_reason(err)}); no version before it") from err
+        try:
+            load_version(url, key, repository, previous, gpu, timeout)
+        except Exception as back:
+            raise VersionLoadError(f"v{version} did not load ({_reason(err)}), and going back to v{previous} failed "
+                                   f"too ({_reason(back)})") from err
+        raise VersionLoadError(f"v{version} did not load ({_reason(err)}); back on v{previous}") from err
+
+
+def _reason(err: Exception) -> str:
+    """An error's first line, without the server's echo of a whole config."""
+    return f"{type(err).__name__}: {str(err).splitlines()[0][:300] if str(err) else ''}"

@@ -4,7 +4,8 @@
   ``reexperiment`` (ExperimentFlow) plus an alert. A quality drop on annotated live samples counts as critical.
 * Cooldown: one drift episode triggers one run. A decision is *deduplicated* (nothing starts) when a run
   of the same or a more severe level was started within the cooldown (default 24 h); an escalation
-  (warning -> critical) still triggers.
+  (warning -> critical) still triggers. A start its backend reports failed (FAILED, TIMED_OUT, ABORTED; a failed
+  local run) holds no cooldown: :func:`monitoring.triggers.cooldown_holder` asks, and records it as ``run-failed``.
 * Every decision is appended to a decision log (a local JSONL file, or one object per record under an
   ``s3://bucket/prefix``):
   when, level, action, flow, backend, the run pathspec or execution ARN, the reason, the window.
@@ -37,6 +38,8 @@ DEFAULT_COOLDOWN = timedelta(hours=24)
 DIVERGING, IN_LINE, NO_VERDICT = "diverging", "in line", "no verdict"
 DEFAULT_QUALITY_DROP = 0.05  # entity F1 points (0.05 = 5 points) below the champion's test F1
 ALERT_WEBHOOK_ENV = "MEDNER_ALERT_WEBHOOK"
+RUN_FAILED = "run-failed"  # the status of a record saying a triggered start's run or execution failed
+FAILED_RUN_STATUSES = frozenset({"failed", "FAILED", "TIMED_OUT", "ABORTED"})  # local runs', Step Functions'
 
 log = logging.getLogger("medner.monitoring")
 
@@ -157,9 +160,13 @@ def record(level: str, action: str, backend: str, reason: str, *, status: str, f
 def recent_trigger(records: Sequence[dict[str, Any]], level: str, now: datetime,
                    cooldown: timedelta = DEFAULT_COOLDOWN) -> dict[str, Any] | None:
     """The latest drift-triggered decision within ``cooldown`` before ``now`` whose level is at least
-    as severe as ``level`` (it covers this episode), else None. Ingest decisions do not count."""
+    as severe as ``level`` (it covers this episode), else None. Ingest decisions do not count, nor starts a
+    ``run-failed`` record says failed."""
+    failed = {record.get("target") for record in records if record.get("status") == RUN_FAILED}
     for record in reversed(records):
         if record.get("status") != "triggered" or record.get("action") not in ("retrain", "reexperiment"):
+            continue
+        if record.get("target") in failed:
             continue
         when = parse_time(record["at"])
         if now - cooldown <= when <= now and SEVERITY.get(record.get("level"), 0) >= SEVERITY[level]:

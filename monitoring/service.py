@@ -139,12 +139,15 @@ def drift_report_html(target_view: DatasetProfileView, reference_view: DatasetPr
 
 
 def decide(report: dict[str, Any], backend: str = "local", log: str = "", flow_parameters: str = "{}",
-           dry_run: bool = False, reason: str = "", branch: str = PRODUCTION_BRANCH) -> dict[str, Any]:
+           dry_run: bool = False, reason: str = "", branch: str = PRODUCTION_BRANCH,
+           window: dict[str, str] | None = None) -> dict[str, Any]:
     """The policy's decision on ``report`` (``monitoring.triggers.act``: start the flow on the @project ``branch``,
     record it, with ``reason`` or one made from the drift scores); in a ``dry_run`` only the action it would
-    take, nothing started or recorded."""
+    take, nothing started or recorded. ``window`` (``window_start``, ``window_end``): the window a report without
+    one was made for (MonitorFlow's quality from reviews), which names the flow it starts."""
     from monitoring.triggers import act, backend_options
 
+    report = {**(window or {}), **report}
     parameters = json.loads(flow_parameters or "{}")
     if not isinstance(parameters, dict):
         raise ValueError("trigger parameters must be a JSON object: {flow name: {parameter: value}}")

@@ -1,41 +1,44 @@
 """Start the flows that monitoring decisions call for, and record every decision.
 
-Two backends:
-
-* ``local``: Metaflow's ``Runner`` runs ``flows/<flow>.py run`` with the flow's parameters here, blocking
-  until the run ends (a local monitor runs one thing at a time; a long TrainFlow belongs in the cloud),
-  on the @project branch the backend acts for (``--production`` for ``prod``), and the decision records the
-  run's pathspec and status.
-* ``stepfunctions``: boto3 ``start_execution`` on the state machine that ``python flows/<flow>.py
-  --production step-functions create`` deployed (or another branch's), found by name like Metaflow names it
-  (``medner.prod.TrainFlow``: project, branch, flow; prefixed with ``$METAFLOW_SFN_STATE_MACHINE_PREFIX_``
-  when set), with the input ``step-functions trigger`` builds:
-  ``{"Parameters": "<JSON of {parameter name: value}>"}`` (flow defaults fill the rest). It returns at
-  once; the decision records the execution ARN. ``endpoint_url`` (or ``$AWS_ENDPOINT_URL``) selects
-  the endpoint, e.g. a moto server in tests.
+The backends (:mod:`monitoring.backends`): ``local`` runs the flow here with Metaflow's Runner, blocking, and the
+decision records the run's pathspec and status; ``stepfunctions`` starts an execution of the deployed state machine
+and the decision records its ARN. A decision made for a window starts its flow under a name of its own
+(:func:`~monitoring.backends.execution_name`): made again (a retried MonitorFlow ``act``), it finds the execution it
+started instead of starting another. Within the cooldown, the backend is asked how the start that holds it went:
+one that failed (FAILED, TIMED_OUT, ABORTED; a failed local run) is recorded as ``run-failed`` and holds nothing.
 
 :func:`act` is the entry point for a drift report (``medner monitor``, MonitorFlow's act step).
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import json
+import logging
 import os
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
-from medner.config import PRODUCTION_BRANCH, PROJECT
-from medner.runs import branch_options
+from medner.config import PRODUCTION_BRANCH
+from monitoring.backends import (
+    FLOW_FILES,
+    Backend,
+    LocalBackend,
+    Started,
+    StepFunctionsBackend,
+    TriggerError,
+    execution_name,
+    flows_dir,
+    make_backend,
+)
 from monitoring.cloudwatch import NAMESPACE_ENV, publish
 from monitoring.policy import (
     DEFAULT_COOLDOWN,
+    FAILED_RUN_STATUSES,
     FLOWS,
+    RUN_FAILED,
     DecisionLog,
     action_for,
     alert,
@@ -45,101 +48,12 @@ from monitoring.policy import (
     utcnow,
 )
 
-FLOW_FILES = {"DataFlow": "data_flow.py", "TrainFlow": "train_flow.py", "ExperimentFlow": "experiment_flow.py"}
+__all__ = ["FLOW_FILES", "Backend", "LocalBackend", "Started", "StepFunctionsBackend", "TriggerError", "act",
+           "backend_options", "closing_the_loop", "cooldown_holder", "execution_name", "flows_dir", "make_backend",
+           "read_report", "run_status", "start_and_record"]
+TRIGGERED_STATUSES = ("successful", "RUNNING", "SUCCEEDED")  # a start that ran, or runs: it holds the cooldown
 
-
-class TriggerError(RuntimeError):
-    """A flow could not be started (not deployed, unknown flow, bad endpoint)."""
-
-
-def flows_dir() -> Path:
-    """The project's flows/ folder ($MEDNER_FLOWS_DIR overrides; resolved so a symlinked package works)."""
-    return Path(os.environ.get("MEDNER_FLOWS_DIR") or Path(__file__).resolve().parents[1] / "flows")
-
-
-@dataclass
-class Started:
-    """A flow started by a backend: ``target`` is a run pathspec (local) or an execution ARN."""
-
-    backend: str
-    flow: str
-    target: str
-    status: str  # local: the run's final status (successful / failed); stepfunctions: RUNNING
-
-
-class Backend(Protocol):
-    name: str
-
-    def start(self, flow: str, parameters: Mapping[str, Any]) -> Started: ...
-
-
-class LocalBackend:
-    """Run flows here with Metaflow's Runner (blocking), on the @project ``branch``. ``env`` is added to this
-    process' environment for the run (e.g. METAFLOW_DATASTORE_SYSROOT_LOCAL); ``cwd`` is where it runs."""
-
-    name = "local"
-
-    def __init__(self, env: Mapping[str, str] | None = None, cwd: str | Path | None = None, show_output: bool = False,
-                 branch: str = PRODUCTION_BRANCH):
-        self.env, self.cwd, self.show_output = dict(env or {}), cwd, show_output
-        self.top_level = branch_options(branch)  # raises ValueError for a branch no run can be started on
-
-    def start(self, flow: str, parameters: Mapping[str, Any]) -> Started:
-        from metaflow import Runner
-
-        if flow not in FLOW_FILES:
-            raise TriggerError(f"unknown flow {flow!r}; expected one of {', '.join(FLOW_FILES)}")
-        # Runner takes Python names; flow parameters are named like their CLI options (data-run)
-        kwargs = {name.replace("-", "_"): value for name, value in parameters.items()}
-        with Runner(str(flows_dir() / FLOW_FILES[flow]), show_output=self.show_output, env=self.env,
-                    cwd=str(self.cwd) if self.cwd else None, pylint=False, **self.top_level) as runner:
-            result = runner.run(**kwargs)
-            return Started(self.name, flow, result.run.pathspec, result.status)
-
-
-class StepFunctionsBackend:
-    """Start executions of the state machines deployed for the @project ``branch``, with boto3."""
-
-    name = "stepfunctions"
-
-    def __init__(self, endpoint_url: str | None = None, region: str | None = None, prefix: str | None = None,
-                 branch: str = PRODUCTION_BRANCH):
-        import boto3
-
-        self.client = boto3.client("stepfunctions", endpoint_url=endpoint_url or os.environ.get("AWS_ENDPOINT_URL"),
-                                   region_name=region or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1")
-        self.prefix = prefix if prefix is not None else os.environ.get("METAFLOW_SFN_STATE_MACHINE_PREFIX", "")
-        self.branch = branch
-
-    def state_machine_name(self, flow: str) -> str:
-        """As metaflow's resolve_state_machine_name names a @project flow's deployment: project.branch.flow, with
-        the prefix; cut to 60 characters plus a hash of the whole name when longer."""
-        name = f"{PROJECT}.{self.branch}.{flow}"
-        if self.prefix and not name.startswith(self.prefix):
-            name = f"{self.prefix}_{name}"
-        if len(name) > 60:
-            digest = base64.b32encode(hashlib.sha1(name.encode()).digest()).decode()[:16].lower()
-            name = f"{name[:60]}-{digest}"
-        return name
-
-    def state_machine_arn(self, flow: str) -> str:
-        name = self.state_machine_name(flow)
-        for page in self.client.get_paginator("list_state_machines").paginate():
-            for machine in page["stateMachines"]:
-                if machine["name"] == name:
-                    return machine["stateMachineArn"]
-        script = FLOW_FILES.get(flow, "<flow>.py")
-        deploy = " ".join(f"--{k}" if v is True else f"--{k} {v}" for k, v in branch_options(self.branch).items())
-        raise TriggerError(f"no state machine named {name!r}: deploy it with "
-                           f"`python flows/{script} {deploy + ' ' if deploy else ''}step-functions create`")
-
-    def start(self, flow: str, parameters: Mapping[str, Any]) -> Started:
-        arn = self.state_machine_arn(flow)
-        execution_input = json.dumps({"Parameters": json.dumps(dict(parameters))})
-        if len(execution_input) > 20480:  # metaflow's own limit (AWS Batch job specification size)
-            raise TriggerError("flow parameters exceed the 20 KiB Step Functions input limit")
-        response = self.client.start_execution(stateMachineArn=arn, input=execution_input)
-        return Started(self.name, flow, response["executionArn"], "RUNNING")
+logger = logging.getLogger("medner.monitoring")
 
 
 def closing_the_loop(parameters: Mapping[str, Mapping[str, Any]], repository: str, promote_url: str
@@ -172,32 +86,58 @@ def read_report(path: Path) -> dict[str, Any]:
         raise ValueError(f"{source}: not a drift report: not JSON (line {err.lineno}: {err.msg})") from None
 
 
-def make_backend(name: str | Backend, **options: Any) -> Backend:
-    """A backend by name (``local`` or ``stepfunctions``) with its options, or the backend given."""
-    if not isinstance(name, str):
-        return name
-    if name == "local":
-        return LocalBackend(**options)
-    if name == "stepfunctions":
-        return StepFunctionsBackend(**options)
-    raise ValueError(f"unknown backend {name!r}; expected local or stepfunctions")
-
-
 def start_and_record(flow: str, parameters: Mapping[str, Any], backend: Backend, log: DecisionLog, *, level: str,
                      action: str, reason: str, window: Mapping[str, Any] | None = None, now: datetime | None = None,
                      **extra: Any) -> dict[str, Any]:
-    """Start ``flow`` and append the decision; a failure to start is recorded (status ``error``) and raised."""
+    """Start ``flow`` and append the decision; a failure to start is recorded (status ``error``) and raised. A
+    decision for a window starts under its :func:`execution_name`: made again, it records the flow that name
+    started before (``existing``) instead of starting a second one."""
+    name = execution_name(flow, window["window_end"], parameters) if window and window.get("window_end") else None
+    named = {"execution_name": name} if name else {}
     try:
-        started = backend.start(flow, parameters)
+        started = backend.start(flow, parameters, name=name) if name else backend.start(flow, parameters)
     except Exception as err:
         log.append(record(level, action, backend.name, f"{reason}; start failed: {err}", status="error", flow=flow,
-                          window=window, parameters=parameters, now=now, **extra))
+                          window=window, parameters=parameters, now=now, **named, **extra))
         raise
-    status = "triggered" if started.status in ("successful", "RUNNING") else "failed"
+    status = "triggered" if started.status in TRIGGERED_STATUSES else "failed"
+    if started.existing:
+        named["existing"] = True  # started by an earlier attempt at this decision
     entry = record(level, action, backend.name, reason, status=status, flow=flow, target=started.target,
-                   window=window, parameters=parameters, now=now, run_status=started.status, **extra)
+                   window=window, parameters=parameters, now=now, run_status=started.status, **named, **extra)
     log.append(entry)
     return entry
+
+
+def run_status(backend: Backend, entry: Mapping[str, Any]) -> str:
+    """How the start recorded in ``entry`` went, by the backend that made it (``status``); ``unknown`` when another
+    backend made it, the backend cannot tell, or asking fails (logged): such a start holds the cooldown."""
+    status = getattr(backend, "status", None)
+    if entry.get("backend") != backend.name or not entry.get("target") or status is None:
+        return "unknown"
+    try:
+        return status(entry["target"])
+    except Exception as err:  # a backend's own errors: boto3's, the Metaflow client's
+        logger.warning("could not tell how %s went: %s", entry["target"], err)
+        return "unknown"
+
+
+def cooldown_holder(log: DecisionLog, backend: Backend, level: str, now: datetime,
+                    cooldown: timedelta = DEFAULT_COOLDOWN) -> dict[str, Any] | None:
+    """The start that holds the cooldown for ``level`` (:func:`~monitoring.policy.recent_trigger`), asking the
+    backend how it went first: one that failed is recorded as ``run-failed`` (it then holds nothing) and the
+    start before it is asked in turn. None: nothing holds it."""
+    records = log.read()
+    while (previous := recent_trigger(records, level, now, cooldown)) is not None:
+        status = run_status(backend, previous)
+        if status not in FAILED_RUN_STATUSES:
+            return previous
+        seen = record(previous["level"], previous["action"], backend.name, f"{previous['flow']} started at "
+                      f"{previous['at']} ended {status}: it holds no cooldown", status=RUN_FAILED,
+                      flow=previous["flow"], target=previous["target"], window=previous, now=now, run_status=status)
+        log.append(seen)
+        records.append(seen)
+    return None
 
 
 def act(report: Mapping[str, Any], backend: str | Backend = "local", log: str | Path | DecisionLog | None = None,
@@ -210,7 +150,8 @@ def act(report: Mapping[str, Any], backend: str | Backend = "local", log: str | 
 
     ``parameters`` maps a flow name (TrainFlow, ExperimentFlow) to the parameters it is started with.
     Within ``cooldown`` of a run started for an equally or more severe level the decision is recorded as
-    ``deduplicated`` and nothing starts; ``critical`` also raises an alert. With ``$MEDNER_CLOUDWATCH_NAMESPACE``
+    ``deduplicated`` and nothing starts, unless the backend says that run failed (:func:`cooldown_holder`);
+    ``critical`` also raises an alert. With ``$MEDNER_CLOUDWATCH_NAMESPACE``
     set, the decision's numbers also go to CloudWatch (:mod:`monitoring.cloudwatch`).
     """
     entry = _act(report, backend, log, parameters=parameters, cooldown=cooldown, reason=reason, now=now,
@@ -243,7 +184,7 @@ def _act(report: Mapping[str, Any], backend: str | Backend, log: str | Path | De
         return entry
     flow = FLOWS[action]
     flow_parameters = dict((parameters or {}).get(flow, {}))
-    previous = recent_trigger(log.read(), level, now, cooldown)
+    previous = cooldown_holder(log, backend, level, now, cooldown)
     if previous is not None:
         entry = record(level, action, backend.name, f"{reason}; within the {cooldown} cooldown of {previous['flow']} "
                        f"started at {previous['at']}", status="deduplicated", flow=flow, window=window,

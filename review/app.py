@@ -3,7 +3,9 @@
 A reviewer signs in with their token (``medner review add-reviewer``) and gets the next note of the queue
 (:func:`review.queue.next_note`) with the model's diseases and treatments highlighted; they accept, delete,
 retype or add entities and submit, or skip. Forms carry a per-session CSRF token and the note's revision: a
-note reviewed by someone else since the page was shown is refused with a message, nothing overwritten.
+note reviewed by someone else since the page was shown is refused with a message, nothing overwritten. A session
+holds the reviewer's session generation: signing out or revocation (:func:`review.service.end_sessions`) moves it
+on, so every cookie of theirs, copies included, is signed out at its next request.
 
 The JSON API (``/api/...``, ``Authorization: Bearer <token>``) does the same for scripts. Pages and answers
 are never cached; note text appears only in the page of the note being reviewed, never in logs or errors.
@@ -28,6 +30,7 @@ from review.queue import DEFAULT_RANDOM_SHARE, latest_extraction, next_note, pro
 from review.service import (
     ReviewError,
     StaleReview,
+    end_sessions,
     quality_by_group,
     quality_by_version,
     reviewer_for_token,
@@ -83,8 +86,16 @@ class ReviewApp:
 
     # --- who is asking ---------------------------------------------------------------------------
     def _session_reviewer(self, request: Request, session: Any) -> Reviewer | None:
-        reviewer_id = request.session.get("reviewer_id")
-        return session.get(Reviewer, reviewer_id) if reviewer_id is not None else None
+        """The cookie's reviewer while the cookie holds their current session generation; a cookie of an older one
+        (they signed out, or were revoked, since) is cleared: signed out."""
+        reviewer_id, generation = request.session.get("reviewer_id"), request.session.get("generation")
+        if reviewer_id is None:
+            return None
+        reviewer = session.get(Reviewer, reviewer_id)
+        if reviewer is None or generation is None or reviewer.session_generation != generation:
+            request.session.clear()
+            return None
+        return reviewer
 
     def _bearer_reviewer(self, request: Request, session: Any) -> Reviewer | None:
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
@@ -116,12 +127,19 @@ class ReviewApp:
                 return _page(request, "login.html", 401, csrf=self._csrf(request), message="Unknown token.")
             audit(session, reviewer.name, "sign-in")
             request.session.clear()  # a new session on sign-in: no fixation
-            request.session.update(reviewer_id=reviewer.id, csrf=secrets.token_urlsafe(24))
+            request.session.update(reviewer_id=reviewer.id, generation=reviewer.session_generation,
+                                   csrf=secrets.token_urlsafe(24))
         return RedirectResponse("/", status_code=303, headers=SECURITY_HEADERS)
 
     async def logout(self, request: Request) -> Response:
+        """Sign out: every session of this reviewer ends, on this browser and wherever its cookie was copied."""
         form = await request.form()
         if self._csrf_ok(request, form):
+            with self.store.session() as session:
+                reviewer = self._session_reviewer(request, session)
+                if reviewer is not None:
+                    end_sessions(session, reviewer)
+                    audit(session, reviewer.name, "sign-out")
             request.session.clear()
         return RedirectResponse("/login", status_code=303, headers=SECURITY_HEADERS)
 

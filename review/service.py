@@ -63,6 +63,24 @@ def reviewer_for_token(session: Session, token: str) -> Reviewer | None:
         else None
 
 
+def end_sessions(session: Session, reviewer: Reviewer) -> None:
+    """End every web session ``reviewer`` holds (signing out, revocation): their session generation moves on, so
+    each cookie signed with the old one, copies included, is signed out at its next request."""
+    session.execute(update(Reviewer).where(Reviewer.id == reviewer.id)
+                    .values(session_generation=Reviewer.session_generation + 1))
+
+
+def revoke_reviewer(session: Session, name: str, actor: str = "cli") -> None:
+    """Revoke reviewer ``name``: their token no longer signs in or calls the API and every session they hold ends
+    at its next request; their past reviews stay attributed to them."""
+    reviewer = session.scalars(select(Reviewer).where(Reviewer.name == name.strip())).first()
+    if reviewer is None:
+        raise ReviewError(f"no reviewer {name.strip()!r}")
+    reviewer.token_sha256 = "revoked-" + secrets.token_hex(28)  # 64 characters; never a SHA-256 (hex digits only)
+    end_sessions(session, reviewer)
+    audit(session, actor, "revoke-reviewer", reviewer=reviewer.name)
+
+
 # --- reviews ---------------------------------------------------------------------------------------
 
 def validate_entities(text: str, entities: Any) -> list[dict[str, Any]]:

@@ -80,6 +80,8 @@ class Reviewer(Base):
     name: Mapped[str] = mapped_column(String(100), unique=True)
     token_sha256: Mapped[str] = mapped_column(String(64), unique=True)  # the token itself is shown once, never kept
     created_at: Mapped[datetime] = mapped_column(DateTime)
+    # signed into each session cookie; signing out or revocation moves it on, so every older cookie is signed out
+    session_generation: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class Review(Base):
@@ -100,7 +102,7 @@ class AuditEvent(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     at: Mapped[datetime] = mapped_column(DateTime, index=True)
     actor: Mapped[str] = mapped_column(String(100))  # a reviewer's name, or "cli"
-    action: Mapped[str] = mapped_column(String(20))  # import, review, skip, export, redact, add-reviewer
+    action: Mapped[str] = mapped_column(String(20))  # import, review, skip, export, redact, add-reviewer, ...
     note_id: Mapped[int | None] = mapped_column(Integer)
     detail: Mapped[dict[str, Any]] = mapped_column(JSON)  # ids, offsets, counts: never note text
 

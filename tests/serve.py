@@ -23,15 +23,26 @@ from medner.triton_control import ADMIN_KEY_ENV
 ADMIN_KEY = "test-admin-key"
 
 
-def start_medner_serve(repository: str | Path) -> tuple[subprocess.Popen, list[int]]:
-    """``medner serve`` of a folder or s3:// repository in a subprocess on free ports; returns it and its (gRPC,
-    HTTP, metrics) ports."""
+def start_medner_serve(repository: str | Path, *options: str) -> tuple[subprocess.Popen, list[int]]:
+    """``medner serve`` of a folder or s3:// repository (and ``options``) in a subprocess on free ports; returns it
+    and its (gRPC, HTTP, metrics) ports. Its output holds Triton's log too: :func:`read_until` reads it."""
     ports = free_ports(3)
-    command = [sys.executable, "-m", "medner.cli", "serve", "--repository", str(repository)]
+    command = [sys.executable, "-m", "medner.cli", "serve", "--repository", str(repository), *options]
     for flag, port in zip(("--grpc-port", "--http-port", "--metrics-port"), ports):
         command += [flag, str(port)]
     return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             env={**os.environ, ADMIN_KEY_ENV: ADMIN_KEY}), ports
+
+
+def read_until(process: subprocess.Popen, text: str) -> list[str]:
+    """The lines ``process`` prints up to the first that holds ``text`` (it is the last); fails with its output
+    when it ends first (a line that never comes fails by the suite's per-test timeout)."""
+    lines = []
+    for line in process.stdout:
+        lines.append(line)
+        if text in line:
+            return lines
+    pytest.fail(f"{text!r} never came; the process printed:\n{''.join(lines)}")
 
 
 def assert_admin_endpoints_need_the_key(grpc_url: str, http_port: int) -> None:

@@ -81,14 +81,14 @@ RepositoryOption = Annotated[Path, typer.Option(envvar=config.REPOSITORY_ENV, he
 RepositoryLocationOption = Annotated[str, typer.Option(
     envvar=config.REPOSITORY_ENV, help="Triton model repository: a folder, or s3://BUCKET/PREFIX (endpoint and "
                                      "credentials from the AWS_* environment).")]
-UrlOption = Annotated[str, typer.Option(help="gRPC address of the Triton server started by `medner serve`.")]
 ModelOption = Annotated[Model, typer.Option(help="Served model: fp32 or INT8.")]
 GroupOption = Annotated[str | None, typer.Option(
     help="The notes' group (a clinic, a specialty: 1-32 letters, digits, . _ -): live profiles and quality by "
          "group.")]
 AdminKeyFileOption = Annotated[Path | None, typer.Option(
     help="File holding the admin key (default: $MEDNER_ADMIN_KEY, else ~/.cache/medner/admin-key).")]
-GpuOption = Annotated[bool, typer.Option(help="The server runs the GPU configurations (`medner serve --gpu`).")]
+GpuOption = Annotated[bool | None, typer.Option(
+    "--gpu/--cpu", help="Load --url's server with the GPU or the CPU configurations (default: those it runs).")]
 BackendOption = Annotated[str, typer.Option(help="Where flows start: local (Metaflow Runner) or stepfunctions.")]
 DecisionLogOption = Annotated[str, typer.Option(
     "--log", envvar=config.DECISION_LOG_ENV,

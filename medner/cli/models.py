@@ -14,14 +14,12 @@ from medner.cli._app import (
     AdminKeyFileOption,
     GpuOption,
     RepositoryLocationOption,
-    UrlOption,
     app,
     fail,
     group,
 )
 from medner.config import (
     ACCEPTANCE_FILE,
-    DEFAULT_GRPC_URL,
     DEFAULT_PROMOTION_MARGIN,
     DEFAULT_PROMOTION_TOLERANCE,
     DEFAULT_UAT_MIN_F1,
@@ -58,6 +56,11 @@ def models_list(
                    f"code={(row['code_version'] or '?')[:12]}")
 
 
+SwitchUrlOption = Annotated[str | None, typer.Option(
+    help="gRPC address of a `medner serve` to switch at once (default: none; servers following the registry "
+         "converge by themselves).")]
+
+
 def _admin_key_or_exit(key_file: Path | None) -> str:
     from medner.triton_control import admin_key
 
@@ -72,7 +75,7 @@ def _admin_key_or_exit(key_file: Path | None) -> str:
 def models_promote(
     version: Annotated[int | None, typer.Argument(help="Challenger version (default: the newest).")] = None,
     repository: RepositoryLocationOption = str(DEFAULT_REPOSITORY),
-    url: UrlOption = DEFAULT_GRPC_URL,
+    url: SwitchUrlOption = None,
     margin: Annotated[float, typer.Option(help="Test entity F1 (0-1) the challenger must gain.")
                       ] = DEFAULT_PROMOTION_MARGIN,
     tolerance: Annotated[float, typer.Option(help="F1 difference counted as a tie, settled by speed.")
@@ -82,49 +85,59 @@ def models_promote(
                           ] = DEFAULT_UAT_MIN_F1,
     acceptance: Annotated[Path, typer.Option(help="Acceptance notes (JSONL: text and the expected entities).",
                                              exists=True, dir_okay=False)] = ACCEPTANCE_FILE,
-    gpu: GpuOption = False,
+    gpu: GpuOption = None,
     admin_key_file: AdminKeyFileOption = None,
 ) -> None:
-    """Gate a challenger against the champion (export gates, test F1, acceptance notes, smoke test on a throwaway
-    Triton) and, if it passes, serve it with no downtime; the champion stays for `medner models rollback`. Exit 1
-    if refused."""
+    """Gate a challenger against the recorded champion (export gates, test F1, acceptance notes, smoke test on a
+    throwaway Triton) and, if it passes, record it as the champion: every `medner serve` following the registry
+    switches to it with no downtime (--url's server at once). The first champion of a repository is promoted
+    this way too. The old champion stays for `medner models rollback`. Exit 1 if refused."""
     from medner.promotion import PromotionError, promote
     from medner.s3 import S3Unavailable, ServingConflict
+    from medner.triton_control import VersionLoadError
 
     try:
-        decision = promote(repository, url, _admin_key_or_exit(admin_key_file), version=version, margin=margin,
-                           tolerance=tolerance, gpu=gpu, keep_refused=keep_refused, uat_min_f1=uat_min_f1,
-                           acceptance=acceptance)
+        decision = promote(repository, url, _admin_key_or_exit(admin_key_file) if url else None, version=version,
+                           margin=margin, tolerance=tolerance, gpu=gpu, keep_refused=keep_refused,
+                           uat_min_f1=uat_min_f1, acceptance=acceptance)
     except PromotionError as err:
         fail(str(err), EXIT_USAGE)
-    except (ServingConflict, S3Unavailable) as err:
+    except (ServingConflict, S3Unavailable, VersionLoadError) as err:
         fail(str(err))
     for gate in decision.gates:
         typer.echo(f"  {gate.name:<8} {'pass' if gate.passed else 'FAIL'}  {gate.detail}")
     for note in decision.notes:
         typer.echo(f"  {note}")
     if not decision.promoted:
-        fail(f"refused v{decision.version}; v{decision.champion} keeps serving")
-    typer.secho(f"promoted v{decision.version} (was v{decision.champion}); `medner models rollback` undoes it",
-                fg="green")
+        fail(f"refused v{decision.version}; " + (f"v{decision.champion} keeps serving" if decision.champion is not None
+                                                 else "no champion is recorded"))
+    was = f"was v{decision.champion}" if decision.champion is not None else "the first champion"
+    typer.secho(f"promoted v{decision.version} ({was}){_where(url)}; `medner models rollback` undoes it", fg="green")
+
+
+def _where(url: str | None) -> str:
+    return f": {url} serves it, the other servers within their poll" if url else (
+        ": recorded; servers following the registry serve it within their poll")
 
 
 @models_app.command("rollback")
 def models_rollback(
     to: Annotated[int | None, typer.Option(help="Version to serve (default: the one the champion replaced).")] = None,
     repository: RepositoryLocationOption = str(DEFAULT_REPOSITORY),
-    url: UrlOption = DEFAULT_GRPC_URL,
-    gpu: GpuOption = False,
+    url: SwitchUrlOption = None,
+    gpu: GpuOption = None,
     admin_key_file: AdminKeyFileOption = None,
 ) -> None:
-    """Serve the previous champion again, with no downtime."""
+    """Record the previous champion (or --to) as the champion again: servers switch back with no downtime."""
     from medner.promotion import PromotionError, rollback
     from medner.s3 import S3Unavailable, ServingConflict
+    from medner.triton_control import VersionLoadError
 
     try:
-        entry = rollback(repository, url, _admin_key_or_exit(admin_key_file), to=to, gpu=gpu)
+        entry = rollback(repository, url, _admin_key_or_exit(admin_key_file) if url else None, to=to, gpu=gpu)
     except PromotionError as err:
         fail(str(err), EXIT_USAGE)
-    except (ServingConflict, S3Unavailable) as err:
+    except (ServingConflict, S3Unavailable, VersionLoadError) as err:
         fail(str(err))
-    typer.secho(f"rolled back to v{entry['version']} (was v{entry['champion']}); {entry['notes'][0]}", fg="green")
+    typer.secho(f"rolled back to v{entry['version']} (was v{entry['champion']}){_where(url)}; {entry['notes'][0]}",
+                fg="green")

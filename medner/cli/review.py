@@ -72,6 +72,20 @@ def review_add_reviewer(name: Annotated[str, typer.Argument(help="The reviewer's
     typer.echo(token)
 
 
+@review_app.command("revoke-reviewer")
+def review_revoke_reviewer(name: Annotated[str, typer.Argument(help="The reviewer's name.")], db: DbOption = None
+                           ) -> None:
+    """Revoke a reviewer: their token stops working and every session they hold ends at its next request."""
+    from review.service import ReviewError, revoke_reviewer
+
+    try:
+        with _store(db).session() as session:
+            revoke_reviewer(session, name)
+    except ReviewError as err:
+        fail(str(err))
+    typer.echo(f"revoked {name.strip()}: their token and sessions no longer work")
+
+
 @review_app.command("serve")
 def review_serve(
     db: DbOption = None,

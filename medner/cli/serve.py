@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from medner import config
-from medner.cli._app import DEFAULT_REPOSITORY, RepositoryLocationOption, app, fail
+from medner.cli._app import DEFAULT_REPOSITORY, EXIT_USAGE, RepositoryLocationOption, app, fail
 
 
 @app.command()
@@ -19,7 +19,8 @@ def serve(
     http_port: int = 8000,
     metrics_port: int = 8002,
     gpu: Annotated[bool, typer.Option(help="Use the GPU configurations (configs/gpu.pbtxt).")] = False,
-    log_file: Annotated[Path | None, typer.Option(help="Server log (default: none).")] = None,
+    log_file: Annotated[str, typer.Option(help="Triton's log: a file, or - for standard output (kubectl logs).")
+                        ] = "-",
     admin_key_file: Annotated[Path | None, typer.Option(
         help="File holding the admin key (default: $MEDNER_ADMIN_KEY, else ~/.cache/medner/admin-key, created "
              "with a random key). Loading/unloading models and other administrative endpoints need it.")] = None,
@@ -28,12 +29,23 @@ def serve(
         "to this folder or s3://bucket/prefix (default: off).")] = None,
     profile_window: Annotated[float, typer.Option(help="Profile window length in seconds.")
                               ] = config.DEFAULT_PROFILE_WINDOW_SECONDS,
+    follow: Annotated[bool, typer.Option(help="Follow the registry: poll serving.json and serve the champion it "
+                                              "records (promotion and rollback reach this server by themselves).")
+                      ] = True,
+    follow_seconds: Annotated[float, typer.Option(help="Seconds between two reads of serving.json.")
+                              ] = config.DEFAULT_FOLLOW_SECONDS,
+    start_timeout: Annotated[float, typer.Option(help="Seconds to wait for Triton to be ready (loading from S3 "
+                                                     "on a cold node is slow).")] = 600.0,
+    triton_arg: Annotated[list[str] | None, typer.Option(
+        help="Pass a flag to tritonserver as is, e.g. --triton-arg=--grpc-use-ssl=true (repeatable).")] = None,
 ) -> None:
-    """Run Triton Inference Server on the repository until SIGINT/SIGTERM."""
+    """Run Triton Inference Server on the repository's recorded champion until SIGINT/SIGTERM, following the
+    registry. Read only: it never writes the repository."""
     import signal
     import threading
 
-    from medner.registry import serving_folder
+    from medner.follow import Follower
+    from medner.registry import NoChampion, serving_folder
     from medner.s3 import S3Unavailable
     from medner.triton import TritonError, TritonServer
     from medner.triton_control import admin_key
@@ -42,20 +54,27 @@ def serve(
         folder, champion, source = serving_folder(repository)  # what serves: the recorded champion
     except S3Unavailable as err:
         fail(str(err))
+    except NoChampion as err:
+        fail(str(err), EXIT_USAGE)
+    key = admin_key(admin_key_file)
     server = TritonServer(folder, host, grpc_port, http_port, metrics_port, gpu=gpu, log_file=log_file,
-                          admin_key=admin_key(admin_key_file), profile_dir=profile_dir,
-                          profile_window_seconds=profile_window, version=champion, source=source)
+                          admin_key=key, profile_dir=profile_dir, profile_window_seconds=profile_window,
+                          version=champion, source=source, extra_args=list(triton_arg or []))
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     try:
-        server.start()
+        server.start(timeout=start_timeout)
     except TritonError as err:
         fail(str(err))
     typer.echo(f"Triton ready ({repository} v{champion}): gRPC {server.grpc_url}, HTTP {host}:{http_port}, "
                f"metrics {host}:{metrics_port}"
                f"{' (GPU configs)' if gpu else ''}{f'; profiles to {profile_dir}' if profile_dir else ''}"
-               "; Ctrl-C stops it")
+               f"{f'; following the registry every {follow_seconds:g} s' if follow else ''}; Ctrl-C stops it")
+    if follow:
+        follower = Follower(str(repository), server.grpc_url, key, champion, gpu=gpu, interval=follow_seconds,
+                            report=typer.echo)
+        threading.Thread(target=follower.run, args=(stop,), name="medner-follow", daemon=True).start()
     while not stop.wait(1.0):
         if server.process is not None and server.process.poll() is not None:
             fail(f"tritonserver exited with code {server.process.returncode}")

@@ -109,10 +109,18 @@ def ort_session(onnx_path: Path, threads: int = 1, spinning: bool = True, provid
     return ort.InferenceSession(str(onnx_path), options, providers=providers or ["CPUExecutionProvider"])
 
 
-def ort_encoder(onnx_path: Path, threads: int = 1, spinning: bool = True, providers: list[Any] | None = None
-                ) -> Encoder:
-    """An encoder function ``(windows, seq) -> (windows, seq, tags)`` over an exported model."""
+def ort_encoder(onnx_path: Path, threads: int = 1, spinning: bool = True, providers: list[Any] | None = None,
+                require_gpu: bool = False) -> Encoder:
+    """An encoder function ``(windows, seq) -> (windows, seq, tags)`` over an exported model. ``require_gpu``:
+    raise RuntimeError unless a GPU provider is active in the session, as created (ONNX Runtime falls back to the
+    CPU silently when a listed GPU provider cannot load: missing CUDA or TensorRT libraries, no device)."""
     session = ort_session(onnx_path, threads, spinning, providers)
+    if require_gpu and not set(session.get_providers()) & set(GPU_PROVIDERS):
+        import onnxruntime as ort
+
+        raise RuntimeError(f"a GPU was asked for and no GPU execution provider works here: the session runs on "
+                           f"{session.get_providers()} (this onnxruntime has {ort.get_available_providers()}; "
+                           "install onnxruntime-gpu matching the CUDA/TensorRT libraries, or serve the CPU configs)")
 
     def encode(input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
         feeds = {"input_ids": input_ids[:, None, :], "attention_mask": attention_mask[:, None, :]}

@@ -17,6 +17,7 @@ sys.path[:0] = [p for p in os.environ.get("MEDNER_SITE_PACKAGES", "").split(os.p
 import numpy as np  # noqa: E402
 import triton_python_backend_utils as pb_utils  # noqa: E402
 
+from medner.config import SERVED_VERSION_METRIC  # noqa: E402
 from medner.groups import request_groups  # noqa: E402
 from medner.inference import NerPipeline, gather_notes  # noqa: E402
 from medner.triton import model_parameters  # noqa: E402
@@ -31,6 +32,14 @@ class TritonPythonModel:
         # $MEDNER_PROFILE_DIR set: every sentence's features go into rolling whylogs profiles (numbers, no text)
         self.profiler = profiler_from_env(args["model_name"])
         self.tag_with_features = FeatureTagger(self.pipeline) if self.profiler is not None else None
+        # the version this replica serves, on Triton's own metrics endpoint (one series per model instance, gone
+        # when the version unloads): deploy/prometheus/medner-rules.yml alerts when replicas disagree
+        self.version_family = pb_utils.MetricFamily(name=SERVED_VERSION_METRIC, kind=pb_utils.MetricFamily.GAUGE,
+                                                    description="The model version this server serves.")
+        self.version_metric = self.version_family.Metric(labels={
+            "model": args["model_name"], "version": args["model_version"],
+            "model_instance": args["model_instance_name"]})
+        self.version_metric.set(float(args["model_version"]))
 
     def execute(self, requests):
         texts = [pb_utils.get_input_tensor_by_name(r, "TEXT").as_numpy().reshape(-1) for r in requests]
@@ -74,3 +83,5 @@ class TritonPythonModel:
     def finalize(self):
         if self.profiler is not None:  # write the open window too: nothing profiled is lost on shutdown
             self.profiler.close()
+        del self.version_metric  # before its family (the python backend's rule)
+        del self.version_family

@@ -2,9 +2,9 @@
 
 The windows of every request in a dynamic batch are encoded together, in micro-batches of similar
 length (medner.inference.encode_sorted), then handed back request by request. With the parameter
-``device: gpu`` (configs/gpu.pbtxt) the session runs on ONNX Runtime's TensorRT or CUDA provider where the
-installed onnxruntime has one (medner.inference.gpu_providers), on the instance's GPU; the same code on the CPU
-provider elsewhere.
+``device: gpu`` (configs/gpu.pbtxt) the session runs on ONNX Runtime's TensorRT or CUDA provider
+(medner.inference.gpu_providers), on the instance's GPU, and the load fails when neither works there (a GPU
+server silently on the CPU would pass its readiness probe); the CPU provider otherwise.
 """
 
 import json
@@ -25,15 +25,13 @@ class TritonPythonModel:
     def initialize(self, args):
         params = model_parameters(args)
         version_dir = os.path.join(args["model_repository"], args["model_version"])
-        providers = None
-        if params.get("device") == "gpu":
-            providers = gpu_providers(int(args.get("model_instance_device_id") or 0),
-                                      params.get("fp16", "true") == "true", params.get("engine_cache", ""))
-            if len(providers) == 1:  # CPU alone: say so, the operator asked for a GPU
-                pb_utils.Logger.log_warn(f"{args['model_name']}: this onnxruntime has no GPU execution provider "
-                                         "(install onnxruntime-gpu): the encoder runs on the CPU")
+        gpu = params.get("device") == "gpu"
+        providers = (gpu_providers(int(args.get("model_instance_device_id") or 0), params.get("fp16", "true") == "true",
+                                   params.get("engine_cache", "")) if gpu else None)
+        # asked for a GPU: the load fails (the model is not ready) unless a GPU provider runs the session
         self.encode = ort_encoder(os.path.join(version_dir, params.get("model_file", "model.onnx")),
-                                  int(params.get("threads", 1)), params.get("spinning", "true") == "true", providers)
+                                  int(params.get("threads", 1)), params.get("spinning", "true") == "true", providers,
+                                  require_gpu=gpu)
         self.micro_batch = int(params.get("micro_batch", DEFAULT_MICRO_BATCH))
         logits = pb_utils.get_output_config_by_name(json.loads(args["model_config"]), "logits")
         self.tags = int(logits["dims"][-1])  # the tag set the config declares (medner.labels.BIO_TAGS)

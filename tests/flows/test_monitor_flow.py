@@ -83,6 +83,8 @@ def test_a_quality_drop_from_reviews_calls_for_reexperiment(flow_runner, tmp_pat
     assert (result["quality"]["level"], result["quality"]["entity_f1"], result["quality"]["sentences"]) == (
         "critical", 0.6, 10)
     assert (result["decision"]["action"], result["decision"]["flow"]) == ("reexperiment", "ExperimentFlow")
+    # made for this run's window, which names the flow it starts (a retried act starts it once)
+    assert result["decision"]["window_end"] == result["drift"]["window_end"] is not None
 
 
 def test_by_group_judges_each_group_in_the_card_and_records_the_verdicts(flow_runner, tmp_path: Path) -> None:

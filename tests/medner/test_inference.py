@@ -15,11 +15,14 @@ from medner.inference import (
     WordPieceTokenizer,
     extract,
     gather_notes,
+    gpu_providers,
+    ort_encoder,
     predict_sentences,
     sentence_log_probs,
     tokenize_notes,
     torch_encoder,
 )
+from medner.inference.encoders import GPU_PROVIDERS
 from medner.model_io import load_model
 
 
@@ -214,3 +217,35 @@ def test_a_note_s_uncertainty_is_its_least_sure_word_tagged_or_not() -> None:
     confident_entity_doubtful_o = DecodedNote(["D", "O", "O"], np.array([0.97, 0.55, 0.99]), [])
     assert confident_entity_doubtful_o.uncertainty == pytest.approx(0.45)
     assert DecodedNote([], np.array([]), []).uncertainty == 0.0
+
+
+def test_an_encoder_asked_for_a_gpu_fails_loudly_where_none_works(exported_repository: Path) -> None:
+    """The GPU configs' encoder (ner_encoder/model.py, device gpu) must not run on the CPU unnoticed: on this
+    machine's CPU-only onnxruntime the session it creates runs no GPU provider, so creating it fails; asked for the
+    CPU, the same graph encodes."""
+    import onnxruntime as ort
+
+    onnx = exported_repository / "ner_encoder" / "1" / "model.onnx"
+    assert not set(ort.get_available_providers()) & set(GPU_PROVIDERS)  # the premise: no GPU provider here
+    with pytest.raises(RuntimeError, match="a GPU was asked for and no GPU execution provider works here"):
+        ort_encoder(onnx, providers=gpu_providers(), require_gpu=True)
+    ids = np.ones((1, 8), dtype=np.int64)
+    assert ort_encoder(onnx, providers=gpu_providers())(ids, ids).shape[:2] == (1, 8)
+
+
+def test_the_serving_path_runs_without_the_training_set(exported_repository: Path) -> None:
+    """The serving image installs medner[serve] only (deploy/Dockerfile): what `medner serve` and the served models
+    import must work with torch, transformers, Metaflow, scikit-learn and matplotlib absent."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys\n"
+        "for name in ('torch', 'transformers', 'metaflow', 'sklearn', 'matplotlib'): sys.modules[name] = None\n"
+        "import medner.cli.serve, medner.follow, medner.triton, medner.promotion, monitoring.features, "
+        "monitoring.profiles\n"
+        "from medner.inference import NerPipeline\n"
+        f"pipeline = NerPipeline({str(exported_repository / 'ner' / '1')!r}, {{}})\n"
+        "print(len(pipeline.decoded(['Asthma was treated with inhaled steroids.'])[1]))\n")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0 and result.stdout.strip() == "1", result.stderr[-2000:]

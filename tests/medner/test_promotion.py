@@ -33,6 +33,7 @@ from tests.serve import (
     ADMIN_KEY,
     assert_admin_endpoints_need_the_key,
     listening_addresses,
+    read_until,
     served_parts,
     start_medner_serve,
 )
@@ -131,7 +132,7 @@ def test_serve_a_bucket_and_promote_and_roll_back_there_under_load(repository: P
     url = f"127.0.0.1:{grpc_port}"
     where = ["--repository", URL, "--url", url]
     try:
-        assert f"Triton ready ({URL} v1)" in process.stdout.readline()
+        assert f"Triton ready ({URL} v1)" in read_until(process, "Triton ready")[-1]
         with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/v2/models/ner/ready", timeout=5) as response:
             assert response.status == 200
         for port in (grpc_port, http_port, metrics_port):
@@ -193,6 +194,85 @@ def test_serve_a_bucket_and_promote_and_roll_back_there_under_load(repository: P
     record = on_bucket(bucket)[0]
     assert record["version"] == 1 and record["previous"] == []
     assert [h["action"] for h in record["history"]] == ["refuse", "refuse", "refuse", "promote", "rollback"]
+
+
+def served_version_gauge(metrics_port: int) -> dict[str, int]:
+    """``medner_served_version`` on a server's Triton metrics endpoint, as the divergence rule reads it: model ->
+    the newest version its instances report (a retiring version reports until its instances finish)."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10) as response:
+        lines = response.read().decode().splitlines()
+    found: dict[str, int] = {}
+    for line in lines:
+        if line.startswith("medner_served_version{"):
+            model = line.split('model="', 1)[1].split('"', 1)[0]
+            found[model] = max(found.get(model, 0), int(float(line.rsplit(" ", 1)[1])))
+    return found
+
+
+def test_two_servers_follow_the_registry_through_promotion_rollback_and_a_broken_record(
+        repository: Path, bucket: str) -> None:
+    """The fleet: two `medner serve` (following the registry, as by default) on one bucket under client load. A
+    promotion through one of them switches it at once and the other within its poll; a rollback without --url is
+    a record write both follow; a record naming a version that does not load (written by hand, past the gates)
+    leaves both on the version they served, saying so. Every replica reports its served version as a gauge; no
+    request fails."""
+    notes = NOTES[:3]
+    expected = [[(e["label"], e["start"], e["end"]) for e in a]
+                for a in LocalNerModel(repository, version=1, threads=1).extract(notes)]
+    servers = [start_medner_serve(URL, "--follow-seconds", "1") for _ in range(2)]
+    (a, ports_a), (b, ports_b) = servers
+    url_a, url_b = (f"127.0.0.1:{ports[0]}" for _, ports in servers)
+    cli = CliRunner()
+    try:
+        for process, _ in servers:
+            read_until(process, "Triton ready")
+        assert [served_version_gauge(ports[2]) for _, ports in servers] == [{"ner": 1, "ner_int8": 1}] * 2
+        with ClientLoad(url_a, notes, expected) as load_a, ClientLoad(url_b, notes, expected) as load_b:
+            promoted = cli.invoke(app, ["models", "promote", "2", "--repository", URL, "--url", url_a,
+                                        "--uat-min-f1", "0"])
+            assert promoted.exit_code == 0, promoted.output
+            assert f"{url_a} serves it" in promoted.stdout
+            assert loaded_versions(url_a, ADMIN_KEY) == {"ner": [2], "ner_int8": [2]}  # at once
+            read_until(b, "follow: now serving v2 (was v1)")  # within its poll
+            assert loaded_versions(url_b, ADMIN_KEY) == {"ner": [2], "ner_int8": [2]}
+            assert [served_version_gauge(ports[2]) for _, ports in servers] == [{"ner": 2, "ner_int8": 2}] * 2
+
+            rolled = cli.invoke(app, ["models", "rollback", "--repository", URL])  # no server: the record alone
+            assert rolled.exit_code == 0 and "recorded; servers following the registry" in rolled.stdout, rolled.output
+            for process, _ in servers:
+                read_until(process, "follow: now serving v1 (was v2)")
+            assert [loaded_versions(url, ADMIN_KEY) for url in (url_a, url_b)] == [{"ner": [1], "ner_int8": [1]}] * 2
+
+            with opened(URL) as mirror:  # by hand, past the gates: v3's INT8 graph is corrupt
+                record = json.loads((mirror / "serving.json").read_text())
+                write_serving_record(mirror, {**record, "version": 3})
+            for process, _ in servers:
+                refused = read_until(process, "follow: v3 did not load")[-1]
+                assert "back on v1" in refused, refused
+            assert [loaded_versions(url, ADMIN_KEY) for url in (url_a, url_b)] == [{"ner": [1], "ner_int8": [1]}] * 2
+            assert [served_version_gauge(ports[2]) for _, ports in servers] == [{"ner": 1, "ner_int8": 1}] * 2
+        for process, _ in servers:
+            process.send_signal(signal.SIGTERM)
+            assert process.wait() == 0
+    finally:
+        for process, _ in servers:
+            if process.poll() is None:
+                process.terminate()
+                process.wait(60)
+    for run in (load_a, load_b):
+        assert run.sent > 0 and run.failed == 0 and run.wrong == 0, vars(run)
+
+
+def test_the_first_champion_is_an_explicit_gated_promotion(exported_repository: Path, tmp_path: Path) -> None:
+    """A repository nobody promoted yet: `medner models promote` without a server runs every gate and writes the
+    record that servers start from (what `make demo` does after exporting)."""
+    repository = served_parts(exported_repository, tmp_path / "repository")
+    result = CliRunner().invoke(app, ["models", "promote", "--repository", str(repository), "--uat-min-f1", "0"])
+    assert result.exit_code == 0, result.output
+    assert "promoted v1 (the first champion): recorded; servers following the registry serve it" in result.stdout
+    record = json.loads((repository / "serving.json").read_text())
+    assert record["version"] == 1 and record["previous"] == []
+    assert [g["name"] for g in record["history"][0]["gates"]] == ["export", "quality", "uat", "smoke"]
 
 
 def test_listing_and_in_process_extraction_follow_the_champion(repository: Path) -> None:

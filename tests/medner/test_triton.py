@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.serve import start_medner_serve
+from medner.registry import write_serving_record
+from tests.serve import read_until, served_parts, start_medner_serve
 
 pytestmark = pytest.mark.slow
 
@@ -22,12 +23,27 @@ def tritonserver_pid(grpc_port: int) -> int:
     return pid
 
 
-def test_tritonserver_does_not_outlive_a_killed_medner_serve(exported_repository: Path) -> None:
+def test_a_repository_without_a_champion_is_not_served_and_not_written(exported_repository: Path,
+                                                                      tmp_path: Path) -> None:
+    """No serving.json: `medner serve` names the command that promotes a first champion (gated) and writes
+    nothing; the newest version is never served ungated."""
+    repository = served_parts(exported_repository, tmp_path / "repository")
+    process, _ = start_medner_serve(repository)
+    output, _ = process.communicate(timeout=120)
+    assert process.returncode == 2, output
+    assert "has no champion recorded in serving.json: promote one (gated) with `medner models promote 1" in output
+    assert not (repository / "serving.json").exists()
+
+
+def test_tritonserver_does_not_outlive_a_killed_medner_serve(exported_repository: Path, tmp_path: Path) -> None:
     import select
 
-    process, (grpc_port, _, _) = start_medner_serve(exported_repository)
+    repository = served_parts(exported_repository, tmp_path / "repository")
+    write_serving_record(repository, {"version": 1, "previous": [], "history": []})
+    process, (grpc_port, _, _) = start_medner_serve(repository)
     try:
-        assert "Triton ready" in process.stdout.readline()
+        before = read_until(process, "Triton ready")
+        assert any("Started GRPCInferenceService" in line for line in before)  # Triton's log: `kubectl logs`
         server = os.pidfd_open(tritonserver_pid(grpc_port))  # a handle that becomes readable when it exits
         try:
             process.kill()  # SIGKILL: `medner serve` cannot clean up; the parent-death signal must stop the server

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import threading
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
@@ -14,7 +15,7 @@ from typing import Any
 import pytest
 
 from monitoring.policy import DecisionLog, action_for, alert, quality_level, recent_trigger
-from monitoring.triggers import Started, act
+from monitoring.triggers import Started, act, execution_name
 
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 REPORT = {"level": "warning", "scores": {"oov_word_rate": 0.31, "chars": 0.12}, "window_start": "20261128T110000Z",
@@ -28,9 +29,11 @@ class RecordingBackend:
 
     def __init__(self) -> None:
         self.calls: list[tuple[str, dict]] = []
+        self.names: list[str | None] = []
 
-    def start(self, flow: str, parameters: Mapping[str, Any]) -> Started:
+    def start(self, flow: str, parameters: Mapping[str, Any], *, name: str | None = None) -> Started:
         self.calls.append((flow, dict(parameters)))
+        self.names.append(name)
         return Started(self.name, flow, f"{flow}/{len(self.calls)}", "successful")
 
 
@@ -81,14 +84,75 @@ def test_one_episode_triggers_one_run_and_escalation_still_triggers(tmp_path: Pa
 
 def test_failed_run_does_not_hold_the_cooldown(tmp_path: Path) -> None:
     class Failing(RecordingBackend):
-        def start(self, flow: str, parameters: Mapping[str, Any]) -> Started:
-            super().start(flow, parameters)
+        def start(self, flow: str, parameters: Mapping[str, Any], *, name: str | None = None) -> Started:
+            super().start(flow, parameters, name=name)
             return Started(self.name, flow, f"{flow}/{len(self.calls)}", "failed")
 
     backend = Failing()
     assert act(REPORT, backend, tmp_path / "log.jsonl", now=NOW)["status"] == "failed"
     assert act(REPORT, backend, tmp_path / "log.jsonl", now=NOW + timedelta(minutes=5))["status"] == "failed"
     assert len(backend.calls) == 2
+
+
+class Watching(RecordingBackend):
+    """Also tells how each start went (``outcomes``: target -> status, default running), like a real backend."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.outcomes: dict[str, str] = {}
+        self.asked: list[str] = []
+
+    def status(self, target: str) -> str:
+        self.asked.append(target)
+        if self.outcomes.get(target) == "unreachable":
+            raise ConnectionError("endpoint unreachable")
+        return self.outcomes.get(target, "RUNNING")
+
+
+def test_a_start_that_failed_later_holds_no_cooldown_and_the_log_says_so(tmp_path: Path) -> None:
+    backend, log = Watching(), DecisionLog(tmp_path / "log.jsonl")
+    first = act(REPORT, backend, log, now=NOW)
+    held = act(REPORT, backend, log, now=NOW + timedelta(hours=1))  # the first still runs: it holds the cooldown
+    backend.outcomes[first["target"]] = "ABORTED"
+    retriggered = act(REPORT, backend, log, now=NOW + timedelta(hours=2))
+    again = act(REPORT, backend, log, now=NOW + timedelta(hours=3))  # the new start holds it now
+    assert [d["status"] for d in (first, held, retriggered, again)] == [
+        "triggered", "deduplicated", "triggered", "deduplicated"]
+    assert held["deduplicated_by"] == first["target"] and again["deduplicated_by"] == retriggered["target"]
+    assert len(backend.calls) == 2 and backend.asked == [first["target"], first["target"], retriggered["target"]]
+    [seen] = [r for r in log.read() if r["status"] == "run-failed"]
+    assert (seen["target"], seen["run_status"], seen["flow"], seen["at"]) == (
+        first["target"], "ABORTED", "TrainFlow", "2026-11-28T14:00:00Z")
+    assert "ended ABORTED" in seen["reason"]
+    assert recent_trigger(log.read(), "warning", NOW + timedelta(hours=3))["target"] == retriggered["target"]
+
+
+def test_a_start_whose_state_cannot_be_told_still_holds_the_cooldown(tmp_path: Path) -> None:
+    backend, log = Watching(), DecisionLog(tmp_path / "log.jsonl")
+    first = act(REPORT, backend, log, now=NOW)
+    backend.outcomes[first["target"]] = "unreachable"
+    assert act(REPORT, backend, log, now=NOW + timedelta(hours=1))["status"] == "deduplicated"
+    other = Watching()  # a start made by another backend is not asked about
+    other.name = "elsewhere"
+    assert act(REPORT, other, log, now=NOW + timedelta(hours=2))["status"] == "deduplicated" and other.asked == []
+    assert act(REPORT, RecordingBackend(), log, now=NOW + timedelta(hours=3))["status"] == "deduplicated"  # no status
+    assert len(backend.calls) == 1 and not any(r["status"] == "run-failed" for r in log.read())
+
+
+def test_a_decision_for_a_window_starts_its_flow_under_the_same_name_each_time(tmp_path: Path) -> None:
+    backend = RecordingBackend()
+    for log in ("a.jsonl", "b.jsonl"):  # the same decision made twice (a retried act whose record was lost)
+        act(REPORT, backend, tmp_path / log, parameters={"TrainFlow": {"epochs": 2}}, now=NOW)
+    act({**REPORT, "window_end": "20261128T130000Z"}, backend, tmp_path / "c.jsonl", now=NOW)
+    act(REPORT, backend, tmp_path / "d.jsonl", parameters={"TrainFlow": {"epochs": 3}}, now=NOW)
+    first, again, next_window, other_parameters = backend.names
+    assert first == again and len({first, next_window, other_parameters}) == 3
+    assert first.startswith("TrainFlow-20261128T120000Z-") and all(
+        re.fullmatch(r"[A-Za-z0-9_-]{1,80}", name) for name in backend.names)
+    assert DecisionLog(tmp_path / "a.jsonl").read()[0]["execution_name"] == first
+    assert len(execution_name("F" * 200, "2026-11-28T12:00:00+00:00" * 4, {"x": 1})) <= 80
+    act({"level": "warning", "scores": {}}, backend, tmp_path / "e.jsonl", now=NOW)  # no window: the backend names it
+    assert backend.names[-1] is None
 
 
 def test_critical_alerts_in_the_log_and_to_a_webhook(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:

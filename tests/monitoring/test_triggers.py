@@ -20,6 +20,7 @@ from monitoring.triggers import (
     act,
     backend_options,
     closing_the_loop,
+    cooldown_holder,
     read_report,
 )
 from tests.aws import TEST_CREDENTIALS, aws, deploy, placeholder_state_machine
@@ -103,6 +104,87 @@ def test_cli_act_on_a_drift_report(moto_endpoint: str, tmp_path: Path, monkeypat
     assert execution["executionArn"] == started["target"]
     assert json.loads(json.loads(sfn.describe_execution(executionArn=started["target"])["input"])["Parameters"]) == {
         "epochs": 2}
+
+
+def test_a_decision_made_again_for_its_window_starts_one_execution(moto_endpoint: str, tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """A retried MonitorFlow act whose first attempt started the flow but recorded nothing (a fresh log each time):
+    the execution's name is the decision's, so AWS answers with the first execution, running or finished."""
+    for name, value in TEST_CREDENTIALS.items():
+        monkeypatch.setenv(name, value)
+    sfn = aws(moto_endpoint, "stepfunctions")
+    machine = placeholder_state_machine(moto_endpoint, "TrainFlow")
+    backend = StepFunctionsBackend(endpoint_url=moto_endpoint)
+    report = {"level": "warning", **WINDOW}
+    first = act(report, backend, tmp_path / "first.jsonl", now=NOW)
+    running = act(report, backend, tmp_path / "retry.jsonl", now=NOW)  # same name and input while it runs
+    [execution] = sfn.list_executions(stateMachineArn=machine)["executions"]
+    assert first["target"] == running["target"] == execution["executionArn"]
+    assert execution["name"] == first["execution_name"] and first["execution_name"].startswith(
+        "TrainFlow-20261128T120000Z-")
+    sfn.stop_execution(executionArn=first["target"])
+    finished = act(report, backend, tmp_path / "late.jsonl", now=NOW)  # AWS: ExecutionAlreadyExists
+    assert [e["executionArn"] for e in sfn.list_executions(stateMachineArn=machine)["executions"]] == [
+        first["target"]]
+    assert (finished["target"], finished["status"], finished["run_status"], finished["existing"]) == (
+        first["target"], "failed", "ABORTED", True)
+    nxt = act({**report, "window_end": "20261128T130000Z"}, backend, tmp_path / "next.jsonl", now=NOW)
+    assert nxt["target"] != first["target"] and len(sfn.list_executions(stateMachineArn=machine)["executions"]) == 2
+
+
+def test_an_aborted_execution_does_not_hold_the_cooldown(moto_endpoint: str, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in TEST_CREDENTIALS.items():
+        monkeypatch.setenv(name, value)
+    sfn = aws(moto_endpoint, "stepfunctions")
+    machine = placeholder_state_machine(moto_endpoint, "TrainFlow")
+    backend, log = StepFunctionsBackend(endpoint_url=moto_endpoint), DecisionLog(tmp_path / "decisions.jsonl")
+
+    def hour(n: int) -> dict:
+        end = (NOW + timedelta(hours=n)).strftime("%Y%m%dT%H%M%SZ")
+        return act({"level": "warning", "window_end": end}, backend, log, now=NOW + timedelta(hours=n))
+
+    first, running = hour(0), hour(1)
+    assert (first["status"], running["status"], running["deduplicated_by"]) == (
+        "triggered", "deduplicated", first["target"])
+    sfn.stop_execution(executionArn=first["target"])  # an operator aborts it (FAILED and TIMED_OUT read the same)
+    retriggered = hour(2)
+    assert retriggered["status"] == "triggered" and retriggered["target"] != first["target"]
+    assert [(r["status"], r.get("run_status")) for r in log.read()] == [
+        ("triggered", "RUNNING"), ("deduplicated", None), ("run-failed", "ABORTED"), ("triggered", "RUNNING")]
+    assert log.read()[2]["target"] == first["target"]
+    assert hour(3)["deduplicated_by"] == retriggered["target"]  # the new execution runs: it holds the cooldown
+    assert len(sfn.list_executions(stateMachineArn=machine)["executions"]) == 2
+
+
+@pytest.mark.slow
+def test_local_runs_carry_the_decision_s_name_and_are_read_back(tiny_corpus: Path, tmp_path: Path) -> None:
+    """The local backend tags a run with the decision's name (made again, the decision finds that run) and tells
+    its state by the Metaflow client; a start recorded as triggered whose run the client reads as failed holds no
+    cooldown."""
+    env = local_env(tmp_path / "metaflow", tiny_corpus)
+    backend = LocalBackend(env=env, cwd=tmp_path)
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    for name, text in (("train_sent", "a\n"), ("train_label", "DX\n"), ("test_sent", "c\n"), ("test_label", "O\n")):
+        (bad / name).write_text(text)
+    failed = backend.start("DataFlow", {"data-dir": str(bad)}, name="DataFlow-20261128T120000Z-0a1b2c3d")
+    done = backend.start("DataFlow", {})
+    assert (failed.status, done.status) == ("failed", "successful")
+    assert [backend.status(run.target) for run in (failed, done)] == ["failed", "successful"]
+    assert backend.status("DataFlow/404") == "unknown"
+    tags = client(tmp_path, env).client(f"result = sorted(Run({failed.target!r}).user_tags)")
+    assert "medner_decision:DataFlow-20261128T120000Z-0a1b2c3d" in tags
+    again = backend.start("DataFlow", {"data-dir": str(bad)}, name="DataFlow-20261128T120000Z-0a1b2c3d")
+    assert (again.target, again.status, again.existing) == (failed.target, "failed", True)  # not run twice
+    assert client(tmp_path, env).client("result = len(list(Flow('DataFlow')))") == 2
+
+    log = DecisionLog(tmp_path / "decisions.jsonl")
+    for run in (done, failed):  # as a writer that records before its run ends would: the failed one is the latest
+        log.append({"at": "2026-11-28T12:00:00Z", "level": "warning", "action": "retrain", "flow": "TrainFlow",
+                    "backend": "local", "target": run.target, "status": "triggered"})
+    assert cooldown_holder(log, backend, "warning", NOW + timedelta(hours=1))["target"] == done.target
+    assert [(r["status"], r["target"]) for r in log.read()[2:]] == [("run-failed", failed.target)]
 
 
 def test_a_report_that_is_not_json_names_its_file_and_line(tmp_path: Path) -> None:

@@ -1,5 +1,6 @@
-"""The review app over HTTP, served by `medner review serve`: sign-in, CSRF, the note page, stale forms, the
-JSON API, and what a bad request gets back (a clear error, never the note's text)."""
+"""The review app over HTTP, served by `medner review serve`: sign-in, CSRF, sessions that end on sign-out and
+revocation, the note page, stale forms, the JSON API, and what a bad request gets back (a clear error, never the
+note's text)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from review.queue import add_notes
-from review.store import Store
+from review.service import revoke_reviewer
+from review.store import QUEUED, Note, Store
 from tests.review.server import medner, review_server
 
 MARKER = "Zqxmarker7731"
@@ -40,8 +42,8 @@ class Browser:
     """A cookie-keeping HTTP client that reports status and body instead of raising on 4xx."""
 
     def __init__(self, address: str):
-        self.address = address
-        self.opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
+        self.address, self.cookies = address, http.cookiejar.CookieJar()
+        self.opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(self.cookies))
 
     def request(self, path: str, form: dict | None = None, json_body: dict | None = None,
                 token: str | None = None) -> tuple[int, str, str]:
@@ -62,6 +64,27 @@ class Browser:
     def csrf(self, page: str) -> str:
         return re.search(r'name="csrf" value="([^"]+)"', page).group(1)
 
+    def sign_in(self, token: str) -> str:
+        """Sign in through the form; the note page it lands on."""
+        status, url, page = self.request("/login", form={"token": token, "csrf": self.csrf(self.request("/login")[2])})
+        assert status == 200 and url == self.address + "/", (status, url)
+        return page
+
+    def copy(self) -> Browser:
+        """Another client holding this one's cookies as they are now: a copied session cookie."""
+        other = Browser(self.address)
+        for cookie in self.cookies:
+            other.cookies.set_cookie(cookie)
+        return other
+
+
+def note_status(db: str, note_id: int) -> str:
+    store = Store(db)
+    with store.session() as session:
+        status = session.get(Note, note_id).status
+    store.close()
+    return status
+
 
 def test_pages_need_sign_in_and_forms_need_their_csrf_token(served) -> None:
     address, token, _ = served
@@ -77,6 +100,46 @@ def test_pages_need_sign_in_and_forms_need_their_csrf_token(served) -> None:
     forged = {"csrf": "forged", "revision": note["revision"], "entities": "[]"}
     status, _, page = browser.request(f"/notes/{note['id']}", form=forged)
     assert status == 403 and "nothing was saved" in page
+
+
+def test_signing_out_ends_every_session_of_the_reviewer_copied_cookies_included(served) -> None:
+    address, token, db = served
+    ann = Browser(address)
+    page = ann.sign_in(token)
+    note = json.loads(re.search(r'id="note-data">(.*?)</script>', page, re.S).group(1))
+    copied, copied_form = ann.copy(), ann.copy()  # the cookie, copied from the browser while ann is signed in
+    status, url, _ = copied.request("/")
+    assert status == 200 and url == address + "/"  # a copy works as long as the session does
+    elsewhere = Browser(address)
+    elsewhere.sign_in(token)  # ann's second session, on another machine
+    status, url, _ = ann.request("/logout", form={"csrf": ann.csrf(page)})
+    assert status == 200 and url == address + "/login"
+    # the copy's first request after the sign-out is a form with the session's own CSRF token: refused, not saved
+    status, url, answer = copied_form.request(f"/notes/{note['id']}", form={
+        "csrf": ann.csrf(page), "revision": note["revision"], "entities": "[]"})
+    assert url == address + "/login" and "Sign in" in answer and note_status(db, note["id"]) == QUEUED
+    for client in (copied, elsewhere, ann):
+        status, url, answer = client.request("/")
+        assert status == 200 and url == address + "/login" and "Sign in" in answer
+    assert "ann" in Browser(address).sign_in(token)  # signing in again starts a session that works
+
+
+def test_a_reviewer_revoked_while_signed_in_is_signed_out_at_the_next_request(served) -> None:
+    address, token, db = served
+    ann = Browser(address)
+    page = ann.sign_in(token)
+    note = json.loads(re.search(r'id="note-data">(.*?)</script>', page, re.S).group(1))
+    store = Store(db)
+    with store.session() as session:  # committed before the next request is sent
+        revoke_reviewer(session, "ann")
+    store.close()
+    status, url, answer = ann.request(f"/notes/{note['id']}", form={
+        "csrf": ann.csrf(page), "revision": note["revision"], "entities": "[]"})
+    assert url == address + "/login" and "Sign in" in answer and note_status(db, note["id"]) == QUEUED
+    status, url, answer = ann.request("/")
+    assert status == 200 and url == address + "/login"
+    assert ann.request("/login", form={"token": token, "csrf": ann.csrf(answer)})[0] == 401
+    assert ann.request("/api/next", token=token)[0] == 401
 
 
 def test_a_stale_form_is_refused_with_a_message_and_nothing_is_overwritten(served) -> None:

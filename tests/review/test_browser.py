@@ -1,6 +1,7 @@
 """The review page in a real headless Chromium (Debian's ``chromium`` and ``chromium-driver``, which `make test`
 installs with apt-get), driven by Selenium: sign in, see the highlighted entities, delete one, change one's type,
-add one by selecting text and pressing a key, submit; the export holds exactly the spans the reviewer left.
+add one by selecting text and pressing a key, submit; the export holds exactly the spans the reviewer left. Markup
+in the model's labels or in a note is shown as text, never parsed as HTML.
 
 ``MEDNER_REVIEW_SCREENSHOT=docs/images/review-app.png`` also writes the page's screenshot there (the README's)."""
 
@@ -112,6 +113,34 @@ def test_a_reviewer_corrects_a_note_in_the_browser_and_the_export_has_their_span
     assert by_text[NOTE] == [span(NOTE, "severe asthma", "D"), span(NOTE, "inhaled steroids", "T"),
                              span(NOTE, "surgery", "T"), span(NOTE, "pneumonia", "D")]
     assert exported["notes"] == 2
+
+
+def test_markup_in_the_model_s_labels_and_the_note_is_shown_as_text_never_parsed(chrome, tmp_path: Path) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    markup = "<img src=x onerror=window.pwned=1>"
+    note = f"Fever {markup} was treated with rest ."
+    db = f"sqlite:///{tmp_path / 'review.db'}"
+    store = Store(db)
+    with store.session() as session:  # a label from a misbehaving model server, and markup in the note itself
+        add_notes(session, [("ward:1", note)], [[span(note, "Fever", markup, 0.4), span(note, "<img src=x", "T", 0.6)]],
+                  model="ner", model_version=1, random_share=0.0)
+    store.close()
+    ann = medner("review", "add-reviewer", "ann", "--db", db)
+    wait = WebDriverWait(chrome, 60)
+    with review_server(db) as address:
+        chrome.get(address + "/")
+        wait.until(expected_conditions.presence_of_element_located((By.ID, "token"))).send_keys(ann)
+        chrome.find_element(By.ID, "sign-in").click()
+        wait.until(expected_conditions.presence_of_element_located((By.CSS_SELECTOR, "#entities tbody tr")))
+        rows = [[cell.text for cell in row.find_elements(By.TAG_NAME, "td")[:2]]
+                for row in chrome.find_elements(By.CSS_SELECTOR, "#entities tbody tr")]
+        assert rows == [[markup, "Fever"], ["T", "<img src=x"]]
+        assert chrome.find_element(By.ID, "note").text == note
+        assert len(chrome.find_elements(By.CSS_SELECTOR, "#entities i.swatch")) == 2
+        assert chrome.find_elements(By.TAG_NAME, "img") == [] and chrome.execute_script("return window.pwned") is None
 
 
 def medner_api_review(address: str, token: str) -> None:

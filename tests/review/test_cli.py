@@ -65,6 +65,23 @@ def test_reviewer_tokens_are_shown_once_and_stored_hashed(tmp_path: Path) -> Non
     assert token not in reviewer.token_sha256 and len(reviewer.token_sha256) == 64
 
 
+def test_a_revoked_reviewer_s_token_no_longer_signs_in(tmp_path: Path) -> None:
+    from review.service import reviewer_for_token
+
+    db = f"sqlite:///{tmp_path / 'review.db'}"
+    token = runner.invoke(app, ["review", "add-reviewer", "ann", "--db", db]).stdout.strip()
+    revoked = runner.invoke(app, ["review", "revoke-reviewer", "ann", "--db", db])
+    assert revoked.exit_code == 0 and "revoked ann" in revoked.stdout, revoked.output
+    unknown = runner.invoke(app, ["review", "revoke-reviewer", "bob", "--db", db])
+    assert unknown.exit_code == 1 and "no reviewer 'bob'" in unknown.stderr
+    store = Store(db)
+    with store.session() as session:
+        assert reviewer_for_token(session, token) is None
+        [reviewer] = session.scalars(select(Reviewer)).all()
+        assert reviewer.session_generation == 1  # the sessions they held end too (tests/review/test_app.py)
+    store.close()
+
+
 def test_export_and_redact_from_the_command_line(tmp_path: Path) -> None:
     from review.queue import add_notes, next_note
     from review.service import add_reviewer, reviewer_for_token, submit_review
