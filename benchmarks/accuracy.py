@@ -84,16 +84,14 @@ def decoding_levers(model_files: dict[str, bytes], data: object, name: str, seed
     """The decoding levers, which need no retraining, measured on each run's own model: span edges learned from
     its train split, and dropping entities whose score (the served one: mean word confidence) is below a threshold
     chosen on dev. Keeps the model's log-probabilities for :func:`ensemble_metrics`."""
-    import tempfile
-
     import numpy as np
 
     from medner.decoding import SpanEdges
     from medner.inference import sentence_log_probs, torch_encoder
     from medner.model_io import files_to_dir, load_model
 
-    with tempfile.TemporaryDirectory() as tmp:
-        tokenizer, model = load_model(files_to_dir(model_files, tmp))
+    folder = model_dir(name, seed)  # kept: benchmarks/frontier.py serves a run's model by this folder
+    tokenizer, model = load_model(files_to_dir(model_files, folder))
     log_probs = {split: sentence_log_probs([s.tokens for s in getattr(data, split)], tokenizer, torch_encoder(model))
                  for split in ("dev", "test")}
     LOG_PROBS.mkdir(parents=True, exist_ok=True)
@@ -146,6 +144,13 @@ def _per_sentence(log_probs: Any, sentences: list) -> list:
     import numpy as np
 
     return np.split(log_probs, np.cumsum([len(s.tokens) for s in sentences])[:-1])
+
+
+def model_dir(name: str, seed: int) -> Path:
+    """Where a run of the ablation keeps its model: ``$MEDNER_CACHE_DIR/models/ablation-NAME-sSEED``."""
+    from medner.config import cache_dir
+
+    return cache_dir() / "models" / f"ablation-{name}-s{seed}"
 
 
 def ensemble_metrics(name: str, data: object) -> dict | None:

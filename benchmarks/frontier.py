@@ -39,6 +39,10 @@ FAMILIES = {
     "minilm": ("5ep-lr2e-4-ld0.8", "span edges"),  # TrainConfig's defaults: what TrainFlow trains
     "mpnet": ("mpnet-lr1e-4-bf16", "plain"),  # span edges cost MPNet accuracy (accuracy.md)
     "student": ("distill-w0.5-t2-c1", "span edges"),  # TrainConfig's distillation defaults
+    # MPNet's seed ensemble served as one model (--model mpnet-ensemble=RUN,RUN,RUN: one graph, every member inside)
+    "mpnet-ensemble": ("", "plain"),
+    "mpnet-self-distilled": ("mpnet-self-distill-ens", "plain"),  # MPNet taught by its seed ensemble
+    "student-of-ensemble": ("distill-ens-w0.5-t2-c1", "span edges"),  # MiniLM taught by MPNet's seed ensemble
 }
 VARIANTS = ("fp32", "int8-all-ops", "int8-matmul")  # int8-matmul: what export publishes (INT8_OP_TYPES)
 
@@ -125,7 +129,7 @@ def report() -> None:
 
     rows, table = [], []
     for family, (candidate_name, decoding) in FAMILIES.items():
-        candidate = candidates.get(candidate_name)
+        candidate = candidates.get(candidate_name) if candidate_name else None
         for variant in VARIANTS:
             measured = variants.get(f"{family}/{variant}")
             if measured is None:
@@ -139,7 +143,7 @@ def report() -> None:
             gate = "–" if variant == "fp32" else f"{'pass' if drop <= INT8_MAX_F1_DROP else 'FAIL'} ({-drop:+.4f})"
             table.append(f"| {family} {variant} | {seeds} | {test['entity_f1']:.4f} | {test['entity_f1_D']:.3f} / "
                          f"{test['entity_f1_T']:.3f} | {gate} | {rate:.0f} | {ratio(rate)} | {cost(rate)} |")
-        ensemble = ensembles.get(candidate_name)
+        ensemble = ensembles.get(candidate_name) if candidate_name else None
         single = variants.get(f"{family}/fp32")
         if ensemble and single:
             test = ensemble["span_edges"]["test"] if decoding == "span edges" else ensemble["test"]
@@ -161,7 +165,8 @@ def report() -> None:
         "(`export.gates.int8_gate`); export quantizes as `int8-matmul` does (`export.onnx_export.INT8_OP_TYPES`).",
         "",
         "Test F1 over seeds: mean ± sd over the ablation's runs of the family's candidate "
-        f"({', '.join(f'{f}: `{c}`' for f, (c, _) in FAMILIES.items())}; benchmarks/results/accuracy.md), decoded as "
+        f"({', '.join(f'{f}: `{c}`' for f, (c, _) in FAMILIES.items() if c)}; benchmarks/results/accuracy.md), "
+        "decoded as "
         "the family is served (" + ", ".join(f"{f}: {d}" for f, (_, d) in FAMILIES.items()) + "). The other "
         "columns are this run's: the one model named above per family, exported to ONNX and quantized here. "
         "Ensembles: the mean probabilities of the ablation's seeds (accuracy.md); their rate is the single model's "

@@ -45,7 +45,7 @@ def served_copy(repository: Path, work: Path, data_dir: str | None) -> Path:
     training vocabulary (from the corpus' train split) when the version was exported without one."""
     from medner.config import data_dir as resolve
     from medner.data import read_behealthy
-    from monitoring.features import VOCABULARY_FILE, write_vocabulary
+    from monitoring.vocabulary import VOCABULARY_FILE, write_vocabulary
 
     copy = one_model_repository(repository, work / "repository", ROOT)
     if not (copy / "ner" / "1" / VOCABULARY_FILE).exists():
@@ -100,8 +100,9 @@ def components(repository: Path, notes: list[str], profiles: Path) -> dict:
     from medner.inference import NerPipeline, extract_decoded
     from medner.triton_control import config_parameters
     from monitoring.estimation import Estimator
-    from monitoring.features import batch_features, read_vocabulary
+    from monitoring.features import batch_features
     from monitoring.profiles import RollingProfiler
+    from monitoring.vocabulary import read_vocabulary
 
     version = latest_version(repository / "ner")
     pipeline = NerPipeline(version, config_parameters(repository / "ner/config.pbtxt"), 1)

@@ -25,10 +25,11 @@ class ExportRefused(RuntimeError):
 
 
 def torch_reference(model_dir: Path) -> Encoder:
-    """The PyTorch model in ``model_dir`` as an encoder function (the reference for parity)."""
-    from transformers import AutoModelForTokenClassification
+    """The PyTorch model in ``model_dir`` (one, or a seed ensemble) as an encoder function (the reference for
+    parity)."""
+    from medner.model_io import load_tagger
 
-    return torch_encoder(AutoModelForTokenClassification.from_pretrained(model_dir))
+    return torch_encoder(load_tagger(model_dir))
 
 
 @dataclass

@@ -23,7 +23,6 @@ which is not what a served model sees.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import time
 import warnings
@@ -35,6 +34,7 @@ from export.gates import ExportRefused, int8_gate, parity_gate, torch_reference
 from medner.data import Sentence
 from medner.decoding import SPAN_EDGES_FILE, SpanEdges
 from medner.inference import Encoder, ort_encoder
+from medner.model_io import link_or_copy, load_tagger
 from medner.registry import code_version, serving_record
 from medner.spans import join_tokens
 
@@ -55,9 +55,8 @@ def export_onnx(model_dir: Path, onnx_path: Path) -> Path:
     The window axis lets one request carry a whole long note; the graph folds it into the batch.
     """
     import torch
-    from transformers import AutoModelForTokenClassification
 
-    model = AutoModelForTokenClassification.from_pretrained(model_dir).eval()
+    model = load_tagger(model_dir).eval()  # one model, or a seed ensemble's mean probabilities
 
     class WindowedLogits(torch.nn.Module):
         def __init__(self, inner: Any):
@@ -125,14 +124,6 @@ def install_configs(repository: Path) -> None:
                 shutil.copy2(item, destination)
 
 
-def link_or_copy(source: Path, target: Path) -> None:
-    """A hard link (no second copy of a large file on disk) or, across file systems, a copy."""
-    try:
-        os.link(source, target)
-    except OSError:
-        shutil.copy2(source, target)
-
-
 def package_versions() -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -157,9 +148,10 @@ def write_monitoring_reference(
     from datetime import UTC, datetime
 
     from monitoring.estimation import calibrate
-    from monitoring.features import note_features, read_vocabulary, write_vocabulary
+    from monitoring.features import note_features
     from monitoring.profile_store import write_view
     from monitoring.profiles import profile_rows
+    from monitoring.vocabulary import read_vocabulary, write_vocabulary
 
     notes = [join_tokens(s.tokens)[0] for s in sentences]
     for model, encoder in encoders.items():
@@ -169,7 +161,8 @@ def write_monitoring_reference(
         if calibration:
             try:
                 estimator = calibrate(calibration, tokenizer, encoder, decoder, edges,
-                                      source=f"{len(calibration)} held-out sentences")
+                                      source=f"{len(calibration)} held-out sentences",
+                                      vocabulary=read_vocabulary(staging / model))
                 estimator.save(staging / model)
             except ValueError as err:  # a model that predicts (almost) nothing: served, without an estimate
                 warnings.warn(f"{model}: no accuracy estimate: {err}", stacklevel=2)

@@ -119,12 +119,19 @@ def _model_from_run(pathspec: str, branch: str) -> StoredModel:
 
 def model_folder(source: str) -> Path:
     """A trained model as a folder: a folder as it is, or the model of a TrainFlow run / the challenger of an
-    ExperimentFlow run (``FlowName/run-id``), written once into ``$MEDNER_CACHE_DIR/models/``. A distillation
+    ExperimentFlow run (``FlowName/run-id``), written once into ``$MEDNER_CACHE_DIR/models/``; several separated by
+    commas: their seed ensemble (:func:`medner.model_io.write_ensemble`). A distillation
     teacher (TrainFlow's ``--teacher``) and the benchmarks' models are named this way."""
-    from medner.model_io import files_to_dir
+    from medner.model_io import ENSEMBLE_FILE, files_to_dir, write_ensemble
 
     if Path(source).is_dir():
         return Path(source)
+    names = [name.strip() for name in source.split(",") if name.strip()]
+    if len(names) > 1:  # a seed ensemble of these runs or folders: one folder, written once
+        folder = cache_dir() / "models" / "ensemble-{}".format("-".join(n.replace("/", "-") for n in names))
+        if not (folder / ENSEMBLE_FILE).is_file():
+            write_ensemble([model_folder(name) for name in names], folder, names)
+        return folder
     if source.count("/") != 1:
         raise ValueError(f"{source!r}: neither a model folder nor a run pathspec (FlowName/run-id)")
     folder = cache_dir() / "models" / source.replace("/", "-")
@@ -133,21 +140,51 @@ def model_folder(source: str) -> Path:
     return folder
 
 
+@dataclass
+class _Trained:
+    folder: Path
+    train: list[Sentence]
+    test: list[Sentence]
+    lineage: dict
+    decoder: str
+    dev: list[Sentence]
+
+
+def _stored_models(pathspecs: list[str], branch: str, tmp: Path) -> _Trained:
+    """The model of one run, or the runs' models as one seed ensemble (:func:`medner.model_io.write_ensemble`:
+    their mean probabilities), in a folder under ``tmp``; the runs must share their data version."""
+    from medner.model_io import files_to_dir, write_ensemble
+
+    stored = [model_from_run(pathspec, branch) for pathspec in pathspecs]
+    folders = [files_to_dir(s.model_files, tmp / f"member-{i}") for i, s in enumerate(stored)]
+    first = stored[0]
+    if len(stored) == 1:
+        return _Trained(folders[0], first.train, first.test, first.lineage, first.decoder, first.dev)
+    if len({s.lineage["data_version"] for s in stored}) > 1:
+        raise ValueError("a seed ensemble's runs must share a data version: "
+                         + ", ".join(f"{s.lineage['source']} {s.lineage['data_version']}" for s in stored))
+    sources = [s.lineage["source"] for s in stored]
+    lineage = {**first.lineage, "source": ",".join(sources), "ensemble": sources,
+               "train_metrics": {s.lineage["source"]: s.lineage.get("train_metrics") for s in stored}}
+    return _Trained(write_ensemble(folders, tmp / "ensemble", sources), first.train, first.test, lineage,
+                    first.decoder, first.dev)
+
+
 def export_run_or_folder(*, run: str = "", branch: str = PRODUCTION_BRANCH, model_dir: Path | None = None,
                          repository: str | Path, data_dir: str | Path | None = None, threads: int = 1
                          ) -> tuple[int, dict]:
     """Export the model of a flow ``run`` (default: the latest TrainFlow run on ``branch``, see
-    :func:`model_from_run`), or the model folder ``model_dir`` gated on the corpus in ``data_dir``, as the next
-    version of ``repository`` (a folder or ``s3://bucket/prefix``). Returns (version, its lineage record).
-    Raises ValueError when there is no such run, ExportRefused when a gate refuses the model."""
+    :func:`model_from_run`; several runs separated by commas: their seed ensemble as one model), or the model
+    folder ``model_dir`` gated on the corpus in ``data_dir``, as the next version of ``repository`` (a folder or
+    ``s3://bucket/prefix``). Returns (version, its lineage record). Raises ValueError when there is no such run,
+    ExportRefused when a gate refuses the model."""
     from export.onnx_export import export_model
-    from medner.model_io import files_to_dir
     from medner.s3 import opened
 
     with tempfile.TemporaryDirectory() as tmp, opened(repository, full=False) as folder:
         if model_dir is None:
-            source = model_from_run(run, branch)
-            trained = files_to_dir(source.model_files, tmp)
+            source = _stored_models([r.strip() for r in run.split(",")] if run else [""], branch, Path(tmp))
+            trained = source.folder
             test, train, record, decoder = source.test, source.train, source.lineage, source.decoder
             dev = source.dev
         else:  # a folder's training data is unknown: no sentence is known to be held out of it

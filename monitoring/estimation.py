@@ -10,6 +10,11 @@
 * ``missed_per_mass``: gold entities that no prediction overlaps, per unit of the probability mass the model put
   on D and T over the words it tagged O (one minus the confidence of those words).
 
+With the version's training vocabulary (:mod:`monitoring.vocabulary`), ``exact`` and ``overlap`` are fitted twice:
+on entities whose words are all known, and (``*_oov``) on entities with a word absent from it, which the model gets
+right less often at the same score. Typos, new drug names and shorthand make more entities of the second kind, so
+the estimate follows them down (benchmarks/results/drift_validation.md).
+
 **Per sentence** the served model logs :data:`ESTIMATE_COLUMNS` beside the drift features (numbers only):
 ``entities`` (predicted), ``expected_correct`` (the sum of their ``exact`` probabilities) and ``expected_gold``
 (the sum of their ``overlap`` probabilities plus ``missed_per_mass`` times the O words' D/T mass).
@@ -29,6 +34,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -39,7 +45,8 @@ from medner.data import Sentence
 from medner.decoding import SpanEdges
 from medner.inference import DecodedNote, Encoder, extract_decoded
 from medner.labels import OUTSIDE
-from medner.spans import join_tokens, token_spans_to_char_spans
+from medner.spans import join_tokens, split_words, token_spans_to_char_spans
+from monitoring.vocabulary import vocabulary_key
 
 if TYPE_CHECKING:
     from whylogs.core import DatasetProfileView
@@ -58,6 +65,10 @@ class Estimator:
     overlap: tuple[float, ...]  # P(overlaps a gold entity of its type) at each knot
     missed_per_mass: float
     calibration: dict[str, Any] = field(default_factory=dict)
+    # fitted apart for entities with an out-of-vocabulary word (the above: the others); empty: one fit for all
+    knots_oov: tuple[float, ...] = ()
+    exact_oov: tuple[float, ...] = ()
+    overlap_oov: tuple[float, ...] = ()
 
     def save(self, version_dir: Path | str) -> Path:
         path = Path(version_dir) / ESTIMATION_FILE
@@ -71,20 +82,26 @@ class Estimator:
         if not path.exists():
             return None
         values = json.loads(path.read_text(encoding="utf-8"))
-        return cls(**{**values, **{k: tuple(values[k]) for k in ("knots", "exact", "overlap")}})
+        curves = ("knots", "exact", "overlap", "knots_oov", "exact_oov", "overlap_oov")
+        return cls(**{**values, **{k: tuple(values[k]) for k in curves if k in values}})
 
-    def probabilities(self, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(P(exact), P(overlap)) of entities with these scores (flat beyond the fitted range)."""
-        return np.interp(scores, self.knots, self.exact), np.interp(scores, self.knots, self.overlap)
+    def probabilities(self, scores: np.ndarray, oov: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(P(exact), P(overlap)) of entities with these scores (flat beyond the fitted range); ``oov``: which of
+        them have an out-of-vocabulary word (read on their own curves, where the estimator has them)."""
+        exact, overlap = np.interp(scores, self.knots, self.exact), np.interp(scores, self.knots, self.overlap)
+        if oov is not None and self.knots_oov and np.any(oov):
+            exact = np.where(oov, np.interp(scores, self.knots_oov, self.exact_oov), exact)
+            overlap = np.where(oov, np.interp(scores, self.knots_oov, self.overlap_oov), overlap)
+        return exact, overlap
 
 
 def sentence_estimates(estimator: Estimator, entity_scores: np.ndarray, entity_sentence: np.ndarray,
-                       outside_mass: np.ndarray) -> np.ndarray:
+                       outside_mass: np.ndarray, entity_oov: np.ndarray | None = None) -> np.ndarray:
     """:data:`ESTIMATE_COLUMNS` per sentence, ``(sentences, 3)``: ``entity_scores`` and ``entity_sentence`` (the
     sentence index of each predicted entity), ``outside_mass`` per sentence (sum of one minus the confidence of
-    the words tagged O)."""
+    the words tagged O); ``entity_oov``: which entities have an out-of-vocabulary word (None: unknown)."""
     sentences = len(outside_mass)
-    exact, overlap = estimator.probabilities(entity_scores)
+    exact, overlap = estimator.probabilities(entity_scores, entity_oov)
     columns = np.empty((sentences, len(ESTIMATE_COLUMNS)))
     columns[:, 0] = np.bincount(entity_sentence, minlength=sentences)
     columns[:, 1] = np.bincount(entity_sentence, weights=exact, minlength=sentences)
@@ -103,13 +120,14 @@ def _isotonic(scores: np.ndarray, outcomes: np.ndarray) -> tuple[np.ndarray, np.
 
 
 def fit_estimator(decoded: Sequence[DecodedNote], gold: Sequence[Sequence[tuple[int, int, str]]],
-                  source: str = "") -> Estimator:
+                  source: str = "", entity_oov: Sequence[Sequence[bool]] | None = None) -> Estimator:
     """Fit an :class:`Estimator` on notes the served model decoded (``decoded``) and their gold entities (character
-    spans ``(start, end, label)`` per note). Raises ValueError with fewer than :data:`MIN_CALIBRATION_ENTITIES`
-    predicted entities."""
-    scores, exact, overlap = [], [], []
+    spans ``(start, end, label)`` per note). ``entity_oov``: per note, which of its predicted entities have an
+    out-of-vocabulary word; given, and with :data:`MIN_CALIBRATION_ENTITIES` entities of each kind, the two kinds
+    get their own curves. Raises ValueError with fewer than :data:`MIN_CALIBRATION_ENTITIES` predicted entities."""
+    scores, exact, overlap, oov = [], [], [], []
     missed, mass = 0, 0.0
-    for note, truth in zip(decoded, gold, strict=True):
+    for index, (note, truth) in enumerate(zip(decoded, gold, strict=True)):
         spans = {(start, end, label) for start, end, label in truth}
         touched = set()
         for entity in note.entities:
@@ -118,22 +136,33 @@ def fit_estimator(decoded: Sequence[DecodedNote], gold: Sequence[Sequence[tuple[
             scores.append(entity["score"])
             exact.append((entity["start"], entity["end"], entity["label"]) in spans)
             overlap.append(bool(hits))
+        oov += list(entity_oov[index]) if entity_oov is not None else [False] * len(note.entities)
         missed += len(spans - touched)
         outside = np.asarray([label == OUTSIDE for label in note.labels], dtype=bool)
         mass += float((1.0 - np.asarray(note.confidence, dtype=np.float64))[outside].sum())
     if len(scores) < MIN_CALIBRATION_ENTITIES:
         raise ValueError(f"{len(scores)} predicted entities on the calibration sentences: need at least "
                          f"{MIN_CALIBRATION_ENTITIES} to calibrate the accuracy estimate")
-    x = np.asarray(scores, dtype=np.float64)
-    knots, exact_at = _isotonic(x, np.asarray(exact, dtype=np.float64))
-    overlap_at = np.interp(knots, *_isotonic(x, np.asarray(overlap, dtype=np.float64)))
+    x, hit, near, unknown = (np.asarray(v, dtype=np.float64) for v in (scores, exact, overlap, oov))
+    unknown = unknown.astype(bool)
+    split = MIN_CALIBRATION_ENTITIES <= unknown.sum() <= len(unknown) - MIN_CALIBRATION_ENTITIES
+    known = ~unknown if split else np.ones(len(x), dtype=bool)
+    curves = _curves(x[known], hit[known], near[known])
+    oov_curves = _curves(x[unknown], hit[unknown], near[unknown]) if split else ((), (), ())
     return Estimator(
-        knots=tuple(round(float(v), 6) for v in knots), exact=tuple(round(float(v), 6) for v in exact_at),
-        overlap=tuple(round(float(v), 6) for v in overlap_at),
-        missed_per_mass=round(missed / mass, 6) if mass > 0 else 0.0,
+        *curves, missed_per_mass=round(missed / mass, 6) if mass > 0 else 0.0,
         calibration={"source": source, "notes": len(decoded), "entities": len(scores),
-                     "gold_entities": sum(len(g) for g in gold), "missed": missed},
+                     "gold_entities": sum(len(g) for g in gold), "missed": missed,
+                     **({"oov_entities": int(unknown.sum())} if entity_oov is not None else {})},
+        knots_oov=oov_curves[0], exact_oov=oov_curves[1], overlap_oov=oov_curves[2],
     )
+
+
+def _curves(scores: np.ndarray, exact: np.ndarray, overlap: np.ndarray) -> tuple[tuple[float, ...], ...]:
+    """Knots, P(exact) and P(overlap) at them: two isotonic fits of one set of entities."""
+    knots, exact_at = _isotonic(scores, exact)
+    overlap_at = np.interp(knots, *_isotonic(scores, overlap))
+    return tuple(tuple(round(float(v), 6) for v in values) for values in (knots, exact_at, overlap_at))
 
 
 def gold_entities(sentence: Sentence) -> tuple[str, list[tuple[int, int, str]]]:
@@ -144,11 +173,18 @@ def gold_entities(sentence: Sentence) -> tuple[str, list[tuple[int, int, str]]]:
 
 
 def calibrate(sentences: Sequence[Sentence], tokenizer: Any, encoder: Encoder, decoder: str = "viterbi",
-              edges: SpanEdges | None = None, source: str = "") -> Estimator:
-    """:func:`fit_estimator` on labelled ``sentences`` sent through the serving path (each one a note)."""
+              edges: SpanEdges | None = None, source: str = "", vocabulary: AbstractSet[str] | None = None
+              ) -> Estimator:
+    """:func:`fit_estimator` on labelled ``sentences`` sent through the serving path (each one a note); with the
+    version's ``vocabulary``, entities with an unknown word get curves of their own."""
     notes, gold = zip(*(gold_entities(s) for s in sentences), strict=True) if sentences else ((), ())
     _, decoded = extract_decoded(list(notes), tokenizer, encoder, decoder=decoder, edges=edges)
-    return fit_estimator(decoded, gold, source)
+    entity_oov = None
+    if vocabulary is not None:
+        entity_oov = [[any(vocabulary_key(text[start:end]) not in vocabulary for start, end in split_words(text)
+                           if start >= entity["start"] and end <= entity["end"]) for entity in note.entities]
+                      for text, note in zip(notes, decoded)]
+    return fit_estimator(decoded, gold, source, entity_oov)
 
 
 # --- a window ---------------------------------------------------------------------------------------------------

@@ -35,11 +35,9 @@ Rates over zero words are NaN (whylogs counts NaNs apart from the distribution).
 
 from __future__ import annotations
 
-from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from collections.abc import Set as AbstractSet
 from itertools import chain
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -58,6 +56,7 @@ from medner.inference import (
 from medner.labels import OUTSIDE
 from medner.spans import split_sentences
 from monitoring.estimation import ESTIMATE_COLUMNS, Estimator, sentence_estimates
+from monitoring.vocabulary import read_vocabulary, vocabulary_key
 
 FEATURES: tuple[str, ...] = (
     "chars", "wordpieces", "windows", "unknown_wordpiece_rate", "oov_word_rate", "disease_per_100_words",
@@ -67,37 +66,6 @@ NOTE_SENTENCES = "note_sentences"
 PROFILE_COLUMNS: tuple[str, ...] = (*FEATURES, NOTE_SENTENCES, *ESTIMATE_COLUMNS)  # batch_features' rows
 COLUMN = {name: index for index, name in enumerate(PROFILE_COLUMNS)}
 LOW_CONFIDENCE = 0.9  # a word whose decoded-tag probability is below this counts as low-confidence
-VOCABULARY_FILE = "train_vocabulary.txt"
-# A word is published in a version's vocabulary only once this many distinct training sentences hold it: reviewed
-# live notes feed training, and a name or record number in a few of them must not reach the model repository
-VOCABULARY_MIN_SENTENCES = 5
-_DIGITS_AS_ZERO = str.maketrans("123456789", "000000000")
-
-
-def vocabulary_key(word: str) -> str:
-    """A word as the training vocabulary holds it: lower case, every digit 0 (a number's shape, not its value)."""
-    return word.lower().translate(_DIGITS_AS_ZERO)
-
-
-def read_vocabulary(version_dir: Path | str) -> frozenset[str] | None:
-    """The training vocabulary published with a model version, or None when it has none."""
-    path = Path(version_dir) / VOCABULARY_FILE
-    if not path.exists():
-        return None
-    return frozenset(line for line in path.read_text(encoding="utf-8").splitlines() if line)
-
-
-def write_vocabulary(sentences: Iterable[Sequence[str]], version_dir: Path | str,
-                     min_sentences: int = VOCABULARY_MIN_SENTENCES) -> Path:
-    """Write ``<version_dir>/train_vocabulary.txt``: the :func:`vocabulary_key` of every word found in at least
-    ``min_sentences`` distinct ``sentences`` (token lists), sorted."""
-    found = Counter(key for tokens in sentences for key in {vocabulary_key(t) for t in tokens if t.strip()})
-    path = Path(version_dir) / VOCABULARY_FILE
-    path.write_text("".join(f"{w}\n" for w in sorted(w for w, n in found.items() if n >= min_sentences)),
-                    encoding="utf-8")
-    return path
-
-
 def _segment_sums(values: np.ndarray, first: np.ndarray, end: np.ndarray) -> np.ndarray:
     """Sums of ``values[first[i]:end[i]]`` (empty segments give 0), by prefix sums: one pass for the batch."""
     prefix = np.zeros(len(values) + 1, dtype=np.float64)
@@ -201,21 +169,22 @@ def _word_columns(rows: np.ndarray, tags: np.ndarray, confidence: np.ndarray, oo
     rows[has_words, COLUMN["confidence_min"]] = np.minimum.reduceat(confidence, first[has_words])
     rows[:, COLUMN["low_confidence_rate"]] = _segment_sums(confidence < LOW_CONFIDENCE, first, end) / words
     if estimator is not None:
-        rows[:, COLUMN["entities"]:] = _estimates(estimator, entity, run_start, confidence, first, end)
+        rows[:, COLUMN["entities"]:] = _estimates(estimator, entity, run_start, confidence, oov, first, end)
 
 
 def _estimates(estimator: Estimator, entity: np.ndarray, run_start: np.ndarray, confidence: np.ndarray,
-               first: np.ndarray, end: np.ndarray) -> np.ndarray:
+               oov: np.ndarray | None, first: np.ndarray, end: np.ndarray) -> np.ndarray:
     """The estimate columns of each sentence from the batch's flat per-word entity flags, entity starts (runs of
-    one label, cut at sentence starts) and confidences; each entity scored by its words' mean confidence, as served
-    entities are."""
+    one label, cut at sentence starts), confidences and out-of-vocabulary flags; each entity scored by its words'
+    mean confidence, as served entities are, and out of vocabulary when one of its words is."""
     run = np.cumsum(run_start) - 1  # the entity each entity word belongs to
     runs = int(run_start.sum())
     scores = (np.bincount(run[entity], weights=confidence[entity], minlength=runs)
               / np.maximum(np.bincount(run[entity], minlength=runs), 1))
+    entity_oov = np.bincount(run[entity], weights=oov[entity], minlength=runs) > 0 if oov is not None else None
     sentence_of_run = np.searchsorted(first, np.flatnonzero(run_start), side="right") - 1
     outside_mass = _segment_sums(np.where(entity, 0.0, 1.0 - confidence), first, end)
-    return sentence_estimates(estimator, scores, sentence_of_run, outside_mass)
+    return sentence_estimates(estimator, scores, sentence_of_run, outside_mass, entity_oov)
 
 
 def note_features(

@@ -15,7 +15,8 @@ from medner.config import PRODUCTION_BRANCH
 @app.command("export")
 def export_command(
     run: Annotated[str, typer.Option(help="TrainFlow run, or ExperimentFlow run (its challenger), as a pathspec "
-                                          "(default: the latest successful TrainFlow run on --branch).")] = "",
+                                          "(default: the latest successful TrainFlow run on --branch); several "
+                                          "separated by commas: their seed ensemble as one model.")] = "",
     branch: BranchOption = PRODUCTION_BRANCH,
     model_dir: Annotated[Path | None, typer.Option(help="Export this model folder instead of a run.")] = None,
     repository: RepositoryLocationOption = str(DEFAULT_REPOSITORY),

@@ -1,4 +1,6 @@
 import json
+import subprocess
+import sys
 
 import pytest
 
@@ -121,3 +123,13 @@ def test_a_student_distils_from_a_train_flow_run(flow_runner, tmp_path) -> None:
     assert (cache / "models" / teacher.replace("/", "-") / "config.json").is_file()
     proc = flow_runner.run("train_flow.py", *TINY, "--teacher", "no-such-run", check=False)
     assert proc.returncode != 0 and "neither a model folder nor a run pathspec" in proc.stdout + proc.stderr
+
+    # the two runs as one seed ensemble (their mean probabilities): one exported, gated version
+    repository, both = tmp_path / "repository", f"{teacher},{student['pathspec']}"
+    exported = subprocess.run([sys.executable, "-m", "medner.cli", "export", "--run", both, "--repository",
+                               str(repository)], cwd=flow_runner.root, env=flow_runner.env, capture_output=True,
+                              text=True, timeout=900)
+    assert exported.returncode == 0, exported.stderr[-2000:]
+    assert json.loads(exported.stdout)["gates"]["parity"]["passed"]
+    record = json.loads((repository / "ner_encoder" / "1" / "lineage.json").read_text())
+    assert record["ensemble"] == [teacher, student["pathspec"]] and record["source"] == both

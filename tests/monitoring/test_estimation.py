@@ -67,6 +67,29 @@ def test_on_its_calibration_notes_the_estimate_is_the_truth() -> None:
     assert expected_gold == pytest.approx(sum(map(len, gold)))
 
 
+def test_entities_with_an_unknown_word_get_curves_of_their_own(tmp_path: Path) -> None:
+    """At one score, entities whose words are all known are right and those with an unknown word are not: fitted
+    apart they get 1 and 0, fitted together 0.5 each; with too few unknown ones there is one fit."""
+    decoded, gold = [], []
+    for _ in range(40):
+        known, unknown = entity(0, 5, "D", 0.9), entity(10, 15, "T", 0.9)
+        decoded.append(DecodedNote(["D", "O", "T"], np.array([0.9, 0.99, 0.9]), [known, unknown]))
+        gold.append([(0, 5, "D"), (10, 17, "T")])  # the unknown one overlaps its gold entity, with other bounds
+    split = fit_estimator(decoded, gold, entity_oov=[[False, True]] * 40)
+    exact, overlap = split.probabilities(np.array([0.9, 0.9]), np.array([False, True]))
+    assert exact.tolist() == pytest.approx([1.0, 0.0]) and overlap.tolist() == pytest.approx([1.0, 1.0])
+    assert split.calibration["oov_entities"] == 40
+    scores, unknown = np.array([0.9, 0.9]), np.array([False, True])
+    columns = sentence_estimates(split, scores, np.array([0, 0]), np.array([0.0]), unknown)
+    assert columns[0, 1] == pytest.approx(1.0)  # expected correct: the known entity only
+    together = fit_estimator(decoded, gold)
+    assert together.knots_oov == () and together.probabilities(np.array([0.9]))[0].tolist() == pytest.approx([0.5])
+    few = fit_estimator(decoded, gold, entity_oov=[[False, k < 5] for k in range(40)])
+    assert few.knots_oov == ()  # 5 unknown entities: not enough for a curve of their own
+    split.save(tmp_path)
+    assert Estimator.load(tmp_path) == split
+
+
 def test_sentence_estimates_by_sentence() -> None:
     columns = sentence_estimates(ESTIMATOR, np.array([0.9, 0.5, 0.7]), np.array([0, 0, 2]), np.array([0.2, 1.0, 0.0]))
     assert columns.shape == (3, len(ESTIMATE_COLUMNS))

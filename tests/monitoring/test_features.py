@@ -18,14 +18,11 @@ from monitoring.features import (
     LOW_CONFIDENCE,
     NOTE_SENTENCES,
     PROFILE_COLUMNS,
-    VOCABULARY_MIN_SENTENCES,
     FeatureTagger,
     batch_features,
     profile_columns,
-    read_vocabulary,
-    vocabulary_key,
-    write_vocabulary,
 )
+from monitoring.vocabulary import VOCABULARY_MIN_SENTENCES, read_vocabulary, vocabulary_key, write_vocabulary
 
 NOTE_COLUMN = PROFILE_COLUMNS.index(NOTE_SENTENCES)
 
