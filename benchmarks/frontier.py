@@ -42,7 +42,6 @@ FAMILIES = {
     # MPNet's seed ensemble served as one model (--model mpnet-ensemble=RUN,RUN,RUN: one graph, every member inside)
     "mpnet-ensemble": ("", "plain"),
     "mpnet-self-distilled": ("mpnet-self-distill-ens", "plain"),  # MPNet taught by its seed ensemble
-    "student-of-ensemble": ("distill-ens-w0.5-t2-c1", "span edges"),  # MiniLM taught by MPNet's seed ensemble
 }
 VARIANTS = ("fp32", "int8-all-ops", "int8-matmul")  # int8-matmul: what export publishes (INT8_OP_TYPES)
 

@@ -2,12 +2,12 @@
 
 import os
 
-from medner.config import PACKAGE_SUFFIXES, PROJECT
+from medner.config import PACKAGE_SUFFIXES, PROJECT, admin_key_secret_environment, admin_key_secrets
 from medner.experiments import DEFAULT_MAX_COST_RATIO
 
 os.environ.setdefault("METAFLOW_DEFAULT_PACKAGE_SUFFIXES", PACKAGE_SUFFIXES)  # before Metaflow reads its config
 
-from metaflow import Parameter, card, current, project, resources, step  # noqa: E402
+from metaflow import Parameter, card, current, environment, project, resources, retry, secrets, step, timeout  # noqa: E402
 from publishing import PublishingFlow  # noqa: E402
 
 
@@ -39,6 +39,7 @@ class ExperimentFlow(PublishingFlow):
                                help="the challenger's serving budget: at most this times the latency of the "
                                "cheapest servable candidate (0: no budget)")
 
+    @retry(times=2)
     @step
     def start(self):
         """Load the data and the candidates; fan out one branch per candidate."""
@@ -56,6 +57,8 @@ class ExperimentFlow(PublishingFlow):
               + ", ".join(c.name for c in self.candidates))
         self.next(self.candidate, foreach="candidates")
 
+    @retry(times=1)  # artifacts only: a lost (spot) GPU instance costs one more attempt
+    @timeout(hours=24)
     @resources(gpu=1, cpu=4, memory=16000)
     @step
     def candidate(self):
@@ -72,6 +75,7 @@ class ExperimentFlow(PublishingFlow):
               f"test {self.result.test['entity_f1']:.4f}, {self.result.train_seconds:.0f}s")
         self.next(self.compare)
 
+    @retry(times=2)
     @card(type="blank")
     @step
     def compare(self, inputs):
@@ -93,6 +97,10 @@ class ExperimentFlow(PublishingFlow):
                         self.skipped)
         self.next(self.publish)
 
+    @retry(times=2)  # medner.steps.publish: a retried step finds the version it exported, promotion is gated
+    @timeout(hours=2)
+    @environment(vars=admin_key_secret_environment())  # the secret's id (never the key), for the task's import
+    @secrets(sources=admin_key_secrets())  # $MEDNER_ADMIN_KEY from $MEDNER_ADMIN_KEY_SECRET (none: as today)
     @step
     def publish(self):
         """Export the challenger as a new model version and, if asked, promote it through the gates."""
@@ -108,6 +116,7 @@ class ExperimentFlow(PublishingFlow):
                 promote_url=self.promote_url, uat_min_f1=self.uat_min_f1, candidate=self.challenger)
         self.next(self.end)
 
+    @retry(times=2)
     @step
     def end(self):
         """Print the ranking (mean dev entity F1 decides; test is reported)."""
