@@ -20,7 +20,8 @@ class ExperimentFlow(PublishingFlow):
                   candidate whose base model is not installed is skipped, and said so)
       candidate - train one candidate with one seed (foreach): CRF baseline or transformer; score dev and test
       compare   - comparison table (mean ± sd over seeds) and chart in a card; the best mean dev F1 within the
-                  serving budget (--max-cost-ratio) becomes the challenger (run tag)
+                  serving budget (--max-cost-ratio) becomes the challenger (run tag): its best seed, or with
+                  --ensemble all its seeds as one seed ensemble
       publish   - with --repository: export the challenger as a new model version (if servable); with
                   --promote-url too: promote it through the gates (test F1, acceptance notes, smoke test)
       end       - print the ranking
@@ -38,6 +39,8 @@ class ExperimentFlow(PublishingFlow):
     max_cost_ratio = Parameter("max-cost-ratio", default=DEFAULT_MAX_COST_RATIO,
                                help="the challenger's serving budget: at most this times the latency of the "
                                "cheapest servable candidate (0: no budget)")
+    ensemble = Parameter("ensemble", default=False, help="the challenger is every seed of the best candidate, served "
+                         "as one seed ensemble (their mean probabilities; its cost, once per seed, in the budget)")
 
     @retry(times=2)
     @step
@@ -82,16 +85,21 @@ class ExperimentFlow(PublishingFlow):
         """Rank the candidates on dev, tag this run with the challenger, draw the comparison."""
         from metaflow import Run
 
-        from medner.experiments import select_challenger
+        from medner.experiments import ensemble_files, select_challenger, select_ensemble
         from medner.report import experiment_card
 
         self.merge_artifacts(inputs, include=["data_version", "data_source", "train_data", "dev_data", "test_data",
                                               "skipped"])
         results = [branch.result for branch in inputs]
-        best = select_challenger(results, self.max_cost_ratio)
+        chosen = (select_ensemble(results, self.max_cost_ratio) if self.ensemble
+                  else [select_challenger(results, self.max_cost_ratio)])
+        best = max(chosen, key=lambda r: r.dev["entity_f1"])
         self.results = [r.row() for r in results]
         self.challenger, self.challenger_row = best.name, best.row()  # the row: which seed's model is exported
-        self.challenger_model_files = best.model_files  # empty for the CRF: it cannot be served by Triton
+        if len(chosen) > 1:  # and which seeds make the ensemble exported instead
+            self.challenger_row["ensemble_seeds"] = [r.params.get("seed") for r in chosen]
+        # empty for the CRF: it cannot be served by Triton
+        self.challenger_model_files = ensemble_files(chosen) if best.model_files else {}
         Run(f"{current.flow_name}/{current.run_id}").add_tags(["challenger", f"challenger:{best.name}"])
         experiment_card(current.card, self.results, self.challenger, self.data_version, self.max_cost_ratio,
                         self.skipped)

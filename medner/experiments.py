@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import pickle
 import statistics
+import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
@@ -265,11 +266,39 @@ def select_challenger(results: Sequence[CandidateResult], max_cost_ratio: float 
     process and sentences for every candidate) is at most ``max_cost_ratio`` times the cheapest servable
     candidate's (0: no budget); of that candidate, the seed best on dev. The CRF is a baseline to beat, not
     something Triton serves. Test scores are never read."""
+    return max(_best_group(results, max_cost_ratio, per_seed=False), key=lambda r: r.dev["entity_f1"])
+
+
+def select_ensemble(results: Sequence[CandidateResult], max_cost_ratio: float = DEFAULT_MAX_COST_RATIO
+                    ) -> list[CandidateResult]:
+    """Every seed of the best candidate, to serve as one seed ensemble (:func:`ensemble_files`): chosen as
+    :func:`select_challenger` chooses, its serving cost counted once per seed (an ensemble runs every member)
+    against the cheapest single model's. Raises ValueError when no ensemble is within ``max_cost_ratio``."""
+    return _best_group(results, max_cost_ratio, per_seed=True)
+
+
+def _best_group(results: Sequence[CandidateResult], max_cost_ratio: float, per_seed: bool) -> list[CandidateResult]:
     pool = [r for r in results if r.model_files] or list(results)
     groups = by_candidate(pool)
-    cost = {name: statistics.mean(r.latency_ms for r in runs) for name, runs in groups.items()}
-    if max_cost_ratio:
-        cheapest = min(cost.values())
+    latency = {name: statistics.mean(r.latency_ms for r in runs) for name, runs in groups.items()}
+    cost = {name: latency[name] * (len(runs) if per_seed else 1) for name, runs in groups.items()}
+    if max_cost_ratio:  # against the cheapest single model: what serving a note costs without this choice
+        cheapest = min(latency.values())
         groups = {name: runs for name, runs in groups.items() if cost[name] <= max_cost_ratio * cheapest}
-    best = max(groups.values(), key=lambda runs: (round(mean_dev_f1(runs), 6), -cost[runs[0].name]))
-    return max(best, key=lambda r: r.dev["entity_f1"])
+        if not groups:
+            raise ValueError(f"no candidate's seed ensemble costs at most {max_cost_ratio:g}x the cheapest single "
+                             f"model ({min(cost.values()) / cheapest:.1f}x at least): raise --max-cost-ratio")
+    return max(groups.values(), key=lambda runs: (round(mean_dev_f1(runs), 6), -cost[runs[0].name]))
+
+
+def ensemble_files(runs: Sequence[CandidateResult]) -> dict[str, bytes]:
+    """The runs' models as one seed-ensemble folder (:func:`medner.model_io.write_ensemble`), as files to store
+    and export; one run: its own model files."""
+    from medner.model_io import files_to_dir, folder_to_files, write_ensemble
+
+    if len(runs) == 1:
+        return runs[0].model_files
+    with tempfile.TemporaryDirectory() as tmp:
+        members = [files_to_dir(run.model_files, Path(tmp) / f"seed-{i}") for i, run in enumerate(runs)]
+        seeds = [f"{run.name} seed {run.params.get('seed', 'default')}" for run in runs]
+        return folder_to_files(write_ensemble(members, Path(tmp) / "ensemble", seeds))

@@ -44,8 +44,14 @@ def model_to_files(model: Any, tokenizer: Any, edges: SpanEdges | None = None) -
     """The saved model folder (:func:`save_model`) as ``{relative path: bytes}``, to store as a Metaflow artifact
     (works unchanged with the local and the S3 datastore)."""
     with tempfile.TemporaryDirectory() as tmp:
-        save_model(model, tokenizer, tmp, edges)
-        return {str(p.relative_to(tmp)): p.read_bytes() for p in sorted(Path(tmp).rglob("*")) if p.is_file()}
+        return folder_to_files(save_model(model, tokenizer, tmp, edges))
+
+
+def folder_to_files(folder: Path | str) -> dict[str, bytes]:
+    """A model folder (one tagger or a seed ensemble) as ``{relative path: bytes}`` (:func:`files_to_dir` writes
+    it back)."""
+    folder = Path(folder)
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
 def link_or_copy(source: Path | str, target: Path | str) -> None:

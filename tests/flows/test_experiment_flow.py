@@ -39,7 +39,8 @@ def test_critical_drift_runs_experiment_flow_which_exports_and_promotes_its_chal
     env = {**flow_runner.env, **TEST_CREDENTIALS, "AWS_ENDPOINT_URL": moto_endpoint, ADMIN_KEY_ENV: key,
            "MEDNER_CACHE_DIR": str(tmp_path / "flow-cache")}  # the flow's own mirror: another machine's
     parameters = {"ExperimentFlow": {"grid": GRID, "overrides": TINY, "seeds": "1,2", "max-workers": 2,
-                                     "uat-min-f1": 0.0}}  # untrained models: no real acceptance threshold
+                                     "uat-min-f1": 0.0,  # untrained models: no real acceptance threshold
+                                     "ensemble": True}}  # the challenger's two seeds, served as one model
     window = {"level": "critical", "window_start": "20261201T110000Z", "window_end": "20261201T120000Z"}
     with TritonServer.on_free_ports(folder, admin_key=key, version=champion, source=source) as server, \
             caplog.at_level(logging.WARNING, logger="medner.monitoring"):
@@ -65,7 +66,9 @@ def test_critical_drift_runs_experiment_flow_which_exports_and_promotes_its_chal
     assert result["challenger"] == "tiny-argmax"  # the servable candidate, whatever the CRF scores (unit-tested:
     # the best mean dev F1 over seeds among servable ones, tests/medner/test_experiments.py)
     assert {"challenger", f"challenger:{result['challenger']}", "project_branch:prod"} <= set(result["tags"])
-    assert {"config.json", "span_edges.json"} <= set(result["files"])
+    # its two seeds as one seed ensemble: the members' weights, the tokenizer and span edges at the top
+    assert {"ensemble.json", "members/0/config.json", "members/1/config.json", "span_edges.json",
+            "tokenizer.json"} <= set(result["files"])
     card = json.dumps(card_data(result["card"]))
     assert f"Challenger: {result['challenger']}" in card and "latency ms/sentence" in card
     assert "within the serving budget: at most 2x the latency" in card  # the default --max-cost-ratio

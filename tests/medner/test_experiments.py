@@ -17,6 +17,7 @@ from medner.experiments import (
     run_candidate,
     runnable,
     select_challenger,
+    select_ensemble,
     with_seeds,
 )
 
@@ -81,6 +82,16 @@ def test_with_several_seeds_the_best_mean_on_dev_wins_and_its_best_seed_is_kept(
     steady = [_result("steady", 0.70, 1.0), _result("steady", 0.68, 1.0)]  # mean 0.69
     chosen = select_challenger([*lucky, *steady])
     assert chosen is steady[0]
+
+
+def test_an_ensemble_of_seeds_pays_for_every_seed_in_the_budget() -> None:
+    large = [_result("large", 0.75, 6.0), _result("large", 0.73, 6.0), _result("large", 0.74, 6.0)]
+    small = [_result("small", 0.66, 5.0), _result("small", 0.67, 5.0), _result("small", 0.65, 5.0)]
+    assert select_challenger([*large, *small]) is large[0]  # one large model: 1.2x the small one, in budget
+    with pytest.raises(ValueError, match="raise --max-cost-ratio"):  # three of either: 3x a single small model
+        select_ensemble([*large, *small])
+    assert select_ensemble([*large, *small], max_cost_ratio=3.2) == small  # three large ones: 3.6x
+    assert select_ensemble([*large, *small], max_cost_ratio=0) == large  # no budget: every seed of the best
 
 
 def test_seeds_multiply_transformer_candidates_only() -> None:
