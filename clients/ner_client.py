@@ -17,7 +17,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from medner.config import DEFAULT_GRPC_URL
+from medner.config import DEFAULT_GRPC_URL, grpc_tls
 from medner.groups import GROUP_PARAMETER, validate_group
 from medner.inference import Entity, TaggedNote
 
@@ -47,7 +47,7 @@ class AsyncNerClient:
         import tritonclient.grpc.aio as grpcclient
 
         self._grpc = grpcclient
-        self.client = grpcclient.InferenceServerClient(url, channel_args=CHANNEL_ARGS)
+        self.client = grpcclient.InferenceServerClient(url, channel_args=CHANNEL_ARGS, **grpc_tls())
         self.model, self.timeout, self.retries, self.backoff = model, timeout, retries, backoff
         self.deadline, self.max_backoff = deadline, max_backoff
         self.concurrency, self.batch_size = concurrency, batch_size

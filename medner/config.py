@@ -11,6 +11,10 @@ from typing import Any
 DATA_DIR_ENV = "MEDNER_DATA_DIR"
 CACHE_DIR_ENV = "MEDNER_CACHE_DIR"
 DEFAULT_GRPC_URL = "127.0.0.1:8001"  # `medner serve`'s gRPC address: loopback unless told otherwise
+# A PEM file of the certificate authority that signed a Triton server's gRPC certificate (Triton's own TLS,
+# `medner serve --triton-arg=--grpc-use-ssl=true ...`): set, every gRPC call medner makes (clients, promotion, the
+# follower, `medner models list`) speaks TLS and checks the server against it
+GRPC_CA_ENV = "MEDNER_GRPC_CA_FILE"
 DEFAULT_DECISION_LOG = "monitoring/decisions.jsonl"  # $MEDNER_DECISION_LOG overrides; s3://bucket/prefix in the cloud
 DECISION_LOG_ENV = "MEDNER_DECISION_LOG"
 PROFILE_DIR_ENV = "MEDNER_PROFILE_DIR"  # the profile store (folder or s3://); the served models profile when it is set
@@ -35,6 +39,12 @@ PACKAGE_SUFFIXES = ".py,.pbtxt,.jsonl"
 # The admin key of the steps that promote, deployed: an AWS Secrets Manager secret (its id or ARN, in this variable at
 # `step-functions create`) whose string is the key; Metaflow's @secrets sets it as $MEDNER_ADMIN_KEY in the task
 ADMIN_KEY_SECRET_ENV = "MEDNER_ADMIN_KEY_SECRET"
+
+
+def grpc_tls() -> dict[str, Any]:
+    """The TLS options of tritonclient's gRPC ``InferenceServerClient`` ($MEDNER_GRPC_CA_FILE; none: plain gRPC)."""
+    ca = os.environ.get(GRPC_CA_ENV)
+    return {"ssl": True, "root_certificates": ca} if ca else {}
 
 
 def from_environment(name: str, default: str) -> Callable[..., str]:

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from medner.config import SERVED_MODELS
+from medner.config import SERVED_MODELS, grpc_tls
 
 # Heavy or optional modules (torch, transformers, whylogs, Triton's clients, boto3, Metaflow) and the layers that
 # import them are imported inside the functions that use them: importing this module stays cheap.
@@ -141,7 +141,7 @@ def loaded_versions(url: str, admin_key: str | None = None, timeout: float = 10.
 
     from medner.triton_control import GRPC_ADMIN_HEADER
 
-    client = grpcclient.InferenceServerClient(url)
+    client = grpcclient.InferenceServerClient(url, **grpc_tls())
     headers = {GRPC_ADMIN_HEADER: admin_key} if admin_key else None
     try:
         index = client.get_model_repository_index(headers=headers, as_json=True, client_timeout=timeout

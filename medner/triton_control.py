@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from medner.config import cache_dir
+from medner.config import cache_dir, grpc_tls
 
 ADMIN_HEADER = "medner-admin-key"  # the HTTP header that carries the admin key
 GRPC_ADMIN_HEADER = f"triton-grpc-protocol-{ADMIN_HEADER}"  # the same as gRPC metadata (Triton adds the prefix)
@@ -63,7 +63,7 @@ def serves_gpu_configs(url: str) -> bool:
     import tritonclient.grpc as grpcclient
     from tritonclient.utils import InferenceServerException
 
-    client = grpcclient.InferenceServerClient(url)
+    client = grpcclient.InferenceServerClient(url, **grpc_tls())
     try:
         return client.get_model_config("ner", as_json=True)["config"].get("platform") == "ensemble"
     except InferenceServerException:
@@ -91,7 +91,7 @@ def load_version(url: str, key: str, repository: Path, version: int, gpu: bool |
     for config_file in sorted(repository.glob("*/config.pbtxt")):
         configs[config_file.parent.name] = read_model_config(model_config_file(config_file.parent, gpu))
     headers = {GRPC_ADMIN_HEADER: key}
-    client = grpcclient.InferenceServerClient(url)
+    client = grpcclient.InferenceServerClient(url, **grpc_tls())
     served: dict[str, int | None] = {}
     try:
         for name in sorted(configs, key=lambda m: (configs[m].platform == "ensemble", m)):

@@ -72,3 +72,39 @@ def test_an_installed_triton_replaces_the_bundled_one(monkeypatch: pytest.Monkey
     assert command[0] == "/opt/tritonserver/bin/tritonserver" != bundled[0]
     assert {"--model-repository=s3://models/ner", "--backend-directory=/opt/tritonserver/backends"} <= set(command)
     assert "nvidia_pytriton.libs" not in server.environment().get("LD_LIBRARY_PATH", "")
+
+
+def test_triton_s_own_grpc_tls_through_medner_serve(exported_repository: Path, tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """Triton flags pass through `medner serve --triton-arg`: with gRPC TLS on (a self-signed certificate for
+    127.0.0.1), medner's own calls (loading the champion at start, `medner models list`, clients) speak TLS with
+    $MEDNER_GRPC_CA_FILE; a client without it gets no answer."""
+    from clients.ner_client import NerClient
+    from medner.config import GRPC_CA_ENV
+    from medner.registry import loaded_versions
+    from tests.serve import ADMIN_KEY
+
+    cert, key = tmp_path / "server.pem", tmp_path / "server.key"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True, timeout=60)
+    repository = served_parts(exported_repository, tmp_path / "repository")
+    write_serving_record(repository, {"version": 1, "previous": [], "history": []})
+    monkeypatch.setenv(GRPC_CA_ENV, str(cert))  # the server's own calls and this test's
+    process, (grpc_port, _, _) = start_medner_serve(
+        repository, "--triton-arg=--grpc-use-ssl=true", f"--triton-arg=--grpc-server-cert={cert}",
+        f"--triton-arg=--grpc-server-key={key}", "--no-follow")
+    url = f"127.0.0.1:{grpc_port}"
+    try:
+        read_until(process, "Triton ready")  # the champion was loaded over TLS
+        assert loaded_versions(url, ADMIN_KEY) == {"ner": [1], "ner_int8": [1]}
+        with NerClient(url) as client:
+            [tagged] = client.extract(["Asthma was treated with inhaled steroids."], return_exceptions=True)
+        assert isinstance(tagged, list), tagged  # entities (the untrained model's), not an error
+        monkeypatch.delenv(GRPC_CA_ENV)
+        with NerClient(url, timeout=10, retries=0) as client:  # plain gRPC to a TLS port
+            [answer] = client.extract(["Asthma was treated with inhaled steroids."], return_exceptions=True)
+        assert isinstance(answer, Exception)
+    finally:
+        process.terminate()
+        process.wait(60)
