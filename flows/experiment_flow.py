@@ -121,7 +121,8 @@ class ExperimentFlow(PublishingFlow):
                 train=self.train_data, test=self.test_data, dev=self.dev_data,
                 metrics=self.challenger_row["test"],
                 config=self.challenger_row["params"], data_version=self.data_version, repository=self.repository,
-                promote_url=self.promote_url, uat_min_f1=self.uat_min_f1, candidate=self.challenger)
+                promote=self.promote, promote_url=self.promote_url, uat_min_f1=self.uat_min_f1,
+                candidate=self.challenger)
         self.next(self.end)
 
     @retry(times=2)

@@ -55,6 +55,8 @@ class MonitorFlow(FlowSpec):
                                  help="entity F1 drop that is critical: from reviews, or estimated in a drift")
     min_reviewed_notes = Parameter("min-reviewed-notes", default=MIN_SENTENCES,
                                    help="fewer random-share reviews: no verdict")
+    promote = Parameter("promote", default=False, help="the flows this run starts export to --repository and promote "
+                        "through the gates: a record every server following the registry switches to")
     promote_url = Parameter("promote-url", default="", help="gRPC address of `medner serve`: the flows this run starts "
                             "export to --repository and promote there (default: they only train)")
     by_group = Parameter("by-group", default=False, help="also judge each group of notes against the other groups "
@@ -126,7 +128,7 @@ class MonitorFlow(FlowSpec):
         from monitoring.triggers import closing_the_loop
 
         parameters = json.dumps(closing_the_loop(json.loads(self.trigger_parameters), self.repository,
-                                                 self.promote_url))
+                                                 self.promote_url, self.promote))
         self.decision = decide(self.report, self.trigger_backend, self.decision_log, parameters,
                                self.dry_run, branch=current.branch_name)  # start flows on this run's own branch
         if self.groups is not None and not self.dry_run:

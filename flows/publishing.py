@@ -13,8 +13,11 @@ class PublishingFlow(FlowSpec):
     data_dir = Parameter("data-dir", default="", help="prepare data from this folder instead of a DataFlow run")
     repository = Parameter("repository", default="", help="Triton model repository to export to (a folder or "
                            "s3://; default: none)")
-    promote_url = Parameter("promote-url", default="", help="gRPC address of `medner serve` to promote on "
-                            "(admin key from $MEDNER_ADMIN_KEY); default: export only")
+    promote = Parameter("promote", default=False, help="promote the exported model through every gate: a record "
+                        "write that every `medner serve` following the registry switches to (no server address "
+                        "needed: a Batch task reaches the bucket, not the pods)")
+    promote_url = Parameter("promote-url", default="", help="gRPC address of a `medner serve` to switch at once "
+                            "(implies --promote; admin key from $MEDNER_ADMIN_KEY); default: export only")
     uat_min_f1 = Parameter("uat-min-f1", default=DEFAULT_UAT_MIN_F1,
                            help="entity F1 on the acceptance notes a promoted model needs")
 

@@ -2,11 +2,11 @@
 
 import os
 
-from medner.config import PACKAGE_SUFFIXES, PROJECT, TrainConfig
+from medner.config import PACKAGE_SUFFIXES, PROJECT, TrainConfig, admin_key_secret_environment, admin_key_secrets
 
 os.environ.setdefault("METAFLOW_DEFAULT_PACKAGE_SUFFIXES", PACKAGE_SUFFIXES)  # before Metaflow reads its config
 
-from metaflow import Parameter, card, current, project, resources, schedule, step  # noqa: E402
+from metaflow import Parameter, card, current, environment, project, resources, retry, schedule, secrets, step, timeout  # noqa: E402
 from publishing import PublishingFlow  # noqa: E402
 
 DEFAULTS = TrainConfig()  # one source for the hyper-parameters' defaults
@@ -64,6 +64,7 @@ class TrainFlow(PublishingFlow):
                                     help="0: all (small values for tests)")
     max_steps = Parameter("max-steps", default=DEFAULTS.max_steps, help="0: no limit (small values for tests)")
 
+    @retry(times=2)
     @step
     def start(self):
         """Load the prepared data of a DataFlow run, or prepare it from the data folder."""
@@ -72,6 +73,8 @@ class TrainFlow(PublishingFlow):
               f"{len(self.train_data)} train, {len(self.dev_data)} dev, {len(self.test_data)} test")
         self.next(self.train)
 
+    @retry(times=1)  # artifacts only: a lost (spot) GPU instance costs one more attempt
+    @timeout(hours=24)
     @resources(gpu=1, cpu=4, memory=16000)
     @step
     def train(self):
@@ -96,6 +99,8 @@ class TrainFlow(PublishingFlow):
         self.model_files = model_to_files(result.model, result.tokenizer, result.span_edges)
         self.next(self.evaluate)
 
+    @retry(times=2)
+    @timeout(hours=2)
     @card(type="blank")
     @step
     def evaluate(self):
@@ -113,6 +118,10 @@ class TrainFlow(PublishingFlow):
         )
         self.next(self.publish)
 
+    @retry(times=2)  # medner.steps.publish: a retried step finds the version it exported, promotion is gated
+    @timeout(hours=2)
+    @environment(vars=admin_key_secret_environment())  # the secret's id (never the key), for the task's import
+    @secrets(sources=admin_key_secrets())  # $MEDNER_ADMIN_KEY from $MEDNER_ADMIN_KEY_SECRET (none: as today)
     @step
     def publish(self):
         """Export a new model version and, if asked, promote it through the gates."""
@@ -121,10 +130,11 @@ class TrainFlow(PublishingFlow):
         self.exported_version, self.promotion = publish(
             source=f"{current.flow_name}/{current.run_id}", model_files=self.model_files, train=self.train_data,
             test=self.test_data, dev=self.dev_data, metrics=self.metrics, config=self.config,
-            data_version=self.data_version, repository=self.repository, promote_url=self.promote_url,
-            uat_min_f1=self.uat_min_f1)
+            data_version=self.data_version, repository=self.repository, promote=self.promote,
+            promote_url=self.promote_url, uat_min_f1=self.uat_min_f1)
         self.next(self.end)
 
+    @retry(times=2)
     @step
     def end(self):
         """Print the headline metrics."""

@@ -198,11 +198,12 @@ def export_run_or_folder(*, run: str = "", branch: str = PRODUCTION_BRANCH, mode
 
 def publish(*, source: str, model_files: dict[str, bytes], train: Sequence[Sentence], test: Sequence[Sentence],
             dev: Sequence[Sentence] = (), metrics: dict, config: dict, data_version: str, repository: str,
-            promote_url: str = "", uat_min_f1: float = DEFAULT_UAT_MIN_F1, candidate: str = ""
-            ) -> tuple[int | None, dict | None]:
+            promote: bool = False, promote_url: str = "", uat_min_f1: float = DEFAULT_UAT_MIN_F1,
+            candidate: str = "") -> tuple[int | None, dict | None]:
     """TrainFlow's and ExperimentFlow's last step: export the model (ExperimentFlow's: the ``candidate`` it chose)
     as a new version of ``repository`` (a folder or ``s3://bucket/prefix``; nothing without one) and, with
-    ``promote_url``, promote it on that server through every gate (acceptance notes: ``uat_min_f1``). ``dev``: the
+    ``promote``, promote it through every gate (acceptance notes: ``uat_min_f1``): the record servers follow, and
+    the server at ``promote_url`` (which implies ``promote``) at once. ``dev``: the
     sentences held out of training, which the served models' accuracy estimate is calibrated on
     (:mod:`monitoring.estimation`). Returns (version or None, promotion decision or None). A refused export or
     promotion is reported, not raised: the run and the serving champion stay valid. Idempotent per ``source``: a
@@ -229,12 +230,13 @@ def publish(*, source: str, model_files: dict[str, bytes], train: Sequence[Sente
             except ExportRefused as err:
                 print(f"export refused: {err}")
                 return None, None
-    if not promote_url:
+    if not (promote or promote_url):
         return version, None
-    from medner.promotion import promote
+    from medner.promotion import promote as promote_version
     from medner.triton_control import admin_key
 
-    decision = promote(repository, promote_url, admin_key(create=False) or "", version=version, uat_min_f1=uat_min_f1)
+    decision = promote_version(repository, promote_url or None, admin_key(create=False) if promote_url else None,
+                               version=version, uat_min_f1=uat_min_f1)
     for gate in decision.gates:
         print(f"{gate.name}: {'pass' if gate.passed else 'FAIL'} {gate.detail}")
     return version, decision.to_dict()

@@ -56,16 +56,18 @@ TRIGGERED_STATUSES = ("successful", "RUNNING", "SUCCEEDED")  # a start that ran,
 logger = logging.getLogger("medner.monitoring")
 
 
-def closing_the_loop(parameters: Mapping[str, Mapping[str, Any]], repository: str, promote_url: str
-                     ) -> dict[str, dict[str, Any]]:
-    """Flow parameters that close the loop: with ``promote_url``, the TrainFlow and ExperimentFlow a decision starts
-    export their model to ``repository`` and promote it on that server through every gate, so a warning ends
-    with a retrained model serving (or refused, the champion serving on) and a critical drift with the
-    challenger's; parameters given for a flow win. Without ``promote_url``, ``parameters`` unchanged."""
+def closing_the_loop(parameters: Mapping[str, Mapping[str, Any]], repository: str, promote_url: str,
+                     promote: bool = False) -> dict[str, dict[str, Any]]:
+    """Flow parameters that close the loop: with ``promote`` or ``promote_url``, the TrainFlow and ExperimentFlow a
+    decision starts export their model to ``repository`` and promote it through every gate (the record every
+    server following the registry switches to; the server at ``promote_url`` at once), so a warning ends with a
+    retrained model serving (or refused, the champion serving on) and a critical drift with the challenger's;
+    parameters given for a flow win. Without either, ``parameters`` unchanged."""
     closed = {flow: dict(values) for flow, values in parameters.items()}
-    if promote_url:
+    if promote or promote_url:
+        how = {"promote-url": promote_url} if promote_url else {"promote": True}
         for flow in ("TrainFlow", "ExperimentFlow"):
-            closed[flow] = {"repository": repository, "promote-url": promote_url, **closed.get(flow, {})}
+            closed[flow] = {"repository": repository, **how, **closed.get(flow, {})}
     return closed
 
 

@@ -133,3 +133,17 @@ def test_a_student_distils_from_a_train_flow_run(flow_runner, tmp_path) -> None:
     assert json.loads(exported.stdout)["gates"]["parity"]["passed"]
     record = json.loads((repository / "ner_encoder" / "1" / "lineage.json").read_text())
     assert record["ensemble"] == [teacher, student["pathspec"]] and record["source"] == both
+
+
+def test_promote_without_a_server_writes_the_record_the_fleet_follows(flow_runner, exported_repository,
+                                                                      tmp_path) -> None:
+    """--promote with no server address (a Batch task reaches the bucket, not the pods): every gate, then the
+    record that every `medner serve` following the registry switches to (tests/medner/test_promotion.py)."""
+    from tests.serve import beatable_champion
+
+    repository = beatable_champion(exported_repository, tmp_path / "repository")
+    flow_runner.run("train_flow.py", *TINY, "--repository", str(repository), "--promote", "True",
+                    "--uat-min-f1", "0")  # an untrained model: no real acceptance threshold
+    record = json.loads((repository / "serving.json").read_text())
+    assert (record["version"], record["previous"]) == (2, [1])
+    assert [g["name"] for g in record["history"][-1]["gates"]] == ["export", "quality", "uat", "smoke"]

@@ -213,6 +213,9 @@ def test_closing_the_loop_adds_export_and_promotion_to_started_flows() -> None:
     closed = closing_the_loop({"TrainFlow": {"repository": "s3://other/ner"}}, "model_repository", "127.0.0.1:8001")
     assert closed == {"TrainFlow": {"repository": "s3://other/ner", "promote-url": "127.0.0.1:8001"},  # given wins
                       "ExperimentFlow": {"repository": "model_repository", "promote-url": "127.0.0.1:8001"}}
+    fleet = closing_the_loop({}, "s3://models/ner", "", promote=True)  # no server: the record the fleet follows
+    assert fleet == {flow: {"repository": "s3://models/ner", "promote": True} for flow in ("TrainFlow",
+                                                                                           "ExperimentFlow")}
 
 
 def test_the_decision_log_named_after_import_is_the_one_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
