@@ -307,6 +307,12 @@ def fit_noise(groups: dict[str, list[Window]], reference_rows: int) -> dict:
                                                           combined["max"])}}
 
 
+def command_line(args: argparse.Namespace) -> str:
+    """The command that reproduces a run (the repository named when it is not the project's)."""
+    where = "" if args.repository == ROOT / "model_repository" else f" --repository {args.repository}"
+    return f"python benchmarks/drift_validation.py {args.command}{where}"
+
+
 def calibrate(args: argparse.Namespace) -> dict:
     from monitoring.drift import DriftThresholds, sentence_count
 
@@ -324,7 +330,7 @@ def calibrate(args: argparse.Namespace) -> dict:
     reference_rows = sentence_count(scorer.reference)
     fit = fit_noise(groups, reference_rows)
     defaults = DriftThresholds()
-    return {"command": "python benchmarks/drift_validation.py calibrate", "hardware": hardware(),
+    return {"command": command_line(args), "hardware": hardware(),
             "model": args.model, "version": scorer.version, "reference_rows": reference_rows,
             "seed": args.seed, "fit": fit, "seconds": round(time.perf_counter() - began, 1),
             "defaults": {"noise_floor": defaults.noise_floor, "noise_scale": defaults.noise_scale},
@@ -425,7 +431,7 @@ def validate(args: argparse.Namespace) -> dict:
         windows.append(scorer.score(Window(pool, shift, size, seed), notes, thresholds))
         progress(len(windows), len(plan), began, "validate")
     summary = summarise(windows, thresholds)
-    return {"command": "python benchmarks/drift_validation.py validate", "hardware": hardware(), "model": args.model,
+    return {"command": command_line(args), "hardware": hardware(), "model": args.model,
             "version": scorer.version, "seed": args.seed, "thresholds": asdict(thresholds),
             "seconds": round(time.perf_counter() - began, 1), **summary,
             "windows": [asdict(w) for w in windows]}
