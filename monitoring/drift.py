@@ -62,8 +62,8 @@ class DriftThresholds:
 
     # From in-distribution windows of every size only (benchmarks/drift_validation.py calibrate,
     # results/drift_calibration.md): the noise curve over them all, raised to clear each size's max + 4 std.
-    noise_floor: float = 0.08
-    noise_scale: float = 2.5
+    noise_floor: float = 0.11
+    noise_scale: float = 2.7
     max_drop: float = DEFAULT_QUALITY_DROP  # entity F1 (0-1), as for quality from reviews
     warning: float = 0.0
     critical: float = 0.0
