@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import pickle
 import statistics
-import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
@@ -292,13 +291,8 @@ def _best_group(results: Sequence[CandidateResult], max_cost_ratio: float, per_s
 
 
 def ensemble_files(runs: Sequence[CandidateResult]) -> dict[str, bytes]:
-    """The runs' models as one seed-ensemble folder (:func:`medner.model_io.write_ensemble`), as files to store
-    and export; one run: its own model files."""
-    from medner.model_io import files_to_dir, folder_to_files, write_ensemble
+    """The runs' models as one seed ensemble's files (:func:`medner.model_io.ensemble_of_files`); one run: its own."""
+    from medner.model_io import ensemble_of_files
 
-    if len(runs) == 1:
-        return runs[0].model_files
-    with tempfile.TemporaryDirectory() as tmp:
-        members = [files_to_dir(run.model_files, Path(tmp) / f"seed-{i}") for i, run in enumerate(runs)]
-        seeds = [f"{run.name} seed {run.params.get('seed', 'default')}" for run in runs]
-        return folder_to_files(write_ensemble(members, Path(tmp) / "ensemble", seeds))
+    return runs[0].model_files if len(runs) == 1 else ensemble_of_files(
+        [run.model_files for run in runs], [f"{run.name} seed {run.params.get('seed', 'default')}" for run in runs])

@@ -111,6 +111,13 @@ def write_ensemble(members: Sequence[Path | str], folder: Path | str, sources: S
     return folder
 
 
+def ensemble_of_files(members: Sequence[dict[str, bytes]], sources: Sequence[str] = ()) -> dict[str, bytes]:
+    """Taggers stored as files (:func:`model_to_files`) as one seed ensemble's files."""
+    with tempfile.TemporaryDirectory() as tmp:
+        folders = [files_to_dir(files, Path(tmp) / f"member-{i}") for i, files in enumerate(members)]
+        return folder_to_files(write_ensemble(folders, Path(tmp) / "ensemble", sources))
+
+
 def ensemble_members(folder: Path | str) -> list[Path]:
     """The member folders of an ensemble folder."""
     return [Path(folder) / name for name in json.loads((Path(folder) / ENSEMBLE_FILE).read_text())["members"]]

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from medner import config
-from medner.cli._app import DEFAULT_REPOSITORY, EXIT_USAGE, RepositoryLocationOption, app, fail
+from medner.cli._app import DEFAULT_REPOSITORY, EXIT_FAILED, EXIT_USAGE, RepositoryLocationOption, app, fail
 
 
 @app.command()
@@ -19,8 +19,7 @@ def serve(
     http_port: int = 8000,
     metrics_port: int = 8002,
     gpu: Annotated[bool, typer.Option(help="Use the GPU configurations (configs/gpu.pbtxt).")] = False,
-    log_file: Annotated[str, typer.Option(help="Triton's log: a file, or - for standard output (kubectl logs).")
-                        ] = "-",
+    log_file: Annotated[str, typer.Option(help="Triton's log: a file, or - for standard output.")] = "-",
     admin_key_file: Annotated[Path | None, typer.Option(
         help="File holding the admin key (default: $MEDNER_ADMIN_KEY, else ~/.cache/medner/admin-key, created "
              "with a random key). Loading/unloading models and other administrative endpoints need it.")] = None,
@@ -29,13 +28,9 @@ def serve(
         "to this folder or s3://bucket/prefix (default: off).")] = None,
     profile_window: Annotated[float, typer.Option(help="Profile window length in seconds.")
                               ] = config.DEFAULT_PROFILE_WINDOW_SECONDS,
-    follow: Annotated[bool, typer.Option(help="Follow the registry: poll serving.json and serve the champion it "
-                                              "records (promotion and rollback reach this server by themselves).")
-                      ] = True,
-    follow_seconds: Annotated[float, typer.Option(help="Seconds between two reads of serving.json.")
-                              ] = config.DEFAULT_FOLLOW_SECONDS,
-    start_timeout: Annotated[float, typer.Option(help="Seconds to wait for Triton to be ready (loading from S3 "
-                                                     "on a cold node is slow).")] = 600.0,
+    follow: Annotated[bool, typer.Option(help="Serve the champion serving.json records, as it changes.")] = True,
+    follow_seconds: Annotated[float, typer.Option(help="Seconds between reads.")] = config.DEFAULT_FOLLOW_SECONDS,
+    start_timeout: Annotated[float, typer.Option(help="Seconds to wait for Triton to be ready.")] = 600.0,
     triton_arg: Annotated[list[str] | None, typer.Option(
         help="Pass a flag to tritonserver as is, e.g. --triton-arg=--grpc-use-ssl=true (repeatable).")] = None,
 ) -> None:
@@ -52,10 +47,8 @@ def serve(
 
     try:
         folder, champion, source = serving_folder(repository)  # what serves: the recorded champion
-    except S3Unavailable as err:
-        fail(str(err))
-    except NoChampion as err:
-        fail(str(err), EXIT_USAGE)
+    except (S3Unavailable, NoChampion) as err:
+        fail(str(err), EXIT_USAGE if isinstance(err, NoChampion) else EXIT_FAILED)
     key = admin_key(admin_key_file)
     server = TritonServer(folder, host, grpc_port, http_port, metrics_port, gpu=gpu, log_file=log_file,
                           admin_key=key, profile_dir=profile_dir, profile_window_seconds=profile_window,
@@ -71,9 +64,8 @@ def serve(
                f"metrics {host}:{metrics_port}"
                f"{' (GPU configs)' if gpu else ''}{f'; profiles to {profile_dir}' if profile_dir else ''}"
                f"{f'; following the registry every {follow_seconds:g} s' if follow else ''}; Ctrl-C stops it")
-    if follow:
-        follower = Follower(str(repository), server.grpc_url, key, champion, gpu=gpu, interval=follow_seconds,
-                            report=typer.echo)
+    if follow:  # the record's changes reach this server from a thread of its own
+        follower = Follower(str(repository), server.grpc_url, key, champion, gpu, follow_seconds, typer.echo)
         threading.Thread(target=follower.run, args=(stop,), name="medner-follow", daemon=True).start()
     while not stop.wait(1.0):
         if server.process is not None and server.process.poll() is not None:
