@@ -6,8 +6,8 @@ Each poll reads the record only when it changed (S3: a GET with ``If-None-Match`
 from the version the server runs, the server switches to it through its own model control
 (:func:`medner.triton_control.switch_version`: every model pinned to the version, with the GPU or CPU configs the
 server started with; on a failed load, back to the version it ran, reported, and not retried until the record
-changes). Promotion and rollback are record writes (:mod:`medner.promotion`); the server a command talks to
-converges at once, the others within one poll period. A follower only reads: the serving role needs no write
+names another version). Promotion and rollback are record writes (:mod:`medner.promotion`); the server a command
+talks to converges at once, the others within one poll period. A follower only reads: the serving role needs no write
 access to the bucket.
 """
 
@@ -47,7 +47,7 @@ class Follower:
             try:
                 self.poll()
             except Exception as err:  # noqa: BLE001 - a follower must outlive a bad poll; the message says why
-                self.report(f"follow: cannot read {self.location}/{SERVING_FILE}: {type(err).__name__}: {err}")
+                self.report(f"follow: this poll failed, the server is as it was ({type(err).__name__}: {err})")
 
     def poll(self) -> int | None:
         """One poll: the recorded champion when the record changed since the last poll, else None; the server is
