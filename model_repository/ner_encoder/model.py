@@ -28,10 +28,11 @@ class TritonPythonModel:
         gpu = params.get("device") == "gpu"
         providers = (gpu_providers(int(args.get("model_instance_device_id") or 0), params.get("fp16", "true") == "true",
                                    params.get("engine_cache", "")) if gpu else None)
-        # asked for a GPU: the load fails (the model is not ready) unless a GPU provider runs the session
+        # asked for a GPU: the load fails (the model is not ready) unless a GPU provider runs the session, or the
+        # config says the CPU will do (require_gpu false: the GPU path run on a CPU machine, as its test does)
         self.encode = ort_encoder(os.path.join(version_dir, params.get("model_file", "model.onnx")),
                                   int(params.get("threads", 1)), params.get("spinning", "true") == "true", providers,
-                                  require_gpu=gpu)
+                                  require_gpu=gpu and params.get("require_gpu", "true") == "true")
         self.micro_batch = int(params.get("micro_batch", DEFAULT_MICRO_BATCH))
         logits = pb_utils.get_output_config_by_name(json.loads(args["model_config"]), "logits")
         self.tags = int(logits["dims"][-1])  # the tag set the config declares (medner.labels.BIO_TAGS)

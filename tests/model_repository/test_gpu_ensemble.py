@@ -14,7 +14,7 @@ import tritonclient.grpc as grpcclient
 
 from clients.local import LocalNerModel
 from clients.ner_client import NerClient
-from medner.triton import TritonServer
+from medner.triton import TritonError, TritonServer
 from tests.notes import NOTES
 
 pytestmark = pytest.mark.slow
@@ -28,6 +28,14 @@ def test_the_gpu_ensemble_answers_as_the_cpu_path(exported_repository: Path, tmp
         text = config.read_text()
         config.unlink()  # a hard link into the session's repository: write a file of its own
         config.write_text(re.sub(r"count: \d+", "count: 1", text))
+    log = tmp_path / "no-gpu.log"
+    unready = TritonServer.on_free_ports(repository, gpu=True, log_file=log)
+    with pytest.raises(TritonError):  # as deployed, a GPU encoder without a GPU provider fails its load
+        unready.start()
+    unready.stop()
+    assert "no GPU execution provider works here" in log.read_text()
+    for config in repository.glob("ner_encoder*/configs/gpu.pbtxt"):  # the CPU will do: the GPU path's code on CPU
+        config.write_text(config.read_text() + 'parameters { key: "require_gpu" value: { string_value: "false" } }\n')
     notes = [*NOTES[:3], "x", " ".join(["Chemotherapy improved survival in metastatic colorectal cancer."] * 12)]
     with TritonServer.on_free_ports(repository, gpu=True) as server:
         index = grpcclient.InferenceServerClient(server.grpc_url)
