@@ -79,8 +79,10 @@ LEVER_GRID = [
     {"name": "distill-w0.5-t2-c1", **_FIVE_EPOCHS, **_DEFAULT_SCHEDULE,
      "lever": "MiniLM student, weight 0.5, T 2, + 1 teacher-labelled swapped copy", "distill_weight": 0.5,
      "distill_temperature": 2.0, "distill_copies": 1},
-    # the same recipe taught by a seed ensemble (--teacher A,B,C: their mean probabilities): MPNet learning from
-    # its own 3-seed ensemble (self-distillation: one encoder pass, the ensemble's knowledge)
+    # taught by a seed ensemble (--teacher A,B,C: their mean probabilities): MiniLM, and MPNet by its own seeds
+    {"name": "distill-ens-w0.5-t2-c1", **_FIVE_EPOCHS, **_DEFAULT_SCHEDULE,
+     "lever": "MiniLM student of a seed ensemble, weight 0.5, T 2, + 1 swapped copy", "distill_weight": 0.5,
+     "distill_temperature": 2.0, "distill_copies": 1},
     {"name": "mpnet-self-distill-ens", **_MPNET, "bf16": True, "learning_rate": 1e-4,
      "lever": "MPNet student of its own seed ensemble, weight 0.5, T 2, + 1 swapped copy", "distill_weight": 0.5,
      "distill_temperature": 2.0, "distill_copies": 1},
