@@ -42,7 +42,6 @@ def run_file(name: str, seed: int | str) -> Path:
 
 def run(names: list[str], seeds: list[int], data_dir: str | None, teacher: str = "") -> None:
     from medner.config import data_dir as resolve_data_dir
-    from medner.distill import teacher_names
     from medner.experiments import LEVER_GRID, distils, parse_grid, run_candidate
     from medner.prepare import prepare_data
     from medner.steps import model_folder
@@ -51,8 +50,7 @@ def run(names: list[str], seeds: list[int], data_dir: str | None, teacher: str =
     students = [c.name for c in candidates if distils(c)]
     if students and not teacher:
         sys.exit(f"{', '.join(students)} distil from a teacher: pass --teacher (a TrainFlow run or a model folder)")
-    distill = ({"teacher": ",".join(str(model_folder(name)) for name in teacher_names(teacher))}
-               if students else {})
+    distill = {"teacher": str(model_folder(teacher))} if students else {}
     data = prepare_data(resolve_data_dir(data_dir))
     RUNS.mkdir(parents=True, exist_ok=True)
     for candidate in candidates:

@@ -81,7 +81,6 @@ class TrainFlow(PublishingFlow):
         """Fine-tune; select the epoch on the dev split only."""
         from dataclasses import fields
 
-        from medner.distill import teacher_names
         from medner.model_io import model_to_files
         from medner.steps import model_folder
         from medner.training import train
@@ -89,9 +88,8 @@ class TrainFlow(PublishingFlow):
         # every TrainConfig field this flow has a Parameter for, by name; the rest keep TrainConfig's defaults
         self.config = TrainConfig(**{f.name: getattr(self, f.name) for f in fields(TrainConfig)
                                      if f.name in current.parameter_names}).to_dict()
-        # the lineage names the teacher as given (a run); training reads its folder
-        teacher = ({"teacher": ",".join(str(model_folder(name)) for name in teacher_names(self.teacher))}
-                   if self.teacher else {})
+        # the lineage names the teacher as given (a run, or runs: a seed ensemble); training reads its folder
+        teacher = {"teacher": str(model_folder(self.teacher))} if self.teacher else {}
         result = train(TrainConfig(**{**self.config, **teacher}), self.train_data, self.dev_data,
                        on_epoch=_print_epoch)
         self.history, self.best_epoch, self.dev_metrics = result.history, result.best_epoch, result.dev_metrics

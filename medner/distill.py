@@ -22,31 +22,18 @@ from medner.model_io import load_model, pick_device
 COPY_SWAP_CHANCE = 0.5  # of each entity in a teacher-labelled copy
 
 
-def teacher_names(teacher: str) -> list[str]:
-    """The taggers ``teacher`` names: one, or several separated by commas (a seed ensemble, whose mean
-    probabilities teach)."""
-    return [name.strip() for name in str(teacher).split(",") if name.strip()]
-
-
 def teacher_log_probs(teacher: Path | str, sentences: Sequence[Sentence]) -> list[np.ndarray]:
     """Each sentence's per-word tag log-probabilities (words x BIO_TAGS) by the tagger saved in ``teacher``
-    (``medner.model_io.save_model``), through the serving path: the soft targets. Several folders
-    (:func:`teacher_names`) teach their mean probabilities."""
-    folders = teacher_names(str(teacher))
-    each = [_one_teacher(folder, sentences) for folder in folders]
-    if len(each) == 1:
-        return each[0]
-    return [np.logaddexp.reduce(np.stack(rows), axis=0) - np.log(len(rows)) for rows in zip(*each)]
-
-
-def _one_teacher(folder: str, sentences: Sequence[Sentence]) -> list[np.ndarray]:
+    (``medner.model_io.save_model``), through the serving path: the soft targets. A seed ensemble's folder
+    (``medner.model_io.write_ensemble``) teaches its members' mean probabilities."""
     from medner.inference import sentence_log_probs, torch_encoder
+    from medner.model_io import ENSEMBLE_FILE
 
-    if not Path(folder, "config.json").is_file():
-        raise FileNotFoundError(f"teacher {folder}: not a saved tagger folder (no config.json)")
-    tokenizer, model = load_model(folder, pick_device())
+    if not any(Path(teacher, name).is_file() for name in ("config.json", ENSEMBLE_FILE)):
+        raise FileNotFoundError(f"teacher {teacher}: not a saved tagger folder (no config.json)")
+    tokenizer, model = load_model(teacher, pick_device())
     if model.config.num_labels != len(BIO_TAGS):
-        raise ValueError(f"teacher {folder}: {model.config.num_labels} tags, expected {len(BIO_TAGS)} ({BIO_TAGS})")
+        raise ValueError(f"teacher {teacher}: {model.config.num_labels} tags, expected {len(BIO_TAGS)} ({BIO_TAGS})")
     return sentence_log_probs([s.tokens for s in sentences], tokenizer, torch_encoder(model))
 
 

@@ -47,6 +47,11 @@ def model_to_files(model: Any, tokenizer: Any, edges: SpanEdges | None = None) -
         return folder_to_files(save_model(model, tokenizer, tmp, edges))
 
 
+def model_names(source: str) -> list[str]:
+    """The models (runs or folders) ``source`` names: one, or several separated by commas (a seed ensemble)."""
+    return [name.strip() for name in str(source).split(",") if name.strip()]
+
+
 def folder_to_files(folder: Path | str) -> dict[str, bytes]:
     """A model folder (one tagger or a seed ensemble) as ``{relative path: bytes}`` (:func:`files_to_dir` writes
     it back)."""

@@ -122,11 +122,11 @@ def model_folder(source: str) -> Path:
     ExperimentFlow run (``FlowName/run-id``), written once into ``$MEDNER_CACHE_DIR/models/``; several separated by
     commas: their seed ensemble (:func:`medner.model_io.write_ensemble`). A distillation
     teacher (TrainFlow's ``--teacher``) and the benchmarks' models are named this way."""
-    from medner.model_io import ENSEMBLE_FILE, files_to_dir, write_ensemble
+    from medner.model_io import ENSEMBLE_FILE, files_to_dir, model_names, write_ensemble
 
     if Path(source).is_dir():
         return Path(source)
-    names = [name.strip() for name in source.split(",") if name.strip()]
+    names = model_names(source)
     if len(names) > 1:  # a seed ensemble of these runs or folders: one folder, written once
         folder = cache_dir() / "models" / "ensemble-{}".format("-".join(n.replace("/", "-") for n in names))
         if not (folder / ENSEMBLE_FILE).is_file():
@@ -179,11 +179,12 @@ def export_run_or_folder(*, run: str = "", branch: str = PRODUCTION_BRANCH, mode
     ``s3://bucket/prefix``). Returns (version, its lineage record). Raises ValueError when there is no such run,
     ExportRefused when a gate refuses the model."""
     from export.onnx_export import export_model
+    from medner.model_io import model_names
     from medner.s3 import opened
 
     with tempfile.TemporaryDirectory() as tmp, opened(repository, full=False) as folder:
         if model_dir is None:
-            source = _stored_models([r.strip() for r in run.split(",")] if run else [""], branch, Path(tmp))
+            source = _stored_models(model_names(run) or [""], branch, Path(tmp))
             trained = source.folder
             test, train, record, decoder = source.test, source.train, source.lineage, source.decoder
             dev = source.dev

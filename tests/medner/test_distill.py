@@ -11,8 +11,8 @@ import torch
 
 from medner.config import TrainConfig
 from medner.data import read_behealthy, split_dev
-from medner.distill import distillation_loss, teacher_log_probs, teacher_names
-from medner.model_io import load_model, save_model
+from medner.distill import distillation_loss, teacher_log_probs
+from medner.model_io import load_model, model_names, save_model, write_ensemble
 from medner.training import predict, train
 
 
@@ -58,8 +58,9 @@ def test_a_seed_ensemble_teaches_its_mean_probabilities(tiny_corpus: Path, untra
         save_model(model, tokenizer, tmp_path / name)
     sentences = read_behealthy(tiny_corpus)["train"][:3]
     one, other = (teacher_log_probs(tmp_path / name, sentences) for name in ("a", "b"))
-    both = teacher_log_probs(f"{tmp_path / 'a'}, {tmp_path / 'b'}", sentences)
-    assert teacher_names(f"{tmp_path / 'a'}, {tmp_path / 'b'}") == [str(tmp_path / "a"), str(tmp_path / "b")]
+    names = model_names(f"{tmp_path / 'a'}, {tmp_path / 'b'},")  # as --teacher A,B names them
+    assert names == [str(tmp_path / "a"), str(tmp_path / "b")]
+    both = teacher_log_probs(write_ensemble([Path(n) for n in names], tmp_path / "ensemble", names), sentences)
     for a, b, mean in zip(one, other, both):
         assert (a.argmax(1) != b.argmax(1)).any()  # the two teachers disagree on some words
         np.testing.assert_allclose(np.exp(mean), (np.exp(a) + np.exp(b)) / 2, atol=1e-5)
