@@ -71,6 +71,12 @@ def one_model_repository(repository: Path, target: Path, code: Path, model: str 
     return target
 
 
+def repository_option(repository: Path | str) -> str:
+    """`` --repository PATH`` for a command line that reproduces a run, or nothing for the project's own."""
+    default = Path(__file__).resolve().parents[1] / "model_repository"
+    return "" if Path(repository).resolve() == default else f" --repository {repository}"
+
+
 def chunks(items: list, size: int) -> list[list]:
     return [items[i: i + size] for i in range(0, len(items), size)]
 

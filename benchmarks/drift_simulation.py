@@ -50,6 +50,8 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("WHYLOGS_NO_ANALYTICS", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+from benchmarks.common import repository_option  # noqa: E402
+
 RESULTS = ROOT / "benchmarks" / "results"
 EPOCH = datetime(2026, 1, 1, tzinfo=UTC)  # simulated windows are one hour apart from here
 
@@ -266,6 +268,7 @@ def summarise(args: argparse.Namespace, windows: list[Window], thresholds, timin
               and all(d["windows_to_detection"] is not None and d["windows_to_detection"] <= 2
                       for d in detection.values()))
     return {
+        "command": f"python benchmarks/drift_simulation.py{repository_option(args.repository)}",
         "model": args.model, "mode": "in-process", "window_notes": args.window_notes,
         "sentences_per_note": {"in": list(MULTI), "in-1": [1, 1], **{s: list(MULTI) for s in args.shifts}},
         "packaging": {k: list(v) for k, v in PACKAGING.items()}, "seed": args.seed,
@@ -328,7 +331,8 @@ def markdown(result: dict, image: str) -> str:
     multi, single = result["in_distribution"].get("in"), result["in_distribution"].get("in-1")
     lines = [
         "# Drift simulation", "",
-        f"`python benchmarks/drift_simulation.py` ({result['mode']}, model `{result['model']}` version "
+        f"`{result.get('command', 'python benchmarks/drift_simulation.py')}` ({result['mode']}, "
+        f"model `{result['model']}` version "
         f"{result.get('version', '?')}, {result['window_notes']} notes per window, seed {result['seed']}; run time "
         f"{sum(result['timings_s'].values()):.0f} s).", "",
         f"Reference: `{ref['path']}`, the default of `medner monitor check`, as `medner export` wrote it: "

@@ -2,7 +2,8 @@
 
     python benchmarks/drift_validation.py calibrate [--model ner_int8]   -> results/drift_calibration.{md,json,png}
     python benchmarks/drift_validation.py validate  [--model ner_int8]   -> results/drift_validation.{md,json,png}
-    (--report-only: the page and the plot again from the results JSON, without a run)
+    (--report-only: the page and the plot again from the results JSON, without a run; calibrate compares the
+    run's suggestion with the defaults of this checkout)
 
 Both send notes through the served model's own pass (``monitoring.features.FeatureTagger``: tokenize, encode,
 decode, profile rows and entities) and score each window with ``monitoring.drift.compare`` against the reference
@@ -13,7 +14,10 @@ as notes of one sentence or of 3-20, of 100 to 1,000 notes. The combined score o
 ``s = sqrt(1/rows + 1/reference_rows)`` falls (rows: the sentences scored); the script fits
 ``mean = floor + scale * s`` and ``std = tau * s`` over the sizes, and suggests
 ``noise_floor = floor`` (raised, if need be, until each size's max + 4 std clears it) and
-``noise_scale = scale + 4 tau``: :class:`monitoring.drift.DriftThresholds`' defaults, which must equal them.
+``noise_scale = scale + 4 tau``; and the same for each feature's own score with 5 spreads instead of 4
+(``monitoring.drift.FEATURE_NOISE``; eleven tests instead of one: with 4, a validation window of 100 one-sentence
+notes alarmed on ``entity_oov_rate`` alone): :class:`monitoring.drift.DriftThresholds`' defaults, which must equal
+them.
 
 **validate**: windows with gold labels, from the dev split (held out of the reference: the honest drift check)
 and from the test split (held out of the accuracy estimate's calibration, which export fits on dev: the honest
@@ -41,6 +45,7 @@ import random
 import statistics
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -53,13 +58,15 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("WHYLOGS_NO_ANALYTICS", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from benchmarks.common import hardware  # noqa: E402
+from benchmarks.common import hardware, repository_option  # noqa: E402
 from benchmarks.drift_simulation import _ABBREVIATIONS, _STOP, MULTI  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
 SIZES = {"1x100": (1, 100), "1x300": (1, 300), "1x1000": (1, 1000), "multix100": (0, 100), "multix300": (0, 300)}
 VALIDATION_SIZES = ("1x100", "multix100", "multix300")
+SPREADS = 4  # the combined score's bound clears its in-distribution mean by this many standard deviations
+FEATURE_SPREADS = 5  # each feature's: one test per feature, so a wider margin (see the docstring)
 LONG_NOTE = (20, 40)  # sentences per note of the long-notes shift
 HEADERS = ["HISTORY OF PRESENT ILLNESS :", "ASSESSMENT AND PLAN :", "PAST MEDICAL HISTORY :", "MEDICATIONS :",
            "REVIEW OF SYSTEMS :", "PHYSICAL EXAMINATION :", "IMPRESSION :", "FOLLOW-UP :"]
@@ -215,6 +222,7 @@ class Window:
     level: str = "none"
     combined: float = 0.0
     bound: float = 0.0
+    beyond: dict = field(default_factory=dict)  # features beyond their own bound, with it
     estimate: dict | None = None
     truth: dict = field(default_factory=dict)
     scores: dict = field(default_factory=dict)
@@ -250,6 +258,7 @@ class Scorer:
         window.notes, window.rows = len(notes), sentence_count(view)
         window.level, window.combined = report.level, report.combined or 0.0
         window.bound, window.estimate, window.scores = report.warning_bound or 0.0, report.estimate, report.scores
+        window.beyond = report.beyond
         window.truth = true_scores(notes, entities)
         return window
 
@@ -271,18 +280,19 @@ def progress(done: int, total: int, began: float, label: str) -> None:
 
 # --- calibrate -----------------------------------------------------------------------------------------------
 
-def curve(s: np.ndarray, values: list[list[float]]) -> dict:
+def curve(s: np.ndarray, values: list[list[float]], spreads: int = SPREADS) -> dict:
     """Least-squares ``mean = floor + scale s`` and ``std = tau s`` over the sizes (``values``: the scores of each
-    size's windows), and the suggested bound: scale + 4 tau, and the fitted floor raised until every size's max and
-    mean + 4 std fall below it; rounded up (scale to 0.1, floor to 0.01): cautious, and steady across runs."""
+    size's windows), and the suggested bound: scale + ``spreads`` tau, and the fitted floor raised until every
+    size's max and mean + ``spreads`` std fall below it; rounded up (scale to 0.1, floor to 0.01): cautious, and
+    steady across runs."""
     mean = np.array([statistics.mean(v) for v in values])
     std = np.array([statistics.pstdev(v) for v in values])
     high = np.array([max(v) for v in values])
     scale, floor = np.polyfit(s, mean, 1)
     floor = max(float(floor), 0.0)
     tau = float(np.dot(s, std) / np.dot(s, s))
-    suggested_scale = max(math.ceil((scale + 4 * tau) * 10) / 10, 0.0)
-    needed = max(float(np.max(np.maximum(high, mean + 4 * std) - suggested_scale * s)), floor)
+    suggested_scale = max(math.ceil((scale + spreads * tau) * 10) / 10, 0.0)
+    needed = max(float(np.max(np.maximum(high, mean + spreads * std) - suggested_scale * s)), floor)
     return {"floor_fit": round(floor, 4), "scale_fit": round(float(scale), 4), "tau": round(tau, 4),
             "floor": math.ceil(round(needed * 100, 6)) / 100, "scale": suggested_scale,
             "mean": mean.round(4).tolist(), "std": std.round(4).tolist(), "max": high.round(4).tolist()}
@@ -295,11 +305,12 @@ def fit_noise(groups: dict[str, list[Window]], reference_rows: int) -> dict:
     s = np.array([statistics.mean(noise_term(w.rows, reference_rows) for w in ws) for ws in groups.values()])
     combined = curve(s, [[w.combined for w in ws] for ws in groups.values()])
     features = sorted({name for ws in groups.values() for w in ws for name in w.scores})
-    per_feature = {name: curve(s, [[w.scores.get(name, 0.0) for w in ws] for ws in groups.values()])
+    per_feature = {name: curve(s, [[w.scores.get(name, 0.0) for w in ws] for ws in groups.values()], FEATURE_SPREADS)
                    for name in features}
+    suggested = {name: (f["floor"], f["scale"]) for name, f in per_feature.items() if max(f["max"]) > 0}
     return {"floor_fit": combined["floor_fit"], "scale_fit": combined["scale_fit"], "tau": combined["tau"],
             "noise_floor": combined["floor"], "noise_scale": combined["scale"],
-            "features": per_feature,
+            "features": per_feature, "feature_noise": suggested,
             "sizes": {name: {"windows": len(ws), "rows_mean": round(statistics.mean(w.rows for w in ws), 1),
                              "s": round(float(si), 5), "combined_mean": m, "combined_std": sd, "combined_max": h,
                              "bound": round(combined["floor"] + combined["scale"] * float(si), 4)}
@@ -309,8 +320,7 @@ def fit_noise(groups: dict[str, list[Window]], reference_rows: int) -> dict:
 
 def command_line(args: argparse.Namespace) -> str:
     """The command that reproduces a run (the repository named when it is not the project's)."""
-    where = "" if args.repository == ROOT / "model_repository" else f" --repository {args.repository}"
-    return f"python benchmarks/drift_validation.py {args.command}{where}"
+    return f"python benchmarks/drift_validation.py {args.command}{repository_option(args.repository)}"
 
 
 def calibrate(args: argparse.Namespace) -> dict:
@@ -329,13 +339,22 @@ def calibrate(args: argparse.Namespace) -> dict:
             progress(sum(map(len, groups.values())), total, began, "calibrate")
     reference_rows = sentence_count(scorer.reference)
     fit = fit_noise(groups, reference_rows)
-    defaults = DriftThresholds()
     return {"command": command_line(args), "hardware": hardware(),
             "model": args.model, "version": scorer.version, "reference_rows": reference_rows,
             "seed": args.seed, "fit": fit, "seconds": round(time.perf_counter() - began, 1),
-            "defaults": {"noise_floor": defaults.noise_floor, "noise_scale": defaults.noise_scale},
-            "defaults_match": (defaults.noise_floor, defaults.noise_scale) == (fit["noise_floor"], fit["noise_scale"]),
-            "windows": [asdict(w) for ws in groups.values() for w in ws]}
+            **compared_with_defaults(fit), "windows": [asdict(w) for ws in groups.values() for w in ws]}
+
+
+def compared_with_defaults(fit: dict) -> dict:
+    """``DriftThresholds()``' noise curves, and whether they are the ones ``fit`` suggests."""
+    from monitoring.drift import DriftThresholds
+
+    defaults = DriftThresholds()
+    suggested = {name: tuple(curve) for name, curve in fit["feature_noise"].items()}
+    return {"defaults": {"noise_floor": defaults.noise_floor, "noise_scale": defaults.noise_scale,
+                         "feature_noise": defaults.feature_noise},
+            "defaults_match": ((defaults.noise_floor, defaults.noise_scale) == (fit["noise_floor"], fit["noise_scale"])
+                               and defaults.feature_noise == suggested)}
 
 
 def calibration_markdown(result: dict, image: str) -> str:
@@ -364,9 +383,9 @@ def calibration_markdown(result: dict, image: str) -> str:
         f"Suggested: noise_scale = scale + 4 tau = **{fit['noise_scale']}**, noise_floor = **{fit['noise_floor']}** "
         "(the fitted floor, raised until every size's max and mean + 4 std fall below the bound; both rounded up, "
         "to 0.1 and 0.01).", "",
-        "Each feature's own curve, fitted the same way over the same windows: measured, not used (a rule that any "
-        "one feature beyond its own bound is a warning; each feature's spread makes its bound wide, see "
-        "docs/monitoring.md):", "",
+        f"Each feature's own curve, fitted the same way over the same windows with {FEATURE_SPREADS} spreads: a window "
+        "with one feature beyond its own bound is at warning too (`monitoring.drift.FEATURE_NOISE`; a feature that "
+        "never moved here has no bound):", "",
         f"| feature | mean fit | std | in-distribution max | suggested floor | suggested scale | bound at "
         f"{smallest['rows_mean']:.0f} rows | at {largest['rows_mean']:.0f} rows |",
         "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
@@ -374,7 +393,7 @@ def calibration_markdown(result: dict, image: str) -> str:
           f"{f['floor']} | {f['scale']} | {max(0.05, f['floor'] + f['scale'] * smallest['s']):.3f} | "
           f"{max(0.05, f['floor'] + f['scale'] * largest['s']):.3f} |" for name, f in fit["features"].items()], "",
         f"`DriftThresholds()` defaults: noise_floor {result['defaults']['noise_floor']}, noise_scale "
-        f"{result['defaults']['noise_scale']}: "
+        f"{result['defaults']['noise_scale']}, and each feature's (floor, scale) in `FEATURE_NOISE`: "
         + ("the same as this run's suggestion." if result["defaults_match"]
            else "**they differ from this run's suggestion**."), "",
         f"![calibration]({image})", ""]
@@ -454,6 +473,7 @@ def summarise(windows: list[Window], thresholds) -> dict:
                     "combined_mean": round(statistics.mean(w.combined for w in own), 4),
                     "combined_max": round(max(w.combined for w in own), 4),
                     "bound_mean": round(statistics.mean(w.bound for w in own), 4),
+                    "beyond": dict(sorted(Counter(name for w in own for name in w.beyond).items())),
                     "true_f1": round(true_f1, 4), "true_drop": round(base_f1 - true_f1, 4),
                     "estimated_f1": round(statistics.mean(w.estimate["entity_f1"] for w in own if w.estimate), 4),
                     "estimate_mae": round(statistics.mean(abs(e) for e in errors), 4),
@@ -489,7 +509,8 @@ def validation_markdown(result: dict, image: str) -> str:
         "# Drift validation: levels and the accuracy estimate on labelled shifts", "",
         f"`{result['command']}` (model `{result['model']}` version {result['version']}, seed {result['seed']}, "
         f"{result['seconds']:.0f} s on {result['hardware']}). Thresholds: `DriftThresholds()` (warning bound "
-        f"{t['noise_floor']} + {t['noise_scale']} s, critical when the estimated F1 drops more than {t['max_drop']} "
+        f"{t['noise_floor']} + {t['noise_scale']} s on the combined score, each feature's own from `FEATURE_NOISE`, "
+        f"critical when the estimated F1 drops more than {t['max_drop']} "
         f"below the reference's, min_notes {t['min_notes']}).", "",
         "Windows from the dev split (held out of training and of the reference: the honest drift check, which the "
         "level goals read) and from the test split (held out of the estimate's calibration, which export fits on dev: "
@@ -516,15 +537,18 @@ def validation_markdown(result: dict, image: str) -> str:
         + ", ".join(f"{k} {v:.3f}" for k, v in goals["estimate_shifted"]["mae"].items())
         + f" (goal <= 0.05 each): {mark[goals['estimate_shifted']['passed']]}.", "",
         "## Every cell", "",
-        "| pool | size | shift | windows | rows | levels (none/warn/crit) | combined (mean, max) | bound | true F1 | "
-        "true drop | estimated F1 | estimate MAE | bias |",
-        "| --- | --- | --- | ---: | ---: | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "`beyond`: the features beyond their own bound, and in how many of the cell's windows.", "",
+        "| pool | size | shift | windows | rows | levels (none/warn/crit) | combined (mean, max) | bound | beyond | "
+        "true F1 | true drop | estimated F1 | estimate MAE | bias |",
+        "| --- | --- | --- | ---: | ---: | --- | --- | ---: | --- | ---: | ---: | ---: | ---: | ---: |",
     ]
     for c in result["cells"].values():
         lv = c["levels"]
+        beyond = ", ".join(f"{name} {n}" for name, n in c.get("beyond", {}).items()) or "-"
         lines.append(f"| {c['pool']} | {c['size']} | {c['shift']} | {c['windows']} | {c['rows_mean']} | "
                      f"{lv['none']}/{lv['warning']}/{lv['critical']} | {c['combined_mean']:.3f}, "
-                     f"{c['combined_max']:.3f} | {c['bound_mean']:.3f} | {c['true_f1']:.3f} | {c['true_drop']:+.3f} | "
+                     f"{c['combined_max']:.3f} | {c['bound_mean']:.3f} | {beyond} | {c['true_f1']:.3f} | "
+                     f"{c['true_drop']:+.3f} | "
                      f"{c['estimated_f1']:.3f} | {c['estimate_mae']:.3f} | {c['estimate_bias']:+.3f} |")
     lines += ["", f"![estimate against truth]({image})", ""]
     return "\n".join(lines)
@@ -580,7 +604,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     name = f"drift_{'calibration' if args.command == 'calibrate' else 'validation'}"
     if args.command == "calibrate":
         markdown, plot = calibration_markdown, calibration_plot
-        result = json.loads((args.out / f"{name}.json").read_text()) if args.report_only else calibrate(args)
+        if args.report_only:  # the run's suggestion against today's defaults
+            result = json.loads((args.out / f"{name}.json").read_text())
+            result.update(compared_with_defaults(result["fit"]))
+        else:
+            result = calibrate(args)
         print(json.dumps({k: result[k] for k in ("fit", "defaults", "defaults_match")}))
     else:
         markdown, plot = validation_markdown, validation_plot

@@ -16,8 +16,10 @@ group sentences into notes; the rows scored are sentences, ``min_notes`` counts 
 count).
 
 The window's level (:class:`DriftThresholds`): **warning** when the mean of the ``top_k`` highest feature scores
-(one noisy feature alone does not alarm; a real shift moves several: out-of-vocabulary words, entity rates,
-confidences) is beyond the noise for the window's size; **critical** when, besides, the served model's accuracy
+(a real shift moves several: out-of-vocabulary words, entity rates, confidences) is beyond the noise for the
+window's size, or when one feature is beyond its own noise for that size (a shift that moves one feature far, as
+typing errors move ``misspelling_rate``; each feature's bound clears its own in-distribution spread, so a noisy
+feature alone does not alarm); **critical** when, besides, the served model's accuracy
 estimated from its own confidences (:mod:`monitoring.estimation`) fell more than ``max_drop`` below the
 reference's: the model is now worse here, so re-experiment rather than retrain. The noise curve comes from
 in-distribution windows of every size only (``benchmarks/drift_validation.py calibrate``); how the levels and the
@@ -46,6 +48,24 @@ def noise_term(rows: int, reference_rows: int) -> float:
     return math.sqrt(1 / max(rows, 1) + 1 / max(reference_rows, 1))
 
 
+# Each feature's own noise curve, (floor, scale) as for the combined score with a wider margin, from the same
+# in-distribution windows (benchmarks/drift_validation.py calibrate, results/drift_calibration.md). A feature that
+# never moved there (unknown_wordpiece_rate) has none: with no noise to clear, any [UNK] piece would alarm.
+FEATURE_NOISE: dict[str, tuple[float, float]] = {
+    "chars": (0.09, 2.7),
+    "confidence_mean": (0.08, 3.2),
+    "confidence_min": (0.03, 4.2),
+    "disease_per_100_words": (0.01, 3.0),
+    "entity_oov_rate": (0.17, 3.1),
+    "low_confidence_rate": (0.04, 3.3),
+    "misspelling_rate": (0.05, 2.3),
+    "oov_word_rate": (0.07, 3.0),
+    "treatment_per_100_words": (0.1, 2.2),
+    "windows": (0.06, 1.6),
+    "wordpieces": (0.07, 2.9),
+}
+
+
 @dataclass
 class DriftThresholds:
     """When a window is drifting, and when that drift means the model got worse.
@@ -53,7 +73,8 @@ class DriftThresholds:
     * ``warning``: the combined score (the mean of the ``top_k`` highest per-feature Hellinger distances) is
       above the noise expected for a window of its size against this reference,
       ``noise_floor + noise_scale * sqrt(1/rows + 1/reference_rows)`` (rows: the sentences scored on each side;
-      :meth:`warning_bound`); ``warning`` > 0 replaces that with a fixed bound.
+      :meth:`warning_bound`), or one feature's distance is above its own, from ``feature_noise``
+      (:meth:`feature_bounds`); ``warning`` > 0 replaces both with one fixed bound on the combined score.
     * ``critical``: at warning, and the window's estimated entity F1 (:mod:`monitoring.estimation`) is more than
       ``max_drop`` below the reference's (the champion on its test sentences, through the same estimator);
       ``critical`` > 0 also makes a combined score at or above it critical (a fixed bound; 0: off).
@@ -69,6 +90,7 @@ class DriftThresholds:
     critical: float = 0.0
     min_notes: int = 100
     top_k: int = 2
+    feature_noise: dict[str, tuple[float, float]] = field(default_factory=lambda: dict(FEATURE_NOISE))
 
     def __post_init__(self) -> None:
         if not 0 <= self.warning <= 1 or not 0 <= self.critical <= 1:
@@ -85,6 +107,13 @@ class DriftThresholds:
             return self.warning
         return self.noise_floor + self.noise_scale * noise_term(rows, reference_rows)
 
+    def feature_bounds(self, rows: int, reference_rows: int) -> dict[str, float]:
+        """Each feature's own warning bound for a window of ``rows`` sentences; none with a fixed ``warning``."""
+        if self.warning:
+            return {}
+        s = noise_term(rows, reference_rows)
+        return {name: round(floor + scale * s, 6) for name, (floor, scale) in self.feature_noise.items()}
+
     @classmethod
     def overridden(cls, **values: float | int | None) -> DriftThresholds:
         """The defaults, with each value given and not None in its place (command-line options)."""
@@ -98,7 +127,8 @@ DEFAULT_THRESHOLDS = DriftThresholds()
 class DriftReport:
     """The drift of one window. ``counts``: notes and profiles in the window, notes in the reference, and,
     when the profiles have one row per sentence, the sentences (the rows scored) on both sides.
-    ``warning_bound``: the combined score this window's size needed for warning. ``estimate``: the estimated
+    ``warning_bound``: the combined score this window's size needed for warning; ``beyond``: the features beyond
+    their own bound for that size (:meth:`DriftThresholds.feature_bounds`), with that bound. ``estimate``: the estimated
     ``entity_f1``, ``precision`` and ``recall`` of the served model on the window, the ``reference_f1`` estimated
     on the reference and the ``drop`` between them (None when the profiles carry no estimate)."""
 
@@ -111,6 +141,7 @@ class DriftReport:
     reason: str = ""
     thresholds: dict[str, Any] = field(default_factory=dict)
     warning_bound: float | None = None
+    beyond: dict[str, float] = field(default_factory=dict)
     estimate: dict[str, float] | None = None
 
     def to_dict(self) -> dict[str, Any]:
@@ -188,10 +219,11 @@ def estimate_against(target: DatasetProfileView, reference: DatasetProfileView) 
             "drop": round(baseline["entity_f1"] - window["entity_f1"], 4)}
 
 
-def level_of(combined: float, bound: float, estimate: dict[str, float] | None, thresholds: DriftThresholds
-             ) -> Level:
-    """The level of a window's combined score, given its warning ``bound`` and accuracy ``estimate``."""
-    if combined < bound:
+def level_of(combined: float, bound: float, estimate: dict[str, float] | None, thresholds: DriftThresholds,
+             beyond: dict[str, float] | None = None) -> Level:
+    """The level of a window's combined score, given its warning ``bound``, the features ``beyond`` their own
+    bound and its accuracy ``estimate``."""
+    if combined < bound and not beyond:
         return "none"
     if thresholds.critical and combined >= thresholds.critical:
         return "critical"
@@ -214,12 +246,18 @@ def compare(target: DatasetProfileView | None, reference: DatasetProfileView, st
     if not scores:
         raise ValueError("no feature is shared by the window and the reference profiles")
     combined = round(combine(scores, thresholds.top_k), 6)
-    bound = round(thresholds.warning_bound(sentence_count(target), sentence_count(reference)), 6)
+    rows = sentence_count(target), sentence_count(reference)
+    bound = round(thresholds.warning_bound(*rows), 6)
+    beyond = {name: limit for name, limit in thresholds.feature_bounds(*rows).items()
+              if scores.get(name, 0.0) >= limit}
     estimate = estimate_against(target, reference)
-    level = level_of(combined, bound, estimate, thresholds)
+    level = level_of(combined, bound, estimate, thresholds, beyond)
     top = ", ".join(f"{name}={scores[name]:.3f}" for name in sorted(scores, key=scores.get, reverse=True)[:3])
     reason = (f"mean of top {thresholds.top_k} Hellinger distances {combined:.3f} "
               f"{'>=' if combined >= bound else '<'} {bound:.3f} for this window's size (top: {top})")
+    if beyond:
+        reason += "; beyond their own bound: " + ", ".join(f"{name} {scores[name]:.3f} >= {limit:.3f}"
+                                                           for name, limit in beyond.items())
     if estimate is not None:
         reason += (f"; estimated entity F1 {estimate['entity_f1']:.3f} against {estimate['reference_f1']:.3f} on the "
                    f"reference (drop {estimate['drop']:.3f}, critical above {thresholds.max_drop:.3f})")
@@ -229,5 +267,5 @@ def compare(target: DatasetProfileView | None, reference: DatasetProfileView, st
     if has_sentence_rows(target) and not has_sentence_rows(reference):
         reason += ("; the reference has one row per note (exported before per-sentence profiles): multi-sentence "
                    "notes score as drift against it, re-export the model version")
-    return DriftReport(level, scores, combined=combined, reason=reason, warning_bound=bound, estimate=estimate,
-                       **base)
+    return DriftReport(level, scores, combined=combined, reason=reason, warning_bound=bound, beyond=beyond,
+                       estimate=estimate, **base)

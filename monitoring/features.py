@@ -21,6 +21,9 @@ Columns of :data:`FEATURES` (scored for drift), per sentence:
   artifact); NaN when the model version has no vocabulary.
 * ``entity_oov_rate``: the same share among the words tagged D or T (NaN without such words): new drug and
   disease names, and misspelt ones, show here long before they move the rate over all words.
+* ``misspelling_rate``: share of the words out of that vocabulary yet one edit from a word of it of 4+ letters
+  (:func:`~monitoring.vocabulary.is_misspelling`): typing errors, which the rate of all unseen words hides among
+  the new names of ordinary text (benchmarks/results/drift_validation.md).
 * ``disease_per_100_words``, ``treatment_per_100_words``: entities (maximal runs of one label) per 100 words.
 * ``confidence_mean``, ``confidence_min``, ``low_confidence_rate``: the decoded tag's probability per word,
   and the share of words below :data:`LOW_CONFIDENCE`.
@@ -36,7 +39,6 @@ Rates over zero words are NaN (whylogs counts NaNs apart from the distribution).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from collections.abc import Set as AbstractSet
 from itertools import chain
 from typing import Any
 
@@ -56,11 +58,12 @@ from medner.inference import (
 from medner.labels import OUTSIDE
 from medner.spans import split_sentences
 from monitoring.estimation import ESTIMATE_COLUMNS, Estimator, sentence_estimates
-from monitoring.vocabulary import read_vocabulary, vocabulary_key
+from monitoring.vocabulary import Vocabulary, is_misspelling, read_vocabulary, vocabulary_key
 
 FEATURES: tuple[str, ...] = (
     "chars", "wordpieces", "windows", "unknown_wordpiece_rate", "oov_word_rate", "disease_per_100_words",
     "treatment_per_100_words", "confidence_mean", "confidence_min", "low_confidence_rate", "entity_oov_rate",
+    "misspelling_rate",
 )
 NOTE_SENTENCES = "note_sentences"
 PROFILE_COLUMNS: tuple[str, ...] = (*FEATURES, NOTE_SENTENCES, *ESTIMATE_COLUMNS)  # batch_features' rows
@@ -79,7 +82,7 @@ def batch_features(
     labels: Sequence[Sequence[str]],
     confidences: Sequence[np.ndarray],
     unk_id: int | None,
-    vocabulary: AbstractSet[str] | None,
+    vocabulary: Vocabulary | None,
     estimator: Estimator | None = None,
 ) -> np.ndarray:
     """Profile rows ``(sentences, len(PROFILE_COLUMNS))`` (float64) of the notes of ``batch``, note after note
@@ -90,7 +93,7 @@ def batch_features(
         return np.zeros((0, len(PROFILE_COLUMNS)))
     # Python per note only for what needs the text (sentence breaks, vocabulary look-ups); the arithmetic is
     # done once for the whole batch on flat per-word arrays, segment by segment
-    first_word, end_word, chars, note_end_window, oov = [], [], [], [], []
+    first_word, end_word, chars, note_end_window, oov, misspelt = [], [], [], [], [], []
     note_rows = np.empty(len(texts), dtype=np.int64)  # sentences of each note
     offset = 0
     for i, (text, layout) in enumerate(zip(texts, batch.notes)):
@@ -103,7 +106,9 @@ def batch_features(
             chars.append(words[end - 1][1] - words[first][0] if end > first else len(text))
         note_end_window += [layout.first_row + layout.n_windows] * len(sentences)
         if vocabulary is not None:
-            oov += [vocabulary_key(text[s:e]) not in vocabulary for s, e in words]
+            keys = [vocabulary_key(text[s:e]) for s, e in words]
+            oov += [key not in vocabulary for key in keys]
+            misspelt += [key not in vocabulary and is_misspelling(key, vocabulary) for key in keys]
         offset += len(words)
     first, end = np.asarray(first_word, dtype=np.int64), np.asarray(end_word, dtype=np.int64)
     rows = np.full((len(first), len(PROFILE_COLUMNS)), np.nan)
@@ -112,8 +117,8 @@ def batch_features(
     if offset:
         tags = np.asarray(list(chain.from_iterable(labels)))
         confidence = np.concatenate([np.asarray(c, dtype=np.float64) for c in confidences])
-        _word_columns(rows, tags, confidence, np.asarray(oov, dtype=bool) if vocabulary is not None else None,
-                      first, end, estimator)
+        unseen = (np.asarray(oov, dtype=bool), np.asarray(misspelt, dtype=bool)) if vocabulary is not None else None
+        _word_columns(rows, tags, confidence, unseen, first, end, estimator)
     rows[end == first, COLUMN["oov_word_rate"]:COLUMN[NOTE_SENTENCES]] = np.nan  # rates over no words
     rows[np.cumsum(note_rows) - note_rows, COLUMN[NOTE_SENTENCES]] = note_rows  # a note's first sentence
     if estimator is not None and not offset:
@@ -147,17 +152,20 @@ def _window_columns(rows: np.ndarray, batch: TokenizedBatch, first: np.ndarray, 
         rows[:, COLUMN["unknown_wordpiece_rate"]] = np.where(pieces > 0, unknown_pieces / pieces, np.nan)
 
 
-def _word_columns(rows: np.ndarray, tags: np.ndarray, confidence: np.ndarray, oov: np.ndarray | None,
-                  first: np.ndarray, end: np.ndarray, estimator: Estimator | None) -> None:
-    """The columns computed from the batch's flat per-word tags, confidences and out-of-vocabulary flags (None:
-    no vocabulary), sentence by sentence (``first``/``end`` words)."""
+def _word_columns(rows: np.ndarray, tags: np.ndarray, confidence: np.ndarray,
+                  unseen: tuple[np.ndarray, np.ndarray] | None, first: np.ndarray, end: np.ndarray,
+                  estimator: Estimator | None) -> None:
+    """The columns computed from the batch's flat per-word tags, confidences, and out-of-vocabulary and
+    misspelling flags (``unseen``; None: no vocabulary), sentence by sentence (``first``/``end`` words)."""
     has_words = end > first
     sentence_start = np.zeros(len(tags), dtype=bool)
     sentence_start[first[has_words]] = True
     words = np.maximum(end - first, 1)  # rows over no words are NaN (the caller); this only avoids dividing by 0
     entity = tags != OUTSIDE
-    if oov is not None:
+    oov = unseen[0] if unseen is not None else None
+    if unseen is not None:
         rows[:, COLUMN["oov_word_rate"]] = _segment_sums(oov, first, end) / words
+        rows[:, COLUMN["misspelling_rate"]] = _segment_sums(unseen[1], first, end) / words
         entity_words = _segment_sums(entity, first, end)
         with np.errstate(invalid="ignore", divide="ignore"):  # no entity word: NaN, no value
             rows[:, COLUMN["entity_oov_rate"]] = _segment_sums(oov & entity, first, end) / entity_words
@@ -191,7 +199,7 @@ def note_features(
     notes: Sequence[str],
     tokenizer: Any,
     encoder: Encoder,
-    vocabulary: AbstractSet[str] | None,
+    vocabulary: Vocabulary | None,
     max_length: int = DEFAULT_MAX_LENGTH,
     stride: int = DEFAULT_STRIDE,
     micro_batch: int = DEFAULT_MICRO_BATCH,

@@ -38,7 +38,7 @@ def feature_rows(n: int, seed: int, shift: float = 0.0) -> pd.DataFrame:
         "treatment_per_100_words": rng.poisson(5 * (1 - 0.8 * shift), n),
         "confidence_mean": 1 - rng.beta(1, 30, n) * (1 + 3 * shift),
         "confidence_min": 1 - rng.beta(2, 5, n) * (1 + shift), "low_confidence_rate": rng.beta(1, 15 - 10 * shift, n),
-        "entity_oov_rate": rng.beta(1 + 4 * shift, 12, n),
+        "entity_oov_rate": rng.beta(1 + 4 * shift, 12, n), "misspelling_rate": rng.beta(1 + 2 * shift, 40, n),
     })
 
 
@@ -230,6 +230,8 @@ def test_defaults_are_the_published_calibration() -> None:
     result = json.loads(CALIBRATION.read_text())
     assert result["defaults_match"] and (DEFAULT_THRESHOLDS.noise_floor, DEFAULT_THRESHOLDS.noise_scale) == (
         result["fit"]["noise_floor"], result["fit"]["noise_scale"])
+    assert DEFAULT_THRESHOLDS.feature_noise == {name: tuple(curve)
+                                                for name, curve in result["fit"]["feature_noise"].items()}
     sizes = result["fit"]["sizes"]
     assert len(sizes) >= 4 and all(size["windows"] >= 20 for size in sizes.values())
     assert min(s["rows_mean"] for s in sizes.values()) < 150 and max(s["rows_mean"] for s in sizes.values()) > 3000
@@ -242,7 +244,7 @@ def test_the_bound_follows_the_window_size(reference: Path) -> None:
     its own noise: one fixed threshold would either alarm on small windows or miss large ones."""
     from monitoring.profile_store import read_profile
 
-    thresholds = DriftThresholds(noise_floor=0.07, noise_scale=2.3, min_notes=50)
+    thresholds = DriftThresholds(noise_floor=0.07, noise_scale=2.3, min_notes=50, feature_noise={})
     view = read_profile(reference)
     small = compare(why.log(feature_rows(100, seed=115, shift=0.1)).view(), view, HOUR, HOUR, thresholds)
     large = compare(why.log(feature_rows(3000, seed=3015, shift=0.1)).view(), view, HOUR, HOUR, thresholds)
@@ -252,6 +254,29 @@ def test_the_bound_follows_the_window_size(reference: Path) -> None:
     assert small.warning_bound > small.combined and large.warning_bound < large.combined
     assert large.warning_bound == pytest.approx(0.07 + 2.3 * (1 / 3000 + 1 / 3000) ** 0.5, abs=1e-6)
     assert DriftThresholds(warning=0.5).warning_bound(100, 3000) == 0.5  # a fixed bound when one is given
+
+
+def test_one_feature_beyond_its_own_noise_warns(reference: Path) -> None:
+    """Typing errors move one feature: the mean of the top two stays within the combined noise, that feature
+    does not stay within its own."""
+    from monitoring.profile_store import read_profile
+
+    view = read_profile(reference)
+    own = DriftThresholds(noise_floor=0.07, noise_scale=2.3, min_notes=50, feature_noise={"oov_word_rate": (0.05, 2.0)})
+
+    def window(a: float) -> DriftReport:
+        rows = feature_rows(300, seed=7)
+        rows["oov_word_rate"] = np.random.default_rng(8).beta(a, 20, 300)  # in the reference: beta(1, 20)
+        return compare(why.log(rows).view(), view, HOUR, HOUR, own)
+
+    calm, moved = window(1.0), window(1.6)
+    bound = round(0.05 + 2.0 * (1 / 300 + 1 / 3000) ** 0.5, 6)
+    assert (calm.level, calm.beyond) == ("none", {})
+    assert moved.combined < moved.warning_bound and moved.scores["oov_word_rate"] >= bound
+    assert (moved.level, moved.beyond) == ("warning", {"oov_word_rate": bound})
+    assert f"beyond their own bound: oov_word_rate {moved.scores['oov_word_rate']:.3f} >= {bound:.3f}" in moved.reason
+    assert compare(why.log(feature_rows(300, seed=7)).view(), view, HOUR, HOUR, own).level == "none"
+    assert DriftThresholds(warning=0.5).feature_bounds(300, 3000) == {}  # a fixed bound replaces both rules
 
 
 def estimated_rows(frame: pd.DataFrame, correct_share: float) -> np.ndarray:
@@ -273,7 +298,7 @@ def test_critical_means_the_model_got_worse(shift: float, share: float, level: s
     reference = profile_rows(estimated_rows(feature_rows(3000, seed=1), 0.75), HOUR)
     window = profile_rows(estimated_rows(feature_rows(500, seed=20, shift=shift), share), HOUR)
     report = compare(window, reference, HOUR, HOUR, DriftThresholds(noise_floor=0.07, noise_scale=2.3,
-                                                                    min_notes=50))
+                                                                    min_notes=50, feature_noise={}))
     assert report.level == level, report.reason
     expected = round(2 * 2 * share / 4.2, 4)
     assert report.estimate == {"entity_f1": expected, "precision": share, "recall": round(2 * share / 2.2, 4),

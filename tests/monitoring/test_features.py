@@ -22,7 +22,13 @@ from monitoring.features import (
     batch_features,
     profile_columns,
 )
-from monitoring.vocabulary import VOCABULARY_MIN_SENTENCES, read_vocabulary, vocabulary_key, write_vocabulary
+from monitoring.vocabulary import (
+    VOCABULARY_MIN_SENTENCES,
+    Vocabulary,
+    read_vocabulary,
+    vocabulary_key,
+    write_vocabulary,
+)
 
 NOTE_COLUMN = PROFILE_COLUMNS.index(NOTE_SENTENCES)
 
@@ -39,7 +45,7 @@ def tokenizer():
 def features_of(tokenizer, notes, labels, confidences, vocabulary, max_length=128):
     batch = tokenize_notes(tokenizer, notes, max_length=max_length, stride=4)
     rows = batch_features(notes, batch, labels, [np.asarray(c) for c in confidences], tokenizer.unk_token_id,
-                          vocabulary)
+                          None if vocabulary is None else Vocabulary(vocabulary))
     return batch, rows
 
 
@@ -50,7 +56,7 @@ def as_dicts(rows: np.ndarray) -> list[dict[str, float]]:
 def test_features_of_a_known_sentence(tokenizer) -> None:
     assert FEATURES == ("chars", "wordpieces", "windows", "unknown_wordpiece_rate", "oov_word_rate",
                         "disease_per_100_words", "treatment_per_100_words", "confidence_mean", "confidence_min",
-                        "low_confidence_rate", "entity_oov_rate")
+                        "low_confidence_rate", "entity_oov_rate", "misspelling_rate")
     assert PROFILE_COLUMNS == (*FEATURES, NOTE_SENTENCES, "entities", "expected_correct", "expected_gold")
     note = "Asthma 🙂 treated with Metformin and beta blockers ."  # 🙂 is [UNK]; metformin is 3 pieces
     labels = ["D", "O", "O", "O", "T", "O", "T", "T", "O"]
@@ -67,9 +73,16 @@ def test_features_of_a_known_sentence(tokenizer) -> None:
     assert row["confidence_min"] == pytest.approx(0.5)
     assert row["low_confidence_rate"] == pytest.approx(sum(c < LOW_CONFIDENCE for c in confidence) / 9)
     assert row["entity_oov_rate"] == pytest.approx(3 / 4)  # of asthma, metformin, beta, blockers: all but asthma
+    assert row["misspelling_rate"] == 0  # unseen words, none one edit from a seen one
     assert row[NOTE_SENTENCES] == 1
+    typed = "Astma traeted with metformin ."  # a letter dropped, two swapped
+    _, rows = features_of(tokenizer, [typed], [["D", "O", "O", "T", "O"]], [[0.9] * 5],
+                          {"asthma", "treated", "with", "and", "."})
+    assert as_dicts(rows)[0]["misspelling_rate"] == pytest.approx(2 / 5)
+    assert as_dicts(rows)[0]["oov_word_rate"] == pytest.approx(3 / 5)
     _, unknown = features_of(tokenizer, [note], [labels], [confidence], None)  # no vocabulary: no OOV rates
-    assert np.isnan(as_dicts(unknown)[0]["oov_word_rate"]) and np.isnan(as_dicts(unknown)[0]["entity_oov_rate"])
+    assert all(np.isnan(as_dicts(unknown)[0][name])
+               for name in ("oov_word_rate", "entity_oov_rate", "misspelling_rate"))
 
 
 def test_one_row_per_sentence_with_its_own_numbers(tokenizer) -> None:

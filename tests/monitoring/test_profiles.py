@@ -15,6 +15,7 @@ from monitoring.drift import note_count, sentence_count
 from monitoring.features import FEATURES, PROFILE_COLUMNS, batch_features
 from monitoring.profile_store import list_profiles, merge_profiles, read_profile, window_name
 from monitoring.profiles import RollingProfiler
+from monitoring.vocabulary import Vocabulary
 from tests.aws import TEST_CREDENTIALS, aws
 
 T0 = 300.0 * 5_800_000  # a window start: 2025-02-19T21:20:00Z
@@ -99,7 +100,7 @@ def test_profiled_distribution_does_not_depend_on_packaging(tmp_path: Path) -> N
         batch = tokenize_notes(tokenizer, notes)
         note_rows = batch_features(notes, batch, [sum((labels[k] for k in g), []) for g in groups],
                                    [np.concatenate([confidences[k] for k in g]) for g in groups],
-                                   tokenizer.unk_token_id, {"asthma", "was", "with"})
+                                   tokenizer.unk_token_id, Vocabulary({"asthma", "was", "with"}))
         profiler = RollingProfiler(tmp_path / name, "ner", 300, writer="w", background=False, clock=Clock(T0))
         profiler.log(note_rows)
         [written] = profiler.close()
