@@ -30,7 +30,7 @@ def teacher_log_probs(teacher: Path | str, sentences: Sequence[Sentence]) -> lis
     from medner.model_io import ENSEMBLE_FILE
 
     if not any(Path(teacher, name).is_file() for name in ("config.json", ENSEMBLE_FILE)):
-        raise FileNotFoundError(f"teacher {teacher}: not a saved tagger folder (no config.json)")
+        raise FileNotFoundError(f"teacher {teacher}: not a saved tagger folder (no config.json, no {ENSEMBLE_FILE})")
     tokenizer, model = load_model(teacher, pick_device())
     if model.config.num_labels != len(BIO_TAGS):
         raise ValueError(f"teacher {teacher}: {model.config.num_labels} tags, expected {len(BIO_TAGS)} ({BIO_TAGS})")
