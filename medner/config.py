@@ -15,6 +15,10 @@ DEFAULT_GRPC_URL = "127.0.0.1:8001"  # `medner serve`'s gRPC address: loopback u
 # `medner serve --triton-arg=--grpc-use-ssl=true ...`): set, every gRPC call medner makes (clients, promotion, the
 # follower, `medner models list`) speaks TLS and checks the server against it
 GRPC_CA_ENV = "MEDNER_GRPC_CA_FILE"
+# Mutual TLS (`--triton-arg=--grpc-use-ssl-mutual=true`): the PEM certificate chain and private key medner's gRPC
+# calls present to the server, which checks them against its `--grpc-root-cert`
+GRPC_CERT_ENV = "MEDNER_GRPC_CERT_FILE"
+GRPC_KEY_ENV = "MEDNER_GRPC_KEY_FILE"
 DEFAULT_DECISION_LOG = "monitoring/decisions.jsonl"  # $MEDNER_DECISION_LOG overrides; s3://bucket/prefix in the cloud
 DECISION_LOG_ENV = "MEDNER_DECISION_LOG"
 PROFILE_DIR_ENV = "MEDNER_PROFILE_DIR"  # the profile store (folder or s3://); the served models profile when it is set
@@ -42,9 +46,17 @@ ADMIN_KEY_SECRET_ENV = "MEDNER_ADMIN_KEY_SECRET"
 
 
 def grpc_tls() -> dict[str, Any]:
-    """The TLS options of tritonclient's gRPC ``InferenceServerClient`` ($MEDNER_GRPC_CA_FILE; none: plain gRPC)."""
-    ca = os.environ.get(GRPC_CA_ENV)
-    return {"ssl": True, "root_certificates": ca} if ca else {}
+    """The TLS options of tritonclient's gRPC ``InferenceServerClient``: $MEDNER_GRPC_CA_FILE, and for mutual TLS
+    $MEDNER_GRPC_CERT_FILE with $MEDNER_GRPC_KEY_FILE (none set: plain gRPC). Raises ValueError for a client
+    certificate without its key or without the CA."""
+    ca, cert, key = (os.environ.get(name) for name in (GRPC_CA_ENV, GRPC_CERT_ENV, GRPC_KEY_ENV))
+    if bool(cert) != bool(key):
+        raise ValueError(f"mutual TLS needs both ${GRPC_CERT_ENV} and ${GRPC_KEY_ENV}")
+    if cert and not ca:
+        raise ValueError(f"${GRPC_CERT_ENV} is for TLS: set ${GRPC_CA_ENV} to the server's certificate authority")
+    if not ca:
+        return {}
+    return {"ssl": True, "root_certificates": ca, **({"certificate_chain": cert, "private_key": key} if cert else {})}
 
 
 def from_environment(name: str, default: str) -> Callable[..., str]:

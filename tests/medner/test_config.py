@@ -22,3 +22,21 @@ def test_environment_settings_are_read_when_used(monkeypatch: pytest.MonkeyPatch
 
 def test_the_served_models_are_the_cli_s_choices() -> None:
     assert tuple(m.value for m in Model) == config.SERVED_MODELS
+
+
+def test_grpc_tls_options_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in (config.GRPC_CA_ENV, config.GRPC_CERT_ENV, config.GRPC_KEY_ENV):
+        monkeypatch.delenv(name, raising=False)
+    assert config.grpc_tls() == {}  # plain gRPC
+    monkeypatch.setenv(config.GRPC_CERT_ENV, "client.pem")
+    monkeypatch.setenv(config.GRPC_KEY_ENV, "client.key")
+    with pytest.raises(ValueError, match=config.GRPC_CA_ENV):  # a client identity is for TLS
+        config.grpc_tls()
+    monkeypatch.setenv(config.GRPC_CA_ENV, "ca.pem")
+    assert config.grpc_tls() == {"ssl": True, "root_certificates": "ca.pem", "certificate_chain": "client.pem",
+                                 "private_key": "client.key"}
+    monkeypatch.delenv(config.GRPC_CERT_ENV)
+    with pytest.raises(ValueError, match=config.GRPC_CERT_ENV):  # half an identity
+        config.grpc_tls()
+    monkeypatch.delenv(config.GRPC_KEY_ENV)
+    assert config.grpc_tls() == {"ssl": True, "root_certificates": "ca.pem"}  # the server checked, no identity

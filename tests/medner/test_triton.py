@@ -74,6 +74,15 @@ def test_an_installed_triton_replaces_the_bundled_one(monkeypatch: pytest.Monkey
     assert "nvidia_pytriton.libs" not in server.environment().get("LD_LIBRARY_PATH", "")
 
 
+def self_signed(folder: Path, name: str) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 and its key (PEM files)."""
+    cert, key = folder / f"{name}.pem", folder / f"{name}.key"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True, timeout=60)
+    return cert, key
+
+
 def test_triton_s_own_grpc_tls_through_medner_serve(exported_repository: Path, tmp_path: Path,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     """Triton flags pass through `medner serve --triton-arg`: with gRPC TLS on (a self-signed certificate for
@@ -84,10 +93,7 @@ def test_triton_s_own_grpc_tls_through_medner_serve(exported_repository: Path, t
     from medner.registry import loaded_versions
     from tests.serve import ADMIN_KEY
 
-    cert, key = tmp_path / "server.pem", tmp_path / "server.key"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
-                    "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
-                   check=True, capture_output=True, timeout=60)
+    cert, key = self_signed(tmp_path, "server")
     repository = served_parts(exported_repository, tmp_path / "repository")
     write_serving_record(repository, {"version": 1, "previous": [], "history": []})
     monkeypatch.setenv(GRPC_CA_ENV, str(cert))  # the server's own calls and this test's
@@ -104,6 +110,41 @@ def test_triton_s_own_grpc_tls_through_medner_serve(exported_repository: Path, t
         monkeypatch.delenv(GRPC_CA_ENV)
         with NerClient(url, timeout=10, retries=0) as client:  # plain gRPC to a TLS port
             [answer] = client.extract(["Asthma was treated with inhaled steroids."], return_exceptions=True)
+        assert isinstance(answer, Exception)
+    finally:
+        process.terminate()
+        process.wait(60)
+
+
+def test_mutual_tls_medner_s_calls_present_the_client_certificate(exported_repository: Path, tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """With client certificates required (`--grpc-use-ssl-mutual=true`), medner's own calls present the one in
+    $MEDNER_GRPC_CERT_FILE / $MEDNER_GRPC_KEY_FILE: the server loads its champion and a client is answered; a client
+    that checks the server but has no certificate of its own gets no answer."""
+    from clients.ner_client import NerClient
+    from medner.config import GRPC_CA_ENV, GRPC_CERT_ENV, GRPC_KEY_ENV
+
+    server_cert, server_key = self_signed(tmp_path, "server")
+    client_cert, client_key = self_signed(tmp_path, "client")
+    repository = served_parts(exported_repository, tmp_path / "repository")
+    write_serving_record(repository, {"version": 1, "previous": [], "history": []})
+    for name, value in ((GRPC_CA_ENV, server_cert), (GRPC_CERT_ENV, client_cert), (GRPC_KEY_ENV, client_key)):
+        monkeypatch.setenv(name, str(value))  # the server's own calls and this test's
+    process, (grpc_port, _, _) = start_medner_serve(
+        repository, "--triton-arg=--grpc-use-ssl=true", "--triton-arg=--grpc-use-ssl-mutual=true",
+        f"--triton-arg=--grpc-server-cert={server_cert}", f"--triton-arg=--grpc-server-key={server_key}",
+        f"--triton-arg=--grpc-root-cert={client_cert}", "--no-follow")
+    url = f"127.0.0.1:{grpc_port}"
+    note = "Asthma was treated with inhaled steroids."
+    try:
+        read_until(process, "Triton ready")  # the champion was loaded with the client certificate
+        with NerClient(url) as client:
+            [tagged] = client.extract([note], return_exceptions=True)
+        assert isinstance(tagged, list), tagged
+        monkeypatch.delenv(GRPC_CERT_ENV)
+        monkeypatch.delenv(GRPC_KEY_ENV)
+        with NerClient(url, timeout=10, retries=0) as client:  # TLS, the server checked, no client certificate
+            [answer] = client.extract([note], return_exceptions=True)
         assert isinstance(answer, Exception)
     finally:
         process.terminate()
