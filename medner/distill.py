@@ -27,9 +27,9 @@ def teacher_log_probs(teacher: Path | str, sentences: Sequence[Sentence]) -> lis
     (``medner.model_io.save_model``), through the serving path: the soft targets. A seed ensemble's folder
     (``medner.model_io.write_ensemble``) teaches its members' mean probabilities."""
     from medner.inference import sentence_log_probs, torch_encoder
-    from medner.model_io import ENSEMBLE_FILE
+    from medner.model_io import ENSEMBLE_FILE, is_ensemble
 
-    if not any(Path(teacher, name).is_file() for name in ("config.json", ENSEMBLE_FILE)):
+    if not (Path(teacher, "config.json").is_file() or is_ensemble(teacher)):
         raise FileNotFoundError(f"teacher {teacher}: not a saved tagger folder (no config.json, no {ENSEMBLE_FILE})")
     tokenizer, model = load_model(teacher, pick_device())
     if model.config.num_labels != len(BIO_TAGS):

@@ -107,8 +107,9 @@ def batch_features(
         note_end_window += [layout.first_row + layout.n_windows] * len(sentences)
         if vocabulary is not None:
             keys = [vocabulary_key(text[s:e]) for s, e in words]
-            oov += [key not in vocabulary for key in keys]
-            misspelt += [key not in vocabulary and is_misspelling(key, vocabulary) for key in keys]
+            unseen = [key not in vocabulary for key in keys]
+            oov += unseen
+            misspelt += [out and is_misspelling(key, vocabulary) for key, out in zip(keys, unseen)]
         offset += len(words)
     first, end = np.asarray(first_word, dtype=np.int64), np.asarray(end_word, dtype=np.int64)
     rows = np.full((len(first), len(PROFILE_COLUMNS)), np.nan)
