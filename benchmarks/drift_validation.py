@@ -244,7 +244,7 @@ class Scorer:
         self.reference = read_profile(self.reference_path)
         pipeline = NerPipeline(version_dir, config_parameters(repository / model / "config.pbtxt"), threads)
         self.tagger = FeatureTagger(pipeline)
-        if self.tagger.estimator is None:
+        if self.tagger.features.estimator is None:
             raise SystemExit(f"{version_dir} has no estimation.json: re-export the model (medner export)")
 
     def score(self, window: Window, notes: Sequence[Note], thresholds) -> Window:

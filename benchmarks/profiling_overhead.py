@@ -1,6 +1,6 @@
 """What request profiling costs: throughput with profiling off and on, interleaved round by round.
 
-    python benchmarks/profiling_overhead.py [--rounds 5] [--triton] [--concurrency 16]
+    python benchmarks/profiling_overhead.py [--rounds 5] [--triton] [--gpu-ensemble] [--concurrency 16]
 
 In-process (the CPU ``ner`` model's code, one ONNX Runtime thread, micro-batches of 64 notes):
   off  ``NerPipeline(notes)``
@@ -14,6 +14,10 @@ With ``--triton``: two tritonservers on the same model version (a copy of the re
 ``--concurrency`` requests of 8 notes in flight, rotating between the servers round by round; a third
 server runs the python stub on the system libpython (how medner.triton ran it before it put this Python's
 libpython first, which the stub needs to import ``ssl`` for whylogs and boto3).
+With ``--gpu-ensemble``: the GPU configs (``medner serve --gpu``'s ensembles) on this CPU, whose decoders profile
+from the tokenizer's windows routed to them beside the logits: the same configs without that routing (as before),
+with it and profiling off (what the routing costs the hot path), and with profiling on, rotating likewise
+(``--repository`` must hold a version exported with this checkout: the decoders' monitoring files).
 
 Notes are the BeHealthy test sentences. Ratios are taken within each round, then the median over rounds.
 Writes benchmarks/results/profiling_overhead.json (``--out``): hardware, date, the ``ner`` version measured,
@@ -173,15 +177,73 @@ def triton(repository: Path, notes: list[str], rounds: int, concurrency: int, wo
     return results
 
 
-def summary(results: dict[str, list[float]]) -> dict:
-    """Throughput per round and the median loss of ``on`` (and of ``off_again``: noise) against ``off``."""
+WINDOWS = ("input_ids", "attention_mask")  # what the GPU ensemble's decoders get for their profile rows
+
+
+def without_windows(staging: Path) -> None:
+    """The staged GPU configs as they were before the decoders profiled: no windows into the decoders."""
+    from google.protobuf import text_format
+
+    from medner.triton_control import read_model_config
+
+    for config_file in staging.glob("*/configs/gpu.pbtxt"):
+        config = read_model_config(config_file)
+        for step in config.ensemble_scheduling.step:
+            for name in WINDOWS:
+                if step.model_name.startswith("ner_decode") and name in step.input_map:
+                    del step.input_map[name]
+        if config.name.startswith("ner_decode"):
+            kept = [tensor for tensor in config.input if tensor.name not in WINDOWS]
+            del config.input[:]
+            config.input.extend(kept)
+        config_file.write_text(text_format.MessageToString(config))
+
+
+def gpu_ensemble(repository: Path, notes: list[str], rounds: int, concurrency: int, work: Path) -> dict:
+    """The GPU configs on this machine's CPU (``medner.promotion_gates.stage_version``, as promotion's smoke test
+    serves them): ``before``, the decoders without the tokenizer's windows; ``before_again`` (noise); ``windows``,
+    today's configs, profiling off (what routing the windows costs the hot path); ``windows_on``, profiling on."""
+    from benchmarks.serving import bench_triton
+    from medner.promotion_gates import stage_version
+    from medner.triton import TritonServer
+
+    version = int(latest_version(repository / "ner").name)
+    servers = {}
+    for name, profile_dir in (("before", None), ("windows", None), ("windows_on", str(work / "gpu-profiles"))):
+        if not stage_version(repository, version, work / name, gpu=True):
+            sys.exit(f"{repository} v{version} lacks the GPU ensemble's parts: export it with this checkout")
+        if name == "before":
+            without_windows(work / name)
+        servers[name] = TritonServer.on_free_ports(work / name, gpu=True, log_file=work / f"{name}.log",
+                                                   profile_dir=profile_dir, profile_window_seconds=60).start()
+    variants = {"before": "before", "before_again": "before", "windows": "windows", "windows_on": "windows_on"}
+    try:
+        for server in servers.values():  # warm-up
+            bench_triton(server.grpc_url, "ner", notes[:256], concurrency, 8)
+        results: dict[str, list[float]] = {name: [] for name in variants}
+        names = list(variants)
+        for r in range(rounds):
+            for name in names[r % len(names):] + names[: r % len(names)]:
+                url = servers[variants[name]].grpc_url
+                results[name].append(bench_triton(url, "ner", notes, concurrency, 8)["notes_per_s"])
+    finally:
+        for server in servers.values():
+            server.stop()
+    assert list((work / "gpu-profiles").rglob("*.bin")), "the profiling server wrote no profile"
+    return results
+
+
+def summary(results: dict[str, list[float]], baseline: str = "off") -> dict:
+    """Throughput per round and the median loss of every other variant (``off_again``: noise) against
+    ``baseline``."""
     out = {}
+    others = [name for name in results if not name.endswith("_cpu") and name != baseline]
     for suffix, unit in (("", "notes_per_s"), ("_cpu", "notes_per_cpu_s")):
-        off = results.get(f"off{suffix}")
+        off = results.get(f"{baseline}{suffix}")
         if not off:
             continue
-        out[f"{unit}_off"] = [round(x, 1) for x in off]
-        for other in ("off_again", "on", "off_system_libpython"):
+        out[f"{unit}_{baseline}"] = [round(x, 1) for x in off]
+        for other in others:
             if results.get(f"{other}{suffix}"):
                 values = results[f"{other}{suffix}"]
                 loss = [1 - b / a for a, b in zip(off, values)]
@@ -197,6 +259,8 @@ def main() -> None:
     parser.add_argument("--notes", type=int, default=0, help="first N test sentences (0: all)")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--triton", action="store_true", help="also through two Triton servers")
+    parser.add_argument("--gpu-ensemble", action="store_true",
+                        help="also the GPU configs on this CPU: the decoders with and without the windows")
     parser.add_argument("--no-in-process", action="store_true")
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "profiling_overhead.json")
@@ -215,6 +279,9 @@ def main() -> None:
         if args.triton:
             report[f"triton_c{args.concurrency}"] = summary(
                 triton(repository, notes, args.rounds, args.concurrency, Path(tmp)))
+        if args.gpu_ensemble:
+            report[f"gpu_ensemble_c{args.concurrency}"] = summary(
+                gpu_ensemble(args.repository, notes, args.rounds, args.concurrency, Path(tmp)), baseline="before")
     report["load_average_end"] = [round(x, 2) for x in os.getloadavg()]  # 1/5/15 min: other work skews both sides
     report["command"] = " ".join(["python", *sys.argv])
     args.out.parent.mkdir(parents=True, exist_ok=True)

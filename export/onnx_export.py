@@ -94,10 +94,14 @@ def quantize_int8(onnx_path: Path, int8_path: Path, op_types: Sequence[str] | No
 
 
 TEMPLATE_REPOSITORY = Path(__file__).resolve().parents[1] / "model_repository"
-MODELS = ("ner_tokenize", "ner_encoder", "ner_encoder_int8", "ner_decode", "ner", "ner_int8")
+MODELS = ("ner_tokenize", "ner_encoder", "ner_encoder_int8", "ner_decode", "ner_decode_int8", "ner", "ner_int8")
 MODEL_CODE = {"ner_tokenize": "ner_tokenize", "ner_encoder": "ner_encoder", "ner_encoder_int8": "ner_encoder",
-              "ner_decode": "ner_decode", "ner": "ner", "ner_int8": "ner"}  # whose model.py each python model runs
+              "ner_decode": "ner_decode", "ner_decode_int8": "ner_decode",
+              "ner": "ner", "ner_int8": "ner"}  # whose model.py each python model runs
 PIPELINE_ENCODERS = {"ner": "ner_encoder", "ner_int8": "ner_encoder_int8"}  # CPU pipeline -> its ONNX file
+# CPU pipeline -> the GPU ensemble's decoder that profiles in its place (with its vocabulary and estimator)
+PIPELINE_DECODERS = {"ner": "ner_decode", "ner_int8": "ner_decode_int8"}
+INT8_MODELS = ("ner_encoder_int8", "ner_decode_int8", "ner_int8")  # published only when INT8 passed its gate
 
 
 def next_version(repository: Path) -> int:
@@ -181,21 +185,27 @@ def _stage(staging: Path, model_dir: Path) -> tuple[Any, SpanEdges | None]:
         (staging / model).mkdir(parents=True)
         shutil.copy2(TEMPLATE_REPOSITORY / MODEL_CODE[model] / "model.py", staging / model / "model.py")
     tokenizer, edges = AutoTokenizer.from_pretrained(model_dir), SpanEdges.load(model_dir)
-    for model in ("ner_tokenize", *PIPELINE_ENCODERS):
+    for model in ("ner_tokenize", *PIPELINE_ENCODERS, *PIPELINE_DECODERS.values()):  # decoders: its unknown id
         tokenizer.save_pretrained(staging / model)
     if edges is not None:  # the models that decode
-        for model in ("ner_decode", *PIPELINE_ENCODERS):
+        for model in (*PIPELINE_DECODERS.values(), *PIPELINE_ENCODERS):
             shutil.copy2(model_dir / SPAN_EDGES_FILE, staging / model / SPAN_EDGES_FILE)
     return tokenizer, edges
 
 
 def _publish(staging: Path, repository: Path, version: int, int8_passed: bool) -> None:
     """Move the staged version into the repository (the INT8 models only when they passed their gate)."""
+    from monitoring.estimation import ESTIMATION_FILE
+    from monitoring.vocabulary import VOCABULARY_FILE
+
     for pipeline, encoder in PIPELINE_ENCODERS.items():
         link_or_copy(staging / encoder / FP32_FILE, staging / pipeline / FP32_FILE)
+        for name in (VOCABULARY_FILE, ESTIMATION_FILE):  # what the decoder's profile rows need
+            if (staging / pipeline / name).exists():
+                link_or_copy(staging / pipeline / name, staging / PIPELINE_DECODERS[pipeline] / name)
     install_configs(repository)
     for model in MODELS:
-        if int8_passed or model not in ("ner_encoder_int8", "ner_int8"):
+        if int8_passed or model not in INT8_MODELS:
             (staging / model).rename(repository / model / str(version))
 
 

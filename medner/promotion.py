@@ -9,7 +9,9 @@ A challenger (an exported version) replaces the champion only when it passes fou
    person expects, versioned with the code and extended by review) its entity F1 reaches ``uat_min_f1``;
 4. **smoke**: a throwaway Triton server (free 127.0.0.1 ports) loads the challenger's served models (``ner``,
    ``ner_int8``, CPU configs) alone and answers a fixed set of notes exactly as the same version does
-   in-process: a broken or unloadable model never reaches the live server.
+   in-process, then a second one the GPU ensembles with their parts (GPU configs, the encoder on whatever provider
+   the promoting machine has) where the repository holds them: a broken or unloadable model never reaches the live
+   server.
 
 Then ``serving.json``, the desired state every server follows (:mod:`medner.follow`), records the champion and
 the version it replaced (for :func:`rollback`), written conditionally on S3 (a promotion that raced another

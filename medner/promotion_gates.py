@@ -126,43 +126,74 @@ def uat_gate(repository: Path, version: int, min_f1: float, acceptance: Path = A
 
 def smoke_gate(repository: Path, version: int, timeout: float = 180.0) -> Gate:
     """Serve ``version`` alone on a throwaway Triton server and compare its answers on the smoke notes with
-    the same version run in-process (labels and offsets; scores within 1e-3)."""
+    the same version run in-process (labels and offsets; scores within 1e-3): with the CPU configs, then, where
+    the repository holds the GPU ensemble's parts, with the GPU configs (:func:`stage_version`)."""
     from clients.local import LocalNerModel
     from clients.ner_client import NerClient
     from medner.triton import TritonError, TritonServer
 
-    with tempfile.TemporaryDirectory(prefix="medner-smoke-") as tmp:
-        staging = Path(tmp) / "repository"
-        served = []
-        for model in SERVED_MODELS:  # on CPU each is whole (tokenize + encode + decode): no parts to stage
-            config = repository / model / "config.pbtxt"
-            if not (config.parent / str(version)).is_dir():
+    expected: dict[str, list] = {}  # model -> its in-process answers, the same for both configs
+    checked = []
+    for gpu in (False, True):
+        configs = "GPU configs" if gpu else "CPU configs"
+        with tempfile.TemporaryDirectory(prefix="medner-smoke-") as tmp:
+            staging, log = Path(tmp) / "repository", Path(tmp) / "server.log"
+            served = stage_version(repository, version, staging, gpu)
+            if not served:
                 continue
-            (staging / model).mkdir(parents=True)  # its configs, and the one version as a link
-            for item in [config, *config.parent.glob("configs/*.pbtxt")]:
-                target = staging / model / item.relative_to(config.parent)
-                target.parent.mkdir(exist_ok=True)
-                shutil.copy2(item, target)
-            (staging / model / str(version)).symlink_to((config.parent / str(version)).resolve())
-            served.append(model)
-        log = Path(tmp) / "server.log"
-        try:
-            with TritonServer.on_free_ports(staging, log_file=log) as server:
-                for model in served:
-                    with NerClient(server.grpc_url, model=model, timeout=timeout) as client:
-                        answers = client.extract(SMOKE_NOTES, return_exceptions=True)
-                    expected = LocalNerModel(repository, model, threads=1, version=version).extract(SMOKE_NOTES)
-                    for index, (got, want) in enumerate(zip(answers, expected)):
-                        if isinstance(got, Exception):
-                            return Gate("smoke", False, f"{model} v{version}: smoke note {index} failed: {got}")
-                        if not _same_entities(got, want):
-                            return Gate("smoke", False, f"{model} v{version}: smoke note {index} answered "
-                                                        "differently through Triton than in-process")
-        except TritonError as err:
-            return Gate("smoke", False, f"v{version} does not load in Triton ({type(err).__name__}): "
-                                        f"{_load_failure(log)}")
-        return Gate("smoke", True, f"{', '.join(served)} v{version} answered {len(SMOKE_NOTES)} notes through "
-                                   "Triton as in-process")
+            try:
+                with TritonServer.on_free_ports(staging, log_file=log, gpu=gpu) as server:
+                    for model in served:
+                        with NerClient(server.grpc_url, model=model, timeout=timeout) as client:
+                            answers = client.extract(SMOKE_NOTES, return_exceptions=True)
+                        if model not in expected:
+                            expected[model] = LocalNerModel(repository, model, threads=1,
+                                                            version=version).extract(SMOKE_NOTES)
+                        for index, (got, want) in enumerate(zip(answers, expected[model])):
+                            if isinstance(got, Exception):
+                                return Gate("smoke", False, f"{model} v{version} ({configs}): smoke note {index} "
+                                                            f"failed: {got}")
+                            if not _same_entities(got, want):
+                                return Gate("smoke", False, f"{model} v{version} ({configs}): smoke note {index} "
+                                                            "answered differently through Triton than in-process")
+            except TritonError as err:
+                return Gate("smoke", False, f"v{version} does not load in Triton with its {configs} "
+                                            f"({type(err).__name__}): {_load_failure(log)}")
+            checked.append(configs)
+    return Gate("smoke", True, f"{', '.join(expected)} v{version} answered {len(SMOKE_NOTES)} notes through Triton "
+                               f"as in-process ({' and '.join(checked)})")
+
+
+def stage_version(repository: Path, version: int, staging: Path, gpu: bool) -> list[str]:
+    """Stage ``version`` of the served models alone in ``staging`` (their configs, the version as a link) for a
+    throwaway server; returns the served models staged. CPU configs: each served model is whole (tokenize +
+    encode + decode). GPU configs (``gpu``): the ensembles with their parts, each at one instance, the encoder
+    allowed onto the CPU provider (``require_gpu`` false): the GPU path's configs, wiring and code on whatever this
+    machine has (a server on a GPU node checks its provider when it loads); none when a part lacks the version
+    (a repository of the served models alone)."""
+    from google.protobuf import text_format
+
+    from medner.triton_control import model_config_file, read_model_config
+
+    served = [m for m in SERVED_MODELS if (repository / m / str(version)).is_dir()]
+    configs = {m: read_model_config(model_config_file(repository / m, gpu)) for m in served}
+    if gpu:
+        parts = {step.model_name for c in configs.values() for step in c.ensemble_scheduling.step}
+        if not all((repository / part / str(version)).is_dir() for part in parts):
+            return []
+        configs |= {part: read_model_config(model_config_file(repository / part, gpu)) for part in sorted(parts)}
+    for model, config in configs.items():
+        for group in config.instance_group:
+            group.count = 1  # a check of configs and code, not of throughput
+        if gpu and "device" in config.parameters and config.parameters["device"].string_value == "gpu":
+            config.parameters["require_gpu"].string_value = "false"
+        target = staging / model / ("configs/gpu.pbtxt" if gpu else "config.pbtxt")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text_format.MessageToString(config))
+        if gpu:
+            shutil.copy2(repository / model / "config.pbtxt", staging / model / "config.pbtxt")
+        (staging / model / str(version)).symlink_to((repository / model / str(version)).resolve())
+    return served
 
 
 def _same_entities(got: list[dict], want: list[dict]) -> bool:

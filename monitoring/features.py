@@ -40,6 +40,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from itertools import chain
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -215,21 +216,34 @@ def note_features(
                           getattr(tokenizer, "unk_token_id", None), vocabulary, estimator)
 
 
+class VersionFeatures:
+    """The profile rows of notes a served version decoded (:func:`batch_features`), with the version's published
+    vocabulary and accuracy estimator (``version_dir``) and its tokenizer's unknown word-piece ``unk_id``: what a
+    served model logs, wherever the notes were tokenized and encoded (the GPU ensemble's ``ner_decode`` gets the
+    batch from the tensors between the models, :func:`medner.inference.unpack_notes`)."""
+
+    def __init__(self, version_dir: str | Path, unk_id: int | None):
+        self.vocabulary = read_vocabulary(version_dir)
+        self.estimator = Estimator.load(version_dir)
+        self.unk_id = unk_id
+
+    def __call__(self, notes: Sequence[str], batch: TokenizedBatch, decoded: Sequence[DecodedNote]) -> np.ndarray:
+        return batch_features(notes, batch, [d.labels for d in decoded], [d.confidence for d in decoded],
+                              self.unk_id, self.vocabulary, self.estimator)
+
+
 class FeatureTagger:
     """A served model's pass: each note's decoding (entities, uncertainty) and the notes' profile rows
-    (:func:`batch_features`: one row per sentence, note after note), from one tokenized batch and decoding of
+    (:class:`VersionFeatures`: one row per sentence, note after note), from one tokenized batch and decoding of
     ``pipeline``."""
 
     def __init__(self, pipeline: NerPipeline):
         self.pipeline = pipeline
-        self.vocabulary = read_vocabulary(pipeline.version_dir)
-        self.estimator = Estimator.load(pipeline.version_dir)
+        self.features = VersionFeatures(pipeline.version_dir, pipeline.tokenizer.unk_token_id)
 
     def __call__(self, notes: Sequence[str]) -> tuple[list[DecodedNote], np.ndarray]:
         batch, decoded = self.pipeline.decoded(notes)
-        rows = batch_features(notes, batch, [d.labels for d in decoded], [d.confidence for d in decoded],
-                              self.pipeline.tokenizer.unk_token_id, self.vocabulary, self.estimator)
-        return decoded, rows
+        return decoded, self.features(notes, batch, decoded)
 
 
 def profile_columns(rows: np.ndarray) -> tuple[str, ...]:

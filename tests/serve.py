@@ -79,7 +79,7 @@ def served_parts(exported_repository: Path, repository: Path) -> Path:
     the lineage holder (ner_encoder) only, one instance each: the GPU ensemble's parts and a second instance would
     only make every server start, load and upload slower."""
     shutil.copytree(exported_repository, repository, copy_function=os.link,
-                    ignore=shutil.ignore_patterns("ner_tokenize", "ner_decode", "ner_encoder_int8", "serving.json"))
+                    ignore=shutil.ignore_patterns("ner_tokenize", "ner_decode*", "ner_encoder_int8", "serving.json"))
     for config in repository.glob("*/config.pbtxt"):
         text = config.read_text()
         config.unlink()  # a hard link into the session's repository: write a file of its own
@@ -98,3 +98,16 @@ def beatable_champion(exported_repository: Path, repository: Path) -> Path:
     lineage_file.write_text(json.dumps(record))
     write_serving_record(repository, {"version": 1, "previous": [], "history": []})
     return repository
+
+
+def served_version_gauge(metrics_port: int) -> dict[str, int]:
+    """``medner_served_version`` on a server's Triton metrics endpoint, as the divergence rule reads it: model ->
+    the newest version its instances report (a retiring version reports until its instances finish)."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10) as response:
+        lines = response.read().decode().splitlines()
+    found: dict[str, int] = {}
+    for line in lines:
+        if line.startswith("medner_served_version{"):
+            model = line.split('model="', 1)[1].split('"', 1)[0]
+            found[model] = max(found.get(model, 0), int(float(line.rsplit(" ", 1)[1])))
+    return found

@@ -48,7 +48,7 @@ from medner.inference.pipeline import (
     predict_sentences,
     sentence_log_probs,
 )
-from medner.inference.tensors import WORD_INDEX_COLUMNS, pack_notes, unpack_note
+from medner.inference.tensors import WORD_INDEX_COLUMNS, pack_notes, unpack_note, unpack_notes
 from medner.inference.windows import (
     DEFAULT_MAX_LENGTH,
     DEFAULT_STRIDE,
@@ -67,5 +67,5 @@ __all__ = [
     "encode_sorted", "extract", "extract_decoded", "gather_notes", "gpu_providers", "length_buckets", "log_softmax",
     "note_entities", "note_labels", "note_rows", "note_word_log_probs", "note_words", "ort_encoder", "ort_session",
     "pack_notes", "predict_sentences", "sentence_log_probs", "tokenize_notes", "tokenize_words", "torch_encoder",
-    "unpack_note", "validate_note",
+    "unpack_note", "unpack_notes", "validate_note",
 ]

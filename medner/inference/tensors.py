@@ -37,3 +37,17 @@ def unpack_note(word_index: np.ndarray) -> NoteWindows:
     n_windows = max(int(real[:, 2].max()) + 1, 1) if len(real) else 1
     words = [(int(s), int(e)) for s, e in real[:, :2]]
     return NoteWindows(words, 0, n_windows, real[:, 2].copy(), real[:, 3].copy())
+
+
+def unpack_notes(input_ids: np.ndarray, attention_mask: np.ndarray, word_index: np.ndarray) -> TokenizedBatch:
+    """The batch :func:`pack_notes` packed (one request's three tensors): each note's windows as rows, note after
+    note, and its layout (:func:`unpack_note`) counting the windows the mask holds (padded windows are all zero)."""
+    notes, rows = [], 0
+    for note_index, note_mask in zip(word_index, attention_mask):
+        layout = unpack_note(note_index)
+        layout.first_row, layout.n_windows = rows, max(int(note_mask.any(axis=1).sum()), 1)
+        rows += layout.n_windows
+        notes.append(layout)
+    take = [(note, layout.n_windows) for note, layout in enumerate(notes)]
+    return TokenizedBatch(np.concatenate([input_ids[note, :count] for note, count in take]),
+                          np.concatenate([attention_mask[note, :count] for note, count in take]), notes)

@@ -1,7 +1,9 @@
 """Triton python model: tag logits -> entities with character offsets, one JSON list per note, and each note's
 uncertainty
 (medner.inference.decode_note: the BIO-constrained Viterbi decoder training is evaluated with, keeping to the
-span edges exported beside this file)."""
+span edges exported beside this file). The last step of the GPU ensemble, so it profiles the notes as the CPU
+model does (monitoring.features.VersionFeatures, from the windows the tokenizer sent the encoder) and reports the
+version served, under the ensemble's name (the "ensemble" parameter)."""
 
 import json
 import os
@@ -13,28 +15,67 @@ sys.path[:0] = [p for p in os.environ.get("MEDNER_SITE_PACKAGES", "").split(os.p
 import numpy as np  # noqa: E402
 import triton_python_backend_utils as pb_utils  # noqa: E402
 
+from medner.config import SERVED_VERSION_METRIC  # noqa: E402
 from medner.decoding import SpanEdges  # noqa: E402
-from medner.inference import decode_note, unpack_note  # noqa: E402
+from medner.groups import request_groups  # noqa: E402
+from medner.inference import WordPieceTokenizer, decode_note, unpack_note, unpack_notes  # noqa: E402
 from medner.triton import model_parameters  # noqa: E402
+from monitoring.features import VersionFeatures  # noqa: E402
+from monitoring.profiles import profiler_from_env  # noqa: E402
 
 
 class TritonPythonModel:
     def initialize(self, args):
         params = model_parameters(args)
         self.decoder = params.get("decode", "viterbi")
-        self.edges = SpanEdges.load(os.path.join(args["model_repository"], args["model_version"]))
+        version_dir = os.path.join(args["model_repository"], args["model_version"])
+        self.edges = SpanEdges.load(version_dir)
+        ensemble = params.get("ensemble", args["model_name"])  # the name clients call, as the CPU model's
+        # $MEDNER_PROFILE_DIR set: every sentence's features go into rolling whylogs profiles (numbers, no text)
+        self.profiler = profiler_from_env(ensemble)
+        inputs = {tensor["name"] for tensor in json.loads(args["model_config"])["input"]}
+        if self.profiler is not None and "input_ids" not in inputs:  # a config older than the profiles here
+            pb_utils.Logger.log_warn(f"{args['model_name']}: no profiles: its config gives it no input_ids "
+                                     "(install model_repository/ner_decode's config)")
+            self.profiler = None
+        # the version this replica serves, as the CPU model reports it (deploy/prometheus/medner-rules.yml)
+        self.version_family = pb_utils.MetricFamily(name=SERVED_VERSION_METRIC, kind=pb_utils.MetricFamily.GAUGE,
+                                                    description="The model version this server serves.")
+        self.version_metric = self.version_family.Metric(labels={
+            "model": ensemble, "version": args["model_version"], "model_instance": args["model_instance_name"]})
+        self.version_metric.set(float(args["model_version"]))
+        self.features = (VersionFeatures(version_dir, WordPieceTokenizer.from_dir(version_dir).unk_token_id)
+                         if self.profiler is not None else None)
 
     def execute(self, requests):
+        groups, refused = request_groups([r.parameters() for r in requests])
         responses = []
-        for request in requests:
-            texts = pb_utils.get_input_tensor_by_name(request, "TEXT").as_numpy().reshape(-1)
+        for index, request in enumerate(requests):
+            if index in refused:  # as the CPU model: a bad group fails its own request
+                error = pb_utils.TritonError(refused[index], pb_utils.TritonError.INVALID_ARG)
+                responses.append(pb_utils.InferenceResponse(error=error))
+                continue
+            text = pb_utils.get_input_tensor_by_name(request, "TEXT").as_numpy().reshape(-1)
+            texts = [t.decode("utf-8") for t in text]
             logits = pb_utils.get_input_tensor_by_name(request, "logits").as_numpy()
             word_index = pb_utils.get_input_tensor_by_name(request, "word_index").as_numpy()
-            notes = [decode_note(text.decode("utf-8"), unpack_note(note_index), note_logits, self.decoder, self.edges)
+            notes = [decode_note(text, unpack_note(note_index), note_logits, self.decoder, self.edges)
                      for text, note_logits, note_index in zip(texts, logits, word_index)]
+            if self.profiler is not None:
+                batch = unpack_notes(pb_utils.get_input_tensor_by_name(request, "input_ids").as_numpy(),
+                                     pb_utils.get_input_tensor_by_name(request, "attention_mask").as_numpy(),
+                                     word_index)
+                self.profiler.log(self.features(texts, batch, notes),
+                                  [groups[index]] * len(texts) if groups[index] else None)
             documents = [[json.dumps(note.entities, ensure_ascii=False).encode("utf-8")] for note in notes]
             uncertainty = np.array([[note.uncertainty] for note in notes], dtype=np.float32)
             responses.append(pb_utils.InferenceResponse(
                 [pb_utils.Tensor("ENTITIES", np.array(documents, dtype=np.object_)),
                  pb_utils.Tensor("UNCERTAINTY", uncertainty)]))
         return responses
+
+    def finalize(self):
+        if self.profiler is not None:  # write the open window too: nothing profiled is lost on shutdown
+            self.profiler.close()
+        del self.version_metric  # before its family (the python backend's rule)
+        del self.version_family

@@ -7,7 +7,7 @@ import onnx
 import pytest
 
 from export import gates, onnx_export
-from export.onnx_export import MODELS, ExportRefused, export_model
+from export.onnx_export import INT8_MODELS, MODELS, ExportRefused, export_model
 from medner.data import read_behealthy
 from medner.decoding import SpanEdges
 
@@ -32,7 +32,7 @@ def test_export_writes_a_gated_version_of_every_model(untrained_model_dir: Path,
         assert {"model.onnx", "model.py", "tokenizer.json"} <= {p.name for p in (repository / pipeline / "1").iterdir()}
         onnx_file = (repository / pipeline / "1/model.onnx").read_bytes()
         assert onnx_file == (repository / encoder / "1/model.onnx").read_bytes()
-    for decoding in ("ner", "ner_int8", "ner_decode"):  # the models that decode carry the model's span edges
+    for decoding in ("ner", "ner_int8", "ner_decode", "ner_decode_int8"):  # the models that decode: span edges
         assert SpanEdges.load(repository / decoding / "1") == SpanEdges.load(untrained_model_dir) != SpanEdges()
     lineage = json.loads((repository / "ner_encoder/1/lineage.json").read_text())
     assert lineage["source"] == "unit-test" and lineage["version"] == 1 and lineage["span_edges"]
@@ -54,7 +54,7 @@ def test_export_writes_a_gated_version_of_every_model(untrained_model_dir: Path,
         patch.setattr(gates, "INT8_MAX_F1_DROP", -1.0)  # no INT8 model can pass: F1 would have to rise by 1
         assert export_model(untrained_model_dir, repository, test=test, lineage={"source": "unit-test"}) == 2
     for model in MODELS:
-        assert (repository / model / "2").is_dir() == (model not in ("ner_encoder_int8", "ner_int8")), model
+        assert (repository / model / "2").is_dir() == (model not in INT8_MODELS), model
     int8_gate = json.loads((repository / "ner_encoder/2/lineage.json").read_text())["gates"]["int8_quality"]
     assert not int8_gate["passed"] and not int8_gate["published"] and int8_gate["max_drop"] == -1.0
 

@@ -35,6 +35,7 @@ from tests.serve import (
     listening_addresses,
     read_until,
     served_parts,
+    served_version_gauge,
     start_medner_serve,
 )
 
@@ -194,19 +195,6 @@ def test_serve_a_bucket_and_promote_and_roll_back_there_under_load(repository: P
     record = on_bucket(bucket)[0]
     assert record["version"] == 1 and record["previous"] == []
     assert [h["action"] for h in record["history"]] == ["refuse", "refuse", "refuse", "promote", "rollback"]
-
-
-def served_version_gauge(metrics_port: int) -> dict[str, int]:
-    """``medner_served_version`` on a server's Triton metrics endpoint, as the divergence rule reads it: model ->
-    the newest version its instances report (a retiring version reports until its instances finish)."""
-    with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10) as response:
-        lines = response.read().decode().splitlines()
-    found: dict[str, int] = {}
-    for line in lines:
-        if line.startswith("medner_served_version{"):
-            model = line.split('model="', 1)[1].split('"', 1)[0]
-            found[model] = max(found.get(model, 0), int(float(line.rsplit(" ", 1)[1])))
-    return found
 
 
 def test_two_servers_follow_the_registry_through_promotion_rollback_and_a_broken_record(

@@ -48,7 +48,7 @@ def test_gpu_ensemble_steps_match_their_models(ensemble: str) -> None:
     assert parameters["fp16"] == ("true" if ensemble == "ner" else "false")
 
 
-@pytest.mark.parametrize("model", ["ner_tokenize", "ner_decode"])
+@pytest.mark.parametrize("model", ["ner_tokenize", "ner_decode", "ner_decode_int8"])
 def test_gpu_cpu_stages_differ_from_cpu_config_only_in_instances(model: str) -> None:
     cpu, gpu = read_model_config(REPOSITORY / model / "config.pbtxt"), gpu_config(model)
     assert gpu.instance_group[0].count > cpu.instance_group[0].count  # the CPU stages bound GPU throughput

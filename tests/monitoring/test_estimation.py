@@ -134,17 +134,17 @@ def test_served_rows_count_the_entities_it_returns(exported_repository: Path) ->
 
     pipeline = LocalNerModel(exported_repository, "ner", threads=1).pipeline
     tagger = FeatureTagger(pipeline)
-    assert tagger.estimator is not None  # export calibrated it on held-out sentences
+    assert tagger.features.estimator is not None  # export calibrated it on held-out sentences
     notes = [*samples.SENTENCES, "Follow-up for chronic kidney disease and hepatitis C", ""]
     decoded, rows = tagger(notes)
     entities = [d.entities for d in decoded]
     assert len(rows) == len(notes)
     assert rows[:, COLUMN["entities"]].tolist() == [len(e) for e in entities] and any(entities)
-    knots = np.array(tagger.estimator.knots)
+    knots = np.array(tagger.features.estimator.knots)
     steepest = max(np.max(np.abs(np.diff(values)) / np.maximum(np.diff(knots), 1e-12), initial=0.0)
-                   for values in (tagger.estimator.exact, tagger.estimator.overlap))
+                   for values in (tagger.features.estimator.exact, tagger.features.estimator.overlap))
     for row, found in zip(rows, entities):
-        exact, overlap = tagger.estimator.probabilities(np.array([e["score"] for e in found]))
+        exact, overlap = tagger.features.estimator.probabilities(np.array([e["score"] for e in found]))
         rounding = len(found) * steepest * 5e-5 + 1e-9  # clients see scores rounded to 4 places
         assert row[COLUMN["expected_correct"]] == pytest.approx(exact.sum(), abs=rounding)
         assert row[COLUMN["expected_gold"]] >= overlap.sum() - rounding  # plus the misses expected on O words
