@@ -12,12 +12,14 @@
 
 With the version's training vocabulary (:mod:`monitoring.vocabulary`), ``exact`` and ``overlap`` are fitted twice:
 on entities whose words are all known, and (``*_oov``) on entities with a word absent from it, which the model gets
-right less often at the same score. Typos, new drug names and shorthand make more entities of the second kind, so
-the estimate follows them down (benchmarks/results/drift_validation.md).
+right less often at the same score; and ``missed_per_mass`` twice: gold entities missed with all words known per
+unit of the mass on known O words, and (``missed_per_mass_oov``) those with an unknown word per unit of the mass on
+unknown O words, where a missed name hides far more often. Typos, new drug names and shorthand make more entities
+and O words of the second kind, so the estimate follows them down (benchmarks/results/drift_validation.md).
 
 **Per sentence** the served model logs :data:`ESTIMATE_COLUMNS` beside the drift features (numbers only):
 ``entities`` (predicted), ``expected_correct`` (the sum of their ``exact`` probabilities) and ``expected_gold``
-(the sum of their ``overlap`` probabilities plus ``missed_per_mass`` times the O words' D/T mass).
+(the sum of their ``overlap`` probabilities plus the missed rates times the O words' D/T mass, known and unknown).
 
 **A window** (a merged whylogs profile): sums are read back as mean x count of each column, and
 
@@ -69,6 +71,9 @@ class Estimator:
     knots_oov: tuple[float, ...] = ()
     exact_oov: tuple[float, ...] = ()
     overlap_oov: tuple[float, ...] = ()
+    # missed gold entities with an unknown word per unit of mass on unknown O words (``missed_per_mass``: then the
+    # known ones'); None: one rate for every O word
+    missed_per_mass_oov: float | None = None
 
     def save(self, version_dir: Path | str) -> Path:
         path = Path(version_dir) / ESTIMATION_FILE
@@ -96,17 +101,22 @@ class Estimator:
 
 
 def sentence_estimates(estimator: Estimator, entity_scores: np.ndarray, entity_sentence: np.ndarray,
-                       outside_mass: np.ndarray, entity_oov: np.ndarray | None = None) -> np.ndarray:
+                       outside_mass: np.ndarray, entity_oov: np.ndarray | None = None,
+                       outside_mass_oov: np.ndarray | None = None) -> np.ndarray:
     """:data:`ESTIMATE_COLUMNS` per sentence, ``(sentences, 3)``: ``entity_scores`` and ``entity_sentence`` (the
     sentence index of each predicted entity), ``outside_mass`` per sentence (sum of one minus the confidence of
-    the words tagged O); ``entity_oov``: which entities have an out-of-vocabulary word (None: unknown)."""
+    the words tagged O); ``entity_oov``: which entities have an out-of-vocabulary word, ``outside_mass_oov``: the
+    part of ``outside_mass`` on out-of-vocabulary words (None: unknown)."""
     sentences = len(outside_mass)
     exact, overlap = estimator.probabilities(entity_scores, entity_oov)
     columns = np.empty((sentences, len(ESTIMATE_COLUMNS)))
     columns[:, 0] = np.bincount(entity_sentence, minlength=sentences)
     columns[:, 1] = np.bincount(entity_sentence, weights=exact, minlength=sentences)
-    columns[:, 2] = (np.bincount(entity_sentence, weights=overlap, minlength=sentences)
-                     + estimator.missed_per_mass * outside_mass)
+    missed = estimator.missed_per_mass * outside_mass
+    if estimator.missed_per_mass_oov is not None and outside_mass_oov is not None:
+        missed = (estimator.missed_per_mass * (outside_mass - outside_mass_oov)
+                  + estimator.missed_per_mass_oov * outside_mass_oov)
+    columns[:, 2] = np.bincount(entity_sentence, weights=overlap, minlength=sentences) + missed
     return columns
 
 
@@ -120,15 +130,18 @@ def _isotonic(scores: np.ndarray, outcomes: np.ndarray) -> tuple[np.ndarray, np.
 
 
 def fit_estimator(decoded: Sequence[DecodedNote], gold: Sequence[Sequence[tuple[int, int, str]]],
-                  source: str = "", entity_oov: Sequence[Sequence[bool]] | None = None) -> Estimator:
+                  source: str = "", words: Sequence[Sequence[tuple[int, int, bool]]] | None = None) -> Estimator:
     """Fit an :class:`Estimator` on notes the served model decoded (``decoded``) and their gold entities (character
-    spans ``(start, end, label)`` per note). ``entity_oov``: per note, which of its predicted entities have an
-    out-of-vocabulary word; given, and with :data:`MIN_CALIBRATION_ENTITIES` entities of each kind, the two kinds
-    get their own curves. Raises ValueError with fewer than :data:`MIN_CALIBRATION_ENTITIES` predicted entities."""
+    spans ``(start, end, label)`` per note). ``words``: per note, each decoded word's character span and whether it
+    is out of the vocabulary; given, entities with an unknown word get curves of their own (with
+    :data:`MIN_CALIBRATION_ENTITIES` entities of each kind), and missed entities a rate of their own (with
+    :data:`MIN_CALIBRATION_ENTITIES` missed over both kinds). Raises ValueError with fewer than
+    :data:`MIN_CALIBRATION_ENTITIES` predicted entities."""
     scores, exact, overlap, oov = [], [], [], []
-    missed, mass = 0, 0.0
+    missed, mass = [0, 0], [0.0, 0.0]  # gold entities no prediction overlaps, O words' D/T mass: known, unknown
     for index, (note, truth) in enumerate(zip(decoded, gold, strict=True)):
         spans = {(start, end, label) for start, end, label in truth}
+        note_words = words[index] if words is not None else [(0, 0, False)] * len(note.labels)
         touched = set()
         for entity in note.entities:
             hits = {g for g in spans if g[2] == entity["label"] and g[0] < entity["end"] and entity["start"] < g[1]}
@@ -136,10 +149,13 @@ def fit_estimator(decoded: Sequence[DecodedNote], gold: Sequence[Sequence[tuple[
             scores.append(entity["score"])
             exact.append((entity["start"], entity["end"], entity["label"]) in spans)
             overlap.append(bool(hits))
-        oov += list(entity_oov[index]) if entity_oov is not None else [False] * len(note.entities)
-        missed += len(spans - touched)
-        outside = np.asarray([label == OUTSIDE for label in note.labels], dtype=bool)
-        mass += float((1.0 - np.asarray(note.confidence, dtype=np.float64))[outside].sum())
+            oov.append(_has_unknown_word(note_words, entity["start"], entity["end"]))
+        for start, end, _ in spans - touched:
+            missed[_has_unknown_word(note_words, start, end)] += 1
+        unsure = 1.0 - np.asarray(note.confidence, dtype=np.float64)
+        for label, (_, _, unknown), mass_of_word in zip(note.labels, note_words, unsure, strict=True):
+            if label == OUTSIDE:
+                mass[unknown] += float(mass_of_word)
     if len(scores) < MIN_CALIBRATION_ENTITIES:
         raise ValueError(f"{len(scores)} predicted entities on the calibration sentences: need at least "
                          f"{MIN_CALIBRATION_ENTITIES} to calibrate the accuracy estimate")
@@ -149,13 +165,24 @@ def fit_estimator(decoded: Sequence[DecodedNote], gold: Sequence[Sequence[tuple[
     known = ~unknown if split else np.ones(len(x), dtype=bool)
     curves = _curves(x[known], hit[known], near[known])
     oov_curves = _curves(x[unknown], hit[unknown], near[unknown]) if split else ((), (), ())
+    missed_apart = words is not None and sum(missed) >= MIN_CALIBRATION_ENTITIES and min(mass) > 0
+
+    def rate(count: int, over: float) -> float:
+        return round(count / over, 6) if over > 0 else 0.0
+
     return Estimator(
-        *curves, missed_per_mass=round(missed / mass, 6) if mass > 0 else 0.0,
+        *curves, missed_per_mass=rate(missed[0], mass[0]) if missed_apart else rate(sum(missed), sum(mass)),
         calibration={"source": source, "notes": len(decoded), "entities": len(scores),
-                     "gold_entities": sum(len(g) for g in gold), "missed": missed,
-                     **({"oov_entities": int(unknown.sum())} if entity_oov is not None else {})},
+                     "gold_entities": sum(len(g) for g in gold), "missed": sum(missed),
+                     **({"oov_entities": int(unknown.sum()), "oov_missed": missed[1]} if words is not None else {})},
         knots_oov=oov_curves[0], exact_oov=oov_curves[1], overlap_oov=oov_curves[2],
+        missed_per_mass_oov=rate(missed[1], mass[1]) if missed_apart else None,
     )
+
+
+def _has_unknown_word(words: Sequence[tuple[int, int, bool]], start: int, end: int) -> bool:
+    """Whether a word out of the vocabulary lies within characters ``[start, end)`` (``words``: spans and flags)."""
+    return any(unknown for word_start, word_end, unknown in words if word_start >= start and word_end <= end)
 
 
 def _curves(scores: np.ndarray, exact: np.ndarray, overlap: np.ndarray) -> tuple[tuple[float, ...], ...]:
@@ -176,15 +203,14 @@ def calibrate(sentences: Sequence[Sentence], tokenizer: Any, encoder: Encoder, d
               edges: SpanEdges | None = None, source: str = "", vocabulary: AbstractSet[str] | None = None
               ) -> Estimator:
     """:func:`fit_estimator` on labelled ``sentences`` sent through the serving path (each one a note); with the
-    version's ``vocabulary``, entities with an unknown word get curves of their own."""
+    version's ``vocabulary``, entities and missed entities with an unknown word are fitted apart."""
     notes, gold = zip(*(gold_entities(s) for s in sentences), strict=True) if sentences else ((), ())
     _, decoded = extract_decoded(list(notes), tokenizer, encoder, decoder=decoder, edges=edges)
-    entity_oov = None
+    words = None
     if vocabulary is not None:
-        entity_oov = [[any(vocabulary_key(text[start:end]) not in vocabulary for start, end in split_words(text)
-                           if start >= entity["start"] and end <= entity["end"]) for entity in note.entities]
-                      for text, note in zip(notes, decoded)]
-    return fit_estimator(decoded, gold, source, entity_oov)
+        words = [[(start, end, vocabulary_key(text[start:end]) not in vocabulary) for start, end in split_words(text)]
+                 for text in notes]
+    return fit_estimator(decoded, gold, source, words)
 
 
 # --- a window ---------------------------------------------------------------------------------------------------

@@ -186,15 +186,18 @@ def _estimates(estimator: Estimator, entity: np.ndarray, run_start: np.ndarray, 
                oov: np.ndarray | None, first: np.ndarray, end: np.ndarray) -> np.ndarray:
     """The estimate columns of each sentence from the batch's flat per-word entity flags, entity starts (runs of
     one label, cut at sentence starts), confidences and out-of-vocabulary flags; each entity scored by its words'
-    mean confidence, as served entities are, and out of vocabulary when one of its words is."""
+    mean confidence, as served entities are, and out of vocabulary when one of its words is; the O words' D/T mass
+    on unknown words apart (``Estimator.missed_per_mass_oov``)."""
     run = np.cumsum(run_start) - 1  # the entity each entity word belongs to
     runs = int(run_start.sum())
     scores = (np.bincount(run[entity], weights=confidence[entity], minlength=runs)
               / np.maximum(np.bincount(run[entity], minlength=runs), 1))
     entity_oov = np.bincount(run[entity], weights=oov[entity], minlength=runs) > 0 if oov is not None else None
     sentence_of_run = np.searchsorted(first, np.flatnonzero(run_start), side="right") - 1
-    outside_mass = _segment_sums(np.where(entity, 0.0, 1.0 - confidence), first, end)
-    return sentence_estimates(estimator, scores, sentence_of_run, outside_mass, entity_oov)
+    outside = np.where(entity, 0.0, 1.0 - confidence)
+    outside_mass_oov = _segment_sums(np.where(oov, outside, 0.0), first, end) if oov is not None else None
+    return sentence_estimates(estimator, scores, sentence_of_run, _segment_sums(outside, first, end), entity_oov,
+                              outside_mass_oov)
 
 
 def note_features(
