@@ -141,7 +141,6 @@ def components(repository: Path, notes: list[str], profiles: Path) -> dict:
 
 
 def triton(repository: Path, notes: list[str], rounds: int, concurrency: int, work: Path) -> dict:
-    from benchmarks.serving import bench_triton
     from medner.triton import TritonServer
 
     copy = repository
@@ -161,6 +160,16 @@ def triton(repository: Path, notes: list[str], rounds: int, concurrency: int, wo
         servers[name] = kind.on_free_ports(copy, log_file=work / f"{name}.log", profile_dir=profile_dir,
                                            profile_window_seconds=60).start()
     variants = {"off": "off", "off_again": "off", "on": "on", "off_system_libpython": "off_system_libpython"}
+    return rotated(servers, variants, notes, rounds, concurrency, work / "profiles")
+
+
+def rotated(servers: dict, variants: dict[str, str], notes: list[str], rounds: int, concurrency: int,
+            profiles: Path) -> dict[str, list[float]]:
+    """notes/s of each variant (name -> the server it calls) at ``concurrency`` requests of 8 notes, after a
+    warm-up, the order rotating round by round; stops the servers; the profiling one must have written to
+    ``profiles``."""
+    from benchmarks.serving import bench_triton
+
     try:
         for server in servers.values():  # warm-up
             bench_triton(server.grpc_url, "ner", notes[:256], concurrency, 8)
@@ -173,7 +182,7 @@ def triton(repository: Path, notes: list[str], rounds: int, concurrency: int, wo
     finally:
         for server in servers.values():
             server.stop()
-    assert list((work / "profiles").rglob("*.bin")), "the profiling server wrote no profile"
+    assert list(profiles.rglob("*.bin")), "the profiling server wrote no profile"
     return results
 
 
@@ -203,7 +212,6 @@ def gpu_ensemble(repository: Path, notes: list[str], rounds: int, concurrency: i
     """The GPU configs on this machine's CPU (``medner.promotion_gates.stage_version``, as promotion's smoke test
     serves them): ``before``, the decoders without the tokenizer's windows; ``before_again`` (noise); ``windows``,
     today's configs, profiling off (what routing the windows costs the hot path); ``windows_on``, profiling on."""
-    from benchmarks.serving import bench_triton
     from medner.promotion_gates import stage_version
     from medner.triton import TritonServer
 
@@ -217,20 +225,7 @@ def gpu_ensemble(repository: Path, notes: list[str], rounds: int, concurrency: i
         servers[name] = TritonServer.on_free_ports(work / name, gpu=True, log_file=work / f"{name}.log",
                                                    profile_dir=profile_dir, profile_window_seconds=60).start()
     variants = {"before": "before", "before_again": "before", "windows": "windows", "windows_on": "windows_on"}
-    try:
-        for server in servers.values():  # warm-up
-            bench_triton(server.grpc_url, "ner", notes[:256], concurrency, 8)
-        results: dict[str, list[float]] = {name: [] for name in variants}
-        names = list(variants)
-        for r in range(rounds):
-            for name in names[r % len(names):] + names[: r % len(names)]:
-                url = servers[variants[name]].grpc_url
-                results[name].append(bench_triton(url, "ner", notes, concurrency, 8)["notes_per_s"])
-    finally:
-        for server in servers.values():
-            server.stop()
-    assert list((work / "gpu-profiles").rglob("*.bin")), "the profiling server wrote no profile"
-    return results
+    return rotated(servers, variants, notes, rounds, concurrency, work / "gpu-profiles")
 
 
 def summary(results: dict[str, list[float]], baseline: str = "off") -> dict:
