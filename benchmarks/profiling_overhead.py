@@ -23,7 +23,8 @@ Notes are the BeHealthy test sentences. Ratios are taken within each round, then
 Writes benchmarks/results/profiling_overhead.json (``--out``): hardware, date, the ``ner`` version measured,
 the machine's load average at start and end, ``in_process`` and ``triton_cN`` (notes/s per round and the median
 loss of ``on`` and ``off_again`` against ``off``), ``components`` (CPU us per note of the pipeline, the features with
-and without the accuracy-estimate columns, the whylogs fold, and profiling's share), and the command.
+and without the accuracy-estimate columns, the whylogs fold, and profiling's share), ``gpu_ensemble_cN`` (notes/s
+per round and the median loss of each variant against ``before``), and the command.
 """
 
 from __future__ import annotations

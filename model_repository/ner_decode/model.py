@@ -15,7 +15,7 @@ sys.path[:0] = [p for p in os.environ.get("MEDNER_SITE_PACKAGES", "").split(os.p
 import numpy as np  # noqa: E402
 import triton_python_backend_utils as pb_utils  # noqa: E402
 
-from medner.config import SERVED_VERSION_METRIC  # noqa: E402
+from medner.config import SERVED_VERSION_METRIC, profile_dir  # noqa: E402
 from medner.decoding import SpanEdges  # noqa: E402
 from medner.groups import request_groups  # noqa: E402
 from medner.inference import WordPieceTokenizer, decode_note, unpack_note, unpack_notes  # noqa: E402
@@ -31,21 +31,21 @@ class TritonPythonModel:
         version_dir = os.path.join(args["model_repository"], args["model_version"])
         self.edges = SpanEdges.load(version_dir)
         ensemble = params.get("ensemble", args["model_name"])  # the name clients call, as the CPU model's
-        # $MEDNER_PROFILE_DIR set: every sentence's features go into rolling whylogs profiles (numbers, no text)
-        self.profiler = profiler_from_env(ensemble)
-        inputs = {tensor["name"] for tensor in json.loads(args["model_config"])["input"]}
-        if self.profiler is not None and "input_ids" not in inputs:  # a config older than the profiles here
+        # $MEDNER_PROFILE_DIR set: every sentence's features go into rolling whylogs profiles (numbers, no text),
+        # from the windows its config routes here (a config older than the profiles here has none)
+        windows = "input_ids" in {tensor["name"] for tensor in json.loads(args["model_config"])["input"]}
+        self.profiler = profiler_from_env(ensemble) if windows else None
+        if not windows and profile_dir():
             pb_utils.Logger.log_warn(f"{args['model_name']}: no profiles: its config gives it no input_ids "
                                      "(install model_repository/ner_decode's config)")
-            self.profiler = None
+        self.features = (VersionFeatures(version_dir, WordPieceTokenizer.from_dir(version_dir).unk_token_id)
+                         if self.profiler is not None else None)
         # the version this replica serves, as the CPU model reports it (deploy/prometheus/medner-rules.yml)
         self.version_family = pb_utils.MetricFamily(name=SERVED_VERSION_METRIC, kind=pb_utils.MetricFamily.GAUGE,
                                                     description="The model version this server serves.")
         self.version_metric = self.version_family.Metric(labels={
             "model": ensemble, "version": args["model_version"], "model_instance": args["model_instance_name"]})
         self.version_metric.set(float(args["model_version"]))
-        self.features = (VersionFeatures(version_dir, WordPieceTokenizer.from_dir(version_dir).unk_token_id)
-                         if self.profiler is not None else None)
 
     def execute(self, requests):
         groups, refused = request_groups([r.parameters() for r in requests])
