@@ -1,7 +1,7 @@
 """The accuracy/cost frontier: each model family beside the others, on one machine, in one run.
 
     python benchmarks/frontier.py run --model minilm=TrainFlow/ID --model mpnet=TrainFlow/ID \
-        --model student=TrainFlow/ID [--rounds 3]
+        --model student=TrainFlow/ID [--model FAMILY=RUN|RUN,RUN,...|FOLDER ...] [--rounds 3]
     python benchmarks/frontier.py report
 
 ``run`` takes one trained model per family (a TrainFlow run or a model folder), exports it to ONNX as `medner
@@ -39,6 +39,7 @@ FAMILIES = {
     "minilm": ("5ep-lr2e-4-ld0.8", "span edges"),  # TrainConfig's defaults: what TrainFlow trains
     "mpnet": ("mpnet-lr1e-4-bf16", "plain"),  # span edges cost MPNet accuracy (accuracy.md)
     "student": ("distill-w0.5-t2-c1", "span edges"),  # TrainConfig's distillation defaults
+    "student-of-ensemble": ("distill-ens-w0.5-t2-c1", "span edges"),  # the same, taught by MPNet's seed ensemble
     # MPNet's seed ensemble served as one model (--model mpnet-ensemble=RUN,RUN,RUN: one graph, every member inside)
     "mpnet-ensemble": ("", "plain"),
     "mpnet-self-distilled": ("mpnet-self-distill-ens", "plain"),  # MPNet taught by its seed ensemble
