@@ -2,7 +2,8 @@
 -> ner_encoder -> ner_decode, python models all) with the encoder's session on ONNX Runtime's CPU provider, the code
 a GPU runs with the TensorRT/CUDA provider. Its entities must be the CPU path's, note for note, and its profiles
 (written by the decoders under the ensemble's name) the rows the CPU path profiles for the same notes; its
-decoders report the version served, as the CPU models do, and no note's words reach a profile or the log."""
+decoders report the version served and profile a request's group, as the CPU models do, and no note's words reach
+a profile or the log."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from clients.local import LocalNerModel
 from clients.ner_client import NerClient
 from medner.triton import TritonError, TritonServer
 from monitoring.features import FEATURES, FeatureTagger
-from monitoring.profile_store import list_profiles, merge_profiles
+from monitoring.profile_store import list_groups, list_profiles, merge_profiles
 from tests.monitoring.test_serving_profiles import MARKER
 from tests.notes import NOTES
 from tests.serve import served_version_gauge
@@ -51,8 +52,8 @@ def test_the_gpu_ensemble_answers_as_the_cpu_path(exported_repository: Path, tmp
         index = grpcclient.InferenceServerClient(server.grpc_url)
         for model in ("ner", "ner_int8"):
             assert index.get_model_config(model).config.platform == "ensemble"  # not the CPU python model
-            with NerClient(server.grpc_url, model=model, timeout=120) as client:
-                served = client.extract(notes)
+            with NerClient(server.grpc_url, model=model, timeout=120) as client:  # ner's notes with a group
+                served = client.extract(notes, group="clinic_a" if model == "ner" else None)
             expected = LocalNerModel(repository, model, threads=1).extract(notes)
             assert [[(e["label"], e["start"], e["end"]) for e in note] for note in served] == [
                 [(e["label"], e["start"], e["end"]) for e in note] for note in expected], model
@@ -61,6 +62,7 @@ def test_the_gpu_ensemble_answers_as_the_cpu_path(exported_repository: Path, tmp
         assert served_version_gauge(server.metrics_port) == {"ner": 1, "ner_int8": 1}  # the divergence alert's
     written = [path.read_bytes() for path in profiles.rglob("*.bin")]  # the server has stopped: every window is
     assert written and not any(MARKER.encode() in profile for profile in [*written, log.read_bytes()])
+    assert list_groups(profiles, "ner") == ["clinic_a"] and not list_groups(profiles, "ner_int8")  # as on CPU
     for model in ("ner", "ner_int8"):
         view = merge_profiles(list_profiles(profiles, model, datetime(2000, 1, 1, tzinfo=UTC),
                                             datetime(2100, 1, 1, tzinfo=UTC)))
