@@ -60,7 +60,7 @@ def test_the_gpu_ensemble_answers_as_the_cpu_path(exported_repository: Path, tmp
             assert all(abs(a["score"] - b["score"]) <= 1e-3 for s, x in zip(served, expected) for a, b in zip(s, x))
         index.close()
         assert served_version_gauge(server.metrics_port) == {"ner": 1, "ner_int8": 1}  # the divergence alert's
-    written = [path.read_bytes() for path in profiles.rglob("*.bin")]  # the server has stopped: every window is
+    written = [path.read_bytes() for path in profiles.rglob("*.bin")]  # the server stopped: every window written
     assert written and not any(MARKER.encode() in profile for profile in [*written, log.read_bytes()])
     assert list_groups(profiles, "ner") == ["clinic_a"] and not list_groups(profiles, "ner_int8")  # as on CPU
     for model in ("ner", "ner_int8"):
