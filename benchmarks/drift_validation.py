@@ -16,7 +16,8 @@ as notes of one sentence or of 3-20, of 100 to 1,000 notes. The combined score o
 ``noise_floor = floor`` (raised, if need be, until each size's max + 4 std clears it) and
 ``noise_scale = scale + 4 tau``; and the same for each feature's own score with 5 spreads instead of 4
 (``monitoring.drift.FEATURE_NOISE``; eleven tests instead of one: with 4, a validation window of 100 one-sentence
-notes alarmed on ``entity_oov_rate`` alone): :class:`monitoring.drift.DriftThresholds`' defaults, which must equal
+notes alarmed on ``entity_oov_rate`` alone), and for each feature's absolute mean shift, also with 5
+(``monitoring.drift.FEATURE_MEAN_NOISE``): :class:`monitoring.drift.DriftThresholds`' defaults, which must equal
 them.
 
 **validate**: windows with gold labels, from the dev split (held out of the reference: the honest drift check)
@@ -223,6 +224,8 @@ class Window:
     combined: float = 0.0
     bound: float = 0.0
     beyond: dict = field(default_factory=dict)  # features beyond their own bound, with it
+    mean_shifts: dict = field(default_factory=dict)  # each feature's mean shift (reference standard deviations)
+    means_beyond: dict = field(default_factory=dict)  # features whose mean shift is beyond its own bound
     estimate: dict | None = None
     truth: dict = field(default_factory=dict)
     scores: dict = field(default_factory=dict)
@@ -258,7 +261,7 @@ class Scorer:
         window.notes, window.rows = len(notes), sentence_count(view)
         window.level, window.combined = report.level, report.combined or 0.0
         window.bound, window.estimate, window.scores = report.warning_bound or 0.0, report.estimate, report.scores
-        window.beyond = report.beyond
+        window.beyond, window.mean_shifts, window.means_beyond = report.beyond, report.mean_shifts, report.means_beyond
         window.truth = true_scores(notes, entities)
         return window
 
@@ -308,9 +311,13 @@ def fit_noise(groups: dict[str, list[Window]], reference_rows: int) -> dict:
     per_feature = {name: curve(s, [[w.scores.get(name, 0.0) for w in ws] for ws in groups.values()], FEATURE_SPREADS)
                    for name in features}
     suggested = {name: (f["floor"], f["scale"]) for name, f in per_feature.items() if max(f["max"]) > 0}
+    shifted = sorted({name for ws in groups.values() for w in ws for name in w.mean_shifts})
+    per_mean = {name: curve(s, [[abs(w.mean_shifts.get(name, 0.0)) for w in ws] for ws in groups.values()],
+                            FEATURE_SPREADS) for name in shifted}
     return {"floor_fit": combined["floor_fit"], "scale_fit": combined["scale_fit"], "tau": combined["tau"],
             "noise_floor": combined["floor"], "noise_scale": combined["scale"],
             "features": per_feature, "feature_noise": suggested,
+            "means": per_mean, "mean_noise": {name: (f["floor"], f["scale"]) for name, f in per_mean.items()},
             "sizes": {name: {"windows": len(ws), "rows_mean": round(statistics.mean(w.rows for w in ws), 1),
                              "s": round(float(si), 5), "combined_mean": m, "combined_std": sd, "combined_max": h,
                              "bound": round(combined["floor"] + combined["scale"] * float(si), 4)}
@@ -351,10 +358,11 @@ def compared_with_defaults(fit: dict) -> dict:
 
     defaults = DriftThresholds()
     suggested = {name: tuple(curve) for name, curve in fit["feature_noise"].items()}
+    suggested_means = {name: tuple(curve) for name, curve in fit.get("mean_noise", {}).items()}
     return {"defaults": {"noise_floor": defaults.noise_floor, "noise_scale": defaults.noise_scale,
-                         "feature_noise": defaults.feature_noise},
+                         "feature_noise": defaults.feature_noise, "mean_noise": defaults.mean_noise},
             "defaults_match": ((defaults.noise_floor, defaults.noise_scale) == (fit["noise_floor"], fit["noise_scale"])
-                               and defaults.feature_noise == suggested)}
+                               and defaults.feature_noise == suggested and defaults.mean_noise == suggested_means)}
 
 
 def calibration_markdown(result: dict, image: str) -> str:
@@ -392,8 +400,19 @@ def calibration_markdown(result: dict, image: str) -> str:
         *[f"| {name} | {f['floor_fit']:.3f} + {f['scale_fit']:.3f} s | {f['tau']:.3f} s | {max(f['max']):.3f} | "
           f"{f['floor']} | {f['scale']} | {max(0.05, f['floor'] + f['scale'] * smallest['s']):.3f} | "
           f"{max(0.05, f['floor'] + f['scale'] * largest['s']):.3f} |" for name, f in fit["features"].items()], "",
+        "Each feature's absolute mean shift (the window's mean minus the reference's, in the reference's standard "
+        f"deviations), fitted the same way with {FEATURE_SPREADS} spreads: a window with one feature's mean beyond its "
+        "own bound is at warning too (`monitoring.drift.FEATURE_MEAN_NOISE`; a feature constant on the reference has "
+        "no standard deviation, so no mean shift):", "",
+        f"| feature | mean fit | std | in-distribution max | suggested floor | suggested scale | bound at "
+        f"{smallest['rows_mean']:.0f} rows | at {largest['rows_mean']:.0f} rows |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        *[f"| {name} | {f['floor_fit']:.3f} + {f['scale_fit']:.3f} s | {f['tau']:.3f} s | {max(f['max']):.3f} | "
+          f"{f['floor']} | {f['scale']} | {f['floor'] + f['scale'] * smallest['s']:.3f} | "
+          f"{f['floor'] + f['scale'] * largest['s']:.3f} |" for name, f in fit.get("means", {}).items()], "",
         f"`DriftThresholds()` defaults: noise_floor {result['defaults']['noise_floor']}, noise_scale "
-        f"{result['defaults']['noise_scale']}, and each feature's (floor, scale) in `FEATURE_NOISE`: "
+        f"{result['defaults']['noise_scale']}, and each feature's (floor, scale) in `FEATURE_NOISE` and "
+        "`FEATURE_MEAN_NOISE`: "
         + ("the same as this run's suggestion." if result["defaults_match"]
            else "**they differ from this run's suggestion**."), "",
         f"![calibration]({image})", ""]
@@ -474,6 +493,7 @@ def summarise(windows: list[Window], thresholds) -> dict:
                     "combined_max": round(max(w.combined for w in own), 4),
                     "bound_mean": round(statistics.mean(w.bound for w in own), 4),
                     "beyond": dict(sorted(Counter(name for w in own for name in w.beyond).items())),
+                    "means_beyond": dict(sorted(Counter(name for w in own for name in w.means_beyond).items())),
                     "true_f1": round(true_f1, 4), "true_drop": round(base_f1 - true_f1, 4),
                     "estimated_f1": round(statistics.mean(w.estimate["entity_f1"] for w in own if w.estimate), 4),
                     "estimate_mae": round(statistics.mean(abs(e) for e in errors), 4),
@@ -509,7 +529,8 @@ def validation_markdown(result: dict, image: str) -> str:
         "# Drift validation: levels and the accuracy estimate on labelled shifts", "",
         f"`{result['command']}` (model `{result['model']}` version {result['version']}, seed {result['seed']}, "
         f"{result['seconds']:.0f} s on {result['hardware']}). Thresholds: `DriftThresholds()` (warning bound "
-        f"{t['noise_floor']} + {t['noise_scale']} s on the combined score, each feature's own from `FEATURE_NOISE`, "
+        f"{t['noise_floor']} + {t['noise_scale']} s on the combined score, each feature's own from `FEATURE_NOISE` "
+        "and each feature's mean shift's from `FEATURE_MEAN_NOISE`, "
         f"critical when the estimated F1 drops more than {t['max_drop']} "
         f"below the reference's, min_notes {t['min_notes']}).", "",
         "Windows from the dev split (held out of training and of the reference: the honest drift check, which the "
@@ -537,21 +558,41 @@ def validation_markdown(result: dict, image: str) -> str:
         + ", ".join(f"{k} {v:.3f}" for k, v in goals["estimate_shifted"]["mae"].items())
         + f" (goal <= 0.05 each): {mark[goals['estimate_shifted']['passed']]}.", "",
         "## Every cell", "",
-        "`beyond`: the features beyond their own bound, and in how many of the cell's windows.", "",
+        "`beyond`: the features beyond their own bound, and in how many of the cell's windows; `means beyond`: the "
+        "same for the features' mean shifts.", "",
         "| pool | size | shift | windows | rows | levels (none/warn/crit) | combined (mean, max) | bound | beyond | "
-        "true F1 | true drop | estimated F1 | estimate MAE | bias |",
-        "| --- | --- | --- | ---: | ---: | --- | --- | ---: | --- | ---: | ---: | ---: | ---: | ---: |",
+        "means beyond | true F1 | true drop | estimated F1 | estimate MAE | bias |",
+        "| --- | --- | --- | ---: | ---: | --- | --- | ---: | --- | --- | ---: | ---: | ---: | ---: | ---: |",
     ]
     for c in result["cells"].values():
         lv = c["levels"]
-        beyond = ", ".join(f"{name} {n}" for name, n in c.get("beyond", {}).items()) or "-"
+        beyond, means = (", ".join(f"{name} {n}" for name, n in c.get(key, {}).items()) or "-"
+                         for key in ("beyond", "means_beyond"))
         lines.append(f"| {c['pool']} | {c['size']} | {c['shift']} | {c['windows']} | {c['rows_mean']} | "
                      f"{lv['none']}/{lv['warning']}/{lv['critical']} | {c['combined_mean']:.3f}, "
-                     f"{c['combined_max']:.3f} | {c['bound_mean']:.3f} | {beyond} | {c['true_f1']:.3f} | "
+                     f"{c['combined_max']:.3f} | {c['bound_mean']:.3f} | {beyond} | {means} | {c['true_f1']:.3f} | "
                      f"{c['true_drop']:+.3f} | "
                      f"{c['estimated_f1']:.3f} | {c['estimate_mae']:.3f} | {c['estimate_bias']:+.3f} |")
-    lines += ["", f"![estimate against truth]({image})", ""]
+    lines += ["", *mean_shift_table(result["windows"]), "", f"![estimate against truth]({image})", ""]
     return "\n".join(lines)
+
+
+def mean_shift_table(windows: list[dict], pool: str = "dev", size: str = "multix300") -> list[str]:
+    """What each shift moves: every feature's mean shift, averaged over the cell's windows (Markdown lines)."""
+    own = [w for w in windows if (w["pool"], w["size"]) == (pool, size) and w.get("mean_shifts")]
+    if not own:
+        return []
+    names = sorted({name for w in own for name in w["mean_shifts"]})
+    lines = [f"## What each shift moves ({pool} windows, `{size}`)", "",
+             "Each feature's mean shift (the window's mean minus the reference's, in the reference's standard "
+             "deviations), averaged over the cell's windows; `none`: the in-distribution windows' own offset.", "",
+             "| shift | " + " | ".join(names) + " |", "| --- |" + " ---: |" * len(names)]
+    for shift in SHIFTS:
+        cell = [w for w in own if w["shift"] == shift]
+        if cell:
+            lines.append(f"| {shift} | " + " | ".join(
+                f"{statistics.mean(w['mean_shifts'].get(name, 0.0) for w in cell):+.2f}" for name in names) + " |")
+    return lines
 
 
 def validation_plot(result: dict, path: Path) -> None:

@@ -19,7 +19,12 @@ The window's level (:class:`DriftThresholds`): **warning** when the mean of the 
 (a real shift moves several: out-of-vocabulary words, entity rates, confidences) is beyond the noise for the
 window's size, or when one feature is beyond its own noise for that size (a shift that moves one feature far, as
 typing errors move ``misspelling_rate``; each feature's bound clears its own in-distribution spread, so a noisy
-feature alone does not alarm); **critical** when, besides, the served model's accuracy
+feature alone does not alarm), or when one feature's **mean** moved beyond its own noise for that size. The mean shift
+(the window's mean minus the reference's, in the reference's standard deviations) is read from the profiles'
+distribution metrics; it sees a feature that is nearly always 0 (a rate of rare events: misspelt words) drift while
+the distance between its binned distributions barely moves, since nearly all of both sit in the first bin. Its noise
+falls like the distance's (``sqrt(1/n + 1/m)``), so it has a curve of its own too (:data:`FEATURE_MEAN_NOISE`).
+**critical** when, besides, the served model's accuracy
 estimated from its own confidences (:mod:`monitoring.estimation`) fell more than ``max_drop`` below the
 reference's: the model is now worse here, so re-experiment rather than retrain. The noise curve comes from
 in-distribution windows of every size only (``benchmarks/drift_validation.py calibrate``); how the levels and the
@@ -35,7 +40,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from monitoring.estimation import window_estimate
+from monitoring.estimation import column_distribution, window_estimate
 from monitoring.features import FEATURES, NOTE_SENTENCES
 from monitoring.policy import DEFAULT_QUALITY_DROP, Level, isoformat
 
@@ -54,15 +59,30 @@ def noise_term(rows: int, reference_rows: int) -> float:
 FEATURE_NOISE: dict[str, tuple[float, float]] = {
     "chars": (0.09, 2.7),
     "confidence_mean": (0.08, 3.2),
-    "confidence_min": (0.03, 4.2),
-    "disease_per_100_words": (0.01, 3.0),
+    "confidence_min": (0.02, 4.3),
+    "disease_per_100_words": (0.02, 3.0),
     "entity_oov_rate": (0.17, 3.1),
     "low_confidence_rate": (0.04, 3.3),
-    "misspelling_rate": (0.05, 2.3),
-    "oov_word_rate": (0.07, 3.0),
+    "misspelling_rate": (0.06, 2.3),
+    "oov_word_rate": (0.08, 2.9),
     "treatment_per_100_words": (0.1, 2.2),
-    "windows": (0.06, 1.6),
-    "wordpieces": (0.07, 2.9),
+    "windows": (0.07, 1.6),
+    "wordpieces": (0.08, 2.8),
+}
+# Each feature's mean-shift noise curve, (floor, scale) on the absolute shift, from the same windows and fit
+# (benchmarks/drift_validation.py calibrate, results/drift_calibration.md). A feature constant on the reference
+# (``windows``, ``unknown_wordpiece_rate``) has no standard deviation to measure a shift in, so no mean shift.
+FEATURE_MEAN_NOISE: dict[str, tuple[float, float]] = {
+    "chars": (0.2, 4.1),
+    "confidence_mean": (0.04, 4.1),
+    "confidence_min": (0.03, 3.9),
+    "disease_per_100_words": (0.01, 3.6),
+    "entity_oov_rate": (0.12, 4.8),
+    "low_confidence_rate": (0.05, 4.3),
+    "misspelling_rate": (0.11, 2.8),
+    "oov_word_rate": (0.14, 4.1),
+    "treatment_per_100_words": (0.12, 2.8),
+    "wordpieces": (0.26, 4.8),
 }
 
 
@@ -74,7 +94,8 @@ class DriftThresholds:
       above the noise expected for a window of its size against this reference,
       ``noise_floor + noise_scale * sqrt(1/rows + 1/reference_rows)`` (rows: the sentences scored on each side;
       :meth:`warning_bound`), or one feature's distance is above its own, from ``feature_noise``
-      (:meth:`feature_bounds`); ``warning`` > 0 replaces both with one fixed bound on the combined score.
+      (:meth:`feature_bounds`), or one feature's absolute mean shift above its own, from ``mean_noise``;
+      ``warning`` > 0 replaces them all with one fixed bound on the combined score.
     * ``critical``: at warning, and the window's estimated entity F1 (:mod:`monitoring.estimation`) is more than
       ``max_drop`` below the reference's (the champion on its test sentences, through the same estimator);
       ``critical`` > 0 also makes a combined score at or above it critical (a fixed bound; 0: off).
@@ -91,6 +112,7 @@ class DriftThresholds:
     min_notes: int = 100
     top_k: int = 2
     feature_noise: dict[str, tuple[float, float]] = field(default_factory=lambda: dict(FEATURE_NOISE))
+    mean_noise: dict[str, tuple[float, float]] = field(default_factory=lambda: dict(FEATURE_MEAN_NOISE))
 
     def __post_init__(self) -> None:
         if not 0 <= self.warning <= 1 or not 0 <= self.critical <= 1:
@@ -107,12 +129,14 @@ class DriftThresholds:
             return self.warning
         return self.noise_floor + self.noise_scale * noise_term(rows, reference_rows)
 
-    def feature_bounds(self, rows: int, reference_rows: int) -> dict[str, float]:
-        """Each feature's own warning bound for a window of ``rows`` sentences; none with a fixed ``warning``."""
+    def feature_bounds(self, rows: int, reference_rows: int, means: bool = False) -> dict[str, float]:
+        """Each feature's own warning bound for a window of ``rows`` sentences (``means``: on its absolute mean
+        shift, else on its distance); none with a fixed ``warning``."""
         if self.warning:
             return {}
         s = noise_term(rows, reference_rows)
-        return {name: round(floor + scale * s, 6) for name, (floor, scale) in self.feature_noise.items()}
+        curves = self.mean_noise if means else self.feature_noise
+        return {name: round(floor + scale * s, 6) for name, (floor, scale) in curves.items()}
 
     @classmethod
     def overridden(cls, **values: float | int | None) -> DriftThresholds:
@@ -128,9 +152,11 @@ class DriftReport:
     """The drift of one window. ``counts``: notes and profiles in the window, notes in the reference, and,
     when the profiles have one row per sentence, the sentences (the rows scored) on both sides.
     ``warning_bound``: the combined score this window's size needed for warning; ``beyond``: the features beyond
-    their own bound for that size (:meth:`DriftThresholds.feature_bounds`), with that bound. ``estimate``: the estimated
-    ``entity_f1``, ``precision`` and ``recall`` of the served model on the window, the ``reference_f1`` estimated
-    on the reference and the ``drop`` between them (None when the profiles carry no estimate)."""
+    their own bound for that size (:meth:`DriftThresholds.feature_bounds`), with that bound; ``mean_shifts``: each
+    feature's mean shift (:func:`mean_shifts`), and ``means_beyond`` those beyond their own bound, with it.
+    ``estimate``: the estimated ``entity_f1``, ``precision`` and ``recall`` of the served model on the window, the
+    ``reference_f1`` estimated on the reference and the ``drop`` between them (None when the profiles carry no
+    estimate)."""
 
     level: Level
     scores: dict[str, float]
@@ -143,6 +169,8 @@ class DriftReport:
     warning_bound: float | None = None
     beyond: dict[str, float] = field(default_factory=dict)
     estimate: dict[str, float] | None = None
+    mean_shifts: dict[str, float] = field(default_factory=dict)
+    means_beyond: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serialisable dict."""
@@ -168,6 +196,19 @@ def hellinger_scores(target: DatasetProfileView, reference: DatasetProfileView,
     finally:
         bins_logger.setLevel(level)
     return {c: round(float(scores[c]["statistic"]), 6) for c in shared if scores.get(c)}
+
+
+def mean_shifts(target: DatasetProfileView, reference: DatasetProfileView,
+                columns: tuple[str, ...] | None = None) -> dict[str, float]:
+    """Per feature column with values on both sides and a spread on the reference: the window's mean minus the
+    reference's, in the reference's standard deviations (signed; what the profiles' distribution metrics hold)."""
+    shifts = {}
+    for name in columns or FEATURES:
+        window, base = (column_distribution(view, name) for view in (target, reference))
+        if window is None or base is None or base.stddev <= 0:
+            continue
+        shifts[name] = round((float(window.mean.value) - float(base.mean.value)) / base.stddev, 6)
+    return shifts
 
 
 def _rows(view: DatasetProfileView, column: str) -> tuple[int, int] | None:
@@ -250,14 +291,20 @@ def compare(target: DatasetProfileView | None, reference: DatasetProfileView, st
     bound = round(thresholds.warning_bound(*rows), 6)
     beyond = {name: limit for name, limit in thresholds.feature_bounds(*rows).items()
               if scores.get(name, 0.0) >= limit}
+    shifts = mean_shifts(target, reference)
+    means_beyond = {name: limit for name, limit in thresholds.feature_bounds(*rows, means=True).items()
+                    if abs(shifts.get(name, 0.0)) >= limit}
     estimate = estimate_against(target, reference)
-    level = level_of(combined, bound, estimate, thresholds, beyond)
+    level = level_of(combined, bound, estimate, thresholds, {**beyond, **means_beyond})
     top = ", ".join(f"{name}={scores[name]:.3f}" for name in sorted(scores, key=scores.get, reverse=True)[:3])
     reason = (f"mean of top {thresholds.top_k} Hellinger distances {combined:.3f} "
               f"{'>=' if combined >= bound else '<'} {bound:.3f} for this window's size (top: {top})")
     if beyond:
         reason += "; beyond their own bound: " + ", ".join(f"{name} {scores[name]:.3f} >= {limit:.3f}"
                                                            for name, limit in beyond.items())
+    if means_beyond:
+        reason += "; means beyond their own bound: " + ", ".join(
+            f"{name} {shifts[name]:+.3f} sd (|shift| >= {limit:.3f})" for name, limit in means_beyond.items())
     if estimate is not None:
         reason += (f"; estimated entity F1 {estimate['entity_f1']:.3f} against {estimate['reference_f1']:.3f} on the "
                    f"reference (drop {estimate['drop']:.3f}, critical above {thresholds.max_drop:.3f})")
@@ -268,4 +315,4 @@ def compare(target: DatasetProfileView | None, reference: DatasetProfileView, st
         reason += ("; the reference has one row per note (exported before per-sentence profiles): multi-sentence "
                    "notes score as drift against it, re-export the model version")
     return DriftReport(level, scores, combined=combined, reason=reason, warning_bound=bound, beyond=beyond,
-                       estimate=estimate, **base)
+                       estimate=estimate, mean_shifts=shifts, means_beyond=means_beyond, **base)

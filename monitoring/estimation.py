@@ -215,12 +215,17 @@ def calibrate(sentences: Sequence[Sentence], tokenizer: Any, encoder: Encoder, d
 
 # --- a window ---------------------------------------------------------------------------------------------------
 
-def _column_sum(view: DatasetProfileView, column: str) -> float | None:
+def column_distribution(view: DatasetProfileView, column: str) -> Any:
+    """A column's whylogs distribution metric (count, mean, variance, sketch), or None when the profile has no such
+    column or no values in it."""
     found = view.get_column(column)
     metric = found.get_metric("distribution") if found is not None else None
-    if metric is None or metric.n == 0:
-        return None
-    return float(metric.mean.value) * float(metric.n)
+    return metric if metric is not None and metric.n > 0 else None
+
+
+def _column_sum(view: DatasetProfileView, column: str) -> float | None:
+    metric = column_distribution(view, column)
+    return None if metric is None else float(metric.mean.value) * float(metric.n)
 
 
 def window_estimate(view: DatasetProfileView | None) -> dict[str, float] | None:

@@ -232,7 +232,11 @@ def test_defaults_are_the_published_calibration() -> None:
         result["fit"]["noise_floor"], result["fit"]["noise_scale"])
     assert DEFAULT_THRESHOLDS.feature_noise == {name: tuple(curve)
                                                 for name, curve in result["fit"]["feature_noise"].items()}
+    assert DEFAULT_THRESHOLDS.mean_noise == {name: tuple(curve) for name, curve in result["fit"]["mean_noise"].items()}
     sizes = result["fit"]["sizes"]
+    for curve in result["fit"]["means"].values():  # every in-distribution mean shift below its bound, every size
+        assert all(high < curve["floor"] + curve["scale"] * size["s"]
+                   for high, size in zip(curve["max"], sizes.values(), strict=True))
     assert len(sizes) >= 4 and all(size["windows"] >= 20 for size in sizes.values())
     assert min(s["rows_mean"] for s in sizes.values()) < 150 and max(s["rows_mean"] for s in sizes.values()) > 3000
     for size in sizes.values():  # every in-distribution window of every size below its bound
@@ -244,7 +248,7 @@ def test_the_bound_follows_the_window_size(reference: Path) -> None:
     its own noise: one fixed threshold would either alarm on small windows or miss large ones."""
     from monitoring.profile_store import read_profile
 
-    thresholds = DriftThresholds(noise_floor=0.07, noise_scale=2.3, min_notes=50, feature_noise={})
+    thresholds = DriftThresholds(noise_floor=0.07, noise_scale=2.3, min_notes=50, feature_noise={}, mean_noise={})
     view = read_profile(reference)
     small = compare(why.log(feature_rows(100, seed=115, shift=0.1)).view(), view, HOUR, HOUR, thresholds)
     large = compare(why.log(feature_rows(3000, seed=3015, shift=0.1)).view(), view, HOUR, HOUR, thresholds)
@@ -262,7 +266,8 @@ def test_one_feature_beyond_its_own_noise_warns(reference: Path) -> None:
     from monitoring.profile_store import read_profile
 
     view = read_profile(reference)
-    own = DriftThresholds(noise_floor=0.07, noise_scale=2.3, min_notes=50, feature_noise={"oov_word_rate": (0.05, 2.0)})
+    own = DriftThresholds(noise_floor=0.07, noise_scale=2.3, min_notes=50, feature_noise={"oov_word_rate": (0.05, 2.0)},
+                          mean_noise={})
 
     def window(a: float) -> DriftReport:
         rows = feature_rows(300, seed=7)
@@ -277,6 +282,40 @@ def test_one_feature_beyond_its_own_noise_warns(reference: Path) -> None:
     assert f"beyond their own bound: oov_word_rate {moved.scores['oov_word_rate']:.3f} >= {bound:.3f}" in moved.reason
     assert compare(why.log(feature_rows(300, seed=7)).view(), view, HOUR, HOUR, own).level == "none"
     assert DriftThresholds(warning=0.5).feature_bounds(300, 3000) == {}  # a fixed bound replaces both rules
+
+
+def test_a_rare_event_s_mean_beyond_its_own_noise_warns() -> None:
+    """Misspelt words are rare: most sentences have none, in the window as in the reference. Three times as many
+    move the rate's mean far beyond its noise while the distance between the binned distributions (nearly all of
+    both in the first bin) stays within its own."""
+    from monitoring.drift import mean_shifts
+
+    def rows(n: int, seed: int, share: float) -> pd.DataFrame:  # ``share`` of the sentences with misspelt words
+        frame = feature_rows(n, seed)
+        rng = np.random.default_rng(seed + 1)
+        frame["misspelling_rate"] = np.where(rng.random(n) < share, rng.uniform(0.05, 0.2, n), 0.0)
+        return frame
+
+    base = rows(3000, 1, 0.05)
+    reference = why.log(base).view()
+    # the distance's bound is ~0.24 at this size and the mean shift's ~0.17; the distance, read from randomised
+    # (KLL) sketches, varies a little from run to run around ~0.18, the mean shift is exact
+    thresholds = DriftThresholds(noise_floor=0.07, noise_scale=2.3, min_notes=50,
+                                 feature_noise={"misspelling_rate": (0.12, 2.0)},
+                                 mean_noise={"misspelling_rate": (0.05, 2.0)})
+    calm_rows, moved_rows = rows(300, 7, 0.05), rows(300, 8, 0.15)
+    calm, moved = (compare(why.log(r).view(), reference, HOUR, HOUR, thresholds) for r in (calm_rows, moved_rows))
+    bound = round(0.05 + 2.0 * (1 / 300 + 1 / 3000) ** 0.5, 6)
+    assert (calm.level, calm.beyond, calm.means_beyond) == ("none", {}, {})
+    assert moved.beyond == {} and moved.combined < moved.warning_bound  # the distances alone: no warning
+    assert (moved.level, moved.means_beyond) == ("warning", {"misspelling_rate": bound})
+    rate, base_rate = moved_rows["misspelling_rate"], base["misspelling_rate"]
+    expected = (rate.mean() - base_rate.mean()) / base_rate.std()  # pandas' std: the sample's, as whylogs'
+    assert moved.mean_shifts["misspelling_rate"] == pytest.approx(expected, rel=1e-4) and expected > 0.3
+    assert f"means beyond their own bound: misspelling_rate {expected:+.3f} sd" in moved.reason
+    # a column constant on the reference (``windows``) has no spread to measure a shift in
+    assert "windows" not in mean_shifts(why.log(moved_rows).view(), reference)
+    assert DriftThresholds(warning=0.5).feature_bounds(300, 3000, means=True) == {}  # a fixed bound replaces it
 
 
 def estimated_rows(frame: pd.DataFrame, correct_share: float) -> np.ndarray:
@@ -298,7 +337,7 @@ def test_critical_means_the_model_got_worse(shift: float, share: float, level: s
     reference = profile_rows(estimated_rows(feature_rows(3000, seed=1), 0.75), HOUR)
     window = profile_rows(estimated_rows(feature_rows(500, seed=20, shift=shift), share), HOUR)
     report = compare(window, reference, HOUR, HOUR, DriftThresholds(noise_floor=0.07, noise_scale=2.3,
-                                                                    min_notes=50, feature_noise={}))
+                                                                    min_notes=50, feature_noise={}, mean_noise={}))
     assert report.level == level, report.reason
     expected = round(2 * 2 * share / 4.2, 4)
     assert report.estimate == {"entity_f1": expected, "precision": share, "recall": round(2 * share / 2.2, 4),
