@@ -173,7 +173,7 @@ def _act(report: Mapping[str, Any], backend: str | Backend, log: str | Path | De
     backend = make_backend(backend, **dict(backend_options or {}))
     window = {"window_start": report.get("window_start"), "window_end": report.get("window_end")}
     scores = {k: round(float(v), 6) for k, v in (report.get("scores") or {}).items() if isinstance(v, int | float)}
-    reason = reason or _drift_reason(level, scores)
+    reason = reason or _drift_reason(level, scores, report)
     if "combined" in report:  # drift reports: the combined score and how many notes/profiles it rests on
         scores["combined"] = report["combined"]
     if report.get("counts"):
@@ -200,8 +200,16 @@ def _act(report: Mapping[str, Any], backend: str | Backend, log: str | Path | De
     return entry
 
 
-def _drift_reason(level: str, scores: Mapping[str, float]) -> str:
+def _drift_reason(level: str, scores: Mapping[str, float], report: Mapping[str, Any]) -> str:
+    """The decision's reason: the top distances, and the features a warning of their own came from."""
     if not scores:
         return f"drift level {level}"
     top = sorted(scores.items(), key=lambda item: -item[1])[:3]
-    return f"drift level {level}; top features " + ", ".join(f"{name} {value:.3f}" for name, value in top)
+    reason = f"drift level {level}; top features " + ", ".join(f"{name} {value:.3f}" for name, value in top)
+    if report.get("beyond"):
+        reason += "; beyond their own bound: " + ", ".join(sorted(report["beyond"]))
+    shifts = report.get("mean_shifts") or {}
+    if report.get("means_beyond"):
+        reason += "; means beyond their own bound: " + ", ".join(
+            f"{name} {shifts[name]:+.3f} sd" if name in shifts else name for name in sorted(report["means_beyond"]))
+    return reason

@@ -132,6 +132,23 @@ def test_a_decision_made_again_for_its_window_starts_one_execution(moto_endpoint
     assert nxt["target"] != first["target"] and len(sfn.list_executions(stateMachineArn=machine)["executions"]) == 2
 
 
+def test_a_decision_names_the_features_a_warning_came_from(moto_endpoint: str, tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """A window can warn with every distance low, from one feature beyond its own bound or one mean beyond its own:
+    the decision log says which, not only the top distances."""
+    for name, value in TEST_CREDENTIALS.items():
+        monkeypatch.setenv(name, value)
+    placeholder_state_machine(moto_endpoint, "TrainFlow")
+    report = {"level": "warning", "window_start": "20261128T090000Z", "window_end": "20261128T100000Z",
+              "scores": {"oov_word_rate": 0.12, "misspelling_rate": 0.1, "chars": 0.05},
+              "beyond": {"oov_word_rate": 0.11}, "means_beyond": {"misspelling_rate": 0.2},
+              "mean_shifts": {"misspelling_rate": 0.71, "chars": 0.2}}
+    entry = act(report, StepFunctionsBackend(endpoint_url=moto_endpoint), tmp_path / "log.jsonl", now=NOW)
+    assert entry["reason"] == ("drift level warning; top features oov_word_rate 0.120, misspelling_rate 0.100, "
+                               "chars 0.050; beyond their own bound: oov_word_rate; means beyond their own bound: "
+                               "misspelling_rate +0.710 sd")
+
+
 def test_an_aborted_execution_does_not_hold_the_cooldown(moto_endpoint: str, tmp_path: Path,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     for name, value in TEST_CREDENTIALS.items():
