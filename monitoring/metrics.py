@@ -5,9 +5,10 @@ can scrape it (``medner monitor metrics``), beside Triton's own ``/metrics``. Th
 
 Gauges (numbers only, never note text), each from the latest record of its kind in the log:
 
-* ``medner_drift_level`` (0 none, 1 warning, 2 critical), ``medner_drift_combined`` and ``medner_drift_score``
-  per feature, ``medner_drift_window_end_seconds``, and ``medner_estimated_entity_f1`` (the served model's F1
-  estimated from its confidences, :mod:`monitoring.estimation`): the latest drift check;
+* ``medner_drift_level`` (0 none, 1 warning, 2 critical), ``medner_drift_combined``, ``medner_drift_score`` and
+  ``medner_drift_mean_shift`` per feature (:mod:`monitoring.drift`), ``medner_drift_window_end_seconds``, and
+  ``medner_estimated_entity_f1`` (the served model's F1 estimated from its confidences,
+  :mod:`monitoring.estimation`): the latest drift check;
 * ``medner_quality_level`` and ``medner_quality_entity_f1``: the latest quality check (annotated samples or
   reviews);
 * per ``group`` (:mod:`monitoring.bias`, the latest group check): ``medner_group_level`` (0 in line, 1 diverging from
@@ -53,6 +54,10 @@ def metrics_text(records: Sequence[dict[str, Any]]) -> str:
                         "per-feature Hellinger distances).", [({}, scores["combined"])])
         lines += _gauge("medner_drift_score", "Hellinger distance of one feature in the latest window.",
                         [({"feature": k}, v) for k, v in sorted(scores.items()) if k not in NOT_FEATURES])
+        if drift.get("mean_shifts"):
+            lines += _gauge("medner_drift_mean_shift", "Mean of one feature in the latest window minus the "
+                            "reference's, in the reference's standard deviations.",
+                            [({"feature": k}, v) for k, v in sorted(drift["mean_shifts"].items())])
         if "estimated_entity_f1" in scores:
             lines += _gauge("medner_estimated_entity_f1", "Entity F1 of the served model on the latest window, "
                             "estimated from its confidences (no labels).", [({}, scores["estimated_entity_f1"])])

@@ -180,8 +180,10 @@ def _act(report: Mapping[str, Any], backend: str | Backend, log: str | Path | De
         window["counts"] = dict(report["counts"])
     if report.get("estimate"):  # the served model's accuracy estimated on the window (numbers only)
         scores["estimated_entity_f1"] = report["estimate"]["entity_f1"]
+    shifts = {"mean_shifts": dict(report["mean_shifts"])} if report.get("mean_shifts") else {}
     if action == "none":
-        entry = record(level, action, backend.name, reason, status="none", window=window, now=now, scores=scores)
+        entry = record(level, action, backend.name, reason, status="none", window=window, now=now, scores=scores,
+                       **shifts)
         log.append(entry)
         return entry
     flow = FLOWS[action]
@@ -190,11 +192,12 @@ def _act(report: Mapping[str, Any], backend: str | Backend, log: str | Path | De
     if previous is not None:
         entry = record(level, action, backend.name, f"{reason}; within the {cooldown} cooldown of {previous['flow']} "
                        f"started at {previous['at']}", status="deduplicated", flow=flow, window=window,
-                       parameters=flow_parameters, now=now, scores=scores, deduplicated_by=previous.get("target"))
+                       parameters=flow_parameters, now=now, scores=scores, deduplicated_by=previous.get("target"),
+                       **shifts)
         log.append(entry)
         return entry
     entry = start_and_record(flow, flow_parameters, backend, log, level=level, action=action, reason=reason,
-                             window=window, now=now, scores=scores, alert=level == "critical")
+                             window=window, now=now, scores=scores, alert=level == "critical", **shifts)
     if level == "critical":
         alert(entry, webhook)
     return entry

@@ -33,12 +33,13 @@ def test_gauges_of_the_latest_drift_and_quality_records() -> None:
                       window={"window_end": "20261201T110000Z"}),
                record("none", "none", "local", "quality", status="none", scores={"entity_f1": 0.64}),
                record("critical", "reexperiment", "local", "drift", status="triggered", scores=DRIFTED,
-                      window={"window_end": "20261201T120000Z"})]
+                      window={"window_end": "20261201T120000Z"}, mean_shifts={"oov_word_rate": 1.25})]
     text = metrics_text(records)
     samples = dict(line.rsplit(" ", 1) for line in text.splitlines() if not line.startswith("#"))
     assert samples == {"medner_drift_level": "2.0", "medner_drift_combined": "0.35",
                        'medner_drift_score{feature="oov_word_rate"}': "0.41",
                        'medner_drift_score{feature="sentence_length"}': "0.22",
+                       'medner_drift_mean_shift{feature="oov_word_rate"}': "1.25",
                        "medner_drift_window_end_seconds": "1796126400.0", "medner_estimated_entity_f1": "0.58",
                        "medner_quality_level": "0.0", "medner_quality_entity_f1": "0.64"}
     assert "# TYPE medner_drift_level gauge" in text
@@ -102,7 +103,8 @@ def test_prometheus_scrapes_triton_and_the_gauges_and_the_rule_fires_on_drift(tr
         wait_for(port, 'ALERTS{alertname="MednerDriftCritical"}', lambda r: r == [])  # no drift: not firing
 
         log.append(record("critical", "reexperiment", "local", "drift", status="triggered", scores=DRIFTED,
-                          window={"window_end": "20261201T120000Z"}))  # a drifted window, as MonitorFlow records it
+                          window={"window_end": "20261201T120000Z"},
+                          mean_shifts={"oov_word_rate": 1.25}))  # a drifted window, as MonitorFlow records it
         log.append(record("critical", "reexperiment", "local", "quality", status="triggered",
                           scores={"entity_f1": 0.52}))  # and a quality drop measured from reviews
         log.append(record("warning", "none", "-", "groups", status="observed", kind="groups", groups=GROUPS))

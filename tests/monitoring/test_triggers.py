@@ -147,6 +147,7 @@ def test_a_decision_names_the_features_a_warning_came_from(moto_endpoint: str, t
     assert entry["reason"] == ("drift level warning; top features oov_word_rate 0.120, misspelling_rate 0.100, "
                                "chars 0.050; beyond their own bound: oov_word_rate; means beyond their own bound: "
                                "misspelling_rate +0.710 sd")
+    assert entry["mean_shifts"] == {"misspelling_rate": 0.71, "chars": 0.2}  # for the gauges (monitoring.metrics)
 
 
 def test_an_aborted_execution_does_not_hold_the_cooldown(moto_endpoint: str, tmp_path: Path,
