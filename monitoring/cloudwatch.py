@@ -3,8 +3,8 @@
 
 Metrics (namespace ``medner`` unless told another; numbers only, never note text):
 
-* ``DriftLevel`` (0 none, 1 warning, 2 critical), ``DriftCombined``, ``DriftScore`` per ``Feature`` and
-  ``EstimatedEntityF1`` (the served model's F1 estimated from its confidences): each drift decision;
+* ``DriftLevel`` (0 none, 1 warning, 2 critical), ``DriftCombined``, ``DriftScore`` and ``DriftMeanShift`` per
+  ``Feature`` and ``EstimatedEntityF1`` (the served model's F1 estimated from its confidences): each drift decision;
 * ``QualityLevel`` and ``QualityEntityF1``: each quality decision (annotated samples or reviews);
 * ``GroupLevel``, ``GroupDriftCombined`` (dimension ``Against``: rest or reference), ``GroupEstimatedEntityF1`` and
   ``GroupReviewedEntityF1``, each with the dimension ``Group``: each group check (:mod:`monitoring.bias`).
@@ -53,6 +53,8 @@ def metric_data(record: Mapping[str, Any]) -> list[dict[str, Any]]:
                 *({"MetricName": "DriftScore", "Dimensions": [{"Name": "Feature", "Value": name}],
                    "Value": float(value), **when}
                   for name, value in sorted(scores.items()) if name not in NOT_FEATURES)]
+        data += [{"MetricName": "DriftMeanShift", "Dimensions": [{"Name": "Feature", "Value": name}],
+                  "Value": float(value), **when} for name, value in sorted((record.get("mean_shifts") or {}).items())]
         if "estimated_entity_f1" in scores:
             data.append({"MetricName": "EstimatedEntityF1", "Value": float(scores["estimated_entity_f1"]), **when})
         return data

@@ -25,10 +25,12 @@ def test_metric_data_of_drift_and_quality_decisions() -> None:
     assert metric_data(drift) == [
         {"MetricName": "DriftLevel", "Value": 2}, {"MetricName": "DriftCombined", "Value": 0.3},
         {"MetricName": "DriftScore", "Dimensions": [{"Name": "Feature", "Value": "oov_word_rate"}], "Value": 0.4}]
-    estimated = {"level": "warning", "scores": {"oov_word_rate": 0.4, "combined": 0.3, "estimated_entity_f1": 0.6}}
+    estimated = {"level": "warning", "scores": {"oov_word_rate": 0.4, "combined": 0.3, "estimated_entity_f1": 0.6},
+                 "mean_shifts": {"oov_word_rate": 1.2}}
     assert metric_data(estimated)[1:] == [
         {"MetricName": "DriftCombined", "Value": 0.3},
         {"MetricName": "DriftScore", "Dimensions": [{"Name": "Feature", "Value": "oov_word_rate"}], "Value": 0.4},
+        {"MetricName": "DriftMeanShift", "Dimensions": [{"Name": "Feature", "Value": "oov_word_rate"}], "Value": 1.2},
         {"MetricName": "EstimatedEntityF1", "Value": 0.6}]
     assert metric_data({"level": "none", "scores": {"entity_f1": 0.66}}) == [
         {"MetricName": "QualityLevel", "Value": 0}, {"MetricName": "QualityEntityF1", "Value": 0.66}]
