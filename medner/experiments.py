@@ -44,6 +44,15 @@ _PLAIN = {"kind": "transformer", "span_edges": False, "learning_rate": 1e-4, "la
 _FIVE_EPOCHS = {**_PLAIN, "epochs": 5, "patience": 5}
 _MPNET = {**_FIVE_EPOCHS, "base_model": "mpnet", "learning_rate": 5e-5}
 _DEFAULT_SCHEDULE = {"learning_rate": 2e-4, "layer_decay": 0.8}  # TrainConfig's, spelled out
+_STUDENT = {**_FIVE_EPOCHS, **_DEFAULT_SCHEDULE}
+
+
+def _distill(weight: float, temperature: float, copies: int = 0) -> dict[str, float | int]:
+    """A distillation candidate's settings: loss weight, temperature and teacher-labelled swapped copies."""
+    settings: dict[str, float | int] = {"distill_weight": weight, "distill_temperature": temperature}
+    return {**settings, "distill_copies": copies} if copies else settings
+
+
 LEVER_GRID = [
     {"name": "default-4ep", **_PLAIN, "lever": "the default until 2026-12: 4 epochs, best on dev",
      "epochs": 4, "patience": 2},
@@ -68,35 +77,26 @@ LEVER_GRID = [
      "learning_rate": 1e-4, "epochs": 8, "patience": 8},  # up on dev, down on test: not the default (accuracy.md)
     # distillation (TrainFlow --teacher; the ablation's --teacher): MiniLM with the default schedule, learning the
     # gold labels and the teacher's word tag distributions; weight and temperature chosen on dev
-    {"name": "distill-w0.5-t2", **_FIVE_EPOCHS, **_DEFAULT_SCHEDULE, "lever": "MiniLM student, weight 0.5, T 2",
-     "distill_weight": 0.5, "distill_temperature": 2.0},
-    {"name": "distill-w0.5-t1", **_FIVE_EPOCHS, **_DEFAULT_SCHEDULE, "lever": "MiniLM student, weight 0.5, T 1",
-     "distill_weight": 0.5, "distill_temperature": 1.0},
-    {"name": "distill-w0.9-t2", **_FIVE_EPOCHS, **_DEFAULT_SCHEDULE, "lever": "MiniLM student, weight 0.9, T 2",
-     "distill_weight": 0.9, "distill_temperature": 2.0},
+    {"name": "distill-w0.5-t2", **_STUDENT, "lever": "MiniLM student, weight 0.5, T 2", **_distill(0.5, 2.0)},
+    {"name": "distill-w0.5-t1", **_STUDENT, "lever": "MiniLM student, weight 0.5, T 1", **_distill(0.5, 1.0)},
+    {"name": "distill-w0.9-t2", **_STUDENT, "lever": "MiniLM student, weight 0.9, T 2", **_distill(0.9, 2.0)},
     # + one teacher-labelled copy of each training sentence, entities swapped for dictionary names
-    {"name": "distill-w0.5-t1-c1", **_FIVE_EPOCHS, **_DEFAULT_SCHEDULE,
-     "lever": "MiniLM student, weight 0.5, T 1, + 1 teacher-labelled swapped copy", "distill_weight": 0.5,
-     "distill_temperature": 1.0, "distill_copies": 1},
-    {"name": "distill-w0.5-t2-c1", **_FIVE_EPOCHS, **_DEFAULT_SCHEDULE,
-     "lever": "MiniLM student, weight 0.5, T 2, + 1 teacher-labelled swapped copy", "distill_weight": 0.5,
-     "distill_temperature": 2.0, "distill_copies": 1},
+    {"name": "distill-w0.5-t1-c1", **_STUDENT,
+     "lever": "MiniLM student, weight 0.5, T 1, + 1 teacher-labelled swapped copy", **_distill(0.5, 1.0, 1)},
+    {"name": "distill-w0.5-t2-c1", **_STUDENT,
+     "lever": "MiniLM student, weight 0.5, T 2, + 1 teacher-labelled swapped copy", **_distill(0.5, 2.0, 1)},
     # taught by a seed ensemble (--teacher A,B,C: their mean probabilities): MiniLM, and MPNet by its own seeds
-    {"name": "distill-ens-w0.5-t2-c1", **_FIVE_EPOCHS, **_DEFAULT_SCHEDULE,
-     "lever": "MiniLM student of a seed ensemble, weight 0.5, T 2, + 1 swapped copy", "distill_weight": 0.5,
-     "distill_temperature": 2.0, "distill_copies": 1},
-    {"name": "distill-ens-w0.5-t1-c1", **_FIVE_EPOCHS, **_DEFAULT_SCHEDULE,
-     "lever": "MiniLM student of a seed ensemble, weight 0.5, T 1, + 1 swapped copy", "distill_weight": 0.5,
-     "distill_temperature": 1.0, "distill_copies": 1},
-    {"name": "distill-ens-w0.5-t2-c3", **_FIVE_EPOCHS, **_DEFAULT_SCHEDULE,
-     "lever": "MiniLM student of a seed ensemble, weight 0.5, T 2, + 3 swapped copies", "distill_weight": 0.5,
-     "distill_temperature": 2.0, "distill_copies": 3},
-    {"name": "distill-ens-w0.5-t1-c1-8ep", **_FIVE_EPOCHS, **_DEFAULT_SCHEDULE, "epochs": 8, "patience": 8,
+    {"name": "distill-ens-w0.5-t2-c1", **_STUDENT,
+     "lever": "MiniLM student of a seed ensemble, weight 0.5, T 2, + 1 swapped copy", **_distill(0.5, 2.0, 1)},
+    {"name": "distill-ens-w0.5-t1-c1", **_STUDENT,
+     "lever": "MiniLM student of a seed ensemble, weight 0.5, T 1, + 1 swapped copy", **_distill(0.5, 1.0, 1)},
+    {"name": "distill-ens-w0.5-t2-c3", **_STUDENT,
+     "lever": "MiniLM student of a seed ensemble, weight 0.5, T 2, + 3 swapped copies", **_distill(0.5, 2.0, 3)},
+    {"name": "distill-ens-w0.5-t1-c1-8ep", **_STUDENT, "epochs": 8, "patience": 8,
      "lever": "MiniLM student of a seed ensemble, weight 0.5, T 1, + 1 swapped copy, 8 epochs",
-     "distill_weight": 0.5, "distill_temperature": 1.0, "distill_copies": 1},
+     **_distill(0.5, 1.0, 1)},
     {"name": "mpnet-self-distill-ens", **_MPNET, "bf16": True, "learning_rate": 1e-4,
-     "lever": "MPNet student of its own seed ensemble, weight 0.5, T 2, + 1 swapped copy", "distill_weight": 0.5,
-     "distill_temperature": 2.0, "distill_copies": 1},
+     "lever": "MPNet student of its own seed ensemble, weight 0.5, T 2, + 1 swapped copy", **_distill(0.5, 2.0, 1)},
 ]
 GRIDS = {"default": DEFAULT_GRID, "levers": LEVER_GRID}  # names ExperimentFlow's --grid accepts
 LATENCY_SAMPLE = 100  # test sentences timed one by one for the latency column
