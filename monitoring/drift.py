@@ -41,7 +41,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from monitoring.estimation import column_distribution, window_estimate
-from monitoring.features import FEATURES, NOTE_SENTENCES
+from monitoring.features import DISTANCE_FEATURES, FEATURES, NOTE_SENTENCES
 from monitoring.policy import DEFAULT_QUALITY_DROP, Level, isoformat
 
 if TYPE_CHECKING:
@@ -58,16 +58,16 @@ def noise_term(rows: int, reference_rows: int) -> float:
 # never moved there (unknown_wordpiece_rate) has none: with no noise to clear, any [UNK] piece would alarm.
 FEATURE_NOISE: dict[str, tuple[float, float]] = {
     "chars": (0.09, 2.7),
-    "confidence_mean": (0.08, 3.2),
-    "confidence_min": (0.02, 4.3),
-    "disease_per_100_words": (0.02, 3.0),
+    "confidence_mean": (0.08, 3.3),
+    "confidence_min": (0.03, 4.2),
+    "disease_per_100_words": (0.03, 3.0),
     "entity_oov_rate": (0.17, 3.1),
-    "low_confidence_rate": (0.04, 3.3),
-    "misspelling_rate": (0.06, 2.3),
+    "low_confidence_rate": (0.05, 3.3),
+    "misspelling_rate": (0.05, 2.3),
     "oov_word_rate": (0.08, 2.9),
-    "treatment_per_100_words": (0.1, 2.2),
-    "windows": (0.07, 1.6),
-    "wordpieces": (0.08, 2.8),
+    "treatment_per_100_words": (0.09, 2.3),
+    "windows": (0.07, 1.5),
+    "wordpieces": (0.07, 2.9),
 }
 # Each feature's mean-shift noise curve, (floor, scale) on the absolute shift, from the same windows and fit
 # (benchmarks/drift_validation.py calibrate, results/drift_calibration.md). A feature constant on the reference
@@ -81,6 +81,7 @@ FEATURE_MEAN_NOISE: dict[str, tuple[float, float]] = {
     "low_confidence_rate": (0.05, 4.3),
     "misspelling_rate": (0.11, 2.8),
     "oov_word_rate": (0.14, 4.1),
+    "treatment_oov_rate": (0.15, 5.6),
     "treatment_per_100_words": (0.12, 2.8),
     "wordpieces": (0.26, 4.8),
 }
@@ -179,10 +180,11 @@ class DriftReport:
 
 def hellinger_scores(target: DatasetProfileView, reference: DatasetProfileView,
                      columns: tuple[str, ...] | None = None) -> dict[str, float]:
-    """Hellinger distance per feature column present, with a non-empty distribution, in both views."""
+    """Hellinger distance per feature column present, with a non-empty distribution, in both views (default: the
+    features scored by distance)."""
     from whylogs.viz.drift.column_drift_algorithms import Hellinger, calculate_drift_scores
 
-    columns = columns or FEATURES
+    columns = columns or DISTANCE_FEATURES
     shared = [c for c in columns if c in target.get_columns() and c in reference.get_columns()]
     # whylogs warns for every column outside the drift map, and logs a warning when a column is constant
     # (``windows`` is 1 for nearly every note): neither is news
@@ -308,7 +310,7 @@ def compare(target: DatasetProfileView | None, reference: DatasetProfileView, st
     if estimate is not None:
         reason += (f"; estimated entity F1 {estimate['entity_f1']:.3f} against {estimate['reference_f1']:.3f} on the "
                    f"reference (drop {estimate['drop']:.3f}, critical above {thresholds.max_drop:.3f})")
-    missing = [name for name in FEATURES if name not in scores]
+    missing = [name for name in DISTANCE_FEATURES if name not in scores]
     if missing:  # e.g. oov_word_rate when the model version has no training vocabulary
         reason += f"; not scored (no values on one side): {', '.join(missing)}"
     if has_sentence_rows(target) and not has_sentence_rows(reference):

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from medner.cli import app
 from monitoring.drift import DEFAULT_THRESHOLDS, DriftReport, DriftThresholds, compare, note_count, sentence_count
-from monitoring.features import FEATURES, NOTE_SENTENCES, PROFILE_COLUMNS
+from monitoring.features import DISTANCE_FEATURES, FEATURES, MEAN_ONLY_FEATURES, NOTE_SENTENCES, PROFILE_COLUMNS
 from monitoring.policy import isoformat
 from monitoring.profile_store import write_view
 from monitoring.profiles import profile_rows
@@ -39,6 +39,7 @@ def feature_rows(n: int, seed: int, shift: float = 0.0) -> pd.DataFrame:
         "confidence_mean": 1 - rng.beta(1, 30, n) * (1 + 3 * shift),
         "confidence_min": 1 - rng.beta(2, 5, n) * (1 + shift), "low_confidence_rate": rng.beta(1, 15 - 10 * shift, n),
         "entity_oov_rate": rng.beta(1 + 4 * shift, 12, n), "misspelling_rate": rng.beta(1 + 2 * shift, 40, n),
+        "treatment_oov_rate": rng.beta(1 + 4 * shift, 8, n),
     })
 
 
@@ -64,7 +65,9 @@ def test_levels(tmp_path: Path, reference: Path, shift: float, level: str) -> No
     report = check(tmp_path, "ner", reference, HOUR, HOUR + timedelta(hours=1), THRESHOLDS)
     assert report.level == level, report.reason
     assert report.counts == {"notes": 400, "profiles": 2, "reference_notes": 3000}
-    assert set(report.scores) == set(feature_rows(1, 0).columns)
+    # every feature is scored by distance but the mean-only ones, which have their mean shift alone
+    assert set(report.scores) == set(feature_rows(1, 0).columns) - set(MEAN_ONLY_FEATURES) == set(DISTANCE_FEATURES)
+    assert set(MEAN_ONLY_FEATURES) <= set(report.mean_shifts)
     assert all(0.0 <= s <= 1.0 for s in report.scores.values())
     if shift:  # the strongest feature is the one moved most
         assert max(report.scores, key=report.scores.get) == "oov_word_rate"

@@ -56,7 +56,7 @@ def as_dicts(rows: np.ndarray) -> list[dict[str, float]]:
 def test_features_of_a_known_sentence(tokenizer) -> None:
     assert FEATURES == ("chars", "wordpieces", "windows", "unknown_wordpiece_rate", "oov_word_rate",
                         "disease_per_100_words", "treatment_per_100_words", "confidence_mean", "confidence_min",
-                        "low_confidence_rate", "entity_oov_rate", "misspelling_rate")
+                        "low_confidence_rate", "entity_oov_rate", "misspelling_rate", "treatment_oov_rate")
     assert PROFILE_COLUMNS == (*FEATURES, NOTE_SENTENCES, "entities", "expected_correct", "expected_gold")
     note = "Asthma 🙂 treated with Metformin and beta blockers ."  # 🙂 is [UNK]; metformin is 3 pieces
     labels = ["D", "O", "O", "O", "T", "O", "T", "T", "O"]
@@ -74,6 +74,7 @@ def test_features_of_a_known_sentence(tokenizer) -> None:
     assert row["low_confidence_rate"] == pytest.approx(sum(c < LOW_CONFIDENCE for c in confidence) / 9)
     assert row["entity_oov_rate"] == pytest.approx(3 / 4)  # of asthma, metformin, beta, blockers: all but asthma
     assert row["misspelling_rate"] == 0  # unseen words, none one edit from a seen one
+    assert row["treatment_oov_rate"] == 1  # metformin, beta, blockers: the seen disease word left out
     assert row[NOTE_SENTENCES] == 1
     typed = "Astma traeted with metformin ."  # a letter dropped, two swapped
     _, rows = features_of(tokenizer, [typed], [["D", "O", "O", "T", "O"]], [[0.9] * 5],
@@ -82,7 +83,7 @@ def test_features_of_a_known_sentence(tokenizer) -> None:
     assert as_dicts(rows)[0]["oov_word_rate"] == pytest.approx(3 / 5)
     _, unknown = features_of(tokenizer, [note], [labels], [confidence], None)  # no vocabulary: no OOV rates
     assert all(np.isnan(as_dicts(unknown)[0][name])
-               for name in ("oov_word_rate", "entity_oov_rate", "misspelling_rate"))
+               for name in ("oov_word_rate", "entity_oov_rate", "misspelling_rate", "treatment_oov_rate"))
 
 
 def test_one_row_per_sentence_with_its_own_numbers(tokenizer) -> None:
@@ -92,14 +93,18 @@ def test_one_row_per_sentence_with_its_own_numbers(tokenizer) -> None:
     assert split_sentences(note, words) == [(0, 4), (4, 11), (11, 13)]
     labels = ["D", "O", "O", "O", "D", "O", "D", "O", "O", "T", "O", "O", "D"]
     confidence = [0.5, 1.0, 1.0, 1.0, 0.8, 0.95, 0.7, 1.0, 1.0, 0.6, 1.0, 0.99, 0.3]
-    _, rows = features_of(tokenizer, [note], [labels], [confidence], {"asthma", "was", "treated", ".", "no"})
+    _, rows = features_of(tokenizer, [note], [labels], [confidence],
+                          {"asthma", "was", "treated", ".", "no", "aspirin"})
     first, second, third = as_dicts(rows)
     assert [r["chars"] for r in (first, second, third)] == [19, 36, 10]  # each sentence's own extent
     pieces = [len(tokenizer([note[s:e] for s, e in words[f:t]], is_split_into_words=True,
                             add_special_tokens=False)["input_ids"]) for f, t in split_sentences(note, words)]
     assert [r["wordpieces"] for r in (first, second, third)] == pieces and pieces[1] > 7  # aspirin: 3 pieces
     assert all(r["windows"] == 1 for r in (first, second, third))  # one window per sentence, as encoded
-    assert first["oov_word_rate"] == 0 and second["oov_word_rate"] == pytest.approx(6 / 7)
+    assert first["oov_word_rate"] == 0 and second["oov_word_rate"] == pytest.approx(5 / 7)
+    assert second["entity_oov_rate"] == pytest.approx(2 / 3)  # fever, flu unseen; aspirin seen
+    assert second["treatment_oov_rate"] == 0  # aspirin, the one treatment word, seen
+    assert math.isnan(first["treatment_oov_rate"]) and math.isnan(third["treatment_oov_rate"])  # no T word
     assert third["oov_word_rate"] == pytest.approx(1 / 2)
     assert first["disease_per_100_words"] == pytest.approx(100 / 4)
     assert second["disease_per_100_words"] == pytest.approx(200 / 7)  # fever, flu: two runs
