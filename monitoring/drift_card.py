@@ -65,9 +65,9 @@ def drift_card(card: Any, report: Mapping[str, Any], page: str | None) -> None:
                                    "critical drop"]))
     scores = report.get("scores") or {}
     if scores:
-        shifts = report.get("mean_shifts") or {}
-        rows = [[name, f"{value:.3f}", f"{shifts[name]:+.3f}" if name in shifts else "-"]
-                for name, value in sorted(scores.items(), key=lambda item: -item[1])]
+        shifts = report.get("mean_shifts") or {}  # with the features scored by their mean alone
+        rows = [[name, f"{scores[name]:.3f}" if name in scores else "-", f"{shifts[name]:+.3f}" if name in shifts
+                 else "-"] for name in sorted(scores.keys() | shifts.keys(), key=lambda name: -scores.get(name, 0.0))]
         card.append(Table(rows, headers=["feature", "Hellinger distance", "mean shift (reference sd)"]))
         card.append(Image(scores_chart(scores, report.get("warning_bound") or 1.0, thresholds.get("critical", 0.0)),
                           label="per-feature drift"))

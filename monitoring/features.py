@@ -176,10 +176,9 @@ def _word_columns(rows: np.ndarray, tags: np.ndarray, confidence: np.ndarray,
     if unseen is not None:
         rows[:, COLUMN["oov_word_rate"]] = _segment_sums(oov, first, end) / words
         rows[:, COLUMN["misspelling_rate"]] = _segment_sums(unseen[1], first, end) / words
-        treatment = tags == "T"
+        entity_words, treatment = _segment_sums(entity, first, end), tags == "T"
         with np.errstate(invalid="ignore", divide="ignore"):  # no such word: NaN, no value
-            rows[:, COLUMN["entity_oov_rate"]] = _segment_sums(oov & entity, first, end) / _segment_sums(entity,
-                                                                                                         first, end)
+            rows[:, COLUMN["entity_oov_rate"]] = _segment_sums(oov & entity, first, end) / entity_words
             rows[:, COLUMN["treatment_oov_rate"]] = (_segment_sums(oov & treatment, first, end)
                                                      / _segment_sums(treatment, first, end))
     # an entity starts where a run of one label starts, or where a sentence does

@@ -52,6 +52,7 @@ def test_shifted_window_is_critical_with_card_and_dry_run(flow_runner, tmp_path:
     card = json.dumps(card_data(result["card"]))
     assert "CRITICAL" in card and "Hellinger distance" in card and "oov_word_rate" in card
     assert "mean shift (reference sd)" in card
+    assert '["treatment_oov_rate", "-", "+' in card  # a feature scored by its mean alone: no distance
     assert card.count('"type": "image"') == 1 and "iframe srcdoc=" in card  # bar chart + whylogs report
     assert not (Path(flow_runner.root) / "monitoring").exists()  # a dry run records nothing
 
