@@ -4,6 +4,7 @@ dev, test is reported. Each (candidate, seed) run is one file, so the ablation r
 
     python benchmarks/accuracy.py run [--only NAME ...] [--seeds 13 14 15]   # trains what is missing
     python benchmarks/accuracy.py run --only distill-... --teacher TrainFlow/ID  # students of a trained teacher
+    python benchmarks/accuracy.py ensembles [--only NAME ...]               # ensemble files, no training
     python benchmarks/accuracy.py report                                    # tables from the run files
     python benchmarks/accuracy.py ceilings                                  # what a perfect sentence gate would give
 
@@ -73,14 +74,34 @@ def run(names: list[str], seeds: list[int], data_dir: str | None, teacher: str =
                   f"test {result.test['entity_f1']:.4f}"
                   f" (D {result.test['entity_f1_D']:.4f}, T {result.test['entity_f1_T']:.4f}), "
                   f"{result.train_seconds:.0f} s", flush=True)
-            for group, kept in enumerate(ensemble_groups(candidate.name), 1):
-                ensemble_path = run_file(candidate.name, ensemble_file(group))
-                if ensemble_path.exists() and json.loads(ensemble_path.read_text())["seeds"] == seeds_of(kept):
-                    continue
-                ensemble = ensemble_metrics(candidate.name, data, kept)
-                ensemble_path.write_text(json.dumps(ensemble, indent=1))
-                print(f"{candidate.name} ensemble of seeds {ensemble['seeds']}: dev {ensemble['dev']['entity_f1']:.4f}"
-                      f", test {ensemble['test']['entity_f1']:.4f}", flush=True)
+            write_ensembles(candidate.name, data)
+
+
+def write_ensembles(name: str, data: object, again: bool = False) -> None:
+    """Write the ensemble files of ``name``'s kept seeds (:func:`ensemble_groups`) that are missing or hold other
+    seeds; ``again``: every one, from the kept log-probabilities (no training)."""
+    for group, kept in enumerate(ensemble_groups(name), 1):
+        path = run_file(name, ensemble_file(group))
+        if not again and path.exists() and json.loads(path.read_text())["seeds"] == seeds_of(kept):
+            continue
+        ensemble = ensemble_metrics(name, data, kept)
+        path.write_text(json.dumps(ensemble, indent=1))
+        print(f"{name} ensemble of seeds {ensemble['seeds']}: dev {ensemble['dev']['entity_f1']:.4f}, test "
+              f"{ensemble['test']['entity_f1']:.4f}, entity vote {ensemble['entity_vote']['test']['entity_f1']:.4f}",
+              flush=True)
+
+
+def ensembles(names: list[str], data_dir: str | None) -> None:
+    """Rewrite every ensemble file of the candidates (all of LEVER_GRID by default) from the kept
+    log-probabilities: what a change to :func:`ensemble_metrics` needs, without training anything."""
+    from medner.config import data_dir as resolve_data_dir
+    from medner.experiments import LEVER_GRID
+    from medner.prepare import prepare_data
+
+    data = prepare_data(resolve_data_dir(data_dir))
+    for item in LEVER_GRID:
+        if not names or item["name"] in names:
+            write_ensembles(item["name"], data, again=True)
 
 
 def decoding_levers(model_files: dict[str, bytes], data: object, name: str, seed: int) -> dict[str, dict]:
@@ -176,22 +197,47 @@ def ensemble_groups(name: str) -> list[list[Path]]:
 
 def ensemble_metrics(name: str, data: object, kept: list[Path]) -> dict:
     """Dev and test metrics (plain, with span edges, and dropping unsure entities) of the ensemble of ``name``'s
-    seeds whose log-probabilities are ``kept``: the mean of their probabilities, decoded as one model's."""
+    seeds whose log-probabilities are ``kept``: the mean of their probabilities, decoded as one model's; and
+    ``entity_vote``: the entities most of the seeds' own decodings agree on (:func:`entity_vote`)."""
     import numpy as np
 
     from medner.decoding import SpanEdges
+    from medner.metrics import evaluate
 
     edges = SpanEdges.learn((s.tokens, s.labels) for s in data.train)
     result = {"name": name, "seeds": seeds_of(kept), "data_version": data.version,
-              "hardware": hardware_info(), "span_edges": {}}
+              "hardware": hardware_info(), "span_edges": {}, "entity_vote": {}}
     log_probs = {}
     for split in ("dev", "test"):
         sentences = getattr(data, split)
-        mean = np.log(np.mean([np.exp(np.load(p)[split]) for p in kept], axis=0))
-        log_probs[split] = _per_sentence(mean, sentences)
+        members = [np.load(p)[split] for p in kept]
+        log_probs[split] = _per_sentence(np.log(np.mean(np.exp(members), axis=0)), sentences)
         result[split] = _scores(log_probs[split], sentences)
         result["span_edges"][split] = _scores(log_probs[split], sentences, edges)
+        voted = entity_vote([_per_sentence(m, sentences) for m in members], sentences)
+        result["entity_vote"][split] = evaluate([s.labels for s in sentences], voted)
     return {**result, "min_score": min_score_metrics(log_probs, data, edges)}
+
+
+def entity_vote(members: list[list[Any]], sentences: list) -> list[list[str]]:
+    """Each sentence's labels from the entities (span and type) that more than half of the ``members`` (each one
+    model's log-probabilities per sentence) predict, each member decoded with plain Viterbi. Two such entities
+    never overlap: some member would have predicted both."""
+    from collections import Counter
+
+    from medner.decoding import decode
+    from medner.spans import labels_to_spans
+
+    voted = []
+    for index, sentence in enumerate(sentences):
+        votes = Counter(span for member in members
+                        for span in labels_to_spans(decode(member[index], words=sentence.tokens)))
+        labels = ["O"] * len(sentence.tokens)
+        for (start, end, label), count in votes.items():
+            if 2 * count > len(members):
+                labels[start:end] = [label] * (end - start)
+        voted.append(labels)
+    return voted
 
 
 def report() -> None:
@@ -248,9 +294,13 @@ def report() -> None:
     for row in rows:
         own = [e for e in ensembles if e["name"] == row["name"]]
         if len(own) >= 2:
+            voted = all("entity_vote" in e for e in own)
             over_ensembles.append({"name": row["name"], "seeds": [e["seeds"] for e in own],
                                    **{f"{split}_{k}": [e[split][k] for e in own] for split in ("dev", "test")
                                       for k in ("entity_f1", "entity_f1_D", "entity_f1_T")},
+                                   **({f"{split}_{k}_vote": [e["entity_vote"][split][k] for e in own]
+                                       for split in ("dev", "test") for k in ("entity_f1", "entity_f1_D",
+                                                                                "entity_f1_T")} if voted else {}),
                                    "test_entity_f1_seeds_alone": [statistics.mean(e["test_entity_f1_seeds_alone"])
                                                                   for e in own]})
 
@@ -259,6 +309,16 @@ def report() -> None:
         if row["params"].get("train_on_dev"):
             return "not held out"
         return mean_sd(row[value]) if isinstance(value, str) else f"{value:.3f}"
+
+    def vote(ensemble: dict, split: str) -> str:
+        """An ensemble's entity-vote F1 on a split ("-": its file predates the lever)."""
+        if "entity_vote" not in ensemble:
+            return "-"
+        f1 = ensemble["entity_vote"][split]["entity_f1"]
+        return held_out(ensemble, f1) if split == "dev" else f"{f1:.3f}"
+
+    def voted(over: dict, key: str) -> str:
+        return mean_sd(over[key]) if key in over else "-"
 
     def section(title: str, intro: str, header: list[str], table: list[str]) -> list[str]:
         """A titled table, or nothing when it has no rows."""
@@ -298,27 +358,35 @@ def report() -> None:
         *section(
             "Ensembles of a candidate's seeds",
             "The seeds' models as one (mean of their probabilities): as many encoder passes per note as seeds, so "
-            "an option for accuracy at that cost, not a default. *Seeds alone*: the same seeds' mean test F1.",
+            "an option for accuracy at that cost, not a default. *Entity vote*: instead, each seed's model decoded "
+            "alone (plain Viterbi) and the entities more than half of them predict kept. *Seeds alone*: the same "
+            "seeds' mean test F1.",
             ["| candidate | seeds | dev F1 | test F1 | dev F1 + edges | test F1 + edges | test F1 + edges, min score "
-             "(threshold) | test F1 D | test F1 T | test relaxed F1 | seeds alone: test F1 |",
-             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"],
+             "(threshold) | dev F1, entity vote | test F1, entity vote | test F1 D | test F1 T | test relaxed F1 | "
+             "seeds alone: test F1 |",
+             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"],
             [f"| {e['name']} | {', '.join(map(str, e['seeds']))} | {held_out(e, e['dev']['entity_f1'])} | "
              f"{e['test']['entity_f1']:.3f} | {held_out(e, e['span_edges']['dev']['entity_f1'])} | "
              f"{e['span_edges']['test']['entity_f1']:.3f} | "
              f"{e['min_score']['test']['entity_f1']:.3f} ({e['min_score']['threshold']}) | "
+             f"{vote(e, 'dev')} | {vote(e, 'test')} | "
              f"{e['test']['entity_f1_D']:.3f} | {e['test']['entity_f1_T']:.3f} | "
              f"{e['test']['entity_f1_relaxed']:.3f} | {statistics.mean(e['test_entity_f1_seeds_alone']):.3f} |"
              for e in ensembles]),
         *section(
             "Ensembles over seed groups (mean ± sd over ensembles)",
             "A candidate with several ensembles above (seeds kept in order, cut into groups of "
-            f"{ENSEMBLE_SEEDS}): each ensemble counted once, as each seed is in the first table; plain Viterbi.",
-            ["| candidate | ensembles | dev F1 | test F1 | test F1 D | test F1 T | their seeds alone: test F1 |",
-             "| --- | --- | ---: | ---: | ---: | ---: | ---: |"],
+            f"{ENSEMBLE_SEEDS}): each ensemble counted once, as each seed is in the first table; plain Viterbi, "
+            "the mean of probabilities and the entity vote side by side.",
+            ["| candidate | ensembles | dev F1 | test F1 | test F1 D | test F1 T | dev F1, entity vote | "
+             "test F1, entity vote | test F1 D, entity vote | test F1 T, entity vote | their seeds alone: test F1 |",
+             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"],
             [f"| {o['name']} | {'; '.join(', '.join(map(str, s)) for s in o['seeds'])} | "
              f"{mean_sd(o['dev_entity_f1'])} | {mean_sd(o['test_entity_f1'])} | {mean_sd(o['test_entity_f1_D'])} | "
-             f"{mean_sd(o['test_entity_f1_T'])} | {mean_sd(o['test_entity_f1_seeds_alone'])} |"
-             for o in over_ensembles]),
+             f"{mean_sd(o['test_entity_f1_T'])} | "
+             + " | ".join(voted(o, f"{k}_vote") for k in ("dev_entity_f1", "test_entity_f1", "test_entity_f1_D",
+                                                           "test_entity_f1_T"))
+             + f" | {mean_sd(o['test_entity_f1_seeds_alone'])} |" for o in over_ensembles]),
         "", "## Precision and recall per type (test, mean ± sd)", "",
         "| candidate | precision D | recall D | precision T | recall T |", "| --- | ---: | ---: | ---: | ---: |",
         *(f"| {r['name']} | {mean_sd(r['test_entity_precision_D'])} | {mean_sd(r['test_entity_recall_D'])} | "
@@ -400,6 +468,9 @@ def main() -> None:
     train.add_argument("--data-dir", help="the BeHealthy folder (default: medner.config.data_dir())")
     train.add_argument("--teacher", default="", help="the distillation candidates' teacher: a TrainFlow run "
                        "(FlowName/run-id) or a model folder, or several separated by commas (a seed ensemble)")
+    again = sub.add_parser("ensembles", help="rewrite the ensemble files from the kept log-probabilities")
+    again.add_argument("--only", nargs="*", default=[], help="candidate names (default: all of LEVER_GRID)")
+    again.add_argument("--data-dir", help="the BeHealthy folder (default: medner.config.data_dir())")
     sub.add_parser("report", help="write benchmarks/results/accuracy.{md,json} from the run files")
     ceiling = sub.add_parser("ceilings", help="write benchmarks/results/accuracy_ceilings.{md,json} from the kept "
                              "log-probabilities")
@@ -407,6 +478,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.command == "run":
         run(args.only, args.seeds, args.data_dir, args.teacher)
+    elif args.command == "ensembles":
+        ensembles(args.only, args.data_dir)
     elif args.command == "ceilings":
         ceilings(args.data_dir)
     else:

@@ -1,0 +1,34 @@
+"""The accuracy ablation's entity vote over a seed ensemble's members (benchmarks/accuracy.py)."""
+
+import numpy as np
+
+from benchmarks.accuracy import entity_vote
+from medner.data import Sentence
+from medner.labels import BIO_TAGS, to_bio
+
+WORDS = ("chronic", "renal", "failure", "treated", "with", "dialysis")
+
+
+def member(labels: list[str]) -> np.ndarray:
+    """Log-probabilities whose Viterbi path is exactly ``labels`` (O/D/T): the tag near 1, the others near 0."""
+    rows = np.full((len(labels), len(BIO_TAGS)), np.log(1e-4))
+    for row, tag in zip(rows, to_bio(labels)):
+        row[BIO_TAGS.index(tag)] = np.log(1 - 1e-4 * (len(BIO_TAGS) - 1))
+    return rows
+
+
+def test_entity_vote_keeps_the_entities_most_members_predict():
+    sentence = Sentence(WORDS, ("D", "D", "D", "O", "O", "T"))
+    members = [[member(["D", "D", "D", "O", "O", "T"])],
+               [member(["D", "D", "D", "O", "O", "D"])],   # dialysis as a disease: outvoted
+               [member(["O", "D", "D", "O", "O", "O"])]]   # a shorter span: outvoted, and dialysis missed
+    # "chronic renal failure" D: 2 of 3; "renal failure" D: 1; "dialysis" T: 1, D: 1 -> no entity there
+    assert entity_vote(members, [sentence]) == [["D", "D", "D", "O", "O", "O"]]
+
+
+def test_entity_vote_of_two_members_needs_both():
+    sentence = Sentence(WORDS, ("O",) * len(WORDS))
+    members = [[member(["O", "O", "O", "O", "O", "T"])], [member(["O", "O", "O", "O", "O", "T"])]]
+    assert entity_vote(members, [sentence]) == [["O", "O", "O", "O", "O", "T"]]
+    members[1] = [member(["O"] * len(WORDS))]
+    assert entity_vote(members, [sentence]) == [["O"] * len(WORDS)]
