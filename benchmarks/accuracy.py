@@ -240,6 +240,11 @@ def entity_vote(members: list[list[Any]], sentences: list) -> list[list[str]]:
     return voted
 
 
+def candidate_params(item: dict) -> dict:
+    """A LEVER_GRID item's training settings (without its name, kind and description)."""
+    return {k: v for k, v in item.items() if k not in ("name", "kind", "lever")}
+
+
 def report() -> None:
     from medner.experiments import LEVER_GRID
     from medner.labels import ENTITY_TYPES
@@ -253,7 +258,7 @@ def report() -> None:
         runs = runs_of[item["name"]]
         if not runs:
             continue
-        params = {k: v for k, v in item.items() if k not in ("name", "kind", "lever")}
+        params = candidate_params(item)
         summary = {"name": item["name"], "lever": item.get("lever", ""), "params": params,
                    "seeds": [r["seed"] for r in runs],
                    **({"teacher": sorted({r["teacher"] for r in runs}),
@@ -276,6 +281,7 @@ def report() -> None:
         runs = [r for r in runs_of[item["name"]] if "min_score" in r]
         if runs:
             thresholded.append({"name": item["name"], "seeds": [r["seed"] for r in runs],
+                                "params": candidate_params(item),
                                 "thresholds": [r["min_score"]["threshold"] for r in runs],
                                 **{f"{split}_entity_f1": [r["min_score"][split]["entity_f1"] for r in runs]
                                    for split in ("dev", "test")},
@@ -294,13 +300,13 @@ def report() -> None:
     for row in rows:
         own = [e for e in ensembles if e["name"] == row["name"]]
         if len(own) >= 2:
-            voted = all("entity_vote" in e for e in own)
+            with_vote = all("entity_vote" in e for e in own)
             over_ensembles.append({"name": row["name"], "seeds": [e["seeds"] for e in own],
                                    **{f"{split}_{k}": [e[split][k] for e in own] for split in ("dev", "test")
                                       for k in ("entity_f1", "entity_f1_D", "entity_f1_T")},
                                    **({f"{split}_{k}_vote": [e["entity_vote"][split][k] for e in own]
                                        for split in ("dev", "test") for k in ("entity_f1", "entity_f1_D",
-                                                                                "entity_f1_T")} if voted else {}),
+                                                                                "entity_f1_T")} if with_vote else {}),
                                    "test_entity_f1_seeds_alone": [statistics.mean(e["test_entity_f1_seeds_alone"])
                                                                   for e in own]})
 
@@ -317,7 +323,8 @@ def report() -> None:
         f1 = ensemble["entity_vote"][split]["entity_f1"]
         return held_out(ensemble, f1) if split == "dev" else f"{f1:.3f}"
 
-    def voted(over: dict, key: str) -> str:
+    def over_vote(over: dict, key: str) -> str:
+        """An over-ensembles row's entity-vote figure ("-": a file predates the lever)."""
         return mean_sd(over[key]) if key in over else "-"
 
     def section(title: str, intro: str, header: list[str], table: list[str]) -> list[str]:
@@ -353,7 +360,7 @@ def report() -> None:
             ["| candidate | runs | thresholds | dev F1 | test F1 | the same runs' test F1 with edges alone |",
              "| --- | ---: | --- | ---: | ---: | ---: |"],
             [f"| {t['name']} | {len(t['seeds'])} | {', '.join(map(str, t['thresholds']))} | "
-             f"{mean_sd(t['dev_entity_f1'])} | {mean_sd(t['test_entity_f1'])} | "
+             f"{held_out(t, 'dev_entity_f1')} | {mean_sd(t['test_entity_f1'])} | "
              f"{mean_sd(t['test_entity_f1_edges'])} |" for t in thresholded]),
         *section(
             "Ensembles of a candidate's seeds",
@@ -384,7 +391,7 @@ def report() -> None:
             [f"| {o['name']} | {'; '.join(', '.join(map(str, s)) for s in o['seeds'])} | "
              f"{mean_sd(o['dev_entity_f1'])} | {mean_sd(o['test_entity_f1'])} | {mean_sd(o['test_entity_f1_D'])} | "
              f"{mean_sd(o['test_entity_f1_T'])} | "
-             + " | ".join(voted(o, f"{k}_vote") for k in ("dev_entity_f1", "test_entity_f1", "test_entity_f1_D",
+             + " | ".join(over_vote(o, f"{k}_vote") for k in ("dev_entity_f1", "test_entity_f1", "test_entity_f1_D",
                                                            "test_entity_f1_T"))
              + f" | {mean_sd(o['test_entity_f1_seeds_alone'])} |" for o in over_ensembles]),
         "", "## Precision and recall per type (test, mean ± sd)", "",
