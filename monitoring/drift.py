@@ -41,7 +41,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from monitoring.estimation import column_distribution, window_estimate
-from monitoring.features import DISTANCE_FEATURES, FEATURES, NOTE_SENTENCES
+from monitoring.features import DISTANCE_FEATURES, FEATURES, MEAN_ONLY_FEATURES, NOTE_SENTENCES
 from monitoring.policy import DEFAULT_QUALITY_DROP, Level, isoformat
 
 if TYPE_CHECKING:
@@ -310,7 +310,8 @@ def compare(target: DatasetProfileView | None, reference: DatasetProfileView, st
     if estimate is not None:
         reason += (f"; estimated entity F1 {estimate['entity_f1']:.3f} against {estimate['reference_f1']:.3f} on the "
                    f"reference (drop {estimate['drop']:.3f}, critical above {thresholds.max_drop:.3f})")
-    missing = [name for name in DISTANCE_FEATURES if name not in scores]
+    missing = ([name for name in DISTANCE_FEATURES if name not in scores]
+               + [name for name in MEAN_ONLY_FEATURES if name not in shifts])
     if missing:  # e.g. oov_word_rate when the model version has no training vocabulary
         reason += f"; not scored (no values on one side): {', '.join(missing)}"
     if has_sentence_rows(target) and not has_sentence_rows(reference):

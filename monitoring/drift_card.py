@@ -1,5 +1,5 @@
-"""The MonitorFlow card: the drift level, per-feature scores (table and bar chart) and whylogs' HTML report; with
---by-group, each group against the others (a table and small multiples)."""
+"""The MonitorFlow card: the drift level, per-feature scores (table, and bar charts of distances and mean shifts) and
+whylogs' HTML report; with --by-group, each group against the others (a table and small multiples)."""
 
 from __future__ import annotations
 
@@ -11,25 +11,42 @@ from typing import Any
 LEVEL_COLOURS = {"none": "#2e7d32", "warning": "#f9a825", "critical": "#c62828"}
 
 
-def scores_chart(scores: Mapping[str, float], warning: float, critical: float = 0.0) -> bytes:
-    """A horizontal bar chart (PNG) of per-feature Hellinger distances with the window's warning bound (and a fixed
-    critical bound, when set): readable offline, unlike whylogs' report (its scripts come from CDNs)."""
+def scores_chart(scores: Mapping[str, float], warning: float, critical: float = 0.0,
+                 mean_shifts: Mapping[str, float] | None = None, means_beyond: Mapping[str, float] | None = None
+                 ) -> bytes:
+    """Horizontal bar charts (PNG), readable offline, unlike whylogs' report (its scripts come from CDNs): per-feature
+    Hellinger distances with the window's warning bound (and a fixed critical bound, when set); with ``mean_shifts``,
+    beside them each feature's mean shift (reference standard deviations), those in ``means_beyond`` coloured as a
+    warning and marked at their own bound."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    names = sorted(scores, key=scores.get)
-    fig, axis = plt.subplots(figsize=(7, 0.35 * len(names) + 1.2))
-    axis.barh(names, [scores[n] for n in names],
-              color=[LEVEL_COLOURS["critical" if critical and scores[n] >= critical else "warning"
-                                   if scores[n] >= warning else "none"] for n in names])
+    shifts, beyond = mean_shifts or {}, means_beyond or {}
+    names = sorted(scores.keys() | shifts.keys(), key=lambda name: scores.get(name, 0.0))
+    fig, axes = plt.subplots(1, 2 if shifts else 1, figsize=(11 if shifts else 7, 0.35 * len(names) + 1.2),
+                             sharey=True, squeeze=False)
+    distances = axes[0][0]
+    distances.barh(names, [scores.get(n, 0.0) for n in names],
+                   color=[LEVEL_COLOURS["critical" if critical and scores.get(n, 0.0) >= critical else "warning"
+                                        if scores.get(n, 0.0) >= warning else "none"] for n in names])
     for name, value in (("warning", warning), ("critical", critical)):
         if value:
-            axis.axvline(value, ls="--", lw=1, color=LEVEL_COLOURS[name], label=f"{name} bound (combined score)")
-    axis.set_xlim(0, 1)
-    axis.set_xlabel("Hellinger distance to the reference")
-    axis.legend(fontsize=7, loc="lower right")
+            distances.axvline(value, ls="--", lw=1, color=LEVEL_COLOURS[name],
+                              label=f"{name} bound (combined score)")
+    distances.set_xlim(0, 1)
+    distances.set_xlabel("Hellinger distance to the reference")
+    distances.legend(fontsize=7, loc="lower right")
+    if shifts:
+        means = axes[0][1]
+        means.barh(names, [shifts.get(n, 0.0) for n in names],
+                   color=[LEVEL_COLOURS["warning" if n in beyond else "none"] for n in names])
+        for name, bound in beyond.items():
+            marks = [-bound, bound] if name in names else []
+            means.plot(marks, [name] * len(marks), "|", markersize=12, color="black")
+        means.axvline(0, lw=0.8, color="black")
+        means.set_xlabel("mean shift (reference sd); |: its own bound, once beyond")
     fig.tight_layout()
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=90)
@@ -69,8 +86,8 @@ def drift_card(card: Any, report: Mapping[str, Any], page: str | None) -> None:
         rows = [[name, f"{scores[name]:.3f}" if name in scores else "-", f"{shifts[name]:+.3f}" if name in shifts
                  else "-"] for name in sorted(scores.keys() | shifts.keys(), key=lambda name: -scores.get(name, 0.0))]
         card.append(Table(rows, headers=["feature", "Hellinger distance", "mean shift (reference sd)"]))
-        card.append(Image(scores_chart(scores, report.get("warning_bound") or 1.0, thresholds.get("critical", 0.0)),
-                          label="per-feature drift"))
+        card.append(Image(scores_chart(scores, report.get("warning_bound") or 1.0, thresholds.get("critical", 0.0),
+                                       shifts, report.get("means_beyond")), label="per-feature drift"))
     if page:
         card.append(Markdown("## whylogs drift report (loads its scripts from public CDNs)"))
         card.append(Markdown(embedded_html(page)))

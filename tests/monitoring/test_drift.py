@@ -74,6 +74,16 @@ def test_levels(tmp_path: Path, reference: Path, shift: float, level: str) -> No
     assert json.loads(json.dumps(report.to_dict()))["level"] == level
 
 
+def test_features_missing_from_the_window_are_named_not_scored(reference: Path) -> None:
+    # a distance feature (a version without a vocabulary has no out-of-vocabulary rates) and a mean-only one
+    from monitoring.profile_store import read_profile
+
+    rows = feature_rows(200, seed=2).drop(columns=["oov_word_rate", "treatment_oov_rate"])
+    report = compare(why.log(rows).view(), read_profile(reference), HOUR, HOUR, THRESHOLDS)
+    assert report.reason.endswith("; not scored (no values on one side): oov_word_rate, treatment_oov_rate")
+    assert "treatment_oov_rate" not in report.mean_shifts and "oov_word_rate" not in report.scores
+
+
 def test_window_bounds_and_too_few_notes(tmp_path: Path, reference: Path) -> None:
     # before, after and at the end of the window: not read; a shifted but tiny window stays "none"
     for moment in (HOUR - timedelta(seconds=1), HOUR + timedelta(hours=1)):
