@@ -7,9 +7,10 @@
    production notes. The test split is untouched.
 2. **half only**: DataFlow on half A, TrainFlow for each seed; the first seed's model is exported to a model
    repository: the "served" model.
-3. Half B is imported twice (`review.importer.import_notes`, in-process on the served model): into a store that
-   hands out notes **least certain first** (random share 0) and into one that hands out **uniformly random**
-   notes (random share 1). Import time per note is measured here.
+3. Half B is imported once per store (`review.importer.import_notes`, in-process on the served model): a store
+   that hands out notes **least certain first** (random share 0), one that hands out **uniformly random** notes
+   (random share 1), and one with the review app's **default** mix (``DEFAULT_RANDOM_SHARE`` of the notes random,
+   the rest least certain first). Import time per note is measured here.
 4. A scripted reviewer (the gold labels of half B) reviews ``--notes`` notes of each store **through the web
    app's HTTP API** (`medner review serve`, `/api/next`, `/api/notes/ID`).
 5. Each store is exported (`medner review export`) into its own inbox, and the inbox starts DataFlow (half A +
@@ -37,10 +38,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.common import hardware, write_results  # noqa: E402
+from medner.config import DEFAULT_RANDOM_SHARE  # noqa: E402
 
 TAG = "review-loop"
-ARMS = ("half", "half+random", "half+queue")
-STORES = {"half+random": 1.0, "half+queue": 0.0}  # the stores' random share
+# the stores' random share: all random, all least certain first, and the review app's default mix
+STORES = {"half+random": 1.0, "half+queue": 0.0, "half+default": DEFAULT_RANDOM_SHARE}
 
 
 class Work:
@@ -229,7 +231,9 @@ def report(args: argparse.Namespace) -> None:
     lines = [
         "# The review loop, simulated", "",
         "BeHealthy's train split halved (seeded): half A trains, half B plays the production notes; the test split "
-        "is untouched. The model trained on half A (first seed) tags half B into two review stores; a scripted "
+        "is untouched. The model trained on half A (first seed) tags half B into one review store per arm (random "
+        "order; least certain first; the review app's default, "
+        f"{DEFAULT_RANDOM_SHARE:.0%} of the notes random and the rest least certain first); a scripted "
         "reviewer applies half B's gold labels through the review app's HTTP API to the notes each store hands "
         "out; each store's reviews are exported into an inbox, which starts DataFlow and TrainFlow.", "",
         "| arm | reviewed notes added | of them in train / dev | test entity F1 | D | T | runs |",
