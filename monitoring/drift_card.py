@@ -42,9 +42,8 @@ def scores_chart(scores: Mapping[str, float], warning: float, critical: float = 
         means = axes[0][1]
         means.barh(names, [shifts.get(n, 0.0) for n in names],
                    color=[LEVEL_COLOURS["warning" if n in beyond else "none"] for n in names])
-        for name, bound in beyond.items():
-            marks = [-bound, bound] if name in names else []
-            means.plot(marks, [name] * len(marks), "|", markersize=12, color="black")
+        for name, bound in beyond.items():  # a feature past its bound has a mean shift: a row of the chart
+            means.plot([-bound, bound], [name, name], "|", markersize=12, color="black")
         means.axvline(0, lw=0.8, color="black")
         means.set_xlabel("mean shift (reference sd); |: its own bound, once beyond")
     fig.tight_layout()
