@@ -187,10 +187,18 @@ def seeds_of(kept: list[Path]) -> list[int]:
     return [int(p.stem.rsplit("-s", 1)[1]) for p in kept]
 
 
+def collapsed(run: dict) -> bool:
+    """Whether a run's training collapsed: its model tags nothing on dev (entity F1 0), a failed run that a
+    production flow's gates refuse rather than a model to average."""
+    return run["dev"]["entity_f1"] == 0
+
+
 def ensemble_groups(name: str) -> list[list[Path]]:
-    """The kept log-probabilities of ``name``'s seeds, in seed order, cut into ensembles of ENSEMBLE_SEEDS; a
-    last, smaller group counts from two seeds."""
-    kept = sorted(LOG_PROBS.glob(f"{name}-s[0-9]*.npz"), key=lambda p: seeds_of([p]))
+    """The kept log-probabilities of ``name``'s seeds that did not collapse, in seed order, cut into ensembles of
+    ENSEMBLE_SEEDS; a last, smaller group counts from two seeds."""
+    kept = sorted((p for p in LOG_PROBS.glob(f"{name}-s[0-9]*.npz")
+                   if not collapsed(json.loads(run_file(name, seeds_of([p])[0]).read_text()))),
+                  key=lambda p: seeds_of([p]))
     groups = [kept[i: i + ENSEMBLE_SEEDS] for i in range(0, len(kept), ENSEMBLE_SEEDS)]
     return [g for g in groups if len(g) >= 2]
 
@@ -251,8 +259,11 @@ def report() -> None:
     from medner.metrics import ERROR_CATEGORIES
     from medner.report import mean_sd
 
-    runs_of = {item["name"]: [json.loads(p.read_text()) for p in sorted(RUNS.glob(f"{item['name']}-s[0-9]*.json"))]
-               for item in LEVER_GRID}
+    every_run = {item["name"]: [json.loads(p.read_text()) for p in sorted(RUNS.glob(f"{item['name']}-s[0-9]*.json"))]
+                 for item in LEVER_GRID}
+    runs_of = {name: [r for r in runs if not collapsed(r)] for name, runs in every_run.items()}
+    collapses = {name: [r["seed"] for r in runs if collapsed(r)] for name, runs in every_run.items()
+                 if any(collapsed(r) for r in runs)}
     rows = []
     for item in LEVER_GRID:
         runs = runs_of[item["name"]]
@@ -298,7 +309,7 @@ def report() -> None:
             group += 1
     over_ensembles = []  # candidates with several ensembles: their mean ± sd, as the runs' over seeds
     for row in rows:
-        own = [e for e in ensembles if e["name"] == row["name"]]
+        own = [e for e in ensembles if e["name"] == row["name"] and len(e["seeds"]) == ENSEMBLE_SEEDS]
         if len(own) >= 2:
             with_vote = all("entity_vote" in e for e in own)
             over_ensembles.append({"name": row["name"], "seeds": [e["seeds"] for e in own],
@@ -352,6 +363,11 @@ def report() -> None:
           f"{mean_sd(r['test_entity_f1_edges'])} | {mean_sd(r['test_entity_f1_D'])} | "
           f"{mean_sd(r['test_entity_f1_T'])} | {mean_sd(r['test_entity_f1_relaxed'])} | "
           f"{mean_sd(r['test_token_weighted_f1'])} | {max(r['train_seconds']):.0f} |" for r in rows),
+        *(["", "**Collapsed runs**, left out of every table (their model tags nothing: dev and test F1 0, the training "
+           "loss stuck from the first epoch): " + "; ".join(f"{name} seed{'s' if len(seeds) > 1 else ''} "
+                                                            f"{', '.join(map(str, seeds))}"
+                                                            for name, seeds in collapses.items()) + "."]
+          if collapses else []),
         *section(
             "Dropping unsure entities",
             "Decoded with span edges, then entities whose score (the served one: mean confidence of their words) is "
@@ -383,7 +399,8 @@ def report() -> None:
         *section(
             "Ensembles over seed groups (mean ± sd over ensembles)",
             "A candidate with several ensembles above (seeds kept in order, cut into groups of "
-            f"{ENSEMBLE_SEEDS}): each ensemble counted once, as each seed is in the first table; plain Viterbi, "
+            f"{ENSEMBLE_SEEDS}; a last, smaller group is not counted): each ensemble counted once, as each seed is in "
+            "the first table; plain Viterbi, "
             "the mean of probabilities and the entity vote side by side.",
             ["| candidate | ensembles | dev F1 | test F1 | test F1 D | test F1 T | dev F1, entity vote | "
              "test F1, entity vote | test F1 D, entity vote | test F1 T, entity vote | their seeds alone: test F1 |",
@@ -418,7 +435,7 @@ def report() -> None:
            "training counted it)."] if excluded else []),
     ]
     everything = {"candidates": rows, "min_score": thresholded, "ensembles": ensembles,
-                  "over_ensembles": over_ensembles}
+                  "over_ensembles": over_ensembles, "collapsed": collapses}
     write_results(RESULTS / "accuracy", lines, everything)
 
 
