@@ -32,3 +32,18 @@ def test_entity_vote_of_two_members_needs_both():
     assert entity_vote(members, [sentence]) == [["O", "O", "O", "O", "O", "T"]]
     members[1] = [member(["O"] * len(WORDS))]
     assert entity_vote(members, [sentence]) == [["O"] * len(WORDS)]
+
+
+def test_a_collapsed_run_is_left_out_of_the_ensembles(tmp_path, monkeypatch):
+    import json
+
+    from benchmarks import accuracy
+
+    monkeypatch.setattr(accuracy, "RUNS", tmp_path)
+    monkeypatch.setattr(accuracy, "LOG_PROBS", tmp_path / "log_probs")
+    (tmp_path / "log_probs").mkdir()
+    for seed, dev_f1 in ((13, 0.74), (14, 0.0), (15, 0.73), (16, 0.75), (17, 0.72)):  # 14 tags nothing
+        accuracy.run_file("cand", seed).write_text(json.dumps({"seed": seed, "dev": {"entity_f1": dev_f1}}))
+        (tmp_path / "log_probs" / f"cand-s{seed}.npz").write_bytes(b"")
+    # 13, 15, 16 make an ensemble; 17 alone is too few for one
+    assert [accuracy.seeds_of(group) for group in accuracy.ensemble_groups("cand")] == [[13, 15, 16]]
