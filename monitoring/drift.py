@@ -178,14 +178,20 @@ class DriftReport:
         return asdict(self)
 
 
+def shared_columns(target: DatasetProfileView, reference: DatasetProfileView,
+                   columns: tuple[str, ...] = DISTANCE_FEATURES) -> list[str]:
+    """The ``columns`` both profiles have (by default the features scored by distance): what is scored, and what
+    whylogs' HTML report draws."""
+    return [c for c in columns if c in target.get_columns() and c in reference.get_columns()]
+
+
 def hellinger_scores(target: DatasetProfileView, reference: DatasetProfileView,
                      columns: tuple[str, ...] | None = None) -> dict[str, float]:
     """Hellinger distance per feature column present, with a non-empty distribution, in both views (default: the
     features scored by distance)."""
     from whylogs.viz.drift.column_drift_algorithms import Hellinger, calculate_drift_scores
 
-    columns = columns or DISTANCE_FEATURES
-    shared = [c for c in columns if c in target.get_columns() and c in reference.get_columns()]
+    shared = shared_columns(target, reference, columns or DISTANCE_FEATURES)
     # whylogs warns for every column outside the drift map, and logs a warning when a column is constant
     # (``windows`` is 1 for nearly every note): neither is news
     bins_logger = logging.getLogger("whylogs.viz.utils.quantile_stats")

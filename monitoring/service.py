@@ -15,8 +15,7 @@ from typing import TYPE_CHECKING, Any
 from medner.config import DEFAULT_REPOSITORY, PRODUCTION_BRANCH
 from medner.config import profile_dir as resolve_profile_dir
 from medner.registry import champion
-from monitoring.drift import DEFAULT_THRESHOLDS, DriftReport, DriftThresholds, compare
-from monitoring.features import DISTANCE_FEATURES
+from monitoring.drift import DEFAULT_THRESHOLDS, DriftReport, DriftThresholds, compare, shared_columns
 from monitoring.policy import FLOWS, action_for, as_utc, isoformat, parse_time, utcnow
 from monitoring.profile_store import list_profiles, merge_profiles, read_profile
 
@@ -130,7 +129,7 @@ def drift_report_html(target_view: DatasetProfileView, reference_view: DatasetPr
 
     visualizer = NotebookProfileVisualizer()
     visualizer.set_profiles(target_profile_view=target_view, reference_profile_view=reference_view)
-    shared = [c for c in DISTANCE_FEATURES if c in target_view.get_columns() and c in reference_view.get_columns()]
+    shared = shared_columns(target_view, reference_view)
     if shared:
         visualizer.add_drift_config(column_names=shared, algorithm=Hellinger())
     report = visualizer.summary_drift_report(height="1100px").data
