@@ -1,25 +1,34 @@
-"""The served model's accuracy on live notes, estimated without labels from its own confidences
-(confidence-based performance estimation, as NannyML's CBPE does for classifiers).
+"""The served model's accuracy on live notes, estimated without labels from its own confidences: average
+thresholded confidence (ATC; Garg et al., "Leveraging unlabeled data to predict out-of-distribution performance",
+ICLR 2022) for the entities it predicts, and the D/T probability it left on words tagged O for those it missed.
 
 **Calibration** (export, on labelled sentences held out of training: TrainFlow's dev split), per served model:
 
-* ``exact``: an entity's score (the mean confidence of its words, what clients see) -> the probability that it is
-  exactly a gold entity (same type, same boundaries), an isotonic (monotone) fit;
-* ``overlap``: the same score -> the probability that it overlaps a gold entity of its type (the prediction then
-  stands for one gold entity, found or not);
+* ``exact_at``: the entity score (the mean confidence of its words, what clients see) at and above which as many
+  calibration entities lie as were exactly a gold entity (same type, same boundaries): on a window, the entities
+  scoring at least that much are the ones counted right;
+* ``overlap_at``: the same for the entities that overlap a gold entity of their type (the prediction then stands
+  for one gold entity, found or not);
 * ``missed_per_mass``: gold entities that no prediction overlaps, per unit of the probability mass the model put
   on D and T over the words it tagged O (one minus the confidence of those words).
 
-With the version's training vocabulary (:mod:`monitoring.vocabulary`), ``exact`` and ``overlap`` are fitted twice:
-on entities whose words are all known, and (``*_oov``) on entities with a word absent from it, which the model gets
-right less often at the same score; and ``missed_per_mass`` twice: gold entities missed with all words known per
-unit of the mass on known O words, and (``missed_per_mass_oov``) those with an unknown word per unit of the mass on
-unknown O words, where a missed name hides far more often. Typos, new drug names and shorthand make more entities
-and O words of the second kind, so the estimate follows them down (benchmarks/results/drift_validation.md).
+Why thresholds rather than the expected chance at each score (an isotonic fit, as NannyML's CBPE does): shifted
+text costs entities their boundaries while the model stays nearly as sure of them, so the calibrated chance moves
+little; the share of entities past a threshold set high on the calibration's own ranks moves more, and on labelled
+shifts it tracks the truth closer (benchmarks/results/drift_validation.md; the isotonic fits' errors are in its
+history).
+
+With the version's training vocabulary (:mod:`monitoring.vocabulary`), ``exact_at`` and ``overlap_at`` are fitted
+twice: on entities whose words are all known, and (``*_oov``) on entities with a word absent from it, which the
+model gets right less often at the same score; and ``missed_per_mass`` twice: gold entities missed with all words
+known per unit of the mass on known O words, and (``missed_per_mass_oov``) those with an unknown word per unit of
+the mass on unknown O words, where a missed name hides far more often. Typos, new drug names and shorthand make
+more entities and O words of the second kind, so the estimate follows them down.
 
 **Per sentence** the served model logs :data:`ESTIMATE_COLUMNS` beside the drift features (numbers only):
-``entities`` (predicted), ``expected_correct`` (the sum of their ``exact`` probabilities) and ``expected_gold``
-(the sum of their ``overlap`` probabilities plus the missed rates times the O words' D/T mass, known and unknown).
+``entities`` (predicted), ``expected_correct`` (how many of them score at least ``exact_at``) and
+``expected_gold`` (how many score at least ``overlap_at``, plus the missed rates times the O words' D/T mass, known
+and unknown).
 
 **A window** (a merged whylogs profile): sums are read back as mean x count of each column, and
 
@@ -27,14 +36,15 @@ and O words of the second kind, so the estimate follows them down (benchmarks/re
     recall    = sum(expected_correct) / sum(expected_gold)
     F1        = 2 sum(expected_correct) / (sum(entities) + sum(expected_gold))
 
-CBPE assumes the calibration still holds on the window: shifted text whose errors the model is confident about is
-underestimated as a drop. ``benchmarks/drift_validation.py`` measures the estimate against the true F1 on
-labelled shifted windows (results/drift_validation.md).
+The estimate assumes the model's ranking of its own entities still holds on the window: shifted text whose errors
+the model is as sure of as of its right answers is underestimated as a drop. ``benchmarks/drift_validation.py``
+measures the estimate against the true F1 on labelled shifted windows (results/drift_validation.md).
 """
 
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import asdict, dataclass, field
@@ -62,15 +72,13 @@ MIN_CALIBRATION_ENTITIES = 20  # fewer predicted entities on the calibration sen
 class Estimator:
     """The calibration of one served model (see the module docstring); ``calibration``: what it was fitted on."""
 
-    knots: tuple[float, ...]  # entity scores, increasing
-    exact: tuple[float, ...]  # P(exact match) at each knot
-    overlap: tuple[float, ...]  # P(overlaps a gold entity of its type) at each knot
+    exact_at: float  # entities scoring at least this count as exactly right
+    overlap_at: float  # entities scoring at least this count as overlapping a gold entity
     missed_per_mass: float
     calibration: dict[str, Any] = field(default_factory=dict)
-    # fitted apart for entities with an out-of-vocabulary word (the above: the others); empty: one fit for all
-    knots_oov: tuple[float, ...] = ()
-    exact_oov: tuple[float, ...] = ()
-    overlap_oov: tuple[float, ...] = ()
+    # fitted apart for entities with an out-of-vocabulary word (the above: the others); None: one fit for all
+    exact_at_oov: float | None = None
+    overlap_at_oov: float | None = None
     # missed gold entities with an unknown word per unit of mass on unknown O words (``missed_per_mass``: then the
     # known ones'); None: one rate for every O word
     missed_per_mass_oov: float | None = None
@@ -82,22 +90,27 @@ class Estimator:
 
     @classmethod
     def load(cls, version_dir: Path | str) -> Estimator | None:
-        """The estimator published with a model version, or None when it has none."""
+        """The estimator published with a model version, or None when it has none (or one this version of medner
+        no longer reads: re-export the model for an estimate)."""
         path = Path(version_dir) / ESTIMATION_FILE
         if not path.exists():
             return None
         values = json.loads(path.read_text(encoding="utf-8"))
-        curves = ("knots", "exact", "overlap", "knots_oov", "exact_oov", "overlap_oov")
-        return cls(**{**values, **{k: tuple(values[k]) for k in curves if k in values}})
+        if "exact_at" not in values:
+            warnings.warn(f"{path}: an accuracy estimator of an earlier medner (score curves, not thresholds); "
+                          "re-export the model (medner export) for an estimate", stacklevel=2)
+            return None
+        return cls(**values)
 
-    def probabilities(self, scores: np.ndarray, oov: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """(P(exact), P(overlap)) of entities with these scores (flat beyond the fitted range); ``oov``: which of
-        them have an out-of-vocabulary word (read on their own curves, where the estimator has them)."""
-        exact, overlap = np.interp(scores, self.knots, self.exact), np.interp(scores, self.knots, self.overlap)
-        if oov is not None and self.knots_oov and np.any(oov):
-            exact = np.where(oov, np.interp(scores, self.knots_oov, self.exact_oov), exact)
-            overlap = np.where(oov, np.interp(scores, self.knots_oov, self.overlap_oov), overlap)
-        return exact, overlap
+    def counted(self, scores: np.ndarray, oov: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(exact, overlap): 1.0 for each entity with these scores counted as exactly right, as overlapping a gold
+        entity, else 0.0; ``oov``: which of them have an out-of-vocabulary word (judged by their own thresholds,
+        where the estimator has them)."""
+        exact_at, overlap_at = self.exact_at, self.overlap_at
+        if oov is not None and self.exact_at_oov is not None:  # the two are fitted together
+            exact_at = np.where(oov, self.exact_at_oov, exact_at)
+            overlap_at = np.where(oov, self.overlap_at_oov, overlap_at)
+        return (scores >= exact_at).astype(np.float64), (scores >= overlap_at).astype(np.float64)
 
 
 def sentence_estimates(estimator: Estimator, entity_scores: np.ndarray, entity_sentence: np.ndarray,
@@ -108,7 +121,7 @@ def sentence_estimates(estimator: Estimator, entity_scores: np.ndarray, entity_s
     the words tagged O); ``entity_oov``: which entities have an out-of-vocabulary word, ``outside_mass_oov``: the
     part of ``outside_mass`` on out-of-vocabulary words (None: unknown)."""
     sentences = len(outside_mass)
-    exact, overlap = estimator.probabilities(entity_scores, entity_oov)
+    exact, overlap = estimator.counted(entity_scores, entity_oov)
     columns = np.empty((sentences, len(ESTIMATE_COLUMNS)))
     columns[:, 0] = np.bincount(entity_sentence, minlength=sentences)
     columns[:, 1] = np.bincount(entity_sentence, weights=exact, minlength=sentences)
@@ -122,18 +135,19 @@ def sentence_estimates(estimator: Estimator, entity_scores: np.ndarray, entity_s
 
 # --- calibration ----------------------------------------------------------------------------------------------
 
-def _isotonic(scores: np.ndarray, outcomes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    from sklearn.isotonic import IsotonicRegression  # the train extra: export fits, serving only interpolates
-
-    fit = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(scores, outcomes)
-    return fit.X_thresholds_, fit.y_thresholds_
+def _threshold_for_share(scores: np.ndarray, share: float) -> float:
+    """The score at and above which ``share`` of ``scores`` lie (ATC's threshold): the k-th highest, k = share x
+    count rounded; just above the highest when k is 0, so that nothing counts."""
+    ranked = np.sort(np.asarray(scores, dtype=np.float64))[::-1]
+    k = int(round(share * len(ranked)))
+    return float(ranked[k - 1]) if k > 0 else float(np.nextafter(ranked[0], np.inf))
 
 
 def fit_estimator(decoded: Sequence[DecodedNote], gold: Sequence[Sequence[tuple[int, int, str]]],
                   source: str = "", words: Sequence[Sequence[tuple[int, int, bool]]] | None = None) -> Estimator:
     """Fit an :class:`Estimator` on notes the served model decoded (``decoded``) and their gold entities (character
     spans ``(start, end, label)`` per note). ``words``: per note, each decoded word's character span and whether it
-    is out of the vocabulary; given, entities with an unknown word get curves of their own (with
+    is out of the vocabulary; given, entities with an unknown word get thresholds of their own (with
     :data:`MIN_CALIBRATION_ENTITIES` entities of each kind), and missed entities a rate of their own (with
     :data:`MIN_CALIBRATION_ENTITIES` missed over both kinds). Raises ValueError with fewer than
     :data:`MIN_CALIBRATION_ENTITIES` predicted entities."""
@@ -163,19 +177,19 @@ def fit_estimator(decoded: Sequence[DecodedNote], gold: Sequence[Sequence[tuple[
     unknown = unknown.astype(bool)
     split = MIN_CALIBRATION_ENTITIES <= unknown.sum() <= len(unknown) - MIN_CALIBRATION_ENTITIES
     known = ~unknown if split else np.ones(len(x), dtype=bool)
-    curves = _curves(x[known], hit[known], near[known])
-    oov_curves = _curves(x[unknown], hit[unknown], near[unknown]) if split else ((), (), ())
+    thresholds = _thresholds(x[known], hit[known], near[known])
+    oov_thresholds = _thresholds(x[unknown], hit[unknown], near[unknown]) if split else (None, None)
     missed_apart = words is not None and sum(missed) >= MIN_CALIBRATION_ENTITIES and min(mass) > 0
 
     def rate(count: int, over: float) -> float:
         return round(count / over, 6) if over > 0 else 0.0
 
     return Estimator(
-        *curves, missed_per_mass=rate(missed[0], mass[0]) if missed_apart else rate(sum(missed), sum(mass)),
+        *thresholds, missed_per_mass=rate(missed[0], mass[0]) if missed_apart else rate(sum(missed), sum(mass)),
         calibration={"source": source, "notes": len(decoded), "entities": len(scores),
                      "gold_entities": sum(len(g) for g in gold), "missed": sum(missed),
                      **({"oov_entities": int(unknown.sum()), "oov_missed": missed[1]} if words is not None else {})},
-        knots_oov=oov_curves[0], exact_oov=oov_curves[1], overlap_oov=oov_curves[2],
+        exact_at_oov=oov_thresholds[0], overlap_at_oov=oov_thresholds[1],
         missed_per_mass_oov=rate(missed[1], mass[1]) if missed_apart else None,
     )
 
@@ -185,11 +199,10 @@ def _has_unknown_word(words: Sequence[tuple[int, int, bool]], start: int, end: i
     return any(unknown for word_start, word_end, unknown in words if word_start >= start and word_end <= end)
 
 
-def _curves(scores: np.ndarray, exact: np.ndarray, overlap: np.ndarray) -> tuple[tuple[float, ...], ...]:
-    """Knots, P(exact) and P(overlap) at them: two isotonic fits of one set of entities."""
-    knots, exact_at = _isotonic(scores, exact)
-    overlap_at = np.interp(knots, *_isotonic(scores, overlap))
-    return tuple(tuple(round(float(v), 6) for v in values) for values in (knots, exact_at, overlap_at))
+def _thresholds(scores: np.ndarray, exact: np.ndarray, overlap: np.ndarray) -> tuple[float, float]:
+    """``exact_at`` and ``overlap_at`` of one set of entities: the scores past which their shares of exactly right
+    and of overlapping entities lie."""
+    return _threshold_for_share(scores, float(exact.mean())), _threshold_for_share(scores, float(overlap.mean()))
 
 
 def gold_entities(sentence: Sentence) -> tuple[str, list[tuple[int, int, str]]]:

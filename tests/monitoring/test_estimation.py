@@ -20,7 +20,7 @@ from monitoring.estimation import (
 from monitoring.features import COLUMN, FEATURES, PROFILE_COLUMNS, FeatureTagger
 from monitoring.profiles import profile_rows
 
-ESTIMATOR = Estimator(knots=(0.5, 0.9), exact=(0.2, 0.8), overlap=(0.6, 1.0), missed_per_mass=0.5)
+ESTIMATOR = Estimator(exact_at=0.8, overlap_at=0.6, missed_per_mass=0.5)
 
 
 def entity(start: int, end: int, label: str, score: float) -> Entity:
@@ -40,11 +40,14 @@ def calibration_notes(n: int) -> tuple[list[DecodedNote], list[list[tuple[int, i
     return decoded, gold
 
 
-def test_fit_puts_confident_right_entities_high_and_counts_misses() -> None:
+def test_fit_sets_thresholds_at_the_shares_right_and_counts_misses() -> None:
+    """Half the entities are exactly right: ``exact_at`` is the 30th highest of 60 scores, the least sure of the
+    sure ones; three quarters overlap a gold entity: ``overlap_at`` the 45th, the 15th of the unsure ones."""
     decoded, gold = calibration_notes(30)
     estimator = fit_estimator(decoded, gold, source="synthetic")
-    exact, overlap = estimator.probabilities(np.array([0.95, 0.55]))
-    assert exact.tolist() == pytest.approx([1.0, 0.0]) and overlap.tolist() == pytest.approx([1.0, 0.5])
+    assert (estimator.exact_at, estimator.overlap_at) == (pytest.approx(0.921), pytest.approx(0.565))
+    exact, overlap = estimator.counted(np.array([0.95, estimator.exact_at, 0.9, estimator.overlap_at, 0.55]))
+    assert exact.tolist() == [1, 1, 0, 0, 0] and overlap.tolist() == [1, 1, 1, 1, 0]
     # 30 missed gold D entities over 30 notes x (0.2 + 0.1 + 0.1) of D/T mass on the O words
     assert estimator.missed_per_mass == pytest.approx(30 / (30 * 0.4), rel=1e-4)
     assert estimator.calibration == {"source": "synthetic", "notes": 30, "entities": 60, "gold_entities": 75,
@@ -54,8 +57,9 @@ def test_fit_puts_confident_right_entities_high_and_counts_misses() -> None:
 
 
 def test_on_its_calibration_notes_the_estimate_is_the_truth() -> None:
-    """Isotonic fits keep sums: on the notes it was fitted on, the expected correct entities are the correct ones,
-    and the expected gold entities are the gold ones when each gold entity has at most one prediction on it."""
+    """Thresholds at the shares keep counts: on the notes it was fitted on, the expected correct entities are the
+    correct ones, and the expected gold entities are the gold ones when each gold entity has at most one prediction
+    on it."""
     decoded, gold = calibration_notes(30)
     estimator = fit_estimator(decoded, gold)
     scores = np.array([e["score"] for note in decoded for e in note.entities])
@@ -67,9 +71,10 @@ def test_on_its_calibration_notes_the_estimate_is_the_truth() -> None:
     assert expected_gold == pytest.approx(sum(map(len, gold)))
 
 
-def test_entities_with_an_unknown_word_get_curves_of_their_own(tmp_path: Path) -> None:
+def test_entities_with_an_unknown_word_get_thresholds_of_their_own(tmp_path: Path) -> None:
     """At one score, entities whose words are all known are right and those with an unknown word are not: fitted
-    apart they get 1 and 0, fitted together 0.5 each; with too few unknown ones there is one fit."""
+    apart, every known one counts and no unknown one; fitted together, one threshold counts both or neither (here:
+    both, half of them being right); with too few unknown ones there is one fit."""
     decoded, gold = [], []
     for _ in range(40):
         known, unknown = entity(0, 5, "D", 0.9), entity(10, 15, "T", 0.9)
@@ -77,16 +82,16 @@ def test_entities_with_an_unknown_word_get_curves_of_their_own(tmp_path: Path) -
         gold.append([(0, 5, "D"), (10, 17, "T")])  # the unknown one overlaps its gold entity, with other bounds
     words = [(0, 5, False), (6, 9, False), (10, 15, True)]
     split = fit_estimator(decoded, gold, words=[words] * 40)
-    exact, overlap = split.probabilities(np.array([0.9, 0.9]), np.array([False, True]))
-    assert exact.tolist() == pytest.approx([1.0, 0.0]) and overlap.tolist() == pytest.approx([1.0, 1.0])
+    exact, overlap = split.counted(np.array([0.9, 0.9]), np.array([False, True]))
+    assert exact.tolist() == [1.0, 0.0] and overlap.tolist() == [1.0, 1.0]
     assert split.calibration["oov_entities"] == 40
     scores, unknown = np.array([0.9, 0.9]), np.array([False, True])
     columns = sentence_estimates(split, scores, np.array([0, 0]), np.array([0.0]), unknown)
     assert columns[0, 1] == pytest.approx(1.0)  # expected correct: the known entity only
     together = fit_estimator(decoded, gold)
-    assert together.knots_oov == () and together.probabilities(np.array([0.9]))[0].tolist() == pytest.approx([0.5])
+    assert together.exact_at_oov is None and together.counted(np.array([0.9]))[0].tolist() == [1.0]
     few = fit_estimator(decoded, gold, words=[[*words[:2], (10, 15, k < 5)] for k in range(40)])
-    assert few.knots_oov == ()  # 5 unknown entities: not enough for a curve of their own
+    assert few.exact_at_oov is None  # 5 unknown entities: not enough for a threshold of their own
     split.save(tmp_path)
     assert Estimator.load(tmp_path) == split
 
@@ -117,7 +122,8 @@ def test_missed_entities_with_an_unknown_word_get_a_rate_of_their_own() -> None:
 def test_sentence_estimates_by_sentence() -> None:
     columns = sentence_estimates(ESTIMATOR, np.array([0.9, 0.5, 0.7]), np.array([0, 0, 2]), np.array([0.2, 1.0, 0.0]))
     assert columns.shape == (3, len(ESTIMATE_COLUMNS))
-    np.testing.assert_allclose(columns, [[2, 0.8 + 0.2, 1.0 + 0.6 + 0.1], [0, 0, 0.5], [1, 0.5, 0.8]])
+    # 0.9 counts as right, 0.7 overlaps only, 0.5 neither; the missed: 0.5 per unit of O mass
+    np.testing.assert_allclose(columns, [[2, 1, 1 + 0.1], [0, 0, 0.5], [1, 0, 1]])
 
 
 def test_window_estimate_sums_merged_profiles() -> None:
@@ -150,6 +156,15 @@ def test_estimator_round_trip(tmp_path: Path) -> None:
     assert (tmp_path / ESTIMATION_FILE).exists() and Estimator.load(tmp_path) == ESTIMATOR
 
 
+def test_an_estimator_of_an_earlier_medner_is_not_read(tmp_path: Path) -> None:
+    """Versions exported with score curves (before thresholds) are served without an estimate, with a warning
+    that says how to get one."""
+    (tmp_path / ESTIMATION_FILE).write_text('{"knots": [0.5, 0.9], "exact": [0.2, 0.8], "overlap": [0.6, 1.0], '
+                                            '"missed_per_mass": 0.5}', encoding="utf-8")
+    with pytest.warns(UserWarning, match="re-export"):
+        assert Estimator.load(tmp_path) is None
+
+
 def test_served_rows_count_the_entities_it_returns(exported_repository: Path) -> None:
     """The estimate columns of a served model agree with the entities it answers: one row per sentence (each note
     here is one sentence), each entity scored as the client sees it."""
@@ -164,12 +179,12 @@ def test_served_rows_count_the_entities_it_returns(exported_repository: Path) ->
     entities = [d.entities for d in decoded]
     assert len(rows) == len(notes)
     assert rows[:, COLUMN["entities"]].tolist() == [len(e) for e in entities] and any(entities)
-    knots = np.array(tagger.features.estimator.knots)
-    steepest = max(np.max(np.abs(np.diff(values)) / np.maximum(np.diff(knots), 1e-12), initial=0.0)
-                   for values in (tagger.features.estimator.exact, tagger.features.estimator.overlap))
+    estimator = tagger.features.estimator
     for row, found in zip(rows, entities):
-        exact, overlap = tagger.features.estimator.probabilities(np.array([e["score"] for e in found]))
-        rounding = len(found) * steepest * 5e-5 + 1e-9  # clients see scores rounded to 4 places
-        assert row[COLUMN["expected_correct"]] == pytest.approx(exact.sum(), abs=rounding)
-        assert row[COLUMN["expected_gold"]] >= overlap.sum() - rounding  # plus the misses expected on O words
+        scores = np.array([e["score"] for e in found])
+        exact, overlap = estimator.counted(scores)
+        # clients see scores rounded to 4 places: an entity that close to a threshold may fall on either side
+        near = sum(np.sum(np.abs(scores - at) <= 5e-5) for at in (estimator.exact_at, estimator.overlap_at))
+        assert row[COLUMN["expected_correct"]] == pytest.approx(exact.sum(), abs=near + 1e-9)
+        assert row[COLUMN["expected_gold"]] >= overlap.sum() - near - 1e-9  # plus the misses expected on O words
     assert rows[-1, COLUMN["entities"]:].tolist() == [0.0, 0.0, 0.0]  # the empty note: nothing to find
