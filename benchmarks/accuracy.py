@@ -121,9 +121,18 @@ def decoding_levers(model_files: dict[str, bytes], data: object, name: str, seed
     LOG_PROBS.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(LOG_PROBS / f"{name}-s{seed}.npz", **{split: np.concatenate(rows).astype(np.float32)
                                                                for split, rows in log_probs.items()})
-    edges = SpanEdges.learn((s.tokens, s.labels) for s in data.train)
+    edges = _with_model_scores(SpanEdges.learn((s.tokens, s.labels) for s in data.train), SpanEdges.load(folder))
     return {"span_edges": {split: _scores(rows, getattr(data, split), edges) for split, rows in log_probs.items()},
             "min_score": min_score_metrics(log_probs, data, edges)}
+
+
+def _with_model_scores(edges: Any, saved: Any) -> Any:
+    """Learned span edges carrying the scores of the model's CRF layer, where it was trained with one."""
+    from dataclasses import replace
+
+    if saved is None or saved.learned is None:
+        return edges
+    return replace(edges, start_scores=saved.start_scores, transition_scores=saved.transition_scores)
 
 
 MIN_SCORES = (0.0, 0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9)
@@ -212,7 +221,13 @@ def ensemble_metrics(name: str, data: object, kept: list[Path]) -> dict:
     from medner.decoding import SpanEdges
     from medner.metrics import evaluate
 
-    edges = SpanEdges.learn((s.tokens, s.labels) for s in data.train)
+    # seeds trained with a CRF layer: their mean learned scores in every decoding ("plain": without span edges)
+    scores = [SpanEdges.load(model_dir(name, seed)) for seed in seeds_of(kept)]
+    learned = [e.learned for e in scores if e is not None and e.learned is not None]
+    plain = SpanEdges(start_scores=tuple(np.mean([s[0] for s in learned], axis=0).tolist()),
+                      transition_scores=tuple(map(tuple, np.mean([s[1] for s in learned], axis=0).tolist()))
+                      ) if learned else None
+    edges = _with_model_scores(SpanEdges.learn((s.tokens, s.labels) for s in data.train), plain)
     result = {"name": name, "seeds": seeds_of(kept), "data_version": data.version,
               "hardware": hardware_info(), "span_edges": {}, "entity_vote": {}}
     log_probs = {}
@@ -220,17 +235,17 @@ def ensemble_metrics(name: str, data: object, kept: list[Path]) -> dict:
         sentences = getattr(data, split)
         members = [np.load(p)[split] for p in kept]
         log_probs[split] = _per_sentence(np.log(np.mean(np.exp(members), axis=0)), sentences)
-        result[split] = _scores(log_probs[split], sentences)
+        result[split] = _scores(log_probs[split], sentences, plain)
         result["span_edges"][split] = _scores(log_probs[split], sentences, edges)
-        voted = entity_vote([_per_sentence(m, sentences) for m in members], sentences)
+        voted = entity_vote([_per_sentence(m, sentences) for m in members], sentences, plain)
         result["entity_vote"][split] = evaluate([s.labels for s in sentences], voted)
     return {**result, "min_score": min_score_metrics(log_probs, data, edges)}
 
 
-def entity_vote(members: list[list[Any]], sentences: list) -> list[list[str]]:
+def entity_vote(members: list[list[Any]], sentences: list, plain: Any = None) -> list[list[str]]:
     """Each sentence's labels from the entities (span and type) that more than half of the ``members`` (each one
-    model's log-probabilities per sentence) predict, each member decoded with plain Viterbi. Two such entities
-    never overlap: some member would have predicted both."""
+    model's log-probabilities per sentence) predict, each member decoded with plain Viterbi (``plain``: with CRF
+    layers' scores, no span edges). Two such entities never overlap: some member would have predicted both."""
     from collections import Counter
 
     from medner.decoding import decode
@@ -239,7 +254,7 @@ def entity_vote(members: list[list[Any]], sentences: list) -> list[list[str]]:
     voted = []
     for index, sentence in enumerate(sentences):
         votes = Counter(span for member in members
-                        for span in labels_to_spans(decode(member[index], words=sentence.tokens)))
+                        for span in labels_to_spans(decode(member[index], words=sentence.tokens, edges=plain)))
         labels = ["O"] * len(sentence.tokens)
         for (start, end, label), count in votes.items():
             if 2 * count > len(members):

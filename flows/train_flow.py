@@ -50,6 +50,7 @@ class TrainFlow(PublishingFlow):
                              help="train on train + dev for --epochs epochs and keep the last")
     span_edges = Parameter("span-edges", default=DEFAULTS.span_edges,
                            help="decode with the span edges learned from train")
+    crf = Parameter("crf", default=DEFAULTS.crf, help="train a CRF layer (tag transition scores) with the encoder")
     teacher = Parameter("teacher", default="", help="distil from this tagger: a TrainFlow run (FlowName/run-id) or "
                         "a model folder, or several separated by commas (their mean probabilities teach); the model "
                         "learns its word tag distributions beside the gold labels")

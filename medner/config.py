@@ -149,6 +149,8 @@ class TrainConfig:
     swap_entities: float = 0.0  # chance that a training entity is swapped for a dictionary name of its type
     train_on_dev: bool = False  # train on train + dev for `epochs` epochs, keep the last (nothing held out)
     span_edges: bool = True  # decode with the span edges learned from train (medner.decoding.SpanEdges)
+    crf: bool = False  # a learned CRF layer: tag transition scores trained with the encoder (medner.crf_layer)
+    crf_learning_rate: float = 1e-2  # the CRF layer's scores start at zero and are few: a far higher rate
     teacher: str = ""  # distillation: a trained tagger's folder (model_io.save_model) whose word tag distributions
     #                    the model also learns, or several separated by commas (a seed ensemble: their mean
     #                    probabilities); TrainFlow's --teacher resolves TrainFlow runs to folders

@@ -4,7 +4,9 @@ Training evaluation and serving both call :func:`decode`, so what is measured is
 ``viterbi`` finds the best IOB2-valid tag path (an ``I-X`` only after ``B-X``/``I-X``); on BeHealthy it beats
 plain argmax (benchmarks/results/model.md). Given :class:`SpanEdges` learned from the training data, it also
 keeps entities from starting or ending on words that never start or end one there (``,``, ``and``, ``of``...;
-benchmarks/results/accuracy.md). The result is read as O/D/T runs, as the corpus is annotated.
+benchmarks/results/accuracy.md), and for a model trained with a CRF layer (:mod:`medner.crf_layer`) it adds the
+tag transition scores learned with it, which the span edges carry. The result is read as O/D/T runs, as the corpus
+is annotated.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import json
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, cached_property
 from pathlib import Path
 from typing import Literal
 
@@ -42,13 +44,32 @@ def _transition_masks() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
     return start, pairs, pairs + must_go_on, begins
 
 
+def iob2_constraints() -> tuple[np.ndarray, np.ndarray]:
+    """The IOB2 rules as additive scores (0 allowed, -inf forbidden): start -> tag, and previous tag -> tag, in
+    ``BIO_TAGS`` order; what a CRF layer learns its transition scores on top of."""
+    start, pairs, _, _ = _transition_masks()
+    return start, pairs
+
+
 @dataclass(frozen=True)
 class SpanEdges:
     """Words (lower-cased) that never start, or never end, an entity in the training data although seen
-    there at least ``SPAN_EDGES_MIN_COUNT`` times: the corpus's span conventions, for the decoder."""
+    there at least ``SPAN_EDGES_MIN_COUNT`` times: the corpus's span conventions, for the decoder. For a model
+    trained with a CRF layer, also its learned ``start_scores`` (a sentence starting with each tag) and
+    ``transition_scores`` (each tag after each other), in ``BIO_TAGS`` order, which Viterbi adds to its IOB2 rules:
+    saved and loaded with the edges, so every decoder of the model reads them."""
 
     never_first: frozenset[str] = frozenset()
     never_last: frozenset[str] = frozenset()
+    start_scores: tuple[float, ...] | None = None
+    transition_scores: tuple[tuple[float, ...], ...] | None = None
+
+    @cached_property
+    def learned(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """The learned (start, transition) scores as arrays, or None for a model trained without a CRF layer."""
+        if self.start_scores is None or self.transition_scores is None:
+            return None
+        return np.asarray(self.start_scores, dtype=np.float64), np.asarray(self.transition_scores, dtype=np.float64)
 
     @classmethod
     def learn(cls, sentences: Iterable[tuple[Sequence[str], Sequence[str]]],
@@ -64,7 +85,11 @@ class SpanEdges:
         return cls(frozenset(w for w in frequent if not first[w]), frozenset(w for w in frequent if not last[w]))
 
     def to_json(self) -> str:
-        return json.dumps({"never_first": sorted(self.never_first), "never_last": sorted(self.never_last)}, indent=0)
+        learned = ({"start_scores": list(self.start_scores), "transition_scores": [list(r) for r in
+                                                                                self.transition_scores]}
+                   if self.learned is not None else {})
+        return json.dumps({"never_first": sorted(self.never_first), "never_last": sorted(self.never_last), **learned},
+                          indent=0)
 
     @classmethod
     def load(cls, folder: Path | str) -> SpanEdges | None:
@@ -73,7 +98,10 @@ class SpanEdges:
         if not path.exists():
             return None
         data = json.loads(path.read_text())
-        return cls(frozenset(data["never_first"]), frozenset(data["never_last"]))
+        learned = data.get("transition_scores")
+        return cls(frozenset(data["never_first"]), frozenset(data["never_last"]),
+                   tuple(data["start_scores"]) if learned is not None else None,
+                   tuple(tuple(row) for row in learned) if learned is not None else None)
 
     def masks(self, words: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """Per word: may not start an entity; may not end one."""
@@ -82,14 +110,17 @@ class SpanEdges:
                 np.fromiter((w in self.never_last for w in lower), bool, len(lower)))
 
 
-def viterbi(log_probs: np.ndarray, no_start: np.ndarray | None = None, no_end: np.ndarray | None = None
-            ) -> np.ndarray:
+def viterbi(log_probs: np.ndarray, no_start: np.ndarray | None = None, no_end: np.ndarray | None = None,
+            learned: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
     """Best IOB2-valid tag ids for one sequence of per-word tag log-probabilities ``(n, tags)``; words flagged
-    in ``no_start`` / ``no_end`` neither start nor end an entity (the all-O path always remains)."""
+    in ``no_start`` / ``no_end`` neither start nor end an entity (the all-O path always remains); ``learned``:
+    a CRF layer's (start, transition) scores, added to the rules (:attr:`SpanEdges.learned`)."""
     n_words = log_probs.shape[0]
     if n_words == 0:
         return np.zeros(0, dtype=np.int64)
     start, pairs, pairs_going_on, begins = _transition_masks()
+    if learned is not None:
+        start, pairs, pairs_going_on = start + learned[0], pairs + learned[1], pairs_going_on + learned[1]
     if no_start is not None and no_start.any():
         log_probs = log_probs + np.where(no_start[:, None], begins, 0.0)
     ends = no_end if no_end is not None and no_end.any() else None
@@ -100,7 +131,7 @@ def viterbi(log_probs: np.ndarray, no_start: np.ndarray | None = None, no_end: n
         backpointers[i] = candidates.argmax(axis=0)
         score = candidates.max(axis=0) + log_probs[i]
     if ends is not None and ends[-1]:
-        score = score + pairs_going_on[:, 0]  # the last word ends whatever entity it is in
+        score = score + _transition_masks()[2][:, 0]  # the last word ends whatever entity it is in (a rule)
     path = np.empty(n_words, dtype=np.int64)
     path[-1] = int(score.argmax())
     for i in range(n_words - 1, 0, -1):
@@ -113,12 +144,13 @@ def decode(log_probs: np.ndarray, decoder: Decoder = "viterbi", words: Sequence[
     """Per-word tag log-probabilities ``(n_words, len(BIO_TAGS))`` -> O/D/T labels; ``viterbi`` also keeps to
     ``edges`` where the ``words`` are given, sentence by sentence (``sentences``: word ranges; default: one), as
     training saw them: an entity must not run on into the next sentence to avoid ending on a ruled-out word."""
+    learned = edges.learned if edges is not None else None
     if decoder == "viterbi" and edges and words is not None:
         no_start, no_end = edges.masks(words)
-        ids = np.concatenate([viterbi(log_probs[a:b], no_start[a:b], no_end[a:b])
+        ids = np.concatenate([viterbi(log_probs[a:b], no_start[a:b], no_end[a:b], learned)
                               for a, b in sentences or [(0, len(words))]] or [np.zeros(0, dtype=np.int64)])
     elif decoder == "viterbi":
-        ids = viterbi(log_probs)
+        ids = viterbi(log_probs, learned=learned)
     elif decoder == "argmax":
         ids = log_probs.argmax(axis=-1)
     else:

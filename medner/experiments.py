@@ -62,6 +62,8 @@ LEVER_GRID = [
     {"name": "5ep-lr2e-4-ld0.8", **_FIVE_EPOCHS, "lever": "+ learning rate 2e-4, layer decay 0.8",
      "learning_rate": 2e-4, "layer_decay": 0.8},
     {"name": "5ep-avg2", **_FIVE_EPOCHS, "lever": "+ mean weights of the last 2 epochs", "average_epochs": 2},
+    {"name": "crf-layer", **_FIVE_EPOCHS, **_DEFAULT_SCHEDULE, "crf": True,
+     "lever": "the default schedule + a learned CRF layer (tag transitions)"},
     {"name": "5ep-train+dev", **_FIVE_EPOCHS, "lever": "+ trained on train + dev, the last epoch kept",
      "train_on_dev": True},
     {"name": "5ep-swap-train+dev", **_FIVE_EPOCHS, "lever": "+ entity swap (30%), trained on train + dev",

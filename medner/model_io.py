@@ -11,6 +11,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from medner.decoding import SPAN_EDGES_FILE, SpanEdges
 
 
@@ -111,9 +113,26 @@ def write_ensemble(members: Sequence[Path | str], folder: Path | str, sources: S
     for item in members[0].iterdir():  # the tokenizer (and span edges) at the top, as in any tagger folder
         if item.is_file() and item.name not in _MODEL_FILES:
             link_or_copy(item, folder / item.name)
+    _mean_learned_scores(members, folder)
     names = [f"members/{i}" for i in range(len(members))]
     (folder / ENSEMBLE_FILE).write_text(json.dumps({"members": names, "sources": list(sources)}, indent=1) + "\n")
     return folder
+
+
+def _mean_learned_scores(members: Sequence[Path], folder: Path) -> None:
+    """Members trained with a CRF layer: the ensemble's span edges carry the mean of their learned scores (they
+    decode the members' mean probabilities); the span edges' words are the first member's (one train split)."""
+    edges = [SpanEdges.load(m) for m in members]
+    learned = [e.learned for e in edges if e is not None and e.learned is not None]
+    if not learned:
+        return
+    if len(learned) < len(members):
+        raise ValueError("some members were trained with a CRF layer and some without: one recipe per ensemble")
+    start, transitions = (np.mean([scores[k] for scores in learned], axis=0) for k in (0, 1))
+    (folder / SPAN_EDGES_FILE).unlink(missing_ok=True)  # a link to the first member's: not written through
+    (folder / SPAN_EDGES_FILE).write_text(SpanEdges(
+        edges[0].never_first, edges[0].never_last, tuple(map(float, start)),
+        tuple(tuple(map(float, row)) for row in transitions)).to_json())
 
 
 def ensemble_of_files(members: Sequence[dict[str, bytes]], sources: Sequence[str] = ()) -> dict[str, bytes]:

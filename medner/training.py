@@ -23,6 +23,7 @@ import numpy as np
 from medner.augment import entity_swapper
 from medner.base_models import resolve_base_model
 from medner.config import TrainConfig
+from medner.crf_layer import crf_loss, transition_layer, with_learned_scores
 from medner.data import Sentence
 from medner.decoding import SpanEdges
 from medner.distill import student_loss, teacher_log_probs, with_teacher_copies
@@ -102,11 +103,15 @@ _LAYER_RE = re.compile(r"\.layers?\.(\d+)\.")
 
 def parameter_groups(model: Any, config: TrainConfig) -> list[dict[str, Any]]:
     """AdamW groups: no weight decay on biases and LayerNorm weights; the head at ``head_learning_rate``;
-    encoder layer ``i`` (of ``n``) at ``learning_rate * layer_decay ** (n - i)``, embeddings as layer 0."""
+    encoder layer ``i`` (of ``n``) at ``learning_rate * layer_decay ** (n - i)``, embeddings as layer 0; a CRF
+    layer's scores (``model.crf``) at ``crf_learning_rate``."""
     n_layers = model.config.num_hidden_layers
     head_rate = config.head_learning_rate or config.learning_rate
     groups: dict[tuple[float, float], list[Any]] = {}
     for name, parameter in model.named_parameters():
+        if name.startswith("crf."):  # a handful of scores from zero: far faster than the encoder, no decay
+            groups.setdefault((config.crf_learning_rate, 0.0), []).append(parameter)
+            continue
         if name.startswith(("classifier.", "score.")):
             rate = head_rate
         else:
@@ -130,7 +135,8 @@ class TrainResult:
     history: list[dict[str, float]] = field(default_factory=list)  # one row per epoch
     best_epoch: int = 0
     dev_metrics: dict[str, float] = field(default_factory=dict)
-    span_edges: SpanEdges | None = None  # learned from the training sentences (config.span_edges)
+    span_edges: SpanEdges | None = None  # learned from the training sentences (config.span_edges), with a CRF
+    #                                     layer's scores (config.crf)
     train_seconds: float = 0.0
     device: str = "cpu"
     threads: int = 1
@@ -192,8 +198,9 @@ def _dev_metrics(model: Any, tokenizer: Any, config: TrainConfig, dev: Sequence[
 
 def _loss_of_batch(model: Any, tokenizer: Any, config: TrainConfig, sentences: Sequence[Sentence], gold: int,
                    teacher: Sequence[np.ndarray] | None, device: str) -> Callable[[list[int]], Any]:
-    """``loss(batch)``: the training loss of a batch of sentence indices (the gold cross-entropy; with a teacher,
-    :func:`medner.distill.student_loss`; sentences from index ``gold`` on are teacher-labelled copies)."""
+    """``loss(batch)``: the training loss of a batch of sentence indices (the gold cross-entropy; with a CRF layer,
+    :func:`medner.crf_layer.crf_loss`; with a teacher, :func:`medner.distill.student_loss`; sentences from index
+    ``gold`` on are teacher-labelled copies)."""
     import torch
 
     autocast = torch.autocast(device, dtype=torch.bfloat16, enabled=config.bf16)
@@ -207,7 +214,10 @@ def _loss_of_batch(model: Any, tokenizer: Any, config: TrainConfig, sentences: S
         targets = torch.tensor([first_piece_targets(w, to_bio(s.labels)) if i < gold else [IGNORE_INDEX] * len(w)
                                 for i, w, s in zip(batch, word_ids, chosen)]).to(device)
         with autocast:
-            out = model(**{k: v.to(device) for k, v in inputs.items()}, labels=targets if teacher is None else None)
+            out = model(**{k: v.to(device) for k, v in inputs.items()},
+                        labels=targets if teacher is None and not config.crf else None)
+        if config.crf:
+            return crf_loss(out.logits, targets, model.crf)
         return out.loss if teacher is None else student_loss(
             out.logits, targets, word_ids, [teacher[i] for i in batch], config.distill_weight,
             config.distill_temperature)
@@ -252,11 +262,15 @@ def train(
 
     if config.teacher and config.swap_entities:
         raise ValueError("distillation scores the training sentences once: set swap_entities to 0 with a teacher")
+    if config.teacher and config.crf:
+        raise ValueError("a CRF layer learns from gold tags only: distillation with crf is not supported")
     random.seed(config.seed)
     np.random.seed(config.seed)
     torch.manual_seed(config.seed)
     threads, device = set_threads(config.threads), pick_device()
     tokenizer, model = load_tokenizer_and_model(resolve_base_model(config.base_model), device)
+    if config.crf:
+        model.crf = transition_layer().to(device)  # in the state dict: epoch selection keeps its scores too
     train_sentences = train_sentences[: config.max_train_sentences or None]
     if config.train_on_dev:
         train_sentences = [*train_sentences, *dev_sentences]
@@ -279,7 +293,7 @@ def train(
         losses = _run_epoch(model, batches, loss_of, optimizer, scheduler,
                             config.max_steps - step if config.max_steps else None, bar)
         step, epoch_seconds = step + len(losses), time.perf_counter() - epoch_started
-        dev_metrics = _dev_metrics(model, tokenizer, config, dev_sentences, edges)
+        dev_metrics = _dev_metrics(model, tokenizer, config, dev_sentences, _decoding_edges(model, edges))
         row = {"epoch": epoch, "train_loss": float(np.mean(losses)) if losses else float("nan"),
                **{f"dev_{k}": dev_metrics[k] for k in ("entity_f1", "entity_f1_D", "entity_f1_T")},
                "train_sentences": len(train_sentences), "epoch_seconds": epoch_seconds,
@@ -291,8 +305,16 @@ def train(
         if selection.after_epoch(epoch, model, dev_metrics) or (config.max_steps and step >= config.max_steps):
             break
     selection.load_into(model)
+    result.span_edges = edges = _decoding_edges(model, edges)
+    if config.crf:
+        del model.crf  # its scores now travel with the span edges; the model is a plain tagger again
     result.best_epoch, result.dev_metrics = (
         (len(result.history), evaluate_model(model, tokenizer, dev_sentences, config.decode, edges)[0])
         if selection.keep_last else (selection.best_epoch, selection.dev_metrics))
     result.train_seconds = time.perf_counter() - started
     return result
+
+
+def _decoding_edges(model: Any, edges: SpanEdges | None) -> SpanEdges | None:
+    """What the model is decoded with: the span edges, carrying its CRF layer's scores where it has one."""
+    return with_learned_scores(edges, model.crf) if hasattr(model, "crf") else edges
