@@ -110,7 +110,7 @@ def decoding_levers(model_files: dict[str, bytes], data: object, name: str, seed
     chosen on dev. Keeps the model's log-probabilities for :func:`ensemble_metrics`."""
     import numpy as np
 
-    from medner.decoding import SpanEdges
+    from medner.decoding import SpanEdges, mean_learned
     from medner.inference import sentence_log_probs, torch_encoder
     from medner.model_io import files_to_dir, load_model
 
@@ -121,18 +121,15 @@ def decoding_levers(model_files: dict[str, bytes], data: object, name: str, seed
     LOG_PROBS.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(LOG_PROBS / f"{name}-s{seed}.npz", **{split: np.concatenate(rows).astype(np.float32)
                                                                for split, rows in log_probs.items()})
-    edges = _with_model_scores(SpanEdges.learn((s.tokens, s.labels) for s in data.train), SpanEdges.load(folder))
+    edges = _with_learned(SpanEdges.learn((s.tokens, s.labels) for s in data.train),
+                          mean_learned([SpanEdges.load(folder)]))
     return {"span_edges": {split: _scores(rows, getattr(data, split), edges) for split, rows in log_probs.items()},
             "min_score": min_score_metrics(log_probs, data, edges)}
 
 
-def _with_model_scores(edges: Any, saved: Any) -> Any:
-    """Learned span edges carrying the scores of the model's CRF layer, where it was trained with one."""
-    from dataclasses import replace
-
-    if saved is None or saved.learned is None:
-        return edges
-    return replace(edges, start_scores=saved.start_scores, transition_scores=saved.transition_scores)
+def _with_learned(edges: Any, learned: Any) -> Any:
+    """Span edges carrying a CRF layer's learned scores, where the model was trained with one (``learned``)."""
+    return edges.with_learned(*learned) if learned is not None else edges
 
 
 MIN_SCORES = (0.0, 0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9)
@@ -218,16 +215,13 @@ def ensemble_metrics(name: str, data: object, kept: list[Path]) -> dict:
     ``entity_vote``: the entities most of the seeds' own decodings agree on (:func:`entity_vote`)."""
     import numpy as np
 
-    from medner.decoding import SpanEdges
+    from medner.decoding import SpanEdges, mean_learned
     from medner.metrics import evaluate
 
     # seeds trained with a CRF layer: their mean learned scores in every decoding ("plain": without span edges)
-    scores = [SpanEdges.load(model_dir(name, seed)) for seed in seeds_of(kept)]
-    learned = [e.learned for e in scores if e is not None and e.learned is not None]
-    plain = SpanEdges(start_scores=tuple(np.mean([s[0] for s in learned], axis=0).tolist()),
-                      transition_scores=tuple(map(tuple, np.mean([s[1] for s in learned], axis=0).tolist()))
-                      ) if learned else None
-    edges = _with_model_scores(SpanEdges.learn((s.tokens, s.labels) for s in data.train), plain)
+    learned = mean_learned([SpanEdges.load(model_dir(name, seed)) for seed in seeds_of(kept)])
+    plain = _with_learned(SpanEdges(), learned) if learned is not None else None
+    edges = _with_learned(SpanEdges.learn((s.tokens, s.labels) for s in data.train), learned)
     result = {"name": name, "seeds": seeds_of(kept), "data_version": data.version,
               "hardware": hardware_info(), "span_edges": {}, "entity_vote": {}}
     log_probs = {}

@@ -62,7 +62,5 @@ def crf_loss(logits: Any, targets: Any, layer: Any) -> Any:
 
 def with_learned_scores(edges: SpanEdges | None, layer: Any) -> SpanEdges:
     """``edges`` (or none) carrying ``layer``'s current scores, for the decoder."""
-    start = tuple(float(v) for v in layer.start.detach().float().cpu())
-    transitions = tuple(tuple(float(v) for v in row) for row in layer.transitions.detach().float().cpu())
-    edges = edges or SpanEdges()
-    return SpanEdges(edges.never_first, edges.never_last, start, transitions)
+    return (edges or SpanEdges()).with_learned(layer.start.detach().float().cpu().numpy(),
+                                               layer.transitions.detach().float().cpu().numpy())

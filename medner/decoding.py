@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cache, cached_property
 from pathlib import Path
 from typing import Literal
@@ -71,6 +71,11 @@ class SpanEdges:
             return None
         return np.asarray(self.start_scores, dtype=np.float64), np.asarray(self.transition_scores, dtype=np.float64)
 
+    def with_learned(self, start: Sequence[float], transitions: Sequence[Sequence[float]]) -> SpanEdges:
+        """These edges carrying a CRF layer's (start, transition) scores (arrays or nested sequences)."""
+        return replace(self, start_scores=tuple(float(v) for v in start),
+                       transition_scores=tuple(tuple(float(v) for v in row) for row in transitions))
+
     @classmethod
     def learn(cls, sentences: Iterable[tuple[Sequence[str], Sequence[str]]],
               min_count: int = SPAN_EDGES_MIN_COUNT) -> SpanEdges:
@@ -108,6 +113,17 @@ class SpanEdges:
         lower = [w.lower() for w in words]
         return (np.fromiter((w in self.never_first for w in lower), bool, len(lower)),
                 np.fromiter((w in self.never_last for w in lower), bool, len(lower)))
+
+
+def mean_learned(edges: Sequence[SpanEdges | None]) -> tuple[np.ndarray, np.ndarray] | None:
+    """The mean (start, transition) scores of models trained with a CRF layer (their span edges), None when none
+    was; raises ValueError when some were and some were not (one recipe per ensemble)."""
+    learned = [e.learned for e in edges if e is not None and e.learned is not None]
+    if not learned:
+        return None
+    if len(learned) < len(edges):
+        raise ValueError("some members were trained with a CRF layer and some without: one recipe per ensemble")
+    return np.mean([s[0] for s in learned], axis=0), np.mean([s[1] for s in learned], axis=0)
 
 
 def viterbi(log_probs: np.ndarray, no_start: np.ndarray | None = None, no_end: np.ndarray | None = None,

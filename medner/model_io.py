@@ -11,9 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from medner.decoding import SPAN_EDGES_FILE, SpanEdges
+from medner.decoding import SPAN_EDGES_FILE, SpanEdges, mean_learned
 
 
 def pick_device() -> str:
@@ -123,16 +121,11 @@ def _mean_learned_scores(members: Sequence[Path], folder: Path) -> None:
     """Members trained with a CRF layer: the ensemble's span edges carry the mean of their learned scores (they
     decode the members' mean probabilities); the span edges' words are the first member's (one train split)."""
     edges = [SpanEdges.load(m) for m in members]
-    learned = [e.learned for e in edges if e is not None and e.learned is not None]
-    if not learned:
+    learned = mean_learned(edges)
+    if learned is None:
         return
-    if len(learned) < len(members):
-        raise ValueError("some members were trained with a CRF layer and some without: one recipe per ensemble")
-    start, transitions = (np.mean([scores[k] for scores in learned], axis=0) for k in (0, 1))
     (folder / SPAN_EDGES_FILE).unlink(missing_ok=True)  # a link to the first member's: not written through
-    (folder / SPAN_EDGES_FILE).write_text(SpanEdges(
-        edges[0].never_first, edges[0].never_last, tuple(map(float, start)),
-        tuple(tuple(map(float, row)) for row in transitions)).to_json())
+    (folder / SPAN_EDGES_FILE).write_text(edges[0].with_learned(*learned).to_json())
 
 
 def ensemble_of_files(members: Sequence[dict[str, bytes]], sources: Sequence[str] = ()) -> dict[str, bytes]:
