@@ -2,7 +2,7 @@
 
     python benchmarks/frontier.py run --model minilm=TrainFlow/ID --model mpnet=TrainFlow/ID \
         --model student=TrainFlow/ID [--model FAMILY=RUN|RUN,RUN,...|FOLDER ...] [--rounds 3]
-    python benchmarks/frontier.py report
+    python benchmarks/frontier.py report [--out benchmarks/results/frontier]
 
 ``run`` takes one trained model per family (a TrainFlow run or a model folder), exports it to ONNX as `medner
 export` does, quantizes it two ways (dynamic INT8, per-channel: the MatMul weights, as export publishes it, and every
@@ -14,7 +14,7 @@ their seed ensembles from benchmarks/results/accuracy.json (the ablation); an en
 model's divided by its seeds (one encoder pass per seed: computed, not timed). Cost per million notes prices the
 measured rate as the CPU instance of benchmarks/serving.py with this machine's core count.
 
-Writes benchmarks/results/frontier.{md,json}.
+Writes benchmarks/results/frontier.{md,json} (``--out``: another path, for another set of families).
 """
 
 from __future__ import annotations
@@ -43,6 +43,10 @@ FAMILIES = {
     # MPNet's seed ensemble served as one model (--model mpnet-ensemble=RUN,RUN,RUN: one graph, every member inside)
     "mpnet-ensemble": ("", "plain"),
     "mpnet-self-distilled": ("mpnet-self-distill-ens", "plain"),  # MPNet taught by its seed ensemble
+    # trained with a CRF layer: decoded with its learned transition scores (in the model's span_edges.json)
+    "minilm-crf": ("crf-layer", "learned transitions"),
+    "mpnet-crf": ("mpnet-lr1e-4-bf16-crf", "learned transitions"),
+    "crf-student-of-ensemble": ("crf-distill-ens-w0.5-t1-c1", "learned transitions"),
 }
 VARIANTS = ("fp32", "int8-all-ops", "int8-matmul")  # int8-matmul: what export publishes (INT8_OP_TYPES)
 
@@ -55,7 +59,7 @@ def quantize(onnx_path: Path, target: Path, variant: str) -> Path:
     return quantize_int8(onnx_path, target, None if variant == "int8-all-ops" else INT8_OP_TYPES)
 
 
-def run(models: dict[str, str], rounds: int, threads: int, data_dir: str | None) -> None:
+def run(models: dict[str, str], rounds: int, threads: int, data_dir: str | None, out: Path = OUT) -> None:
     from export.onnx_export import export_onnx
     from medner.config import data_dir as resolve_data_dir
     from medner.data import read_behealthy
@@ -71,7 +75,7 @@ def run(models: dict[str, str], rounds: int, threads: int, data_dir: str | None)
         for family, source in models.items():
             folder = model_folder(source)  # a run's model, written once into the cache, or a folder as it is
             decoding = FAMILIES[family][1]
-            edges = SpanEdges.load(folder) if decoding == "span edges" else None
+            edges = SpanEdges.load(folder) if decoding != "plain" else None
             tokenizer = WordPieceTokenizer.from_dir(folder)
             onnx = export_onnx(folder, Path(tmp) / f"{family}.onnx")
             for variant in VARIANTS:
@@ -97,8 +101,8 @@ def run(models: dict[str, str], rounds: int, threads: int, data_dir: str | None)
         variant["notes_per_s"] = len(notes) / statistics.median(variant["seconds"])
     saved = {"date": time.strftime("%Y-%m-%d"), "hardware": hardware_info(), "threads": threads, "rounds": rounds,
              "notes": len(notes), "variants": variants}
-    OUT.with_suffix(".json").write_text(json.dumps(saved, indent=1))
-    report()
+    out.with_suffix(".json").write_text(json.dumps(saved, indent=1))
+    report(out)
 
 
 def _seeds_row(candidate: dict, decoding: str) -> tuple[list[float], list[float], list[float]]:
@@ -106,12 +110,12 @@ def _seeds_row(candidate: dict, decoding: str) -> tuple[list[float], list[float]
     return candidate[key], candidate["test_entity_f1_D"], candidate["test_entity_f1_T"]
 
 
-def report() -> None:
+def report(out: Path = OUT) -> None:
     from benchmarks.serving import PRICE_SOURCE, PRICES
     from export.gates import INT8_MAX_F1_DROP
     from medner.report import mean_sd
 
-    saved = json.loads(OUT.with_suffix(".json").read_text())
+    saved = json.loads(out.with_suffix(".json").read_text())
     accuracy = json.loads((RESULTS / "accuracy.json").read_text())
     candidates = {c["name"]: c for c in accuracy["candidates"]}
     ensembles = {e["name"]: e for e in accuracy["ensembles"]}
@@ -151,6 +155,7 @@ def report() -> None:
             table.append(f"| {family} fp32, {len(ensemble['seeds'])}-seed ensemble | – | {test['entity_f1']:.4f} | "
                          f"{test['entity_f1_D']:.3f} / {test['entity_f1_T']:.3f} | – | {rate:.0f} (computed) | "
                          f"{ratio(rate)} | {cost(rate)} |")
+    out_option = "" if out == OUT else f" --out {out.relative_to(ROOT)}"
     sources = "; ".join(f"{family}: {source}" for family, source in
                         {v["family"]: v["source"] for v in variants.values()}.items())
     lines = [
@@ -176,9 +181,9 @@ def report() -> None:
          f"No cost column: no priced CPU instance has this machine's {cores} cores."), "",
         "Command: `python benchmarks/frontier.py run "
         + " ".join(f"--model {v['family']}={v['source']}" for v in variants.values() if v["variant"] == "fp32")
-        + " && python benchmarks/frontier.py report`.",
+        + out_option + " && python benchmarks/frontier.py report" + out_option + "`.",
     ]
-    write_results(OUT, lines)
+    write_results(out, lines)
 
 
 def main() -> None:
@@ -190,16 +195,20 @@ def main() -> None:
     start.add_argument("--rounds", type=int, default=3)
     start.add_argument("--threads", type=int, default=2, help="ONNX Runtime intra-op threads")
     start.add_argument("--data-dir", default=None)
-    sub.add_parser("report", help="rewrite benchmarks/results/frontier.md from frontier.json and accuracy.json")
+    again = sub.add_parser("report", help="rewrite frontier.md from frontier.json and accuracy.json")
+    for command in (start, again):
+        command.add_argument("--out", type=Path, default=OUT,
+                             help="results path without suffix (default: benchmarks/results/frontier)")
     args = parser.parse_args()
+    out = args.out.resolve().with_suffix("")
     if args.command == "report":
-        report()
+        report(out)
         return
     models = dict(item.split("=", 1) for item in args.model)
     if unknown := sorted(set(models) - set(FAMILIES)):
         parser.error(f"unknown famil{'ies' if len(unknown) > 1 else 'y'} {', '.join(unknown)}: "
                      f"expected {', '.join(FAMILIES)}")
-    run(models, args.rounds, args.threads, args.data_dir)
+    run(models, args.rounds, args.threads, args.data_dir, out)
 
 
 if __name__ == "__main__":

@@ -1,11 +1,13 @@
-"""The serving hot path of this checkout against a baseline checkout (another commit), side by side in one run.
+"""The serving hot path of this checkout against a baseline, side by side in one run: another commit's code on the
+same model files, or this code on another model's files.
 
     git worktree add /tmp/medner-baseline <commit>
     python benchmarks/hot_path.py --baseline /tmp/medner-baseline [--rounds 5] [--concurrency 16] [--models ner]
+    python benchmarks/hot_path.py --repository REPO --baseline-repository OTHER_REPO
 
-Both trees tag the same notes (the BeHealthy test sentences) with the newest version of each of ``--models`` in
-this checkout's ``model_repository`` (the same model files), each with its own code, in fresh processes of this
-Python (a tree whose code predates a file of the version, such as ``span_edges.json``, ignores it):
+Both sides tag the same notes (the BeHealthy test sentences) with the newest version of each of ``--models``, the
+baseline from ``--baseline-repository`` (default: ``--repository``), each with its own code, in fresh processes of
+this Python (a tree whose code predates a file of the version, such as ``span_edges.json``, ignores it):
 
 in_process   ``clients.local.LocalNerModel(repository, threads=1).extract`` (validation, tokenizing, ONNX Runtime,
              decoding: what ``medner extract --local`` and the CPU ``ner`` Triton model run), 64 notes per call;
@@ -76,8 +78,11 @@ def run_in(tree: Path, code: str, *args: str) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--baseline", type=Path, required=True, help="a checkout of the commit to compare with")
+    parser.add_argument("--baseline", type=Path, default=ROOT,
+                        help="a checkout of the commit to compare with (default: this one)")
     parser.add_argument("--repository", type=Path, default=ROOT / "model_repository")
+    parser.add_argument("--baseline-repository", type=Path,
+                        help="the baseline's model repository, to compare two models (default: --repository)")
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--concurrency", type=int, default=16)
@@ -86,13 +91,17 @@ def main() -> None:
     args = parser.parse_args()
 
     trees = {"baseline": args.baseline.resolve(), "this": ROOT}
+    sources = {"baseline": (args.baseline_repository or args.repository).resolve(), "this": args.repository.resolve()}
+    if trees["baseline"] == trees["this"] and sources["baseline"] == sources["this"]:
+        parser.error("nothing to compare: pass --baseline (another checkout) or --baseline-repository")
     commits = {name: subprocess.run(["git", "describe", "--always", "--dirty=+changes"], cwd=tree, capture_output=True,
                                     text=True, check=True).stdout.strip() for name, tree in trees.items()}
     variants = [f"{model} {way}" for model in args.models for way in ("in_process", f"triton_c{args.concurrency}")]
     results: dict = {v: {name: [] for name in trees} for v in variants}
     report: dict = {"hardware": hardware(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-                    "commits": commits, "versions": {m: int(latest_version(args.repository / m).name)
-                                                     for m in args.models},
+                    "commits": commits, "repositories": {name: str(path) for name, path in sources.items()},
+                    "versions": {name: {m: int(latest_version(path / m).name) for m in args.models}
+                                 for name, path in sources.items()},
                     "rounds": args.rounds,
                     "load_average_start": [round(x, 2) for x in os.getloadavg()]}
     with tempfile.TemporaryDirectory(prefix="medner-hot-path-") as tmp:
@@ -100,7 +109,7 @@ def main() -> None:
         notes = load_notes(args.data_dir)
         notes_file.write_text(json.dumps(notes))
         report["notes"] = len(notes)
-        repositories = {(name, model): one_model_repository(args.repository, Path(tmp) / name / model, tree, model)
+        repositories = {(name, model): one_model_repository(sources[name], Path(tmp) / name / model, tree, model)
                         for name, tree in trees.items() for model in args.models}
         for round_index in range(args.rounds):
             order = list(trees) if round_index % 2 == 0 else list(trees)[::-1]
@@ -120,11 +129,14 @@ def main() -> None:
     report["command"] = " ".join(["python", *sys.argv])
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
+    same_models = sources["baseline"] == sources["this"]
+    models = (", ".join(f"{m} v{v}" for m, v in report["versions"]["this"].items()) + " (the same model files for both)"
+              if same_models else "; ".join(f"{name}: " + ", ".join(f"{m} v{v}" for m, v in versions.items())
+                                            + f" of {sources[name]}" for name, versions in report["versions"].items()))
     lines = [
-        "# Serving hot path: this checkout vs a baseline commit",
+        "# Serving hot path: this checkout vs a baseline " + ("commit" if same_models else "model"),
         "",
-        f"{report['hardware']}; {report['date']}; "
-        + ", ".join(f"{m} v{v}" for m, v in report["versions"].items()) + " (the same model files for both); "
+        f"{report['hardware']}; {report['date']}; {models}; "
         f"{report['notes']} BeHealthy test sentences; {args.rounds} rounds, the order alternating; load average "
         f"{report['load_average_start']} at start, {report['load_average_end']} at end.",
         "",

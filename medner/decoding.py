@@ -155,6 +155,34 @@ def viterbi(log_probs: np.ndarray, no_start: np.ndarray | None = None, no_end: n
     return path
 
 
+def _log_sum_exp(scores: np.ndarray, axis: int) -> np.ndarray:
+    """log(sum(exp)) along ``axis``, -inf where every score is (a tag the rules rule out)."""
+    top = scores.max(axis=axis, keepdims=True)
+    safe = np.where(np.isfinite(top), top, 0.0)
+    with np.errstate(divide="ignore"):
+        return (np.log(np.exp(scores - safe).sum(axis=axis, keepdims=True)) + safe).squeeze(axis)
+
+
+def marginals(log_probs: np.ndarray, learned: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+    """Each word's tag log-probabilities over the IOB2-valid paths (forward-backward, ``(n, tags)``): the per-word
+    distribution of the sequence model Viterbi decodes (a CRF layer's ``learned`` scores added to the rules), for a
+    teacher whose word logits alone are not one (:func:`medner.distill.teacher_log_probs`)."""
+    if log_probs.shape[0] == 0:
+        return np.zeros_like(log_probs)
+    start, pairs, _, _ = _transition_masks()
+    if learned is not None:
+        start, pairs = start + learned[0], pairs + learned[1]
+    forward = np.empty_like(log_probs, dtype=np.float64)
+    backward = np.zeros_like(log_probs, dtype=np.float64)
+    forward[0] = start + log_probs[0]
+    for i in range(1, len(log_probs)):
+        forward[i] = _log_sum_exp(forward[i - 1][:, None] + pairs, axis=0) + log_probs[i]
+    for i in range(len(log_probs) - 2, -1, -1):
+        backward[i] = _log_sum_exp(pairs + (log_probs[i + 1] + backward[i + 1])[None, :], axis=1)
+    joint = forward + backward
+    return joint - _log_sum_exp(joint, axis=1)[:, None]
+
+
 def decode(log_probs: np.ndarray, decoder: Decoder = "viterbi", words: Sequence[str] | None = None,
            edges: SpanEdges | None = None, sentences: Sequence[tuple[int, int]] | None = None) -> list[str]:
     """Per-word tag log-probabilities ``(n_words, len(BIO_TAGS))`` -> O/D/T labels; ``viterbi`` also keeps to

@@ -15,7 +15,9 @@ from typing import Any
 import numpy as np
 
 from medner.augment import entity_swapper
+from medner.crf_layer import crf_loss
 from medner.data import Sentence
+from medner.decoding import SpanEdges, marginals
 from medner.labels import BIO_TAGS, IGNORE_INDEX
 from medner.model_io import load_model, pick_device
 
@@ -25,7 +27,9 @@ COPY_SWAP_CHANCE = 0.5  # of each entity in a teacher-labelled copy
 def teacher_log_probs(teacher: Path | str, sentences: Sequence[Sentence]) -> list[np.ndarray]:
     """Each sentence's per-word tag log-probabilities (words x BIO_TAGS) by the tagger saved in ``teacher``
     (``medner.model_io.save_model``), through the serving path: the soft targets. A seed ensemble's folder
-    (``medner.model_io.write_ensemble``) teaches its members' mean probabilities."""
+    (``medner.model_io.write_ensemble``) teaches its members' mean probabilities. A teacher trained with a CRF
+    layer teaches its sequence model's per-word marginals (:func:`medner.decoding.marginals`): its word logits
+    are emissions, which its learned transition scores complete."""
     from medner.inference import sentence_log_probs, torch_encoder
     from medner.model_io import ENSEMBLE_FILE, is_ensemble
 
@@ -34,7 +38,11 @@ def teacher_log_probs(teacher: Path | str, sentences: Sequence[Sentence]) -> lis
     tokenizer, model = load_model(teacher, pick_device())
     if model.config.num_labels != len(BIO_TAGS):
         raise ValueError(f"teacher {teacher}: {model.config.num_labels} tags, expected {len(BIO_TAGS)} ({BIO_TAGS})")
-    return sentence_log_probs([s.tokens for s in sentences], tokenizer, torch_encoder(model))
+    log_probs = sentence_log_probs([s.tokens for s in sentences], tokenizer, torch_encoder(model))
+    edges = SpanEdges.load(teacher)
+    if edges is None or edges.learned is None:
+        return log_probs
+    return [marginals(words, edges.learned).astype(words.dtype) for words in log_probs]
 
 
 def with_teacher_copies(sentences: Sequence[Sentence], copies: int, seed: int) -> list[Sentence]:
@@ -66,12 +74,18 @@ def distillation_loss(logits: Any, word_ids: Sequence[Sequence[int | None]], tea
 
 
 def student_loss(logits: Any, targets: Any, word_ids: Sequence[Sequence[int | None]], teacher: Sequence[np.ndarray],
-                 weight: float, temperature: float) -> Any:
-    """``(1 - weight) *`` the gold cross-entropy over the rows that have gold tags (``targets`` not IGNORE_INDEX;
-    a batch of teacher-labelled copies has none) ``+ weight *`` :func:`distillation_loss`."""
+                 weight: float, temperature: float, crf_layer: Any = None) -> Any:
+    """``(1 - weight) *`` the gold loss over the rows that have gold tags (``targets`` not IGNORE_INDEX; a batch
+    of teacher-labelled copies has none) ``+ weight *`` :func:`distillation_loss`. The gold loss is the
+    cross-entropy, or with ``crf_layer`` (a student with a CRF layer) :func:`medner.crf_layer.crf_loss`, whose
+    emissions the teacher's distributions then shape word by word."""
     import torch
 
     gold = targets != IGNORE_INDEX
-    hard = (torch.nn.functional.cross_entropy(logits[gold].float(), targets[gold]) if gold.any()
-            else torch.zeros((), device=logits.device))
+    if not gold.any():
+        hard = torch.zeros((), device=logits.device)
+    elif crf_layer is not None:
+        hard = crf_loss(logits, targets, crf_layer)
+    else:
+        hard = torch.nn.functional.cross_entropy(logits[gold].float(), targets[gold])
     return (1 - weight) * hard + weight * distillation_loss(logits, word_ids, teacher, temperature)

@@ -77,6 +77,8 @@ LEVER_GRID = [
      "learning_rate": 1e-4},
     {"name": "mpnet-lr1e-4-bf16-8ep", **_MPNET, "lever": "MPNet-base, lr 1e-4, bf16 autocast, 8 epochs", "bf16": True,
      "learning_rate": 1e-4, "epochs": 8, "patience": 8},  # up on dev, down on test: not the default (accuracy.md)
+    {"name": "mpnet-lr1e-4-bf16-crf", **_MPNET, "lever": "MPNet-base, lr 1e-4, bf16 autocast, a learned CRF layer",
+     "bf16": True, "learning_rate": 1e-4, "crf": True},
     {"name": "mpnet-lr1e-4-bf16-train+dev", **_MPNET, "lever": "MPNet-base, lr 1e-4, bf16, trained on train + dev",
      "bf16": True, "learning_rate": 1e-4, "train_on_dev": True},
     # distillation (TrainFlow --teacher; the ablation's --teacher): MiniLM with the default schedule, learning the
@@ -98,6 +100,11 @@ LEVER_GRID = [
      "lever": "MiniLM student of a seed ensemble, weight 0.5, T 2, + 3 swapped copies", **_distill(0.5, 2.0, 3)},
     {"name": "distill-ens-w0.5-t1-c1-8ep", **_STUDENT, "epochs": 8, "patience": 8,
      "lever": "MiniLM student of a seed ensemble, weight 0.5, T 1, + 1 swapped copy, 8 epochs",
+     **_distill(0.5, 1.0, 1)},
+    # the CRF layer's student (--crf with --teacher): the CRF loss on gold, the teacher's distributions on its
+    # emissions; a teacher with a CRF layer teaches its per-word marginals (medner.distill.teacher_log_probs)
+    {"name": "crf-distill-ens-w0.5-t1-c1", **_STUDENT, "crf": True,
+     "lever": "MiniLM + CRF layer, student of a seed ensemble, weight 0.5, T 1, + 1 swapped copy",
      **_distill(0.5, 1.0, 1)},
     {"name": "mpnet-self-distill-ens", **_MPNET, "bf16": True, "learning_rate": 1e-4,
      "lever": "MPNet student of its own seed ensemble, weight 0.5, T 2, + 1 swapped copy", **_distill(0.5, 2.0, 1)},

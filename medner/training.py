@@ -199,8 +199,8 @@ def _dev_metrics(model: Any, tokenizer: Any, config: TrainConfig, dev: Sequence[
 def _loss_of_batch(model: Any, tokenizer: Any, config: TrainConfig, sentences: Sequence[Sentence], gold: int,
                    teacher: Sequence[np.ndarray] | None, device: str) -> Callable[[list[int]], Any]:
     """``loss(batch)``: the training loss of a batch of sentence indices (the gold cross-entropy; with a CRF layer,
-    :func:`medner.crf_layer.crf_loss`; with a teacher, :func:`medner.distill.student_loss`; sentences from index
-    ``gold`` on are teacher-labelled copies)."""
+    :func:`medner.crf_layer.crf_loss`; with a teacher, :func:`medner.distill.student_loss` on top of either;
+    sentences from index ``gold`` on are teacher-labelled copies)."""
     import torch
 
     autocast = torch.autocast(device, dtype=torch.bfloat16, enabled=config.bf16)
@@ -216,11 +216,10 @@ def _loss_of_batch(model: Any, tokenizer: Any, config: TrainConfig, sentences: S
         with autocast:
             out = model(**{k: v.to(device) for k, v in inputs.items()},
                         labels=targets if teacher is None and not config.crf else None)
-        if config.crf:
-            return crf_loss(out.logits, targets, model.crf)
-        return out.loss if teacher is None else student_loss(
-            out.logits, targets, word_ids, [teacher[i] for i in batch], config.distill_weight,
-            config.distill_temperature)
+        if teacher is not None:
+            return student_loss(out.logits, targets, word_ids, [teacher[i] for i in batch], config.distill_weight,
+                                config.distill_temperature, model.crf if config.crf else None)
+        return crf_loss(out.logits, targets, model.crf) if config.crf else out.loss
 
     return loss
 
@@ -262,8 +261,6 @@ def train(
 
     if config.teacher and config.swap_entities:
         raise ValueError("distillation scores the training sentences once: set swap_entities to 0 with a teacher")
-    if config.teacher and config.crf:
-        raise ValueError("a CRF layer learns from gold tags only: distillation with crf is not supported")
     random.seed(config.seed)
     np.random.seed(config.seed)
     torch.manual_seed(config.seed)

@@ -104,5 +104,3 @@ def test_training_with_a_crf_layer_learns_scores_the_saved_model_decodes_with(ti
     folder = files_to_dir(model_to_files(result.model, result.tokenizer, result.span_edges),
                           tiny_corpus.parent / "crf-model")
     assert SpanEdges.load(folder) == result.span_edges
-    with pytest.raises(ValueError, match="CRF layer"):
-        train(TrainConfig(crf=True, teacher="/models/teacher"), train_set, dev_set, progress=False)

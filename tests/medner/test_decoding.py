@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from medner.decoding import SPAN_EDGES_FILE, SPAN_EDGES_MIN_COUNT, SpanEdges, decode, viterbi
+from medner.decoding import SPAN_EDGES_FILE, SPAN_EDGES_MIN_COUNT, SpanEdges, decode, marginals, viterbi
 from medner.labels import BIO_TAGS, allowed_transition
 
 
@@ -17,6 +17,26 @@ def brute_force(log_probs: np.ndarray) -> float:
         if all(allowed_transition(p, c) for p, c in zip([None, *tags], tags)):
             best = max(best, sum(log_probs[i, t] for i, t in enumerate(path)))
     return best
+
+
+@settings(max_examples=40, deadline=None)
+@given(arrays(np.float64, st.tuples(st.integers(1, 4), st.just(len(BIO_TAGS))),
+              elements=st.floats(-10, 0, allow_nan=False)),
+       arrays(np.float64, st.just((len(BIO_TAGS) + 1, len(BIO_TAGS))), elements=st.floats(-3, 3, allow_nan=False)))
+def test_marginals_are_each_word_s_tag_chances_over_the_valid_paths(log_probs: np.ndarray,
+                                                                      scores: np.ndarray) -> None:
+    """Against enumerating every IOB2-valid path, weighted by exp(its emissions + learned start/transitions)."""
+    start, transitions = scores[0], scores[1:]
+    expected = np.zeros_like(log_probs)
+    for path in itertools.product(range(len(BIO_TAGS)), repeat=len(log_probs)):
+        tags = [BIO_TAGS[i] for i in path]
+        if all(allowed_transition(p, c) for p, c in zip([None, *tags], tags)):
+            weight = np.exp(sum(log_probs[i, t] for i, t in enumerate(path)) + start[path[0]]
+                            + sum(transitions[a, b] for a, b in zip(path, path[1:])))
+            expected[np.arange(len(path)), path] += weight
+    expected /= expected[0].sum()
+    np.testing.assert_allclose(np.exp(marginals(log_probs, (start, transitions))), expected, atol=1e-9)
+    assert np.exp(marginals(log_probs))[:, [i for i, t in enumerate(BIO_TAGS) if t.startswith("I-")]][0].max() == 0
 
 
 @settings(max_examples=60, deadline=None)

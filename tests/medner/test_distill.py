@@ -11,7 +11,9 @@ import torch
 
 from medner.config import TrainConfig
 from medner.data import read_behealthy, split_dev
+from medner.decoding import SpanEdges, marginals
 from medner.distill import distillation_loss, teacher_log_probs
+from medner.labels import BIO_TAGS, OUTSIDE
 from medner.model_io import load_model, model_names, save_model, write_ensemble
 from medner.training import predict, train
 
@@ -67,11 +69,32 @@ def test_a_seed_ensemble_teaches_its_mean_probabilities(tiny_corpus: Path, untra
         np.testing.assert_allclose(np.exp(mean).sum(1), 1, atol=1e-5)
 
 
+def test_a_crf_teacher_teaches_the_marginals_of_its_learned_transitions(tiny_corpus: Path, untrained_model_dir: Path,
+                                                                       tmp_path: Path) -> None:
+    """A teacher saved with learned scores that make every tag but O costly teaches O on far more words than its
+    word logits alone say, and each word's row is a distribution."""
+    tokenizer, model = load_model(untrained_model_dir)
+    sentences = read_behealthy(tiny_corpus)["train"][:3]
+    save_model(model, tokenizer, tmp_path / "plain")
+    outside = BIO_TAGS.index(OUTSIDE)
+    start = np.where(np.arange(len(BIO_TAGS)) == outside, 0.0, -8.0)
+    transitions = np.tile(start, (len(BIO_TAGS), 1))
+    save_model(model, tokenizer, tmp_path / "crf", SpanEdges().with_learned(start, transitions))
+    plain, crf = (teacher_log_probs(tmp_path / name, sentences) for name in ("plain", "crf"))
+    for words, taught in zip(plain, crf):
+        np.testing.assert_allclose(np.exp(taught).sum(1), 1, atol=1e-5)
+        assert (taught.argmax(1) == outside).all() and (words.argmax(1) != outside).any()
+        np.testing.assert_allclose(taught, marginals(words, (start, transitions)), atol=1e-5)
+
+
 @pytest.mark.slow
-def test_a_student_learns_its_teacher_s_tags(tiny_corpus: Path, untrained_model_dir: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("crf", [False, True])
+def test_a_student_learns_its_teacher_s_tags(tiny_corpus: Path, untrained_model_dir: Path, tmp_path: Path,
+                                             crf: bool) -> None:
     """With the whole weight on the teacher (an untrained head made confident: tags unrelated to the gold labels),
     the student tags the training sentences as the teacher does, not as the gold labels say; the teacher-labelled
-    copies (entities swapped for dictionary names) join the training set."""
+    copies (entities swapped for dictionary names) join the training set. A student with a CRF layer learns its
+    emissions from the teacher the same way and keeps its layer's scores."""
     tokenizer, teacher = load_model(untrained_model_dir)
     with torch.no_grad():
         teacher.classifier.weight *= 30
@@ -79,8 +102,10 @@ def test_a_student_learns_its_teacher_s_tags(tiny_corpus: Path, untrained_model_
     splits = read_behealthy(tiny_corpus)
     train_set, dev_set = split_dev(splits["train"], 0.2)
     config = TrainConfig(learning_rate=3e-4, epochs=3, batch_size=8, threads=1, patience=3, span_edges=False,
-                         teacher=str(tmp_path), distill_weight=1.0, distill_temperature=1.0, distill_copies=1)
+                         teacher=str(tmp_path), distill_weight=1.0, distill_temperature=1.0, distill_copies=1,
+                         crf=crf)
     student = train(config, train_set, dev_set, progress=False)
+    assert (student.span_edges is not None and student.span_edges.learned is not None) == crf
     assert [row["train_sentences"] for row in student.history] == [2 * len(train_set)] * 3
     assert all(np.isfinite(row["train_loss"]) for row in student.history)
     sentences = [s.tokens for s in train_set]
