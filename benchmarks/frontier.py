@@ -118,7 +118,7 @@ def report(out: Path = OUT) -> None:
     saved = json.loads(out.with_suffix(".json").read_text())
     accuracy = json.loads((RESULTS / "accuracy.json").read_text())
     candidates = {c["name"]: c for c in accuracy["candidates"]}
-    ensembles = {e["name"]: e for e in accuracy["ensembles"]}
+    ensembles = {e["name"]: e for e in reversed(accuracy["ensembles"])}  # each family's first: seeds 13-15
     cores = saved["hardware"]["cores"]
     instance = next(((name, price) for name, (price, vcpus, gpu) in PRICES.items() if gpu is None and vcpus == cores),
                     None)
@@ -155,6 +155,7 @@ def report(out: Path = OUT) -> None:
             table.append(f"| {family} fp32, {len(ensemble['seeds'])}-seed ensemble | – | {test['entity_f1']:.4f} | "
                          f"{test['entity_f1_D']:.3f} / {test['entity_f1_T']:.3f} | – | {rate:.0f} (computed) | "
                          f"{ratio(rate)} | {cost(rate)} |")
+    measured = {f: FAMILIES[f] for f in dict.fromkeys(v["family"] for v in variants.values())}
     out_option = "" if out == OUT else f" --out {out.relative_to(ROOT)}"
     sources = "; ".join(f"{family}: {source}" for family, source in
                         {v["family"]: v["source"] for v in variants.values()}.items())
@@ -170,9 +171,9 @@ def report(out: Path = OUT) -> None:
         "(`export.gates.int8_gate`); export quantizes as `int8-matmul` does (`export.onnx_export.INT8_OP_TYPES`).",
         "",
         "Test F1 over seeds: mean ± sd over the ablation's runs of the family's candidate "
-        f"({', '.join(f'{f}: `{c}`' for f, (c, _) in FAMILIES.items() if c)}; benchmarks/results/accuracy.md), "
+        f"({', '.join(f'{f}: `{c}`' for f, (c, _) in measured.items() if c)}; benchmarks/results/accuracy.md), "
         "decoded as "
-        "the family is served (" + ", ".join(f"{f}: {d}" for f, (_, d) in FAMILIES.items()) + "). The other "
+        "the family is served (" + ", ".join(f"{f}: {d}" for f, (_, d) in measured.items()) + "). The other "
         "columns are this run's: the one model named above per family, exported to ONNX and quantized here. "
         "Ensembles: the mean probabilities of the ablation's seeds (accuracy.md); their rate is the single model's "
         "divided by the number of seeds, computed.", "",

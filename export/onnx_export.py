@@ -249,7 +249,8 @@ def export_model(
         record = {
             **lineage, "version": version, "exported_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "exporter": f"torch.onnx.export (TorchScript), opset {ONNX_OPSET}", "decode": decoder,
-            "span_edges": edges is not None, "metrics_fp32": fp32_metrics, "metrics_int8": int8_metrics,
+            "span_edges": bool(edges and (edges.never_first or edges.never_last)),
+            "crf_layer": bool(edges and edges.learned is not None), "metrics_fp32": fp32_metrics, "metrics_int8": int8_metrics,
             "gates": {"parity": {"passed": parity.passed, **parity.details},
                       "int8_quality": {"passed": int8.passed, "published": int8.passed, **int8.details}},
             "package_versions": package_versions(), "code_version": code_version(),

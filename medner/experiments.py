@@ -30,6 +30,8 @@ DEFAULT_GRID = [
     {"name": "minilm-default", "kind": "transformer"},  # TrainConfig's defaults: TrainFlow's model
     {"name": "minilm-default-argmax", "kind": "transformer", "decode": "argmax"},
     {"name": "minilm-lr1e-4", "kind": "transformer", "learning_rate": 1e-4, "layer_decay": 1.0},  # until 2026-12
+    # + a learned CRF layer: +3 points at the default's serving cost (accuracy.md, hot_path_crf.md), INT8 refused
+    {"name": "minilm-crf", "kind": "transformer", "crf": True, "span_edges": False},
     # the larger encoder, its schedule chosen on dev (accuracy.md); skipped where its parts are not installed, and
     # chosen only within the serving budget (--max-cost-ratio): frontier.md says what it costs
     {"name": "mpnet", "kind": "transformer", "base_model": "mpnet", "learning_rate": 1e-4, "layer_decay": 1.0,

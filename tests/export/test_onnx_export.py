@@ -36,6 +36,7 @@ def test_export_writes_a_gated_version_of_every_model(untrained_model_dir: Path,
         assert SpanEdges.load(repository / decoding / "1") == SpanEdges.load(untrained_model_dir) != SpanEdges()
     lineage = json.loads((repository / "ner_encoder/1/lineage.json").read_text())
     assert lineage["source"] == "unit-test" and lineage["version"] == 1 and lineage["span_edges"]
+    assert not lineage["crf_layer"]  # the untrained model's edges carry no learned scores
     parity = lineage["gates"]["parity"]
     assert parity["passed"] and parity["max_abs_logit_diff"] <= 1e-3 and parity["sentences_with_different_labels"] == 0
     assert "entity_f1" in lineage["metrics_fp32"] and "onnxruntime" in lineage["package_versions"]
