@@ -22,6 +22,7 @@ from medner.labels import BIO_TAGS, IGNORE_INDEX
 from medner.model_io import load_model, pick_device
 
 COPY_SWAP_CHANCE = 0.5  # of each entity in a teacher-labelled copy
+RULED_OUT = -30.0  # a CRF teacher's log-probability for a tag the IOB2 rules rule out: finite, so the KL stays so
 
 
 def teacher_log_probs(teacher: Path | str, sentences: Sequence[Sentence]) -> list[np.ndarray]:
@@ -42,7 +43,7 @@ def teacher_log_probs(teacher: Path | str, sentences: Sequence[Sentence]) -> lis
     edges = SpanEdges.load(teacher)
     if edges is None or edges.learned is None:
         return log_probs
-    return [marginals(words, edges.learned).astype(words.dtype) for words in log_probs]
+    return [np.maximum(marginals(words, edges.learned), RULED_OUT).astype(words.dtype) for words in log_probs]
 
 
 def with_teacher_copies(sentences: Sequence[Sentence], copies: int, seed: int) -> list[Sentence]:

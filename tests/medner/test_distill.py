@@ -12,7 +12,7 @@ import torch
 from medner.config import TrainConfig
 from medner.data import read_behealthy, split_dev
 from medner.decoding import SpanEdges, marginals
-from medner.distill import distillation_loss, teacher_log_probs
+from medner.distill import RULED_OUT, distillation_loss, teacher_log_probs
 from medner.labels import BIO_TAGS, OUTSIDE
 from medner.model_io import load_model, model_names, save_model, write_ensemble
 from medner.training import predict, train
@@ -84,7 +84,10 @@ def test_a_crf_teacher_teaches_the_marginals_of_its_learned_transitions(tiny_cor
     for words, taught in zip(plain, crf):
         np.testing.assert_allclose(np.exp(taught).sum(1), 1, atol=1e-5)
         assert (taught.argmax(1) == outside).all() and (words.argmax(1) != outside).any()
-        np.testing.assert_allclose(taught, marginals(words, (start, transitions)), atol=1e-5)
+        np.testing.assert_allclose(taught, np.maximum(marginals(words, (start, transitions)), RULED_OUT), atol=1e-5)
+        assert np.isfinite(taught).all()  # a ruled-out tag (I- on the first word) would make the KL NaN
+        assert np.isfinite(float(distillation_loss(torch.randn(1, len(words) + 2, len(BIO_TAGS)),
+                                                   [[None, *range(len(words)), None]], [taught], 1.0)))
 
 
 @pytest.mark.slow
