@@ -32,10 +32,10 @@ DEFAULT_GRID = [
     {"name": "minilm-lr1e-4", "kind": "transformer", "learning_rate": 1e-4, "layer_decay": 1.0},  # until 2026-12
     # + a learned CRF layer: +3 points at the default's serving cost (accuracy.md, hot_path_crf.md), INT8 refused
     {"name": "minilm-crf", "kind": "transformer", "crf": True, "span_edges": False},
-    # the larger encoder, its schedule chosen on dev (accuracy.md); skipped where its parts are not installed, and
-    # chosen only within the serving budget (--max-cost-ratio): frontier.md says what it costs
+    # the larger encoder, its schedule chosen on dev, with a CRF layer (accuracy.md); skipped where its parts are not
+    # installed, and chosen only within the serving budget (--max-cost-ratio): frontier_crf.md says what it costs
     {"name": "mpnet", "kind": "transformer", "base_model": "mpnet", "learning_rate": 1e-4, "layer_decay": 1.0,
-     "span_edges": False, "bf16": True},
+     "span_edges": False, "bf16": True, "crf": True},
 ]
 #: The accuracy ablation (benchmarks/accuracy.py; ``--grid levers`` in ExperimentFlow): the default until 2026-12,
 #: then one training lever at a time on top of 5 epochs. Each is decoded with plain Viterbi; the decoding lever
