@@ -39,7 +39,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -272,7 +272,7 @@ def summarise(args: argparse.Namespace, windows: list[Window], thresholds, timin
         "model": args.model, "mode": "in-process", "window_notes": args.window_notes,
         "sentences_per_note": {"in": list(MULTI), "in-1": [1, 1], **{s: list(MULTI) for s in args.shifts}},
         "packaging": {k: list(v) for k, v in PACKAGING.items()}, "seed": args.seed,
-        "thresholds": asdict(thresholds),
+        "thresholds": thresholds.to_dict(),
         "in_distribution_windows": len(in_windows), "in_distribution": packaging, "false_alarms": false_alarms,
         "in_distribution_combined_max": round(max(w.combined for w in in_windows), 4),
         "detection": detection, "passed": passed, "timings_s": {k: round(v, 1) for k, v in timings.items()},
@@ -343,7 +343,8 @@ def markdown(result: dict, image: str) -> str:
         "sentence (`in-1`).", "",
         f"**{'PASSED' if result['passed'] else 'FAILED'}** with `DriftThresholds()` (warning bound "
         f"{t['noise_floor']} + {t['noise_scale']} x sqrt(1/rows + 1/reference rows), critical: an estimated F1 drop "
-        f"over {t['max_drop']}): {len(result['false_alarms'])} false alarms over "
+        f"over {t['critical_drop']}, `max_drop` {t['max_drop']} less the estimate's error): "
+        f"{len(result['false_alarms'])} false alarms over "
         f"{result['in_distribution_windows']} in-distribution windows (highest combined score "
         f"{result['in_distribution_combined_max']:.3f}); windows to detection: "
         + ", ".join(f"{k} {v['windows_to_detection']}" for k, v in result["detection"].items()) + ".", "",

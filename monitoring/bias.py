@@ -8,9 +8,9 @@ For each group of a window, :func:`assess_groups` compares
 * the group with **the other groups of the same window** merged (the verdict): the same per-feature Hellinger
   scores and size-aware bound as drift (:func:`monitoring.drift.compare`), so a group is *diverging* (level warning)
   when its features moved from the rest's beyond the noise for both sizes, and critical when its estimated entity
-  F1 is also more than ``max_drop`` below the rest's. Diverging groups are set apart one at a time, the furthest
-  first, and the others compared again without them: the rest a group is judged against holds no group already
-  found diverging;
+  F1 is also more than ``max_drop`` less the estimate's error below the rest's (as a window against the
+  reference). Diverging groups are set apart one at a time, the furthest first, and the others compared again
+  without them: the rest a group is judged against holds no group already found diverging;
 * the group with **the reference** (the served version's test sentences), for context;
 
 and a group with fewer than ``min_notes`` notes gets no verdict, said so. Numbers only: a group is a label.

@@ -76,7 +76,7 @@ def drift_card(card: Any, report: Mapping[str, Any], page: str | None) -> None:
     estimate = report.get("estimate")
     if estimate:
         card.append(Table([[f"{estimate[k]:.3f}" for k in ("entity_f1", "precision", "recall", "reference_f1",
-                                                          "drop")] + [thresholds.get("max_drop", "-")]],
+                                                          "drop")] + [thresholds.get("critical_drop", "-")]],
                           headers=["estimated entity F1", "precision", "recall", "on the reference", "drop",
                                    "critical drop"]))
     scores = report.get("scores") or {}

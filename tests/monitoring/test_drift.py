@@ -100,6 +100,9 @@ def test_window_bounds_and_too_few_notes(tmp_path: Path, reference: Path) -> Non
 def test_thresholds_validated_and_reference_required(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="warning <= critical"):
         DriftThresholds(warning=0.7, critical=0.5)
+    with pytest.raises(ValueError, match="estimate_error not negative"):
+        DriftThresholds(estimate_error=-0.01)
+    assert DriftThresholds(max_drop=0.01, estimate_error=0.02).critical_drop() == 0.0  # never below no drop at all
     with pytest.raises(FileNotFoundError, match="no reference profile"):
         check(tmp_path, "ner", tmp_path / "missing.bin", HOUR, HOUR + timedelta(hours=1))
 
@@ -341,17 +344,22 @@ def estimated_rows(frame: pd.DataFrame, correct_share: float) -> np.ndarray:
     return rows
 
 
-@pytest.mark.parametrize(("shift", "share", "level"), [
-    (0.0, 0.5, "none"),  # the estimate fell, the distribution did not move: no verdict on noise
-    (0.3, 0.72, "warning"),  # moved, the model as good as on the reference: retrain
-    (0.3, 0.6, "critical"),  # moved, and 0.14 F1 below the reference's estimate: re-experiment
+@pytest.mark.parametrize(("shift", "share", "estimate_error", "level"), [
+    (0.0, 0.5, 0.02, "none"),  # the estimate fell, the distribution did not move: no verdict on noise
+    (0.3, 0.72, 0.02, "warning"),  # moved, the model as good as on the reference: retrain
+    (0.3, 0.6, 0.02, "critical"),  # moved, and 0.14 F1 below the reference's estimate: re-experiment
+    (0.3, 0.708, 0.02, "critical"),  # moved, 0.040 below: past max_drop (0.05) less the estimate's error
+    (0.3, 0.708, 0.0, "warning"),  # the same window with an estimate taken as exact
 ])
-def test_critical_means_the_model_got_worse(shift: float, share: float, level: str) -> None:
+def test_critical_means_the_model_got_worse(shift: float, share: float, estimate_error: float, level: str) -> None:
     reference = profile_rows(estimated_rows(feature_rows(3000, seed=1), 0.75), HOUR)
     window = profile_rows(estimated_rows(feature_rows(500, seed=20, shift=shift), share), HOUR)
-    report = compare(window, reference, HOUR, HOUR, DriftThresholds(noise_floor=0.07, noise_scale=2.3,
-                                                                    min_notes=50, feature_noise={}, mean_noise={}))
+    thresholds = DriftThresholds(noise_floor=0.07, noise_scale=2.3, min_notes=50, feature_noise={}, mean_noise={},
+                                 max_drop=0.05, estimate_error=estimate_error)
+    report = compare(window, reference, HOUR, HOUR, thresholds)
     assert report.level == level, report.reason
+    assert report.thresholds["critical_drop"] == round(0.05 - estimate_error, 6)
+    assert f"critical above {0.05 - estimate_error:.3f}" in report.reason
     expected = round(2 * 2 * share / 4.2, 4)
     assert report.estimate == {"entity_f1": expected, "precision": share, "recall": round(2 * share / 2.2, 4),
                                "entities": 1000, "reference_f1": round(2 * 2 * 0.75 / 4.2, 4),
