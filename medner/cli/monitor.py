@@ -55,7 +55,8 @@ def monitor_check(
     critical: Annotated[float | None, typer.Option(
         help="A fixed critical bound on the combined score (default: none, critical is an accuracy drop).")] = None,
     max_drop: Annotated[float | None, typer.Option(
-        help="Estimated entity F1 drop below the reference's that makes a drifting window critical.")] = None,
+        help="Entity F1 drop below the reference's that makes a drifting window critical, less the estimate's own "
+             "error (DriftThresholds.estimate_error); reports carry the result as critical_drop.")] = None,
     min_notes: Annotated[int | None, typer.Option(help="Fewer notes than this: level none.")] = None,
     html: Annotated[Path | None, typer.Option(help="Also write whylogs' HTML drift report here.")] = None,
     by_group: Annotated[bool, typer.Option(
