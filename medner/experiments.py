@@ -47,6 +47,7 @@ _FIVE_EPOCHS = {**_PLAIN, "epochs": 5, "patience": 5}
 _MPNET = {**_FIVE_EPOCHS, "base_model": "mpnet", "learning_rate": 5e-5}
 _DEFAULT_SCHEDULE = {"learning_rate": 2e-4, "layer_decay": 0.8}  # TrainConfig's, spelled out
 _STUDENT = {**_FIVE_EPOCHS, **_DEFAULT_SCHEDULE}
+_CRF_LAYER = {**_STUDENT, "crf": True}  # the default schedule with a learned CRF layer
 
 
 def _distill(weight: float, temperature: float, copies: int = 0) -> dict[str, float | int]:
@@ -64,11 +65,11 @@ LEVER_GRID = [
     {"name": "5ep-lr2e-4-ld0.8", **_FIVE_EPOCHS, "lever": "+ learning rate 2e-4, layer decay 0.8",
      "learning_rate": 2e-4, "layer_decay": 0.8},
     {"name": "5ep-avg2", **_FIVE_EPOCHS, "lever": "+ mean weights of the last 2 epochs", "average_epochs": 2},
-    {"name": "crf-layer", **_FIVE_EPOCHS, **_DEFAULT_SCHEDULE, "crf": True,
+    {"name": "crf-layer", **_CRF_LAYER,
      "lever": "the default schedule + a learned CRF layer (tag transitions)"},
-    {"name": "crf-layer-8ep", **_FIVE_EPOCHS, **_DEFAULT_SCHEDULE, "crf": True, "epochs": 8, "patience": 8,
+    {"name": "crf-layer-8ep", **_CRF_LAYER, "epochs": 8, "patience": 8,
      "lever": "the default schedule + a learned CRF layer, 8 epochs, best on dev"},
-    {"name": "crf-layer-train+dev", **_FIVE_EPOCHS, **_DEFAULT_SCHEDULE, "crf": True, "train_on_dev": True,
+    {"name": "crf-layer-train+dev", **_CRF_LAYER, "train_on_dev": True,
      "lever": "the default schedule + a learned CRF layer, trained on train + dev, the last epoch kept"},
     {"name": "5ep-train+dev", **_FIVE_EPOCHS, "lever": "+ trained on train + dev, the last epoch kept",
      "train_on_dev": True},
@@ -109,7 +110,7 @@ LEVER_GRID = [
      **_distill(0.5, 1.0, 1)},
     # the CRF layer's student (--crf with --teacher): the CRF loss on gold, the teacher's distributions on its
     # emissions; a teacher with a CRF layer teaches its per-word marginals (medner.distill.teacher_log_probs)
-    {"name": "crf-distill-ens-w0.5-t1-c1", **_STUDENT, "crf": True,
+    {"name": "crf-distill-ens-w0.5-t1-c1", **_CRF_LAYER,
      "lever": "MiniLM + CRF layer, student of a seed ensemble, weight 0.5, T 1, + 1 swapped copy",
      **_distill(0.5, 1.0, 1)},
     {"name": "mpnet-self-distill-ens", **_MPNET, "bf16": True, "learning_rate": 1e-4,
