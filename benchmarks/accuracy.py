@@ -5,6 +5,7 @@ dev, test is reported. Each (candidate, seed) run is one file, so the ablation r
     python benchmarks/accuracy.py run [--only NAME ...] [--seeds 13 14 15]   # trains what is missing
     python benchmarks/accuracy.py run --only distill-... --teacher TrainFlow/ID  # students of a trained teacher
     python benchmarks/accuracy.py ensembles [--only NAME ...]               # ensemble files, no training
+    python benchmarks/accuracy.py soups [--only NAME ...]                   # each ensemble's seeds averaged
     python benchmarks/accuracy.py report                                    # tables from the run files
     python benchmarks/accuracy.py ceilings                                  # what a perfect sentence gate would give
 
@@ -102,6 +103,65 @@ def ensembles(names: list[str], data_dir: str | None) -> None:
     for item in LEVER_GRID:
         if not names or item["name"] in names:
             write_ensembles(item["name"], data, again=True)
+
+
+def soups(names: list[str], data_dir: str | None) -> None:
+    """Each ensemble group's models averaged weight by weight into one (a uniform "model soup", Wortsman et al.,
+    ICML 2022): would the ensemble's accuracy survive at one model's serving cost? Decoded as the ensemble is
+    (plain Viterbi; with their mean learned scores where they have a CRF layer). Writes <candidate>-soup.json,
+    <candidate>-soup-2.json ... beside the ensemble files; a group whose model folders are gone is skipped."""
+    import tempfile
+
+    from medner.config import data_dir as resolve_data_dir
+    from medner.decoding import SpanEdges, mean_learned
+    from medner.experiments import LEVER_GRID
+    from medner.inference import sentence_log_probs, torch_encoder
+    from medner.model_io import load_model
+    from medner.prepare import prepare_data
+
+    data = prepare_data(resolve_data_dir(data_dir))
+    for item in LEVER_GRID:
+        if names and item["name"] not in names:
+            continue
+        for group, kept in enumerate(ensemble_groups(item["name"]), 1):
+            folders = [model_dir(item["name"], seed) for seed in seeds_of(kept)]
+            if not all((folder / SOUP_WEIGHTS).exists() for folder in folders):
+                print(f"{item['name']} seeds {seeds_of(kept)}: a model folder is missing, no soup", flush=True)
+                continue
+            learned = mean_learned([SpanEdges.load(folder) for folder in folders])
+            plain = _with_learned(SpanEdges(), learned) if learned is not None else None
+            with tempfile.TemporaryDirectory() as tmp:
+                tokenizer, model = load_model(average_weights(folders, Path(tmp) / "soup"))
+                result = {split: _scores(sentence_log_probs([s.tokens for s in getattr(data, split)], tokenizer,
+                                                            torch_encoder(model)), getattr(data, split), plain)
+                          for split in ("dev", "test")}
+            soup = {"name": item["name"], "seeds": seeds_of(kept), "data_version": data.version,
+                    "hardware": hardware_info(), **result}
+            run_file(item["name"], soup_file(group)).write_text(json.dumps(soup, indent=1))
+            print(f"{item['name']} soup of seeds {soup['seeds']}: dev {result['dev']['entity_f1']:.4f}, test "
+                  f"{result['test']['entity_f1']:.4f}", flush=True)
+
+
+SOUP_WEIGHTS = "model.safetensors"
+
+
+def average_weights(folders: list[Path], target: Path) -> Path:
+    """A copy of the first model folder whose weights are the mean of every folder's, tensor by tensor."""
+    import shutil
+
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    states = [load_file(folder / SOUP_WEIGHTS) for folder in folders]
+    shutil.copytree(folders[0], target)
+    save_file({key: torch.stack([state[key].float() for state in states]).mean(0).to(tensor.dtype)
+               for key, tensor in states[0].items()}, target / SOUP_WEIGHTS, metadata={"format": "pt"})
+    return target
+
+
+def soup_file(group: int) -> str:
+    """The run-file suffix of a candidate's ``group``-th soup (1: ``soup``, then ``soup-2`` ...)."""
+    return "soup" if group == 1 else f"soup-{group}"
 
 
 def decoding_levers(model_files: dict[str, bytes], data: object, name: str, seed: int) -> dict[str, dict]:
@@ -316,6 +376,17 @@ def report() -> None:
             ensembles.append({**ensemble, "lever": row["lever"], "params": row["params"],
                               "test_entity_f1_seeds_alone": alone})
             group += 1
+    souped = []  # the weight averages of the same seed groups (soups)
+    for row in rows:
+        group = 1
+        while (path := run_file(row["name"], soup_file(group))).exists():
+            soup = json.loads(path.read_text())
+            same = next((e for e in ensembles if e["name"] == row["name"] and e["seeds"] == soup["seeds"]), None)
+            souped.append({**soup, "params": row["params"], "ensemble_test_entity_f1":
+                           same["test"]["entity_f1"] if same else None,
+                           "test_entity_f1_seeds_alone": [f1 for seed, f1 in zip(row["seeds"], row["test_entity_f1"])
+                                                          if seed in soup["seeds"]]})
+            group += 1
     over_ensembles = []  # candidates with several ensembles: their mean ± sd, as the runs' over seeds
     for row in rows:
         own = [e for e in ensembles if e["name"] == row["name"] and len(e["seeds"]) == ENSEMBLE_SEEDS]
@@ -420,6 +491,17 @@ def report() -> None:
              + " | ".join(over_vote(o, f"{k}_vote") for k in ("dev_entity_f1", "test_entity_f1", "test_entity_f1_D",
                                                            "test_entity_f1_T"))
              + f" | {mean_sd(o['test_entity_f1_seeds_alone'])} |" for o in over_ensembles]),
+        *section(
+            "Seeds averaged into one model (uniform soups)",
+            "The same seed groups' weights averaged tensor by tensor into one model (`python benchmarks/accuracy.py "
+            "soups`): the ensemble's members at one model's serving cost, if their weights average well. Decoded as "
+            "the ensembles are (plain Viterbi, with the members' mean learned scores).",
+            ["| candidate | seeds | dev F1 | test F1 | test F1 D | test F1 T | the ensemble of these seeds: test F1 | "
+             "these seeds alone: test F1 |", "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"],
+            [f"| {u['name']} | {', '.join(map(str, u['seeds']))} | {held_out(u, u['dev']['entity_f1'])} | "
+             f"{u['test']['entity_f1']:.3f} | {u['test']['entity_f1_D']:.3f} | {u['test']['entity_f1_T']:.3f} | "
+             + (f"{u['ensemble_test_entity_f1']:.3f}" if u["ensemble_test_entity_f1"] is not None else "-")
+             + f" | {statistics.mean(u['test_entity_f1_seeds_alone']):.3f} |" for u in souped]),
         "", "## Precision and recall per type (test, mean ± sd)", "",
         "| candidate | precision D | recall D | precision T | recall T |", "| --- | ---: | ---: | ---: | ---: |",
         *(f"| {r['name']} | {mean_sd(r['test_entity_precision_D'])} | {mean_sd(r['test_entity_recall_D'])} | "
@@ -443,7 +525,7 @@ def report() -> None:
         *([f"Train s of {'; '.join(excluded)}: without the teacher's pass over the training sentences (run before "
            "training counted it)."] if excluded else []),
     ]
-    everything = {"candidates": rows, "min_score": thresholded, "ensembles": ensembles,
+    everything = {"candidates": rows, "min_score": thresholded, "ensembles": ensembles, "soups": souped,
                   "over_ensembles": over_ensembles, "collapsed": collapses}
     write_results(RESULTS / "accuracy", lines, everything)
 
@@ -504,6 +586,9 @@ def main() -> None:
     again = sub.add_parser("ensembles", help="rewrite the ensemble files from the kept log-probabilities")
     again.add_argument("--only", nargs="*", default=[], help="candidate names (default: all of LEVER_GRID)")
     again.add_argument("--data-dir", help="the BeHealthy folder (default: medner.config.data_dir())")
+    soup = sub.add_parser("soups", help="average each ensemble group's kept models into one and score it")
+    soup.add_argument("--only", nargs="*", default=[], help="candidate names (default: all of LEVER_GRID)")
+    soup.add_argument("--data-dir", help="the BeHealthy folder (default: medner.config.data_dir())")
     sub.add_parser("report", help="write benchmarks/results/accuracy.{md,json} from the run files")
     ceiling = sub.add_parser("ceilings", help="write benchmarks/results/accuracy_ceilings.{md,json} from the kept "
                              "log-probabilities")
@@ -513,6 +598,8 @@ def main() -> None:
         run(args.only, args.seeds, args.data_dir, args.teacher)
     elif args.command == "ensembles":
         ensembles(args.only, args.data_dir)
+    elif args.command == "soups":
+        soups(args.only, args.data_dir)
     elif args.command == "ceilings":
         ceilings(args.data_dir)
     else:

@@ -47,3 +47,23 @@ def test_a_collapsed_run_is_left_out_of_the_ensembles(tmp_path, monkeypatch):
         (tmp_path / "log_probs" / f"cand-s{seed}.npz").write_bytes(b"")
     # 13, 15, 16 make an ensemble; 17 alone is too few for one
     assert [accuracy.seeds_of(group) for group in accuracy.ensemble_groups("cand")] == [[13, 15, 16]]
+
+
+def test_a_soup_is_the_tensor_by_tensor_mean_of_its_models(tmp_path):
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    from benchmarks.accuracy import SOUP_WEIGHTS, average_weights
+
+    folders = []
+    for k, (weight, steps) in enumerate(((1.0, 2), (2.0, 4), (6.0, 9))):
+        folder = tmp_path / f"m{k}"
+        folder.mkdir()
+        save_file({"weight": torch.full((2, 3), weight), "steps": torch.tensor([steps], dtype=torch.int64)},
+                  folder / SOUP_WEIGHTS)
+        (folder / "config.json").write_text(f'{{"member": {k}}}')
+        folders.append(folder)
+    soup = load_file(average_weights(folders, tmp_path / "soup") / SOUP_WEIGHTS)
+    assert torch.equal(soup["weight"], torch.full((2, 3), 3.0))
+    assert soup["steps"].dtype == torch.int64 and soup["steps"].item() == 5  # (2 + 4 + 9) / 3, kept an integer
+    assert (tmp_path / "soup" / "config.json").read_text() == '{"member": 0}'  # the rest: the first model's files
