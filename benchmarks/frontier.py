@@ -5,8 +5,9 @@
     python benchmarks/frontier.py report [--out benchmarks/results/frontier]
 
 ``run`` takes one trained model per family (a TrainFlow run or a model folder), exports it to ONNX as `medner
-export` does, quantizes it two ways (dynamic INT8, per-channel: the MatMul weights, as export publishes it, and every
-op ONNX Runtime can quantize, the embedding lookup included), scores every variant's test
+export` does, quantizes it (dynamic INT8, per-channel) by every recipe export tries (``INT8_RECIPES``: the MatMul
+weights, then with more and more of the sensitive ones kept fp32) and over every op ONNX Runtime can quantize, the
+embedding lookup included, scores every variant's test
 entity F1 through the serving path (the run's own decoder and span edges) and times it in-process: every test
 sentence as a note through tokenize -> ONNX Runtime -> decode, ``--threads`` threads, variants interleaved round
 after round, the median of ``--rounds``. ``report`` joins those figures with the families' accuracy over seeds and
@@ -31,6 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.common import hardware, hardware_info, load_notes, write_results  # noqa: E402
+from export.onnx_export import INT8_RECIPES  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 OUT = RESULTS / "frontier"
@@ -46,17 +48,22 @@ FAMILIES = {
     # trained with a CRF layer: decoded with its learned transition scores (in the model's span_edges.json)
     "minilm-crf": ("crf-layer", "learned transitions"),
     "mpnet-crf": ("mpnet-lr1e-4-bf16-crf", "learned transitions"),
+    "mpnet-crf-ensemble": ("", "learned transitions"),  # its seed ensemble as one model (their mean transitions)
     "crf-student-of-ensemble": ("crf-distill-ens-w0.5-t1-c1", "learned transitions"),
 }
-VARIANTS = ("fp32", "int8-all-ops", "int8-matmul")  # int8-matmul: what export publishes (INT8_OP_TYPES)
+# int8-all-ops: every op ONNX Runtime can quantize, the embedding lookup included; then export's own recipes, in the
+# order it tries them (export.onnx_export.INT8_RECIPES)
+VARIANTS = ("fp32", "int8-all-ops", *(recipe.name for recipe in INT8_RECIPES))
 
 
-def quantize(onnx_path: Path, target: Path, variant: str) -> Path:
-    """``int8-matmul``: export's own quantization (the MatMul weights); ``int8-all-ops``: every op ONNX Runtime can
-    quantize, the embedding lookup included."""
-    from export.onnx_export import INT8_OP_TYPES, quantize_int8
+def quantized_variants(onnx_path: Path, folder: Path) -> list[tuple[str, Path]]:
+    """Each variant of :data:`VARIANTS` this graph has, and its ONNX file (written into ``folder``); a recipe that
+    keeps no other nodes fp32 than one before it is the same model and left out."""
+    from export.onnx_export import quantize_int8, recipe_nodes
 
-    return quantize_int8(onnx_path, target, None if variant == "int8-all-ops" else INT8_OP_TYPES)
+    variants = [("fp32", onnx_path), ("int8-all-ops", quantize_int8(onnx_path, folder / "int8-all-ops.onnx", None))]
+    return variants + [(recipe.name, quantize_int8(onnx_path, folder / f"{recipe.name}.onnx", keep_fp32=kept))
+                       for recipe, kept in recipe_nodes(onnx_path)]
 
 
 def run(models: dict[str, str], rounds: int, threads: int, data_dir: str | None, out: Path = OUT) -> None:
@@ -78,8 +85,8 @@ def run(models: dict[str, str], rounds: int, threads: int, data_dir: str | None,
             edges = SpanEdges.load(folder) if decoding != "plain" else None
             tokenizer = WordPieceTokenizer.from_dir(folder)
             onnx = export_onnx(folder, Path(tmp) / f"{family}.onnx")
-            for variant in VARIANTS:
-                path = onnx if variant == "fp32" else quantize(onnx, Path(tmp) / f"{family}-{variant}.onnx", variant)
+            (Path(tmp) / family).mkdir()
+            for variant, path in quantized_variants(onnx, Path(tmp) / family):
                 encoder = ort_encoder(path, threads)
                 predicted = predict_sentences([s.tokens for s in test], tokenizer, encoder, edges=edges)
                 metrics = evaluate([s.labels for s in test], predicted)
@@ -168,7 +175,9 @@ def report(out: Path = OUT) -> None:
         "notes/s | vs minilm fp32 | $ per million notes |",
         "| --- | ---: | ---: | ---: | --- | ---: | ---: | ---: |", *table, "",
         f"INT8 gate: export publishes an INT8 model within {INT8_MAX_F1_DROP:.2f} entity F1 of its fp32 one "
-        "(`export.gates.int8_gate`); export quantizes as `int8-matmul` does (`export.onnx_export.INT8_OP_TYPES`).",
+        "(`export.gates.int8_gate`), trying " + ", ".join(f"`{r.name}`" for r in INT8_RECIPES) + " in turn "
+        "(`export.onnx_export.INT8_RECIPES`: the MatMul weights, then with each layer's feed-forward output kept "
+        "fp32, then the whole feed-forward block) and publishing the first that passes.",
         "",
         "Test F1 over seeds: mean ± sd over the ablation's runs of the family's candidate "
         f"({', '.join(f'{f}: `{c}`' for f, (c, _) in measured.items() if c)}; benchmarks/results/accuracy.md), "

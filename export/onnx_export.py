@@ -8,7 +8,9 @@ Gates, both on the test split through the serving path (:mod:`medner.inference`)
 * parity: max |logit difference| between PyTorch and ONNX Runtime <= ``PARITY_TOLERANCE`` and
   identical decoded labels, else the export is refused;
 * INT8 (onnxruntime dynamic quantisation of the MatMul weights, per-channel): entity F1 within
-  ``INT8_MAX_F1_DROP`` of fp32, else the INT8 model is not published (both in :mod:`export.gates`).
+  ``INT8_MAX_F1_DROP`` of fp32, else the INT8 model is not published (both in :mod:`export.gates`). The
+  :data:`INT8_RECIPES` are tried in turn, each keeping more of the sensitive products in fp32, and the first that
+  passes is published; lineage names it and what each tried one scored.
 
 Each served model's version folder also gets what monitoring compares live traffic with: the training
 vocabulary (``train_vocabulary.txt``, for the out-of-vocabulary feature) and ``reference_profile.bin``, the
@@ -23,14 +25,16 @@ which is not what a served model sees.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from export.gates import ExportRefused, int8_gate, parity_gate, torch_reference
+from export.gates import ExportRefused, GateReport, int8_gate, parity_gate, torch_reference
 from medner.data import Sentence
 from medner.decoding import SPAN_EDGES_FILE, SpanEdges
 from medner.inference import Encoder, ort_encoder
@@ -46,6 +50,26 @@ ONNX_OPSET = 17
 # MPNet it failed the INT8 gate where this passes (benchmarks/results/frontier.md).
 INT8_OP_TYPES = ("MatMul",)
 FP32_FILE = "model.onnx"  # the INT8 encoder has the same file name in its own model folder
+
+
+@dataclass(frozen=True)
+class Int8Recipe:
+    """One way to quantize the encoder: its MatMul weights, less those of the nodes ``keep_fp32`` matches (a regular
+    expression searched in each node's name; "": none kept)."""
+
+    name: str
+    keep_fp32: str = ""
+
+
+# Tried in order; export publishes the first within the INT8 gate: the fastest first, then with more of the
+# sensitive products kept fp32: each layer's feed-forward output (its input, after the activation, has the widest
+# range), then the whole feed-forward block. Models trained with a CRF layer fail the first
+# (benchmarks/results/frontier_crf.md). Names as torch.onnx.export writes BERT's, MPNet's and ensembles' nodes.
+INT8_RECIPES = (
+    Int8Recipe("int8-matmul"),
+    Int8Recipe("int8-ffn-output-fp32", r"/layer\.\d+/output/dense/MatMul$"),
+    Int8Recipe("int8-attention-only", r"/layer\.\d+/(intermediate|output)/dense/MatMul$"),
+)
 
 
 def export_onnx(model_dir: Path, onnx_path: Path) -> Path:
@@ -82,15 +106,48 @@ def export_onnx(model_dir: Path, onnx_path: Path) -> Path:
     return onnx_path
 
 
-def quantize_int8(onnx_path: Path, int8_path: Path, op_types: Sequence[str] | None = INT8_OP_TYPES) -> Path:
+def quantize_int8(onnx_path: Path, int8_path: Path, op_types: Sequence[str] | None = INT8_OP_TYPES,
+                  keep_fp32: Sequence[str] = ()) -> Path:
     """Dynamic INT8 quantisation, per-channel (closer argmax agreement with fp32 than per-tensor), of the ``op_types``
-    (None: every op ONNX Runtime can quantize, the embedding lookup included); the INT8 quality gate measures
-    every export."""
+    (None: every op ONNX Runtime can quantize, the embedding lookup included) but the nodes named in ``keep_fp32``;
+    the INT8 quality gate measures every export."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     quantize_dynamic(str(onnx_path), str(int8_path), per_channel=True, weight_type=QuantType.QInt8,
-                     op_types_to_quantize=list(op_types) if op_types is not None else None)
+                     op_types_to_quantize=list(op_types) if op_types is not None else None,
+                     nodes_to_exclude=list(keep_fp32))
     return int8_path
+
+
+def recipe_nodes(onnx_path: Path, recipes: Sequence[Int8Recipe] = INT8_RECIPES) -> list[tuple[Int8Recipe, list[str]]]:
+    """Each recipe with the names of the MatMul nodes of ``onnx_path`` it keeps in fp32; a recipe that would quantize
+    the same nodes as one before it (its pattern matches nothing new in this graph) is left out."""
+    import onnx
+
+    names = [n.name for n in onnx.load(str(onnx_path), load_external_data=False).graph.node
+             if n.op_type in INT8_OP_TYPES]
+    chosen: list[tuple[Int8Recipe, list[str]]] = []
+    for recipe in recipes:
+        kept = [name for name in names if recipe.keep_fp32 and re.search(recipe.keep_fp32, name)]
+        if all(kept != earlier for _, earlier in chosen):
+            chosen.append((recipe, kept))
+    return chosen
+
+
+def quantize_within_gate(onnx_path: Path, int8_path: Path, gate: Callable[[Path], tuple[GateReport, dict]]
+                         ) -> tuple[GateReport, dict, list[dict[str, Any]]]:
+    """Quantize ``onnx_path`` into ``int8_path`` by each of :data:`INT8_RECIPES` in turn until ``gate`` (the INT8
+    file -> its gate report and metrics) passes one; ``int8_path`` then holds it (else the last tried). Returns the
+    last gate's report and metrics and, per recipe tried, its name, how many nodes it kept fp32 and its gate's
+    details."""
+    tried: list[dict[str, Any]] = []
+    for recipe, kept in recipe_nodes(onnx_path):
+        report, metrics = gate(quantize_int8(onnx_path, int8_path, keep_fp32=kept))
+        tried.append({"recipe": recipe.name, "nodes_kept_fp32": len(kept), "passed": report.passed,
+                      **{key: report.details[key] for key in ("entity_f1", "drop") if key in report.details}})
+        if report.passed:
+            break
+    return report, metrics, tried
 
 
 TEMPLATE_REPOSITORY = Path(__file__).resolve().parents[1] / "model_repository"
@@ -242,9 +299,11 @@ def export_model(
                                            edges)
         if not parity.passed:
             raise ExportRefused(f"parity gate failed: {json.dumps(parity.details)}")
-        quantize_int8(encoder_dir / FP32_FILE, int8_dir / FP32_FILE)
+        int8, int8_metrics, tried = quantize_within_gate(
+            encoder_dir / FP32_FILE, int8_dir / FP32_FILE,
+            lambda path: int8_gate(tokenizer, ort_encoder(path, threads), test, fp32_metrics["entity_f1"], decoder,
+                                   edges))
         served["ner_int8"] = ort_encoder(int8_dir / FP32_FILE, threads)
-        int8, int8_metrics = int8_gate(tokenizer, served["ner_int8"], test, fp32_metrics["entity_f1"], decoder, edges)
         write_monitoring_reference(staging, served, test, tokenizer, train, decoder, edges, calibration)
         record = {
             **lineage, "version": version, "exported_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -253,7 +312,8 @@ def export_model(
             "crf_layer": bool(edges and edges.learned is not None),
             "metrics_fp32": fp32_metrics, "metrics_int8": int8_metrics,
             "gates": {"parity": {"passed": parity.passed, **parity.details},
-                      "int8_quality": {"passed": int8.passed, "published": int8.passed, **int8.details}},
+                      "int8_quality": {"passed": int8.passed, "published": int8.passed, **int8.details,
+                                       "recipe": tried[-1]["recipe"], "tried": tried}},
             "package_versions": package_versions(), "code_version": code_version(),
         }
         (encoder_dir / "lineage.json").write_text(json.dumps(record, indent=2))

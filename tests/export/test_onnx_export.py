@@ -1,13 +1,14 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import onnx
 import pytest
 
 from export import gates, onnx_export
-from export.onnx_export import INT8_MODELS, MODELS, ExportRefused, export_model
+from export.onnx_export import INT8_MODELS, INT8_RECIPES, MODELS, ExportRefused, export_model
 from medner.data import read_behealthy
 from medner.decoding import SpanEdges
 
@@ -58,6 +59,38 @@ def test_export_writes_a_gated_version_of_every_model(untrained_model_dir: Path,
         assert (repository / model / "2").is_dir() == (model not in INT8_MODELS), model
     int8_gate = json.loads((repository / "ner_encoder/2/lineage.json").read_text())["gates"]["int8_quality"]
     assert not int8_gate["passed"] and not int8_gate["published"] and int8_gate["max_drop"] == -1.0
+    assert [t["recipe"] for t in int8_gate["tried"]] == [r.name for r in INT8_RECIPES]  # every recipe, in turn
+    assert int8_gate["recipe"] == INT8_RECIPES[-1].name and not any(t["passed"] for t in int8_gate["tried"])
+    first = json.loads((repository / "ner_encoder/1/lineage.json").read_text())["gates"]["int8_quality"]
+    assert first["recipe"] == "int8-matmul" and len(first["tried"]) == 1  # passed at once: nothing else tried
+
+
+def test_a_model_failing_the_int8_gate_gets_its_feed_forward_outputs_kept_fp32(untrained_model_dir: Path,
+                                                                              tmp_path: Path) -> None:
+    """The ladder: refused with every MatMul quantized, the next recipe keeps each layer's feed-forward output in
+    fp32 (a plain MatMul on fp32 weights) and quantizes the rest."""
+    fp32 = onnx_export.export_onnx(untrained_model_dir, tmp_path / "model.onnx")
+    outputs = [n.name for n in onnx.load(fp32).graph.node
+               if n.op_type == "MatMul" and re.search(r"/layer\.\d+/output/dense/", n.name)]
+    assert len(outputs) == 2  # the tiny test encoder's two layers
+    seen = []
+
+    def gate(path: Path) -> tuple[gates.GateReport, dict]:
+        seen.append(path.read_bytes())
+        return gates.GateReport(len(seen) > 1, {"entity_f1": 0.5, "drop": 0.0}), {"entity_f1": 0.5}
+
+    report, metrics, tried = onnx_export.quantize_within_gate(fp32, tmp_path / "int8.onnx", gate)
+    assert report.passed and metrics == {"entity_f1": 0.5}
+    assert [(t["recipe"], t["nodes_kept_fp32"], t["passed"]) for t in tried] == [
+        ("int8-matmul", 0, False), ("int8-ffn-output-fp32", 2, True)]
+    int8 = onnx.load(tmp_path / "int8.onnx")
+    assert (tmp_path / "int8.onnx").read_bytes() == seen[-1]  # the file left is the one that passed
+    weights = {t.name for t in int8.graph.initializer}
+    assert {n.name for n in int8.graph.node if n.op_type == "MatMul" and n.input[1] in weights} == set(outputs)
+    assert "MatMulInteger" in {n.op_type for n in int8.graph.node}  # the other products: INT8
+    # a recipe whose pattern matches nothing here would quantize the same model again: left out
+    same = onnx_export.Int8Recipe("no-such-node", r"/no-such-node/")
+    assert [r.name for r, _ in onnx_export.recipe_nodes(fp32, (INT8_RECIPES[0], same))] == ["int8-matmul"]
 
 
 def test_each_served_model_gets_its_accuracy_estimator(exported_repository: Path) -> None:
