@@ -176,8 +176,8 @@ def report(out: Path = OUT) -> None:
         "| --- | ---: | ---: | ---: | --- | ---: | ---: | ---: |", *table, "",
         f"INT8 gate: export publishes an INT8 model within {INT8_MAX_F1_DROP:.2f} entity F1 of its fp32 one "
         "(`export.gates.int8_gate`), trying " + ", ".join(f"`{r.name}`" for r in INT8_RECIPES) + " in turn "
-        "(`export.onnx_export.INT8_RECIPES`: the MatMul weights, then with each layer's feed-forward output kept "
-        "fp32, then the whole feed-forward block) and publishing the first that passes.",
+        "(`export.onnx_export.INT8_RECIPES`: the MatMul weights, then with the first layer's feed-forward output "
+        "kept fp32, every layer's, then the whole feed-forward block) and publishing the first that passes.",
         "",
         "Test F1 over seeds: mean ± sd over the ablation's runs of the family's candidate "
         f"({', '.join(f'{f}: `{c}`' for f, (c, _) in measured.items() if c)}; benchmarks/results/accuracy.md), "

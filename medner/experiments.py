@@ -31,7 +31,7 @@ DEFAULT_GRID = [
     {"name": "minilm-default-argmax", "kind": "transformer", "decode": "argmax"},
     {"name": "minilm-lr1e-4", "kind": "transformer", "learning_rate": 1e-4, "layer_decay": 1.0},  # until 2026-12
     # + a learned CRF layer: +3 points at the default's serving cost (accuracy.md, hot_path_crf.md); its INT8 passes
-    # with the feed-forward outputs kept fp32 (frontier_crf.md)
+    # with the first layer's feed-forward output kept fp32, at the default's INT8 speed (frontier_crf.md)
     {"name": "minilm-crf", "kind": "transformer", "crf": True, "span_edges": False},
     # the larger encoder, its schedule chosen on dev, with a CRF layer (accuracy.md); skipped where its parts are not
     # installed, and chosen only within the serving budget (--max-cost-ratio): frontier_crf.md says what it costs

@@ -67,8 +67,8 @@ def test_export_writes_a_gated_version_of_every_model(untrained_model_dir: Path,
 
 def test_a_model_failing_the_int8_gate_gets_its_feed_forward_outputs_kept_fp32(untrained_model_dir: Path,
                                                                               tmp_path: Path) -> None:
-    """The ladder: refused with every MatMul quantized, the next recipe keeps each layer's feed-forward output in
-    fp32 (a plain MatMul on fp32 weights) and quantizes the rest."""
+    """The ladder: refused with every MatMul quantized, then with the first layer's feed-forward output kept fp32,
+    the next recipe keeps every layer's in fp32 (a plain MatMul on fp32 weights) and quantizes the rest."""
     fp32 = onnx_export.export_onnx(untrained_model_dir, tmp_path / "model.onnx")
     outputs = [n.name for n in onnx.load(fp32).graph.node
                if n.op_type == "MatMul" and re.search(r"/layer\.\d+/output/dense/", n.name)]
@@ -77,12 +77,12 @@ def test_a_model_failing_the_int8_gate_gets_its_feed_forward_outputs_kept_fp32(u
 
     def gate(path: Path) -> tuple[gates.GateReport, dict]:
         seen.append(path.read_bytes())
-        return gates.GateReport(len(seen) > 1, {"entity_f1": 0.5, "drop": 0.0}), {"entity_f1": 0.5}
+        return gates.GateReport(len(seen) > 2, {"entity_f1": 0.5, "drop": 0.0}), {"entity_f1": 0.5}
 
     report, metrics, tried = onnx_export.quantize_within_gate(fp32, tmp_path / "int8.onnx", gate)
     assert report.passed and metrics == {"entity_f1": 0.5}
     assert [(t["recipe"], t["nodes_kept_fp32"], t["passed"]) for t in tried] == [
-        ("int8-matmul", 0, False), ("int8-ffn-output-fp32", 2, True)]
+        ("int8-matmul", 0, False), ("int8-first-ffn-output-fp32", 1, False), ("int8-ffn-output-fp32", 2, True)]
     int8 = onnx.load(tmp_path / "int8.onnx")
     assert (tmp_path / "int8.onnx").read_bytes() == seen[-1]  # the file left is the one that passed
     weights = {t.name for t in int8.graph.initializer}
