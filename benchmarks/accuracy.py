@@ -36,6 +36,7 @@ RUNS = RESULTS / "accuracy"
 LOG_PROBS = RUNS / "log_probs"
 SEEDS = (13, 14, 15)
 ENSEMBLE_SEEDS = 3  # seeds per ensemble: what the frontier serves (benchmarks/results/frontier.md)
+SOUP_WEIGHTS = "model.safetensors"  # what a soup averages, in every model folder
 HEADLINE = ("entity_f1", "entity_f1_D", "entity_f1_T", "entity_precision_D", "entity_recall_D",
             "entity_precision_T", "entity_recall_T", "entity_f1_relaxed", "token_weighted_f1")
 
@@ -82,7 +83,7 @@ def write_ensembles(name: str, data: object, again: bool = False) -> None:
     """Write the ensemble files of ``name``'s kept seeds (:func:`ensemble_groups`) that are missing or hold other
     seeds; ``again``: every one, from the kept log-probabilities (no training)."""
     for group, kept in enumerate(ensemble_groups(name), 1):
-        path = run_file(name, ensemble_file(group))
+        path = run_file(name, group_file("ensemble", group))
         if not again and path.exists() and json.loads(path.read_text())["seeds"] == seeds_of(kept):
             continue
         ensemble = ensemble_metrics(name, data, kept)
@@ -137,12 +138,9 @@ def soups(names: list[str], data_dir: str | None) -> None:
                           for split in ("dev", "test")}
             soup = {"name": item["name"], "seeds": seeds_of(kept), "data_version": data.version,
                     "hardware": hardware_info(), **result}
-            run_file(item["name"], soup_file(group)).write_text(json.dumps(soup, indent=1))
+            run_file(item["name"], group_file("soup", group)).write_text(json.dumps(soup, indent=1))
             print(f"{item['name']} soup of seeds {soup['seeds']}: dev {result['dev']['entity_f1']:.4f}, test "
                   f"{result['test']['entity_f1']:.4f}", flush=True)
-
-
-SOUP_WEIGHTS = "model.safetensors"
 
 
 def average_weights(folders: list[Path], target: Path) -> Path:
@@ -157,11 +155,6 @@ def average_weights(folders: list[Path], target: Path) -> Path:
     save_file({key: torch.stack([state[key].float() for state in states]).mean(0).to(tensor.dtype)
                for key, tensor in states[0].items()}, target / SOUP_WEIGHTS, metadata={"format": "pt"})
     return target
-
-
-def soup_file(group: int) -> str:
-    """The run-file suffix of a candidate's ``group``-th soup (1: ``soup``, then ``soup-2`` ...)."""
-    return "soup" if group == 1 else f"soup-{group}"
 
 
 def decoding_levers(model_files: dict[str, bytes], data: object, name: str, seed: int) -> dict[str, dict]:
@@ -243,9 +236,18 @@ def model_dir(name: str, seed: int) -> Path:
     return cache_dir() / "models" / f"ablation-{name}-s{seed}"
 
 
-def ensemble_file(group: int) -> str:
-    """The run-file suffix of a candidate's ``group``-th ensemble (1: ``ensemble``, then ``ensemble-2`` ...)."""
-    return "ensemble" if group == 1 else f"ensemble-{group}"
+def group_file(kind: str, group: int) -> str:
+    """The run-file suffix of a candidate's ``group``-th ensemble or soup (``kind``; 1: ``ensemble``, then
+    ``ensemble-2`` ...)."""
+    return kind if group == 1 else f"{kind}-{group}"
+
+
+def group_runs(name: str, kind: str) -> list[dict]:
+    """Every ``kind`` (ensemble, soup) file of candidate ``name``, in group order."""
+    found = []
+    while (path := run_file(name, group_file(kind, len(found) + 1))).exists():
+        found.append(json.loads(path.read_text()))
+    return found
 
 
 def seeds_of(kept: list[Path]) -> list[int]:
@@ -368,25 +370,20 @@ def report() -> None:
                                 "test_entity_f1_edges": [r["span_edges"]["test"]["entity_f1"] for r in runs]})
 
     ensembles = []
+    def seeds_alone(row: dict, seeds: list[int]) -> list[float]:
+        return [f1 for seed, f1 in zip(row["seeds"], row["test_entity_f1"]) if seed in seeds]
+
     for row in rows:
-        group = 1
-        while (path := run_file(row["name"], ensemble_file(group))).exists():
-            ensemble = json.loads(path.read_text())
-            alone = [f1 for seed, f1 in zip(row["seeds"], row["test_entity_f1"]) if seed in ensemble["seeds"]]
-            ensembles.append({**ensemble, "lever": row["lever"], "params": row["params"],
-                              "test_entity_f1_seeds_alone": alone})
-            group += 1
+        ensembles += [{**ensemble, "lever": row["lever"], "params": row["params"],
+                       "test_entity_f1_seeds_alone": seeds_alone(row, ensemble["seeds"])}
+                      for ensemble in group_runs(row["name"], "ensemble")]
     souped = []  # the weight averages of the same seed groups (soups)
     for row in rows:
-        group = 1
-        while (path := run_file(row["name"], soup_file(group))).exists():
-            soup = json.loads(path.read_text())
+        for soup in group_runs(row["name"], "soup"):
             same = next((e for e in ensembles if e["name"] == row["name"] and e["seeds"] == soup["seeds"]), None)
-            souped.append({**soup, "params": row["params"], "ensemble_test_entity_f1":
-                           same["test"]["entity_f1"] if same else None,
-                           "test_entity_f1_seeds_alone": [f1 for seed, f1 in zip(row["seeds"], row["test_entity_f1"])
-                                                          if seed in soup["seeds"]]})
-            group += 1
+            souped.append({**soup, "params": row["params"],
+                           "ensemble_test_entity_f1": same["test"]["entity_f1"] if same else None,
+                           "test_entity_f1_seeds_alone": seeds_alone(row, soup["seeds"])})
     over_ensembles = []  # candidates with several ensembles: their mean ± sd, as the runs' over seeds
     for row in rows:
         own = [e for e in ensembles if e["name"] == row["name"] and len(e["seeds"]) == ENSEMBLE_SEEDS]

@@ -300,11 +300,11 @@ def export_model(
                                            edges)
         if not parity.passed:
             raise ExportRefused(f"parity gate failed: {json.dumps(parity.details)}")
-        int8, int8_metrics, tried = quantize_within_gate(
-            encoder_dir / FP32_FILE, int8_dir / FP32_FILE,
-            lambda path: int8_gate(tokenizer, ort_encoder(path, threads), test, fp32_metrics["entity_f1"], decoder,
-                                   edges))
-        served["ner_int8"] = ort_encoder(int8_dir / FP32_FILE, threads)
+        def gate(path: Path) -> tuple[GateReport, dict]:
+            served["ner_int8"] = ort_encoder(path, threads)  # the last one tried: the file left in int8_dir
+            return int8_gate(tokenizer, served["ner_int8"], test, fp32_metrics["entity_f1"], decoder, edges)
+
+        int8, int8_metrics, tried = quantize_within_gate(encoder_dir / FP32_FILE, int8_dir / FP32_FILE, gate)
         write_monitoring_reference(staging, served, test, tokenizer, train, decoder, edges, calibration)
         record = {
             **lineage, "version": version, "exported_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
