@@ -5,10 +5,10 @@ Each poll reads the record only when it changed (S3: a GET with ``If-None-Match`
 304 while nothing changed; a folder: the file's size and modification time). When the recorded champion differs
 from the version the server runs, the server switches to it through its own model control
 (:func:`medner.triton_control.switch_version`: every model pinned to the version, with the GPU or CPU configs the
-server started with; on a failed load, back to the version it ran, reported, and not retried until the record
-names another version). Promotion and rollback are record writes (:mod:`medner.promotion`); the server a command
-talks to converges at once, the others within one poll period. A follower only reads: the serving role needs no write
-access to the bucket.
+server started with; on a failed load, the models that had moved go back to the version it ran, reported, and not
+retried until the record names another version). Promotion and rollback are record writes
+(:mod:`medner.promotion`); the server a command talks to converges at once, the others within one poll period. A
+follower only reads: the serving role needs no write access to the bucket.
 """
 
 from __future__ import annotations

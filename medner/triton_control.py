@@ -5,6 +5,7 @@ the administrative endpoints, and loading one version of every model on a live s
 from __future__ import annotations
 
 import os
+from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -72,40 +73,53 @@ def serves_gpu_configs(url: str) -> bool:
         client.close()
 
 
+class PartialLoadError(RuntimeError):
+    """A model did not load a version (the cause is chained); ``moved``: the models that had moved to it before."""
+
+    def __init__(self, message: str, moved: Sequence[str]):
+        super().__init__(message)
+        self.moved = list(moved)
+
+
 def load_version(url: str, key: str, repository: Path, version: int, gpu: bool | None = None,
-                 timeout: float = 300.0) -> dict[str, int | None]:
-    """Make every model of ``repository`` serve ``version`` alone, on the server at ``url`` (explicit model
-    control, admin key ``key``), with the GPU configs or the CPU ones (``gpu``; None: those the server runs now,
-    :func:`serves_gpu_configs`). Each model is loaded with its config pinned to that version
+                 timeout: float = 300.0, models: Collection[str] | None = None) -> dict[str, int | None]:
+    """Make every model of ``repository`` (or those in ``models``) serve ``version`` alone, on the server at
+    ``url`` (explicit model control, admin key ``key``), with the GPU configs or the CPU ones (``gpu``; None: those
+    the server runs now, :func:`serves_gpu_configs`). Each model is loaded with its config pinned to that version
     (``version_policy: specific``), and an ensemble's steps pinned to it too, so a GPU ensemble never pairs one
     version's tokenizer with another's encoder. Triton keeps serving the version it had until the new one is
     ready, and retires it once its in-flight requests finish, so clients see no gap. A model without that version
     (``ner_int8`` when the INT8 gate failed) is unloaded. Ensembles load after their parts. Returns
-    model -> version now served (None: unloaded). Raises InferenceServerException when a load fails; the
-    models before it have moved, the rest have not (:func:`switch_version` goes back)."""
+    model -> version now served (None: unloaded). Raises PartialLoadError when a load fails: the models before it
+    have moved (its ``moved``); the one that failed still serves what it served (a failed reload leaves a loaded
+    model as it was), and the rest have not moved (:func:`switch_version` puts back only those that moved)."""
     import tritonclient.grpc as grpcclient
     from google.protobuf import json_format
 
     gpu = serves_gpu_configs(url) if gpu is None else gpu
     configs = {}
     for config_file in sorted(repository.glob("*/config.pbtxt")):
-        configs[config_file.parent.name] = read_model_config(model_config_file(config_file.parent, gpu))
+        if models is None or config_file.parent.name in models:
+            configs[config_file.parent.name] = read_model_config(model_config_file(config_file.parent, gpu))
     headers = {GRPC_ADMIN_HEADER: key}
     client = grpcclient.InferenceServerClient(url, **grpc_tls())
     served: dict[str, int | None] = {}
     try:
         for name in sorted(configs, key=lambda m: (configs[m].platform == "ensemble", m)):
             config = configs[name]
-            if not (repository / name / str(version)).is_dir():
-                if client.is_model_ready(name):
-                    client.unload_model(name, headers=headers, client_timeout=timeout)
-                served[name] = None
-                continue
-            config.version_policy.specific.versions[:] = [version]
-            for ensemble_step in config.ensemble_scheduling.step:
-                ensemble_step.model_version = version
-            client.load_model(name, headers=headers, config=json_format.MessageToJson(config),
-                              client_timeout=timeout)
+            try:
+                if not (repository / name / str(version)).is_dir():
+                    if client.is_model_ready(name):
+                        client.unload_model(name, headers=headers, client_timeout=timeout)
+                    served[name] = None
+                    continue
+                config.version_policy.specific.versions[:] = [version]
+                for ensemble_step in config.ensemble_scheduling.step:
+                    ensemble_step.model_version = version
+                client.load_model(name, headers=headers, config=json_format.MessageToJson(config),
+                                  client_timeout=timeout)
+            except Exception as err:
+                raise PartialLoadError(f"{name}: {_reason(err)}", moved=list(served)) from err
             served[name] = version
     finally:
         client.close()
@@ -114,20 +128,22 @@ def load_version(url: str, key: str, repository: Path, version: int, gpu: bool |
 
 def switch_version(url: str, key: str, repository: Path, version: int, previous: int | None,
                    gpu: bool | None = None, timeout: float = 300.0) -> dict[str, int | None]:
-    """:func:`load_version` as one step: when any model fails to load ``version``, the server is put back on
-    ``previous`` (every model, so no mix of versions stays) and VersionLoadError says so."""
+    """:func:`load_version` as one step: when any model fails to load ``version``, the models that had moved
+    are put back on ``previous`` (so no mix of versions stays) and VersionLoadError says so."""
     gpu = serves_gpu_configs(url) if gpu is None else gpu
     try:
         return load_version(url, key, repository, version, gpu, timeout)
-    except Exception as err:
+    except PartialLoadError as err:
         if previous is None:
-            raise VersionLoadError(f"v{version} did not load ({_reason(err)}); no version before it") from err
+            raise VersionLoadError(f"v{version} did not load ({err}); no version before it") from err
         try:
-            load_version(url, key, repository, previous, gpu, timeout)
+            load_version(url, key, repository, previous, gpu, timeout, models=err.moved)
         except Exception as back:
-            raise VersionLoadError(f"v{version} did not load ({_reason(err)}), and going back to v{previous} failed "
+            raise VersionLoadError(f"v{version} did not load ({err}), and going back to v{previous} failed "
                                    f"too ({_reason(back)})") from err
-        raise VersionLoadError(f"v{version} did not load ({_reason(err)}); back on v{previous}") from err
+        raise VersionLoadError(f"v{version} did not load ({err}); back on v{previous}") from err
+    except Exception as err:  # before any model moved (the repository's configs, the server's answer)
+        raise VersionLoadError(f"v{version} did not load ({_reason(err)}); nothing moved") from err
 
 
 def _reason(err: Exception) -> str:

@@ -54,22 +54,45 @@ def tiny_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def untrained_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The offline MiniLM with a fresh (seeded) classification head, saved as a model folder with the span edges
-    of the tiny corpus's train split: arbitrary but deterministic predictions, enough to compare code paths. Two of
-    its six layers: the same architecture, tokenizer and code paths, a third of the encoder's work in every test
-    that serves it."""
+def narrow_base_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A base model folder (what ``--base-model`` takes) with the offline MiniLM's tokenizer and architecture,
+    narrowed (two layers, 64 wide) and randomly initialised (seeded). The code paths are the default model's; its
+    ONNX graph is about a sixth of even two MiniLM layers' (the word embeddings dominate), which every test that
+    trains, exports, uploads or serves a model moves and loads. What the default base model itself gives is
+    measured by the benchmarks, not here."""
     import torch
+    from transformers import AutoConfig, AutoModel, AutoTokenizer
 
     from medner.config import default_base_model
+
+    torch.manual_seed(0)
+    base, folder = default_base_model(), tmp_path_factory.mktemp("narrow-base")
+    config = AutoConfig.from_pretrained(base, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
+                                        intermediate_size=128)
+    AutoModel.from_config(config).save_pretrained(folder)
+    AutoTokenizer.from_pretrained(base).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_training(narrow_base_model: Path) -> dict[str, int | str]:
+    """TrainFlow's parameters (as flows and triggers take them) for a few steps of the narrow base model."""
+    return {"epochs": 1, "batch-size": 8, "threads": 1, "max-steps": 4, "base-model": str(narrow_base_model)}
+
+
+@pytest.fixture(scope="session")
+def untrained_model_dir(narrow_base_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The narrow base model with a fresh (seeded) classification head, saved as a model folder with the span
+    edges of the tiny corpus's train split: arbitrary but deterministic predictions, enough to compare code
+    paths."""
+    import torch
+
     from medner.decoding import SpanEdges
     from medner.model_io import save_model
     from medner.training import load_tokenizer_and_model
 
     torch.manual_seed(0)
-    tokenizer, model = load_tokenizer_and_model(default_base_model())
-    model.bert.encoder.layer = model.bert.encoder.layer[:2]
-    model.config.num_hidden_layers = 2
+    tokenizer, model = load_tokenizer_and_model(str(narrow_base_model))
     edges = SpanEdges.learn((s.tokens, s.labels) for s in synthetic_sentences(60, seed=1))
     return save_model(model, tokenizer, tmp_path_factory.mktemp("untrained"), edges)
 

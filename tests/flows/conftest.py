@@ -44,6 +44,11 @@ class FlowRunner:
         return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+def flow_options(parameters: dict[str, object]) -> list[str]:
+    """``{"max-steps": 4}`` as a flow's command line takes it: ``["--max-steps", "4"]``."""
+    return [part for name, value in parameters.items() for part in (f"--{name}", str(value))]
+
+
 @pytest.fixture
 def flow_runner(tmp_path: Path, tiny_corpus: Path) -> FlowRunner:
     env = {

@@ -11,12 +11,11 @@ pytestmark = pytest.mark.slow
 
 GRID = json.dumps([{"name": "crf-baseline", "kind": "crf", "max_iterations": 30},
                    {"name": "tiny-argmax", "kind": "transformer", "decode": "argmax"}])
-TINY = json.dumps({"epochs": 1, "batch_size": 8, "threads": 1, "max_steps": 3})
 REPOSITORY = "s3://models/ner"
 
 
 def test_critical_drift_runs_experiment_flow_which_exports_and_promotes_its_challenger(
-        flow_runner, tmp_path, moto_endpoint, exported_repository, monkeypatch, caplog) -> None:
+        flow_runner, tmp_path, moto_endpoint, exported_repository, narrow_base_model, monkeypatch, caplog) -> None:
     """The loop closes by itself on critical drift: the alert, ExperimentFlow (every candidate, each transformer
     once per seed; the challenger by mean dev F1), its publish step exporting the challenger to the model
     repository on S3 (a moto server) and promoting it through every gate on the server reading that bucket."""
@@ -38,7 +37,9 @@ def test_critical_drift_runs_experiment_flow_which_exports_and_promotes_its_chal
     key = "experiment-flow-test-key"
     env = {**flow_runner.env, **TEST_CREDENTIALS, "AWS_ENDPOINT_URL": moto_endpoint, ADMIN_KEY_ENV: key,
            "MEDNER_CACHE_DIR": str(tmp_path / "flow-cache")}  # the flow's own mirror: another machine's
-    parameters = {"ExperimentFlow": {"grid": GRID, "overrides": TINY, "seeds": "1,2", "max-workers": 2,
+    tiny = json.dumps({"epochs": 1, "batch_size": 8, "threads": 1, "max_steps": 3,
+                       "base_model": str(narrow_base_model)})
+    parameters = {"ExperimentFlow": {"grid": GRID, "overrides": tiny, "seeds": "1,2", "max-workers": 2,
                                      "uat-min-f1": 0.0,  # untrained models: no real acceptance threshold
                                      "ensemble": True}}  # the challenger's two seeds, served as one model
     window = {"level": "critical", "window_start": "20261201T110000Z", "window_end": "20261201T120000Z"}

@@ -4,16 +4,15 @@ import sys
 
 import pytest
 
-from tests.flows.conftest import card_data
+from tests.flows.conftest import card_data, flow_options
 
 pytestmark = pytest.mark.slow
 
-TINY = ["--epochs", "1", "--batch-size", "8", "--threads", "1", "--max-steps", "4"]
 METRIC_KEYS = {"entity_f1", "entity_f1_D", "entity_f1_T", "entity_f1_relaxed", "token_weighted_f1", "train_seconds"}
 
 
-def test_production_retrains_on_its_own_data_and_promotes_by_itself(flow_runner, exported_repository,
-                                                                     tmp_path) -> None:
+def test_production_retrains_on_its_own_data_and_promotes_by_itself(flow_runner, exported_repository, tmp_path,
+                                                                     tiny_training) -> None:
     """Every flow is a @project(name="medner") flow: production runs (`--production`, the prod branch) and a
     researcher's runs (user.NAME) are apart, and what reads runs for production sees production only. And the loop
     closes by itself: a warning starts TrainFlow on the prod branch, which trains on production's latest DataFlow
@@ -29,7 +28,7 @@ def test_production_retrains_on_its_own_data_and_promotes_by_itself(flow_runner,
     key = "train-flow-test-key"
     repository = beatable_champion(exported_repository, tmp_path / "repository")
     window = {"level": "warning", "window_start": "20261201T110000Z", "window_end": "20261201T120000Z"}
-    tiny = {"epochs": 1, "batch-size": 8, "threads": 1, "max-steps": 4, "uat-min-f1": 0.0}  # untrained: no real UAT
+    tiny = {**tiny_training, "uat-min-f1": 0.0}  # untrained: no real UAT
     with TritonServer.on_free_ports(repository, admin_key=key, version=1) as server:
         before = loaded_versions(server.grpc_url, key)
         flow_runner.env[ADMIN_KEY_ENV] = key
@@ -94,25 +93,26 @@ def test_production_retrains_on_its_own_data_and_promotes_by_itself(flow_runner,
     assert card.count('"type": "image"') == 2  # learning curve and confusion matrix
 
 
-def test_a_train_flow_failing_midway_leaves_the_registry_untouched(flow_runner, tmp_path) -> None:
+def test_a_train_flow_failing_midway_leaves_the_registry_untouched(flow_runner, tmp_path, tiny_training) -> None:
     repository = tmp_path / "repository"
     (repository / "ner" / "1").mkdir(parents=True)
     (repository / "serving.json").write_text('{"version": 1, "previous": [], "history": []}')
     before = sorted((str(p), p.stat().st_mtime_ns) for p in repository.rglob("*"))
-    proc = flow_runner.run("train_flow.py", *TINY, "--base-model", str(tmp_path / "no-such-model"),
+    proc = flow_runner.run("train_flow.py", *flow_options({**tiny_training, "base-model": tmp_path / "no-such-model"}),
                            "--repository", str(repository), check=False)
     assert proc.returncode != 0 and "train" in proc.stdout + proc.stderr
     assert sorted((str(p), p.stat().st_mtime_ns) for p in repository.rglob("*")) == before
 
 
-def test_a_student_distils_from_a_train_flow_run(flow_runner, tmp_path) -> None:
+def test_a_student_distils_from_a_train_flow_run(flow_runner, tmp_path, tiny_training) -> None:
     """--teacher names a TrainFlow run: its model is written once into the cache, the student learns from it on
     the training sentences and their teacher-labelled copies, and the config names the teacher as given."""
     cache = tmp_path / "cache"
     flow_runner.env["MEDNER_CACHE_DIR"] = str(cache)
-    flow_runner.run("train_flow.py", *TINY)
+    tiny = flow_options(tiny_training)
+    flow_runner.run("train_flow.py", *tiny)
     teacher = flow_runner.client("result = Flow('TrainFlow').latest_successful_run.pathspec")
-    flow_runner.run("train_flow.py", *TINY, "--teacher", teacher, "--distill-copies", "1")
+    flow_runner.run("train_flow.py", *tiny, "--teacher", teacher, "--distill-copies", "1")
     student = flow_runner.client(
         "run = Flow('TrainFlow').latest_successful_run\n"
         "result = dict(pathspec=run.pathspec, config=run.data.config, history=run.data.history,"
@@ -121,7 +121,7 @@ def test_a_student_distils_from_a_train_flow_run(flow_runner, tmp_path) -> None:
     assert student["config"]["teacher"] == teacher and student["config"]["distill_copies"] == 1
     assert student["history"][0]["train_sentences"] == 2 * student["train"]  # + one copy of each
     assert (cache / "models" / teacher.replace("/", "-") / "config.json").is_file()
-    proc = flow_runner.run("train_flow.py", *TINY, "--teacher", "no-such-run", check=False)
+    proc = flow_runner.run("train_flow.py", *tiny, "--teacher", "no-such-run", check=False)
     assert proc.returncode != 0 and "neither a model folder nor a run pathspec" in proc.stdout + proc.stderr
 
     # the two runs as one seed ensemble (their mean probabilities): one exported, gated version
@@ -136,13 +136,13 @@ def test_a_student_distils_from_a_train_flow_run(flow_runner, tmp_path) -> None:
 
 
 def test_promote_without_a_server_writes_the_record_the_fleet_follows(flow_runner, exported_repository,
-                                                                      tmp_path) -> None:
+                                                                      tmp_path, tiny_training) -> None:
     """--promote with no server address (a Batch task reaches the bucket, not the pods): every gate, then the
     record that every `medner serve` following the registry switches to (tests/medner/test_promotion.py)."""
     from tests.serve import beatable_champion
 
     repository = beatable_champion(exported_repository, tmp_path / "repository")
-    flow_runner.run("train_flow.py", *TINY, "--repository", str(repository), "--promote", "True",
+    flow_runner.run("train_flow.py", *flow_options(tiny_training), "--repository", str(repository), "--promote", "True",
                     "--uat-min-f1", "0")  # an untrained model: no real acceptance threshold
     record = json.loads((repository / "serving.json").read_text())
     assert (record["version"], record["previous"]) == (2, [1])

@@ -12,7 +12,7 @@ import pytest
 from monitoring.inbox import process_inbox
 from monitoring.policy import DecisionLog
 from monitoring.triggers import LocalBackend, StepFunctionsBackend
-from tests.monitoring.test_triggers import TINY_TRAIN, client, local_env
+from tests.monitoring.test_triggers import client, local_env
 
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 MARKER = "Zyxwvu"  # a word that must never leave the data files (no note text in logs or records)
@@ -80,7 +80,8 @@ def test_cli_reports_rejections(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_new_annotated_file_runs_data_flow_then_train_flow(tmp_path: Path, tiny_corpus: Path) -> None:
+def test_new_annotated_file_runs_data_flow_then_train_flow(tmp_path: Path, tiny_corpus: Path,
+                                                            tiny_training: dict[str, int | str]) -> None:
     inbox, log = tmp_path / "inbox", tmp_path / "decisions.jsonl"
     inbox.mkdir()
     (inbox / "new.jsonl").write_text(jsonl(f"asthma flared in {MARKER} patients", "migraine returned after surgery",
@@ -88,7 +89,7 @@ def test_new_annotated_file_runs_data_flow_then_train_flow(tmp_path: Path, tiny_
     (inbox / "broken.jsonl").write_text("{not json\n")
     env = local_env(tmp_path / "metaflow", tiny_corpus)
     result = process_inbox(inbox, LocalBackend(env=env, cwd=tmp_path), log,
-                           train_parameters={**TINY_TRAIN, "max-train-sentences": 16}, now=NOW)
+                           train_parameters={**tiny_training, "max-train-sentences": 16}, now=NOW)
     assert result.accepted == ["new.jsonl"] and list(result.rejected) == ["broken.jsonl"]
     assert result.rejected["broken.jsonl"].startswith(f"{inbox / 'broken.jsonl'}:1: invalid JSON")
     data, train = result.decisions[-2:]

@@ -28,7 +28,6 @@ from tests.flows.conftest import FlowRunner
 
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 WINDOW = {"window_start": "20261128T110000Z", "window_end": "20261128T120000Z", "scores": {"oov_word_rate": 0.2}}
-TINY_TRAIN = {"epochs": 1, "batch-size": 8, "threads": 1, "max-steps": 4}
 CRF_GRID = json.dumps([{"name": "crf-baseline", "kind": "crf", "max_iterations": 20}])
 
 
