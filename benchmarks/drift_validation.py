@@ -326,8 +326,9 @@ def fit_noise(groups: dict[str, list[Window]], reference_rows: int) -> dict:
 
 
 def command_line(args: argparse.Namespace) -> str:
-    """The command that reproduces a run (the repository named when it is not the project's)."""
-    return f"python benchmarks/drift_validation.py {args.command}{repository_option(args.repository)}"
+    """The command that reproduces a run (the repository and the output folder named when not the defaults)."""
+    out = "" if Path(args.out).resolve() == RESULTS.resolve() else f" --out {args.out}"
+    return f"python benchmarks/drift_validation.py {args.command}{repository_option(args.repository)}{out}"
 
 
 def calibrate(args: argparse.Namespace) -> dict:
