@@ -369,10 +369,11 @@ def report() -> None:
                                    for split in ("dev", "test")},
                                 "test_entity_f1_edges": [r["span_edges"]["test"]["entity_f1"] for r in runs]})
 
-    ensembles = []
     def seeds_alone(row: dict, seeds: list[int]) -> list[float]:
+        """The test F1 of ``row``'s runs of these seeds, each alone."""
         return [f1 for seed, f1 in zip(row["seeds"], row["test_entity_f1"]) if seed in seeds]
 
+    ensembles = []
     for row in rows:
         ensembles += [{**ensemble, "lever": row["lever"], "params": row["params"],
                        "test_entity_f1_seeds_alone": seeds_alone(row, ensemble["seeds"])}

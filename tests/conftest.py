@@ -57,8 +57,8 @@ def tiny_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def narrow_base_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A base model folder (what ``--base-model`` takes) with the offline MiniLM's tokenizer and architecture,
     narrowed (two layers, 64 wide) and randomly initialised (seeded). The code paths are the default model's; its
-    ONNX graph is about a sixth of even two MiniLM layers' (the word embeddings dominate), which every test that
-    trains, exports, uploads or serves a model moves and loads. What the default base model itself gives is
+    ONNX graphs are about an eighth of even two MiniLM layers' (the word embeddings dominate), which every test
+    that trains, exports, uploads or serves a model moves and loads. What the default base model itself gives is
     measured by the benchmarks, not here."""
     import torch
     from transformers import AutoConfig, AutoModel, AutoTokenizer
