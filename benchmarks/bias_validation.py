@@ -1,6 +1,6 @@
 """Bias monitoring, validated: does a group of notes that departs from the others get flagged, and only it?
 
-    python benchmarks/bias_validation.py [--windows 20] [--shift-windows 8] [--model ner_int8]
+    python benchmarks/bias_validation.py [--windows 20] [--shift-windows 8] [--model ner_int8] [--out PATH]
 
 Each window holds four groups (clinics) of 100 notes of 3-20 sentences drawn from the dev split (held out of
 training and of the reference), profiled by the served model's own pass (``monitoring.features.FeatureTagger``)
@@ -15,7 +15,7 @@ and segmented by group as the served model segments them (``monitoring.profiles.
 
 Per group and window: the verdict, the combined score against the rest and its bound, the estimated entity F1
 (monitoring.estimation, from the profile) and the true one (strict, against the gold spans).
-Writes benchmarks/results/bias_validation.{md,json}.
+Writes benchmarks/results/bias_validation.{md,json} (``--out``).
 """
 
 from __future__ import annotations
@@ -101,7 +101,8 @@ def run(args: argparse.Namespace) -> dict:
         windows.append({"shift": shift, "seed": seed,
                         "groups": judge(scorer, group_notes(dev, shift, random.Random(seed)), thresholds)})
         progress(len(windows), len(plan), began, "bias")
-    return {"command": f"python benchmarks/bias_validation.py{repository_option(args.repository)}",
+    out = "" if args.out.resolve() == OUT.resolve() else f" --out {args.out}"
+    return {"command": f"python benchmarks/bias_validation.py{repository_option(args.repository)}{out}",
             "hardware": hardware(), "model": args.model,
             "version": scorer.version, "seconds": round(time.perf_counter() - began, 1),
             "min_notes": thresholds.min_notes, "windows": windows}
@@ -155,10 +156,11 @@ def main() -> None:
     parser.add_argument("--shift-windows", type=int, default=8, help="windows per transform of clinic_d")
     parser.add_argument("--seed", type=int, default=31)
     parser.add_argument("--data-dir", default=None)
+    parser.add_argument("--out", type=Path, default=OUT, help="the results' path, without .md/.json")
     parser.add_argument("--report-only", action="store_true", help="the page again from the results JSON")
     args = parser.parse_args()
-    result = json.loads(OUT.with_suffix(".json").read_text()) if args.report_only else run(args)
-    write_results(OUT, report(result), result)
+    result = json.loads(args.out.with_suffix(".json").read_text()) if args.report_only else run(args)
+    write_results(args.out, report(result), result)
 
 
 if __name__ == "__main__":

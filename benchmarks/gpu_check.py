@@ -35,7 +35,7 @@ import numpy as np  # noqa: E402
 
 from medner.data import read_behealthy_pair  # noqa: E402
 from medner.inference import (  # noqa: E402
-    decode_note,
+    decode_notes,
     encode_sorted,
     note_rows,
     predict_sentences,
@@ -72,8 +72,8 @@ def end_to_end(encode, tokenizer, texts: list[str], micro_batch: int) -> tuple[f
     """Seconds spent tokenizing, encoding and decoding ``texts`` (the ``ner`` model's hot path)."""
     batch, t_tok = timed(tokenize_notes, tokenizer, texts)
     logits, t_enc = timed(encode_sorted, batch.input_ids, batch.attention_mask, encode, micro_batch)
-    _, t_dec = timed(lambda: [decode_note(n, lay, note_rows(logits, lay)).entities
-                              for n, lay in zip(texts, batch.notes)])
+    _, t_dec = timed(lambda: [note.entities for note in decode_notes(
+        texts, batch.notes, [note_rows(logits, lay) for lay in batch.notes])])
     return t_tok, t_enc, t_dec
 
 

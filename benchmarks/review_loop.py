@@ -18,7 +18,9 @@
 6. The report: test entity F1 (mean ± sd over seeds) per arm; the served model's errors found per reviewed note
    in each store; its precision/recall/F1 estimated from the random store's reviews vs its true test F1.
 
-Intermediate state is kept in ``--work`` (default ``.review_loop/``), so an interrupted run resumes. Writes
+Every flow run, the inboxes' included, is on the @project branch ``test.review_loop``, out of the way of the
+user's and production's latest runs. Intermediate state is kept in ``--work`` (default ``.review_loop/``), so an
+interrupted run resumes. Writes
 benchmarks/results/review_loop.{md,json}.
 """
 
@@ -41,6 +43,9 @@ from benchmarks.common import hardware, write_results  # noqa: E402
 from medner.config import DEFAULT_RANDOM_SHARE  # noqa: E402
 
 TAG = "review-loop"
+# A branch of its own: on the user's branch the half-data DataFlow runs became what a later plain
+# `train_flow.py run` trained on, and on prod (the inbox's default) what production did
+BRANCH = "test.review_loop"  # Metaflow's branch names: lowercase letters, digits and underscores
 # the stores' random share: all random, all least certain first, and the review app's default mix
 STORES = {"half+random": 1.0, "half+queue": 0.0, "half+default": DEFAULT_RANDOM_SHARE}
 
@@ -59,13 +64,14 @@ class Work:
 
 
 def flow(name: str, *args: str) -> str:
-    """Run a flow here (tagged) and return its run pathspec."""
-    from metaflow import Flow
+    """Run a flow here (tagged, on ``BRANCH``) and return its run pathspec."""
+    from medner.runs import branch_options, latest_successful_run
 
-    command = [sys.executable, str(ROOT / "flows" / f"{name}.py"), "run", "--tag", TAG, *args]
+    branch = [f"--{k}" if v is True else f"--{k}={v}" for k, v in branch_options(BRANCH).items()]
+    command = [sys.executable, str(ROOT / "flows" / f"{name}.py"), *branch, "run", "--tag", TAG, *args]
     print("+", " ".join(command), flush=True)
     subprocess.run(command, cwd=ROOT, check=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
-    return Flow({"data_flow": "DataFlow", "train_flow": "TrainFlow"}[name]).latest_successful_run.pathspec
+    return latest_successful_run({"data_flow": "DataFlow", "train_flow": "TrainFlow"}[name], BRANCH).pathspec
 
 
 def split_halves(data_dir: Path, work: Work) -> tuple[Path, list]:
@@ -176,7 +182,7 @@ def run(args: argparse.Namespace) -> None:
             store.close()
             result = process_inbox(inbox, "local", work.folder / "decisions.jsonl",
                                    data_parameters={"data-dir": str(half_dir)},
-                                   train_parameters={"seed": args.seeds[0]})
+                                   train_parameters={"seed": args.seeds[0]}, backend_options={"branch": BRANCH})
             started = {d["flow"]: d["target"] for d in result.decisions if d.get("target")}
             runs = [started["TrainFlow"]] + [flow("train_flow", "--data-run", started["DataFlow"], "--seed", str(s))
                                              for s in args.seeds[1:]]

@@ -155,32 +155,63 @@ def viterbi(log_probs: np.ndarray, no_start: np.ndarray | None = None, no_end: n
     return path
 
 
-def _log_sum_exp(scores: np.ndarray, axis: int) -> np.ndarray:
-    """log(sum(exp)) along ``axis``, -inf where every score is (a tag the rules rule out)."""
-    top = scores.max(axis=axis, keepdims=True)
-    safe = np.where(np.isfinite(top), top, 0.0)
-    with np.errstate(divide="ignore"):
-        return (np.log(np.exp(scores - safe).sum(axis=axis, keepdims=True)) + safe).squeeze(axis)
-
-
-def marginals(log_probs: np.ndarray, learned: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
-    """Each word's tag log-probabilities over the IOB2-valid paths (forward-backward, ``(n, tags)``): the per-word
-    distribution of the sequence model Viterbi decodes (a CRF layer's ``learned`` scores added to the rules), for a
-    teacher whose word logits alone are not one (:func:`medner.distill.teacher_log_probs`)."""
-    if log_probs.shape[0] == 0:
-        return np.zeros_like(log_probs)
+def marginals(sentences: Sequence[np.ndarray], learned: tuple[np.ndarray, np.ndarray] | None = None
+              ) -> list[np.ndarray]:
+    """Each word's tag log-probabilities over the IOB2-valid paths of its sentence (forward-backward; one
+    ``(n, tags)`` array per sentence of per-word tag log-probabilities): the per-word distribution of the sequence
+    model Viterbi decodes (a CRF layer's ``learned`` scores added to the rules), for a teacher whose word logits
+    alone are not one (:func:`medner.distill.teacher_log_probs`) and for a served CRF model's confidences
+    (:func:`word_confidences`). In probability space, each step rescaled to sum 1, all sentences a step at a time:
+    numpy's cost per call is paid once per word position, not once per word (it is on the serving path:
+    benchmarks/results/hot_path_crf_marginals.md)."""
+    lengths = np.array([len(s) for s in sentences], dtype=np.int64)
+    width = int(lengths.max()) if len(lengths) else 0
+    if width == 0:
+        return [np.zeros((0, len(BIO_TAGS))) for _ in sentences]
     start, pairs, _, _ = _transition_masks()
     if learned is not None:
         start, pairs = start + learned[0], pairs + learned[1]
-    forward = np.empty_like(log_probs, dtype=np.float64)
-    backward = np.zeros_like(log_probs, dtype=np.float64)
-    forward[0] = start + log_probs[0]
-    for i in range(1, len(log_probs)):
-        forward[i] = _log_sum_exp(forward[i - 1][:, None] + pairs, axis=0) + log_probs[i]
-    for i in range(len(log_probs) - 2, -1, -1):
-        backward[i] = _log_sum_exp(pairs + (log_probs[i + 1] + backward[i + 1])[None, :], axis=1)
-    joint = forward + backward
-    return joint - _log_sum_exp(joint, axis=1)[:, None]
+    steps = np.exp(pairs)  # forbidden transitions: 0
+    emissions = np.ones((len(sentences), width, len(BIO_TAGS)))  # past a sentence's end: ones, never read
+    for row, sentence in zip(emissions, sentences):
+        if len(sentence):
+            row[:len(sentence)] = np.exp(sentence - sentence.max(axis=1, keepdims=True))
+    forward = np.empty_like(emissions)
+    backward = np.empty_like(emissions)
+    alpha = np.exp(start - start.max()) * emissions[:, 0]
+    forward[:, 0] = alpha / alpha.sum(axis=1, keepdims=True)
+    for i in range(1, width):
+        alpha = (forward[:, i - 1] @ steps) * emissions[:, i]
+        forward[:, i] = alpha / alpha.sum(axis=1, keepdims=True)
+    backward[:, -1] = 1.0
+    ended = lengths - 1  # at and past its last word, a sentence's backward is 1
+    for i in range(width - 2, -1, -1):
+        beta = (emissions[:, i + 1] * backward[:, i + 1]) @ steps.T
+        beta /= beta.sum(axis=1, keepdims=True)
+        beta[i >= ended] = 1.0
+        backward[:, i] = beta
+    joint = forward * backward
+    with np.errstate(divide="ignore"):
+        log_joint = np.log(joint / joint.sum(axis=2, keepdims=True))
+    return [log_joint[k, :n] for k, n in enumerate(lengths)]
+
+
+def word_confidences(log_probs: Sequence[np.ndarray], edges: SpanEdges | None = None,
+                     sentences: Sequence[Sequence[tuple[int, int]] | None] | None = None) -> list[np.ndarray]:
+    """Of each note's per-word tag log-probabilities, each word's probability of its most likely tag (what entity
+    scores average and the monitor reads): the word's own distribution for a model trained without a CRF layer;
+    for one trained with it (``edges`` carry its learned scores), the :func:`marginals` of its sequence model
+    within each of the note's ``sentences`` (word ranges; None: one), as Viterbi decodes them, because its word
+    logits alone were never trained as a distribution (benchmarks/results/drift_crf/). Span-edge rules are not
+    part of the marginals."""
+    learned = edges.learned if edges is not None else None
+    if learned is None:
+        return [np.exp(scores.max(axis=-1)) for scores in log_probs]
+    ranges = [note_sentences or [(0, len(scores))]
+              for scores, note_sentences in zip(log_probs, sentences or [None] * len(log_probs))]
+    best = iter(np.exp(m.max(axis=-1)) for m in marginals([scores[a:b] for scores, note in zip(log_probs, ranges)
+                                                           for a, b in note], learned))
+    return [np.concatenate([next(best) for _ in note]) for note in ranges]
 
 
 def decode(log_probs: np.ndarray, decoder: Decoder = "viterbi", words: Sequence[str] | None = None,

@@ -43,7 +43,8 @@ def teacher_log_probs(teacher: Path | str, sentences: Sequence[Sentence]) -> lis
     edges = SpanEdges.load(teacher)
     if edges is None or edges.learned is None:
         return log_probs
-    return [np.maximum(marginals(words, edges.learned), RULED_OUT).astype(words.dtype) for words in log_probs]
+    return [np.maximum(taught, RULED_OUT).astype(words.dtype)
+            for words, taught in zip(log_probs, marginals(log_probs, edges.learned))]
 
 
 def with_teacher_copies(sentences: Sequence[Sentence], copies: int, seed: int) -> list[Sentence]:

@@ -31,7 +31,7 @@ from medner.inference.entities import (
     DecodedNote,
     Entity,
     TaggedNote,
-    decode_note,
+    decode_notes,
     log_softmax,
     note_entities,
     note_labels,
@@ -63,7 +63,7 @@ from medner.inference.windows import (
 __all__ = [
     "DEFAULT_MAX_LENGTH", "DEFAULT_MAX_NOTE_CHARS", "DEFAULT_MICRO_BATCH", "DEFAULT_STRIDE", "WORD_INDEX_COLUMNS",
     "DecodedNote", "Encoder", "Entity", "NerPipeline", "NoteError", "NoteWindows", "RequestNotes", "SoloCores",
-    "TaggedNote", "TokenizedBatch", "WordPieceTokenizer", "decode_note", "decode_sentences", "encode_sentences",
+    "TaggedNote", "TokenizedBatch", "WordPieceTokenizer", "decode_notes", "decode_sentences", "encode_sentences",
     "encode_sorted", "extract", "extract_decoded", "gather_notes", "gpu_providers", "length_buckets", "log_softmax",
     "note_entities", "note_labels", "note_rows", "note_word_log_probs", "note_words", "ort_encoder", "ort_session",
     "pack_notes", "predict_sentences", "sentence_log_probs", "tokenize_notes", "tokenize_words", "torch_encoder",

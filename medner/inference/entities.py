@@ -10,7 +10,7 @@ from typing import NamedTuple, TypedDict
 
 import numpy as np
 
-from medner.decoding import SpanEdges, decode
+from medner.decoding import SpanEdges, decode, word_confidences
 from medner.inference.windows import NoteWindows
 from medner.labels import BIO_TAGS
 from medner.spans import labels_to_spans, split_sentences, token_spans_to_char_spans
@@ -54,7 +54,7 @@ class DecodedNote:
     """What decoding saw of one note (monitoring features are computed from it, not from a second pass)."""
 
     labels: list[str]  # per word
-    confidence: np.ndarray  # per word: probability of its best tag
+    confidence: np.ndarray  # per word: probability of its best tag (medner.decoding.word_confidences)
     entities: list[Entity]
 
     @property
@@ -66,14 +66,12 @@ class DecodedNote:
 
 
 def note_labels(
-    layout: NoteWindows, window_logits: np.ndarray, decoder: str = "viterbi", words: Sequence[str] | None = None,
+    layout: NoteWindows, word_scores: np.ndarray, decoder: str = "viterbi", words: Sequence[str] | None = None,
     edges: SpanEdges | None = None,
-) -> tuple[list[str], np.ndarray]:
-    """O/D/T label and confidence (probability of the best tag) of each word of one note;
-    ``window_logits`` are this note's rows of the encoder output; ``edges`` apply given the ``words``, within each
-    of the layout's sentences."""
-    word_scores = note_word_log_probs(layout, window_logits)
-    return decode(word_scores, decoder, words, edges, layout.sentences), np.exp(word_scores.max(axis=-1))
+) -> list[str]:
+    """O/D/T label of each word of one note from its :func:`note_word_log_probs`; ``edges`` apply given the
+    ``words``, within each of the layout's sentences."""
+    return decode(word_scores, decoder, words, edges, layout.sentences)
 
 
 def note_words(text: str, layout: NoteWindows) -> list[str]:
@@ -81,14 +79,21 @@ def note_words(text: str, layout: NoteWindows) -> list[str]:
     return [text[start:end] for start, end in layout.words]
 
 
-def decode_note(text: str, layout: NoteWindows, window_logits: np.ndarray, decoder: str = "viterbi",
-                edges: SpanEdges | None = None) -> DecodedNote:
-    """One note decoded: word labels and confidences, entities with character offsets into ``text``."""
-    words = note_words(text, layout) if edges else None
-    if edges and layout.sentences is None:  # a layout sent between Triton models carries no sentences
-        layout.sentences = split_sentences(text, layout.words)
-    labels, confidence = note_labels(layout, window_logits, decoder, words, edges)
-    return DecodedNote(labels, confidence, note_entities(text, layout, labels, confidence))
+def decode_notes(texts: Sequence[str], layouts: Sequence[NoteWindows], window_logits: Sequence[np.ndarray],
+                 decoder: str = "viterbi", edges: SpanEdges | None = None) -> list[DecodedNote]:
+    """Notes decoded: word labels and confidences, entities with character offsets into each text;
+    ``window_logits``: each note's rows of the encoder output. The confidences of all the notes are computed
+    together (a CRF model's marginals, a step at a time over every sentence)."""
+    word_scores, labels = [], []
+    for text, layout, logits in zip(texts, layouts, window_logits):
+        if edges and layout.sentences is None:  # a layout sent between Triton models carries no sentences
+            layout.sentences = split_sentences(text, layout.words)
+        scores = note_word_log_probs(layout, logits)
+        word_scores.append(scores)
+        labels.append(note_labels(layout, scores, decoder, note_words(text, layout) if edges else None, edges))
+    confidences = word_confidences(word_scores, edges, [layout.sentences for layout in layouts])
+    return [DecodedNote(word_labels, confidence, note_entities(text, layout, word_labels, confidence))
+            for text, layout, word_labels, confidence in zip(texts, layouts, labels, confidences)]
 
 
 def note_entities(text: str, layout: NoteWindows, labels: Sequence[str], confidence: np.ndarray) -> list[Entity]:

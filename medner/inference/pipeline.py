@@ -13,7 +13,7 @@ import numpy as np
 
 from medner.decoding import SpanEdges
 from medner.inference.encoders import DEFAULT_MICRO_BATCH, Encoder, SoloCores, encode_sorted, ort_encoder
-from medner.inference.entities import DecodedNote, Entity, decode_note, note_labels, note_word_log_probs
+from medner.inference.entities import DecodedNote, Entity, decode_notes, note_labels, note_word_log_probs
 from medner.inference.notes import DEFAULT_MAX_NOTE_CHARS
 from medner.inference.windows import (
     DEFAULT_MAX_LENGTH,
@@ -55,8 +55,8 @@ def extract_decoded(
     """:func:`extract` that also returns the tokenized batch and each note's word labels and confidences."""
     batch = tokenize_notes(tokenizer, notes, max_length, stride)
     logits = encode_sorted(batch.input_ids, batch.attention_mask, encoder, batch_size)
-    return batch, [decode_note(note, layout, note_rows(logits, layout), decoder, edges)
-                   for note, layout in zip(notes, batch.notes)]
+    return batch, decode_notes(notes, batch.notes, [note_rows(logits, layout) for layout in batch.notes], decoder,
+                               edges)
 
 
 def encode_sentences(
@@ -84,7 +84,7 @@ def decode_sentences(
 ) -> list[list[str]]:
     """O/D/T labels of each sentence of :func:`encode_sentences`' output (``edges`` apply given the ``sentences``)."""
     words = sentences if edges and sentences is not None else [None] * len(batch.notes)
-    return [note_labels(layout, note_rows(logits, layout), decoder, w, edges)[0]
+    return [note_labels(layout, note_word_log_probs(layout, note_rows(logits, layout)), decoder, w, edges)
             for layout, w in zip(batch.notes, words)]
 
 

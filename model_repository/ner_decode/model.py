@@ -1,6 +1,6 @@
 """Triton python model: tag logits -> entities with character offsets, one JSON list per note, and each note's
 uncertainty
-(medner.inference.decode_note: the BIO-constrained Viterbi decoder training is evaluated with, keeping to the
+(medner.inference.decode_notes: the BIO-constrained Viterbi decoder training is evaluated with, keeping to the
 span edges exported beside this file). The last step of the GPU ensemble, so it profiles the notes as the CPU
 model does (monitoring.features.VersionFeatures, from the windows the tokenizer sent the encoder) and reports the
 version served, under the ensemble's name (the "ensemble" parameter)."""
@@ -18,7 +18,7 @@ import triton_python_backend_utils as pb_utils  # noqa: E402
 from medner.config import SERVED_VERSION_METRIC, profile_dir  # noqa: E402
 from medner.decoding import SpanEdges  # noqa: E402
 from medner.groups import request_groups  # noqa: E402
-from medner.inference import WordPieceTokenizer, decode_note, unpack_note, unpack_notes  # noqa: E402
+from medner.inference import WordPieceTokenizer, decode_notes, unpack_note, unpack_notes  # noqa: E402
 from medner.triton import model_parameters  # noqa: E402
 from monitoring.features import VersionFeatures  # noqa: E402
 from monitoring.profiles import profiler_from_env  # noqa: E402
@@ -49,24 +49,32 @@ class TritonPythonModel:
 
     def execute(self, requests):
         groups, refused = request_groups([r.parameters() for r in requests])
+        texts, word_indexes, logits = {}, {}, []
+        for index, request in enumerate(requests):
+            if index in refused:
+                continue
+            text = pb_utils.get_input_tensor_by_name(request, "TEXT").as_numpy().reshape(-1)
+            texts[index] = [t.decode("utf-8") for t in text]
+            word_indexes[index] = pb_utils.get_input_tensor_by_name(request, "word_index").as_numpy()
+            logits.extend(pb_utils.get_input_tensor_by_name(request, "logits").as_numpy())
+        # one call for every note of every request: a CRF model's confidences are computed over all their sentences
+        # at once (medner.inference.decode_notes)
+        decoded = iter(decode_notes([t for own in texts.values() for t in own],
+                                    [unpack_note(i) for own in word_indexes.values() for i in own], logits,
+                                    self.decoder, self.edges))
         responses = []
         for index, request in enumerate(requests):
             if index in refused:  # as the CPU model: a bad group fails its own request
                 error = pb_utils.TritonError(refused[index], pb_utils.TritonError.INVALID_ARG)
                 responses.append(pb_utils.InferenceResponse(error=error))
                 continue
-            text = pb_utils.get_input_tensor_by_name(request, "TEXT").as_numpy().reshape(-1)
-            texts = [t.decode("utf-8") for t in text]
-            logits = pb_utils.get_input_tensor_by_name(request, "logits").as_numpy()
-            word_index = pb_utils.get_input_tensor_by_name(request, "word_index").as_numpy()
-            notes = [decode_note(text, unpack_note(note_index), note_logits, self.decoder, self.edges)
-                     for text, note_logits, note_index in zip(texts, logits, word_index)]
+            notes = [next(decoded) for _ in texts[index]]
             if self.profiler is not None:
                 batch = unpack_notes(pb_utils.get_input_tensor_by_name(request, "input_ids").as_numpy(),
                                      pb_utils.get_input_tensor_by_name(request, "attention_mask").as_numpy(),
-                                     word_index)
-                self.profiler.log(self.features(texts, batch, notes),
-                                  [groups[index]] * len(texts) if groups[index] else None)
+                                     word_indexes[index])
+                self.profiler.log(self.features(texts[index], batch, notes),
+                                  [groups[index]] * len(notes) if groups[index] else None)
             documents = [[json.dumps(note.entities, ensure_ascii=False).encode("utf-8")] for note in notes]
             uncertainty = np.array([[note.uncertainty] for note in notes], dtype=np.float32)
             responses.append(pb_utils.InferenceResponse(

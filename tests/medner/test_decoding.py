@@ -19,24 +19,35 @@ def brute_force(log_probs: np.ndarray) -> float:
     return best
 
 
-@settings(max_examples=40, deadline=None)
-@given(arrays(np.float64, st.tuples(st.integers(1, 4), st.just(len(BIO_TAGS))),
-              elements=st.floats(-10, 0, allow_nan=False)),
-       arrays(np.float64, st.just((len(BIO_TAGS) + 1, len(BIO_TAGS))), elements=st.floats(-3, 3, allow_nan=False)))
-def test_marginals_are_each_word_s_tag_chances_over_the_valid_paths(log_probs: np.ndarray,
-                                                                      scores: np.ndarray) -> None:
-    """Against enumerating every IOB2-valid path, weighted by exp(its emissions + learned start/transitions)."""
-    start, transitions = scores[0], scores[1:]
+def enumerated_marginals(log_probs: np.ndarray, start: np.ndarray, transitions: np.ndarray) -> np.ndarray:
+    """Each word's tag chances by enumerating every IOB2-valid path, weighted by exp(its emissions + learned
+    start/transitions)."""
     expected = np.zeros_like(log_probs)
+    if not len(log_probs):
+        return expected
     for path in itertools.product(range(len(BIO_TAGS)), repeat=len(log_probs)):
         tags = [BIO_TAGS[i] for i in path]
         if all(allowed_transition(p, c) for p, c in zip([None, *tags], tags)):
             weight = np.exp(sum(log_probs[i, t] for i, t in enumerate(path)) + start[path[0]]
                             + sum(transitions[a, b] for a, b in zip(path, path[1:])))
             expected[np.arange(len(path)), path] += weight
-    expected /= expected[0].sum()
-    np.testing.assert_allclose(np.exp(marginals(log_probs, (start, transitions))), expected, atol=1e-9)
-    assert np.exp(marginals(log_probs))[:, [i for i, t in enumerate(BIO_TAGS) if t.startswith("I-")]][0].max() == 0
+    return expected / expected[0].sum()
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(arrays(np.float64, st.tuples(st.integers(0, 4), st.just(len(BIO_TAGS))),
+                       elements=st.floats(-10, 0, allow_nan=False)), min_size=1, max_size=3),
+       arrays(np.float64, st.just((len(BIO_TAGS) + 1, len(BIO_TAGS))), elements=st.floats(-3, 3, allow_nan=False)))
+def test_marginals_are_each_word_s_tag_chances_over_the_valid_paths(sentences: list[np.ndarray],
+                                                                      scores: np.ndarray) -> None:
+    """Against enumerating every path of each sentence, sentences of different lengths computed together."""
+    start, transitions = scores[0], scores[1:]
+    together = marginals(sentences, (start, transitions))
+    assert [m.shape for m in together] == [s.shape for s in sentences]
+    for sentence, computed in zip(sentences, together):
+        np.testing.assert_allclose(np.exp(computed), enumerated_marginals(sentence, start, transitions), atol=1e-9)
+    inside = [i for i, t in enumerate(BIO_TAGS) if t.startswith("I-")]
+    assert all(np.exp(m)[0, inside].max() == 0 for m in marginals(sentences) if len(m))
 
 
 @settings(max_examples=60, deadline=None)

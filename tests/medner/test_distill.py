@@ -84,7 +84,8 @@ def test_a_crf_teacher_teaches_the_marginals_of_its_learned_transitions(tiny_cor
     for words, taught in zip(plain, crf):
         np.testing.assert_allclose(np.exp(taught).sum(1), 1, atol=1e-5)
         assert (taught.argmax(1) == outside).all() and (words.argmax(1) != outside).any()
-        np.testing.assert_allclose(taught, np.maximum(marginals(words, (start, transitions)), RULED_OUT), atol=1e-5)
+        np.testing.assert_allclose(taught, np.maximum(marginals([words], (start, transitions))[0], RULED_OUT),
+                                   atol=1e-5)
         assert np.isfinite(taught).all()  # a ruled-out tag (I- on the first word) would make the KL NaN
         assert np.isfinite(float(distillation_loss(torch.randn(1, len(words) + 2, len(BIO_TAGS)),
                                                    [[None, *range(len(words)), None]], [taught], 1.0)))

@@ -211,6 +211,38 @@ def test_a_served_version_decodes_with_its_span_edges(exported_repository: Path)
     assert [d.entities for d in decoded] == [[], []]
 
 
+def test_a_crf_model_s_confidences_are_its_marginals_sentence_by_sentence(tokenizer_and_model) -> None:
+    """A model trained with a CRF layer scores each word by its sequence model, each sentence apart, as Viterbi
+    decodes it (all notes' sentences at once, as each alone); a model without one by the word's own distribution."""
+    from medner.decoding import SpanEdges, marginals
+    from medner.inference import decode_notes, encode_sorted, note_rows, note_word_log_probs
+    from medner.labels import BIO_TAGS
+
+    tokenizer, model = tokenizer_and_model
+    notes = ["Asthma was treated with steroids . Migraine persisted despite tamoxifen .",
+             "Tamoxifen reduced symptoms of chronic migraine in most adults ."]
+    batch = tokenize_notes(tokenizer, notes)
+    logits = encode_sorted(batch.input_ids, batch.attention_mask, torch_encoder(model), 8)
+    note_logits = [note_rows(logits, layout) for layout in batch.notes]
+    log_probs = [note_word_log_probs(layout, rows) for layout, rows in zip(batch.notes, note_logits)]
+    plain = decode_notes(notes, batch.notes, note_logits, edges=SpanEdges())
+    for note, scores in zip(plain, log_probs):
+        np.testing.assert_allclose(note.confidence, np.exp(scores.max(axis=1)), rtol=1e-6)
+
+    stay = np.array([[3.0 if a == b else 0.0 for b in range(len(BIO_TAGS))] for a in range(len(BIO_TAGS))])
+    learned = (np.zeros(len(BIO_TAGS)), stay)  # a tag tends to go on: far from the words' own distributions
+    crf = decode_notes(notes, batch.notes, note_logits, edges=SpanEdges().with_learned(*learned))
+    assert [[b - a for a, b in layout.sentences] for layout in batch.notes] == [[6, 5], [10]]
+    for note, plain_note, layout, scores in zip(crf, plain, batch.notes, log_probs):
+        expected = np.concatenate([np.exp(marginals([scores[a:b]], learned)[0].max(axis=1))
+                                   for a, b in layout.sentences])
+        np.testing.assert_allclose(note.confidence, expected, rtol=1e-6)
+        assert np.abs(note.confidence - plain_note.confidence).max() > 0.05
+        for entity in note.entities:
+            words = [i for i, (s, e) in enumerate(layout.words) if entity["start"] <= s < entity["end"]]
+            assert entity["score"] == pytest.approx(expected[words].mean(), abs=1e-4)
+
+
 def test_a_note_s_uncertainty_is_its_least_sure_word_tagged_or_not() -> None:
     from medner.inference import DecodedNote
 
