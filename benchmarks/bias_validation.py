@@ -32,7 +32,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.common import hardware, repository_option, write_results  # noqa: E402
+from benchmarks.common import hardware, out_option, repository_option, write_results  # noqa: E402
 from benchmarks.drift_validation import EPOCH, Scorer, make_notes, pools, progress, true_scores  # noqa: E402
 
 OUT = ROOT / "benchmarks" / "results" / "bias_validation"
@@ -101,8 +101,8 @@ def run(args: argparse.Namespace) -> dict:
         windows.append({"shift": shift, "seed": seed,
                         "groups": judge(scorer, group_notes(dev, shift, random.Random(seed)), thresholds)})
         progress(len(windows), len(plan), began, "bias")
-    out = "" if args.out.resolve() == OUT.resolve() else f" --out {args.out}"
-    return {"command": f"python benchmarks/bias_validation.py{repository_option(args.repository)}{out}",
+    return {"command": f"python benchmarks/bias_validation.py{repository_option(args.repository)}"
+                       f"{out_option(args.out, OUT)}",
             "hardware": hardware(), "model": args.model,
             "version": scorer.version, "seconds": round(time.perf_counter() - began, 1),
             "min_notes": thresholds.min_notes, "windows": windows}

@@ -77,6 +77,11 @@ def repository_option(repository: Path | str) -> str:
     return "" if Path(repository).resolve() == default else f" --repository {repository}"
 
 
+def out_option(out: Path | str, default: Path) -> str:
+    """`` --out PATH`` for a command line that reproduces a run, or nothing where it wrote to ``default``."""
+    return "" if Path(out).resolve() == Path(default).resolve() else f" --out {out}"
+
+
 def chunks(items: list, size: int) -> list[list]:
     return [items[i: i + size] for i in range(0, len(items), size)]
 

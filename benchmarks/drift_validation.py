@@ -59,7 +59,7 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("WHYLOGS_NO_ANALYTICS", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from benchmarks.common import hardware, repository_option  # noqa: E402
+from benchmarks.common import hardware, out_option, repository_option  # noqa: E402
 from benchmarks.drift_simulation import _ABBREVIATIONS, _STOP, MULTI  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
@@ -327,8 +327,8 @@ def fit_noise(groups: dict[str, list[Window]], reference_rows: int) -> dict:
 
 def command_line(args: argparse.Namespace) -> str:
     """The command that reproduces a run (the repository and the output folder named when not the defaults)."""
-    out = "" if Path(args.out).resolve() == RESULTS.resolve() else f" --out {args.out}"
-    return f"python benchmarks/drift_validation.py {args.command}{repository_option(args.repository)}{out}"
+    return (f"python benchmarks/drift_validation.py {args.command}{repository_option(args.repository)}"
+            f"{out_option(args.out, RESULTS)}")
 
 
 def calibrate(args: argparse.Namespace) -> dict:

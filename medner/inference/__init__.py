@@ -34,7 +34,6 @@ from medner.inference.entities import (
     decode_notes,
     log_softmax,
     note_entities,
-    note_labels,
     note_word_log_probs,
     note_words,
 )
@@ -65,7 +64,7 @@ __all__ = [
     "DecodedNote", "Encoder", "Entity", "NerPipeline", "NoteError", "NoteWindows", "RequestNotes", "SoloCores",
     "TaggedNote", "TokenizedBatch", "WordPieceTokenizer", "decode_notes", "decode_sentences", "encode_sentences",
     "encode_sorted", "extract", "extract_decoded", "gather_notes", "gpu_providers", "length_buckets", "log_softmax",
-    "note_entities", "note_labels", "note_rows", "note_word_log_probs", "note_words", "ort_encoder", "ort_session",
+    "note_entities", "note_rows", "note_word_log_probs", "note_words", "ort_encoder", "ort_session",
     "pack_notes", "predict_sentences", "sentence_log_probs", "tokenize_notes", "tokenize_words", "torch_encoder",
     "unpack_note", "unpack_notes", "validate_note",
 ]

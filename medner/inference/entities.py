@@ -65,15 +65,6 @@ class DecodedNote:
         return float(1.0 - self.confidence.min()) if len(self.confidence) else 0.0
 
 
-def note_labels(
-    layout: NoteWindows, word_scores: np.ndarray, decoder: str = "viterbi", words: Sequence[str] | None = None,
-    edges: SpanEdges | None = None,
-) -> list[str]:
-    """O/D/T label of each word of one note from its :func:`note_word_log_probs`; ``edges`` apply given the
-    ``words``, within each of the layout's sentences."""
-    return decode(word_scores, decoder, words, edges, layout.sentences)
-
-
 def note_words(text: str, layout: NoteWindows) -> list[str]:
     """The words of one note, as :class:`~medner.decoding.SpanEdges` read them."""
     return [text[start:end] for start, end in layout.words]
@@ -90,14 +81,14 @@ def decode_notes(texts: Sequence[str], layouts: Sequence[NoteWindows], window_lo
             layout.sentences = split_sentences(text, layout.words)
         scores = note_word_log_probs(layout, logits)
         word_scores.append(scores)
-        labels.append(note_labels(layout, scores, decoder, note_words(text, layout) if edges else None, edges))
+        labels.append(decode(scores, decoder, note_words(text, layout) if edges else None, edges, layout.sentences))
     confidences = word_confidences(word_scores, edges, [layout.sentences for layout in layouts])
     return [DecodedNote(word_labels, confidence, note_entities(text, layout, word_labels, confidence))
             for text, layout, word_labels, confidence in zip(texts, layouts, labels, confidences)]
 
 
 def note_entities(text: str, layout: NoteWindows, labels: Sequence[str], confidence: np.ndarray) -> list[Entity]:
-    """Entities of one note from its decoded word labels and confidences (:func:`note_labels`)."""
+    """Entities of one note from its decoded word labels and confidences (:func:`decode_notes`)."""
     word_spans = labels_to_spans(labels)
     return [Entity(label=label, start=start, end=end, text=text[start:end],
                    score=round(float(confidence[first:last].mean()), 4))

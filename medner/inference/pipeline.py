@@ -11,9 +11,9 @@ from typing import Any
 
 import numpy as np
 
-from medner.decoding import SpanEdges
+from medner.decoding import SpanEdges, decode
 from medner.inference.encoders import DEFAULT_MICRO_BATCH, Encoder, SoloCores, encode_sorted, ort_encoder
-from medner.inference.entities import DecodedNote, Entity, decode_notes, note_labels, note_word_log_probs
+from medner.inference.entities import DecodedNote, Entity, decode_notes, note_word_log_probs
 from medner.inference.notes import DEFAULT_MAX_NOTE_CHARS
 from medner.inference.windows import (
     DEFAULT_MAX_LENGTH,
@@ -84,7 +84,7 @@ def decode_sentences(
 ) -> list[list[str]]:
     """O/D/T labels of each sentence of :func:`encode_sentences`' output (``edges`` apply given the ``sentences``)."""
     words = sentences if edges and sentences is not None else [None] * len(batch.notes)
-    return [note_labels(layout, note_word_log_probs(layout, note_rows(logits, layout)), decoder, w, edges)
+    return [decode(note_word_log_probs(layout, note_rows(logits, layout)), decoder, w, edges, layout.sentences)
             for layout, w in zip(batch.notes, words)]
 
 

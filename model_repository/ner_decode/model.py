@@ -49,38 +49,50 @@ class TritonPythonModel:
 
     def execute(self, requests):
         groups, refused = request_groups([r.parameters() for r in requests])
-        texts, word_indexes, logits = {}, {}, []
+        texts, word_indexes, logits = {}, {}, {}
         for index, request in enumerate(requests):
             if index in refused:
                 continue
             text = pb_utils.get_input_tensor_by_name(request, "TEXT").as_numpy().reshape(-1)
             texts[index] = [t.decode("utf-8") for t in text]
             word_indexes[index] = pb_utils.get_input_tensor_by_name(request, "word_index").as_numpy()
-            logits.extend(pb_utils.get_input_tensor_by_name(request, "logits").as_numpy())
-        # one call for every note of every request: a CRF model's confidences are computed over all their sentences
-        # at once (medner.inference.decode_notes)
-        decoded = iter(decode_notes([t for own in texts.values() for t in own],
-                                    [unpack_note(i) for own in word_indexes.values() for i in own], logits,
-                                    self.decoder, self.edges))
+            logits[index] = list(pb_utils.get_input_tensor_by_name(request, "logits").as_numpy())
+        try:  # one call for every note of every request: a CRF model's confidences are computed over all their
+            # sentences at once (medner.inference.decode_notes)
+            decoded = iter(self._decode(texts, word_indexes, logits, list(texts)))
+            notes_of = {index: [next(decoded) for _ in own] for index, own in texts.items()}
+        except Exception:  # a note broke decoding: decode each request alone, so only its own fails (as the CPU model)
+            notes_of = None
         responses = []
         for index, request in enumerate(requests):
             if index in refused:  # as the CPU model: a bad group fails its own request
                 error = pb_utils.TritonError(refused[index], pb_utils.TritonError.INVALID_ARG)
                 responses.append(pb_utils.InferenceResponse(error=error))
                 continue
-            notes = [next(decoded) for _ in texts[index]]
-            if self.profiler is not None:
-                batch = unpack_notes(pb_utils.get_input_tensor_by_name(request, "input_ids").as_numpy(),
-                                     pb_utils.get_input_tensor_by_name(request, "attention_mask").as_numpy(),
-                                     word_indexes[index])
-                self.profiler.log(self.features(texts[index], batch, notes),
-                                  [groups[index]] * len(notes) if groups[index] else None)
+            try:
+                notes = notes_of[index] if notes_of is not None else self._decode(texts, word_indexes, logits, [index])
+                if self.profiler is not None:
+                    batch = unpack_notes(pb_utils.get_input_tensor_by_name(request, "input_ids").as_numpy(),
+                                         pb_utils.get_input_tensor_by_name(request, "attention_mask").as_numpy(),
+                                         word_indexes[index])
+                    self.profiler.log(self.features(texts[index], batch, notes),
+                                      [groups[index]] * len(notes) if groups[index] else None)
+            except Exception as err:  # the type only: an exception's message may quote the note
+                error = pb_utils.TritonError(f"the model failed on this request ({type(err).__name__})")
+                responses.append(pb_utils.InferenceResponse(error=error))
+                continue
             documents = [[json.dumps(note.entities, ensure_ascii=False).encode("utf-8")] for note in notes]
             uncertainty = np.array([[note.uncertainty] for note in notes], dtype=np.float32)
             responses.append(pb_utils.InferenceResponse(
                 [pb_utils.Tensor("ENTITIES", np.array(documents, dtype=np.object_)),
                  pb_utils.Tensor("UNCERTAINTY", uncertainty)]))
         return responses
+
+    def _decode(self, texts, word_indexes, logits, indexes):
+        """The decoded notes (medner.inference.DecodedNote) of the requests at ``indexes``, in order."""
+        return decode_notes([t for i in indexes for t in texts[i]],
+                            [unpack_note(w) for i in indexes for w in word_indexes[i]],
+                            [window for i in indexes for window in logits[i]], self.decoder, self.edges)
 
     def finalize(self):
         if self.profiler is not None:  # write the open window too: nothing profiled is lost on shutdown

@@ -10,12 +10,14 @@ from __future__ import annotations
 import os
 import re
 import shutil
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
+from tritonclient.utils import InferenceServerException
 
 from clients.local import LocalNerModel
 from clients.ner_client import NerClient
@@ -27,6 +29,11 @@ from tests.notes import NOTES
 from tests.serve import served_version_gauge
 
 pytestmark = pytest.mark.slow
+
+
+def spans(entities: list[dict]) -> list[tuple[str, int, int]]:
+    """A note's entities without their scores, which the two paths compute in different orders."""
+    return [(e["label"], e["start"], e["end"]) for e in entities]
 
 
 def test_the_gpu_ensemble_answers_as_the_cpu_path(exported_repository: Path, tmp_path: Path) -> None:
@@ -55,8 +62,7 @@ def test_the_gpu_ensemble_answers_as_the_cpu_path(exported_repository: Path, tmp
             with NerClient(server.grpc_url, model=model, timeout=120) as client:  # ner's notes with a group
                 served = client.extract(notes, group="clinic_a" if model == "ner" else None)
             expected = LocalNerModel(repository, model, threads=1).extract(notes)
-            assert [[(e["label"], e["start"], e["end"]) for e in note] for note in served] == [
-                [(e["label"], e["start"], e["end"]) for e in note] for note in expected], model
+            assert [spans(note) for note in served] == [spans(note) for note in expected], model
             assert all(abs(a["score"] - b["score"]) <= 1e-3 for s, x in zip(served, expected) for a, b in zip(s, x))
         index.close()
         assert served_version_gauge(server.metrics_port) == {"ner": 1, "ner_int8": 1}  # the divergence alert's
@@ -72,3 +78,63 @@ def test_the_gpu_ensemble_answers_as_the_cpu_path(exported_repository: Path, tmp
             assert summary["counts/n"] == len(rows), (model, column)
             if not np.isnan(want).all():
                 assert summary["distribution/mean"] == pytest.approx(np.nanmean(want), rel=1e-4), (model, column)
+
+
+FAULTY_DECODER = '''"""The real ner_decode model (served_model.py beside this file), whose decoding fails every call
+that includes a note with the word BREAK, the way a note that breaks decoding would."""
+import importlib.util
+import os
+
+_here = os.path.dirname(__file__)
+_spec = importlib.util.spec_from_file_location("served_model", os.path.join(_here, "served_model.py"))
+served_model = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(served_model)
+_decode_notes = served_model.decode_notes
+
+
+def faulty_decode_notes(texts, *args, **kwargs):
+    if any("BREAK" in text for text in texts):
+        raise RuntimeError("cannot decode " + " | ".join(texts))  # quotes the notes: must not reach the client
+    return _decode_notes(texts, *args, **kwargs)
+
+
+served_model.decode_notes = faulty_decode_notes
+TritonPythonModel = served_model.TritonPythonModel
+'''
+
+
+def test_a_request_that_breaks_the_decoders_batch_fails_alone(exported_repository: Path, tmp_path: Path) -> None:
+    """The fallback of model_repository/ner_decode/model.py, as the CPU model's: when decoding a dynamic batch
+    fails, each request is decoded alone, so only the one that breaks decoding fails, with no note text in its
+    error, and the others get the CPU path's entities."""
+    from tests.model_repository.test_ner_model import infer_one_or_error
+
+    repository = tmp_path / "repository"
+    for model in ("ner", "ner_tokenize", "ner_encoder", "ner_decode"):  # the `ner` ensemble alone
+        shutil.copytree(exported_repository / model, repository / model)
+    for config in repository.glob("*/configs/gpu.pbtxt"):
+        config.write_text(re.sub(r"count: \d+", "count: 1", config.read_text()))
+    encoder = repository / "ner_encoder" / "configs" / "gpu.pbtxt"
+    encoder.write_text(encoder.read_text() + 'parameters { key: "require_gpu" value: { string_value: "false" } }\n')
+    # the decoder waits for 4 requests (up to a minute) and decodes them as one batch: the batch is certain
+    decoder = repository / "ner_decode" / "configs" / "gpu.pbtxt"
+    batching = "dynamic_batching { preferred_batch_size: [ 4 ] max_queue_delay_microseconds: 60000000 }"
+    decoder.write_text(re.sub(r"dynamic_batching \{[^}]*\}", batching, decoder.read_text()))
+    version = repository / "ner_decode" / "1"
+    (version / "model.py").rename(version / "served_model.py")
+    (version / "model.py").write_text(FAULTY_DECODER)
+    payloads = [NOTES[0].encode(), b"BREAK: secret-note-text", NOTES[1].encode(), NOTES[2].encode()]
+    expected = LocalNerModel(exported_repository, threads=1).extract(NOTES[:3])
+
+    with TritonServer.on_free_ports(repository, gpu=True, log_file=tmp_path / "server.log") as server:
+        with ThreadPoolExecutor(4) as pool:
+            results = list(pool.map(lambda payload: infer_one_or_error(server.grpc_url, payload), payloads))
+        statistics = grpcclient.InferenceServerClient(server.grpc_url).get_inference_statistics("ner_decode",
+                                                                                                as_json=True)
+    [batches] = [s["batch_stats"] for s in statistics["model_stats"]]
+    assert [int(b["batch_size"]) for b in batches] == [4]  # the four were decoded as one batch, which failed
+    for served, want in zip([results[0], results[2], results[3]], expected):
+        assert spans(served) == spans(want)
+        assert all(abs(a["score"] - b["score"]) <= 1e-3 for a, b in zip(served, want))
+    assert isinstance(results[1], InferenceServerException)
+    assert "the model failed on this request (RuntimeError)" in str(results[1]) and "secret" not in str(results[1])
