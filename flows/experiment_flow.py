@@ -29,8 +29,8 @@ class ExperimentFlow(PublishingFlow):
 
     grid = Parameter("grid", default="", help="candidates: a grid name (default, levers: the accuracy ablation), "
                      "a JSON list or a .json file (default: medner.experiments.DEFAULT_GRID: CRF baseline, the "
-                     "default MiniLM fine-tune with Viterbi and argmax decoding, the previous default, and MPNet "
-                     "where installed)")
+                     "default MiniLM fine-tune with Viterbi and argmax decoding, the previous default, MiniLM with "
+                     "a CRF layer, its student where --overrides names a teacher, and MPNet where installed)")
     seeds = Parameter("seeds", default="", help="comma-separated seeds, each transformer candidate trained once "
                       "per seed (e.g. 13,14,15; default: each candidate's own seed)")
     overrides = Parameter("overrides", default="{}", help="JSON TrainConfig fields applied to every transformer "

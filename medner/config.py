@@ -155,9 +155,10 @@ class TrainConfig:
     #                    the model also learns, or several separated by commas (a seed ensemble: their mean
     #                    probabilities); TrainFlow's --teacher resolves TrainFlow runs to folders
     # with a teacher: loss = (1 - w) * gold cross-entropy + w * T^2 * KL(teacher || model) at temperature T (softer
-    # distributions: the teacher's second choices count), over the training sentences and `distill_copies` copies of
-    # each with entities swapped for dictionary names (medner.augment) that the teacher alone labels. The defaults
-    # are dev's choice among the distill-* candidates: benchmarks/results/accuracy.md
+    # distributions: the teacher's second choices count; with a CRF layer, the CRF loss and the model's marginals),
+    # over the training sentences and `distill_copies` copies of each with entities swapped for dictionary names
+    # (medner.augment) that the teacher alone labels. The defaults are dev's choice among the distill-* candidates:
+    # benchmarks/results/accuracy.md
     distill_weight: float = 0.5
     distill_temperature: float = 2.0
     distill_copies: int = 1

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from medner.augment import entity_swapper
-from medner.crf_layer import crf_loss
+from medner.crf_layer import crf_loss, log_marginals
 from medner.data import Sentence
 from medner.decoding import SpanEdges, marginals
 from medner.labels import BIO_TAGS, IGNORE_INDEX
@@ -55,22 +55,25 @@ def with_teacher_copies(sentences: Sequence[Sentence], copies: int, seed: int) -
 
 
 def distillation_loss(logits: Any, word_ids: Sequence[Sequence[int | None]], teacher: Sequence[np.ndarray],
-                      temperature: float) -> Any:
+                      temperature: float, crf_layer: Any = None) -> Any:
     """T^2 * KL(teacher || model) at temperature T, averaged over the words scored: each word's first word-piece
     (a truncated sentence's words past the window are not scored). ``teacher``: each row's per-word
-    log-probabilities (:func:`teacher_log_probs`)."""
+    log-probabilities (:func:`teacher_log_probs`). The model's distribution is its word logits' softmax, or with
+    ``crf_layer`` (a student with a CRF layer) its sequence model's marginals
+    (:func:`medner.crf_layer.log_marginals`): what it decodes and serves."""
     import torch
 
-    positions, rows = [], []
+    words_at = torch.zeros(logits.shape[:2], dtype=torch.bool, device=logits.device)
+    rows = []
     for row, (ids, log_probs) in enumerate(zip(word_ids, teacher)):
         previous = None
         for position, word in enumerate(ids):
             if word is not None and word != previous:
-                positions.append((row, position))
+                words_at[row, position] = True
                 rows.append(log_probs[word])
             previous = word
-    index = torch.tensor(positions, device=logits.device)
-    student = torch.log_softmax(logits[index[:, 0], index[:, 1]].float() / temperature, dim=-1)
+    student = (torch.log_softmax(logits[words_at].float() / temperature, dim=-1) if crf_layer is None
+               else log_marginals(logits, words_at, crf_layer, temperature))
     target = torch.log_softmax(torch.from_numpy(np.stack(rows)).to(logits.device) / temperature, dim=-1)
     return torch.nn.functional.kl_div(student, target, log_target=True, reduction="batchmean") * temperature**2
 
@@ -80,7 +83,7 @@ def student_loss(logits: Any, targets: Any, word_ids: Sequence[Sequence[int | No
     """``(1 - weight) *`` the gold loss over the rows that have gold tags (``targets`` not IGNORE_INDEX; a batch
     of teacher-labelled copies has none) ``+ weight *`` :func:`distillation_loss`. The gold loss is the
     cross-entropy, or with ``crf_layer`` (a student with a CRF layer) :func:`medner.crf_layer.crf_loss`, whose
-    emissions the teacher's distributions then shape word by word."""
+    marginals then learn the teacher's distributions."""
     import torch
 
     gold = targets != IGNORE_INDEX
@@ -90,4 +93,4 @@ def student_loss(logits: Any, targets: Any, word_ids: Sequence[Sequence[int | No
         hard = crf_loss(logits, targets, crf_layer)
     else:
         hard = torch.nn.functional.cross_entropy(logits[gold].float(), targets[gold])
-    return (1 - weight) * hard + weight * distillation_loss(logits, word_ids, teacher, temperature)
+    return (1 - weight) * hard + weight * distillation_loss(logits, word_ids, teacher, temperature, crf_layer)

@@ -33,6 +33,11 @@ DEFAULT_GRID = [
     # + a learned CRF layer: +3 points at the default's serving cost (accuracy.md, hot_path_crf.md); its INT8 passes
     # with the first layer's feed-forward output kept fp32, at the default's INT8 speed (frontier_crf.md)
     {"name": "minilm-crf", "kind": "transformer", "crf": True, "span_edges": False},
+    # the same, taught by a teacher (--overrides '{"teacher": "TrainFlow/A,TrainFlow/B,TrainFlow/C"}': MPNet's CRF
+    # seeds as one) on its marginals: the default's cost, the ablation's best MiniLM (accuracy.md's
+    # crf-distill-ens-w0.5-t1-c1); skipped without a teacher
+    {"name": "minilm-crf-student", "kind": "transformer", "crf": True, "span_edges": False,
+     "distill_weight": 0.5, "distill_temperature": 1.0, "distill_copies": 1},
     # the larger encoder, its schedule chosen on dev, with a CRF layer (accuracy.md); skipped where its parts are not
     # installed, and chosen only within the serving budget (--max-cost-ratio): frontier_crf.md says what it costs
     {"name": "mpnet", "kind": "transformer", "base_model": "mpnet", "learning_rate": 1e-4, "layer_decay": 1.0,
@@ -110,7 +115,8 @@ LEVER_GRID = [
      "lever": "MiniLM student of a seed ensemble, weight 0.5, T 1, + 1 swapped copy, 8 epochs",
      **_distill(0.5, 1.0, 1)},
     # the CRF layer's student (--crf with --teacher): the CRF loss on gold, the teacher's distributions on its
-    # emissions; a teacher with a CRF layer teaches its per-word marginals (medner.distill.teacher_log_probs)
+    # marginals (medner.crf_layer.log_marginals; until 2026-12-06 on its emissions, the row's first file: git
+    # history); a teacher with a CRF layer teaches its per-word marginals (medner.distill.teacher_log_probs)
     {"name": "crf-distill-ens-w0.5-t1-c1", **_CRF_LAYER,
      "lever": "MiniLM + CRF layer, student of a seed ensemble, weight 0.5, T 1, + 1 swapped copy",
      **_distill(0.5, 1.0, 1)},

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from medner.config import TrainConfig
-from medner.crf_layer import crf_loss, transition_layer, with_learned_scores
+from medner.crf_layer import crf_loss, log_marginals, transition_layer, with_learned_scores
 from medner.data import read_behealthy, split_dev
 from medner.decoding import SpanEdges, decode, iob2_constraints, viterbi
 from medner.labels import BIO_TAGS, IGNORE_INDEX, TAG2ID
@@ -21,8 +21,8 @@ from medner.training import train
 K = len(BIO_TAGS)
 
 
-def brute_force_nll(emissions: np.ndarray, tags: list[int], start: np.ndarray, pairs: np.ndarray) -> float:
-    """-log P(tags) by enumerating every IOB2-valid path of one sentence."""
+def valid_path_scores(emissions: np.ndarray, start: np.ndarray, pairs: np.ndarray) -> dict[tuple[int, ...], float]:
+    """Every IOB2-valid tag path of one sentence and its score (rules, learned scores and emissions)."""
     rule_start, rule_pairs = iob2_constraints()
 
     def score(path: tuple[int, ...]) -> float:
@@ -31,8 +31,24 @@ def brute_force_nll(emissions: np.ndarray, tags: list[int], start: np.ndarray, p
             total += rule_pairs[path[i - 1], path[i]] + pairs[path[i - 1], path[i]] + emissions[i, path[i]]
         return total
 
-    valid = [score(p) for p in itertools.product(range(K), repeat=len(emissions)) if np.isfinite(score(p))]
-    return float(np.logaddexp.reduce(valid) - score(tuple(tags)))
+    scores = {path: score(path) for path in itertools.product(range(K), repeat=len(emissions))}
+    return {path: value for path, value in scores.items() if np.isfinite(value)}
+
+
+def brute_force_nll(emissions: np.ndarray, tags: list[int], start: np.ndarray, pairs: np.ndarray) -> float:
+    """-log P(tags) by enumerating every IOB2-valid path of one sentence."""
+    scores = valid_path_scores(emissions, start, pairs)
+    return float(np.logaddexp.reduce(list(scores.values())) - scores[tuple(tags)])
+
+
+def brute_force_marginals(emissions: np.ndarray, start: np.ndarray, pairs: np.ndarray) -> np.ndarray:
+    """P(word i has tag k) by enumerating every IOB2-valid path of one sentence: ``(words, tags)``."""
+    scores = valid_path_scores(emissions, start, pairs)
+    partition = np.logaddexp.reduce(list(scores.values()))
+    found = np.zeros((len(emissions), K))
+    for path, value in scores.items():
+        found[np.arange(len(path)), path] += np.exp(value - partition)
+    return found
 
 
 def test_the_loss_is_the_crf_negative_log_likelihood_per_word() -> None:
@@ -51,6 +67,30 @@ def test_the_loss_is_the_crf_negative_log_likelihood_per_word() -> None:
     expected = (brute_force_nll(logits[0, [1, 2, 4]].numpy(), [b_d, i_d, outside], start, pairs)
                 + brute_force_nll(logits[1, [1, 2]].numpy(), [b_t, outside], start, pairs)) / 5
     assert crf_loss(logits, targets, layer).item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_marginals_are_each_word_s_tag_probabilities_over_the_valid_paths_and_differentiable() -> None:
+    """Two sentences of 3 and 1 words on some pieces of a batch: each scored word's marginals (in the pieces'
+    row-major order) are those of enumerating every path, also at temperature 2 (every score halved); the
+    gradient reaches the scored pieces only."""
+    generator = torch.Generator().manual_seed(1)
+    layer = transition_layer()
+    with torch.no_grad():
+        layer.start.copy_(torch.randn(K, generator=generator))
+        layer.transitions.copy_(torch.randn(K, K, generator=generator))
+    logits = torch.randn(2, 5, K, generator=generator, requires_grad=True)
+    words_at = torch.tensor([[False, True, True, False, True], [False, False, True, False, False]])
+    start, pairs = layer.start.detach().numpy(), layer.transitions.detach().numpy()
+    emissions = logits.detach().numpy()
+    for temperature in (1.0, 2.0):
+        expected = np.concatenate([brute_force_marginals(emissions[0, [1, 2, 4]] / temperature, start / temperature,
+                                                         pairs / temperature),
+                                   brute_force_marginals(emissions[1, [2]] / temperature, start / temperature,
+                                                         pairs / temperature)])
+        found = log_marginals(logits, words_at, layer, temperature)
+        np.testing.assert_allclose(found.detach().exp().numpy(), expected, atol=1e-5)
+    found[:, TAG2ID["B-D"]].sum().backward()
+    assert logits.grad[words_at].abs().sum() > 0 and logits.grad[~words_at].abs().sum() == 0
 
 
 def test_learned_transitions_change_the_decoded_path_and_travel_with_the_edges(tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from medner.config import TrainConfig
+from medner.crf_layer import transition_layer
 from medner.data import read_behealthy, split_dev
 from medner.decoding import SpanEdges, marginals
 from medner.distill import RULED_OUT, distillation_loss, teacher_log_probs
@@ -29,6 +30,22 @@ def test_distillation_loss_compares_each_word_s_first_piece_with_its_own_teacher
         assert float(distillation_loss(logits, word_ids, teacher, temperature)) == pytest.approx(0, abs=1e-6)
     shifted = [np.stack([own[0, 3], unused, own[0, 1]]), teacher[1]]  # rows swapped between words 0 and 2
     assert float(distillation_loss(logits, word_ids, shifted, 1.0)) > 1e-3
+
+
+def test_a_crf_student_learns_the_teacher_s_distributions_on_its_marginals() -> None:
+    """With a CRF layer the student's distribution is its sequence model's: rows equal to its marginals
+    (medner.decoding.marginals, as served) cost nothing, rows equal to its word logits' softmax do."""
+    layer = transition_layer()
+    with torch.no_grad():
+        layer.transitions.copy_(torch.randn(5, 5))
+    logits = torch.randn(2, 5, 5)
+    word_ids = [[None, 0, 1, 2, None], [None, 0, 1, None, None]]
+    words = [logits[0, 1:4].numpy(), logits[1, 1:3].numpy()]
+    learned = (layer.start.detach().numpy(), layer.transitions.detach().numpy())
+    served = [np.maximum(rows, RULED_OUT) for rows in marginals(words, learned)]
+    assert float(distillation_loss(logits, word_ids, served, 1.0, layer)) == pytest.approx(0, abs=1e-5)
+    softmax = [torch.log_softmax(torch.from_numpy(rows), dim=-1).numpy() for rows in words]
+    assert float(distillation_loss(logits, word_ids, softmax, 1.0, layer)) > 1e-2
 
 
 def test_distillation_reaches_the_scored_pieces_only() -> None:

@@ -117,12 +117,15 @@ def test_a_candidate_whose_base_model_is_not_installed_is_skipped_with_the_insta
     monkeypatch.setenv("MEDNER_CACHE_DIR", str(tmp_path))  # nothing unpacked in this cache
     absent = base_models.SplitZip("all-mpnet-base-v2", ("medner-test-absent-part-001",), "x.zip", 1, "0")
     monkeypatch.setattr(base_models, "MPNET", absent)
-    kept, skipped = runnable(parse_grid(DEFAULT_GRID))
+    teacher = {"teacher": "/models/teacher"}  # the default grid's student needs one
+    kept, skipped = runnable(parse_grid(DEFAULT_GRID), teacher)
     assert [c.name for c in kept] == [c["name"] for c in DEFAULT_GRID if c.get("base_model") != "mpnet"]
     assert list(skipped) == ["mpnet"] and "pip install 'medner[mpnet]'" in skipped["mpnet"]
     (tmp_path / "base-models" / "all-mpnet-base-v2").mkdir(parents=True)
     (tmp_path / "base-models" / "all-mpnet-base-v2" / "config.json").write_text("{}")  # unpacked once: enough
-    assert runnable(parse_grid(DEFAULT_GRID)) == (parse_grid(DEFAULT_GRID), {})
+    assert runnable(parse_grid(DEFAULT_GRID), teacher) == (parse_grid(DEFAULT_GRID), {})
+    kept, skipped = runnable(parse_grid(DEFAULT_GRID))  # no teacher: the student alone is left out, and why
+    assert list(skipped) == ["minilm-crf-student"] and "needs a teacher" in skipped["minilm-crf-student"]
 
 
 def test_a_distillation_candidate_without_a_teacher_is_skipped_not_trained_plain() -> None:
