@@ -25,6 +25,14 @@ from medner.metrics import evaluate
 # import them are imported inside the functions that use them: importing this module stays cheap.
 
 KINDS = ("crf", "transformer")
+
+
+def _distill(weight: float, temperature: float, copies: int = 0) -> dict[str, float | int]:
+    """A distillation candidate's settings: loss weight, temperature and teacher-labelled swapped copies."""
+    settings: dict[str, float | int] = {"distill_weight": weight, "distill_temperature": temperature}
+    return {**settings, "distill_copies": copies} if copies else settings
+
+
 DEFAULT_GRID = [
     {"name": "crf-baseline", "kind": "crf"},
     {"name": "minilm-default", "kind": "transformer"},  # TrainConfig's defaults: TrainFlow's model
@@ -36,8 +44,7 @@ DEFAULT_GRID = [
     # the same, taught by a teacher (--overrides '{"teacher": "TrainFlow/A,TrainFlow/B,TrainFlow/C"}': MPNet's CRF
     # seeds as one) on its marginals: the default's cost, the ablation's best MiniLM (accuracy.md's
     # crf-distill-ens-w0.5-t1-c1); skipped without a teacher
-    {"name": "minilm-crf-student", "kind": "transformer", "crf": True, "span_edges": False,
-     "distill_weight": 0.5, "distill_temperature": 1.0, "distill_copies": 1},
+    {"name": "minilm-crf-student", "kind": "transformer", "crf": True, "span_edges": False, **_distill(0.5, 1.0, 1)},
     # the larger encoder, its schedule chosen on dev, with a CRF layer (accuracy.md); skipped where its parts are not
     # installed, and chosen only within the serving budget (--max-cost-ratio): frontier_crf.md says what it costs
     {"name": "mpnet", "kind": "transformer", "base_model": "mpnet", "learning_rate": 1e-4, "layer_decay": 1.0,
@@ -54,12 +61,6 @@ _MPNET = {**_FIVE_EPOCHS, "base_model": "mpnet", "learning_rate": 5e-5}
 _DEFAULT_SCHEDULE = {"learning_rate": 2e-4, "layer_decay": 0.8}  # TrainConfig's, spelled out
 _STUDENT = {**_FIVE_EPOCHS, **_DEFAULT_SCHEDULE}
 _CRF_LAYER = {**_STUDENT, "crf": True}  # the default schedule with a learned CRF layer
-
-
-def _distill(weight: float, temperature: float, copies: int = 0) -> dict[str, float | int]:
-    """A distillation candidate's settings: loss weight, temperature and teacher-labelled swapped copies."""
-    settings: dict[str, float | int] = {"distill_weight": weight, "distill_temperature": temperature}
-    return {**settings, "distill_copies": copies} if copies else settings
 
 
 LEVER_GRID = [

@@ -25,10 +25,17 @@ known per unit of the mass on known O words, and (``missed_per_mass_oov``) those
 the mass on unknown O words, where a missed name hides far more often. Typos, new drug names and shorthand make
 more entities and O words of the second kind, so the estimate follows them down.
 
+**Unfamiliar sentences** hide more misses than the calibration's share of unknown words says: where most words are
+unseen (hurried shorthand, another genre) the model leaves names O with confidence. So the unknown-word missed
+rate grows with a sentence's share of unknown words above the calibration sentences' mean (``unknown_share``), by
+``missed_growth`` per unit of that excess, fitted at export (:func:`fit_missed_growth`) where the estimate comes
+closest to the truth on the calibration sentences and on copies of them whose words were made unfamiliar
+(:func:`scramble_words`: inner letters shuffled, a change none of the validation's shifts makes).
+
 **Per sentence** the served model logs :data:`ESTIMATE_COLUMNS` beside the drift features (numbers only):
 ``entities`` (predicted), ``expected_correct`` (how many of them score at least ``exact_at``) and
 ``expected_gold`` (how many score at least ``overlap_at``, plus the missed rates times the O words' D/T mass, known
-and unknown).
+and unknown, the unknown rate grown with the sentence's share of unknown words).
 
 **A window** (a merged whylogs profile): sums are read back as mean x count of each column, and
 
@@ -44,10 +51,11 @@ measures the estimate against the true F1 on labelled shifted windows (results/d
 from __future__ import annotations
 
 import json
+import random
 import warnings
 from collections.abc import Sequence
 from collections.abc import Set as AbstractSet
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -66,6 +74,12 @@ if TYPE_CHECKING:
 ESTIMATION_FILE = "estimation.json"
 ESTIMATE_COLUMNS: tuple[str, ...] = ("entities", "expected_correct", "expected_gold")
 MIN_CALIBRATION_ENTITIES = 20  # fewer predicted entities on the calibration sentences: no estimator
+# The copies of the calibration sentences that the missed rate's growth is fitted on: words made unfamiliar at
+# these rates (scramble_words), with a seeded draw, so an export fits the same growth; and the growths tried
+SCRAMBLE_RATES = (0.2, 0.4, 0.6)
+SCRAMBLE_SEED = 13
+SCRAMBLE_MIN_LETTERS = 4
+MISSED_GROWTHS = tuple(k / 2 for k in range(17))  # 0 to 8
 
 
 @dataclass(frozen=True)
@@ -82,6 +96,10 @@ class Estimator:
     # missed gold entities with an unknown word per unit of mass on unknown O words (``missed_per_mass``: then the
     # known ones'); None: one rate for every O word
     missed_per_mass_oov: float | None = None
+    # how that rate grows with a sentence's share of unknown words above the calibration sentences' mean
+    # (``unknown_share``): x (1 + missed_growth x the excess); None: it does not grow
+    missed_growth: float | None = None
+    unknown_share: float | None = None
 
     def save(self, version_dir: Path | str) -> Path:
         path = Path(version_dir) / ESTIMATION_FILE
@@ -115,11 +133,13 @@ class Estimator:
 
 def sentence_estimates(estimator: Estimator, entity_scores: np.ndarray, entity_sentence: np.ndarray,
                        outside_mass: np.ndarray, entity_oov: np.ndarray | None = None,
-                       outside_mass_oov: np.ndarray | None = None) -> np.ndarray:
+                       outside_mass_oov: np.ndarray | None = None, unknown_share: np.ndarray | None = None
+                       ) -> np.ndarray:
     """:data:`ESTIMATE_COLUMNS` per sentence, ``(sentences, 3)``: ``entity_scores`` and ``entity_sentence`` (the
     sentence index of each predicted entity), ``outside_mass`` per sentence (sum of one minus the confidence of
     the words tagged O); ``entity_oov``: which entities have an out-of-vocabulary word, ``outside_mass_oov``: the
-    part of ``outside_mass`` on out-of-vocabulary words (None: unknown)."""
+    part of ``outside_mass`` on out-of-vocabulary words, ``unknown_share``: each sentence's share of such words
+    (None: unknown)."""
     sentences = len(outside_mass)
     exact, overlap = estimator.counted(entity_scores, entity_oov)
     columns = np.empty((sentences, len(ESTIMATE_COLUMNS)))
@@ -127,8 +147,11 @@ def sentence_estimates(estimator: Estimator, entity_scores: np.ndarray, entity_s
     columns[:, 1] = np.bincount(entity_sentence, weights=exact, minlength=sentences)
     missed = estimator.missed_per_mass * outside_mass
     if estimator.missed_per_mass_oov is not None and outside_mass_oov is not None:
-        missed = (estimator.missed_per_mass * (outside_mass - outside_mass_oov)
-                  + estimator.missed_per_mass_oov * outside_mass_oov)
+        missed_oov = estimator.missed_per_mass_oov * outside_mass_oov
+        if estimator.missed_growth and unknown_share is not None:
+            missed_oov = missed_oov * (1.0 + estimator.missed_growth
+                                       * np.maximum(unknown_share - estimator.unknown_share, 0.0))
+        missed = estimator.missed_per_mass * (outside_mass - outside_mass_oov) + missed_oov
     columns[:, 2] = np.bincount(entity_sentence, weights=overlap, minlength=sentences) + missed
     return columns
 
@@ -216,14 +239,94 @@ def calibrate(sentences: Sequence[Sentence], tokenizer: Any, encoder: Encoder, d
               edges: SpanEdges | None = None, source: str = "", vocabulary: AbstractSet[str] | None = None
               ) -> Estimator:
     """:func:`fit_estimator` on labelled ``sentences`` sent through the serving path (each one a note); with the
-    version's ``vocabulary``, entities and missed entities with an unknown word are fitted apart."""
-    notes, gold = zip(*(gold_entities(s) for s in sentences), strict=True) if sentences else ((), ())
-    _, decoded = extract_decoded(list(notes), tokenizer, encoder, decoder=decoder, edges=edges)
-    words = None
-    if vocabulary is not None:
-        words = [[(start, end, vocabulary_key(text[start:end]) not in vocabulary) for start, end in split_words(text)]
-                 for text in notes]
-    return fit_estimator(decoded, gold, source, words)
+    version's ``vocabulary``, entities and missed entities with an unknown word are fitted apart, and
+    :func:`fit_missed_growth` fits how the missed rate grows in unfamiliar sentences on copies of them with
+    scrambled words (:data:`SCRAMBLE_RATES`)."""
+
+    def decoded_set(batch: Sequence[Sentence]) -> tuple[list[DecodedNote], list, list | None]:
+        notes, gold = zip(*(gold_entities(s) for s in batch), strict=True) if batch else ((), ())
+        _, decoded = extract_decoded(list(notes), tokenizer, encoder, decoder=decoder, edges=edges)
+        words = None
+        if vocabulary is not None:
+            words = [[(start, end, vocabulary_key(text[start:end]) not in vocabulary)
+                      for start, end in split_words(text)] for text in notes]
+        return decoded, list(gold), words
+
+    calibration = decoded_set(sentences)
+    estimator = fit_estimator(*calibration[:2], source, calibration[2])
+    if vocabulary is None or estimator.missed_per_mass_oov is None:
+        return estimator
+    rng = random.Random(SCRAMBLE_SEED)
+    scrambled = [decoded_set([scramble_words(s, rate, rng) for s in sentences]) for rate in SCRAMBLE_RATES]
+    return fit_missed_growth(estimator, [calibration, *scrambled])
+
+
+def scramble_words(sentence: Sentence, rate: float, rng: random.Random) -> Sentence:
+    """``sentence`` with each word of :data:`SCRAMBLE_MIN_LETTERS`+ letters, at ``rate``, made unfamiliar: its inner
+    letters shuffled, its first and last kept (labels unchanged)."""
+    tokens = []
+    for token in sentence.tokens:
+        if len(token) >= SCRAMBLE_MIN_LETTERS and token.isalpha() and rng.random() < rate:
+            inner = list(token[1:-1])
+            rng.shuffle(inner)
+            token = token[0] + "".join(inner) + token[-1]
+        tokens.append(token)
+    return Sentence(tuple(tokens), sentence.labels)
+
+
+def fit_missed_growth(estimator: Estimator, sets: Sequence[tuple[Sequence[DecodedNote], Sequence, Sequence]]
+                      ) -> Estimator:
+    """``estimator`` with ``unknown_share`` (the first set's mean share of unknown words per note) and the
+    ``missed_growth`` of :data:`MISSED_GROWTHS` whose estimated F1 comes closest to the true F1 over ``sets``
+    (least squares; each a ``(decoded, gold, words)`` of :func:`fit_estimator`: the calibration sentences, then
+    copies made unfamiliar)."""
+    arrays = [_set_arrays(*one) for one in sets]
+    base = replace(estimator, unknown_share=round(float(arrays[0]["share"].mean()), 4) if len(arrays[0]["share"])
+                   else 0.0)
+
+    def squared_error(growth: float) -> float:
+        grown = replace(base, missed_growth=growth)
+        return sum((_estimated_f1(grown, a) - a["true_f1"]) ** 2 for a in arrays)
+
+    growth = min(MISSED_GROWTHS, key=squared_error)
+    return replace(base, missed_growth=growth,
+                   calibration={**base.calibration, "scrambled_rates": list(SCRAMBLE_RATES),
+                                "f1_true": [round(a["true_f1"], 4) for a in arrays],
+                                "f1_estimated": [round(_estimated_f1(replace(base, missed_growth=growth), a), 4)
+                                                 for a in arrays]})
+
+
+def _set_arrays(decoded: Sequence[DecodedNote], gold: Sequence[Sequence[tuple[int, int, str]]],
+                words: Sequence[Sequence[tuple[int, int, bool]]]) -> dict[str, Any]:
+    """What :func:`sentence_estimates` reads of notes decoded by the served model (each note one sentence), and
+    their true strict entity F1."""
+    scores, sentence, oov, mass, mass_oov, share = [], [], [], [], [], []
+    correct = predicted = expected = 0
+    for index, (note, truth, note_words) in enumerate(zip(decoded, gold, words, strict=True)):
+        spans = {tuple(g) for g in truth}
+        for entity in note.entities:
+            scores.append(entity["score"])
+            sentence.append(index)
+            oov.append(_has_unknown_word(note_words, entity["start"], entity["end"]))
+            correct += (entity["start"], entity["end"], entity["label"]) in spans
+        predicted, expected = predicted + len(note.entities), expected + len(spans)
+        unknown = np.array([flag for _, _, flag in note_words], dtype=bool)
+        outside = np.array([label == OUTSIDE for label in note.labels], dtype=bool)
+        unsure = 1.0 - np.asarray(note.confidence, dtype=np.float64)
+        mass.append(float(unsure[outside].sum()))
+        mass_oov.append(float(unsure[outside & unknown].sum()))
+        share.append(float(unknown.mean()) if len(unknown) else 0.0)
+    return {"scores": np.asarray(scores, dtype=np.float64), "sentence": np.asarray(sentence, dtype=np.int64),
+            "oov": np.asarray(oov, dtype=bool), "mass": np.asarray(mass), "mass_oov": np.asarray(mass_oov),
+            "share": np.asarray(share),
+            "true_f1": 2 * correct / (predicted + expected) if predicted + expected else 1.0}
+
+
+def _estimated_f1(estimator: Estimator, arrays: dict[str, Any]) -> float:
+    """The estimated F1 of a set of sentences, as a window's (:func:`window_estimate`) would be."""
+    entities, correct, gold = sentence_estimates(estimator, arrays["scores"], arrays["sentence"], arrays["mass"],
+                                                 arrays["oov"], arrays["mass_oov"], arrays["share"]).sum(axis=0)
+    return 2 * correct / (entities + gold) if entities + gold > 0 else 1.0
 
 
 # --- a window ---------------------------------------------------------------------------------------------------

@@ -189,15 +189,18 @@ def _word_columns(rows: np.ndarray, tags: np.ndarray, confidence: np.ndarray,
     rows[has_words, COLUMN["confidence_min"]] = np.minimum.reduceat(confidence, first[has_words])
     rows[:, COLUMN["low_confidence_rate"]] = _segment_sums(confidence < LOW_CONFIDENCE, first, end) / words
     if estimator is not None:
-        rows[:, COLUMN["entities"]:] = _estimates(estimator, entity, run_start, confidence, oov, first, end)
+        rows[:, COLUMN["entities"]:] = _estimates(estimator, entity, run_start, confidence, oov, first, end,
+                                                  rows[:, COLUMN["oov_word_rate"]] if oov is not None else None)
 
 
 def _estimates(estimator: Estimator, entity: np.ndarray, run_start: np.ndarray, confidence: np.ndarray,
-               oov: np.ndarray | None, first: np.ndarray, end: np.ndarray) -> np.ndarray:
+               oov: np.ndarray | None, first: np.ndarray, end: np.ndarray, unknown_share: np.ndarray | None
+               ) -> np.ndarray:
     """The estimate columns of each sentence from the batch's flat per-word entity flags, entity starts (runs of
     one label, cut at sentence starts), confidences and out-of-vocabulary flags; each entity scored by its words'
     mean confidence, as served entities are, and out of vocabulary when one of its words is; the O words' D/T mass
-    on unknown words apart (``Estimator.missed_per_mass_oov``)."""
+    on unknown words apart (``Estimator.missed_per_mass_oov``), with each sentence's ``unknown_share`` of such words
+    (``Estimator.missed_growth``)."""
     run = np.cumsum(run_start) - 1  # the entity each entity word belongs to
     runs = int(run_start.sum())
     scores = (np.bincount(run[entity], weights=confidence[entity], minlength=runs)
@@ -207,7 +210,7 @@ def _estimates(estimator: Estimator, entity: np.ndarray, run_start: np.ndarray, 
     outside = np.where(entity, 0.0, 1.0 - confidence)
     outside_mass_oov = _segment_sums(np.where(oov, outside, 0.0), first, end) if oov is not None else None
     return sentence_estimates(estimator, scores, sentence_of_run, _segment_sums(outside, first, end), entity_oov,
-                              outside_mass_oov)
+                              outside_mass_oov, unknown_share)
 
 
 def note_features(

@@ -24,6 +24,7 @@ from clients.ner_client import NerClient
 from medner.triton import TritonError, TritonServer
 from monitoring.features import FEATURES, FeatureTagger
 from monitoring.profile_store import list_groups, list_profiles, merge_profiles
+from tests.model_repository.test_ner_model import SERVED_MODEL_LOADER, infer_one_or_error
 from tests.monitoring.test_serving_profiles import MARKER
 from tests.notes import NOTES
 from tests.serve import served_version_gauge
@@ -82,14 +83,7 @@ def test_the_gpu_ensemble_answers_as_the_cpu_path(exported_repository: Path, tmp
 
 FAULTY_DECODER = '''"""The real ner_decode model (served_model.py beside this file), whose decoding fails every call
 that includes a note with the word BREAK, the way a note that breaks decoding would."""
-import importlib.util
-import os
-
-_here = os.path.dirname(__file__)
-_spec = importlib.util.spec_from_file_location("served_model", os.path.join(_here, "served_model.py"))
-served_model = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(served_model)
-_decode_notes = served_model.decode_notes
+''' + SERVED_MODEL_LOADER + '''_decode_notes = served_model.decode_notes
 
 
 def faulty_decode_notes(texts, *args, **kwargs):
@@ -107,8 +101,6 @@ def test_a_request_that_breaks_the_decoders_batch_fails_alone(exported_repositor
     """The fallback of model_repository/ner_decode/model.py, as the CPU model's: when decoding a dynamic batch
     fails, each request is decoded alone, so only the one that breaks decoding fails, with no note text in its
     error, and the others get the CPU path's entities."""
-    from tests.model_repository.test_ner_model import infer_one_or_error
-
     repository = tmp_path / "repository"
     for model in ("ner", "ner_tokenize", "ner_encoder", "ner_decode"):  # the `ner` ensemble alone
         shutil.copytree(exported_repository / model, repository / model)

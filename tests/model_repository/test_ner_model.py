@@ -118,16 +118,19 @@ def test_encoder_takes_token_ids_directly(client, exported_repository) -> None:
     assert logits.shape == (*ids.shape, 5) and np.isfinite(logits).all()
 
 
-FAULTY_MODEL = '''"""The real ner model (served_model.py beside this file) whose pipeline fails every call that
-includes a note with the word BREAK, the way a note that breaks tokenization or encoding would."""
-import importlib.util
+# The head of a faulty model.py: it loads the real model (copied beside it as served_model.py) as ``served_model``
+SERVED_MODEL_LOADER = '''import importlib.util
 import os
 
 _here = os.path.dirname(__file__)
 _spec = importlib.util.spec_from_file_location("served_model", os.path.join(_here, "served_model.py"))
 served_model = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(served_model)
+'''
 
+FAULTY_MODEL = '''"""The real ner model (served_model.py beside this file) whose pipeline fails every call that
+includes a note with the word BREAK, the way a note that breaks tokenization or encoding would."""
+''' + SERVED_MODEL_LOADER + '''
 
 class FaultyPipeline:
     def __init__(self, pipeline):

@@ -14,6 +14,8 @@ from monitoring.estimation import (
     ESTIMATION_FILE,
     Estimator,
     fit_estimator,
+    fit_missed_growth,
+    scramble_words,
     sentence_estimates,
     window_estimate,
 )
@@ -117,6 +119,59 @@ def test_missed_entities_with_an_unknown_word_get_a_rate_of_their_own() -> None:
     assert unknown_mass[0] == pytest.approx(1.0 + 2.5 * 0.6) and unknown_mass[1] == pytest.approx(1.0 + 1.1)
     fewer = [g if k < 10 else g[:1] for k, g in enumerate(gold)]  # 10 + 1 misses: too few to split
     assert fit_estimator(decoded, fewer, words=words).missed_per_mass_oov is None
+
+
+def test_the_missed_rate_on_unknown_words_grows_with_a_sentence_s_unknown_share_above_the_calibration_s() -> None:
+    grows = Estimator(exact_at=0.8, overlap_at=0.6, missed_per_mass=0.5, missed_per_mass_oov=2.0, missed_growth=4.0,
+                      unknown_share=0.25)
+    mass, mass_oov, share = np.array([0.6, 0.6, 0.6]), np.array([0.4, 0.4, 0.4]), np.array([0.1, 0.25, 0.5])
+    missed = sentence_estimates(grows, np.array([]), np.array([], dtype=int), mass, np.array([], dtype=bool),
+                                mass_oov, share)[:, 2]
+    # known: 0.5 x 0.2; unknown: 2.0 x 0.4, x (1 + 4 x 0.25) for the sentence half of whose words are unknown
+    assert missed == pytest.approx([0.1 + 0.8, 0.1 + 0.8, 0.1 + 0.8 * 2.0])
+    unshared = sentence_estimates(grows, np.array([]), np.array([], dtype=int), mass, np.array([], dtype=bool),
+                                  mass_oov)[:, 2]
+    assert unshared == pytest.approx([0.9, 0.9, 0.9])  # no shares given (no vocabulary): no growth
+
+
+def growth_set(unknown_words: tuple[bool, bool, bool, bool], missed_every: int, notes: int = 10) -> tuple:
+    """Notes of four words, an entity on the first (right, 0.9), 0.5 of D/T mass on the third (unknown), and a gold
+    entity there that the model missed on one note in ``missed_every``."""
+    spans = [(0, 5), (6, 9), (10, 15), (16, 20)]
+    decoded, gold, words = [], [], []
+    for k in range(notes):
+        decoded.append(DecodedNote(["D", "O", "O", "O"], np.array([0.9, 1.0, 0.5, 1.0]), [entity(0, 5, "D", 0.9)]))
+        gold.append([(0, 5, "D"), *([(10, 15, "T")] if k % missed_every == 0 else [])])
+        words.append([(*span, unknown) for span, unknown in zip(spans, unknown_words)])
+    return decoded, gold, words
+
+
+def test_the_growth_is_fitted_where_the_estimate_meets_the_truth_on_unfamiliar_copies() -> None:
+    """The calibration notes (a quarter of their words unknown) miss one entity per unit of unknown O mass, as the
+    estimator says; their unfamiliar copies (three quarters unknown) miss twice as many, which a growth of 2 over
+    the half of excess share gives: estimated F1 20/30, as true."""
+    estimator = Estimator(exact_at=0.5, overlap_at=0.5, missed_per_mass=0.0, missed_per_mass_oov=1.0)
+    calibration = growth_set((False, False, True, False), missed_every=2)
+    unfamiliar = growth_set((False, True, True, True), missed_every=1)
+    fitted = fit_missed_growth(estimator, [calibration, unfamiliar])
+    assert (fitted.missed_growth, fitted.unknown_share) == (2.0, 0.25)
+    assert fitted.calibration["f1_true"] == fitted.calibration["f1_estimated"] == [0.8, pytest.approx(0.6667)]
+    assert fit_missed_growth(estimator, [calibration, calibration]).missed_growth == 0.0  # nothing to grow for
+
+
+def test_scrambled_words_keep_their_ends_length_and_labels() -> None:
+    import random
+
+    from medner.data import Sentence
+
+    sentence = Sentence(("Chronic", "asthma", "in", "a", "child", "given", "salbutamol", "."),
+                        ("B-D", "I-D", "O", "O", "O", "O", "B-T", "O"))
+    scrambled = scramble_words(sentence, 1.0, random.Random(3))
+    assert scrambled.labels == sentence.labels and scrambled.tokens[2:4] == ("in", "a")
+    assert scrambled.tokens != sentence.tokens
+    for new, old in zip(scrambled.tokens, sentence.tokens):
+        assert (new[0], new[-1], sorted(new)) == (old[0], old[-1], sorted(old))
+    assert scramble_words(sentence, 0.0, random.Random(3)) == sentence
 
 
 def test_sentence_estimates_by_sentence() -> None:
