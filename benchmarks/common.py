@@ -77,9 +77,10 @@ def repository_option(repository: Path | str) -> str:
     return "" if Path(repository).resolve() == default else f" --repository {repository}"
 
 
-def out_option(out: Path | str, default: Path) -> str:
-    """`` --out PATH`` for a command line that reproduces a run, or nothing where it wrote to ``default``."""
-    return "" if Path(out).resolve() == Path(default).resolve() else f" --out {out}"
+def out_option(out: Path | str, default: Path, flag: str = "--out") -> str:
+    """`` --out PATH`` (or another ``flag``'s) for a command line that reproduces a run, or nothing where it used
+    ``default``."""
+    return "" if Path(out).resolve() == Path(default).resolve() else f" {flag} {out}"
 
 
 def chunks(items: list, size: int) -> list[list]:

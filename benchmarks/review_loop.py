@@ -10,7 +10,9 @@
 3. Half B is imported once per store (`review.importer.import_notes`, in-process on the served model): a store
    that hands out notes **least certain first** (random share 0), one that hands out **uniformly random** notes
    (random share 1), and one with the review app's **default** mix (``DEFAULT_RANDOM_SHARE`` of the notes random,
-   the rest least certain first). Import time per note is measured here.
+   the rest least certain first); and, to measure the queue's order against others, one store per
+   :data:`QUEUE_ORDERS` entry: least certain first by another measure of a note's uncertainty, computed here from
+   the served model's word confidences and written over the imported order. Import time per note is measured here.
 4. A scripted reviewer (the gold labels of half B) reviews ``--notes`` notes of each store **through the web
    app's HTTP API** (`medner review serve`, `/api/next`, `/api/notes/ID`).
 5. Each store is exported (`medner review export`) into its own inbox, and the inbox starts DataFlow (half A +
@@ -34,20 +36,49 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.common import hardware, write_results  # noqa: E402
+import numpy as np  # noqa: E402
+
+from benchmarks.common import hardware, out_option, write_results  # noqa: E402
 from medner.config import DEFAULT_RANDOM_SHARE  # noqa: E402
+from medner.inference import DecodedNote  # noqa: E402
+from medner.labels import OUTSIDE  # noqa: E402
 
 TAG = "review-loop"
+WORK = ROOT / ".review_loop"  # intermediate state, so that an interrupted run resumes
 # A branch of its own: on the user's branch the half-data DataFlow runs became what a later plain
 # `train_flow.py run` trained on, and on prod (the inbox's default) what production did
 BRANCH = "test.review_loop"  # Metaflow's branch names: lowercase letters, digits and underscores
-# the stores' random share: all random, all least certain first, and the review app's default mix
-STORES = {"half+random": 1.0, "half+queue": 0.0, "half+default": DEFAULT_RANDOM_SHARE}
+
+
+def missed_mass(note: DecodedNote) -> float:
+    """The largest D/T probability on a word the model tagged O (a name it may have missed); 0 without such words."""
+    outside = np.array([label == OUTSIDE for label in note.labels], dtype=bool)
+    return float(1.0 - note.confidence[outside].min()) if outside.any() else 0.0
+
+
+def mean_log_uncertainty(note: DecodedNote) -> float:
+    """1 - the geometric mean of the word confidences: least confidence normalised by length (MNLP, Shen et al.,
+    "Deep active learning for named entity recognition", 2017)."""
+    return float(1.0 - np.exp(np.log(np.clip(note.confidence, 1e-9, 1.0)).mean())) if len(note.confidence) else 0.0
+
+
+def sequence_uncertainty(note: DecodedNote) -> float:
+    """1 - the product of the word confidences: the whole note's least confidence (long notes rank high)."""
+    return float(1.0 - np.prod(note.confidence))
+
+
+# Other least-certain-first orders, beside the queue's own (DecodedNote.uncertainty: the lowest word confidence)
+QUEUE_ORDERS: dict[str, Callable[[DecodedNote], float]] = {
+    "missed": missed_mass, "mnlp": mean_log_uncertainty, "sequence": sequence_uncertainty}
+# the stores' random share: all random, all least certain first, the review app's default mix, and the other orders
+STORES = {"half+random": 1.0, "half+queue": 0.0, "half+default": DEFAULT_RANDOM_SHARE,
+          **{f"half+queue-{name}": 0.0 for name in QUEUE_ORDERS}}
 
 
 class Work:
@@ -169,6 +200,10 @@ def run(args: argparse.Namespace) -> None:
             state[key] = {"db": db, "imported": imported.imported, "import_seconds": round(seconds, 2),
                           "seconds_per_note": round(seconds / max(1, imported.imported), 5)}
             work.save()
+        order = arm.removeprefix("half+queue-")
+        if order in QUEUE_ORDERS and "reordered" not in state[key]:
+            state[key]["reordered"] = reorder(db, repository, QUEUE_ORDERS[order])
+            work.save()
         if "decisions" not in state[key]:
             state[key]["decisions"] = review_through_app(db, gold, args.notes)
             work.save()
@@ -189,6 +224,25 @@ def run(args: argparse.Namespace) -> None:
             state[key].update(exported=exported, data_run=started["DataFlow"], train_runs=runs)
             work.save()
     print(json.dumps(state, indent=1))
+
+
+def reorder(db: str, repository: Path, uncertainty: Callable[[DecodedNote], float]) -> int:
+    """Rank a store's notes by ``uncertainty`` of the served model's decoding (in-process, as imported): each
+    note's confidence becomes 1 - it. Returns the number of notes ranked."""
+    from sqlalchemy import select
+
+    from clients.local import LocalNerModel
+    from review.store import Note, Store
+
+    pipeline = LocalNerModel(repository).pipeline
+    store = Store(db)
+    with store.session() as session:
+        notes = session.scalars(select(Note)).all()
+        _, decoded = pipeline.decoded([note.text for note in notes])
+        for note, decoding in zip(notes, decoded, strict=True):
+            note.confidence = 1.0 - uncertainty(decoding)
+    store.close()
+    return len(notes)
 
 
 def gold_items(gold: dict[str, list[dict]]) -> list[tuple[str, str]]:
@@ -218,6 +272,7 @@ def report(args: argparse.Namespace) -> None:
 
     namespace(None)
     state = Work(Path(args.work).resolve()).state
+    work = out_option(args.work, WORK, "--work")
     arms = {"half": state["half"], **{arm: state[f"store:{arm}"] for arm in STORES}}
     rows = {}
     for arm, entry in arms.items():
@@ -225,7 +280,9 @@ def report(args: argparse.Namespace) -> None:
         extra = Run(entry["data_run"]).data.extra_sentences if arm != "half" else {"total": 0, "train": 0, "dev": 0}
         rows[arm] = {"runs": entry["train_runs"], "data_run": entry["data_run"], "extra_sentences": extra,
                      "f1": [m["entity_f1"] for m in metrics], "f1_D": [m["entity_f1_D"] for m in metrics],
-                     "f1_T": [m["entity_f1_T"] for m in metrics]}
+                     "f1_T": [m["entity_f1_T"] for m in metrics],
+                     "precision": [m["entity_precision"] for m in metrics],
+                     "recall": [m["entity_recall"] for m in metrics]}
     served = Run(state["half"]["train_runs"][0]).data.metrics
     stores = {arm: state[f"store:{arm}"] for arm in STORES}
     summary = {"hardware": hardware(), "arms": rows, "stores": stores,
@@ -239,21 +296,26 @@ def report(args: argparse.Namespace) -> None:
         "BeHealthy's train split halved (seeded): half A trains, half B plays the production notes; the test split "
         "is untouched. The model trained on half A (first seed) tags half B into one review store per arm (random "
         "order; least certain first; the review app's default, "
-        f"{DEFAULT_RANDOM_SHARE:.0%} of the notes random and the rest least certain first); a scripted "
+        f"{DEFAULT_RANDOM_SHARE:.0%} of the notes random and the rest least certain first; least certain first by "
+        "other measures of a note's uncertainty: `queue-missed`, the largest D/T probability on a word tagged O; "
+        "`queue-mnlp`, one minus the geometric mean of the word confidences; `queue-sequence`, one minus their "
+        "product; the queue's own is the lowest word confidence); a scripted "
         "reviewer applies half B's gold labels through the review app's HTTP API to the notes each store hands "
         "out; each store's reviews are exported into an inbox, which starts DataFlow and TrainFlow.", "",
-        "| arm | reviewed notes added | of them in train / dev | test entity F1 | D | T | runs |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | --- |",
+        "| arm | reviewed notes added | of them in train / dev | test entity F1 | D | T | precision | recall | runs |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
         *(f"| {arm} | {r['extra_sentences']['total']} | {r['extra_sentences']['train']} / "
           f"{r['extra_sentences']['dev']} | {mean_sd(r['f1'])} | {mean_sd(r['f1_D'])} | {mean_sd(r['f1_T'])} | "
+          f"{mean_sd(r['precision'])} | {mean_sd(r['recall'])} | "
           + ", ".join(r["runs"]) + " |" for arm, r in rows.items()), "",
         f"Test F1 is the mean ± sd over {len(rows['half']['f1'])} seeds.", "",
         "What the reviewers saw (the served model, first seed of half only, against the gold spans):", "",
-        "| store | notes imported | import s/note | reviewed | accepted as is | model errors per reviewed note | "
-        "precision | recall | entity F1 |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| store | notes imported | import s/note | reviewed | gold entities in them | accepted as is | "
+        "model errors per reviewed note | precision | recall | entity F1 |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
         *(f"| {arm.split('+')[1]} order | {s['imported']} | {s['seconds_per_note']:.4f} | "
-          f"{s['quality_all']['notes']} | {s['decisions'].get('accepted', 0)} | "
+          f"{s['quality_all']['notes']} | {s['quality_all']['tp'] + s['quality_all']['fn']} | "
+          f"{s['decisions'].get('accepted', 0)} | "
           f"{(s['quality_all']['fp'] + s['quality_all']['fn']) / max(1, s['quality_all']['notes']):.2f} | "
           f"{s['quality_all']['precision']:.3f} | {s['quality_all']['recall']:.3f} | "
           f"{s['quality_all']['entity_f1']:.3f} |" for arm, s in stores.items()), "",
@@ -264,7 +326,7 @@ def report(args: argparse.Namespace) -> None:
         f"{served['entity_recall']:.3f}).", "",
         f"Import time per note: in-process tagging (ONNX Runtime, the exported fp32 `ner` model) plus the database "
         f"writes (SQLite), on {summary['hardware']}.", "",
-        "Command: `python benchmarks/review_loop.py run && python benchmarks/review_loop.py report`.",
+        f"Command: `python benchmarks/review_loop.py run{work} && python benchmarks/review_loop.py report{work}`.",
     ]
     out = ROOT / "benchmarks" / "results" / "review_loop"
     write_results(out, lines, summary)
@@ -277,9 +339,9 @@ def main() -> None:
     start.add_argument("--notes", type=int, default=300, help="notes reviewed in each store")
     start.add_argument("--seeds", nargs="*", type=int, default=[13, 14, 15])
     start.add_argument("--data-dir", default="", help="BeHealthy folder (default: $MEDNER_DATA_DIR)")
-    start.add_argument("--work", default=str(ROOT / ".review_loop"))
+    start.add_argument("--work", default=str(WORK))
     done = sub.add_parser("report", help="write benchmarks/results/review_loop.{md,json}")
-    done.add_argument("--work", default=str(ROOT / ".review_loop"))
+    done.add_argument("--work", default=str(WORK))
     args = parser.parse_args()
     (run if args.command == "run" else report)(args)
 

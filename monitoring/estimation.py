@@ -174,30 +174,13 @@ def fit_estimator(decoded: Sequence[DecodedNote], gold: Sequence[Sequence[tuple[
     :data:`MIN_CALIBRATION_ENTITIES` entities of each kind), and missed entities a rate of their own (with
     :data:`MIN_CALIBRATION_ENTITIES` missed over both kinds). Raises ValueError with fewer than
     :data:`MIN_CALIBRATION_ENTITIES` predicted entities."""
-    scores, exact, overlap, oov = [], [], [], []
-    missed, mass = [0, 0], [0.0, 0.0]  # gold entities no prediction overlaps, O words' D/T mass: known, unknown
-    for index, (note, truth) in enumerate(zip(decoded, gold, strict=True)):
-        spans = {(start, end, label) for start, end, label in truth}
-        note_words = words[index] if words is not None else [(0, 0, False)] * len(note.labels)
-        touched = set()
-        for entity in note.entities:
-            hits = {g for g in spans if g[2] == entity["label"] and g[0] < entity["end"] and entity["start"] < g[1]}
-            touched |= hits
-            scores.append(entity["score"])
-            exact.append((entity["start"], entity["end"], entity["label"]) in spans)
-            overlap.append(bool(hits))
-            oov.append(_has_unknown_word(note_words, entity["start"], entity["end"]))
-        for start, end, _ in spans - touched:
-            missed[_has_unknown_word(note_words, start, end)] += 1
-        unsure = 1.0 - np.asarray(note.confidence, dtype=np.float64)
-        for label, (_, _, unknown), mass_of_word in zip(note.labels, note_words, unsure, strict=True):
-            if label == OUTSIDE:
-                mass[unknown] += float(mass_of_word)
-    if len(scores) < MIN_CALIBRATION_ENTITIES:
-        raise ValueError(f"{len(scores)} predicted entities on the calibration sentences: need at least "
+    arrays = _note_arrays(decoded, gold, words)
+    x, hit, near, unknown = arrays["scores"], arrays["exact"], arrays["overlap"], arrays["oov"]
+    missed = arrays["missed"]
+    mass = [float((arrays["mass"] - arrays["mass_oov"]).sum()), float(arrays["mass_oov"].sum())]
+    if len(x) < MIN_CALIBRATION_ENTITIES:
+        raise ValueError(f"{len(x)} predicted entities on the calibration sentences: need at least "
                          f"{MIN_CALIBRATION_ENTITIES} to calibrate the accuracy estimate")
-    x, hit, near, unknown = (np.asarray(v, dtype=np.float64) for v in (scores, exact, overlap, oov))
-    unknown = unknown.astype(bool)
     split = MIN_CALIBRATION_ENTITIES <= unknown.sum() <= len(unknown) - MIN_CALIBRATION_ENTITIES
     known = ~unknown if split else np.ones(len(x), dtype=bool)
     thresholds = _thresholds(x[known], hit[known], near[known])
@@ -209,7 +192,7 @@ def fit_estimator(decoded: Sequence[DecodedNote], gold: Sequence[Sequence[tuple[
 
     return Estimator(
         *thresholds, missed_per_mass=rate(missed[0], mass[0]) if missed_apart else rate(sum(missed), sum(mass)),
-        calibration={"source": source, "notes": len(decoded), "entities": len(scores),
+        calibration={"source": source, "notes": len(decoded), "entities": len(x),
                      "gold_entities": sum(len(g) for g in gold), "missed": sum(missed),
                      **({"oov_entities": int(unknown.sum()), "oov_missed": missed[1]} if words is not None else {})},
         exact_at_oov=oov_thresholds[0], overlap_at_oov=oov_thresholds[1],
@@ -280,7 +263,7 @@ def fit_missed_growth(estimator: Estimator, sets: Sequence[tuple[Sequence[Decode
     ``missed_growth`` of :data:`MISSED_GROWTHS` whose estimated F1 comes closest to the true F1 over ``sets``
     (least squares; each a ``(decoded, gold, words)`` of :func:`fit_estimator`: the calibration sentences, then
     copies made unfamiliar)."""
-    arrays = [_set_arrays(*one) for one in sets]
+    arrays = [_note_arrays(*one) for one in sets]
     base = replace(estimator, unknown_share=round(float(arrays[0]["share"].mean()), 4) if len(arrays[0]["share"])
                    else 0.0)
 
@@ -296,29 +279,42 @@ def fit_missed_growth(estimator: Estimator, sets: Sequence[tuple[Sequence[Decode
                                                  for a in arrays]})
 
 
-def _set_arrays(decoded: Sequence[DecodedNote], gold: Sequence[Sequence[tuple[int, int, str]]],
-                words: Sequence[Sequence[tuple[int, int, bool]]]) -> dict[str, Any]:
-    """What :func:`sentence_estimates` reads of notes decoded by the served model (each note one sentence), and
-    their true strict entity F1."""
-    scores, sentence, oov, mass, mass_oov, share = [], [], [], [], [], []
-    correct = predicted = expected = 0
-    for index, (note, truth, note_words) in enumerate(zip(decoded, gold, words, strict=True)):
+def _note_arrays(decoded: Sequence[DecodedNote], gold: Sequence[Sequence[tuple[int, int, str]]],
+                 words: Sequence[Sequence[tuple[int, int, bool]]] | None = None) -> dict[str, Any]:
+    """What calibration reads of notes the served model decoded (``decoded``; ``gold``: their entities as character
+    spans; ``words``: each decoded word's span and whether it is out of the vocabulary, None: all known). Per
+    predicted entity: ``scores``, ``sentence`` (its note's index), ``exact`` (a gold entity), ``overlap`` (overlaps
+    a gold entity of its type), ``oov`` (has an unknown word); per note: ``mass`` (the D/T mass on its words
+    tagged O), ``mass_oov`` (the part on unknown words), ``share`` (of unknown words); ``missed``: gold entities
+    no prediction overlaps, with all words known and with an unknown word; ``true_f1``: strict entity F1."""
+    scores, sentence, exact, overlap, oov, mass, mass_oov, share = [], [], [], [], [], [], [], []
+    missed, expected = [0, 0], 0
+    for index, (note, truth) in enumerate(zip(decoded, gold, strict=True)):
         spans = {tuple(g) for g in truth}
+        note_words = words[index] if words is not None else [(0, 0, False)] * len(note.labels)
+        touched = set()
         for entity in note.entities:
+            hits = {g for g in spans if g[2] == entity["label"] and g[0] < entity["end"] and entity["start"] < g[1]}
+            touched |= hits
             scores.append(entity["score"])
             sentence.append(index)
+            exact.append((entity["start"], entity["end"], entity["label"]) in spans)
+            overlap.append(bool(hits))
             oov.append(_has_unknown_word(note_words, entity["start"], entity["end"]))
-            correct += (entity["start"], entity["end"], entity["label"]) in spans
-        predicted, expected = predicted + len(note.entities), expected + len(spans)
+        for start, end, _ in spans - touched:
+            missed[_has_unknown_word(note_words, start, end)] += 1
+        expected += len(spans)
         unknown = np.array([flag for _, _, flag in note_words], dtype=bool)
         outside = np.array([label == OUTSIDE for label in note.labels], dtype=bool)
         unsure = 1.0 - np.asarray(note.confidence, dtype=np.float64)
         mass.append(float(unsure[outside].sum()))
         mass_oov.append(float(unsure[outside & unknown].sum()))
         share.append(float(unknown.mean()) if len(unknown) else 0.0)
+    predicted, correct = len(scores), sum(exact)
     return {"scores": np.asarray(scores, dtype=np.float64), "sentence": np.asarray(sentence, dtype=np.int64),
+            "exact": np.asarray(exact, dtype=np.float64), "overlap": np.asarray(overlap, dtype=np.float64),
             "oov": np.asarray(oov, dtype=bool), "mass": np.asarray(mass), "mass_oov": np.asarray(mass_oov),
-            "share": np.asarray(share),
+            "share": np.asarray(share), "missed": missed,
             "true_f1": 2 * correct / (predicted + expected) if predicted + expected else 1.0}
 
 
