@@ -271,12 +271,10 @@ def fit_missed_growth(estimator: Estimator, sets: Sequence[tuple[Sequence[Decode
         grown = replace(base, missed_growth=growth)
         return sum((_estimated_f1(grown, a) - a["true_f1"]) ** 2 for a in arrays)
 
-    growth = min(MISSED_GROWTHS, key=squared_error)
-    return replace(base, missed_growth=growth,
-                   calibration={**base.calibration, "scrambled_rates": list(SCRAMBLE_RATES),
-                                "f1_true": [round(a["true_f1"], 4) for a in arrays],
-                                "f1_estimated": [round(_estimated_f1(replace(base, missed_growth=growth), a), 4)
-                                                 for a in arrays]})
+    fitted = replace(base, missed_growth=min(MISSED_GROWTHS, key=squared_error))
+    return replace(fitted, calibration={**base.calibration, "scrambled_rates": list(SCRAMBLE_RATES),
+                                        "f1_true": [round(a["true_f1"], 4) for a in arrays],
+                                        "f1_estimated": [round(_estimated_f1(fitted, a), 4) for a in arrays]})
 
 
 def _note_arrays(decoded: Sequence[DecodedNote], gold: Sequence[Sequence[tuple[int, int, str]]],
@@ -315,14 +313,19 @@ def _note_arrays(decoded: Sequence[DecodedNote], gold: Sequence[Sequence[tuple[i
             "exact": np.asarray(exact, dtype=np.float64), "overlap": np.asarray(overlap, dtype=np.float64),
             "oov": np.asarray(oov, dtype=bool), "mass": np.asarray(mass), "mass_oov": np.asarray(mass_oov),
             "share": np.asarray(share), "missed": missed,
-            "true_f1": 2 * correct / (predicted + expected) if predicted + expected else 1.0}
+            "true_f1": entity_f1(correct, predicted, expected)}
+
+
+def entity_f1(correct: float, predicted: float, gold: float) -> float:
+    """Entity F1 from counts (expected ones too): 1.0 where there is nothing to find and nothing found."""
+    return 2 * correct / (predicted + gold) if predicted + gold > 0 else 1.0
 
 
 def _estimated_f1(estimator: Estimator, arrays: dict[str, Any]) -> float:
     """The estimated F1 of a set of sentences, as a window's (:func:`window_estimate`) would be."""
     entities, correct, gold = sentence_estimates(estimator, arrays["scores"], arrays["sentence"], arrays["mass"],
                                                  arrays["oov"], arrays["mass_oov"], arrays["share"]).sum(axis=0)
-    return 2 * correct / (entities + gold) if entities + gold > 0 else 1.0
+    return entity_f1(correct, entities, gold)
 
 
 # --- a window ---------------------------------------------------------------------------------------------------
@@ -349,7 +352,7 @@ def window_estimate(view: DatasetProfileView | None) -> dict[str, float] | None:
     if any(value is None for value in sums):
         return None
     entities, correct, gold = sums
-    return {"entity_f1": round(2 * correct / (entities + gold), 4) if entities + gold > 0 else 1.0,
+    return {"entity_f1": round(entity_f1(correct, entities, gold), 4),
             "precision": round(correct / entities, 4) if entities > 0 else 1.0,
             "recall": round(correct / gold, 4) if gold > 0 else 1.0,
             "entities": round(entities)}
