@@ -1,8 +1,8 @@
 """Filling the review queue and choosing the next note: least certain first, with a share of random notes.
 
-A note's confidence is the served model's: the lowest best-tag probability over all its words (1 -
-``medner.inference.DecodedNote.uncertainty``), so a note where the model nearly tagged a disease it then left out
-comes early, not only one with a doubtful entity. From a server whose model does not send it, the extraction's
+A note's confidence is the served model's: 1 - the largest D/T probability on a word it tagged O
+(``medner.inference.DecodedNote.uncertainty``), so a note where the model nearly tagged a disease it then left out
+comes early, though it has no entity to doubt. From a server whose model does not send it, the extraction's
 lowest entity ``score`` stands in (1.0 without entities). Each
 imported note is drawn into the **random** sample with probability ``random_share``, by its content hash (so
 the draw does not depend on import order or on the model); the queue then hands out random notes at that

@@ -12,7 +12,7 @@ import numpy as np
 
 from medner.decoding import SpanEdges, decode, word_confidences
 from medner.inference.windows import NoteWindows
-from medner.labels import BIO_TAGS
+from medner.labels import BIO_TAGS, OUTSIDE
 from medner.spans import labels_to_spans, split_sentences, token_spans_to_char_spans
 
 
@@ -59,10 +59,11 @@ class DecodedNote:
 
     @property
     def uncertainty(self) -> float:
-        """How unsure the model is of the note: 1 - the lowest best-tag probability over all its words, so a word
-        left O with much probability on D/T (a disease the model may have missed) counts as much as a doubtful
-        entity; 0 for a note without words. What the review queue orders notes by."""
-        return float(1.0 - self.confidence.min()) if len(self.confidence) else 0.0
+        """How likely the model missed a name in the note: the largest D/T probability on a word it tagged O (1 -
+        that word's best-tag probability); 0 for a note without such words. What the review queue orders notes by:
+        of the orders simulated, reviewing notes by it taught the model most (benchmarks/results/review_loop.md)."""
+        return 1.0 - min((c for label, c in zip(self.labels, self.confidence.tolist()) if label == OUTSIDE),
+                         default=1.0)
 
 
 def note_words(text: str, layout: NoteWindows) -> list[str]:

@@ -11,11 +11,11 @@ def note(labels: list[str], confidence: list[float]) -> DecodedNote:
     return DecodedNote(labels, np.array(confidence), [])
 
 
-def test_missed_reads_only_the_words_tagged_o():
-    missed = QUEUE_ORDERS["missed"]
-    assert missed(note(["B-D", "O"], [0.55, 0.99])) == pytest.approx(0.01)  # a doubtful entity does not count
-    assert missed(note(["B-D", "O", "O"], [0.99, 0.70, 0.90])) == pytest.approx(0.30)  # the surest-missed word
-    assert missed(note(["B-T"], [0.5])) == 0.0
+def test_lowest_reads_every_word_tagged_or_not():
+    lowest = QUEUE_ORDERS["lowest"]
+    assert lowest(note(["D", "O"], [0.55, 0.99])) == pytest.approx(0.45)  # a doubtful entity counts
+    assert lowest(note(["D", "O", "O"], [0.99, 0.70, 0.90])) == pytest.approx(0.30)
+    assert lowest(note([], [])) == 0.0
 
 
 def test_mnlp_is_normalised_by_length_and_sequence_is_not():

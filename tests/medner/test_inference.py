@@ -243,11 +243,12 @@ def test_a_crf_model_s_confidences_are_its_marginals_sentence_by_sentence(tokeni
             assert entity["score"] == pytest.approx(expected[words].mean(), abs=1e-4)
 
 
-def test_a_note_s_uncertainty_is_its_least_sure_word_tagged_or_not() -> None:
+def test_a_note_s_uncertainty_is_the_likeliest_name_left_o() -> None:
     from medner.inference import DecodedNote
 
-    confident_entity_doubtful_o = DecodedNote(["D", "O", "O"], np.array([0.97, 0.55, 0.99]), [])
-    assert confident_entity_doubtful_o.uncertainty == pytest.approx(0.45)
+    doubtful_entity_doubtful_o = DecodedNote(["D", "O", "O"], np.array([0.40, 0.55, 0.99]), [])
+    assert doubtful_entity_doubtful_o.uncertainty == pytest.approx(0.45)  # the O word's, not the entity's 0.60
+    assert DecodedNote(["T", "T"], np.array([0.5, 0.6]), []).uncertainty == 0.0  # no word left O
     assert DecodedNote([], np.array([]), []).uncertainty == 0.0
 
 
