@@ -12,7 +12,8 @@
    (random share 1), and one with the review app's **default** mix (``DEFAULT_RANDOM_SHARE`` of the notes random,
    the rest least certain first); and, to measure the queue's order against others, one store per
    :data:`QUEUE_ORDERS` entry: least certain first by another measure of a note's uncertainty, computed here from
-   the served model's word confidences and written over the imported order. Import time per note is measured here.
+   the served model's word labels and confidences (and, for ``dense``, the pool's texts) and written over the
+   imported order. Import time per note is measured here.
 4. A scripted reviewer (the gold labels of half B) reviews ``--notes`` notes of each store **through the web
    app's HTTP API** (`medner review serve`, `/api/next`, `/api/notes/ID`).
 5. Each store is exported (`medner review export`) into its own inbox, and the inbox starts DataFlow (half A +
@@ -36,7 +37,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -47,6 +48,7 @@ import numpy as np  # noqa: E402
 from benchmarks.common import hardware, out_option, write_results  # noqa: E402
 from medner.config import DEFAULT_RANDOM_SHARE  # noqa: E402
 from medner.inference import DecodedNote  # noqa: E402
+from medner.labels import OUTSIDE  # noqa: E402
 
 TAG = "review-loop"
 WORK = ROOT / ".review_loop"  # intermediate state, so that an interrupted run resumes
@@ -72,10 +74,57 @@ def sequence_uncertainty(note: DecodedNote) -> float:
     return float(1.0 - np.prod(note.confidence))
 
 
+def missed_sum(note: DecodedNote) -> float:
+    """The D/T probabilities of the words tagged O summed (the expected number of missed words s, as s / (1 + s)):
+    a note with several names the model may have missed before one with a single one."""
+    missed = sum(1.0 - c for label, c in zip(note.labels, note.confidence.tolist()) if label == OUTSIDE)
+    return missed / (1.0 + missed)
+
+
+def isolated_missed(note: DecodedNote) -> float:
+    """The largest D/T probability on a word tagged O between words tagged O: a whole name the model may have
+    missed, not an entity's edge (such as the "and" between two diseases)."""
+    labels = note.labels
+    return max((1.0 - c for i, c in enumerate(note.confidence.tolist())
+                if labels[i] == OUTSIDE and (i == 0 or labels[i - 1] == OUTSIDE)
+                and (i + 1 == len(labels) or labels[i + 1] == OUTSIDE)), default=0.0)
+
+
+QueueOrder = Callable[[Sequence[DecodedNote], Sequence[str]], np.ndarray]
+
+
+def each_note(uncertainty: Callable[[DecodedNote], float]) -> QueueOrder:
+    """A note's own measure as an order of a pool."""
+    def order(decoded: Sequence[DecodedNote], texts: Sequence[str]) -> np.ndarray:
+        return np.array([uncertainty(note) for note in decoded])
+    order.__doc__ = uncertainty.__doc__
+    return order
+
+
+def text_density(texts: Sequence[str]) -> np.ndarray:
+    """Each text's mean TF-IDF cosine similarity to the other texts: how typical of the pool its words are."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    vectors = TfidfVectorizer(lowercase=True, token_pattern=r"[a-z][a-z]+").fit_transform(texts)
+    similarity = (vectors @ vectors.T).toarray()
+    np.fill_diagonal(similarity, 0.0)
+    return similarity.mean(axis=1)
+
+
+def dense_missed(decoded: Sequence[DecodedNote], texts: Sequence[str]) -> np.ndarray:
+    """The queue's own measure times the note's TF-IDF similarity to the pool (over the pool's largest): a likely
+    miss in a typical note first, in an outlier later (information density, Settles and Craven, "An analysis of
+    active learning strategies for sequence labeling tasks", 2008)."""
+    density = text_density(texts)
+    return np.array([note.uncertainty for note in decoded]) * density / density.max()
+
+
 # Other least-certain-first orders, beside the queue's own (DecodedNote.uncertainty: the largest D/T probability
-# on a word tagged O)
-QUEUE_ORDERS: dict[str, Callable[[DecodedNote], float]] = {
-    "lowest": lowest_word_uncertainty, "mnlp": mean_log_uncertainty, "sequence": sequence_uncertainty}
+# on a word tagged O): each maps the pool's decodings and texts to the notes' uncertainties
+QUEUE_ORDERS: dict[str, QueueOrder] = {
+    "lowest": each_note(lowest_word_uncertainty), "mnlp": each_note(mean_log_uncertainty),
+    "sequence": each_note(sequence_uncertainty), "msum": each_note(missed_sum),
+    "isolated": each_note(isolated_missed), "dense": dense_missed}
 # the stores' random share: all random, all least certain first, the review app's default mix, and the other orders
 STORES = {"half+random": 1.0, "half+queue": 0.0, "half+default": DEFAULT_RANDOM_SHARE,
           **{f"half+queue-{name}": 0.0 for name in QUEUE_ORDERS}}
@@ -226,9 +275,9 @@ def run(args: argparse.Namespace) -> None:
     print(json.dumps(state, indent=1))
 
 
-def reorder(db: str, repository: Path, uncertainty: Callable[[DecodedNote], float]) -> int:
-    """Rank a store's notes by ``uncertainty`` of the served model's decoding (in-process, as imported): each
-    note's confidence becomes 1 - it. Returns the number of notes ranked."""
+def reorder(db: str, repository: Path, uncertainty: QueueOrder) -> int:
+    """Rank a store's notes by ``uncertainty`` of the served model's decodings (in-process, as imported) and the
+    notes' texts: each note's confidence becomes 1 - it. Returns the number of notes ranked."""
     from sqlalchemy import select
 
     from clients.local import LocalNerModel
@@ -238,9 +287,10 @@ def reorder(db: str, repository: Path, uncertainty: Callable[[DecodedNote], floa
     store = Store(db)
     with store.session() as session:
         notes = session.scalars(select(Note)).all()
-        _, decoded = pipeline.decoded([note.text for note in notes])
-        for note, decoding in zip(notes, decoded, strict=True):
-            note.confidence = 1.0 - uncertainty(decoding)
+        texts = [note.text for note in notes]
+        _, decoded = pipeline.decoded(texts)
+        for note, score in zip(notes, uncertainty(decoded, texts), strict=True):
+            note.confidence = 1.0 - float(score)
     store.close()
     return len(notes)
 
@@ -298,7 +348,8 @@ def report(args: argparse.Namespace) -> None:
         "order; least certain first; the review app's default, "
         f"{DEFAULT_RANDOM_SHARE:.0%} of the notes random and the rest least certain first; least certain first by "
         "other measures of a note's uncertainty: "
-        + "; ".join(f"`queue-{name}`, {order.__doc__.split(':')[0]}" for name, order in QUEUE_ORDERS.items())
+        + "; ".join(f"`queue-{name}`, {order.__doc__[:1].lower()}{order.__doc__.split(':')[0][1:]}"
+                    for name, order in QUEUE_ORDERS.items())
         + "; the queue's own is the largest D/T probability on a word tagged O); a scripted "
         "reviewer applies half B's gold labels through the review app's HTTP API to the notes each store hands "
         "out; each store's reviews are exported into an inbox, which starts DataFlow and TrainFlow.", "",

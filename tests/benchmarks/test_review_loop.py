@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from benchmarks.review_loop import QUEUE_ORDERS
+from benchmarks.review_loop import QUEUE_ORDERS, text_density
 from medner.inference import DecodedNote
 
 
@@ -11,16 +11,35 @@ def note(labels: list[str], confidence: list[float]) -> DecodedNote:
     return DecodedNote(labels, np.array(confidence), [])
 
 
+def uncertainty(order: str, *notes: DecodedNote) -> list[float]:
+    return QUEUE_ORDERS[order](notes, ["a note"] * len(notes)).tolist()
+
+
 def test_lowest_reads_every_word_tagged_or_not():
-    lowest = QUEUE_ORDERS["lowest"]
-    assert lowest(note(["D", "O"], [0.55, 0.99])) == pytest.approx(0.45)  # a doubtful entity counts
-    assert lowest(note(["D", "O", "O"], [0.99, 0.70, 0.90])) == pytest.approx(0.30)
-    assert lowest(note([], [])) == 0.0
+    assert uncertainty("lowest", note(["D", "O"], [0.55, 0.99]), note(["D", "O", "O"], [0.99, 0.70, 0.90]),
+                       note([], [])) == pytest.approx([0.45, 0.30, 0.0])  # a doubtful entity counts
 
 
 def test_mnlp_is_normalised_by_length_and_sequence_is_not():
     short, long = note(["O"] * 2, [0.8, 0.8]), note(["O"] * 20, [0.9] * 20)
-    mnlp, sequence = QUEUE_ORDERS["mnlp"], QUEUE_ORDERS["sequence"]
-    assert (mnlp(short), mnlp(long)) == pytest.approx((0.2, 0.1))
-    assert (sequence(short), sequence(long)) == pytest.approx((1 - 0.8 ** 2, 1 - 0.9 ** 20))
-    assert sequence(long) > sequence(short)  # the long note first, where mnlp puts the short one first
+    assert uncertainty("mnlp", short, long) == pytest.approx([0.2, 0.1])
+    assert uncertainty("sequence", short, long) == pytest.approx([1 - 0.8 ** 2, 1 - 0.9 ** 20])
+    # the long note first, where mnlp puts the short one first
+
+
+def test_msum_counts_every_likely_miss_and_isolated_skips_an_entity_s_edges():
+    one, two = note(["O", "O", "O"], [0.6, 0.99, 0.99]), note(["O", "O", "O"], [0.7, 0.99, 0.7])
+    assert uncertainty("msum", one, two) == pytest.approx([0.42 / 1.42, 0.61 / 1.61])  # two misses before one
+    edge = note(["D", "O", "D", "O", "O", "O"], [0.99, 0.4, 0.99, 0.99, 0.9, 0.99])  # "asthma and copd in a boy"
+    assert uncertainty("isolated", edge) == pytest.approx([0.1])  # the "and" (0.6) is an edge, "a" is not
+    assert uncertainty("isolated", note(["T"], [0.5])) == [0.0]
+
+
+def test_dense_ranks_a_typical_note_before_an_outlier_with_the_same_doubt():
+    texts = ["fever and cough treated with aspirin", "cough and fever treated with rest",
+             "fever with cough", "zygomatic quux frobnicated"]
+    density = text_density(texts)
+    assert density.argmin() == 3 and density[3] == 0.0  # no word in common with the pool
+    doubt = [note(["O"], [0.6])] * 4
+    scores = QUEUE_ORDERS["dense"](doubt, texts)
+    assert scores.max() == pytest.approx(0.4) and scores[3] == 0.0 and scores[0] > scores[2]
