@@ -61,7 +61,8 @@ class DecodedNote:
     def uncertainty(self) -> float:
         """How likely the model missed a name in the note: the largest D/T probability on a word it tagged O (1 -
         that word's best-tag probability); 0 for a note without such words. What the review queue orders notes by:
-        of the orders simulated, reviewing notes by it taught the model most (benchmarks/results/review_loop.md)."""
+        of the per-note orders simulated, reviewing notes by it taught the model most
+        (benchmarks/results/review_loop.md)."""
         return 1.0 - min((c for label, c in zip(self.labels, self.confidence.tolist()) if label == OUTSIDE),
                          default=1.0)
 
