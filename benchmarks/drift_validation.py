@@ -198,17 +198,14 @@ def make_notes(pool: Sequence, shift: str, size: str, rng: random.Random) -> lis
 
 def true_scores(notes: Sequence[Note], predicted: Sequence[Sequence[dict]]) -> dict[str, float]:
     """Strict entity precision, recall and F1 of the predictions (exact character span and type)."""
-    from monitoring.estimation import entity_f1
+    from monitoring.estimation import entity_scores
 
     tp = n_pred = n_gold = 0
     for note, entities in zip(notes, predicted, strict=True):
         spans = {(e["start"], e["end"], e["label"]) for e in entities}
         gold = set(note.gold)
         tp, n_pred, n_gold = tp + len(spans & gold), n_pred + len(spans), n_gold + len(gold)
-    precision = tp / n_pred if n_pred else 1.0
-    recall = tp / n_gold if n_gold else 1.0
-    return {"entity_f1": round(entity_f1(tp, n_pred, n_gold), 4), "precision": round(precision, 4),
-            "recall": round(recall, 4), "gold": n_gold}
+    return {**entity_scores(tp, n_pred, n_gold), "gold": n_gold}
 
 
 # --- windows -------------------------------------------------------------------------------------------------

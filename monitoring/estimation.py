@@ -321,6 +321,14 @@ def entity_f1(correct: float, predicted: float, gold: float) -> float:
     return 2 * correct / (predicted + gold) if predicted + gold > 0 else 1.0
 
 
+def entity_scores(correct: float, predicted: float, gold: float) -> dict[str, float]:
+    """Entity F1, precision and recall from counts (expected ones too), to 4 decimals: 1.0 where nothing is to be
+    divided (no entity predicted: precision; none to find: recall)."""
+    return {"entity_f1": round(entity_f1(correct, predicted, gold), 4),
+            "precision": round(correct / predicted, 4) if predicted > 0 else 1.0,
+            "recall": round(correct / gold, 4) if gold > 0 else 1.0}
+
+
 def _estimated_f1(estimator: Estimator, arrays: dict[str, Any]) -> float:
     """The estimated F1 of a set of sentences, as a window's (:func:`window_estimate`) would be."""
     entities, correct, gold = sentence_estimates(estimator, arrays["scores"], arrays["sentence"], arrays["mass"],
@@ -352,7 +360,4 @@ def window_estimate(view: DatasetProfileView | None) -> dict[str, float] | None:
     if any(value is None for value in sums):
         return None
     entities, correct, gold = sums
-    return {"entity_f1": round(entity_f1(correct, entities, gold), 4),
-            "precision": round(correct / entities, 4) if entities > 0 else 1.0,
-            "recall": round(correct / gold, 4) if gold > 0 else 1.0,
-            "entities": round(entities)}
+    return {**entity_scores(correct, entities, gold), "entities": round(entities)}
