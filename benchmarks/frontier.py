@@ -31,7 +31,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.common import hardware, hardware_info, load_notes, write_results  # noqa: E402
+from benchmarks.common import hardware, hardware_info, load_notes, out_option, write_results  # noqa: E402
 from export.onnx_export import INT8_RECIPES  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
@@ -163,7 +163,7 @@ def report(out: Path = OUT) -> None:
                          f"{test['entity_f1_D']:.3f} / {test['entity_f1_T']:.3f} | – | {rate:.0f} (computed) | "
                          f"{ratio(rate)} | {cost(rate)} |")
     measured = {f: FAMILIES[f] for f in dict.fromkeys(v["family"] for v in variants.values())}
-    out_option = "" if out == OUT else f" --out {out.relative_to(ROOT)}"
+    out_flag = out_option(out, OUT)
     sources = "; ".join(f"{family}: {source}" for family, source in
                         {v["family"]: v["source"] for v in variants.values()}.items())
     lines = [
@@ -191,7 +191,7 @@ def report(out: Path = OUT) -> None:
          f"No cost column: no priced CPU instance has this machine's {cores} cores."), "",
         "Command: `python benchmarks/frontier.py run "
         + " ".join(f"--model {v['family']}={v['source']}" for v in variants.values() if v["variant"] == "fp32")
-        + out_option + " && python benchmarks/frontier.py report" + out_option + "`.",
+        + out_flag + " && python benchmarks/frontier.py report" + out_flag + "`.",
     ]
     write_results(out, lines)
 

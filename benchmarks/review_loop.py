@@ -101,22 +101,39 @@ def each_note(uncertainty: Callable[[DecodedNote], float]) -> QueueOrder:
     return order
 
 
-def text_density(texts: Sequence[str]) -> np.ndarray:
-    """Each text's mean TF-IDF cosine similarity to the other texts: how typical of the pool its words are."""
+def text_similarity(texts: Sequence[str]) -> np.ndarray:
+    """The texts' TF-IDF cosine similarities to each other (0 on the diagonal)."""
     from sklearn.feature_extraction.text import TfidfVectorizer
 
     vectors = TfidfVectorizer(lowercase=True, token_pattern=r"[a-z][a-z]+").fit_transform(texts)
     similarity = (vectors @ vectors.T).toarray()
     np.fill_diagonal(similarity, 0.0)
-    return similarity.mean(axis=1)
+    return similarity
 
 
 def dense_missed(decoded: Sequence[DecodedNote], texts: Sequence[str]) -> np.ndarray:
     """The queue's own measure times the note's TF-IDF similarity to the pool (over the pool's largest): a likely
     miss in a typical note first, in an outlier later (information density, Settles and Craven, "An analysis of
     active learning strategies for sequence labeling tasks", 2008)."""
-    density = text_density(texts)
+    density = text_similarity(texts).mean(axis=1)
     return np.array([note.uncertainty for note in decoded]) * density / density.max()
+
+
+def novel_dense_missed(decoded: Sequence[DecodedNote], texts: Sequence[str]) -> np.ndarray:
+    """The dense order picked greedily, each note's score times 1 - its largest similarity to the notes picked
+    before it: a likely miss in a typical note unlike those already queued (a batch of different lessons)."""
+    similarity = text_similarity(texts)
+    density = similarity.mean(axis=1)
+    score = np.array([note.uncertainty for note in decoded]) * density / density.max()
+    nearest = np.zeros(len(texts))  # each note's largest similarity to the notes picked so far
+    picked = np.zeros(len(texts), dtype=bool)
+    rank = np.zeros(len(texts))
+    for position in range(len(texts)):
+        pick = int(np.argmax(np.where(picked, -np.inf, score * (1.0 - nearest))))
+        picked[pick] = True
+        rank[pick] = 1.0 - position / len(texts)
+        nearest = np.maximum(nearest, similarity[pick])
+    return rank
 
 
 # Other least-certain-first orders, beside the queue's own (DecodedNote.uncertainty: the largest D/T probability
@@ -124,7 +141,7 @@ def dense_missed(decoded: Sequence[DecodedNote], texts: Sequence[str]) -> np.nda
 QUEUE_ORDERS: dict[str, QueueOrder] = {
     "lowest": each_note(lowest_word_uncertainty), "mnlp": each_note(mean_log_uncertainty),
     "sequence": each_note(sequence_uncertainty), "msum": each_note(missed_sum),
-    "isolated": each_note(isolated_missed), "dense": dense_missed}
+    "isolated": each_note(isolated_missed), "dense": dense_missed, "novel": novel_dense_missed}
 # the stores' random share: all random, all least certain first, the review app's default mix, and the other orders
 STORES = {"half+random": 1.0, "half+queue": 0.0, "half+default": DEFAULT_RANDOM_SHARE,
           **{f"half+queue-{name}": 0.0 for name in QUEUE_ORDERS}}
@@ -315,6 +332,12 @@ def bootstrap_f1(db: str, rounds: int = 2000, seed: int = 13) -> tuple[float, fl
     return values[int(0.025 * rounds)], values[int(0.975 * rounds) - 1]
 
 
+def order_summary(order: QueueOrder) -> str:
+    """An order's docstring up to its colon, on one line and in lower case, for the report's prose."""
+    summary = " ".join(order.__doc__.split(":")[0].split())
+    return summary[:1].lower() + summary[1:]
+
+
 def report(args: argparse.Namespace) -> None:
     from metaflow import Run, namespace
 
@@ -348,8 +371,7 @@ def report(args: argparse.Namespace) -> None:
         "order; least certain first; the review app's default, "
         f"{DEFAULT_RANDOM_SHARE:.0%} of the notes random and the rest least certain first; least certain first by "
         "other measures of a note's uncertainty: "
-        + "; ".join(f"`queue-{name}`, {order.__doc__[:1].lower()}{order.__doc__.split(':')[0][1:]}"
-                    for name, order in QUEUE_ORDERS.items())
+        + "; ".join(f"`queue-{name}`, {order_summary(order)}" for name, order in QUEUE_ORDERS.items())
         + "; the queue's own is the largest D/T probability on a word tagged O); a scripted "
         "reviewer applies half B's gold labels through the review app's HTTP API to the notes each store hands "
         "out; each store's reviews are exported into an inbox, which starts DataFlow and TrainFlow.", "",

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from benchmarks.review_loop import QUEUE_ORDERS, text_density
+from benchmarks.review_loop import QUEUE_ORDERS, text_similarity
 from medner.inference import DecodedNote
 
 
@@ -38,8 +38,19 @@ def test_msum_counts_every_likely_miss_and_isolated_skips_an_entity_s_edges():
 def test_dense_ranks_a_typical_note_before_an_outlier_with_the_same_doubt():
     texts = ["fever and cough treated with aspirin", "cough and fever treated with rest",
              "fever with cough", "zygomatic quux frobnicated"]
-    density = text_density(texts)
+    density = text_similarity(texts).mean(axis=1)
     assert density.argmin() == 3 and density[3] == 0.0  # no word in common with the pool
     doubt = [note(["O"], [0.6])] * 4
     scores = QUEUE_ORDERS["dense"](doubt, texts)
     assert scores.max() == pytest.approx(0.4) and scores[3] == 0.0 and scores[0] > scores[2]
+
+
+def test_novel_puts_a_different_note_before_a_near_copy_of_one_already_queued():
+    texts = ["fever and cough treated with aspirin", "fever and cough treated with aspirin today",
+             "asthma treated with an inhaler", "asthma and fever", "zygomatic quux frobnicated"]
+    doubt = [note(["O"], [0.5]), note(["O"], [0.5]), note(["O"], [0.6]), note(["O"], [0.9]), note(["O"], [0.5])]
+    dense = QUEUE_ORDERS["dense"](doubt, texts)
+    novel = QUEUE_ORDERS["novel"](doubt, texts)
+    assert np.argsort(-dense).tolist()[:2] == [0, 1]  # dense: the near copy second
+    assert np.argsort(-novel).tolist()[:3] == [0, 2, 1]  # novel: the asthma note before the near copy
+    assert sorted(novel.tolist()) == pytest.approx([0.2, 0.4, 0.6, 0.8, 1.0])  # a rank: every note once
