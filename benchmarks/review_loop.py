@@ -1,10 +1,12 @@
 """Does the review loop pay off? A simulation on BeHealthy, honest about what it measures.
 
-    python benchmarks/review_loop.py run [--notes 300] [--seeds 13 14 15]
-    python benchmarks/review_loop.py report
+    python benchmarks/review_loop.py run [--notes 300] [--seeds 13 14 15] [--split-seed 13] [--arms ARM ...]
+    python benchmarks/review_loop.py report [--out benchmarks/results/review_loop]
+    python benchmarks/review_loop.py splits --work A --work B ... [--out benchmarks/results/review_loop_splits]
 
-1. Split BeHealthy's train split in two halves (seeded): **half A** is the training data, **half B** plays the
-   production notes. The test split is untouched.
+1. Split BeHealthy's train split in two halves (``--split-seed``): **half A** is the training data, **half B**
+   plays the production notes. The test split is untouched. Another split seed (in its own ``--work``) asks
+   whether an arm's gain over random notes holds on other notes and another served model.
 2. **half only**: DataFlow on half A, TrainFlow for each seed; the first seed's model is exported to a model
    repository: the "served" model.
 3. Half B is imported once per store (`review.importer.import_notes`, in-process on the served model): a store
@@ -23,8 +25,9 @@
 
 Every flow run, the inboxes' included, is on the @project branch ``test.review_loop``, out of the way of the
 user's and production's latest runs. Intermediate state is kept in ``--work`` (default ``.review_loop/``), so an
-interrupted run resumes. Writes
-benchmarks/results/review_loop.{md,json}.
+interrupted run resumes; ``--arms`` runs only some of the arms. Writes benchmarks/results/review_loop.{md,json}
+(``--out``: another path), with the arms the work folder holds; ``splits`` sets the arms of several work folders
+(one split seed each) side by side: each arm's gain over the random arm per split and on average.
 """
 
 from __future__ import annotations
@@ -52,6 +55,9 @@ from medner.labels import OUTSIDE  # noqa: E402
 
 TAG = "review-loop"
 WORK = ROOT / ".review_loop"  # intermediate state, so that an interrupted run resumes
+OUT = ROOT / "benchmarks" / "results" / "review_loop"
+SPLITS_OUT = ROOT / "benchmarks" / "results" / "review_loop_splits"
+SPLIT_SEED = 13
 # A branch of its own: on the user's branch the half-data DataFlow runs became what a later plain
 # `train_flow.py run` trained on, and on prod (the inbox's default) what production did
 BRANCH = "test.review_loop"  # Metaflow's branch names: lowercase letters, digits and underscores
@@ -171,13 +177,13 @@ def flow(name: str, *args: str) -> str:
     return latest_successful_run({"data_flow": "DataFlow", "train_flow": "TrainFlow"}[name], BRANCH).pathspec
 
 
-def split_halves(data_dir: Path, work: Work) -> tuple[Path, list]:
+def split_halves(data_dir: Path, work: Work, seed: int = SPLIT_SEED) -> tuple[Path, list]:
     """Half A written as a BeHealthy folder (with the untouched test split); half B returned as sentences."""
     from medner.data import read_behealthy, write_behealthy
 
     corpus = read_behealthy(data_dir)
     order = list(range(len(corpus["train"])))
-    random.Random(13).shuffle(order)
+    random.Random(seed).shuffle(order)
     middle = len(order) // 2
     half_a = [corpus["train"][i] for i in sorted(order[:middle])]
     half_b = [corpus["train"][i] for i in sorted(order[middle:])]
@@ -242,7 +248,10 @@ def run(args: argparse.Namespace) -> None:
 
     work = Work(Path(args.work).resolve())
     state = work.state
-    half_dir, half_b = split_halves(resolve_data_dir(args.data_dir or None), work)
+    if state.setdefault("split_seed", args.split_seed) != args.split_seed:
+        raise SystemExit(f"{work.folder} holds the split of seed {state['split_seed']}: use another --work for "
+                         f"split seed {args.split_seed}")
+    half_dir, half_b = split_halves(resolve_data_dir(args.data_dir or None), work, args.split_seed)
     gold = gold_notes(half_b)
     repository = work.folder / "model_repository"
 
@@ -255,6 +264,8 @@ def run(args: argparse.Namespace) -> None:
         work.save()
 
     for arm, share in STORES.items():
+        if args.arms and arm not in args.arms:
+            continue
         key = f"store:{arm}"
         db = f"sqlite:///{work.folder / (arm.replace('+', '_') + '.db')}"
         if key not in state:
@@ -338,6 +349,18 @@ def order_summary(order: QueueOrder) -> str:
     return summary[:1].lower() + summary[1:]
 
 
+def arm_description(arm: str) -> str:
+    """How an arm's store orders its notes, for the report's prose."""
+    order = arm.removeprefix("half+queue-")
+    if order in QUEUE_ORDERS:
+        return f"`{arm.removeprefix('half+')}`, least certain first by {order_summary(QUEUE_ORDERS[order])}"
+    return {"half+random": "`random` order",
+            "half+queue": "`queue`: least certain first by the queue's own measure, the largest D/T probability on "
+                          "a word tagged O",
+            "half+default": f"`default`, the review app's: {DEFAULT_RANDOM_SHARE:.0%} of the notes random and the "
+                            "rest least certain first"}[arm]
+
+
 def report(args: argparse.Namespace) -> None:
     from metaflow import Run, namespace
 
@@ -345,8 +368,13 @@ def report(args: argparse.Namespace) -> None:
 
     namespace(None)
     state = Work(Path(args.work).resolve()).state
-    work = out_option(args.work, WORK, "--work")
-    arms = {"half": state["half"], **{arm: state[f"store:{arm}"] for arm in STORES}}
+    done = [arm for arm in STORES if "train_runs" in state.get(f"store:{arm}", {})]
+    split_seed = state.get("split_seed", SPLIT_SEED)
+    options = (out_option(args.work, WORK, "--work")
+               + (f" --split-seed {split_seed}" if split_seed != SPLIT_SEED else "")
+               + (f" --arms {' '.join(done)}" if len(done) < len(STORES) else ""))
+    report_options = out_option(args.work, WORK, "--work") + out_option(args.out, OUT)
+    arms = {"half": state["half"], **{arm: state[f"store:{arm}"] for arm in done}}
     rows = {}
     for arm, entry in arms.items():
         metrics = [Run(r).data.metrics for r in entry["train_runs"]]
@@ -357,24 +385,28 @@ def report(args: argparse.Namespace) -> None:
                      "precision": [m["entity_precision"] for m in metrics],
                      "recall": [m["entity_recall"] for m in metrics]}
     served = Run(state["half"]["train_runs"][0]).data.metrics
-    stores = {arm: state[f"store:{arm}"] for arm in STORES}
-    summary = {"hardware": hardware(), "arms": rows, "stores": stores,
+    stores = {arm: state[f"store:{arm}"] for arm in done}
+    summary = {"hardware": hardware(), "split_seed": split_seed, "arms": rows, "stores": stores,
                "served_model": {"run": state["half"]["train_runs"][0], "test_entity_f1": served["entity_f1"],
                                 "test_precision": served["entity_precision"], "test_recall": served["entity_recall"]}}
-    estimate = stores["half+random"]["quality_random"]
-    low, high = bootstrap_f1(stores["half+random"]["db"])
-    summary["estimate_interval_95"] = [low, high]
+    estimate_lines = []
+    if "half+random" in stores:  # the quality estimate reads the random reviews
+        estimate = stores["half+random"]["quality_random"]
+        low, high = bootstrap_f1(stores["half+random"]["db"])
+        summary["estimate_interval_95"] = [low, high]
+        estimate_lines = [
+            f"Quality estimate from the random reviews ({estimate['notes']} notes): precision "
+            f"{estimate['precision']:.3f}, recall {estimate['recall']:.3f}, entity F1 {estimate['entity_f1']:.3f} "
+            f"(95% bootstrap interval over notes {low:.3f}–{high:.3f}); the same model's true test entity F1 "
+            f"{served['entity_f1']:.3f} (precision {served['entity_precision']:.3f}, recall "
+            f"{served['entity_recall']:.3f}).", ""]
     lines = [
         "# The review loop, simulated", "",
-        "BeHealthy's train split halved (seeded): half A trains, half B plays the production notes; the test split "
-        "is untouched. The model trained on half A (first seed) tags half B into one review store per arm (random "
-        "order; least certain first; the review app's default, "
-        f"{DEFAULT_RANDOM_SHARE:.0%} of the notes random and the rest least certain first; least certain first by "
-        "other measures of a note's uncertainty: "
-        + "; ".join(f"`queue-{name}`, {order_summary(order)}" for name, order in QUEUE_ORDERS.items())
-        + "; the queue's own is the largest D/T probability on a word tagged O); a scripted "
-        "reviewer applies half B's gold labels through the review app's HTTP API to the notes each store hands "
-        "out; each store's reviews are exported into an inbox, which starts DataFlow and TrainFlow.", "",
+        f"BeHealthy's train split halved (split seed {split_seed}): half A trains, half B plays the production notes; "
+        "the test split is untouched. The model trained on half A (first seed) tags half B into one review store "
+        "per arm (" + "; ".join(arm_description(arm) for arm in done) + "); a scripted reviewer applies half B's "
+        "gold labels through the review app's HTTP API to the notes each store hands out; each store's reviews "
+        "are exported into an inbox, which starts DataFlow and TrainFlow.", "",
         "| arm | reviewed notes added | of them in train / dev | test entity F1 | D | T | precision | recall | runs |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
         *(f"| {arm} | {r['extra_sentences']['total']} | {r['extra_sentences']['train']} / "
@@ -392,17 +424,54 @@ def report(args: argparse.Namespace) -> None:
           f"{(s['quality_all']['fp'] + s['quality_all']['fn']) / max(1, s['quality_all']['notes']):.2f} | "
           f"{s['quality_all']['precision']:.3f} | {s['quality_all']['recall']:.3f} | "
           f"{s['quality_all']['entity_f1']:.3f} |" for arm, s in stores.items()), "",
-        f"Quality estimate from the random reviews ({estimate['notes']} notes): precision {estimate['precision']:.3f}, "
-        f"recall {estimate['recall']:.3f}, entity F1 {estimate['entity_f1']:.3f} (95% bootstrap interval over "
-        f"notes {low:.3f}–{high:.3f}); the same model's true test "
-        f"entity F1 {served['entity_f1']:.3f} (precision {served['entity_precision']:.3f}, recall "
-        f"{served['entity_recall']:.3f}).", "",
+        *estimate_lines,
         f"Import time per note: in-process tagging (ONNX Runtime, the exported fp32 `ner` model) plus the database "
         f"writes (SQLite), on {summary['hardware']}.", "",
-        f"Command: `python benchmarks/review_loop.py run{work} && python benchmarks/review_loop.py report{work}`.",
+        f"Command: `python benchmarks/review_loop.py run{options} && python benchmarks/review_loop.py "
+        f"report{report_options}`.",
     ]
-    out = ROOT / "benchmarks" / "results" / "review_loop"
-    write_results(out, lines, summary)
+    write_results(Path(args.out), lines, summary)
+
+
+def test_f1s(runs: Sequence[str]) -> list[float]:
+    """The test entity F1 of TrainFlow runs."""
+    from metaflow import Run, namespace
+
+    namespace(None)
+    return [Run(run).data.metrics["entity_f1"] for run in runs]
+
+
+def splits(args: argparse.Namespace) -> None:
+    """Each arm's test F1 in several work folders (one split seed each), and its gain over the random arm: per split
+    (mean over seeds) and on average over the splits."""
+    from medner.report import mean_sd
+
+    states = [Work(Path(work).resolve()).state for work in args.work]
+    arms = [arm for arm in ("half", *STORES) if all("train_runs" in state.get(arm, state.get(f"store:{arm}", {}))
+                                                    for state in states)]
+    f1 = [{arm: test_f1s((state.get(arm) or state[f"store:{arm}"])["train_runs"]) for arm in arms}
+          for state in states]
+    seeds = [state.get("split_seed", SPLIT_SEED) for state in states]
+    gains = {arm: [float(np.mean(run[arm]) - np.mean(run["half+random"])) for run in f1] for arm in arms}
+    lines = [
+        "# The review loop on several splits", "",
+        "The simulation of benchmarks/review_loop.md run on other halvings of BeHealthy's train split (another half "
+        "A trains the served model, another half B is reviewed): test entity F1, mean ± sd over "
+        f"{len(f1[0]['half'])} training seeds, per split seed; the arms every work folder holds.", "",
+        "| arm | " + " | ".join(f"split {seed}" for seed in seeds) + " | gain over random, per split | "
+        "mean gain |",
+        "| --- | " + " | ".join("---:" for _ in seeds) + " | --- | ---: |",
+        *(f"| {arm} | " + " | ".join(mean_sd(run[arm]) for run in f1) + " | "
+          + (" | ".join([", ".join(f"{gain:+.3f}" for gain in gains[arm]), f"{np.mean(gains[arm]):+.3f}"])
+             if arm != "half+random" else "– | –") + " |" for arm in arms),
+        "",
+        "Command: `python benchmarks/review_loop.py splits " + " ".join(f"--work {work}" for work in args.work)
+        + out_option(args.out, SPLITS_OUT) + "` (each work folder from `python benchmarks/review_loop.py run "
+        "--work FOLDER --split-seed SEED`).",
+    ]
+    write_results(Path(args.out), lines, {"hardware": hardware(), "split_seeds": seeds, "work": args.work,
+                                          "test_f1": dict(zip(map(str, seeds), f1, strict=True)),
+                                          "gain_over_random": gains})
 
 
 def main() -> None:
@@ -412,11 +481,17 @@ def main() -> None:
     start.add_argument("--notes", type=int, default=300, help="notes reviewed in each store")
     start.add_argument("--seeds", nargs="*", type=int, default=[13, 14, 15])
     start.add_argument("--data-dir", default="", help="BeHealthy folder (default: $MEDNER_DATA_DIR)")
+    start.add_argument("--split-seed", type=int, default=SPLIT_SEED, help="the seed that halves the train split")
+    start.add_argument("--arms", nargs="*", choices=list(STORES), help="only these arms (default: all)")
     start.add_argument("--work", default=str(WORK))
     done = sub.add_parser("report", help="write benchmarks/results/review_loop.{md,json}")
     done.add_argument("--work", default=str(WORK))
+    done.add_argument("--out", type=Path, default=OUT, help="results path, without the suffix")
+    several = sub.add_parser("splits", help="several split seeds' work folders side by side")
+    several.add_argument("--work", action="append", required=True, help="a work folder (repeat: one per split)")
+    several.add_argument("--out", type=Path, default=SPLITS_OUT, help="results path, without the suffix")
     args = parser.parse_args()
-    (run if args.command == "run" else report)(args)
+    {"run": run, "report": report, "splits": splits}[args.command](args)
 
 
 if __name__ == "__main__":

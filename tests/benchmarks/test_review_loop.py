@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from benchmarks.review_loop import QUEUE_ORDERS, text_similarity
+from benchmarks.review_loop import QUEUE_ORDERS, STORES, arm_description, text_similarity
 from medner.inference import DecodedNote
 
 
@@ -54,3 +54,10 @@ def test_novel_puts_a_different_note_before_a_near_copy_of_one_already_queued():
     assert np.argsort(-dense).tolist()[:2] == [0, 1]  # dense: the near copy second
     assert np.argsort(-novel).tolist()[:3] == [0, 2, 1]  # novel: the asthma note before the near copy
     assert sorted(novel.tolist()) == pytest.approx([0.2, 0.4, 0.6, 0.8, 1.0])  # a rank: every note once
+
+
+def test_the_report_describes_every_arm_by_its_own_order():
+    described = {arm: arm_description(arm) for arm in STORES}  # a store added without a description fails here
+    assert len(set(described.values())) == len(STORES)
+    assert "20% of the notes random" in described["half+default"]
+    assert described["half+queue-novel"].startswith("`queue-novel`, least certain first by the dense order picked")
