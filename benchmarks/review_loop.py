@@ -433,7 +433,7 @@ def report(args: argparse.Namespace) -> None:
     write_results(Path(args.out), lines, summary)
 
 
-def test_f1s(runs: Sequence[str]) -> list[float]:
+def runs_test_f1(runs: Sequence[str]) -> list[float]:
     """The test entity F1 of TrainFlow runs."""
     from metaflow import Run, namespace
 
@@ -449,7 +449,7 @@ def splits(args: argparse.Namespace) -> None:
     states = [Work(Path(work).resolve()).state for work in args.work]
     arms = [arm for arm in ("half", *STORES) if all("train_runs" in state.get(arm, state.get(f"store:{arm}", {}))
                                                     for state in states)]
-    f1 = [{arm: test_f1s((state.get(arm) or state[f"store:{arm}"])["train_runs"]) for arm in arms}
+    f1 = [{arm: runs_test_f1((state.get(arm) or state[f"store:{arm}"])["train_runs"]) for arm in arms}
           for state in states]
     seeds = [state.get("split_seed", SPLIT_SEED) for state in states]
     gains = {over: {arm: [float(np.mean(run[arm]) - np.mean(run[over])) for run in f1] for arm in arms}
