@@ -198,14 +198,14 @@ def make_notes(pool: Sequence, shift: str, size: str, rng: random.Random) -> lis
 
 def true_scores(notes: Sequence[Note], predicted: Sequence[Sequence[dict]]) -> dict[str, float]:
     """Strict entity precision, recall and F1 of the predictions (exact character span and type)."""
-    from monitoring.estimation import entity_scores
+    from monitoring.estimation import scores_from_counts
 
     tp = n_pred = n_gold = 0
     for note, entities in zip(notes, predicted, strict=True):
         spans = {(e["start"], e["end"], e["label"]) for e in entities}
         gold = set(note.gold)
         tp, n_pred, n_gold = tp + len(spans & gold), n_pred + len(spans), n_gold + len(gold)
-    return {**entity_scores(tp, n_pred, n_gold), "gold": n_gold}
+    return {**scores_from_counts(tp, n_pred, n_gold), "gold": n_gold}
 
 
 # --- windows -------------------------------------------------------------------------------------------------

@@ -117,20 +117,24 @@ def text_similarity(texts: Sequence[str]) -> np.ndarray:
     return similarity
 
 
+def dense_scores(decoded: Sequence[DecodedNote], similarity: np.ndarray) -> np.ndarray:
+    """Each note's own measure times its mean similarity to the pool (over the pool's largest)."""
+    density = similarity.mean(axis=1)
+    return np.array([note.uncertainty for note in decoded]) * density / density.max()
+
+
 def dense_missed(decoded: Sequence[DecodedNote], texts: Sequence[str]) -> np.ndarray:
     """The queue's own measure times the note's TF-IDF similarity to the pool (over the pool's largest): a likely
     miss in a typical note first, in an outlier later (information density, Settles and Craven, "An analysis of
     active learning strategies for sequence labeling tasks", 2008)."""
-    density = text_similarity(texts).mean(axis=1)
-    return np.array([note.uncertainty for note in decoded]) * density / density.max()
+    return dense_scores(decoded, text_similarity(texts))
 
 
 def novel_dense_missed(decoded: Sequence[DecodedNote], texts: Sequence[str]) -> np.ndarray:
     """The dense order picked greedily, each note's score times 1 - its largest similarity to the notes picked
     before it: a likely miss in a typical note unlike those already queued (a batch of different lessons)."""
     similarity = text_similarity(texts)
-    density = similarity.mean(axis=1)
-    score = np.array([note.uncertainty for note in decoded]) * density / density.max()
+    score = dense_scores(decoded, similarity)
     nearest = np.zeros(len(texts))  # each note's largest similarity to the notes picked so far
     picked = np.zeros(len(texts), dtype=bool)
     rank = np.zeros(len(texts))
@@ -151,6 +155,11 @@ QUEUE_ORDERS: dict[str, QueueOrder] = {
 # the stores' random share: all random, all least certain first, the review app's default mix, and the other orders
 STORES = {"half+random": 1.0, "half+queue": 0.0, "half+default": DEFAULT_RANDOM_SHARE,
           **{f"half+queue-{name}": 0.0 for name in QUEUE_ORDERS}}
+
+
+def arm_entry(state: dict, arm: str) -> dict:
+    """An arm's entry in a work folder's state (``half``, or a store's), empty when it has none."""
+    return state.get("half", {}) if arm == "half" else state.get(f"store:{arm}", {})
 
 
 class Work:
@@ -368,13 +377,13 @@ def report(args: argparse.Namespace) -> None:
 
     namespace(None)
     state = Work(Path(args.work).resolve()).state
-    done = [arm for arm in STORES if "train_runs" in state.get(f"store:{arm}", {})]
+    done = [arm for arm in STORES if "train_runs" in arm_entry(state, arm)]
     split_seed = state.get("split_seed", SPLIT_SEED)
     options = (out_option(args.work, WORK, "--work")
                + (f" --split-seed {split_seed}" if split_seed != SPLIT_SEED else "")
                + (f" --arms {' '.join(done)}" if len(done) < len(STORES) else ""))
     report_options = out_option(args.work, WORK, "--work") + out_option(args.out, OUT)
-    arms = {"half": state["half"], **{arm: state[f"store:{arm}"] for arm in done}}
+    arms = {arm: arm_entry(state, arm) for arm in ("half", *done)}
     rows = {}
     for arm, entry in arms.items():
         metrics = [Run(r).data.metrics for r in entry["train_runs"]]
@@ -385,7 +394,7 @@ def report(args: argparse.Namespace) -> None:
                      "precision": [m["entity_precision"] for m in metrics],
                      "recall": [m["entity_recall"] for m in metrics]}
     served = Run(state["half"]["train_runs"][0]).data.metrics
-    stores = {arm: state[f"store:{arm}"] for arm in done}
+    stores = {arm: arm_entry(state, arm) for arm in done}
     summary = {"hardware": hardware(), "split_seed": split_seed, "arms": rows, "stores": stores,
                "served_model": {"run": state["half"]["train_runs"][0], "test_entity_f1": served["entity_f1"],
                                 "test_precision": served["entity_precision"], "test_recall": served["entity_recall"]}}
@@ -447,10 +456,8 @@ def splits(args: argparse.Namespace) -> None:
     from medner.report import mean_sd
 
     states = [Work(Path(work).resolve()).state for work in args.work]
-    arms = [arm for arm in ("half", *STORES) if all("train_runs" in state.get(arm, state.get(f"store:{arm}", {}))
-                                                    for state in states)]
-    f1 = [{arm: runs_test_f1((state.get(arm) or state[f"store:{arm}"])["train_runs"]) for arm in arms}
-          for state in states]
+    arms = [arm for arm in ("half", *STORES) if all("train_runs" in arm_entry(state, arm) for state in states)]
+    f1 = [{arm: runs_test_f1(arm_entry(state, arm)["train_runs"]) for arm in arms} for state in states]
     seeds = [state.get("split_seed", SPLIT_SEED) for state in states]
     gains = {over: {arm: [float(np.mean(run[arm]) - np.mean(run[over])) for run in f1] for arm in arms}
              for over in ("half", "half+random")}

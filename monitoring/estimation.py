@@ -321,7 +321,7 @@ def entity_f1(correct: float, predicted: float, gold: float) -> float:
     return 2 * correct / (predicted + gold) if predicted + gold > 0 else 1.0
 
 
-def entity_scores(correct: float, predicted: float, gold: float) -> dict[str, float]:
+def scores_from_counts(correct: float, predicted: float, gold: float) -> dict[str, float]:
     """Entity F1, precision and recall from counts (expected ones too), to 4 decimals: 1.0 where nothing is to be
     divided (no entity predicted: precision; none to find: recall)."""
     return {"entity_f1": round(entity_f1(correct, predicted, gold), 4),
@@ -360,4 +360,4 @@ def window_estimate(view: DatasetProfileView | None) -> dict[str, float] | None:
     if any(value is None for value in sums):
         return None
     entities, correct, gold = sums
-    return {**entity_scores(correct, entities, gold), "entities": round(entities)}
+    return {**scores_from_counts(correct, entities, gold), "entities": round(entities)}
