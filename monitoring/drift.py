@@ -58,15 +58,15 @@ def noise_term(rows: int, reference_rows: int) -> float:
 # in-distribution windows (benchmarks/drift_validation.py calibrate, results/drift_calibration.md). A feature that
 # never moved there (unknown_wordpiece_rate) has none: with no noise to clear, any [UNK] piece would alarm.
 FEATURE_NOISE: dict[str, tuple[float, float]] = {
-    "chars": (0.09, 2.7),
-    "confidence_mean": (0.08, 3.3),
-    "confidence_min": (0.03, 4.2),
-    "disease_per_100_words": (0.03, 3.0),
+    "chars": (0.1, 2.7),
+    "confidence_mean": (0.08, 3.2),
+    "confidence_min": (0.02, 4.3),
+    "disease_per_100_words": (0.01, 3.0),
     "entity_oov_rate": (0.17, 3.1),
     "low_confidence_rate": (0.05, 3.3),
-    "misspelling_rate": (0.05, 2.3),
-    "oov_word_rate": (0.08, 2.9),
-    "treatment_per_100_words": (0.09, 2.3),
+    "misspelling_rate": (0.06, 2.3),
+    "oov_word_rate": (0.07, 3.0),
+    "treatment_per_100_words": (0.1, 2.2),
     "windows": (0.07, 1.5),
     "wordpieces": (0.07, 2.9),
 }
@@ -100,8 +100,10 @@ class DriftThresholds:
       ``warning`` > 0 replaces them all with one fixed bound on the combined score.
     * ``critical``: at warning, and the window's estimated entity F1 (:mod:`monitoring.estimation`) is more than
       ``max_drop - estimate_error`` below the reference's (the champion on its test sentences, through the same
-      estimator; :meth:`critical_drop`); ``critical`` > 0 also makes a combined score at or above it critical (a
-      fixed bound; 0: off).
+      estimator; :meth:`critical_drop`), with a ``support`` (the entities the estimate rests on) of at least
+      ``critical_min_support``: on fewer, the estimate's own spread is too wide to tell a drop of ``max_drop``
+      from none, so the window stays at warning; ``critical`` > 0 also makes a combined score at or above it
+      critical (a fixed bound; 0: off).
     * ``min_notes``: fewer notes in the window gives level "none" (too little evidence).
     """
 
@@ -115,6 +117,9 @@ class DriftThresholds:
     # two high (same file, "bias"), so a true drop just past the tolerance was a coin flip; a drifting window is
     # retrained anyway, and critical only adds a re-experiment, so the doubt goes to critical.
     estimate_error: float = 0.02
+    # The support from which the estimate's spread in distribution is at most half of max_drop (two spreads between
+    # a drop of max_drop and none): benchmarks/drift_validation.py calibrate, results/drift_calibration.md
+    critical_min_support: int = 600
     warning: float = 0.0
     critical: float = 0.0
     min_notes: int = 100
@@ -127,10 +132,10 @@ class DriftThresholds:
             raise ValueError(f"fixed thresholds must be in [0, 1] (0: unset), got {self.warning}, {self.critical}")
         if self.warning and self.critical and self.critical < self.warning:
             raise ValueError(f"thresholds need warning <= critical, got {self.warning}, {self.critical}")
-        if (self.min_notes < 1 or self.top_k < 1
-                or min(self.noise_scale, self.noise_floor, self.max_drop, self.estimate_error) < 0):
-            raise ValueError("min_notes and top_k must be positive; noise_floor, noise_scale, max_drop and "
-                             "estimate_error not negative")
+        if (self.min_notes < 1 or self.top_k < 1 or min(self.noise_scale, self.noise_floor, self.max_drop,
+                                                             self.estimate_error, self.critical_min_support) < 0):
+            raise ValueError("min_notes and top_k must be positive; noise_floor, noise_scale, max_drop, "
+                             "estimate_error and critical_min_support not negative")
 
     def critical_drop(self) -> float:
         """The estimated entity F1 drop beyond which a drifting window is critical: ``max_drop`` less the
@@ -294,7 +299,12 @@ def level_of(combined: float, bound: float, estimate: dict[str, float] | None, t
         return "none"
     if thresholds.critical and combined >= thresholds.critical:
         return "critical"
-    return "critical" if estimate is not None and estimate["drop"] > thresholds.critical_drop() else "warning"
+    return "critical" if estimate is not None and worse(estimate, thresholds) else "warning"
+
+
+def worse(estimate: dict[str, float], thresholds: DriftThresholds) -> bool:
+    """Whether an accuracy estimate (:func:`estimate_against`) fell past the critical drop, on enough support."""
+    return estimate["drop"] > thresholds.critical_drop() and estimate["support"] >= thresholds.critical_min_support
 
 
 def compare(target: DatasetProfileView | None, reference: DatasetProfileView, start: datetime, end: datetime,
@@ -333,7 +343,11 @@ def compare(target: DatasetProfileView | None, reference: DatasetProfileView, st
             f"{name} {shifts[name]:+.3f} sd (|shift| >= {limit:.3f})" for name, limit in means_beyond.items())
     if estimate is not None:
         reason += (f"; estimated entity F1 {estimate['entity_f1']:.3f} against {estimate['reference_f1']:.3f} on the "
-                   f"reference (drop {estimate['drop']:.3f}, critical above {thresholds.critical_drop():.3f})")
+                   f"reference (drop {estimate['drop']:.3f}, critical above {thresholds.critical_drop():.3f} on a "
+                   f"support of {thresholds.critical_min_support}+)")
+        if estimate["drop"] > thresholds.critical_drop() and not worse(estimate, thresholds):
+            reason += (f"; too little support for a critical verdict: {estimate['support']} < "
+                       f"{thresholds.critical_min_support} entities")
     missing = ([name for name in DISTANCE_FEATURES if name not in scores]
                + [name for name in MEAN_ONLY_FEATURES if name not in shifts])
     if missing:  # e.g. oov_word_rate when the model version has no training vocabulary

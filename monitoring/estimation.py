@@ -352,12 +352,15 @@ def _column_sum(view: DatasetProfileView, column: str) -> float | None:
 
 
 def window_estimate(view: DatasetProfileView | None) -> dict[str, float] | None:
-    """The estimated ``entity_f1``, ``precision`` and ``recall`` of a (merged) profile, and the ``entities`` they
-    rest on; None when the profile carries no estimate (a model version exported without an estimator)."""
+    """The estimated ``entity_f1``, ``precision`` and ``recall`` of a (merged) profile, the ``entities`` predicted,
+    and the ``support`` the F1 rests on (half its denominator: the mean of the entities predicted and expected to
+    find, which its spread shrinks with); None when the profile carries no estimate (a model version exported
+    without an estimator)."""
     if view is None:
         return None
     sums = [_column_sum(view, column) for column in ESTIMATE_COLUMNS]
     if any(value is None for value in sums):
         return None
     entities, correct, gold = sums
-    return {**scores_from_counts(correct, entities, gold), "entities": round(entities)}
+    return {**scores_from_counts(correct, entities, gold), "entities": round(entities),
+            "support": round((entities + gold) / 2)}

@@ -100,8 +100,9 @@ def test_window_bounds_and_too_few_notes(tmp_path: Path, reference: Path) -> Non
 def test_thresholds_validated_and_reference_required(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="warning <= critical"):
         DriftThresholds(warning=0.7, critical=0.5)
-    with pytest.raises(ValueError, match="estimate_error not negative"):
-        DriftThresholds(estimate_error=-0.01)
+    for field in ("estimate_error", "critical_min_support"):
+        with pytest.raises(ValueError, match="critical_min_support not negative"):
+            DriftThresholds(**{field: -1})
     assert DriftThresholds(max_drop=0.01, estimate_error=0.02).critical_drop() == 0.0  # never below no drop at all
     with pytest.raises(FileNotFoundError, match="no reference profile"):
         check(tmp_path, "ner", tmp_path / "missing.bin", HOUR, HOUR + timedelta(hours=1))
@@ -249,6 +250,8 @@ def test_defaults_are_the_published_calibration() -> None:
     assert DEFAULT_THRESHOLDS.feature_noise == {name: tuple(curve)
                                                 for name, curve in result["fit"]["feature_noise"].items()}
     assert DEFAULT_THRESHOLDS.mean_noise == {name: tuple(curve) for name, curve in result["fit"]["mean_noise"].items()}
+    # the support a critical verdict needs, from the accuracy estimate's spread on the same windows
+    assert DEFAULT_THRESHOLDS.critical_min_support == result["fit"]["estimate_spread"]["critical_min_support"]
     sizes = result["fit"]["sizes"]
     for curve in result["fit"]["means"].values():  # every in-distribution mean shift below its bound, every size
         assert all(high < curve["floor"] + curve["scale"] * size["s"]
@@ -344,24 +347,27 @@ def estimated_rows(frame: pd.DataFrame, correct_share: float) -> np.ndarray:
     return rows
 
 
-@pytest.mark.parametrize(("shift", "share", "estimate_error", "level"), [
-    (0.0, 0.5, 0.02, "none"),  # the estimate fell, the distribution did not move: no verdict on noise
-    (0.3, 0.72, 0.02, "warning"),  # moved, the model as good as on the reference: retrain
-    (0.3, 0.6, 0.02, "critical"),  # moved, and 0.14 F1 below the reference's estimate: re-experiment
-    (0.3, 0.708, 0.02, "critical"),  # moved, 0.040 below: past max_drop (0.05) less the estimate's error
-    (0.3, 0.708, 0.0, "warning"),  # the same window with an estimate taken as exact
+@pytest.mark.parametrize(("shift", "share", "estimate_error", "min_support", "level"), [
+    (0.0, 0.5, 0.02, 1000, "none"),  # the estimate fell, the distribution did not move: no verdict on noise
+    (0.3, 0.72, 0.02, 1000, "warning"),  # moved, the model as good as on the reference: retrain
+    (0.3, 0.6, 0.02, 1000, "critical"),  # moved, and 0.14 F1 below the reference's estimate: re-experiment
+    (0.3, 0.708, 0.02, 1000, "critical"),  # moved, 0.040 below: past max_drop (0.05) less the estimate's error
+    (0.3, 0.708, 0.0, 1000, "warning"),  # the same window with an estimate taken as exact
+    (0.3, 0.6, 0.02, 1051, "warning"),  # 0.14 below, but on less support (1,050) than a verdict needs
 ])
-def test_critical_means_the_model_got_worse(shift: float, share: float, estimate_error: float, level: str) -> None:
+def test_critical_means_the_model_got_worse(shift: float, share: float, estimate_error: float, min_support: int,
+                                            level: str) -> None:
     reference = profile_rows(estimated_rows(feature_rows(3000, seed=1), 0.75), HOUR)
     window = profile_rows(estimated_rows(feature_rows(500, seed=20, shift=shift), share), HOUR)
     thresholds = DriftThresholds(noise_floor=0.07, noise_scale=2.3, min_notes=50, feature_noise={}, mean_noise={},
-                                 max_drop=0.05, estimate_error=estimate_error)
+                                 max_drop=0.05, estimate_error=estimate_error, critical_min_support=min_support)
     report = compare(window, reference, HOUR, HOUR, thresholds)
     assert report.level == level, report.reason
     assert report.thresholds["critical_drop"] == round(0.05 - estimate_error, 6)
-    assert f"critical above {0.05 - estimate_error:.3f}" in report.reason
+    assert f"critical above {0.05 - estimate_error:.3f} on a support of {min_support}+" in report.reason
     expected = round(2 * 2 * share / 4.2, 4)
     assert report.estimate == {"entity_f1": expected, "precision": share, "recall": round(2 * share / 2.2, 4),
-                               "entities": 1000, "reference_f1": round(2 * 2 * 0.75 / 4.2, 4),
+                               "entities": 1000, "support": 1050, "reference_f1": round(2 * 2 * 0.75 / 4.2, 4),
                                "drop": round(round(2 * 2 * 0.75 / 4.2, 4) - expected, 4)}
     assert f"estimated entity F1 {expected:.3f}" in report.reason
+    assert ("too little support for a critical verdict: 1050 < 1051" in report.reason) == (min_support == 1051)

@@ -200,7 +200,7 @@ def test_window_estimate_sums_merged_profiles() -> None:
     assert estimate["entity_f1"] == pytest.approx(2 * correct / (entities + gold), abs=1e-4)
     assert (estimate["precision"], estimate["recall"]) == (pytest.approx(correct / entities, abs=1e-4),
                                                            pytest.approx(correct / gold, abs=1e-4))
-    assert estimate["entities"] == entities
+    assert estimate["entities"] == round(entities) and estimate["support"] == round((entities + gold) / 2)
     assert window_estimate(profile_rows(parts[0][:, :COLUMN["entities"]], when)) is None  # exported before it
     assert window_estimate(None) is None
 
