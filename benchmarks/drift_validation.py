@@ -282,6 +282,11 @@ def progress(done: int, total: int, began: float, label: str) -> None:
 
 # --- calibrate -----------------------------------------------------------------------------------------------
 
+def slope_through_origin(x: np.ndarray, y: np.ndarray) -> float:
+    """The least-squares ``k`` of ``y = k x``: how a spread grows with a noise term (``tau``, the estimate's scale)."""
+    return float(np.dot(x, y) / np.dot(x, x))
+
+
 def curve(s: np.ndarray, values: list[list[float]], spreads: int = SPREADS) -> dict:
     """Least-squares ``mean = floor + scale s`` and ``std = tau s`` over the sizes (``values``: the scores of each
     size's windows), and the suggested bound: scale + ``spreads`` tau, and the fitted floor raised until every
@@ -292,7 +297,7 @@ def curve(s: np.ndarray, values: list[list[float]], spreads: int = SPREADS) -> d
     high = np.array([max(v) for v in values])
     scale, floor = np.polyfit(s, mean, 1)
     floor = max(float(floor), 0.0)
-    tau = float(np.dot(s, std) / np.dot(s, s))
+    tau = slope_through_origin(s, std)
     suggested_scale = max(math.ceil((scale + spreads * tau) * 10) / 10, 0.0)
     needed = max(float(np.max(np.maximum(high, mean + spreads * std) - suggested_scale * s)), floor)
     return {"floor_fit": round(floor, 4), "scale_fit": round(float(scale), 4), "tau": round(tau, 4),
@@ -327,7 +332,7 @@ def fit_noise(groups: dict[str, list[Window]], reference_rows: int) -> dict:
 def fit_estimate_spread(groups: dict[str, list[Window]], max_drop: float) -> dict:
     """The accuracy estimate's error (estimated less true F1) on in-distribution windows of each size, and the
     support (entities) it rests on: its spread falls like ``1/sqrt(support)``, so ``spread = scale / sqrt(support)``
-    with one scale per model, fitted over the sizes by least squares (as :func:`curve` fits ``tau``); the suggested
+    with one scale per model (:func:`slope_through_origin` over the sizes, as :func:`curve` fits ``tau``); the suggested
     ``critical_min_support`` is the support at which that spread is ``max_drop / CRITICAL_SPREADS``, rounded up to
     100."""
     sizes = {}
@@ -345,7 +350,7 @@ def fit_estimate_spread(groups: dict[str, list[Window]], max_drop: float) -> dic
         return {}
     x = np.array([1 / math.sqrt(size["support_mean"]) for size in sizes.values()])
     spreads = np.array([size["error_sd"] for size in sizes.values()])
-    scale = round(float(np.dot(x, spreads) / np.dot(x, x)), 4)
+    scale = round(slope_through_origin(x, spreads), 4)
     needed = (CRITICAL_SPREADS * scale / max_drop) ** 2
     return {"sizes": sizes, "scale": scale, "max_drop": max_drop,
             "critical_min_support": int(math.ceil(round(needed, 6) / 100) * 100)}
@@ -610,7 +615,7 @@ def summarise(windows: list[Window], max_drop: float, min_support: int = 0) -> d
 def validation_markdown(result: dict, image: str) -> str:
     goals, t = result["goals"], result["thresholds"]
     within = goals["critical_within_max_drop"]["windows"]
-    critical = {"min_support": 0, "short_windows": [], "undecided": [], **goals["critical_beyond_max_drop"]}
+    critical = goals["critical_beyond_max_drop"]
     mark = {True: "met", False: "**not met**"}
     lines = [
         "# Drift validation: levels and the accuracy estimate on labelled shifts", "",
@@ -668,9 +673,9 @@ def validation_markdown(result: dict, image: str) -> str:
         lines.append(f"| {c['pool']} | {c['size']} | {c['shift']} | {c['windows']} | {c['rows_mean']} | "
                      f"{lv['none']}/{lv['warning']}/{lv['critical']} | {c['combined_mean']:.3f}, "
                      f"{c['combined_max']:.3f} | {c['bound_mean']:.3f} | {beyond} | {means} | {c['true_f1']:.3f} | "
-                     f"{c['true_drop']:+.3f}{f' ± {se:.3f}' if (se := c.get('true_drop_se')) else ''} | "
+                     f"{c['true_drop']:+.3f}{f' ± {se:.3f}' if (se := c['true_drop_se']) else ''} | "
                      f"{c['estimated_f1']:.3f} | {c['estimate_mae']:.3f} | {c['estimate_bias']:+.3f} | "
-                     f"{c.get('support_mean') or '-'} ({c.get('decidable', c['windows'])}) |")
+                     f"{c['support_mean'] or '-'} ({c['decidable']}) |")
     lines += ["", *estimate_parts_table(result["windows"]), "", *mean_shift_table(result["windows"]), "",
               f"![estimate against truth]({image})", ""]
     return "\n".join(lines)
